@@ -1,0 +1,42 @@
+# Two commands do everything (see README):
+#   make demo   set up .venv, then run the main job on the embedded default (DuckDB, SQLite, local lake)
+#   make test   set up .venv, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export GX_ANALYTICS_ENABLED := False
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+
+.PHONY: setup demo test lint bench airflow mlflow clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check incremental dags plugins tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/extract_bench.py
+	$(BIN)/python benchmarks/validate_bench.py
+	$(BIN)/python benchmarks/train_bench.py
+
+clean:
+	rm -rf var

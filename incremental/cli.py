@@ -1,0 +1,185 @@
+"""`incremental`: the command-line front on the pipeline (the Airflow DAGs are the other front).
+
+Every command reads the settings from the environment (see `incremental.config`), so the
+same command works on the embedded default and on PostgreSQL/an MLflow server.
+Exit codes: 0 done (an hour that was rejected by the gate is still "done"), 1 the hour was
+quarantined, 2 bad input or configuration (the message names what is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from incremental import lake
+from incremental.config import Settings, SettingsError, load_settings
+from incremental.warehouse import Warehouse
+
+EXIT_QUARANTINED = 1
+EXIT_BAD_INPUT = 2
+
+
+class Quarantined(Exception):
+    """An hour failed validation; the message says why and where the data went."""
+
+
+def _hour(text: str) -> datetime:
+    try:
+        return lake.parse_hour(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _hours(args: argparse.Namespace) -> list[datetime]:
+    end = args.end or args.start + lake.HOUR
+    if end <= args.start:
+        raise ValueError(f"--end {end:%Y-%m-%dT%H:00Z} must be after --start {args.start:%Y-%m-%dT%H:00Z}")
+    return lake.hours(args.start, end)
+
+
+def _print_json(payload: object) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+# --- data plane ---------------------------------------------------------------------------
+def cmd_warehouse_init(settings: Settings, args: argparse.Namespace) -> None:
+    warehouse = Warehouse(settings.warehouse_url)
+    warehouse.init_schema()
+    print(f"warehouse ready: {warehouse}")
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.simulate import simulate
+
+    summary = simulate(
+        Warehouse(settings.warehouse_url),
+        args.start,
+        args.end,
+        rate=args.rate,
+        seed=args.seed,
+        scenario=args.scenario,
+        faults=args.fault or (),
+        drift_at=args.drift_at,
+    )
+    _print_json(summary)
+
+
+def cmd_import_judgments(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.judgments import import_judgments
+
+    summary = import_judgments(
+        Warehouse(settings.warehouse_url),
+        args.path,
+        query_col=args.query_col,
+        title_col=args.title_col,
+        grade_col=args.grade_col,
+        encoding=args.encoding,
+        slice_by=args.slice_by,
+        start=args.start,
+        rate=args.rate,
+        seed=args.seed,
+    )
+    _print_json(summary)
+
+
+def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.extract import extract_hour
+
+    warehouse = Warehouse(settings.warehouse_url)
+    for hour in _hours(args):
+        manifest = extract_hour(warehouse, settings.lake, hour)
+        print(f"{hour:%Y-%m-%dT%H:00Z}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  "
+              f"{lake.partition_dir(settings.lake, hour)}")
+
+
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.validate import validate_hour
+
+    quarantined = []
+    for hour in _hours(args):
+        report = validate_hour(settings.lake, hour, settings.validation)
+        print(report.summary())
+        if report.status == "quarantined":
+            quarantined.append(f"{hour:%Y-%m-%dT%H:00Z}")
+    if quarantined:
+        raise Quarantined(f"quarantined: {', '.join(quarantined)}")
+
+
+def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
+    print(f"{'hour':<18} {'status':<12} {'rows':>8}  path")
+    for hour in _hours(args):
+        part = lake.partition(settings.lake, hour)
+        rows = part.manifest["rows"] if part.manifest else ""
+        print(f"{hour:%Y-%m-%dT%H:00Z}  {part.status:<12} {rows:>8}  {part.path or ''}")
+
+
+# --- the parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incremental", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[Settings, argparse.Namespace], None], help: str):
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    def interval(p: argparse.ArgumentParser, end_required: bool = False) -> None:
+        p.add_argument("--start", type=_hour, required=True, help="first hour, ISO UTC (e.g. 2026-01-01T05:00)")
+        p.add_argument("--end", type=_hour, required=end_required, help="end of the range, exclusive (default: start + 1h)")
+
+    p = sub.add_parser("warehouse", help="warehouse administration")
+    wsub = p.add_subparsers(dest="warehouse_command", required=True)
+    w = wsub.add_parser("init", help="create the tables (idempotent)")
+    w.set_defaults(handler=cmd_warehouse_init)
+
+    p = command("simulate", cmd_simulate, "write a synthetic catalogue and hourly traffic into the warehouse")
+    interval(p, end_required=True)
+    p.add_argument("--rate", type=int, default=5000, help="impressions per hour")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenario", choices=("steady", "drift"), default="steady")
+    p.add_argument("--drift-at", type=_hour, default=None, help="drift scenario: first drifted hour (default: midpoint)")
+    p.add_argument("--fault", action="append", metavar="KIND", help="inject bad input of this kind into every simulated hour")
+
+    p = command("import-judgments", cmd_import_judgments, "turn a relevance-judgment CSV into catalogue rows and impressions")
+    p.add_argument("path", type=Path)
+    p.add_argument("--query-col", required=True)
+    p.add_argument("--title-col", required=True)
+    p.add_argument("--grade-col", required=True)
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--slice-by", choices=("brand", "hash"), default="brand")
+    p.add_argument("--start", type=_hour, required=True)
+    p.add_argument("--rate", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("extract", cmd_extract, "extract hours from the warehouse into the lake")
+    interval(p)
+    p = command("validate", cmd_validate, "validate extracted hours (quarantine on critical failures)")
+    interval(p)
+    p = command("partitions", cmd_partitions, "list hours with their status")
+    interval(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        args.handler(settings, args)
+    except Quarantined as exc:
+        print(f"incremental: {exc}", file=sys.stderr)
+        return EXIT_QUARANTINED
+    except (SettingsError, ValueError, FileNotFoundError, lake.LakeError) as exc:
+        print(f"incremental: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Settings: one typed, frozen object built from the environment and a reviewed YAML file.
+
+Where things live comes from the environment (so Airflow connections, docker-compose and the
+CLI can point the same code at other storage); how the pipeline behaves (thresholds, training
+knobs) comes from `incremental.yaml`, reviewed like code. Every field has its default here;
+an unknown key in the YAML file is an error, never silently ignored.
+
+| variable | default |
+| --- | --- |
+| `INCREMENTAL_HOME` | `./var` |
+| `INCREMENTAL_WAREHOUSE_URL` | `duckdb:///$INCREMENTAL_HOME/warehouse.duckdb` (any SQLAlchemy URL) |
+| `INCREMENTAL_LAKE` | `$INCREMENTAL_HOME/lake` |
+| `INCREMENTAL_MLFLOW_URI` | `sqlite:///$INCREMENTAL_HOME/mlflow.db` (artifacts in `$INCREMENTAL_HOME/mlartifacts`) |
+| `INCREMENTAL_BASE_MODEL` | `minilm` (or `tiny`, or a local Hugging Face directory) |
+| `INCREMENTAL_MODEL_NAME` | `search-ranker` |
+| `INCREMENTAL_CONFIG` | `incremental.yaml` at the repository root, if present |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = REPO_ROOT / "incremental.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValidationSettings(_Section):
+    """Rules of the Great Expectations suite and the hour-over-hour drift checks."""
+
+    min_rows: int = 50  # an hour with fewer rows is quarantined (an outage, not a quiet hour)
+    allowed_lateness_hours: float = 48.0  # event_ts may be at most this much older than the interval
+    max_position: int = 100  # positions are 1-based ranks on a results page
+    max_query_chars: int = 200
+    max_title_chars: int = 2_000
+    # drift: compared with the statistics of earlier validated hours
+    drift_window_hours: int = 24  # how many earlier validated hours form the reference
+    drift_min_history: int = 3  # fewer earlier hours than this: drift checks are skipped
+    volume_ratio_warning: float = 3.0  # rows / reference median outside [1/x, x] -> warning
+    volume_ratio_critical: float = 20.0  # ... outside [1/x, x] -> quarantine
+    ctr_change_warning: float = 0.05  # |ctr - reference ctr| above this -> warning
+    ctr_change_critical: float = 0.30  # ... above this -> quarantine
+    category_shift_warning: float = 0.30  # total variation distance of the category mix -> warning
+    category_shift_critical: float = 0.90  # ... -> quarantine
+
+
+class TrainingSettings(_Section):
+    """The hourly update (and the bootstrap, which uses the same loop from the base weights)."""
+
+    seed: int = 13
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    learning_rate: float = 3e-5
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    max_steps: int = 150  # per hourly update
+    bootstrap_steps: int = 600  # for `incremental bootstrap` / full retrain
+    warmup_fraction: float = 0.1  # linear warm-up, then linear decay to zero
+    max_grad_norm: float = 1.0
+    l2sp_strength: float = 0.01  # pull toward the starting (champion) weights; 0 turns it off
+    replay_fraction: float = 0.3  # share of the training set drawn from earlier validated hours; 0 turns it off
+    replay_hours: int = 48  # how far back replay looks
+    holdout_fraction: float = 0.2  # by hash of session_id
+    eval_every: int = 50  # steps between holdout evaluations (early stopping)
+    early_stopping_patience: int = 2  # evaluations without improvement before stopping
+    checkpoint_every: int = 50  # steps between checkpoints
+    max_length: int = 128  # tokens per (query, product text) pair; batches are padded dynamically
+    bf16_autocast: bool = True  # on CUDA only
+
+
+class GateSettings(_Section):
+    """Promotion thresholds: value thresholds always, change thresholds against the champion."""
+
+    min_holdout_auc: float = 0.55
+    max_holdout_logloss: float = 0.69
+    max_anchor_auc_drop: float = 0.02
+    max_worst_category_auc_drop: float = 0.05
+    max_anchor_ndcg_drop: float = 0.03
+    max_holdout_auc_deficit: float = 0.01  # fresh holdout AUC may trail the champion's by at most this
+
+
+class Tuning(_Section):
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+
+
+class Settings(_Section):
+    home: Path
+    warehouse_url: str
+    lake: Path
+    mlflow_uri: str
+    mlflow_artifacts: Path
+    base_model: str = "minilm"
+    model_name: str = "search-ranker"
+    config_file: Path | None = None
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+
+    def with_training(self, **overrides: object) -> Settings:
+        """A copy with some training settings replaced (manual-run overrides), still validated."""
+        training = TrainingSettings(**{**self.training.model_dump(), **overrides})
+        return self.model_copy(update={"training": training})
+
+
+class SettingsError(ValueError):
+    """The configuration is wrong; the message names the key."""
+
+
+def load_tuning(path: Path | None) -> Tuning:
+    if path is None:
+        return Tuning()
+    if not path.is_file():
+        raise SettingsError(f"config file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: the top level must be a mapping of sections")
+    try:
+        return Tuning(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"{path}: {problems}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("INCREMENTAL_HOME", "var")).absolute()
+    config = env.get("INCREMENTAL_CONFIG")
+    config_file = Path(config) if config else (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+    tuning = load_tuning(config_file)
+    return Settings(
+        home=home,
+        warehouse_url=env.get("INCREMENTAL_WAREHOUSE_URL", f"duckdb:///{home / 'warehouse.duckdb'}"),
+        lake=Path(env.get("INCREMENTAL_LAKE", str(home / "lake"))).absolute(),
+        mlflow_uri=env.get("INCREMENTAL_MLFLOW_URI", f"sqlite:///{home / 'mlflow.db'}"),
+        mlflow_artifacts=home / "mlartifacts",
+        base_model=env.get("INCREMENTAL_BASE_MODEL", "minilm"),
+        model_name=env.get("INCREMENTAL_MODEL_NAME", "search-ranker"),
+        config_file=config_file,
+        validation=tuning.validation,
+        training=tuning.training,
+        gate=tuning.gate,
+    )

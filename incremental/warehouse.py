@@ -1,0 +1,162 @@
+"""The warehouse: any SQLAlchemy URL; DuckDB (the embedded default) and PostgreSQL get fast paths.
+
+SQL lives in `sql/*.sql` with `:name` parameters, always bound, never formatted into the text.
+DuckDB is driven through its own Python API (Arrow in and out, no row-by-row Python), since
+DuckDB allows one writing process per file; every connection here is short-lived. PostgreSQL
+uses psycopg 3 (COPY for loading). Any other SQLAlchemy dialect works through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def sql_text(name: str) -> str:
+    """The text of `sql/<name>.sql`."""
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def sql_statements(name: str) -> list[str]:
+    """The statements of a SQL file (comments dropped, split on `;`)."""
+    lines = [line.split("--", 1)[0] for line in sql_text(name).splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class Warehouse:
+    """A thin handle on the warehouse behind one SQLAlchemy URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._url = sa.engine.make_url(url)
+        self.backend = self._url.get_backend_name()  # "duckdb", "postgresql", ...
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self._url.render_as_string(hide_password=True)})"
+
+    @property
+    def duckdb_path(self) -> str:
+        return self._url.database or ":memory:"
+
+    @contextmanager
+    def _duckdb(self) -> Iterator[Any]:
+        import duckdb
+
+        path = self.duckdb_path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(path)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            yield con
+        finally:
+            con.close()
+
+    def _engine(self) -> sa.Engine:
+        url = self._url
+        if self.backend == "postgresql" and url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        return sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+    # --- schema -------------------------------------------------------------------------
+    def init_schema(self) -> None:
+        self.execute_file("schema")
+
+    def execute_file(self, name: str, params: Mapping[str, Any] | None = None) -> None:
+        statements = sql_statements(name)
+        if self.backend == "duckdb":
+            with self._duckdb() as con:
+                for statement in statements:
+                    con.execute(_duckdb_params(statement), dict(params or {}) or None)
+            return
+        engine = self._engine()
+        try:
+            with engine.begin() as conn:
+                for statement in statements:
+                    conn.execute(sa.text(statement), dict(params or {}))
+        finally:
+            engine.dispose()
+
+    # --- reading ------------------------------------------------------------------------
+    def query_arrow(self, name: str, params: Mapping[str, Any]) -> pa.Table:
+        """Run `sql/<name>.sql` with bound parameters; the result as an Arrow table."""
+        statement = sql_text(name)
+        if self.backend == "duckdb":
+            with self._duckdb() as con:
+                return con.execute(_duckdb_params(statement), dict(params)).fetch_arrow_table()
+        engine = self._engine()
+        try:
+            with engine.connect() as conn:
+                result = conn.execute(sa.text(statement), dict(params))
+                columns = list(result.keys())
+                rows = result.fetchall()
+        finally:
+            engine.dispose()
+        return pa.Table.from_pylist([dict(zip(columns, row, strict=True)) for row in rows]) if rows else (
+            pa.table({c: pa.array([], pa.null()) for c in columns})
+        )
+
+    def scalar(self, name: str, params: Mapping[str, Any]) -> Any:
+        table = self.query_arrow(name, params)
+        return table.column(0)[0].as_py()
+
+    # --- loading ------------------------------------------------------------------------
+    def insert(self, table_name: str, rows: pa.Table) -> int:
+        """Append rows (an Arrow table whose columns are named like the table's)."""
+        if table_name not in {"products", "search_impressions"}:
+            raise ValueError(f"unknown warehouse table {table_name!r}")
+        if rows.num_rows == 0:
+            return 0
+        columns = ", ".join(rows.column_names)
+        if self.backend == "duckdb":
+            with self._duckdb() as con:
+                con.register("incoming_rows", rows)
+                conflict = " ON CONFLICT DO NOTHING" if table_name == "products" else ""
+                con.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM incoming_rows{conflict}")
+                con.unregister("incoming_rows")
+            return rows.num_rows
+        engine = self._engine()
+        try:
+            if self.backend == "postgresql":
+                self._pg_copy(engine, table_name, rows)
+            else:
+                with engine.begin() as conn:
+                    conn.execute(sa.table(table_name, *map(sa.column, rows.column_names)).insert(), rows.to_pylist())
+        finally:
+            engine.dispose()
+        return rows.num_rows
+
+    @staticmethod
+    def _pg_copy(engine: sa.Engine, table_name: str, rows: pa.Table) -> None:
+        # COPY through a staging table, so products keep ON CONFLICT semantics and one
+        # transaction covers the whole load.
+        buffer = io.BytesIO()
+        pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+        columns = ", ".join(rows.column_names)
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.execute(f"CREATE TEMP TABLE incoming_rows (LIKE {table_name}) ON COMMIT DROP")
+                with cur.copy(f"COPY incoming_rows ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+                    copy.write(buffer.getvalue())
+                conflict = " ON CONFLICT DO NOTHING" if table_name == "products" else ""
+                cur.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM incoming_rows{conflict}")
+            raw.commit()
+        finally:
+            raw.close()
+
+
+def _duckdb_params(statement: str) -> str:
+    """`:name` (SQLAlchemy style, used in sql/) -> `$name` (DuckDB's named parameters)."""
+    return _PARAM.sub(r"$\1", statement)

@@ -1,0 +1,70 @@
+"""Shared fixtures: a private INCREMENTAL_HOME per test, and the real PostgreSQL when reachable.
+
+Tests that need PostgreSQL skip when it is not reachable, except where INCREMENTAL_REQUIRE_SERVICES=1
+(set by .ci/run): there a missing service is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from incremental.config import Settings, load_settings
+
+POSTGRES_ADMIN_URL = os.environ.get("INCREMENTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _require_services() -> bool:
+    return os.environ.get("INCREMENTAL_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh INCREMENTAL_HOME; every setting that depends on it follows."""
+    home = tmp_path / "var"
+    monkeypatch.setenv("INCREMENTAL_HOME", str(home))
+    for name in ("INCREMENTAL_WAREHOUSE_URL", "INCREMENTAL_LAKE", "INCREMENTAL_MLFLOW_URI", "INCREMENTAL_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("INCREMENTAL_BASE_MODEL", "tiny")
+    return home
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The admin URL of a reachable PostgreSQL, or skip (fail under INCREMENTAL_REQUIRE_SERVICES=1)."""
+    import psycopg
+
+    conninfo = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        psycopg.connect(conninfo, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}"
+        if _require_services():
+            pytest.fail(message + " (INCREMENTAL_REQUIRE_SERVICES=1: services are required)")
+        pytest.skip(message)
+    yield conninfo
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A throw-away database on the real PostgreSQL, dropped afterwards."""
+    import psycopg
+
+    name = f"incremental_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_server.rsplit("/", 1)[0]
+    try:
+        yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
