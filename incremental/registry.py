@@ -1,0 +1,278 @@
+"""The MLflow model registry workflow: every candidate a version, the champion an alias.
+
+- Every candidate is registered as a version of `settings.model_name` and tagged with its
+  decision, reasons, interval, parent version, data hash, key metrics and Airflow run id, so a
+  reviewer in the MLflow UI sees rejected candidates too.
+- Promotion is compare-and-set: the alias `champion` moves to an approved candidate only if it
+  still points at the version the candidate was trained from; otherwise the candidate is
+  rejected as stale. MLflow has no atomic alias update, so the read-compare-write runs under an
+  exclusive file lock in INCREMENTAL_HOME (a shared volume in the compose stack).
+- Idempotent: (interval, parent version, data hash) names a candidate; registering the same
+  key again returns the existing version.
+- A person can promote a rejected version or roll back, with a reason; both are recorded as tags.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from incremental import tracking
+from incremental.config import Settings
+
+ALIAS = tracking.CHAMPION_ALIAS
+BASE = "base"  # the parent "version" of a model trained from the base weights
+KEY_METRICS = ("holdout_auc", "holdout_logloss", "anchor_auc", "anchor_ndcg@10", "worst_category_auc")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot be done as asked; the message says why."""
+
+
+def candidate_key(interval_start: datetime, parent_version: str | None, data_hash: str) -> str:
+    """The idempotency key of a candidate: the same inputs never make a second version."""
+    raw = f"{interval_start.isoformat()}|{parent_version or BASE}|{data_hash}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _registry_lock(settings: Settings) -> Iterator[None]:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / "registry.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ensure_model(client: mlflow.MlflowClient, name: str) -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            client.create_registered_model(
+                name, description="Search ranker cross-encoder; alias `champion` is what production serves."
+            )
+        except MlflowException as again:  # created concurrently
+            if again.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+
+def find_by_key(settings: Settings, key: str) -> ModelVersion | None:
+    client = tracking.configure(settings)
+    found = client.search_model_versions(f"name = '{settings.model_name}' and tags.candidate_key = '{key}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _periods(version: ModelVersion) -> list[list[str | None]]:
+    return json.loads(version.tags.get("champion_periods", "[]"))
+
+
+def _move_champion(client: mlflow.MlflowClient, name: str, to_version: str, when: str) -> str | None:
+    """Point the alias at `to_version`, closing the old champion's period and opening the new one."""
+    current = tracking.champion_version(client, name)
+    if current == to_version:
+        return current
+    if current is not None:
+        old = client.get_model_version(name, current)
+        periods = _periods(old)
+        if periods and periods[-1][1] is None:
+            periods[-1][1] = when
+        client.set_model_version_tag(name, current, "champion_periods", json.dumps(periods))
+    new = client.get_model_version(name, to_version)
+    client.set_model_version_tag(name, to_version, "champion_periods", json.dumps([*_periods(new), [when, None]]))
+    client.set_registered_model_alias(name, ALIAS, to_version)
+    return current
+
+
+def register_candidate(
+    settings: Settings,
+    *,
+    model_uri: str,
+    run_id: str,
+    interval_start: datetime,
+    interval_end: datetime,
+    parent_version: str | None,
+    data_hash: str,
+    approved: bool,
+    reasons: list[str],
+    metrics: dict[str, float],
+    airflow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Register the candidate (or find it again) and, if approved, promote it compare-and-set.
+
+    Returns {"version", "decision", "reasons", "champion", "reused"}.
+    """
+    client = tracking.configure(settings)
+    name = settings.model_name
+    key = candidate_key(interval_start, parent_version, data_hash)
+    with _registry_lock(settings):
+        existing = find_by_key(settings, key)
+        if existing is not None:
+            return {
+                "version": str(existing.version),
+                "decision": existing.tags.get("decision"),
+                "reasons": json.loads(existing.tags.get("reasons", "[]")),
+                "champion": tracking.champion_version(client, name),
+                "reused": True,
+            }
+        decision, reasons = ("approved" if approved else "rejected"), list(reasons)
+        champion_now = tracking.champion_version(client, name)
+        if approved and champion_now != parent_version:
+            decision = "rejected"
+            reasons.append(
+                f"stale: trained from version {parent_version or BASE} but the champion is now "
+                f"{champion_now or 'none'}; retrain from the current champion"
+            )
+        _ensure_model(client, name)
+        tags = {
+            "candidate_key": key,
+            "decision": decision,
+            "reasons": json.dumps(reasons),
+            "interval": f"{interval_start:%Y-%m-%dT%H:%MZ}/{interval_end:%Y-%m-%dT%H:%MZ}",
+            "interval_start": interval_start.isoformat(),
+            "parent_version": parent_version or BASE,
+            "data_hash": data_hash,
+            "airflow_run_id": airflow_run_id or "",
+            "registered_at": _now(),
+            **{k: f"{v:.6g}" for k, v in metrics.items() if k in KEY_METRICS},
+        }
+        version = mlflow.register_model(model_uri, name, tags=tags).version
+        version = str(version)
+        client.update_model_version(name, version, description=_description(decision, reasons, tags))
+        if decision == "approved":
+            _move_champion(client, name, version, _now())
+        return {
+            "version": version,
+            "decision": decision,
+            "reasons": reasons,
+            "champion": tracking.champion_version(client, name),
+            "reused": False,
+        }
+
+
+def _description(decision: str, reasons: list[str], tags: dict[str, str]) -> str:
+    lines = [f"**{decision.upper()}** for {tags['interval']} (parent {tags['parent_version']})", ""]
+    lines += [f"- {reason}" for reason in reasons]
+    return "\n".join(lines)
+
+
+def promote(settings: Settings, version: str, reason: str, who: str | None = None) -> dict[str, Any]:
+    """A person overrides the gate: `version` becomes champion, with the reason recorded."""
+    if not reason.strip():
+        raise RegistryError("a manual promotion needs a reason")
+    client = tracking.configure(settings)
+    name = settings.model_name
+    with _registry_lock(settings):
+        try:
+            mv = client.get_model_version(name, str(version))
+        except MlflowException:
+            raise RegistryError(f"{name} has no version {version}") from None
+        when = _now()
+        version = str(mv.version)
+        previous = _move_champion(client, name, version, when)
+        for key, value in {
+            "override": "promoted",
+            "override_reason": reason,
+            "override_by": who or getpass.getuser(),
+            "override_at": when,
+        }.items():
+            client.set_model_version_tag(name, version, key, value)
+    return {"champion": version, "previous": previous, "reason": reason}
+
+
+def rollback(settings: Settings, reason: str, to: str | None = None, who: str | None = None) -> dict[str, Any]:
+    """Make an earlier champion the champion again (default: the one before the current)."""
+    if not reason.strip():
+        raise RegistryError("a rollback needs a reason")
+    client = tracking.configure(settings)
+    name = settings.model_name
+    with _registry_lock(settings):
+        current = tracking.champion_version(client, name)
+        if to is None:
+            earlier = [
+                (periods[-1][1], str(v.version))
+                for v in client.search_model_versions(f"name = '{name}'")
+                if str(v.version) != current and (periods := _periods(v)) and periods[-1][1] is not None
+            ]
+            if not earlier:
+                raise RegistryError(f"{name} has no earlier champion to roll back to")
+            to = max(earlier)[1]
+        try:
+            client.get_model_version(name, str(to))
+        except MlflowException:
+            raise RegistryError(f"{name} has no version {to}") from None
+        when = _now()
+        _move_champion(client, name, str(to), when)
+        for key, value in {"rollback_reason": reason, "rollback_by": who or getpass.getuser(), "rollback_at": when,
+                           "rollback_from": current or ""}.items():
+            client.set_model_version_tag(name, str(to), key, value)
+    return {"champion": str(to), "previous": current, "reason": reason}
+
+
+def history(settings: Settings) -> list[dict[str, Any]]:
+    """Every version, oldest first, with its decision, interval, key metrics and champion periods."""
+    client = tracking.configure(settings)
+    name = settings.model_name
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return []
+    current = tracking.champion_version(client, name)
+    rows = []
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        tags = v.tags
+        rows.append({
+            "version": str(v.version),
+            "champion": str(v.version) == current,
+            "decision": tags.get("decision", ""),
+            "override": tags.get("override", "") or ("rollback" if tags.get("rollback_reason") else ""),
+            "interval": tags.get("interval", ""),
+            "parent": tags.get("parent_version", ""),
+            **{k: tags.get(k, "") for k in KEY_METRICS},
+            "champion_periods": _periods(v),
+            "reasons": json.loads(tags.get("reasons", "[]")),
+        })
+    return rows
+
+
+def format_history(rows: list[dict[str, Any]]) -> str:
+    from tabulate import tabulate
+
+    def periods(p: list[list[str | None]]) -> str:
+        return "; ".join(f"{a[5:16]}..{(b or 'now')[5:16]}" for a, b in p)
+
+    table = [
+        [
+            ("* " if r["champion"] else "  ") + str(r["version"]),
+            r["decision"] + (f" ({r['override']})" if r["override"] else ""),
+            r["interval"],
+            r["parent"],
+            r["holdout_auc"],
+            r["anchor_auc"],
+            r["worst_category_auc"],
+            periods(r["champion_periods"]),
+            " | ".join(r["reasons"])[:110],
+        ]
+        for r in rows
+    ]
+    headers = ["version", "decision", "interval", "parent", "holdout AUC", "anchor AUC", "worst cat AUC",
+               "champion (UTC)", "reasons"]
+    return tabulate(table, headers=headers, tablefmt="simple") if rows else "no model versions registered yet"

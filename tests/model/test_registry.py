@@ -1,0 +1,86 @@
+"""The registry workflow on a real SQLite-backed MLflow: CAS promotion, idempotency, promote, rollback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import mlflow
+import pytest
+
+from incremental import registry, tracking
+from incremental.config import Settings
+
+H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
+
+
+class Constant(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [0.5] * len(model_input)
+
+
+def log_run(settings: Settings) -> tuple[str, str]:
+    tracking.get_or_create_experiment(settings)
+    mlflow.set_experiment(tracking.UPDATES_EXPERIMENT)
+    with mlflow.start_run() as run:
+        mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=["mlflow"])
+    return run.info.run_id, f"runs:/{run.info.run_id}/model"
+
+
+def candidate(settings: Settings, hour: int, parent: str | None, approved: bool = True, data_hash: str = "d"):
+    run_id, uri = log_run(settings)
+    start = H0 + timedelta(hours=hour)
+    return registry.register_candidate(
+        settings, model_uri=uri, run_id=run_id, interval_start=start, interval_end=start + timedelta(hours=1),
+        parent_version=parent, data_hash=f"{data_hash}{hour}", approved=approved,
+        reasons=["all checks passed"] if approved else ["anchor AUC dropped 0.08 > 0.02"],
+        metrics={"holdout_auc": 0.71, "anchor_auc": 0.69}, airflow_run_id="manual__x",
+    )
+
+
+def test_compare_and_set_idempotency_promote_and_rollback(settings: Settings) -> None:
+    first = candidate(settings, 0, None)
+    assert first == {"version": "1", "decision": "approved", "reasons": ["all checks passed"], "champion": "1",
+                     "reused": False}
+
+    # two candidates trained from the same parent: only the first can become champion
+    a = candidate(settings, 1, "1")
+    b = candidate(settings, 1, "1", data_hash="other")
+    assert a["decision"] == "approved" and a["champion"] == "2"
+    assert b["decision"] == "rejected" and b["champion"] == "2"
+    assert any(r.startswith("stale: trained from version 1 but the champion is now 2") for r in b["reasons"])
+
+    # the same (interval, parent, data hash) again: the existing version, no new one
+    again = candidate(settings, 1, "1")
+    assert again["reused"] and again["version"] == "2"
+    assert len(registry.history(settings)) == 3
+
+    rejected = candidate(settings, 2, "2", approved=False)
+    assert rejected["decision"] == "rejected" and rejected["champion"] == "2"
+
+    rolled = registry.rollback(settings, reason="bad clicks upstream")
+    assert rolled == {"champion": "1", "previous": "2", "reason": "bad clicks upstream"}
+    assert tracking.champion(settings)[0] == "1"
+
+    promoted = registry.promote(settings, rejected["version"], reason="reviewed: anchor drop is a seasonal shift", who="ana")
+    assert promoted["champion"] == "4" and promoted["previous"] == "1"
+    client = tracking.configure(settings)
+    tags = client.get_model_version(settings.model_name, "4").tags
+    assert tags["override_reason"] == "reviewed: anchor drop is a seasonal shift" and tags["override_by"] == "ana"
+    assert tags["decision"] == "rejected"  # the gate's verdict stays on record beside the override
+
+    rows = {r["version"]: r for r in registry.history(settings)}
+    assert rows["4"]["champion"] and not rows["1"]["champion"]
+    assert len(rows["1"]["champion_periods"]) == 2  # champion, replaced, champion again after the rollback, replaced
+    assert all(p[1] is not None for p in rows["1"]["champion_periods"])
+    table = registry.format_history(registry.history(settings))
+    assert "stale" in table and "approved" in table
+
+
+def test_overrides_need_reasons(settings: Settings) -> None:
+    candidate(settings, 0, None)
+    with pytest.raises(registry.RegistryError, match="needs a reason"):
+        registry.promote(settings, "1", reason=" ")
+    with pytest.raises(registry.RegistryError, match="no earlier champion"):
+        registry.rollback(settings, reason="x")
+    with pytest.raises(registry.RegistryError, match="no version 9"):
+        registry.promote(settings, "9", reason="x")
