@@ -118,6 +118,74 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
         print(f"{hour:%Y-%m-%dT%H:00Z}  {part.status:<12} {rows:>8}  {part.path or ''}")
 
 
+# --- model plane --------------------------------------------------------------------------
+def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.pipeline import train_step
+
+    result = train_step(settings, args.start)
+    if result.get("reused_version"):
+        print(f"hour already processed: version {result['reused_version']} (MLflow run {result['run_id']})")
+        return
+    print(f"MLflow run {result['run_id']}")
+    print(f"candidate  {result['model_uri']}  (Hugging Face directory: {result['candidate_dir']})")
+    print(f"parent     {result['parent_version'] or 'base weights'}; holdout {result['holdout_path']}")
+
+
+def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.pipeline import full_retrain
+
+    _print_decision(full_retrain(settings, args.start, args.end, anchor_size=args.anchor_size))
+
+
+def cmd_benchmark_freeze(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.pipeline import freeze_anchor
+
+    _print_json(freeze_anchor(settings, args.start, args.end, args.size, args.reason, refresh=args.refresh))
+
+
+def cmd_benchmark_show(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental import anchor
+
+    print(anchor.show(settings.lake))
+
+
+def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.pipeline import run_hour
+
+    for hour in _hours(args):
+        result = run_hour(settings, hour, force_promote_reason=args.force_promote, dry_run=args.dry_run)
+        if result["status"] == "quarantined":
+            print(f"{result['hour']}  QUARANTINED: not trained\n{result['summary']}")
+            raise Quarantined(f"hour {result['hour']} was quarantined; data kept at {result['path']}")
+        _print_decision(result)
+
+
+def _print_decision(result: dict) -> None:
+    reused = " (already processed: existing version)" if result.get("reused") else ""
+    print(f"{result['hour']}  {str(result['decision']).upper()}  version {result['version']}{reused}  "
+          f"champion {result.get('champion')}")
+    for reason in result.get("reasons", []):
+        print(f"    - {reason}")
+
+
+def cmd_promote(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental import registry
+
+    _print_json(registry.promote(settings, args.version, args.reason))
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental import registry
+
+    _print_json(registry.rollback(settings, args.reason, to=args.to))
+
+
+def cmd_history(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental import registry
+
+    print(registry.format_history(registry.history(settings)))
+
+
 # --- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incremental", description=__doc__.split("\n")[0])
@@ -163,7 +231,49 @@ def build_parser() -> argparse.ArgumentParser:
     interval(p)
     p = command("partitions", cmd_partitions, "list hours with their status")
     interval(p)
+
+    p = command("train", cmd_train, "update the champion on one validated hour (prints the MLflow run and the candidate)")
+    p.add_argument("--start", type=_hour, required=True)
+    p = command("bootstrap", cmd_bootstrap, "train from the base weights on a window of validated hours, through the gate")
+    interval(p, end_required=True)
+    p.add_argument("--anchor-size", type=int, default=4000, help="rows of the anchor set frozen if none exists yet")
+    p = command("run-hour", cmd_run_hour, "extract -> validate -> train -> evaluate -> register/reject, for each hour")
+    interval(p)
+    p.add_argument("--force-promote", metavar="REASON", help="promote even if the gate rejects (recorded)")
+    p.add_argument("--dry-run", action="store_true", help="decide but register nothing")
+
+    p = sub.add_parser("benchmark", help="the frozen anchor set (the forgetting benchmark)")
+    bsub = p.add_subparsers(dest="benchmark_command", required=True)
+    b = bsub.add_parser("freeze", help="freeze a stratified sample of validated hours as the anchor set")
+    interval(b, end_required=True)
+    b.add_argument("--size", type=int, default=4000)
+    b.add_argument("--reason", default="", help="why (recorded)")
+    b.add_argument("--refresh", action="store_true", help="replace the existing anchor (it is kept in history)")
+    b.set_defaults(handler=cmd_benchmark_freeze)
+    b = bsub.add_parser("show", help="what the anchor set holds")
+    b.set_defaults(handler=cmd_benchmark_show)
+
+    p = command("promote", cmd_promote, "a person promotes a version to champion (overrides the gate; recorded)")
+    p.add_argument("--version", required=True)
+    p.add_argument("--reason", required=True)
+    p = command("rollback", cmd_rollback, "make an earlier champion the champion again (recorded)")
+    p.add_argument("--to", help="version (default: the previous champion)")
+    p.add_argument("--reason", required=True)
+    command("history", cmd_history, "versions with decision, interval, key metrics and champion periods")
     return parser
+
+
+def _domain_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean "this input cannot be processed as asked" (exit 2 with the message)."""
+    from incremental.anchor import AnchorError
+    from incremental.judgments import JudgmentsError
+    from incremental.pipeline import PipelineError
+    from incremental.registry import RegistryError
+    from incremental.simulate import SimulationError
+    from incremental.train import TrainingError
+    from incremental.validate import ValidationError
+
+    return AnchorError, JudgmentsError, PipelineError, RegistryError, SimulationError, TrainingError, ValidationError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Quarantined as exc:
         print(f"incremental: {exc}", file=sys.stderr)
         return EXIT_QUARANTINED
-    except (SettingsError, ValueError, FileNotFoundError, lake.LakeError) as exc:
+    except (SettingsError, ValueError, FileNotFoundError, lake.LakeError, *_domain_errors()) as exc:
         print(f"incremental: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0

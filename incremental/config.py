@@ -77,14 +77,23 @@ class TrainingSettings(_Section):
 
 
 class GateSettings(_Section):
-    """Promotion thresholds: value thresholds always, change thresholds against the champion."""
+    """Promotion thresholds: value thresholds always, change thresholds against the champion.
 
-    min_holdout_auc: float = 0.55
-    max_holdout_logloss: float = 0.69
-    max_anchor_auc_drop: float = 0.02
-    max_worst_category_auc_drop: float = 0.05
-    max_anchor_ndcg_drop: float = 0.03
-    max_holdout_auc_deficit: float = 0.01  # fresh holdout AUC may trail the champion's by at most this
+    Read by `incremental.gate.decide`; a drop is champion minus candidate (positive = worse).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a nan/inf threshold means nothing
+
+    # value thresholds (every candidate, the first one included)
+    min_holdout_auc: float = Field(0.55, ge=0.0, le=1.0)  # fresh holdout ROC AUC must be at least this
+    max_holdout_logloss: float = Field(0.69, gt=0.0)  # fresh holdout log loss at most this (ln 2 = 0.693: a coin)
+    min_holdout_rows: int = Field(1, ge=1)  # a holdout with fewer rows rejects (an empty one always does)
+    # change thresholds (only when there is a champion to compare with)
+    max_anchor_auc_drop: float = Field(0.02, ge=0.0)  # anchor AUC may fall at most this below the champion's
+    max_worst_category_auc_drop: float = Field(0.05, ge=0.0)  # ... and in the worst category at most this
+    min_category_rows: int = Field(30, ge=1)  # anchor categories with fewer rows are too noisy for that check
+    max_anchor_ndcg_drop: float = Field(0.03, ge=0.0)  # anchor NDCG@10 may fall at most this
+    max_holdout_auc_deficit: float = Field(0.01, ge=0.0)  # fresh holdout AUC may trail the champion's by at most this
 
 
 class Tuning(_Section):

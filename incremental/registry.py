@@ -33,6 +33,7 @@ from incremental.config import Settings
 ALIAS = tracking.CHAMPION_ALIAS
 BASE = "base"  # the parent "version" of a model trained from the base weights
 KEY_METRICS = ("holdout_auc", "holdout_logloss", "anchor_auc", "anchor_ndcg@10", "worst_category_auc")
+TAG_NAMES = {k: k.replace("@", "_at_") for k in KEY_METRICS}  # MLflow tag names cannot hold "@"
 
 
 class RegistryError(RuntimeError):
@@ -81,6 +82,21 @@ def find_by_key(settings: Settings, key: str) -> ModelVersion | None:
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+def find_processed(settings: Settings, interval_start: datetime, partition_sha256: str) -> ModelVersion | None:
+    """The version an hourly run already made from this very partition, if any (reprocessing reuses it)."""
+    client = tracking.configure(settings)
+    try:
+        found = client.search_model_versions(
+            f"name = '{settings.model_name}' and tags.interval_start = '{interval_start.isoformat()}'"
+            f" and tags.partition_sha256 = '{partition_sha256}'"
+        )
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
 def _periods(version: ModelVersion) -> list[list[str | None]]:
     return json.loads(version.tags.get("champion_periods", "[]"))
 
@@ -115,6 +131,8 @@ def register_candidate(
     reasons: list[str],
     metrics: dict[str, float],
     airflow_run_id: str | None = None,
+    partition_sha256: str | None = None,
+    anchor_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Register the candidate (or find it again) and, if approved, promote it compare-and-set.
 
@@ -151,8 +169,10 @@ def register_candidate(
             "parent_version": parent_version or BASE,
             "data_hash": data_hash,
             "airflow_run_id": airflow_run_id or "",
+            "partition_sha256": partition_sha256 or "",
+            "anchor_sha256": anchor_sha256 or "",
             "registered_at": _now(),
-            **{k: f"{v:.6g}" for k, v in metrics.items() if k in KEY_METRICS},
+            **{k.replace("@", "_at_"): f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
         }
         version = mlflow.register_model(model_uri, name, tags=tags).version
         version = str(version)
@@ -246,7 +266,7 @@ def history(settings: Settings) -> list[dict[str, Any]]:
             "override": tags.get("override", "") or ("rollback" if tags.get("rollback_reason") else ""),
             "interval": tags.get("interval", ""),
             "parent": tags.get("parent_version", ""),
-            **{k: tags.get(k, "") for k in KEY_METRICS},
+            **{k: tags.get(TAG_NAMES[k], "") for k in KEY_METRICS},
             "champion_periods": _periods(v),
             "reasons": json.loads(tags.get("reasons", "[]")),
         })

@@ -73,20 +73,26 @@ class Warehouse:
     def init_schema(self) -> None:
         self.execute_file("schema")
 
-    def execute_file(self, name: str, params: Mapping[str, Any] | None = None) -> None:
+    def execute_file(self, name: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run the statements of `sql/<name>.sql` in one transaction; returns the rows the last one changed."""
         statements = sql_statements(name)
+        changed = 0
         if self.backend == "duckdb":
             with self._duckdb() as con:
+                con.execute("BEGIN")
                 for statement in statements:
-                    con.execute(_duckdb_params(statement), dict(params or {}) or None)
-            return
+                    row = con.execute(_duckdb_params(statement), dict(params or {}) or None).fetchone()
+                    changed = int(row[0]) if row and isinstance(row[0], int) else 0
+                con.execute("COMMIT")
+            return changed
         engine = self._engine()
         try:
             with engine.begin() as conn:
                 for statement in statements:
-                    conn.execute(sa.text(statement), dict(params or {}))
+                    changed = conn.execute(sa.text(statement), dict(params or {})).rowcount or 0
         finally:
             engine.dispose()
+        return int(changed)
 
     # --- reading ------------------------------------------------------------------------
     def query_arrow(self, name: str, params: Mapping[str, Any]) -> pa.Table:

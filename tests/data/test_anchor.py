@@ -1,0 +1,171 @@
+"""The frozen anchor: stratified, content-hashed, refreshed only on purpose; the score cache."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from incremental import anchor, lake
+
+H0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+# rows per (hour offset, category); hour 2 is extracted but not validated, hour 4 is missing
+LAYOUT = {
+    0: {"books": 60, "toys": 30, "garden": 10},
+    1: {"books": 40, "toys": 50, "music": 1},
+    3: {"books": 20, "garden": 29},
+}
+
+
+def write_hour(root: Path, start: datetime, per_category: dict[str, int], validated: bool = True) -> str:
+    rows = [(cat, i) for cat, n in per_category.items() for i in range(n)]
+    n = len(rows)
+    ts = [start + timedelta(seconds=i) for i in range(n)]
+    table = pa.table(
+        {
+            "event_id": [f"{start:%H}-{cat}-{i}" for cat, i in rows],
+            "event_ts": ts,
+            "ingested_at": ts,
+            "session_id": [f"s{i % 7}" for i in range(n)],
+            "user_id": [f"u{i % 5}" for i in range(n)],
+            "query": [f"q{i % 3}" for i in range(n)],
+            "product_id": [f"p{i}" for i in range(n)],
+            "position": [i % 10 + 1 for i in range(n)],
+            "clicked": [int(i % 4 == 0) for i in range(n)],
+            "title": [f"title {i}" for i in range(n)],
+            "brand": ["acme"] * n,
+            "category": [cat for cat, _ in rows],
+            "price": [9.99] * n,
+        },
+        schema=lake.SEARCH_LOG_SCHEMA,
+    )
+    folder = lake.partition_dir(root, start)
+    lake.write_parquet_atomic(folder / lake.DATA_FILE, table)
+    sha = lake.sha256_file(folder / lake.DATA_FILE)
+    lake.atomic_write_json(folder / lake.MANIFEST_FILE, {"sha256": sha, "rows": n})
+    if validated:
+        lake.atomic_write_json(folder / lake.VALIDATION_FILE, {"sha256": sha, "status": "validated"})
+    return sha
+
+
+@pytest.fixture
+def lake_root(tmp_path: Path) -> Path:
+    root = tmp_path / "lake"
+    for offset, cats in LAYOUT.items():
+        write_hour(root, H0 + offset * HOUR, cats)
+    write_hour(root, H0 + 2 * HOUR, {"books": 500}, validated=False)
+    return root
+
+
+def iso(offset: int) -> str:
+    return f"{H0 + offset * HOUR:%Y-%m-%dT%H:00:00Z}"
+
+
+def test_freeze_stratifies_by_hour_and_category(lake_root: Path) -> None:
+    total = sum(sum(c.values()) for c in LAYOUT.values())  # 240
+    info = anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=48, seed=1, reason="first anchor")
+    frame, loaded = anchor.load(lake_root)
+    assert loaded == info and len(frame) == info.rows == 48
+    assert list(frame.columns) == anchor.ANCHOR_SCHEMA.names
+    # only validated hours: hour 2 (extracted) and hour 4 (missing) are skipped and said so
+    assert set(info.source_hours) == {iso(0), iso(1), iso(3)}
+    assert info.skipped_hours == {iso(2): "extracted", iso(4): "missing"}
+    assert info.source_hours[iso(0)] == lake.partition(lake_root, H0).manifest["sha256"]
+    counts = frame.groupby([frame.source_hour.dt.strftime("%Y-%m-%dT%H:00:00Z"), "category"]).size().to_dict()
+    for offset, cats in LAYOUT.items():
+        for cat, n in cats.items():
+            got = counts.get((iso(offset), cat), 0)
+            assert got >= 1, (offset, cat)  # every non-empty stratum is represented
+            assert abs(got - 48 * n / total) <= 1.0, (offset, cat, got)  # proportional
+    assert counts[(iso(1), "music")] == 1  # the one-row stratum made it in
+    # quotas x0.2: 12 6 2 / 8 10 0.2 / 4 5.8; music is raised to 1, which leaves no room to round 5.8 up
+    assert info.per_hour == {iso(0): 20, iso(1): 19, iso(3): 9}
+    assert sum(info.per_category.values()) == 48 and set(info.per_category) == {"books", "toys", "garden", "music"}
+    assert info.available_per_hour[iso(0)] == 100
+    # rows really come from the stratum they claim
+    assert (frame.event_id.str[:2] == frame.source_hour.dt.strftime("%H")).all()
+    text = anchor.show(lake_root)
+    assert info.sha256 in text and "music" in text and iso(3) in text and "first anchor" in text
+
+
+def test_allocation_edge_cases() -> None:
+    assert anchor.allocate({"a": 5, "b": 5}, 100) == {"a": 5, "b": 5}
+    assert anchor.allocate({"a": 90, "b": 9, "c": 1}, 10) == {"a": 8, "b": 1, "c": 1}
+    assert anchor.allocate({"a": 9, "b": 5, "c": 1, "d": 0}, 2) == {"a": 1, "b": 1, "c": 0}
+    alloc = anchor.allocate({i: n for i, n in enumerate([1] * 30 + [1000])}, 40)
+    assert sum(alloc.values()) == 40 and all(v >= 1 for v in alloc.values())
+
+
+def test_hash_is_stable_for_the_same_inputs(lake_root: Path, tmp_path: Path) -> None:
+    first = anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=48, seed=1)
+    twin = tmp_path / "twin"
+    for offset, cats in LAYOUT.items():
+        write_hour(twin, H0 + offset * HOUR, cats)
+    second = anchor.freeze(twin, H0, H0 + 5 * HOUR, size=48, seed=1, reason="elsewhere")
+    assert second.sha256 == first.sha256
+    other_seed = anchor.freeze(twin, H0, H0 + 5 * HOUR, size=48, seed=2, refresh=True)
+    assert other_seed.sha256 != first.sha256
+    # a changed anchor file is caught
+    path = anchor.anchor_dir(lake_root) / anchor.ANCHOR_FILE
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(anchor.AnchorError, match="changed"):
+        anchor.load(lake_root)
+
+
+def test_refresh_requires_the_flag_and_keeps_history(lake_root: Path) -> None:
+    old = anchor.freeze(lake_root, H0, H0 + 2 * HOUR, size=30, reason="bootstrap")
+    with pytest.raises(anchor.AnchorExistsError, match="refresh=True"):
+        anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=40)
+    assert anchor.load(lake_root)[1] == old  # untouched
+    new = anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=40, reason="new categories", refresh=True)
+    assert new.sha256 != old.sha256 and new.previous_sha256 == old.sha256
+    folder = anchor.anchor_dir(lake_root)
+    kept = folder / f"anchor-{old.sha12}.parquet"
+    assert lake.sha256_file(kept) == old.sha256  # the old anchor is still there, intact
+    (record,) = anchor.history(lake_root)
+    assert record["sha256"] == old.sha256 and record["reason"] == "bootstrap"
+    assert record["replaced_because"] == "new categories" and record["archived_file"] == kept.name
+    assert json.loads((folder / anchor.INFO_FILE).read_text())["sha256"] == new.sha256
+    assert anchor.load(lake_root)[1] == new
+    assert old.sha12 in anchor.show(lake_root) and "new categories" in anchor.show(lake_root)
+    anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=45, refresh=True)
+    assert [r["sha256"] for r in anchor.history(lake_root)] == [old.sha256, new.sha256]
+    assert (folder / f"anchor-{new.sha12}.parquet").is_file() and kept.is_file()
+
+
+def test_freeze_needs_a_validated_hour(tmp_path: Path) -> None:
+    with pytest.raises(anchor.AnchorError, match="no validated hour"):
+        anchor.freeze(tmp_path / "lake", H0, H0 + 3 * HOUR, size=10)
+
+
+def test_cache_computes_once_per_version_and_anchor(lake_root: Path) -> None:
+    info = anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=48)
+    calls: list[str] = []
+
+    def compute(version: str):
+        def run() -> np.ndarray:
+            calls.append(version)
+            return np.linspace(0, 1, info.rows)
+        return run
+
+    first = anchor.cached_scores(lake_root, "3", info.sha256, compute("3"), rows=info.rows)
+    again = anchor.cached_scores(lake_root, "3", info.sha256, compute("3"), rows=info.rows)
+    np.testing.assert_array_equal(first, again)
+    assert calls == ["3"]
+    assert (anchor.anchor_dir(lake_root) / "scores" / info.sha12 / "v3.npy").is_file()
+    anchor.cached_scores(lake_root, "4", info.sha256, compute("4"))
+    anchor.cached_scores(lake_root, "3", "f" * 64, compute("3b"))  # another anchor: another entry
+    assert calls == ["3", "4", "3b"]
+    # a plain cache folder is used as is
+    cache = lake_root.parent / "cache"
+    anchor.cached_scores(cache, "v5", info.sha256, compute("5"))
+    assert (cache / "scores" / info.sha12 / "v5.npy").is_file()
+    with pytest.raises(ValueError):
+        anchor.cached_scores(cache, "../x", info.sha256, compute("bad"))
+    with pytest.raises(ValueError, match="48 rows"):
+        anchor.cached_scores(cache, "6", info.sha256, lambda: np.zeros(3), rows=info.rows)
