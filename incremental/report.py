@@ -1,0 +1,172 @@
+"""Model review in the MLflow UI: what each candidate's run carries under `review/`.
+
+- `decision.json`: every gate check with value, threshold and verdict, and the registration outcome
+- `report.md`: the decision, reasons and key figures in a page a reviewer reads first
+- `forgetting_per_category.png`: anchor AUC per category, parent vs candidate
+- `metric_history.png`: holdout and anchor AUC across the registered versions
+- `r_matrix.png`: the accuracy matrix R[model version][anchor source hour] as a heatmap,
+  with backward transfer and average forgetting (definitions in `incremental.metrics`)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on workers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from incremental import metrics, registry, tracking  # noqa: E402
+from incremental.config import Settings  # noqa: E402
+
+MAX_VERSIONS = 24  # rows of R and points of the history chart
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) and x is not None and math.isfinite(x) else "n/a"
+
+
+def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str | None) -> dict[str, Any]:
+    """R rows of the registered versions scored on the same anchor, plus this candidate's."""
+    client = tracking.configure(settings)
+    sha = evaluation["anchor"]["sha256"]
+    rows: dict[str, dict[str, float]] = {}
+    through: dict[str, str] = {}
+    for row in registry.history(settings)[-MAX_VERSIONS:]:
+        mv = client.get_model_version(settings.model_name, row["version"])
+        if mv.tags.get("anchor_sha256") != sha or row["version"] == version:
+            continue
+        stored = settings.home / "evaluations" / f"{mv.run_id}.json"
+        if stored.is_file():
+            past = json.loads(stored.read_text())
+            label = f"v{row['version']}"
+            rows[label] = past["candidate"]["anchor_by_hour"]
+            through[label] = past["interval_end"]
+    label = f"v{version}" if version else "candidate"
+    rows[label] = evaluation["candidate"]["anchor_by_hour"]
+    through[label] = evaluation["interval_end"]
+    return {"rows": rows, "trained_through": through}
+
+
+def _r_matrix_chart(r: dict[str, Any], path: Path) -> dict[str, Any]:
+    labels = sorted(r["rows"], key=lambda k: (r["trained_through"][k], k))
+    hours = sorted({h for row in r["rows"].values() for h in row})
+    values = np.array([[r["rows"][m].get(h, np.nan) if r["rows"][m].get(h) is not None else np.nan for h in hours]
+                       for m in labels], dtype=float)
+    ordered = {i: dict(zip(hours, values[i], strict=True)) for i in range(len(labels))}
+    through = [r["trained_through"][m].replace("Z", "+00:00") for m in labels]
+    summary = metrics.forgetting_report(ordered, [t[:16] for t in through]) if len(labels) > 1 else {}
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(hours) + 3), max(3, 0.35 * len(labels) + 2)))
+    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.5, vmax=max(0.51, np.nanmax(values) if values.size else 1))
+    ax.set_xticks(range(len(hours)), [h[5:16] for h in hours], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("anchor source hour (UTC)")
+    ax.set_ylabel("model (oldest first)")
+    bwt, forgetting = summary.get("backward_transfer", math.nan), summary.get("average_forgetting", math.nan)
+    ax.set_title(f"R[model][source hour] = anchor AUC    BWT {_fmt(bwt)}   avg forgetting {_fmt(forgetting)}", fontsize=9)
+    fig.colorbar(image, ax=ax, label="AUC")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {k: v for k, v in summary.items() if k in ("backward_transfer", "average_forgetting", "max_forgetting")}
+
+
+def _category_chart(evaluation: dict[str, Any], path: Path) -> None:
+    cand = evaluation["candidate"]["anchor"]["per_category"]
+    champ = (evaluation.get("champion") or {}).get("anchor", {}).get("per_category", {})
+    names = sorted(cand)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 4))
+    if champ:
+        ax.bar(x - 0.2, [champ.get(n, {}).get("auc") or np.nan for n in names], 0.4,
+               label=f"parent v{evaluation['champion']['version']}")
+    ax.bar(x + (0.2 if champ else 0), [cand[n]["auc"] if cand[n]["auc"] is not None else np.nan for n in names],
+           0.4, label="candidate")
+    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("anchor AUC")
+    ax.set_ylim(0.4, 1.0)
+    ax.set_title("Forgetting per category: anchor AUC, parent vs candidate")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _history_chart(settings: Settings, evaluation: dict[str, Any], version: str | None, path: Path) -> None:
+    rows = registry.history(settings)[-MAX_VERSIONS:]
+
+    def number(text: str) -> float:
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return np.nan
+
+    labels = [f"v{r['version']}" for r in rows]
+    colors = ["tab:green" if r["decision"] == "approved" else "tab:red" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(rows) + 2), 4))
+    ax.plot(labels, [number(r["holdout_auc"]) for r in rows], "o-", label="holdout AUC (fresh hour)")
+    ax.plot(labels, [number(r["anchor_auc"]) for r in rows], "s--", label="anchor AUC (forgetting benchmark)")
+    for i, c in enumerate(colors):
+        ax.axvspan(i - 0.5, i + 0.5, color=c, alpha=0.08)
+    ax.set_ylabel("AUC")
+    ax.set_title("Metric history across versions (green: approved, red: rejected)")
+    ax.legend(fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=45, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting: dict[str, Any]) -> str:
+    decision = evaluation["decision"]
+    lines = [
+        f"# Candidate for {evaluation['interval_start']} .. {evaluation['interval_end']}: "
+        f"**{registered['decision'].upper()}**",
+        "",
+        f"- model version: {registered['version']}  (parent: {evaluation['parent_version'] or 'base weights'})",
+        f"- champion now: {registered['champion']}",
+        f"- anchor set: {evaluation['anchor']['sha256'][:12]} ({evaluation['anchor']['rows']} rows)",
+        f"- backward transfer {_fmt(forgetting.get('backward_transfer'))}, "
+        f"average forgetting {_fmt(forgetting.get('average_forgetting'))}",
+        "",
+        "## Reasons",
+        *[f"- {r}" for r in registered["reasons"]],
+        "",
+        "## Gate checks",
+        "| check | kind | value | threshold | verdict |",
+        "| --- | --- | --- | --- | --- |",
+        *[f"| {c['name']} | {c['kind']} | {_fmt(c['value'])} | {c['comparison']} {_fmt(c['threshold'])} | "
+          f"{'pass' if c['passed'] else '**FAIL**'} |" for c in decision["checks"]],
+        "",
+        "Charts: `forgetting_per_category.png`, `metric_history.png`, `r_matrix.png` beside this file.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def log_report(settings: Settings, run_id: str, evaluation: dict[str, Any], registered: dict[str, Any]) -> None:
+    """Write the review files and attach them to the candidate's MLflow run under `review/`."""
+    client = tracking.configure(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "review"
+        folder.mkdir()
+        r = accuracy_rows(settings, evaluation, registered["version"])
+        forgetting = _r_matrix_chart(r, folder / "r_matrix.png")
+        _category_chart(evaluation, folder / "forgetting_per_category.png")
+        _history_chart(settings, evaluation, registered["version"], folder / "metric_history.png")
+        decision = {**evaluation["decision"], "registration": registered, "forgetting": forgetting,
+                    "key_metrics": evaluation["key_metrics"]}
+        (folder / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
+        (folder / "report.md").write_text(markdown(evaluation, registered, forgetting))
+        (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str))
+        client.log_artifacts(run_id, str(folder), artifact_path="review")
+        for name, value in forgetting.items():
+            if value is not None and math.isfinite(value):
+                client.log_metric(run_id, f"anchor_{name}", float(value))
+        client.set_tag(run_id, "decision", registered["decision"])
+        client.set_tag(run_id, "model_version", registered["version"])

@@ -1,0 +1,66 @@
+"""Settings: environment overrides, the reviewed YAML file, unknown keys rejected, frozen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from incremental.config import DEFAULT_CONFIG_FILE, SettingsError, load_settings
+
+
+def test_embedded_defaults_live_under_home(tmp_path: Path) -> None:
+    s = load_settings({"INCREMENTAL_HOME": str(tmp_path)})
+    assert s.warehouse_url == f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    assert s.lake == tmp_path / "lake"
+    assert s.mlflow_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert s.mlflow_artifacts == tmp_path / "mlartifacts"
+    assert s.base_model == "minilm" and s.model_name == "search-ranker"
+    assert s.config_file == DEFAULT_CONFIG_FILE  # the reviewed file at the repository root
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    s = load_settings({
+        "INCREMENTAL_HOME": str(tmp_path),
+        "INCREMENTAL_WAREHOUSE_URL": "postgresql://postgres@127.0.0.1/test",
+        "INCREMENTAL_LAKE": str(tmp_path / "elsewhere"),
+        "INCREMENTAL_MLFLOW_URI": "http://mlflow:5000",
+        "INCREMENTAL_BASE_MODEL": "tiny",
+    })
+    assert s.warehouse_url.startswith("postgresql://") and s.lake == tmp_path / "elsewhere"
+    assert s.mlflow_uri == "http://mlflow:5000" and s.base_model == "tiny"
+
+
+def test_yaml_values_apply_and_unknown_keys_are_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("training:\n  learning_rate: 0.001\ngate:\n  min_holdout_auc: 0.6\n")
+    s = load_settings({"INCREMENTAL_HOME": str(tmp_path), "INCREMENTAL_CONFIG": str(good)})
+    assert s.training.learning_rate == 0.001 and s.gate.min_holdout_auc == 0.6
+    assert s.training.batch_size == 32  # untouched keys keep their defaults
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  learnin_rate: 0.001\n")
+    with pytest.raises(SettingsError, match=r"training\.learnin_rate"):
+        load_settings({"INCREMENTAL_HOME": str(tmp_path), "INCREMENTAL_CONFIG": str(bad)})
+    bad.write_text("gate:\n  min_holdout_auc: lots\n")
+    with pytest.raises(SettingsError, match=r"gate\.min_holdout_auc"):
+        load_settings({"INCREMENTAL_HOME": str(tmp_path), "INCREMENTAL_CONFIG": str(bad)})
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings({"INCREMENTAL_CONFIG": str(tmp_path / "missing.yaml")})
+
+
+def test_settings_are_frozen_and_overrides_are_validated(tmp_path: Path) -> None:
+    s = load_settings({"INCREMENTAL_HOME": str(tmp_path)})
+    with pytest.raises(pydantic.ValidationError):
+        s.base_model = "tiny"  # type: ignore[misc]
+    assert s.with_training(learning_rate=0.1).training.learning_rate == 0.1
+    with pytest.raises(pydantic.ValidationError):
+        s.with_training(optimizer="adagrad")
+    with pytest.raises(pydantic.ValidationError):
+        s.with_training(no_such_setting=1)
+
+
+def test_the_reviewed_file_loads() -> None:
+    s = load_settings({"INCREMENTAL_HOME": "var"})
+    assert s.gate.max_anchor_auc_drop > 0 and s.training.replay_fraction > 0 and s.training.l2sp_strength > 0
