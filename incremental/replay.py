@@ -1,0 +1,90 @@
+"""Replay: a sample of earlier validated hours mixed into each update, against forgetting.
+
+The sample is drawn uniformly over the rows of the validated hours in
+[start - replay_hours, start), after removing each hour's holdout sessions (so no hour's holdout
+is ever trained on, by this update or a later one). Its size is the `replay_fraction` share of
+the training set: with F fresh rows and fraction r, R = round(F * r / (1 - r)), or every
+available row when there are fewer. The draw is a pure function of (seed, start hour, the
+partitions' bytes): re-running an hour replays the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from incremental import lake as lk
+
+
+def holdout_mask(session_ids: pd.Series | list[str], fraction: float) -> np.ndarray:
+    """True for rows whose session falls in the holdout: a hash of session_id, so a session is
+    always on one side (in every hour, for every stage), and the split needs no state."""
+    if fraction <= 0:
+        return np.zeros(len(session_ids), dtype=bool)
+    cut = int(fraction * 2**32)
+    return np.fromiter(
+        (int.from_bytes(hashlib.sha256(str(s).encode()).digest()[:4], "big") < cut for s in session_ids),
+        dtype=bool,
+        count=len(session_ids),
+    )
+
+
+def replay_size(fresh_rows: int, fraction: float) -> int:
+    """Rows to replay so that they are `fraction` of fresh + replayed."""
+    if fraction <= 0 or fresh_rows <= 0:
+        return 0
+    if fraction >= 1:
+        raise ValueError("replay_fraction must be below 1: an update needs some fresh data")
+    return round(fresh_rows * fraction / (1 - fraction))
+
+
+def sample(
+    lake: Path,
+    start: datetime,
+    *,
+    fresh_rows: int,
+    fraction: float,
+    replay_hours: int,
+    holdout_fraction: float,
+    seed: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The replay rows for the update of hour `start`, and their lineage.
+
+    Lineage: {"rows", "fraction", "seed", "partitions": [{"hour", "sha256", "rows", "sampled"}]}.
+    """
+    wanted = replay_size(fresh_rows, fraction)
+    lineage: dict[str, Any] = {"rows": 0, "fraction": fraction, "seed": seed, "window_hours": replay_hours, "partitions": []}
+    if wanted == 0:
+        return pd.DataFrame(columns=lk.SEARCH_LOG_SCHEMA.names), lineage
+
+    frames, parts = [], []
+    for part in lk.validated_partitions(lake, start, replay_hours):
+        frame = lk.read_partition(part).to_pandas()
+        frame = frame[~holdout_mask(frame["session_id"], holdout_fraction)]
+        frames.append(frame.assign(_hour=len(parts)))
+        parts.append(part)
+    if not frames:
+        return pd.DataFrame(columns=lk.SEARCH_LOG_SCHEMA.names), lineage
+    pool = pd.concat(frames, ignore_index=True)
+
+    # Seeded by the hour too: each update replays a different draw, the same one when re-run.
+    rng = np.random.default_rng([seed, int(start.timestamp()) // 3600])
+    chosen = np.sort(rng.choice(len(pool), size=min(wanted, len(pool)), replace=False))
+    picked = pool.iloc[chosen]
+    counts = picked["_hour"].value_counts()
+    lineage["rows"] = len(picked)
+    lineage["partitions"] = [
+        {
+            "hour": part.start.isoformat(),
+            "sha256": part.manifest["sha256"] if part.manifest else None,
+            "rows": int((pool["_hour"] == k).sum()),  # after removing its holdout
+            "sampled": int(counts.get(k, 0)),
+        }
+        for k, part in enumerate(parts)
+    ]
+    return picked.drop(columns="_hour").reset_index(drop=True), lineage

@@ -1,0 +1,96 @@
+"""MLflow set-up in one place: tracking URI, experiments, the champion, model directories.
+
+Every stage that talks to MLflow goes through here, so the URI, the artifact location of new
+experiments and the champion lookup are decided once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from incremental.config import Settings
+
+UPDATES_EXPERIMENT = "search-ranker-updates"
+CHAMPION_ALIAS = "champion"
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point this process's MLflow at the settings' tracking (and registry) URI."""
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+
+
+def get_or_create_experiment(settings: Settings, name: str = UPDATES_EXPERIMENT) -> str:
+    """The experiment's id; a new one keeps its artifacts under `settings.mlflow_artifacts`."""
+    client = configure(settings)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = (Path(settings.mlflow_artifacts) / name).absolute()
+    location.mkdir(parents=True, exist_ok=True)
+    try:
+        return client.create_experiment(name, artifact_location=location.as_uri())
+    except MlflowException:  # created by a concurrent process in the meantime
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def champion_version(client: MlflowClient, name: str) -> str | None:
+    """The version that `name@champion` points to, or None when there is none yet."""
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION_ALIAS).version)
+    except MlflowException as exc:
+        # RESOURCE_DOES_NOT_EXIST (no such model) or a missing alias mean "no champion yet";
+        # anything else (a broken database, a network error) must not be mistaken for it.
+        missing_model = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+        missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc)
+        if missing_model or missing_alias:
+            return None
+        raise
+
+
+def champion(settings: Settings) -> tuple[str, str] | None:
+    """(version, model URI) of `settings.model_name@champion`, or None when there is none yet."""
+    version = champion_version(configure(settings), settings.model_name)
+    return None if version is None else (version, f"models:/{settings.model_name}/{version}")
+
+
+def download_model_dir(model_uri: str, dst: Path | None = None) -> Path:
+    """The Hugging Face directory inside a logged ranker pyfunc (`artifacts["model_dir"]`)."""
+    from mlflow.models import Model
+
+    dst = Path(dst or tempfile.mkdtemp(prefix="ranker-"))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
+    flavor = Model.load(str(local)).flavors.get("python_function", {})
+    artifacts = flavor.get("artifacts", {})
+    if "model_dir" not in artifacts:
+        raise ValueError(f"{model_uri} is not a ranker pyfunc: it has no 'model_dir' artifact")
+    return local / artifacts["model_dir"]["path"]
+
+
+def version_model_dir(settings: Settings, version: str) -> Path:
+    """The Hugging Face directory of registered version `version`, downloaded once and cached
+    under `<home>/models/<name>/<version>` (a version's files never change)."""
+    configure(settings)
+    cache = Path(settings.home) / "models" / settings.model_name / str(version)
+    if (cache / "config.json").is_file():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=cache.parent))
+    try:
+        found = download_model_dir(f"models:/{settings.model_name}/{version}", staging)
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(found, cache)  # whole directory at once: a concurrent reader never sees half
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return cache

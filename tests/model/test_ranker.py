@@ -1,0 +1,117 @@
+"""The ranker learns, ranks, round-trips through MLflow; the training data is what it should be."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CONFLICTING, DRIFT_HOUR, OLD_HOURS, UNVALIDATED_HOUR, make_settings
+from sklearn.metrics import roc_auc_score
+
+from incremental import lake as lk
+from incremental import model as rk
+from incremental import replay, tracking
+from incremental.train import TrainingError, batch_indices, train_hour
+
+
+def test_tiny_model_learns(bootstrapped) -> None:
+    settings, result = bootstrapped
+    holdout = pd.read_parquet(result.holdout_path)
+    model, tokenizer = rk.load_dir(result.candidate_dir)
+    auc = roc_auc_score(holdout["clicked"], rk.score_frame(model, tokenizer, holdout))
+    print(f"bootstrap holdout AUC {auc:.3f} ({len(holdout)} rows)")
+    assert auc > 0.7
+    assert result.metrics["holdout_auc"] == pytest.approx(auc, abs=1e-4)
+    assert result.parent_version is None and result.resumed_from_step is None
+    # the saved config is a ranker with one output, never a regression head
+    config = json.loads((result.candidate_dir / "config.json").read_text())
+    assert config.get("problem_type") in (None, "") and config.get("num_labels", 1) == 1
+
+
+def test_ranks_exact_match_above_unrelated(bootstrapped) -> None:
+    _, result = bootstrapped
+    model, tokenizer = rk.load_dir(result.candidate_dir)
+    queries, exact, unrelated = [], [], []
+    for colour, kind, other_colour, other_kind in [
+        ("red", "shoes", "blue", "lamp"), ("white", "jacket", "green", "watch"), ("pink", "bag", "grey", "boots"),
+        ("black", "chair", "brown", "shirt"), ("grey", "watch", "red", "jacket"), ("brown", "lamp", "white", "bag"),
+    ]:
+        queries.append(f"{colour} {kind}")
+        exact.append(rk.product_text(f"nova {colour} {kind} classic", "nova", "x"))
+        unrelated.append(rk.product_text(f"nova {other_colour} {other_kind} classic", "nova", "x"))
+    high = rk.score(model, tokenizer, queries, exact)
+    low = rk.score(model, tokenizer, queries, unrelated)
+    print("exact", np.round(high, 3), "unrelated", np.round(low, 3))
+    assert (high > low).all()
+
+
+def test_mlflow_roundtrip(bootstrapped) -> None:
+    settings, result = bootstrapped
+    tracking.configure(settings)
+    frame = pd.read_parquet(result.holdout_path).head(50)
+    loaded = mlflow.pyfunc.load_model(result.model_uri)
+    served = np.asarray(loaded.predict(frame[["query", "title", "brand", "category"]]))
+    model, tokenizer = rk.load_dir(result.candidate_dir)
+    direct = rk.score_frame(model, tokenizer, frame)
+    np.testing.assert_allclose(served, direct, atol=1e-6)
+    assert ((served > 0) & (served < 1)).all()
+
+    run = tracking.configure(settings).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["data_hash"] == result.data_hash
+    assert run.data.tags["parent_version"] == "none" and run.data.tags["device"] == "cpu"
+    assert run.data.params["training.learning_rate"] == str(settings.training.learning_rate)
+    assert "train_loss" in run.data.metrics and "samples_per_s" in run.data.metrics
+    lineage = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/lineage.json")
+    assert [p["hour"] for p in lineage["partitions"]] == [h.isoformat() for h in OLD_HOURS]
+    assert all(p["sha256"] == lk.partition(settings.lake, h).manifest["sha256"]
+               for p, h in zip(lineage["partitions"], OLD_HOURS, strict=True))
+
+
+def test_refuses_an_hour_that_is_not_validated(shared_home, lake) -> None:
+    settings = make_settings(shared_home, lake, model_name="ranker-refuse")
+    with pytest.raises(TrainingError, match="extracted, not validated"):
+        train_hour(settings, UNVALIDATED_HOUR)
+    with pytest.raises(TrainingError, match="missing, not validated"):
+        train_hour(settings, DRIFT_HOUR + lk.HOUR * 10)
+
+
+def test_holdout_split_keeps_sessions_on_one_side(lake) -> None:
+    frame = lk.read_partition(lk.partition(lake, OLD_HOURS[0])).to_pandas()
+    mask = replay.holdout_mask(frame["session_id"], 0.2)
+    assert 0.1 < mask.mean() < 0.3
+    assert not set(frame.loc[mask, "session_id"]) & set(frame.loc[~mask, "session_id"])
+
+
+def test_replay_sample_is_deterministic_sized_and_excludes_holdouts(lake) -> None:
+    kwargs = dict(fresh_rows=420, fraction=0.3, replay_hours=48, holdout_fraction=0.2, seed=13)
+    first, lineage = replay.sample(lake, DRIFT_HOUR, **kwargs)
+    again, _ = replay.sample(lake, DRIFT_HOUR, **kwargs)
+    pd.testing.assert_frame_equal(first, again)
+    assert len(first) == replay.replay_size(420, 0.3) == 180
+    assert [p["hour"] for p in lineage["partitions"]] == [h.isoformat() for h in OLD_HOURS]
+    assert sum(p["sampled"] for p in lineage["partitions"]) == len(first)
+    assert not replay.holdout_mask(first["session_id"], 0.2).any()
+    other, _ = replay.sample(lake, DRIFT_HOUR, **{**kwargs, "seed": 14})
+    assert set(other["event_id"]) != set(first["event_id"])
+    assert replay.sample(lake, DRIFT_HOUR, **{**kwargs, "fraction": 0.0})[0].empty
+
+
+def test_batch_order_is_a_function_of_seed_and_step() -> None:
+    steps = [batch_indices(100, 32, seed=5, step=s) for s in range(8)]
+    assert all(len(b) == 32 for b in steps)
+    # the first 100 positions are one permutation: every row once per epoch
+    assert sorted(np.concatenate(steps)[:100].tolist()) == list(range(100))
+    np.testing.assert_array_equal(batch_indices(100, 32, seed=5, step=6), steps[6])
+    assert not np.array_equal(batch_indices(100, 32, seed=6, step=0), steps[0])
+
+
+def test_drift_rules_conflict() -> None:
+    from conftest import inverted, match
+
+    for colour in CONFLICTING:
+        assert match(True, True, colour) > match(False, True, colour)
+        assert inverted(True, True, colour) < inverted(False, True, colour)
