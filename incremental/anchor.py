@@ -221,8 +221,13 @@ def freeze(
     *,
     refresh: bool = False,
     now: datetime | None = None,
+    holdout_fraction: float | None = None,
 ) -> AnchorInfo:
     """Sample the validated hours in [start, end) into a new frozen anchor.
+
+    With `holdout_fraction` (the training setting), only rows of holdout sessions are sampled:
+    the same session hash that keeps them out of every update and every replay sample, so no
+    model is ever trained on an anchor row and forgetting is measured on unseen data.
 
     Raises `AnchorExistsError` when an anchor exists and `refresh` is false. With `refresh`,
     the previous anchor's file is kept as ``anchor-<sha12>.parquet`` and its record appended to
@@ -243,6 +248,12 @@ def freeze(
             " refreshing it changes every model's forgetting baseline, pass refresh=True (with a reason) to do so"
         )
     table, parts, skipped = _read_window(lake, start, end)
+    if holdout_fraction is not None:
+        from incremental.replay import holdout_mask
+
+        table = table.filter(pa.array(holdout_mask(table.column("session_id").to_pandas(), holdout_fraction)))
+        if table.num_rows == 0:
+            raise AnchorError(f"no holdout-session rows in [{_iso(start)}, {_iso(end)}): nothing to freeze")
     chosen = sample(table, size, seed)
 
     folder.mkdir(parents=True, exist_ok=True)

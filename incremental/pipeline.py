@@ -232,5 +232,6 @@ def freeze_anchor(settings: Settings, start: datetime, end: datetime, size: int,
     from incremental import anchor
 
     info = anchor.freeze(settings.lake, lake.parse_hour(start), lake.parse_hour(end), size,
-                         seed=settings.training.seed, reason=reason, refresh=refresh)
+                         seed=settings.training.seed, reason=reason, refresh=refresh,
+                         holdout_fraction=settings.training.holdout_fraction)
     return {"sha256": info.sha256, "rows": info.rows, "reason": reason, "path": str(anchor.anchor_dir(settings.lake))}

@@ -6,6 +6,7 @@ experiments and the champion lookup are decided once.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -21,8 +22,20 @@ UPDATES_EXPERIMENT = "search-ranker-updates"
 CHAMPION_ALIAS = "champion"
 
 
+def _quiet() -> None:
+    """No progress bars or advice banners in CLI output and task logs (they are not errors)."""
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+    warnings.filterwarnings("ignore", message=".*An input example was not provided.*")
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle advice on every log_model
+    logging.getLogger("mlflow.tracking._model_registry.fluent").setLevel(logging.ERROR)
+
+
 def configure(settings: Settings) -> MlflowClient:
     """Point this process's MLflow at the settings' tracking (and registry) URI."""
+    _quiet()
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
     return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
