@@ -63,9 +63,10 @@ def parse_hour(text: str | datetime) -> datetime:
     """An ISO time (naive means UTC) that must fall on the hour; returns an aware UTC datetime."""
     value = datetime.fromisoformat(text) if isinstance(text, str) else text
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if value != value.replace(minute=0, second=0, microsecond=0):
+    if (value.minute, value.second, value.microsecond) != (0, 0, 0):
         raise ValueError(f"{text!r} is not on the hour: intervals are whole UTC hours")
-    return value
+    # a plain datetime, whatever came in (Airflow hands out pendulum DateTimes)
+    return datetime(value.year, value.month, value.day, value.hour, tzinfo=UTC)
 
 
 def hours(start: datetime, end: datetime) -> list[datetime]:

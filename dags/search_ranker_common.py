@@ -1,0 +1,225 @@
+"""What the search-ranker DAGs share: assets, default task arguments, the run's hour, settings, alerts.
+
+DAG files import this module at parse time, so it imports nothing heavy (no torch, mlflow, pandas,
+transformers or great_expectations) and touches no database or network when imported: the
+connection look-up, the settings and the alert webhook are functions called inside tasks.
+`.airflowignore` keeps the DAG processor from parsing it as a DAG file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param
+
+if TYPE_CHECKING:
+    from incremental.config import Settings
+
+log = logging.getLogger(__name__)
+
+OWNER = "search-ranking"
+TAGS = ["search-ranker", "ml", "incremental"]
+WAREHOUSE_CONN_ID = "search_warehouse"  # optional Airflow connection; replaces INCREMENTAL_WAREHOUSE_URL
+GPU_QUEUE = "gpu"  # the Celery queue the GPU worker listens on
+GPU_POOL = "gpu"  # one slot per GPU: created by scripts/airflow_env.sh (`airflow pools set gpu 1 ...`)
+ALERT_WEBHOOK_ENV = "INCREMENTAL_ALERT_WEBHOOK"
+HOUR = timedelta(hours=1)
+
+# The first hour the hourly DAG knows about (a deployment sets it; backfills may go earlier).
+START_DATE = datetime.fromisoformat(os.environ.get("INCREMENTAL_DAG_START", "2026-01-01T00:00:00+00:00"))
+
+# Each hour extracted into the lake is an event on this asset (extra: hour, rows, sha256).
+SEARCH_LOGS = Asset(name="search_logs", uri="lake://search-ranker/search_logs", group="search-ranker")
+# Each new champion is an event on this asset, so a deployment DAG can use `schedule=[CHAMPION_MODEL]`.
+CHAMPION_MODEL = Asset(name="search-ranker-champion", uri="mlflow://models/search-ranker", group="search-ranker")
+
+
+def hourly_timetable() -> CronDataIntervalTimetable:
+    """Hourly runs that each cover one closed hour `[start, start + 1h)` in UTC.
+
+    (`schedule="@hourly"` gives zero-length data intervals in Airflow 3.)
+    """
+    return CronDataIntervalTimetable("0 * * * *", timezone="UTC")
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Retries with exponential back-off, a time-out and the alert callback, for every task."""
+    args: dict[str, Any] = {
+        "owner": OWNER,
+        "retries": 3,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,  # 1, 2, 4 minutes
+        "max_retry_delay": timedelta(minutes=15),
+        "execution_timeout": timedelta(minutes=15),
+        "on_failure_callback": alert_on_failure,
+    }
+    args.update(overrides)
+    return args
+
+
+# --- manual-run params (validated by Airflow's JSON Schema before a run is created) ----------------
+def force_promote_param() -> Param:
+    return Param(
+        None,
+        type=["null", "string"],
+        minLength=10,
+        title="Force-promote: the reason",
+        description="Leave empty for the normal gate. To make the candidate champion even if the gate "
+        "rejects it, write why (at least 10 characters); the reason is recorded on the model version.",
+    )
+
+
+def dry_run_param() -> Param:
+    return Param(False, type="boolean", title="Dry run",
+                 description="Train and evaluate, decide, but register nothing and move no alias.")
+
+
+def training_override_params() -> dict[str, Param]:
+    """Manual overrides of the training settings; empty means the reviewed value from incremental.yaml."""
+    return {
+        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=0.01,
+                               title="Learning rate", description="Override training.learning_rate (0 < lr <= 0.01)."),
+        "max_steps": Param(None, type=["null", "integer"], minimum=1, maximum=10_000,
+                           title="Max steps", description="Override training.max_steps (1-10000)."),
+        "replay_fraction": Param(None, type=["null", "number"], minimum=0, maximum=0.9,
+                                 title="Replay fraction", description="Override training.replay_fraction (0-0.9)."),
+    }
+
+
+def window_params() -> dict[str, Param]:
+    """A window of whole UTC hours `[window_start, window_end)` for the manual DAGs (required)."""
+    return {
+        "window_start": Param(type="string", format="date-time", title="Window start (UTC, on the hour)"),
+        "window_end": Param(type="string", format="date-time", title="Window end (UTC, exclusive)"),
+    }
+
+
+def training_overrides(params: dict[str, Any]) -> dict[str, Any] | None:
+    overrides = {k: params[k] for k in ("learning_rate", "max_steps", "replay_fraction") if params.get(k) is not None}
+    return overrides or None
+
+
+# --- inside tasks ----------------------------------------------------------------------------------
+def champion_event(decision: dict[str, Any]) -> dict[str, Any]:
+    """The champion-asset event for a register result, or skip: only a newly registered champion counts.
+
+    Not for a dry run, a rejected candidate or a reprocessed hour that reused its existing version.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    version, champion = decision.get("version"), decision.get("champion")
+    if decision.get("dry_run") or decision.get("reused") or not version or str(champion) != str(version):
+        reasons = "; ".join(decision.get("reasons") or [])
+        what = "dry run" if decision.get("dry_run") else "reused version" if decision.get("reused") else decision.get("decision")
+        raise AirflowSkipException(f"no new champion ({what}): {reasons}")
+    return {"version": str(version), "hour": decision.get("hour"), "decision": decision.get("decision"),
+            "model_version_url": decision.get("model_version_url")}
+
+
+def run_hour(context: dict[str, Any]) -> datetime:
+    """The hour this run covers: its data interval, which must be exactly one whole UTC hour."""
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if start is None or end is None:
+        raise ValueError("this run has no data interval; trigger it with a logical date (or use a backfill)")
+    # plain datetimes: Airflow hands over pendulum DateTimes, which the pipeline's libraries need not know
+    start, end = (datetime.fromtimestamp(t.timestamp(), tz=UTC) for t in (start, end))
+    if end - start != HOUR or start != start.replace(minute=0, second=0, microsecond=0):
+        raise ValueError(f"data interval [{start.isoformat()}, {end.isoformat()}) is not one whole UTC hour")
+    return start
+
+
+def parse_window(params: dict[str, Any]) -> tuple[datetime, datetime]:
+    """`window_start`/`window_end` params as aware UTC datetimes on the hour, start before end."""
+    from incremental.lake import parse_hour
+
+    start = parse_hour(str(params["window_start"]).replace("Z", "+00:00"))
+    end = parse_hour(str(params["window_end"]).replace("Z", "+00:00"))
+    if end <= start:
+        raise ValueError(f"window_end {end.isoformat()} must be after window_start {start.isoformat()}")
+    return start, end
+
+
+def warehouse_url_from_connection(conn: Any) -> str:
+    """A SQLAlchemy URL from an Airflow connection: `extra.sqlalchemy_url` if given, else from its fields."""
+    explicit = (conn.extra_dejson or {}).get("sqlalchemy_url")
+    if explicit:
+        return str(explicit)
+    if conn.conn_type in ("postgres", "postgresql"):
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg",
+            username=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or None,
+            port=conn.port or None,
+            database=conn.schema or None,
+        ).render_as_string(hide_password=False)
+    if conn.conn_type == "duckdb":
+        return f"duckdb:///{conn.host or conn.schema}"
+    raise ValueError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}: set extra.sqlalchemy_url")
+
+
+def task_settings() -> Settings:
+    """The pipeline settings from the environment; the `search_warehouse` connection wins if defined."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from incremental.config import load_settings
+
+    settings = load_settings()
+    try:
+        conn = Connection.get(WAREHOUSE_CONN_ID)
+    except AirflowNotFoundException:
+        log.info("no Airflow connection %r: warehouse from the settings", WAREHOUSE_CONN_ID)
+        return settings
+    log.info("warehouse from the Airflow connection %r", WAREHOUSE_CONN_ID)
+    return settings.model_copy(update={"warehouse_url": warehouse_url_from_connection(conn)})
+
+
+def banner(message: str) -> None:
+    """A line nobody can miss in the task log."""
+    log.warning("%s\n%s\n%s", "=" * 80, message, "=" * 80)
+
+
+# --- the failure alert -----------------------------------------------------------------------------
+def alert_line(context: dict[str, Any]) -> str:
+    """One line that says what failed, for which hour, after how many tries, and why."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    run_id = getattr(ti, "run_id", "?")
+    tries = getattr(ti, "try_number", "?")
+    start = context.get("data_interval_start")
+    hour = start.astimezone(UTC).strftime("%Y-%m-%dT%H:00Z") if start else "-"
+    error = context.get("exception")
+    reason = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+    reason = " ".join(reason.split())[:500]
+    return f"ALERT search-ranker: {dag_id}.{task_id} failed for hour {hour} (run {run_id}, try {tries}): {reason}"
+
+
+def alert_on_failure(context: dict[str, Any]) -> None:
+    """Task failure callback: log one alert line; POST it as JSON to $INCREMENTAL_ALERT_WEBHOOK if set.
+
+    A webhook that is down is logged, never raised: the alert must not hide the original failure.
+    """
+    line = alert_line(context)
+    log.error(line)
+    url = os.environ.get(ALERT_WEBHOOK_ENV)
+    if not url:
+        return
+    ti = context.get("ti")
+    payload = {"text": line, "dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
+               "run_id": getattr(ti, "run_id", None)}
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        log.error("alert webhook %s failed: %s", url, exc)

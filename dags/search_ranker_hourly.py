@@ -1,0 +1,137 @@
+"""
+# search_ranker_hourly
+
+Every hour, for the hour that just closed (`[data_interval_start, data_interval_end)`, UTC):
+**extract** its search logs from the warehouse into the lake, **validate** them (Great Expectations +
+drift), **train** an incremental update of the champion cross-encoder (GPU worker: queue `gpu`, pool
+`gpu`), **evaluate** it against the forgetting benchmark and the fresh holdout, and **register** it
+as the new champion or reject it with the reasons. The tasks only wire `incremental.pipeline`.
+
+* **Quarantined hour**: `check_validated` short-circuits; train/evaluate/register are *skipped*, the
+  run stays green so later hours keep flowing, and the run's note says why (set by the
+  `search_ranker` plugin's listener: a task cannot write its run's note in Airflow 3).
+* **Assets**: every extracted hour is an event on `search_logs`; every new champion an event on
+  `mlflow://models/search-ranker` (schedule a deployment DAG on it).
+* **Manual runs** (Trigger with config): `force_promote` (the reason, at least 10 characters),
+  `dry_run`, and training overrides `learning_rate`, `max_steps`, `replay_fraction`.
+* **Backfills**: *Trigger → Backfill* in the UI or
+  `airflow backfill create --dag-id search_ranker_hourly --from-date ... --to-date ... --max-active-runs 1`.
+  Keep *max active runs* at 1 (Airflow's backfill default is 10 and the DAG's limit does not apply to
+  backfills): each hour warm-starts from the previous hour's champion. Reprocessing an hour reuses
+  the model version registered for the same inputs.
+* **Warehouse**: the Airflow connection `search_warehouse` when defined, else `INCREMENTAL_WAREHOUSE_URL`.
+* **Alerts**: a failed task logs one `ALERT search-ranker: ...` line (and POSTs it to
+  `$INCREMENTAL_ALERT_WEBHOOK` when set).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import dag, get_current_context, task
+from search_ranker_common import (
+    CHAMPION_MODEL,
+    GPU_POOL,
+    GPU_QUEUE,
+    SEARCH_LOGS,
+    START_DATE,
+    TAGS,
+    banner,
+    champion_event,
+    default_args,
+    dry_run_param,
+    force_promote_param,
+    hourly_timetable,
+    run_hour,
+    task_settings,
+    training_override_params,
+    training_overrides,
+)
+
+
+@dag(
+    dag_id="search_ranker_hourly",
+    schedule=hourly_timetable(),
+    start_date=START_DATE,
+    catchup=False,  # history is filled on purpose, with a backfill (see the docs above)
+    max_active_runs=1,  # hours are serial: each one warm-starts from the last champion
+    dagrun_timeout=timedelta(hours=3),
+    default_args=default_args(),
+    params={"force_promote": force_promote_param(), "dry_run": dry_run_param(), **training_override_params()},
+    tags=TAGS,
+    doc_md=__doc__,
+)
+def search_ranker_hourly():
+    @task(outlets=[SEARCH_LOGS], execution_timeout=timedelta(minutes=10))
+    def extract() -> dict:
+        """Copy the hour's rows (by `ingested_at`) from the warehouse into the lake partition; emit a `search_logs` event."""
+        from incremental import pipeline
+
+        context = get_current_context()
+        result = pipeline.extract_step(task_settings(), run_hour(context))
+        context["outlet_events"][SEARCH_LOGS].extra = {k: result[k] for k in ("hour", "rows", "sha256")}
+        return result
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def validate(extracted: dict) -> dict:
+        """Run the GX suite and the drift checks; a failing hour is moved to quarantine (not an error)."""
+        from incremental import pipeline
+
+        return pipeline.validate_step(task_settings(), run_hour(get_current_context()))
+
+    @task.short_circuit(retries=0)
+    def check_validated(validation: dict) -> bool:
+        """Go on only with a validated hour; a quarantined one skips train/evaluate/register (the run stays green)."""
+        if validation["status"] == "validated":
+            return True
+        banner(f"HOUR {validation['hour']} QUARANTINED: train, evaluate and register are skipped.\n"
+               f"{validation['summary']}\nquarantined data: {validation['path']}")
+        return False
+
+    @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(minutes=60))
+    def train(validation: dict) -> dict:
+        """Warm-start from the champion (or the base model) and update it on this hour plus a replay sample."""
+        from incremental import pipeline
+
+        context = get_current_context()
+        return pipeline.train_step(task_settings(), run_hour(context),
+                                   overrides=training_overrides(context["params"]),
+                                   airflow_run_id=context["run_id"])
+
+    @task(execution_timeout=timedelta(minutes=20))
+    def evaluate(trained: dict) -> dict:
+        """Score candidate and champion on the anchor set (forgetting) and the fresh holdout."""
+        from incremental import pipeline
+
+        return pipeline.evaluate_step(task_settings(), run_hour(get_current_context()), trained)
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def register(trained: dict, evaluation: dict) -> dict:
+        """Apply the gate: register the version, tag the decision and reasons, move `@champion` if approved."""
+        from incremental import pipeline
+
+        context = get_current_context()
+        params = context["params"]
+        decision = pipeline.register_step(task_settings(), run_hour(context), trained, evaluation,
+                                          airflow_run_id=context["run_id"],
+                                          force_promote_reason=params.get("force_promote"),
+                                          dry_run=bool(params.get("dry_run")))
+        banner(f"{decision['decision'].upper()}: version {decision.get('version')}, champion {decision.get('champion')}"
+               + "".join(f"\n- {reason}" for reason in decision.get("reasons", [])))
+        return decision
+
+    @task(outlets=[CHAMPION_MODEL], retries=0)
+    def publish_champion(decision: dict) -> dict:
+        """Emit an event on the champion-model asset when this run made a new champion; skipped otherwise."""
+        context = get_current_context()
+        event = champion_event(decision)  # raises AirflowSkipException when there is no new champion
+        context["outlet_events"][CHAMPION_MODEL].extra = event
+        return event
+
+    validation = validate(extract())
+    trained = train(validation)
+    check_validated(validation) >> trained
+    publish_champion(register(trained, evaluate(trained)))
+
+
+search_ranker_hourly()

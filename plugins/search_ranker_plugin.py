@@ -1,0 +1,247 @@
+"""The `search_ranker` Airflow plugin: from a task to what it produced, and a way to model review.
+
+Only real plugin features (no operators or hooks here):
+
+* **Extra links** on task instances of the `search_ranker_*` DAGs, read from the task's XCom return
+  value by the API server: *MLflow run* (train, evaluate, register, full_retrain), *Model version*
+  (register, full_retrain, publish_champion) and *GX data docs* (validate, for a quarantined hour).
+* **Data docs app**: the GX data docs live in the lake; `/search-ranker/data-docs/<path>` serves
+  them (only files under a `data_docs/` folder of `$INCREMENTAL_LAKE`, to logged-in users).
+* **External views**: *Model review (MLflow)* in the navigation and on each DAG page.
+* **Listener**: when an hourly run ends, its note says what happened to the hour (quarantined and
+  why, or the gate's decision). A task cannot write its own run's note in Airflow 3 (the Task
+  Execution API offers no such call), so the scheduler does it here, in the session that is
+  finishing the run; a note a person already wrote is never replaced.
+
+`INCREMENTAL_MLFLOW_UI_URL` (default http://127.0.0.1:5000) is where MLflow's UI is. This module is
+imported by every Airflow process: it imports nothing heavy and does no I/O at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from airflow.listeners import hookimpl
+from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseOperatorLink
+
+log = logging.getLogger(__name__)
+
+DAG_PREFIX = "search_ranker_"
+HOURLY_DAG = "search_ranker_hourly"
+DATA_DOCS_ROUTE = "/search-ranker"
+NOTE_LIMIT = 1000  # characters
+
+
+def mlflow_ui_url() -> str:
+    return os.environ.get("INCREMENTAL_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
+def model_name() -> str:
+    return os.environ.get("INCREMENTAL_MODEL_NAME", "search-ranker")
+
+
+def lake_root() -> Path:
+    home = Path(os.environ.get("INCREMENTAL_HOME", "var"))
+    return Path(os.environ.get("INCREMENTAL_LAKE", str(home / "lake"))).absolute()
+
+
+# --- links: pure functions of the task's return value --------------------------------------------
+def mlflow_run_link(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    if value.get("mlflow_run_url"):
+        return str(value["mlflow_run_url"])
+    run_id = value.get("run_id")
+    return f"{mlflow_ui_url()}/#/runs/{quote(str(run_id))}" if run_id else None
+
+
+def model_version_link(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    if value.get("model_version_url"):
+        return str(value["model_version_url"])
+    version = value.get("version") or value.get("reused_version")
+    return f"{mlflow_ui_url()}/#/models/{quote(model_name())}/versions/{quote(str(version))}" if version else None
+
+
+def data_docs_link(value: Any, base_url: str = "") -> str | None:
+    """A link through the plugin's data docs app for a local path; a URL is returned as it is."""
+    docs = value.get("data_docs") if isinstance(value, dict) else None
+    if not docs:
+        return None
+    docs = str(docs)
+    if docs.startswith(("http://", "https://")):
+        return docs
+    try:
+        relative = Path(docs).absolute().relative_to(lake_root())
+    except ValueError:
+        return None  # outside the lake: not served
+    return f"{base_url.rstrip('/')}{DATA_DOCS_ROUTE}/data-docs/{quote(relative.as_posix())}"
+
+
+def return_value(ti_key: Any) -> Any:
+    """The task instance's XCom return value, read from the metadata DB (this runs in the API server)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.execute(
+            XComModel.get_many(
+                key="return_value",
+                run_id=ti_key.run_id,
+                dag_ids=ti_key.dag_id,
+                task_ids=ti_key.task_id,
+                map_indexes=ti_key.map_index,
+            ).with_only_columns(XComModel.value)
+        ).first()
+    return XComModel.deserialize_value(row) if row is not None else None
+
+
+class _XComLink(BaseOperatorLink):
+    """A global link shown on every task; it has a URL only on search-ranker tasks that produced one."""
+
+    task_ids: tuple[str, ...] = ()
+
+    def url(self, value: Any) -> str | None:
+        raise NotImplementedError
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        if not ti_key.dag_id.startswith(DAG_PREFIX) or ti_key.task_id not in self.task_ids:
+            return ""
+        return self.url(return_value(ti_key)) or ""
+
+
+class MlflowRunLink(_XComLink):
+    name = "MLflow run"
+    task_ids = ("train", "evaluate", "register", "full_retrain")
+
+    def url(self, value: Any) -> str | None:
+        return mlflow_run_link(value)
+
+
+class ModelVersionLink(_XComLink):
+    name = "Model version"
+    task_ids = ("register", "full_retrain", "publish_champion")
+
+    def url(self, value: Any) -> str | None:
+        return model_version_link(value)
+
+
+class DataDocsLink(_XComLink):
+    name = "GX data docs"
+    task_ids = ("validate",)
+
+    def url(self, value: Any) -> str | None:
+        from airflow.configuration import conf
+
+        return data_docs_link(value, conf.get("api", "base_url", fallback="") or "")
+
+
+# --- the data docs app ---------------------------------------------------------------------------
+@functools.cache
+def _data_docs_app():
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.responses import FileResponse
+
+    try:  # the API server's own login check (the session cookie); the app is not exposed without it
+        from airflow.api_fastapi.core_api.security import get_user
+    except ImportError:  # pragma: no cover - other Airflow versions
+        get_user = None
+
+    app = FastAPI(title="search-ranker data docs", dependencies=[Depends(get_user)] if get_user else [])
+
+    @app.get("/data-docs/{path:path}")
+    def data_docs(path: str) -> FileResponse:
+        root = lake_root()
+        target = (root / path).resolve()
+        if (not target.is_relative_to(root.resolve()) or "data_docs" not in target.relative_to(root.resolve()).parts
+                or not target.is_file()):
+            raise HTTPException(404, "no such data docs file")
+        return FileResponse(target)
+
+    return app
+
+
+# --- the listener: the run's note -----------------------------------------------------------------
+def run_note(validation: Any, decision: Any) -> str | None:
+    """What the note of an hourly run says, from the validate and register return values."""
+    if isinstance(validation, dict) and validation.get("status") == "quarantined":
+        return (f"Hour {validation.get('hour')} QUARANTINED: train/evaluate/register skipped.\n"
+                f"{validation.get('summary', '')}\nData: {validation.get('path', '')}")[:NOTE_LIMIT]
+    if isinstance(decision, dict) and decision.get("decision"):
+        reasons = "; ".join(decision.get("reasons") or [])
+        return (f"Hour {decision.get('hour')}: {decision['decision']} (version {decision.get('version')}, "
+                f"champion {decision.get('champion')}). {reasons}")[:NOTE_LIMIT]
+    return None
+
+
+def _return_value(session: Any, dag_id: str, run_id: str, task_id: str) -> Any:
+    from airflow.models.xcom import XComModel
+
+    row = session.execute(
+        XComModel.get_many(key="return_value", run_id=run_id, dag_ids=dag_id, task_ids=task_id)
+        .with_only_columns(XComModel.value)
+    ).first()
+    return XComModel.deserialize_value(row) if row is not None else None
+
+
+def _write_note(session: Any, dag_run: Any) -> None:
+    if dag_run.note:  # a person's note stays
+        return
+    validation = _return_value(session, dag_run.dag_id, dag_run.run_id, "validate")
+    decision = _return_value(session, dag_run.dag_id, dag_run.run_id, "register")
+    note = run_note(validation, decision)
+    if note:
+        dag_run.note = note
+        log.info("search_ranker: note on %s: %s", dag_run.run_id, note.splitlines()[0])
+
+
+class RunNoteListener:
+    @hookimpl
+    def on_dag_run_success(self, dag_run: Any, msg: str) -> None:
+        if dag_run.dag_id != HOURLY_DAG:
+            return
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+        from sqlalchemy.orm import object_session
+
+        session = object_session(dag_run)
+        if session is not None:  # the scheduler's session, which holds the run's row lock: commits with it
+            _write_note(session, dag_run)
+            return
+        with create_session() as session:  # `dag.test()` hands over a detached run
+            attached = session.scalar(
+                select(DagRun).where(DagRun.dag_id == dag_run.dag_id, DagRun.run_id == dag_run.run_id)
+            )
+            if attached is not None:
+                _write_note(session, attached)
+
+
+class SearchRankerPlugin(AirflowPlugin):
+    name = "search_ranker"
+    global_operator_extra_links = [MlflowRunLink(), ModelVersionLink(), DataDocsLink()]
+    listeners = [RunNoteListener()]
+    external_views = [
+        {
+            "name": "Model review (MLflow)",
+            "href": f"{mlflow_ui_url()}/#/models/{quote(model_name())}",
+            "destination": "nav",
+            "category": "browse",
+        },
+        {
+            "name": "Model review (MLflow)",
+            "href": f"{mlflow_ui_url()}/#/models/{quote(model_name())}",
+            "destination": "dag",
+        },
+    ]
+
+    @property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # built on first use, in the API server only
+        return [{"app": _data_docs_app(), "url_prefix": DATA_DOCS_ROUTE, "name": "search-ranker data docs"}]

@@ -1,0 +1,57 @@
+# Airflow on the embedded default: source this file (bash), then run `airflow ...`.
+#
+#   source scripts/airflow_env.sh          # environment only (no work done)
+#   incremental_airflow_init               # once: migrate the metadata DB, create the `gpu` pool, the UI user
+#   airflow standalone                     # UI on http://127.0.0.1:${AIRFLOW__API__PORT} (user admin / admin)
+#   airflow dags test search_ranker_hourly 2026-01-01T06:00:00+00:00   # covers [05:00, 06:00)
+#
+# Everything is overridable: set a variable before sourcing and it is kept. Defaults:
+#   INCREMENTAL_HOME                      ./var                 (the lake, the DuckDB warehouse, MLflow's SQLite store)
+#   AIRFLOW_HOME                          $INCREMENTAL_HOME/airflow
+#   AIRFLOW__DATABASE__SQL_ALCHEMY_CONN   sqlite:///$AIRFLOW_HOME/airflow.db   (PostgreSQL in production)
+#   AIRFLOW__API__PORT                    8080
+#   INCREMENTAL_AIRFLOW_PASSWORD          admin                 (simple auth manager, user `admin`)
+#   INCREMENTAL_WAREHOUSE_CONN            unset; a connection URI or JSON -> Airflow connection `search_warehouse`,
+#                                         which the DAGs use instead of INCREMENTAL_WAREHOUSE_URL
+#   INCREMENTAL_GPU_SLOTS                 1                     (slots of the `gpu` pool: one per GPU)
+# shellcheck shell=bash
+
+_incremental_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -x "$_incremental_repo/.venv/bin/airflow" && ":$PATH:" != *":$_incremental_repo/.venv/bin:"* ]]; then
+    export PATH="$_incremental_repo/.venv/bin:$PATH"  # `airflow standalone` starts its parts by name
+fi
+
+export INCREMENTAL_HOME="${INCREMENTAL_HOME:-$_incremental_repo/var}"
+mkdir -p "$INCREMENTAL_HOME"
+export INCREMENTAL_HOME="$(cd "$INCREMENTAL_HOME" && pwd)"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$INCREMENTAL_HOME/airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$_incremental_repo/dags}"
+export AIRFLOW__CORE__PLUGINS_FOLDER="${AIRFLOW__CORE__PLUGINS_FOLDER:-$_incremental_repo/plugins}"
+export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}"
+export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://127.0.0.1:$AIRFLOW__API__PORT}"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$AIRFLOW__API__BASE_URL/execution/}"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-$AIRFLOW_HOME/simple_auth_manager_passwords.json}"
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-True}"
+export INCREMENTAL_MLFLOW_UI_URL="${INCREMENTAL_MLFLOW_UI_URL:-http://127.0.0.1:5000}"
+# The pipeline runs offline: nothing is downloaded from a model hub at run time.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false GX_ANALYTICS_ENABLED=False
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+if [[ -n "${INCREMENTAL_WAREHOUSE_CONN:-}" ]]; then
+    export AIRFLOW_CONN_SEARCH_WAREHOUSE="$INCREMENTAL_WAREHOUSE_CONN"
+fi
+mkdir -p "$AIRFLOW_HOME"
+
+# Idempotent set-up of the metadata DB: schema, the `gpu` pool (the train tasks queue on it), the UI user.
+incremental_airflow_init() {
+    airflow db migrate >/dev/null || return
+    airflow pools set gpu "${INCREMENTAL_GPU_SLOTS:-1}" "GPU slots: one training task per GPU" >/dev/null || return
+    local passwords="$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
+    if [[ ! -s "$passwords" ]]; then
+        printf '{"admin": "%s"}\n' "${INCREMENTAL_AIRFLOW_PASSWORD:-admin}" > "$passwords"
+    fi
+    echo "airflow ready: AIRFLOW_HOME=$AIRFLOW_HOME, metadata ${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN%%:*}, pool gpu, user admin"
+}

@@ -1,0 +1,192 @@
+"""The DAG files: they import cleanly, are documented and safe to parse, and wire what issue 5 asks for."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+PLUGINS = REPO / "plugins"
+HEAVY = ("torch", "mlflow", "pandas", "transformers", "great_expectations")
+DAG_IDS = {"search_ranker_hourly", "search_ranker_full_retrain", "search_ranker_benchmark"}
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    os.environ.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+    })
+    return home
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_home: Path):
+    # The dag-processor's own loader: it puts the bundle (the dags folder) on sys.path.
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    return BundleDagBag(dag_folder=str(DAGS), bundle_path=DAGS, bundle_name="dags-folder")
+
+
+def test_dagbag_imports_without_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == DAG_IDS
+
+
+def test_every_dag_has_tags_retries_and_docs(dagbag) -> None:
+    for dag in dagbag.dags.values():
+        assert dag.tags and "search-ranker" in dag.tags, dag.dag_id
+        assert dag.doc_md and dag.doc_md.strip().startswith(f"# {dag.dag_id}"), dag.dag_id
+        assert dag.max_active_runs == 1, dag.dag_id
+        for task in dag.tasks:
+            assert task.doc_md, f"{dag.dag_id}.{task.task_id} has no docs"
+            assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id} has no time-out"
+            assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id} has no failure callback"
+            if task.task_id not in ("check_validated", "publish_champion"):  # decisions, not flaky I/O
+                assert task.retries >= 1 and task.retry_exponential_backoff >= 2, f"{dag.dag_id}.{task.task_id}"
+
+
+def test_hourly_dag_wiring(dagbag) -> None:
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    dag = dagbag.dags["search_ranker_hourly"]
+    timetable = coerce_to_core_timetable(dag.timetable)
+    assert isinstance(timetable, CronDataIntervalTimetable)
+    assert timetable.summary == "0 * * * *"
+    # one run covers exactly the hour that just closed
+    import pendulum
+
+    interval = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 1, 1, 6, 20))
+    assert (interval.start, interval.end) == (pendulum.datetime(2026, 1, 1, 5), pendulum.datetime(2026, 1, 1, 6))
+    assert dag.max_active_runs == 1
+    train = dag.get_task("train")
+    assert (train.queue, train.pool) == ("gpu", "gpu")
+    chain = ["extract", "validate", "check_validated", "train", "evaluate", "register", "publish_champion"]
+    for upstream, downstream in zip(chain, chain[1:], strict=False):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+    assert {o.uri for o in dag.get_task("extract").outlets} == {"lake://search-ranker/search_logs"}
+    assert {o.uri for o in dag.get_task("publish_champion").outlets} == {"mlflow://models/search-ranker"}
+    full = dagbag.dags["search_ranker_full_retrain"].get_task("full_retrain")
+    assert (full.queue, full.pool) == ("gpu", "gpu")
+
+
+def _resolve(dag, conf: dict) -> dict:
+    """What Airflow does with a run's conf: merge it over the DAG's params and validate."""
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    return params.validate()
+
+
+def test_params_reject_force_promote_without_a_reason(dagbag) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["search_ranker_hourly"]
+    assert _resolve(dag, {})["force_promote"] is None  # scheduled runs: the normal gate
+    for bad in ({"force_promote": True}, {"force_promote": ""}, {"force_promote": "because"}):
+        with pytest.raises(ParamValidationError):
+            _resolve(dag, bad)
+    ok = _resolve(dag, {"force_promote": "rollback after incident 42", "dry_run": True, "max_steps": 50})
+    assert ok["force_promote"] == "rollback after incident 42" and ok["dry_run"] is True
+    for bad in ({"learning_rate": 0}, {"learning_rate": 1.0}, {"max_steps": 0}, {"replay_fraction": 1.5},
+                {"dry_run": "yes"}):
+        with pytest.raises(ParamValidationError):
+            _resolve(dag, bad)
+    bench = dagbag.dags["search_ranker_benchmark"]
+    with pytest.raises(ParamValidationError):  # a new anchor set needs a reason
+        _resolve(bench, {"window_start": "2026-01-01T00:00:00+00:00", "window_end": "2026-01-02T00:00:00+00:00"})
+
+
+PARSE_PROBE = r"""
+import json, socket, sys
+def refuse(*args, **kwargs):
+    raise AssertionError(f"network access while parsing DAG files: {args!r}")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.create_connection = refuse
+from airflow.dag_processing.dagbag import BundleDagBag
+dags = sys.argv[1]
+bag = BundleDagBag(dag_folder=dags, bundle_path=dags, bundle_name="dags-folder")
+heavy = [m for m in ("torch", "mlflow", "pandas", "transformers", "great_expectations") if m in sys.modules]
+pipeline = [m for m in sys.modules if m.startswith("incremental.") and m != "incremental.config" and m != "incremental.lake"]
+print("RESULT " + json.dumps({"errors": {k: v[-300:] for k, v in bag.import_errors.items()},
+                              "dags": sorted(bag.dag_ids), "heavy": heavy, "pipeline": pipeline}))
+"""
+
+
+def test_parsing_opens_no_connection_and_imports_nothing_heavy(airflow_home: Path) -> None:
+    """In a fresh interpreter with sockets refused: the DAG files parse, and pull in no ML library."""
+    env = {**os.environ, "INCREMENTAL_WAREHOUSE_URL": "postgresql+psycopg://nobody@10.255.255.1:5432/none",
+           "AIRFLOW_CONN_SEARCH_WAREHOUSE": "postgres://nobody@10.255.255.1:5432/none"}
+    out = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(DAGS)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result["errors"] == {}
+    assert set(result["dags"]) == DAG_IDS
+    assert result["heavy"] == [], f"parsing the DAG files imported {result['heavy']}"
+    assert result["pipeline"] == [], f"parsing the DAG files imported {result['pipeline']}"
+
+
+def test_plugin_loads_and_links(airflow_home: Path) -> None:
+    sys.path.insert(0, str(PLUGINS))
+    try:
+        import search_ranker_plugin as plugin
+    finally:
+        sys.path.remove(str(PLUGINS))
+    from airflow.plugins_manager import AirflowPlugin
+
+    assert issubclass(plugin.SearchRankerPlugin, AirflowPlugin)
+    instance = plugin.SearchRankerPlugin()
+    assert {link.name for link in instance.global_operator_extra_links} == {"MLflow run", "Model version", "GX data docs"}
+    assert any(v["destination"] == "nav" and "#/models/search-ranker" in v["href"] for v in instance.external_views)
+    assert plugin.model_version_link({"version": "7"}).endswith("/#/models/search-ranker/versions/7")
+    assert plugin.mlflow_run_link({"mlflow_run_url": "http://m/#/experiments/1/runs/abc"}) == "http://m/#/experiments/1/runs/abc"
+    assert plugin.mlflow_run_link({"decision": "approved"}) is None
+    lake = Path(os.environ.get("INCREMENTAL_HOME", "var")).absolute() / "lake"
+    docs = lake / "quarantine/search_logs/dt=2026-01-01/hour=05/abc/data_docs/index.html"
+    assert plugin.data_docs_link({"data_docs": str(docs)}, "http://af") == (
+        "http://af/search-ranker/data-docs/quarantine/search_logs/dt%3D2026-01-01/hour%3D05/abc/data_docs/index.html")
+    assert plugin.data_docs_link({"data_docs": None}) is None
+    quarantined = {"status": "quarantined", "hour": "2026-01-01T05:00Z", "summary": "null query", "path": "/q"}
+    assert "QUARANTINED" in plugin.run_note(quarantined, None)
+    assert plugin.run_note({"status": "validated"}, {"decision": "rejected", "reasons": ["auc"], "hour": "h"}).startswith(
+        "Hour h: rejected")
+
+
+def test_alert_line_and_champion_event() -> None:
+    sys.path.insert(0, str(DAGS))
+    try:
+        import search_ranker_common as common
+    finally:
+        sys.path.remove(str(DAGS))
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    class TI:
+        dag_id, task_id, run_id, try_number = "search_ranker_hourly", "train", "scheduled__x", 4
+
+    line = common.alert_line({"ti": TI(), "data_interval_start": datetime(2026, 1, 1, 5, tzinfo=UTC),
+                              "exception": RuntimeError("CUDA out of memory\nat step 3")})
+    assert line == ("ALERT search-ranker: search_ranker_hourly.train failed for hour 2026-01-01T05:00Z "
+                    "(run scheduled__x, try 4): RuntimeError: CUDA out of memory at step 3")
+    assert "\n" not in line
+    assert common.champion_event({"decision": "approved", "version": "3", "champion": "3"})["version"] == "3"
+    for no in ({"decision": "rejected", "version": "3", "champion": "2"},
+               {"decision": "approved", "version": "3", "champion": "3", "reused": True},
+               {"decision": "approved", "version": None, "champion": "2", "dry_run": True}):
+        with pytest.raises(AirflowSkipException):
+            common.champion_event(no)
+    assert common.training_overrides({"learning_rate": None, "max_steps": 5, "replay_fraction": 0.0}) == {
+        "max_steps": 5, "replay_fraction": 0.0}

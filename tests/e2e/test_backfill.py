@@ -1,0 +1,94 @@
+"""A backfill of four hours through a real scheduler: oldest first, one at a time, and idempotent.
+
+PostgreSQL metadata (a throw-away database on the machine's server) with the LocalExecutor; an
+api-server (the Task Execution API), a scheduler and a dag-processor started here and stopped at the
+end. Scheduled runs are switched off (`use_job_schedule=False`) so only the backfill creates runs.
+Then the same hours are backfilled again with `--reprocess-behavior completed`: every run goes
+through again and the registry gains no version (each hour reuses the version of its inputs).
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from airflow_helpers import Env, Services, seed_and_bootstrap
+
+DAG_ID = "search_ranker_hourly"
+HOURS = ["2026-01-01T04:00Z", "2026-01-01T05:00Z", "2026-01-01T06:00Z", "2026-01-01T07:00Z"]
+BACKFILL = (f"airflow backfill create --dag-id {DAG_ID} --from-date 2026-01-01T04:00:00+00:00 "
+            "--to-date 2026-01-01T07:00:00+00:00 --max-active-runs 1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_backfill_runs_in_order_and_reprocessing_registers_nothing_twice(tmp_path: Path, postgres_url: str) -> None:
+    import psycopg
+
+    port = _free_port()
+    env = Env(tmp_path / "var", {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    })
+    seed_and_bootstrap(env, "2026-01-01T00:00", "2026-01-01T04:00", "2026-01-01T08:00")
+    conninfo = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+
+    def query(sql: str, *args) -> list[tuple]:
+        with psycopg.connect(conninfo) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    services = Services(env, tmp_path / "logs")
+    try:
+        services.start("api-server", f"airflow api-server --port {port}")
+        services.start("scheduler", "airflow scheduler")
+        services.start("dag-processor", "airflow dag-processor")
+        services.wait("the DAG to be parsed", lambda: query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 180)
+        env.sh(f"airflow dags unpause {DAG_ID}", timeout=120)
+
+        def backfill_done() -> bool:
+            rows = query("SELECT completed_at FROM backfill WHERE dag_id = %s ORDER BY id", DAG_ID)
+            failed = query("SELECT run_id FROM dag_run WHERE dag_id = %s AND state = 'failed'", DAG_ID)
+            assert not failed, f"failed runs: {failed}"
+            return bool(rows) and all(r[0] is not None for r in rows)
+
+        env.sh(BACKFILL, timeout=120)
+        services.wait("the backfill", backfill_done, 1500, interval=10)
+        first = env.runs(DAG_ID)
+        versions_after_first = env.history()
+
+        env.sh(BACKFILL + " --reprocess-behavior completed", timeout=120)
+        services.wait("the reprocessing backfill", backfill_done, 1500, interval=10)
+        second = env.runs(DAG_ID)
+        versions_after_second = env.history()
+    finally:
+        services.stop()
+
+    for runs in (first, second):
+        assert [r["hour"] for r in runs] == HOURS
+        assert all(r["state"] == "success" and r["run_type"] == "backfill" for r in runs), runs
+        starts = [datetime.fromisoformat(r["start"]) for r in runs]
+        ends = [datetime.fromisoformat(r["end"]) for r in runs]
+        assert starts == sorted(starts), "hours must run oldest first"
+        assert all(ends[i] <= starts[i + 1] for i in range(len(runs) - 1)), "hours must run one at a time"
+    assert [r["run_id"] for r in second] == [r["run_id"] for r in first]  # the same runs, run again
+    assert min(datetime.fromisoformat(r["start"]) for r in second) > max(datetime.fromisoformat(r["end"]) for r in first)
+
+    hourly = [row for row in versions_after_first if row["interval"][:16] in {h[:16] for h in HOURS}]
+    assert len(hourly) == len({row["interval"] for row in hourly}) == 4, versions_after_first
+    assert versions_after_second == versions_after_first or [
+        {k: v for k, v in row.items() if k != "champion_periods"} for row in versions_after_second] == [
+        {k: v for k, v in row.items() if k != "champion_periods"} for row in versions_after_first]

@@ -1,0 +1,84 @@
+"""`incremental run-hour` end to end on the embedded default, with the tiny model.
+
+Real parts throughout: the simulator writes into DuckDB, extraction and GX validation write the
+lake, training logs to a SQLite-backed MLflow, the registry holds the versions.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from incremental import lake, pipeline, registry, tracking
+from incremental.cli import main
+from incremental.config import load_settings
+from incremental.simulate import simulate
+from incremental.warehouse import Warehouse
+
+T0 = datetime(2026, 5, 1, 0, tzinfo=UTC)
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "tiny.yaml"
+
+
+@pytest.fixture
+def tiny_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("INCREMENTAL_CONFIG", str(TINY_CONFIG))
+    return home
+
+
+def test_bootstrap_then_hours_through_the_gate(tiny_home: Path, capsys: pytest.CaptureFixture) -> None:
+    settings = load_settings()
+    warehouse = Warehouse(settings.warehouse_url)
+    simulate(warehouse, T0, T0 + timedelta(hours=7), rate=600, seed=2)
+    bad = T0 + timedelta(hours=6)
+    simulate(warehouse, bad, bad + lake.HOUR, rate=100, seed=99, faults=["null_query"])
+    for h in range(5):
+        pipeline.extract_step(settings, T0 + timedelta(hours=h))
+        assert pipeline.validate_step(settings, T0 + timedelta(hours=h))["status"] == "validated"
+
+    # the first model: value thresholds only, and the anchor set is frozen on the window
+    first = pipeline.full_retrain(settings, T0, T0 + timedelta(hours=5), anchor_size=600)
+    assert first["version"] == "1"
+    evaluation = json.loads(next((settings.home / "evaluations").glob("*.json")).read_text())
+    assert {c["kind"] for c in evaluation["decision"]["checks"]} == {"value"}
+    assert (settings.lake / "anchor" / "anchor.json").is_file()
+
+    # an hourly run: extract, validate, train from the champion (if any), evaluate, register
+    hour5 = T0 + timedelta(hours=5)
+    assert main(["run-hour", "--start", hour5.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "version 2" in out and ("APPROVED" in out or "REJECTED" in out)
+    client = tracking.configure(settings)
+    v2 = client.get_model_version(settings.model_name, "2")
+    assert v2.tags["interval"] == "2026-05-01T05:00Z/2026-05-01T06:00Z"
+    assert v2.tags["parent_version"] == ("1" if first["decision"] == "approved" else "base")
+    assert v2.tags["decision"] in ("approved", "rejected") and json.loads(v2.tags["reasons"])
+    review = {a.path for a in client.list_artifacts(v2.run_id, "review")}
+    assert {"review/decision.json", "review/report.md", "review/r_matrix.png", "review/metric_history.png",
+            "review/forgetting_per_category.png"} <= review
+    if first["decision"] == "approved":  # with a champion the change thresholds apply too
+        decision = json.loads(Path(client.download_artifacts(v2.run_id, "review/decision.json")).read_text())
+        assert "change" in {c["kind"] for c in decision["checks"]}
+
+    # reprocessing the same hour: no second version
+    assert main(["run-hour", "--start", hour5.isoformat()]) == 0
+    assert "already processed" in capsys.readouterr().out
+    assert len(registry.history(settings)) == 2
+
+    # a bad hour stops before training and says so
+    assert main(["run-hour", "--start", bad.isoformat()]) == 1
+    out = capsys.readouterr().out
+    assert "QUARANTINED" in out and "expect_column_values_to_not_be_null(query)" in out
+    assert len(registry.history(settings)) == 2
+
+    assert main(["history"]) == 0
+    table = capsys.readouterr().out
+    assert "2026-05-01T05:00Z" in table and "version" in table
+
+
+def test_an_unvalidated_hour_cannot_be_trained(tiny_home: Path) -> None:
+    settings = load_settings()
+    with pytest.raises(pipeline.PipelineError, match="is missing, not validated"):
+        pipeline.train_step(settings, T0)
