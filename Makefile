@@ -13,7 +13,9 @@ export TOKENIZERS_PARALLELISM := false
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup demo test lint bench airflow mlflow clean
+DEMO_HOME ?= $(CURDIR)/var/demo
+
+.PHONY: setup demo test lint bench airflow mlflow screenshots clean
 
 setup: $(STAMP)
 
@@ -37,6 +39,15 @@ bench: setup
 	$(BIN)/python benchmarks/extract_bench.py
 	$(BIN)/python benchmarks/validate_bench.py
 	$(BIN)/python benchmarks/train_bench.py
+
+airflow: setup
+	export INCREMENTAL_HOME=$(DEMO_HOME) && source scripts/airflow_env.sh && incremental_airflow_init && airflow standalone
+
+mlflow: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(DEMO_HOME)/mlflow.db --host 127.0.0.1 --port 5000
+
+screenshots: setup
+	INCREMENTAL_HOME=$(DEMO_HOME) bash scripts/screenshots.sh
 
 clean:
 	rm -rf var

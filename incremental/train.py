@@ -435,7 +435,8 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
     """Train the base weights on the validated hours of [start, end): the first champion, and
     the full-retrain baseline. A plain fine-tune: no replay (the window is the data) and no
     L2-SP (the base weights are not a ranker to stay close to)."""
-    settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0)
+    settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0,
+                                      learning_rate=settings.training.bootstrap_learning_rate)
     starts = lk.hours(lk.parse_hour(start), lk.parse_hour(end))
     if not starts:
         raise TrainingError(f"empty bootstrap window [{start}, {end})")

@@ -1,23 +1,57 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: a fresh demo home (DuckDB warehouse, local lake, SQLite MLflow),
-# a day of simulated traffic (drifting in its second half), one hour with bad rows, then
-# extract + validate every hour and list the partitions.
+# The main job on the embedded default (DuckDB warehouse, local lake, SQLite MLflow, SQLite Airflow):
+#   1. a fresh demo home, the warehouse seeded by the simulator: 12 hours at 2,000 impressions/hour,
+#      the `drift` scenario from 09:00 (traffic and vocabulary that conflict with the morning),
+#      and bad rows (null queries) in the 10:00 hour;
+#   2. the first champion bootstrapped from the packaged MiniLM weights on 00:00-06:00, which also
+#      freezes the anchor set (the forgetting benchmark);
+#   3. six consecutive hourly runs of the real Airflow DAG (`airflow dags test`), 06:00-12:00:
+#      one of them quarantined, the drifted ones judged by the gate;
+#   4. the registry's history, and how to look at it in the Airflow and MLflow UIs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export INCREMENTAL_HOME="${INCREMENTAL_HOME:-$PWD/var/demo}"
-rm -rf "$INCREMENTAL_HOME"
-START=2026-01-01T00:00
-END=2026-01-02T00:00
-BAD=2026-01-01T20:00
+DAY=2026-01-01
+step() { printf '\n== %s\n' "$*"; }
 
-echo "== demo home: $INCREMENTAL_HOME"
+step "fresh demo home: $INCREMENTAL_HOME"
+rm -rf "$INCREMENTAL_HOME"
+# shellcheck source=scripts/airflow_env.sh
+source scripts/airflow_env.sh
+incremental_airflow_init
+
+step "warehouse: 12 simulated hours (drift from 09:00) and bad rows at 10:00"
 incremental warehouse init
-echo "== simulate 24 hours at 5,000 impressions/hour (drift scenario), bad rows in $BAD"
-incremental simulate --start $START --end $END --rate 5000 --seed 7 --scenario drift | tail -n 3
-incremental simulate --start $BAD --end 2026-01-01T21:00 --rate 50 --seed 99 --fault null_query --fault bad_label | tail -n 3
-echo "== extract"
-incremental extract --start $START --end $END
-echo "== validate (the bad hour is quarantined: exit code 1 is expected here)"
-incremental validate --start $START --end $END || test $? -eq 1
-echo "== partitions"
-incremental partitions --start $START --end $END
+incremental simulate --start ${DAY}T00:00 --end ${DAY}T12:00 --rate 2000 --seed 7 \
+    --scenario drift --drift-at ${DAY}T09:00 | grep -E '"rows"|"drift_at"'
+incremental simulate --start ${DAY}T10:00 --end ${DAY}T11:00 --rate 40 --seed 99 --fault null_query | grep '"rows"'
+
+step "history for the first champion: extract and validate 00:00-06:00"
+incremental extract --start ${DAY}T00:00 --end ${DAY}T06:00
+incremental validate --start ${DAY}T00:00 --end ${DAY}T06:00 | grep -v '^  note'
+
+step "bootstrap the first champion from MiniLM (judged by value thresholds only)"
+incremental bootstrap --start ${DAY}T00:00 --end ${DAY}T06:00 --anchor-size 3000
+incremental benchmark show | head -n 8
+
+step "six hourly runs of the Airflow DAG search_ranker_hourly (06:00 ... 11:00)"
+for hour in 06 07 08 09 10 11; do
+    end=$(date -u -d "${DAY}T${hour}:00:00Z + 1 hour" +%Y-%m-%dT%H:%M:%S+00:00)
+    echo "-- hour ${DAY}T${hour}:00Z (airflow dags test search_ranker_hourly $end)"
+    airflow dags test search_ranker_hourly "$end" > "$INCREMENTAL_HOME/dag-run-$hour.log" 2>&1 \
+        || { tail -n 40 "$INCREMENTAL_HOME/dag-run-$hour.log"; exit 1; }
+    grep -hoE "(Hour|hour) [0-9T:-]+Z[^\"]*(QUARANTINED|APPROVED|REJECTED|approved|rejected|quarantined)[^\"]{0,160}" \
+        "$INCREMENTAL_HOME/dag-run-$hour.log" | head -n 2 || true
+done
+incremental partitions --start ${DAY}T00:00 --end ${DAY}T12:00
+
+step "the registry: every candidate, its decision and reasons"
+incremental history
+
+cat <<MSG
+
+Look at it:
+  make mlflow    MLflow UI  -> http://127.0.0.1:5000  (Models -> search-ranker: versions, tags, review/ charts)
+  make airflow   Airflow UI -> http://127.0.0.1:8080  (user admin, password admin; DAG search_ranker_hourly)
+Both read $INCREMENTAL_HOME. Logs of the DAG runs: $INCREMENTAL_HOME/dag-run-*.log
+MSG

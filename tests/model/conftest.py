@@ -103,7 +103,7 @@ def write_hour(lake: Path, start: datetime, frame: pd.DataFrame, *, validated: b
 
 # The tiny model learns these rules in a few hundred steps at this learning rate.
 TINY_TRAINING = TrainingSettings(
-    learning_rate=1e-3, batch_size=32, max_steps=100, bootstrap_steps=400, warmup_fraction=0.1,
+    learning_rate=1e-3, bootstrap_learning_rate=1e-3, batch_size=32, max_steps=100, bootstrap_steps=400, warmup_fraction=0.1,
     eval_every=100, early_stopping_patience=3, checkpoint_every=20, l2sp_strength=0.01,
     replay_fraction=0.3, replay_hours=48, holdout_fraction=0.2,
 )

@@ -1,0 +1,84 @@
+"""The gate on real text with the real MiniLM weights: it catches forgetting and poisoned clicks.
+
+On the simulator's `drift` scenario (from 05:00 the same query words lead to clicks on other
+categories' products), a naive update (no replay, no L2-SP, a high learning rate) forgets the
+morning and is rejected, while the default update (replay + L2-SP, a gentle learning rate) is
+approved. An hour whose clicks were moved to the mirrored positions (poisoned: the click-through
+rate is unchanged, so validation lets it through, but the clicks now land on the products least
+related to the query) is rejected by the gate.
+Small settings keep it to a few minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from incremental import lake, pipeline
+from incremental.config import load_settings
+from incremental.simulate import simulate
+from incremental.warehouse import Warehouse
+
+pytestmark = pytest.mark.slow
+T0 = datetime(2026, 1, 1, 0, tzinfo=UTC)
+POISONED = T0 + timedelta(hours=4)  # a steady hour, processed last (as a backfill would)
+DRIFT = T0 + timedelta(hours=5)
+SMALL = """\
+training:
+  batch_size: 16
+  max_steps: 60
+  bootstrap_steps: 150
+  eval_every: 30
+  checkpoint_every: 30
+  max_length: 48
+"""
+POISON_SQL = """
+UPDATE search_impressions AS s SET clicked = mirrored.clicked
+FROM (
+    SELECT a.event_id, COALESCE(b.clicked, 0) AS clicked
+    FROM search_impressions AS a
+    LEFT JOIN search_impressions AS b ON b.session_id = a.session_id AND b.position = 11 - a.position
+    WHERE a.ingested_at >= $start AND a.ingested_at < $end
+) AS mirrored
+WHERE s.event_id = mirrored.event_id
+"""
+
+
+def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_rejected(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (home.parent / "small.yaml").write_text(SMALL)
+    monkeypatch.setenv("INCREMENTAL_CONFIG", str(home.parent / "small.yaml"))
+    monkeypatch.setenv("INCREMENTAL_BASE_MODEL", "minilm")
+    settings = load_settings()
+    warehouse = Warehouse(settings.warehouse_url)
+    simulate(warehouse, T0, T0 + timedelta(hours=6), rate=800, seed=4, scenario="drift", drift_at=DRIFT)
+    con = duckdb.connect(warehouse.duckdb_path)
+    con.execute(POISON_SQL, {"start": POISONED, "end": POISONED + lake.HOUR})
+    con.close()
+    for hour in lake.hours(T0, T0 + timedelta(hours=6)):
+        pipeline.extract_step(settings, hour)
+        assert pipeline.validate_step(settings, hour)["status"] == "validated"
+
+    first = pipeline.full_retrain(settings, T0, POISONED, anchor_size=800)
+    assert first["decision"] == "approved", first["reasons"]
+
+    default = pipeline.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT))
+    naive_overrides = {"replay_fraction": 0.0, "l2sp_strength": 0.0, "learning_rate": 3e-4}
+    naive = pipeline.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT, overrides=naive_overrides))
+    print("default:", default["key_metrics"], default["reasons"])
+    print("naive:", naive["key_metrics"], naive["reasons"])
+    assert default["decision"] == "approved", default["reasons"]
+    assert naive["decision"] == "rejected"
+    assert any(r.startswith("anchor_auc_drop") for r in naive["reasons"]), naive["reasons"]
+    assert naive["key_metrics"]["anchor_auc"] < default["key_metrics"]["anchor_auc"] - 0.05
+
+    # the default candidate becomes champion; the poisoned hour's candidate is rejected
+    registered = pipeline.register_step(settings, DRIFT, pipeline.train_step(settings, DRIFT), default)
+    assert registered["decision"] == "approved" and registered["champion"] == registered["version"]
+    poisoned = pipeline.run_hour(settings, POISONED)
+    print("poisoned:", poisoned["reasons"])
+    assert poisoned["decision"] == "rejected" and poisoned["champion"] == registered["version"]
