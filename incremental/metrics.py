@@ -343,6 +343,19 @@ def _first_row_at_or_after(trained_through: Sequence[Any], columns: Sequence[Any
     return out
 
 
+def _through(trained_through: Mapping[Hashable, Any] | Sequence[Any] | None, rows: Sequence[Any]) -> list[Any]:
+    """Per row, the last source hour the model had seen (default: the row keys themselves)."""
+    if trained_through is None:
+        through = list(rows)
+    elif isinstance(trained_through, Mapping):
+        through = [trained_through.get(r) for r in rows]
+    else:
+        through = list(trained_through)
+    if len(through) != len(rows):
+        raise ValueError(f"trained_through has {len(through)} entries for {len(rows)} models")
+    return through
+
+
 def accuracy_matrix(
     R: Mapping[Hashable, Mapping[Hashable, float]] | np.ndarray | Sequence[Sequence[float]],
     trained_through: Mapping[Hashable, Any] | Sequence[Any] | None = None,
@@ -360,14 +373,7 @@ def accuracy_matrix(
         columns = tuple(sorted({col for row in R.values() for col in row}))
         values = np.array([[float(R[r].get(c, math.nan)) for c in columns] for r in rows], dtype=np.float64)
         values = values.reshape(len(rows), len(columns))
-        if trained_through is None:
-            through: Sequence[Any] = rows
-        elif isinstance(trained_through, Mapping):
-            through = [trained_through.get(r) for r in rows]
-        else:
-            through = list(trained_through)
-        if len(through) != len(rows):
-            raise ValueError(f"trained_through has {len(through)} entries for {len(rows)} models")
+        through = _through(trained_through, rows)
         try:
             diagonal = _first_row_at_or_after(through, columns)
         except TypeError:
@@ -381,15 +387,7 @@ def accuracy_matrix(
             raise ValueError("R must be two-dimensional (models x source hours)")
         rows = tuple(range(values.shape[0]))
         columns = tuple(range(values.shape[1]))
-        if trained_through is None:
-            through = list(rows)
-        elif isinstance(trained_through, Mapping):
-            through = [trained_through.get(r) for r in rows]
-        else:
-            through = list(trained_through)
-        if len(through) != len(rows):
-            raise ValueError(f"trained_through has {len(through)} entries for {len(rows)} models")
-        diagonal = _first_row_at_or_after(through, columns)
+        diagonal = _first_row_at_or_after(_through(trained_through, rows), columns)
     return AccuracyMatrix(values=values, rows=rows, columns=columns, diagonal_row=diagonal)
 
 
