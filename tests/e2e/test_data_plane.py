@@ -8,7 +8,6 @@ hour still validates; SQL metacharacters must come through as plain data.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
