@@ -40,8 +40,9 @@ for hour in 06 07 08 09 10 11; do
     echo "-- hour ${DAY}T${hour}:00Z (airflow dags test search_ranker_hourly $end)"
     airflow dags test search_ranker_hourly "$end" > "$INCREMENTAL_HOME/dag-run-$hour.log" 2>&1 \
         || { tail -n 40 "$INCREMENTAL_HOME/dag-run-$hour.log"; exit 1; }
-    grep -hoE "(Hour|hour) [0-9T:-]+Z[^\"]*(QUARANTINED|APPROVED|REJECTED|approved|rejected|quarantined)[^\"]{0,160}" \
-        "$INCREMENTAL_HOME/dag-run-$hour.log" | head -n 2 || true
+    # the run's outcome, as the plugin writes it into the run note (or the quarantine banner)
+    grep -hoE "Hour [0-9T:-]+Z: (approved|rejected).*|HOUR [0-9T:-]+Z QUARANTINED.*" "$INCREMENTAL_HOME/dag-run-$hour.log" \
+        | sed -E 's/ \[search_ranker_plugin\].*//' | head -n 1 || true
 done
 incremental partitions --start ${DAY}T00:00 --end ${DAY}T12:00
 
