@@ -23,6 +23,27 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
+# The warehouse tables and their columns (sql/schema.sql): loading names only these identifiers,
+# so the INSERT statements below are built from a whitelist and every value is bound data.
+TABLE_COLUMNS = {
+    "products": ("product_id", "title", "brand", "category", "price", "created_at"),
+    "search_impressions": ("event_id", "event_ts", "ingested_at", "session_id", "user_id", "query", "product_id",
+                           "position", "clicked"),
+}
+
+
+def _insert_from_staging(table_name: str, columns: list[str]) -> str:
+    """`INSERT INTO <table> (<columns>) SELECT <columns> FROM incoming_rows`, identifiers whitelisted."""
+    if table_name not in TABLE_COLUMNS:
+        raise ValueError(f"unknown warehouse table {table_name!r}")
+    unknown = [c for c in columns if c not in TABLE_COLUMNS[table_name]]
+    if unknown:
+        raise ValueError(f"{table_name} has no column(s) {unknown}; it has {list(TABLE_COLUMNS[table_name])}")
+    names = ", ".join(columns)
+    conflict = " ON CONFLICT DO NOTHING" if table_name == "products" else ""  # the catalogue is idempotent
+    return f"INSERT INTO {table_name} ({names}) SELECT {names} FROM incoming_rows{conflict}"
+
+
 def sql_text(name: str) -> str:
     """The text of `sql/<name>.sql`."""
     return (SQL_DIR / f"{name}.sql").read_text()
@@ -120,22 +141,19 @@ class Warehouse:
     # --- loading ------------------------------------------------------------------------
     def insert(self, table_name: str, rows: pa.Table) -> int:
         """Append rows (an Arrow table whose columns are named like the table's)."""
-        if table_name not in {"products", "search_impressions"}:
-            raise ValueError(f"unknown warehouse table {table_name!r}")
+        statement = _insert_from_staging(table_name, rows.column_names)
         if rows.num_rows == 0:
             return 0
-        columns = ", ".join(rows.column_names)
         if self.backend == "duckdb":
             with self._duckdb() as con:
                 con.register("incoming_rows", rows)
-                conflict = " ON CONFLICT DO NOTHING" if table_name == "products" else ""
-                con.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM incoming_rows{conflict}")
+                con.execute(statement)
                 con.unregister("incoming_rows")
             return rows.num_rows
         engine = self._engine()
         try:
             if self.backend == "postgresql":
-                self._pg_copy(engine, table_name, rows)
+                self._pg_copy(engine, table_name, rows, statement)
             else:
                 with engine.begin() as conn:
                     conn.execute(sa.table(table_name, *map(sa.column, rows.column_names)).insert(), rows.to_pylist())
@@ -144,20 +162,20 @@ class Warehouse:
         return rows.num_rows
 
     @staticmethod
-    def _pg_copy(engine: sa.Engine, table_name: str, rows: pa.Table) -> None:
+    def _pg_copy(engine: sa.Engine, table_name: str, rows: pa.Table, insert: str) -> None:
         # COPY through a staging table, so products keep ON CONFLICT semantics and one
         # transaction covers the whole load.
         buffer = io.BytesIO()
         pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
-        columns = ", ".join(rows.column_names)
+        staging = f"CREATE TEMP TABLE incoming_rows (LIKE {table_name}) ON COMMIT DROP"  # whitelisted name
+        copy_in = f"COPY incoming_rows ({', '.join(rows.column_names)}) FROM STDIN WITH (FORMAT csv)"
         raw = engine.raw_connection()
         try:
             with raw.cursor() as cur:
-                cur.execute(f"CREATE TEMP TABLE incoming_rows (LIKE {table_name}) ON COMMIT DROP")
-                with cur.copy(f"COPY incoming_rows ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+                cur.execute(staging)
+                with cur.copy(copy_in) as copy:
                     copy.write(buffer.getvalue())
-                conflict = " ON CONFLICT DO NOTHING" if table_name == "products" else ""
-                cur.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM incoming_rows{conflict}")
+                cur.execute(insert)
             raw.commit()
         finally:
             raw.close()

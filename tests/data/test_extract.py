@@ -138,3 +138,12 @@ def test_hours_must_be_whole(tmp_path: Path) -> None:
     w = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
     with pytest.raises(ValueError, match="not on the hour"):
         extract.extract_hour(w, tmp_path / "lake", datetime(2026, 3, 1, 10, 30, tzinfo=UTC))
+
+
+def test_loading_names_only_known_tables_and_columns(tmp_path: Path) -> None:
+    w = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    w.init_schema()
+    with pytest.raises(ValueError, match="unknown warehouse table"):
+        w.insert("products; DROP TABLE products", products())
+    with pytest.raises(ValueError, match=r"no column\(s\) \['evil\) --'\]"):
+        w.insert("products", products().append_column("evil) --", pa.array([1, 2, 3])))
