@@ -68,22 +68,6 @@ def synthetic_table(rows: int, start: datetime = START, seed: int = 0) -> pa.Tab
     return pa.table(columns, schema=lk.SEARCH_LOG_SCHEMA)
 
 
-def write_partition(lake: Path, start: datetime, table: pa.Table) -> Path:
-    folder = lk.partition_dir(lake, start)
-    lk.write_parquet_atomic(folder / lk.DATA_FILE, table)
-    lk.atomic_write_json(
-        folder / lk.MANIFEST_FILE,
-        {
-            "schema_version": lk.SCHEMA_VERSION,
-            "interval_start": start.isoformat(),
-            "interval_end": (start + lk.HOUR).isoformat(),
-            "rows": table.num_rows,
-            "sha256": lk.sha256_file(folder / lk.DATA_FILE),
-        },
-    )
-    return folder
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -98,11 +82,11 @@ def main() -> int:
     timings = []
     with tempfile.TemporaryDirectory() as tmp:
         lake = Path(tmp) / "lake"
-        write_partition(lake, START, table)
+        lk.write_partition(lake, START, table)
         # earlier validated hours (0.4x the volume: inside the warning ratio) so the drift checks run too
         for k in range(1, settings.drift_min_history + 1):
             earlier = START - timedelta(hours=k)
-            write_partition(lake, earlier, synthetic_table(max(args.rows * 2 // 5, 100), earlier, seed=k))
+            lk.write_partition(lake, earlier, synthetic_table(max(args.rows * 2 // 5, 100), earlier, seed=k))
             validate_hour(lake, earlier, settings)
         for _ in range(args.repeat):
             t0 = time.perf_counter()

@@ -54,19 +54,13 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def _manifest(table: pa.Table, start: datetime, end: datetime, data_file: Path, backend: str) -> dict[str, Any]:
+def _details(table: pa.Table, backend: str) -> dict[str, Any]:
+    """What the extractor adds to the manifest: the event_ts range, the SQL and where it ran."""
     event_ts = table.column("event_ts") if "event_ts" in table.column_names else None
     bounds = pc.min_max(event_ts) if event_ts is not None and table.num_rows else None
     return {
-        "schema_version": lake.SCHEMA_VERSION,
-        "interval_start": start.isoformat(),
-        "interval_end": end.isoformat(),
-        "rows": table.num_rows,
         "min_event_ts": bounds["min"].as_py().isoformat() if bounds and bounds["min"].is_valid else None,
         "max_event_ts": bounds["max"].as_py().isoformat() if bounds and bounds["max"].is_valid else None,
-        "file": data_file.name,
-        "sha256": lake.sha256_file(data_file),
-        "bytes": data_file.stat().st_size,
         "sql": f"sql/{EXTRACT_SQL}.sql",
         "sql_sha256": hashlib.sha256(sql_text(EXTRACT_SQL).encode()).hexdigest(),
         "columns": {f.name: str(f.type) for f in table.schema},
@@ -87,12 +81,7 @@ def extract_hour(warehouse: Warehouse, lake_root: Path, start: datetime) -> dict
     if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
         table = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result
     table = conform(table)
-    folder = lake.partition_dir(lake_root, start)
-    data_file = folder / lake.DATA_FILE
-    lake.write_parquet_atomic(data_file, table)
-    manifest = _manifest(table, start, end, data_file, warehouse.backend)
-    # The manifest is written last: a partition without one was never completed.
-    lake.atomic_write_json(folder / lake.MANIFEST_FILE, manifest)
+    manifest = lake.write_partition(lake_root, start, table, **_details(table, warehouse.backend))
     log.info("extracted %s: %d rows, sha256 %s", lake.hour_key(start), table.num_rows, manifest["sha256"][:12])
     return manifest
 

@@ -143,6 +143,30 @@ def write_parquet_atomic(path: Path, table: pa.Table) -> None:
         raise
 
 
+def write_partition(lake: Path, start: datetime, table: pa.Table, **details: Any) -> dict[str, Any]:
+    """Write an hour's partition: the Parquet file (atomic, deterministic), then its manifest.
+
+    The manifest holds the interval, rows, file, sha256 and schema version, plus `details`
+    (the extractor adds the event_ts range, the SQL and its hash). It is written last: a folder
+    without a manifest is an unfinished partition.
+    """
+    folder = partition_dir(lake, start)
+    data_file = folder / DATA_FILE
+    write_parquet_atomic(data_file, table)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "interval_start": start.isoformat(),
+        "interval_end": (start + HOUR).isoformat(),
+        "rows": table.num_rows,
+        "file": DATA_FILE,
+        "sha256": sha256_file(data_file),
+        "bytes": data_file.stat().st_size,
+        **details,
+    }
+    atomic_write_json(folder / MANIFEST_FILE, manifest)
+    return manifest
+
+
 @dataclass(frozen=True)
 class Partition:
     """Where one hour's data lives now, and what state it is in."""

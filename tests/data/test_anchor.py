@@ -44,12 +44,9 @@ def write_hour(root: Path, start: datetime, per_category: dict[str, int], valida
         },
         schema=lake.SEARCH_LOG_SCHEMA,
     )
-    folder = lake.partition_dir(root, start)
-    lake.write_parquet_atomic(folder / lake.DATA_FILE, table)
-    sha = lake.sha256_file(folder / lake.DATA_FILE)
-    lake.atomic_write_json(folder / lake.MANIFEST_FILE, {"sha256": sha, "rows": n})
+    sha = lake.write_partition(root, start, table)["sha256"]
     if validated:
-        lake.atomic_write_json(folder / lake.VALIDATION_FILE, {"sha256": sha, "status": "validated"})
+        lake.atomic_write_json(lake.partition_dir(root, start) / lake.VALIDATION_FILE, {"sha256": sha, "status": "validated"})
     return sha
 
 

@@ -76,19 +76,8 @@ def _as_contract(table: pa.Table) -> pa.Table:
 def write_hour(lake: Path, frame: pd.DataFrame | pa.Table, start: datetime = START) -> Path:
     """Write a partition like the extractor does: Parquet (atomic) + manifest with its sha256."""
     table = frame if isinstance(frame, pa.Table) else _as_contract(pa.Table.from_pandas(frame, preserve_index=False))
-    folder = lk.partition_dir(lake, start)
-    lk.write_parquet_atomic(folder / lk.DATA_FILE, table)
-    lk.atomic_write_json(
-        folder / lk.MANIFEST_FILE,
-        {
-            "schema_version": lk.SCHEMA_VERSION,
-            "interval_start": start.isoformat(),
-            "interval_end": (start + lk.HOUR).isoformat(),
-            "rows": table.num_rows,
-            "sha256": lk.sha256_file(folder / lk.DATA_FILE),
-        },
-    )
-    return folder
+    lk.write_partition(lake, start, table)
+    return lk.partition_dir(lake, start)
 
 
 @pytest.fixture

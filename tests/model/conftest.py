@@ -89,15 +89,10 @@ def make_hour_frame(start: datetime, rows: int, seed: int, rule: str | Rule = "m
 
 def write_hour(lake: Path, start: datetime, frame: pd.DataFrame, *, validated: bool = True) -> lk.Partition:
     """Write a partition as extraction and validation would: Parquet, manifest, validation mark."""
-    folder = lk.partition_dir(lake, start)
     table = pa.Table.from_pandas(frame, schema=lk.SEARCH_LOG_SCHEMA, preserve_index=False)
-    lk.write_parquet_atomic(folder / lk.DATA_FILE, table)
-    sha = lk.sha256_file(folder / lk.DATA_FILE)
-    lk.atomic_write_json(folder / lk.MANIFEST_FILE, {
-        "schema_version": lk.SCHEMA_VERSION, "interval_start": start.isoformat(),
-        "interval_end": (start + lk.HOUR).isoformat(), "rows": len(frame), "sha256": sha})
+    sha = lk.write_partition(lake, start, table)["sha256"]
     if validated:
-        lk.atomic_write_json(folder / lk.VALIDATION_FILE, {"status": "validated", "sha256": sha})
+        lk.atomic_write_json(lk.partition_dir(lake, start) / lk.VALIDATION_FILE, {"status": "validated", "sha256": sha})
     return lk.partition(lake, start)
 
 
