@@ -15,7 +15,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_context, task
 
 if TYPE_CHECKING:
     from incremental.config import Settings
@@ -119,6 +119,15 @@ def champion_event(decision: dict[str, Any]) -> dict[str, Any]:
         raise AirflowSkipException(f"no new champion ({what}): {reasons}")
     return {"version": str(version), "hour": decision.get("hour"), "decision": decision.get("decision"),
             "model_version_url": decision.get("model_version_url")}
+
+
+@task(outlets=[CHAMPION_MODEL], retries=0)
+def publish_champion(decision: dict[str, Any]) -> dict[str, Any]:
+    """Emit an event on the champion-model asset when this run made a new champion; skipped otherwise."""
+    context = get_current_context()
+    event = champion_event(decision)  # raises AirflowSkipException when there is no new champion
+    context["outlet_events"][CHAMPION_MODEL].extra = event
+    return event
 
 
 def run_hour(context: dict[str, Any]) -> datetime:

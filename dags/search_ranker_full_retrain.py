@@ -18,16 +18,15 @@ from datetime import timedelta
 
 from airflow.sdk import dag, get_current_context, task
 from search_ranker_common import (
-    CHAMPION_MODEL,
     GPU_POOL,
     GPU_QUEUE,
     START_DATE,
     TAGS,
     banner,
-    champion_event,
     default_args,
     dry_run_param,
     parse_window,
+    publish_champion,
     task_settings,
     window_params,
 )
@@ -56,14 +55,6 @@ def search_ranker_full_retrain():
                                        dry_run=bool(context["params"]["dry_run"]))
         banner(f"FULL RETRAIN [{start:%Y-%m-%dT%H:00Z}, {end:%Y-%m-%dT%H:00Z}): {result.get('decision', '?')}")
         return result
-
-    @task(outlets=[CHAMPION_MODEL], retries=0)
-    def publish_champion(result: dict) -> dict:
-        """Emit an event on the champion-model asset when the retrain became champion; skipped otherwise."""
-        context = get_current_context()
-        event = champion_event(result)  # raises AirflowSkipException when there is no new champion
-        context["outlet_events"][CHAMPION_MODEL].extra = event
-        return event
 
     publish_champion(full_retrain())
 

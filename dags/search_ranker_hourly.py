@@ -30,18 +30,17 @@ from datetime import timedelta
 
 from airflow.sdk import dag, get_current_context, task
 from search_ranker_common import (
-    CHAMPION_MODEL,
     GPU_POOL,
     GPU_QUEUE,
     SEARCH_LOGS,
     START_DATE,
     TAGS,
     banner,
-    champion_event,
     default_args,
     dry_run_param,
     force_promote_param,
     hourly_timetable,
+    publish_champion,
     run_hour,
     task_settings,
     training_override_params,
@@ -119,14 +118,6 @@ def search_ranker_hourly():
         banner(f"{decision['decision'].upper()}: version {decision.get('version')}, champion {decision.get('champion')}"
                + "".join(f"\n- {reason}" for reason in decision.get("reasons", [])))
         return decision
-
-    @task(outlets=[CHAMPION_MODEL], retries=0)
-    def publish_champion(decision: dict) -> dict:
-        """Emit an event on the champion-model asset when this run made a new champion; skipped otherwise."""
-        context = get_current_context()
-        event = champion_event(decision)  # raises AirflowSkipException when there is no new champion
-        context["outlet_events"][CHAMPION_MODEL].extra = event
-        return event
 
     validation = validate(extract())
     trained = train(validation)
