@@ -3,9 +3,16 @@
 
 Every hour, for the hour that just closed (`[data_interval_start, data_interval_end)`, UTC):
 **extract** its search logs from the warehouse into the lake, **validate** them (Great Expectations +
-drift), **train** an incremental update of the champion cross-encoder (GPU worker: queue `gpu`, pool
-`gpu`), **evaluate** it against the forgetting benchmark and the fresh holdout, and **register** it
-as the new champion or reject it with the reasons. The tasks only wire `incremental.pipeline`.
+drift), **monitor** (the champion scores the hour before anything trains on it; the drift rule picks
+the mode: normal or adapt), **train** an incremental update (GPU worker: queue `gpu`, pool `gpu`),
+**evaluate** it against the champion on the same fresh holdout and the forgetting benchmark, and
+**register** it as the new champion or reject it with the reasons; after a drift was declared,
+**catch_up** retrains on the recent window through the same gate. The tasks only wire
+`incremental.pipeline`.
+
+* **Drift**: a slice whose champion prequential AUC fell for K hours in a row starts an episode
+  (adapt mode, rolling anchor, catch-up retrain, an alert); one anomalous hour alone is held back.
+  The run note names the mode and the evidence. Thresholds: `drift:` in `incremental.yaml`.
 
 * **Quarantined hour**: `check_validated` short-circuits; train/evaluate/register are *skipped*, the
   run stays green so later hours keep flowing, and the run's note says why (set by the
@@ -87,9 +94,20 @@ def search_ranker_hourly():
                f"{validation['summary']}\nquarantined data: {validation['path']}")
         return False
 
+    @task(execution_timeout=timedelta(minutes=20))
+    def monitor(validation: dict) -> dict:
+        """Test-then-train: the champion scores the hour first; the drift rule decides the hour's mode."""
+        from incremental import pipeline
+
+        observed = pipeline.monitor_step(task_settings(), run_hour(get_current_context()))
+        if observed.get("declared_now"):
+            banner(f"DRIFT DECLARED at {observed['hour']}: adapt mode, rolling anchor, catch-up retrain\n"
+                   + "\n".join(observed["assessment"]["evidence"]))
+        return observed
+
     @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(minutes=60))
-    def train(validation: dict) -> dict:
-        """Warm-start from the champion (or the base model) and update it on this hour plus a replay sample."""
+    def train(monitored: dict) -> dict:
+        """Warm-start from the champion (adapt mode: from the episode's last candidate) and update it on this hour plus replay."""
         from incremental import pipeline
 
         context = get_current_context()
@@ -115,14 +133,30 @@ def search_ranker_hourly():
                                           airflow_run_id=context["run_id"],
                                           force_promote_reason=params.get("force_promote"),
                                           dry_run=bool(params.get("dry_run")))
-        banner(f"{decision['decision'].upper()}: version {decision.get('version')}, champion {decision.get('champion')}"
+        banner(f"{decision['decision'].upper()} (mode {trained.get('mode', 'normal')}): version "
+               f"{decision.get('version')}, champion {decision.get('champion')}"
                + "".join(f"\n- {reason}" for reason in decision.get("reasons", [])))
         return decision
 
+    @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(minutes=90))
+    def catch_up(decision: dict) -> dict:
+        """After a drift was declared: retrain from the base weights on the recent window, through the same gate."""
+        from incremental import pipeline
+
+        context = get_current_context()
+        result = pipeline.catch_up_step(task_settings(), run_hour(context), airflow_run_id=context["run_id"])
+        if "skipped" not in result:
+            banner(f"CATCH-UP {result['decision'].upper()} on {'/'.join(result['window'])}: version "
+                   f"{result.get('version')}, champion {result.get('champion')}"
+                   + "".join(f"\n- {reason}" for reason in result.get("reasons", [])))
+        # what publish_champion announces: the catch-up's version when it became the champion
+        return result if result.get("decision") == "approved" else decision
+
     validation = validate(extract())
-    trained = train(validation)
-    check_validated(validation) >> trained
-    publish_champion(register(trained, evaluate(trained)))
+    monitored = monitor(validation)
+    check_validated(validation) >> monitored
+    trained = train(monitored)
+    publish_champion(catch_up(register(trained, evaluate(trained))))
 
 
 search_ranker_hourly()

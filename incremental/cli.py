@@ -162,10 +162,39 @@ def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
 
 def _print_decision(result: dict) -> None:
     reused = " (already processed: existing version)" if result.get("reused") else ""
+    mode = f"  mode {result['mode']}" if result.get("mode") else ""
     print(f"{result['hour']}  {str(result['decision']).upper()}  version {result['version']}{reused}  "
-          f"champion {result.get('champion')}")
+          f"champion {result.get('champion')}{mode}")
+    for line in (result.get("drift") or {}).get("evidence", []):
+        print(f"    drift: {line}")
     for reason in result.get("reasons", []):
         print(f"    - {reason}")
+    caught = result.get("catch_up")
+    if caught:
+        print(f"    catch-up retrain on {'/'.join(caught['window'])}: {str(caught['decision']).upper()} "
+              f"version {caught['version']}  champion {caught['champion']}")
+        for reason in caught.get("reasons", []):
+            print(f"      - {reason}")
+
+
+def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental import drift
+
+    state = drift.load_state(settings)
+    print(f"mode: {state.mode}" + (f" (drift declared at {state.declared_at}; catch-up {state.catch_up}; "
+                                  f"shadow chain at version {state.shadow_version or '-'})" if state.declared_at else ""))
+    print(f"slices judged changed: {', '.join(state.changed_slices) or 'none'}")
+    for line in state.evidence or (state.last or {}).get("evidence", []):
+        print(f"  {line}")
+    for episode in state.episodes:
+        print(f"episode {episode['declared_at']} .. {episode['ended_at']}: version {episode['promoted']} "
+              f"({episode['how']}) promoted; changed: {', '.join(episode['changed_slices']) or 'overall'}")
+    records = drift.records(settings)[-args.hours:]
+    if records:
+        print("champion's prequential AUC (before training), last hours:")
+        for r in records:
+            print(f"  {r['hour']}  v{r['champion_version']}  AUC {r['auc'] if r['auc'] is None else round(r['auc'], 3)}"
+                  f"  NDCG@10 {r['ndcg@10'] if r['ndcg@10'] is None else round(r['ndcg@10'], 3)}  rows {r['rows']}")
 
 
 def cmd_promote(settings: Settings, args: argparse.Namespace) -> None:
@@ -237,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("bootstrap", cmd_bootstrap, "train from the base weights on a window of validated hours, through the gate")
     interval(p, end_required=True)
     p.add_argument("--anchor-size", type=int, default=4000, help="rows of the anchor set frozen if none exists yet")
-    p = command("run-hour", cmd_run_hour, "extract -> validate -> train -> evaluate -> register/reject, for each hour")
+    p = command("run-hour", cmd_run_hour,
+                "extract -> validate -> monitor -> train -> evaluate -> register/reject (-> catch-up), for each hour")
     interval(p)
     p.add_argument("--force-promote", metavar="REASON", help="promote even if the gate rejects (recorded)")
     p.add_argument("--dry-run", action="store_true", help="decide but register nothing")
@@ -259,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("rollback", cmd_rollback, "make an earlier champion the champion again (recorded)")
     p.add_argument("--to", help="version (default: the previous champion)")
     p.add_argument("--reason", required=True)
-    command("history", cmd_history, "versions with decision, interval, key metrics and champion periods")
+    command("history", cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
+    p = command("drift", cmd_drift, "the drift rule's state: mode, episode, changed slices, the champion's prequential record")
+    p.add_argument("--hours", type=int, default=12, help="how many recent hours of the record to show")
     return parser
 
 

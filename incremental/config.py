@@ -78,29 +78,70 @@ class TrainingSettings(_Section):
 
 
 class GateSettings(_Section):
-    """Promotion thresholds: value thresholds always, change thresholds against the champion.
+    """Promotion thresholds, read by `incremental.gate.decide` (see its docstring for each check).
 
-    Read by `incremental.gate.decide`; a drop is champion minus candidate (positive = worse).
+    The core is relative: the candidate against the champion on the same fresh holdout, with a
+    paired bootstrap interval over sessions. Value thresholds are sanity floors: they judge the
+    first model alone, and afterwards never block a candidate that is at least as good as the
+    champion on the same fresh rows. Forgetting limits protect the anchor slices that have not
+    changed (`incremental.drift`). A drop is champion minus candidate (positive = worse).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a nan/inf threshold means nothing
 
-    # value thresholds (every candidate, the first one included)
-    min_holdout_auc: float = Field(0.55, ge=0.0, le=1.0)  # fresh holdout ROC AUC must be at least this
+    # sanity floors (the first model: value checks only)
+    min_holdout_auc: float = Field(0.55, ge=0.0, le=1.0)  # fresh holdout ROC AUC at least this
     max_holdout_logloss: float = Field(0.69, gt=0.0)  # fresh holdout log loss at most this (ln 2 = 0.693: a coin)
+    max_holdout_ece: float = Field(0.15, gt=0.0, le=1.0)  # calibration error on the fresh holdout at most this
     min_holdout_rows: int = Field(1, ge=1)  # a holdout with fewer rows rejects (an empty one always does)
-    # change thresholds (only when there is a champion to compare with)
+    # relative: candidate minus champion on the same fresh holdout, paired bootstrap over sessions
+    bootstrap_samples: int = Field(1000, ge=100)
+    confidence: float = Field(0.9, gt=0.5, lt=1.0)  # of the two-sided interval
+    max_holdout_ndcg_deficit: float = Field(0.0, ge=0.0)  # reject when the interval's upper end < -this
+    max_holdout_auc_deficit: float = Field(0.0, ge=0.0)  # ... the same for AUC
+    # forgetting: on the anchor rows of the slices that have not changed
     max_anchor_auc_drop: float = Field(0.02, ge=0.0)  # anchor AUC may fall at most this below the champion's
     max_worst_category_auc_drop: float = Field(0.05, ge=0.0)  # ... and in the worst category at most this
     min_category_rows: int = Field(100, ge=1)  # per-category AUC on fewer rows is noise (SE ~0.07 at 100 rows, 15% CTR)
     max_anchor_ndcg_drop: float = Field(0.03, ge=0.0)  # anchor NDCG@10 may fall at most this
-    max_holdout_auc_deficit: float = Field(0.01, ge=0.0)  # fresh holdout AUC may trail the champion's by at most this
+    # transient versus sustained: a candidate trained on an hour where the champion's own
+    # prequential metric fell (`incremental.drift`) is held back in normal mode
+    hold_anomalous_hours: bool = True
+
+
+class AdaptSettings(_Section):
+    """How updates train during a drift episode (mode `adapt`): faster, from recent data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    learning_rate: float = Field(5e-5, gt=0.0)  # re-warmed: the bootstrap's rate, not the gentle hourly one
+    max_steps: int = Field(200, ge=1)
+    replay_fraction: float = Field(0.3, ge=0.0, lt=1.0)
+    replay_hours: int = Field(3, ge=1)  # recency: replay only from the last hours (the new regime)
+    l2sp_strength: float = Field(0.01, ge=0.0)  # weaker pull toward the stale champion
+
+
+class DriftSettings(_Section):
+    """The drift rule and response (`incremental.drift`): when to adapt, and how."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    overall_auc_drop: float = Field(0.05, gt=0.0)  # champion's prequential AUC this far below its reference: anomalous
+    slice_auc_drop: float = Field(0.15, gt=0.0)  # ... for one category (noisier: fewer rows)
+    slice_min_rows: int = Field(100, ge=1)  # a category with fewer rows in an hour is not judged that hour
+    sustained_hours: int = Field(3, ge=2)  # K: anomalous this many measurements in a row = changed (drift)
+    reference_hours: int = Field(12, ge=1)  # the reference is the median over this many earlier measurements
+    min_reference_hours: int = Field(3, ge=1)  # fewer earlier measurements: no verdict
+    catch_up_hours: int = Field(3, ge=1)  # W: the catch-up retrain and the rolled anchor: the last W validated hours
+    page_after_hours: int = Field(24, ge=1)  # no promotion this long after the drift was declared: page a person
+    adapt: AdaptSettings = Field(default_factory=AdaptSettings)
 
 
 class Tuning(_Section):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
 
 class Settings(_Section):
@@ -115,6 +156,7 @@ class Settings(_Section):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     def with_training(self, **overrides: object) -> Settings:
         """A copy with some training settings replaced (manual-run overrides), still validated."""
@@ -162,4 +204,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         validation=tuning.validation,
         training=tuning.training,
         gate=tuning.gate,
+        drift=tuning.drift,
     )

@@ -1,34 +1,44 @@
-"""The promotion gate: a pure function from metric dicts and thresholds to a decision.
+"""The promotion gate: a pure function from metric dicts, thresholds and drift context to a decision.
 
-In the style of TFX/TFMA (and MLflow's ``MetricThreshold``): *value* thresholds bound a
-candidate's own metrics and always apply; *change* thresholds bound how much worse than the
-champion it may be and apply only when there is a champion. Thresholds are data
-(`GateSettings`, from the reviewed ``incremental.yaml``).
+The core is **relative**, in the style of TFX's change thresholds: the candidate against the
+champion on the *same* fresh holdout, with a paired bootstrap interval over sessions
+(`incremental.compare`). A candidate is rejected when it is significantly worse than the
+champion on fresh data; absolute values are only **sanity floors**: they judge the first model
+alone and afterwards never block a candidate that is at least as good as the champion on the
+same rows. **Forgetting limits** apply to the anchor slices that have *not* changed: a slice
+whose champion prequential metric fell for K hours in a row (`incremental.drift`) is reported,
+not protected, since unlearning a contradicted pattern is correct. And a candidate trained on an
+**anomalous hour** is held back in normal mode: one poisoned hour favours the candidate on its own
+holdout, and only the following hours tell a bad hour from the start of a drift.
 
 Inputs are the benchmark's metric dicts, one per model::
 
-    {"holdout": evaluate(fresh holdout, scores), "anchor": evaluate(anchor set, scores)}
+    {"holdout": evaluate(fresh holdout), "anchor": evaluate(anchor set),
+     "anchor_unchanged": evaluate(anchor rows of unchanged slices),        # optional
+     "holdout_vs_champion": compare.paired_bootstrap(...)}                  # candidate only
 
-(see `incremental.metrics.evaluate`); the champion's dict holds *its* scores on the *same*
-holdout and anchor rows. The checks, in order:
+and ``context`` = ``{"mode": "normal"|"adapt"|"catch_up", "anomalous": [evidence lines],
+"changed_slices": [categories]}``. The checks, in order:
 
 | name | kind | passes when |
 | --- | --- | --- |
 | ``holdout_rows`` | value | holdout rows >= ``min_holdout_rows`` (an empty holdout rejects) |
-| ``holdout_auc`` | value | holdout AUC >= ``min_holdout_auc`` |
-| ``holdout_logloss`` | value | holdout log loss <= ``max_holdout_logloss`` |
-| ``anchor_auc_drop`` | change | champion anchor AUC - candidate's <= ``max_anchor_auc_drop`` |
-| ``anchor_worst_category_auc_drop`` | change | largest category AUC drop <= ``max_worst_category_auc_drop`` |
-| ``anchor_ndcg_drop`` | change | champion anchor NDCG@10 - candidate's <= ``max_anchor_ndcg_drop`` |
-| ``holdout_auc_deficit`` | change | champion holdout AUC - candidate's <= ``max_holdout_auc_deficit`` |
+| ``holdout_auc`` | value | AUC >= ``min_holdout_auc``, or (with a champion) >= the champion's |
+| ``holdout_logloss`` | value | log loss <= ``max_holdout_logloss``, or <= the champion's |
+| ``holdout_ece`` | value | ECE <= ``max_holdout_ece``, or <= the champion's |
+| ``holdout_ndcg_vs_champion`` | relative | upper end of the NDCG@10 interval >= -``max_holdout_ndcg_deficit`` |
+| ``holdout_auc_vs_champion`` | relative | upper end of the AUC interval >= -``max_holdout_auc_deficit`` |
+| ``anchor_auc_drop`` | change | champion anchor AUC - candidate's <= ``max_anchor_auc_drop`` (unchanged slices) |
+| ``anchor_worst_category_auc_drop`` | change | largest drop over unchanged categories <= ``max_worst_category_auc_drop`` |
+| ``anchor_ndcg_drop`` | change | champion anchor NDCG@10 - candidate's <= ``max_anchor_ndcg_drop`` (unchanged slices) |
+| ``hour_not_anomalous`` | hold | mode is not normal, or the champion's prequential metric did not fall this hour |
 
 Fail-closed rules: a missing, NaN or infinite metric fails its check with a detail that says
 so (never a silent pass); so does a champion/candidate pair measured on different row counts
 (not the same set) or, when both sections carry a ``sha256``, different set hashes. The
 worst-category check looks at the categories where the champion has at least
 ``min_category_rows`` anchor rows and a defined AUC (a single-class category has none); when
-no category qualifies it passes and says it was not applicable. A drop is champion minus
-candidate: positive is worse.
+no category qualifies it passes and says it was not applicable.
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from incremental.config import GateSettings
 
 VALUE = "value"
 CHANGE = "change"
+RELATIVE = "relative"
+HOLD = "hold"
 
 
 @dataclass(frozen=True)
@@ -118,15 +130,60 @@ def _compare(value: float, comparison: str, threshold: float) -> bool:
     return value >= threshold if comparison == ">=" else value <= threshold
 
 
-def _value_check(name: str, metrics: Mapping[str, Any], path: str, comparison: str, threshold: float) -> GateCheck:
+def _value_check(name: str, metrics: Mapping[str, Any], path: str, comparison: str, threshold: float,
+                 champion: Mapping[str, Any] | None = None) -> GateCheck:
+    """A sanity floor; with a champion it also passes when the candidate is at least as good as
+    the champion on the same rows (a floor never blocks a candidate that is not worse)."""
     value, problem = _lookup(metrics, path)
     passed = problem is None and _compare(value, comparison, threshold)
     if problem is not None:
         detail = f"candidate {problem}"
+    elif passed:
+        detail = f"candidate {path} = {_fmt(value)} meets the floor {comparison} {_fmt(threshold)}"
     else:
-        verdict = "meets" if passed else "fails"
-        detail = f"candidate {path} = {_fmt(value)} {verdict} the threshold {comparison} {_fmt(threshold)}"
+        detail = f"candidate {path} = {_fmt(value)} fails the floor {comparison} {_fmt(threshold)}"
+        champ, champ_problem = _lookup(champion, path) if champion is not None else (math.nan, "none")
+        if champion is not None and champ_problem is None and not _same_set(metrics, champion, "holdout"):
+            if _compare(value, comparison, champ):
+                passed = True
+                detail += (f", but the champion scores {_fmt(champ)} on the same rows: a floor never blocks "
+                           "a candidate that is at least as good as the champion")
+            else:
+                detail += f" and is worse than the champion's {_fmt(champ)}"
     return GateCheck(name, VALUE, path, value, threshold, comparison, passed, detail)
+
+
+def _relative_check(name: str, candidate: Mapping[str, Any], metric: str, deficit: float) -> GateCheck:
+    """Candidate minus champion on the same fresh holdout: fails when significantly worse."""
+    path = f"holdout_vs_champion.{metric}"
+    section = candidate.get("holdout_vs_champion")
+    interval = section.get(metric) if isinstance(section, Mapping) else None
+    if not isinstance(interval, Mapping):
+        return GateCheck(name, RELATIVE, path, math.nan, -deficit, ">=", False, f"candidate {path} is missing")
+    diff, lo, hi = (interval.get(k) for k in ("diff", "lo", "hi"))
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (diff, lo, hi)):
+        return GateCheck(name, RELATIVE, path, math.nan, -deficit, ">=", False,
+                         f"the {metric} interval cannot be computed on this holdout (diff {diff}, [{lo}, {hi}])")
+    passed = hi >= -deficit
+    level = f"{section.get('confidence', 0.9):.0%}"
+    verdict = "better than" if lo > 0 else "worse than" if hi < 0 else "within noise of"
+    detail = (f"fresh holdout {metric}: candidate {verdict} the champion, {diff:+.4f} "
+              f"({level} interval [{lo:+.4f}, {hi:+.4f}] over {section.get('sessions', '?')} sessions)"
+              + ("" if passed else f": significantly worse, beyond the allowed {deficit:.4f}"))
+    return GateCheck(name, RELATIVE, path + ".hi", float(hi), -deficit, ">=", passed, detail)
+
+
+def _hold_check(context: Mapping[str, Any]) -> GateCheck:
+    mode = context.get("mode", "normal")
+    anomalous = list(context.get("anomalous", []))
+    if mode != "normal" or not anomalous:
+        detail = (f"mode {mode}: candidates of a drift episode are judged by the relative gate" if mode != "normal"
+                  else "the champion's prequential metrics on this hour are in line with its reference")
+        return GateCheck("hour_not_anomalous", HOLD, "drift.anomalous", 0.0, 0.0, "<=", True, detail)
+    detail = ("held back: the champion's own prequential metric fell on this hour ("
+              + "; ".join(anomalous) + "); one bad hour and the first hour of a drift look alike, "
+              "the next hours tell them apart (a sustained change starts the adapt mode)")
+    return GateCheck("hour_not_anomalous", HOLD, "drift.anomalous", float(len(anomalous)), 0.0, "<=", False, detail)
 
 
 def _rows_check(candidate: Mapping[str, Any], minimum: int) -> GateCheck:
@@ -172,7 +229,7 @@ def _drop_check(name: str, candidate: Mapping[str, Any], champion: Mapping[str, 
 
 
 def _worst_category_check(candidate: Mapping[str, Any], champion: Mapping[str, Any],
-                          thresholds: GateSettings) -> GateCheck:
+                          thresholds: GateSettings, changed: frozenset[str] = frozenset()) -> GateCheck:
     name, threshold = "anchor_worst_category_auc_drop", thresholds.max_worst_category_auc_drop
     path = "anchor.per_category"
 
@@ -195,6 +252,8 @@ def _worst_category_check(candidate: Mapping[str, Any], champion: Mapping[str, A
     problems: list[str] = []
     skipped = 0
     for cat in sorted(champ_cats):
+        if cat in changed:
+            continue
         champ_row = champ_cats[cat] if isinstance(champ_cats[cat], Mapping) else {}
         champ_auc = champ_row.get("auc")
         rows = champ_row.get("rows", 0)
@@ -225,32 +284,46 @@ def _worst_category_check(candidate: Mapping[str, Any], champion: Mapping[str, A
     detail = (f"worst category {worst!r}: anchor AUC {'fell' if drop > 0 else 'changed'} by {drop:+.4f} "
               f"(champion {_fmt(champ_auc)} -> candidate {_fmt(cand_auc)}), "
               f"{'within' if passed else 'more than'} the allowed {_fmt(threshold)}"
-              f" ({len(drops)} categories compared, {skipped} too small or single-class)")
+              f" ({len(drops)} categories compared, {skipped} too small or single-class"
+              + (f", changed and not protected: {', '.join(sorted(changed))}" if changed else "") + ")")
     return GateCheck(name, CHANGE, metric, drop, threshold, "<=", passed, detail)
 
 
-def decide(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, thresholds: GateSettings) -> Decision:
+def _forgetting_section(candidate: Mapping[str, Any], champion: Mapping[str, Any]) -> str:
+    both = "anchor_unchanged" in candidate and "anchor_unchanged" in champion
+    return "anchor_unchanged" if both else "anchor"
+
+
+def decide(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, thresholds: GateSettings,
+           context: Mapping[str, Any] | None = None) -> Decision:
     """Every check with its value, threshold and verdict; approved only when all pass."""
-    t = thresholds
+    t, context = thresholds, context or {}
     checks: list[GateCheck] = [
         _rows_check(candidate, t.min_holdout_rows),
-        _value_check("holdout_auc", candidate, "holdout.auc", ">=", t.min_holdout_auc),
-        _value_check("holdout_logloss", candidate, "holdout.logloss", "<=", t.max_holdout_logloss),
+        _value_check("holdout_auc", candidate, "holdout.auc", ">=", t.min_holdout_auc, champion),
+        _value_check("holdout_logloss", candidate, "holdout.logloss", "<=", t.max_holdout_logloss, champion),
+        _value_check("holdout_ece", candidate, "holdout.ece", "<=", t.max_holdout_ece, champion),
     ]
     if champion is not None:
+        section = _forgetting_section(candidate, champion)
+        changed = frozenset(context.get("changed_slices", []))
+        where = "anchor AUC" + (" (unchanged slices)" if section != "anchor" else "")
         checks += [
-            _drop_check("anchor_auc_drop", candidate, champion, "anchor.auc", t.max_anchor_auc_drop, "anchor AUC"),
-            _worst_category_check(candidate, champion, t),
-            _drop_check("anchor_ndcg_drop", candidate, champion, "anchor.ndcg@10", t.max_anchor_ndcg_drop,
-                        "anchor NDCG@10"),
-            _drop_check("holdout_auc_deficit", candidate, champion, "holdout.auc", t.max_holdout_auc_deficit,
-                        "fresh holdout AUC vs the champion"),
+            _relative_check("holdout_ndcg_vs_champion", candidate, "ndcg@10", t.max_holdout_ndcg_deficit),
+            _relative_check("holdout_auc_vs_champion", candidate, "auc", t.max_holdout_auc_deficit),
+            _drop_check("anchor_auc_drop", candidate, champion, f"{section}.auc", t.max_anchor_auc_drop, where),
+            _worst_category_check(candidate, champion, t, changed),
+            _drop_check("anchor_ndcg_drop", candidate, champion, f"{section}.ndcg@10", t.max_anchor_ndcg_drop,
+                        where.replace("AUC", "NDCG@10")),
         ]
+        if t.hold_anomalous_hours:
+            checks.append(_hold_check(context))
     failed = [c for c in checks if not c.passed]
     if failed:
         reasons = tuple(f"{c.name}: {c.detail}" for c in failed)
     elif champion is None:
-        reasons = (f"approved: all {len(checks)} value checks passed (no champion yet: change checks do not apply)",)
+        reasons = (f"approved: all {len(checks)} value checks passed (no champion yet: relative checks do not apply)",)
     else:
-        reasons = (f"approved: all {len(checks)} checks passed",)
+        relative = [c.detail for c in checks if c.kind == RELATIVE]
+        reasons = (f"approved: all {len(checks)} checks passed; " + "; ".join(relative),)
     return Decision(approved=not failed, checks=tuple(checks), reasons=reasons)

@@ -69,6 +69,11 @@ def parse_hour(text: str | datetime) -> datetime:
     return datetime(value.year, value.month, value.day, value.hour, tzinfo=UTC)
 
 
+def iso_hour(hour: datetime) -> str:
+    """The one way an hour is written in records and messages: ``2026-01-01T09:00Z``."""
+    return f"{hour:%Y-%m-%dT%H:%MZ}"
+
+
 def hours(start: datetime, end: datetime) -> list[datetime]:
     """The hour starts in [start, end)."""
     out, hour = [], start

@@ -1,6 +1,11 @@
 """One hour, stage by stage: the functions the CLI (`incremental run-hour`) and the DAGs call.
 
-    extract_step -> validate_step -> train_step -> evaluate_step -> register_step
+    extract_step -> validate_step -> monitor_step -> train_step -> evaluate_step -> register_step
+                                                                               -> catch_up_step
+
+`monitor_step` is test-then-train: the champion scores the hour before anything trains on it,
+and the drift rule (`incremental.drift`) reads that record to choose the hour's mode (normal or
+adapt); `catch_up_step` retrains on the recent window when a drift was declared.
 
 Each takes the settings and the hour and returns a small JSON-able dict (paths, run ids,
 versions, metrics): that is all that travels between Airflow tasks. Data stays in the lake,
@@ -64,14 +69,94 @@ def validate_step(settings: Settings, start: datetime) -> dict[str, Any]:
             "data_docs": str(report.data_docs) if report.data_docs else None}
 
 
+def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:
+    """The champion scores the validated hour (before anything trains on it); the drift rule decides the mode."""
+    from incremental import drift
+
+    start = lake.parse_hour(start)
+    state = drift.load_state(settings)
+    found = tracking.champion(settings)
+    if found is None:
+        return {"hour": _iso(start), "mode": state.mode, "note": "no champion yet: nothing to score"}
+    version = found[0]
+    recs = drift.records(settings)
+    if not any(r["hour"] == _iso(start) and r["champion_version"] == version for r in recs):
+        _record(settings, version, start, drift.PREQUENTIAL)
+    series = drift.usable(drift.records(settings), state.since, version)
+    if sum(r["hour"] < _iso(start) for r in series) < settings.drift.min_reference_hours:
+        _backfill_reference(settings, version, start, {r["hour"] for r in series})
+        series = drift.usable(drift.records(settings), state.since, version)
+    assessment = drift.assess(series, start, settings.drift)
+    observed = drift.observe(settings, state, assessment, start)
+    if observed["declared_now"]:
+        observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {_iso(start)}: "
+                                         + "; ".join(observed["assessment"]["evidence"])[:500])
+    return {"hour": _iso(start), "champion_version": version, **observed}
+
+
+def _record(settings: Settings, version: str, hour: datetime, source: str) -> None:
+    """Score `version` on the hour's rows (all of them, or only its holdout sessions) and record it."""
+    from incremental import drift, metrics, replay
+    from incremental.evaluate import score_dir
+
+    part = lake.partition(settings.lake, hour)
+    if part.status != "validated":
+        raise PipelineError(f"hour {_iso(hour)} is {part.status}, not validated: nothing to monitor")
+    frame = lake.read_partition(part).to_pandas()
+    if source == drift.HOLDOUT:
+        frame = frame[replay.holdout_mask(frame["session_id"], settings.training.holdout_fraction)]
+    scores = score_dir(tracking.version_model_dir(settings, version), frame, settings)
+    drift.append_record(settings, drift.make_record(hour, version, metrics.evaluate(frame, scores), source))
+
+
+def _backfill_reference(settings: Settings, version: str, start: datetime, have: set[str]) -> None:
+    """Too little record for a reference: the champion's scores on earlier hours' holdout sessions."""
+    from incremental import drift
+
+    earlier = lake.validated_partitions(settings.lake, start, settings.drift.reference_hours * 2)
+    wanted = [p.start for p in earlier if _iso(p.start) not in have][-settings.drift.reference_hours:]
+    log.info("drift reference: scoring version %s on the holdout sessions of %d earlier hours", version, len(wanted))
+    for hour in wanted:
+        _record(settings, version, hour, drift.HOLDOUT)
+
+
+def roll_anchor(settings: Settings, start: datetime, reason: str) -> dict[str, Any]:
+    """Replace the anchor by a sample of the holdout sessions of the last catch-up window (recorded)."""
+    from incremental import anchor
+
+    current = anchor.current(settings.lake)
+    window = _recent_window(settings, start)
+    return freeze_anchor(settings, window[0], window[1], current.size if current else 4000, reason=reason,
+                         refresh=current is not None)
+
+
+def _recent_window(settings: Settings, start: datetime) -> tuple[datetime, datetime]:
+    """[first, start + 1h) over the last `catch_up_hours` validated hours up to `start`."""
+    end = start + lake.HOUR
+    parts = lake.validated_partitions(settings.lake, end, settings.drift.catch_up_hours * 4)
+    recent = sorted(p.start for p in parts)[-settings.drift.catch_up_hours:]
+    return (recent[0] if recent else start), end
+
+
+def _mode_settings(settings: Settings, mode: str) -> Settings:
+    if mode != "adapt":
+        return settings
+    a = settings.drift.adapt
+    return settings.with_training(learning_rate=a.learning_rate, max_steps=a.max_steps,
+                                  replay_fraction=a.replay_fraction, replay_hours=a.replay_hours,
+                                  l2sp_strength=a.l2sp_strength)
+
+
 def train_step(
     settings: Settings, start: datetime, *, overrides: dict[str, Any] | None = None, airflow_run_id: str | None = None
 ) -> dict[str, Any]:
     """Update the champion on the hour, or find the version this partition already produced."""
-    from incremental import registry
+    from incremental import drift, registry
     from incremental.train import train_hour
 
     start = lake.parse_hour(start)
+    state = drift.load_state(settings)
+    context = drift.context(state, start)
     part = lake.partition(settings.lake, start)
     if part.status != "validated":
         raise PipelineError(f"hour {_iso(start)} is {part.status}, not validated: it cannot be trained on")
@@ -82,11 +167,17 @@ def train_step(
                  existing.version)
         return {"hour": _iso(start), "reused_version": str(existing.version), "run_id": existing.run_id,
                 "partition_sha256": sha}
-    result = train_hour(settings, start, airflow_run_id=airflow_run_id, overrides=overrides)
+    champion = tracking.champion(settings)
+    start_version = state.shadow_version if context["mode"] == "adapt" else None
+    result = train_hour(_mode_settings(settings, context["mode"]), start, airflow_run_id=airflow_run_id,
+                        overrides=overrides, start_version=start_version)
     return {
         "hour": _iso(start),
         "interval_end": _iso(start + lake.HOUR),
         "reused_version": None,
+        "mode": context["mode"],
+        "drift": context,
+        "compare_with": champion[0] if champion else None,
         "run_id": result.run_id,
         "model_uri": result.model_uri,
         "candidate_dir": str(result.candidate_dir),
@@ -105,7 +196,7 @@ def evaluate_step(settings: Settings, start: datetime, trained: dict[str, Any]) 
 
     if trained.get("reused_version"):
         return {"hour": trained["hour"], "reused_version": trained["reused_version"]}
-    evaluation = evaluate.evaluate_candidate(settings, trained)
+    evaluation = evaluate.evaluate_candidate(settings, trained, trained.get("drift"))
     return {
         "hour": trained["hour"],
         "evaluation_path": evaluation["path"],
@@ -152,6 +243,7 @@ def register_step(
         interval_start=lake.parse_hour(full["interval_start"]),
         interval_end=lake.parse_hour(full["interval_end"]),
         parent_version=trained["parent_version"],
+        expected_champion=trained.get("compare_with", trained["parent_version"]),
         data_hash=trained["data_hash"],
         partition_sha256=trained.get("partition_sha256"),
         approved=decision["approved"],
@@ -159,13 +251,43 @@ def register_step(
         metrics=full["key_metrics"],
         airflow_run_id=airflow_run_id,
         anchor_sha256=full.get("anchor", {}).get("sha256"),
+        extra_tags=_drift_tags(full),
     )
+    if not registered["reused"]:
+        from incremental import drift
+
+        drift.after_decision(settings, start, registered["version"], registered["decision"],
+                             trained.get("kind", "hourly"))
     if force_promote_reason and registered["decision"] != "approved":
         registered["override"] = registry.promote(settings, registered["version"], force_promote_reason)
         registered["champion"] = registered["override"]["champion"]
     if not registered["reused"]:
         report.log_report(settings, trained["run_id"], full, registered)
     return {"hour": _iso(start), **registered, **mlflow_urls(settings, trained["run_id"], registered["version"])}
+
+
+def _drift_tags(evaluation: dict[str, Any]) -> dict[str, str]:
+    """What a reviewer needs on the version: the mode, the drift evidence, the slices judged changed."""
+    context = evaluation.get("drift") or {}
+    return {"mode": evaluation.get("mode", "normal"), "kind": evaluation.get("kind", "hourly"),
+            "compared_with": str(evaluation.get("compared_with") or ""),
+            "changed_slices": ",".join(context.get("changed_slices", [])),
+            "drift_evidence": " | ".join(context.get("anomalous", []) or context.get("evidence", []))[:4000]}
+
+
+def catch_up_step(settings: Settings, start: datetime, *, airflow_run_id: str | None = None) -> dict[str, Any]:
+    """When a drift was declared and its catch-up has not run: retrain from the base weights on the
+    last `catch_up_hours` validated hours, through the same (relative) gate."""
+    from incremental import drift
+
+    start = lake.parse_hour(start)
+    state = drift.load_state(settings)
+    if state.mode != drift.ADAPT or state.catch_up != "pending":
+        return {"hour": _iso(start), "skipped": f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"}
+    window_start, window_end = _recent_window(settings, start)
+    result = full_retrain(settings, window_start, window_end, airflow_run_id=airflow_run_id, kind="catch_up",
+                          context={**drift.context(state, start), "mode": "catch_up"})
+    return {"hour": _iso(start), "window": [_iso(window_start), _iso(window_end)], **result}
 
 
 def run_hour(
@@ -177,23 +299,32 @@ def run_hour(
     dry_run: bool = False,
     airflow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """The whole hour without Airflow: extract -> validate -> train -> evaluate -> register/reject."""
+    """The whole hour without Airflow: extract -> validate -> monitor -> train -> evaluate ->
+    register/reject -> catch-up (only when a drift was declared)."""
     start = lake.parse_hour(start)
     extracted = extract_step(settings, start)
     validated = validate_step(settings, start)
     if validated["status"] != "validated":
         return {"hour": _iso(start), "status": "quarantined", "rows": extracted["rows"],
                 "summary": validated["summary"], "path": validated["path"]}
+    monitored = monitor_step(settings, start)
     trained = train_step(settings, start, overrides=overrides, airflow_run_id=airflow_run_id)
     evaluation = evaluate_step(settings, start, trained)
     registered = register_step(settings, start, trained, evaluation, airflow_run_id=airflow_run_id,
                                force_promote_reason=force_promote_reason, dry_run=dry_run)
-    return {"status": "done", "rows": extracted["rows"], "warnings": validated["warnings"], **registered}
+    caught_up = catch_up_step(settings, start, airflow_run_id=airflow_run_id) if not dry_run else None
+    out = {"status": "done", "rows": extracted["rows"], "warnings": validated["warnings"],
+           "mode": monitored.get("mode"), "drift": monitored.get("assessment"), **registered}
+    if caught_up and "skipped" not in caught_up:
+        out["catch_up"] = {k: caught_up.get(k) for k in ("window", "version", "decision", "reasons", "champion")}
+        out["champion"] = caught_up.get("champion", out.get("champion"))
+    return out
 
 
 def full_retrain(
     settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None,
-    anchor_size: int = 4000, dry_run: bool = False,
+    anchor_size: int = 4000, dry_run: bool = False, kind: str = "full_retrain",
+    context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train from the base weights on the validated hours of [start, end), through the same gate.
 
@@ -220,7 +351,9 @@ def full_retrain(
         "data_hash": result.data_hash,
         "partition_sha256": None,
         "holdout_path": str(result.holdout_path),
-        "kind": "full_retrain",
+        "kind": kind,
+        "mode": (context or {}).get("mode", kind),
+        "drift": context or {"mode": kind, "anomalous": [], "changed_slices": []},
         "train_metrics": {k: float(v) for k, v in result.metrics.items()},
     }
     evaluation = evaluate_step(settings, start, trained)

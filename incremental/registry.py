@@ -32,7 +32,9 @@ from incremental.config import Settings
 
 ALIAS = tracking.CHAMPION_ALIAS
 BASE = "base"  # the parent "version" of a model trained from the base weights
-KEY_METRICS = ("holdout_auc", "holdout_logloss", "anchor_auc", "anchor_ndcg@10", "worst_category_auc")
+KEY_METRICS = ("holdout_auc", "holdout_logloss", "anchor_auc", "anchor_ndcg@10", "worst_category_auc",
+               "holdout_ndcg_diff", "holdout_auc_diff")
+SAME_AS_PARENT = object()  # register_candidate's default: the champion must still be the parent
 TAG_NAMES = {k: k.replace("@", "_at_") for k in KEY_METRICS}  # MLflow tag names cannot hold "@"
 
 
@@ -133,11 +135,17 @@ def register_candidate(
     airflow_run_id: str | None = None,
     partition_sha256: str | None = None,
     anchor_sha256: str | None = None,
+    expected_champion: str | None | object = SAME_AS_PARENT,
+    extra_tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Register the candidate (or find it again) and, if approved, promote it compare-and-set.
 
+    The champion must still be `expected_champion` (by default the parent it was trained from;
+    for a drift episode's shadow chain, the champion it was compared with). `extra_tags` (the
+    mode, drift evidence, changed slices) are recorded on the version.
     Returns {"version", "decision", "reasons", "champion", "reused"}.
     """
+    expected = parent_version if expected_champion is SAME_AS_PARENT else expected_champion
     client = tracking.configure(settings)
     name = settings.model_name
     key = candidate_key(interval_start, parent_version, data_hash)
@@ -153,10 +161,10 @@ def register_candidate(
             }
         decision, reasons = ("approved" if approved else "rejected"), list(reasons)
         champion_now = tracking.champion_version(client, name)
-        if approved and champion_now != parent_version:
+        if approved and champion_now != expected:
             decision = "rejected"
             reasons.append(
-                f"stale: trained from version {parent_version or BASE} but the champion is now "
+                f"stale: judged against version {expected or BASE} but the champion is now "
                 f"{champion_now or 'none'}; retrain from the current champion"
             )
         _ensure_model(client, name)
@@ -173,6 +181,7 @@ def register_candidate(
             "anchor_sha256": anchor_sha256 or "",
             "registered_at": _now(),
             **{k.replace("@", "_at_"): f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
+            **{k: v for k, v in (extra_tags or {}).items() if v},
         }
         version = mlflow.register_model(model_uri, name, tags=tags).version
         version = str(version)
@@ -266,6 +275,8 @@ def history(settings: Settings) -> list[dict[str, Any]]:
             "override": tags.get("override", "") or ("rollback" if tags.get("rollback_reason") else ""),
             "interval": tags.get("interval", ""),
             "parent": tags.get("parent_version", ""),
+            "mode": tags.get("mode", "normal") + (f" ({tags['kind']})" if tags.get("kind") not in (None, "hourly") else ""),
+            "changed_slices": tags.get("changed_slices", ""),
             **{k: tags.get(TAG_NAMES[k], "") for k in KEY_METRICS},
             "champion_periods": _periods(v),
             "reasons": json.loads(tags.get("reasons", "[]")),
@@ -285,7 +296,9 @@ def format_history(rows: list[dict[str, Any]]) -> str:
             r["decision"] + (f" ({r['override']})" if r["override"] else ""),
             r["interval"],
             r["parent"],
+            r["mode"],
             r["holdout_auc"],
+            r["holdout_ndcg_diff"],
             r["anchor_auc"],
             r["worst_category_auc"],
             periods(r["champion_periods"]),
@@ -293,6 +306,6 @@ def format_history(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    headers = ["version", "decision", "interval", "parent", "holdout AUC", "anchor AUC", "worst cat AUC",
+    headers = ["version", "decision", "interval", "parent", "mode", "holdout AUC", "NDCG vs champ", "anchor AUC", "worst cat AUC",
                "champion (UTC)", "reasons"]
     return tabulate(table, headers=headers, tablefmt="simple") if rows else "no model versions registered yet"

@@ -123,6 +123,25 @@ def _history_chart(settings: Settings, evaluation: dict[str, Any], version: str 
     plt.close(fig)
 
 
+def _drift_lines(evaluation: dict[str, Any]) -> list[str]:
+    """Mode, drift evidence, slices judged changed, and the paired intervals against the champion."""
+    context = evaluation.get("drift") or {}
+    relative = (evaluation.get("candidate") or {}).get("holdout_vs_champion") or {}
+    lines = ["## Mode and drift", "", f"- mode: **{evaluation.get('mode', 'normal')}** ({evaluation.get('kind', 'hourly')}),"
+             f" judged against version {evaluation.get('compared_with') or 'none'}"]
+    if context.get("declared_at"):
+        lines.append(f"- drift episode declared at {context['declared_at']}")
+    lines.append(f"- slices judged changed (reported, not protected): {', '.join(context.get('changed_slices', [])) or 'none'}")
+    lines += [f"- evidence: {e}" for e in context.get("anomalous", []) or context.get("evidence", [])]
+    for metric in ("ndcg@10", "auc"):
+        i = relative.get(metric)
+        if i:
+            lines.append(f"- fresh holdout {metric}, candidate - champion: {_fmt(i.get('diff'))} "
+                         f"[{_fmt(i.get('lo'))}, {_fmt(i.get('hi'))}] ({i.get('verdict')}, "
+                         f"{relative.get('sessions')} sessions, {relative.get('confidence', 0.9):.0%} paired bootstrap)")
+    return [*lines, ""]
+
+
 def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting: dict[str, Any]) -> str:
     decision = evaluation["decision"]
     lines = [
@@ -138,6 +157,7 @@ def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting:
         "## Reasons",
         *[f"- {r}" for r in registered["reasons"]],
         "",
+        *_drift_lines(evaluation),
         "## Gate checks",
         "| check | kind | value | threshold | verdict |",
         "| --- | --- | --- | --- | --- |",

@@ -80,6 +80,9 @@ level instead. ``empty_hour`` is an upstream outage: nothing is ingested in the 
 would have arrived in it (this call's rows and rows already in the warehouse) arrives one hour
 later instead (repeatedly, for consecutive outage hours). Combined with other faults, the
 damaged rows of an outage hour move to the next hour with everything else.
+``poisoned_clicks`` damages the whole hour: every session keeps its number of clicks (the CTR is
+unchanged) but they move onto its least relevant results, which no CTR or volume check can see;
+only the champion's own prequential metrics show it (`incremental.drift`).
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ FAULTS = (
     "invalid_text",
     "sql_metacharacters",
     "empty_hour",
+    "poisoned_clicks",
 )
 
 # --- the page and the hidden click model -------------------------------------------------
@@ -595,6 +599,7 @@ def _hour_rows(
         "clicked_null": np.zeros(n, dtype=bool),
         "query_category": lex[sess_of_row],
         "intent_category": want[sess_of_row],
+        "relevance": rel.reshape(-1)[:n],  # hidden: never written to the warehouse
     }
 
 
@@ -613,6 +618,9 @@ def _apply_faults(
     for fault in faults:
         fi = FAULTS.index(fault)
         vrng = _rng(seed, _hour_index(hour), 3, fi)
+        if fault == "poisoned_clicks":
+            damaged[fault] = _poison_clicks(rows)
+            continue
         if fault == "empty_hour" or len(perm) == 0:
             damaged[fault] = []
             continue
@@ -656,6 +664,24 @@ def _apply_faults(
                 rows["query"][i] = SQL_METACHARACTER_QUERIES[j % len(SQL_METACHARACTER_QUERIES)]
         damaged[fault] = ids
     return damaged, products
+
+
+def _poison_clicks(rows: dict[str, Any]) -> list[str]:
+    """Keep each session's number of clicks (so the hour's CTR is unchanged) but move them onto
+    the session's least relevant results: a poisoned hour that no CTR or volume check can see.
+    Returns the event ids whose label changed."""
+    _, session = np.unique(rows["session_id"], return_inverse=True)
+    n = len(session)
+    order = np.lexsort((-rows["position"], rows["relevance"], session))  # least relevant first, then lower on the page
+    sorted_session = session[order]
+    first = np.flatnonzero(np.r_[True, sorted_session[1:] != sorted_session[:-1]])
+    rank = np.arange(n) - np.repeat(first, np.diff(np.append(first, n)))
+    clicks = np.bincount(session, weights=(rows["clicked"] > 0).astype(np.float64))
+    poisoned = np.empty(n, dtype=np.int64)
+    poisoned[order] = (rank < clicks[sorted_session]).astype(np.int64)
+    changed = poisoned != rows["clicked"]
+    rows["clicked"][:] = poisoned
+    return rows["event_id"][changed].tolist()
 
 
 def _shift_stored_hour(warehouse: Warehouse, hour: datetime) -> int:

@@ -213,6 +213,7 @@ def run_update(
     from_champion: bool,
     max_steps: int,
     airflow_run_id: str | None = None,
+    start_version: str | None = None,
 ) -> TrainResult:
     """Train one candidate. kind: "hourly" (one hour, replay) or "bootstrap" (a window, base)."""
     t = settings.training
@@ -233,9 +234,10 @@ def run_update(
     lineage["data_hash"] = data_hash
 
     # The starting point: the champion by alias, or the base weights.
-    found = tracking.champion(settings) if from_champion else None
-    parent_version = found[0] if found else None
-    if found:
+    # (or a given version: the last candidate of a drift episode's shadow chain).
+    found = tracking.champion(settings) if from_champion and start_version is None else None
+    parent_version = start_version or (found[0] if found else None)
+    if parent_version:
         cache = tracking.version_model_dir(settings, parent_version)
         model, tokenizer = rk.load_dir(cache)
     else:
@@ -422,12 +424,13 @@ def run_update(
 
 
 def train_hour(
-    settings: Settings, start: datetime, *, airflow_run_id: str | None = None, overrides: dict | None = None
+    settings: Settings, start: datetime, *, airflow_run_id: str | None = None, overrides: dict | None = None,
+    start_version: str | None = None,
 ) -> TrainResult:
-    """Update the champion on the validated hour [start, start + 1h), with replay and L2-SP."""
+    """Update the champion (or `start_version`) on the validated hour [start, start + 1h), with replay and L2-SP."""
     settings = settings.with_training(**overrides) if overrides else settings
     start = lk.parse_hour(start)
-    return run_update(settings, [start], kind="hourly", from_champion=True,
+    return run_update(settings, [start], kind="hourly", from_champion=True, start_version=start_version,
                       max_steps=settings.training.max_steps, airflow_run_id=airflow_run_id)
 
 

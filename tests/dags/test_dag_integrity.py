@@ -74,7 +74,9 @@ def test_hourly_dag_wiring(dagbag) -> None:
     assert dag.max_active_runs == 1
     train = dag.get_task("train")
     assert (train.queue, train.pool) == ("gpu", "gpu")
-    chain = ["extract", "validate", "check_validated", "train", "evaluate", "register", "publish_champion"]
+    assert (dag.get_task("catch_up").queue, dag.get_task("catch_up").pool) == ("gpu", "gpu")
+    chain = ["extract", "validate", "check_validated", "monitor", "train", "evaluate", "register", "catch_up",
+             "publish_champion"]
     for upstream, downstream in zip(chain, chain[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert {o.uri for o in dag.get_task("extract").outlets} == {"lake://search-ranker/search_logs"}

@@ -1,0 +1,324 @@
+"""Drift: the champion's prequential record, the slice-change rule, and the drift episode.
+
+Adapting and not forgetting pull against each other (DESIGN.md, "Adapting versus forgetting").
+This module decides, from data, which of the two an hour calls for.
+
+1. **Prequential record.** Before anything trains on a validated hour, the champion scores all
+   of its rows (test-then-train). One line per (hour, champion version) in
+   ``<home>/drift/prequential.jsonl``: AUC, NDCG@10 and log loss, overall and per category.
+   Until there are enough of them (after the bootstrap, or after a new champion from a drift
+   episode), the reference comes from the champion's scores on earlier hours' *holdout*
+   sessions, which no model trains on.
+2. **The rule** (`assess`, pure). For the series ``overall`` and each category with at least
+   ``slice_min_rows`` rows in an hour, the *reference* is the median of that series over the
+   ``reference_hours`` measurements before the last ``sustained_hours`` (K). The hour is
+   *anomalous* on a series when the champion's AUC fell more than the threshold
+   (``overall_auc_drop`` / ``slice_auc_drop``) below the reference; the series has *changed*
+   when that held for its last K measurements in a row, this hour included. A median
+   reference is not moved by one bad hour, and a single anomalous hour is never "changed".
+3. **The episode** (`DriftState`, in ``<home>/drift/state.json``). ``normal``: gentle hourly
+   updates; a candidate trained on an anomalous hour is held back (rejected, with the
+   evidence): one poisoned hour looks like the first hour of a drift, and only the next hours
+   can tell them apart. When a series has changed (sustained drift), the episode starts:
+   mode ``adapt`` (faster updates, see `DriftSettings.adapt`), the anchor set rolls to recent
+   holdout sessions, a catch-up retrain on the last ``catch_up_hours`` validated hours runs
+   through the same gate, and an alert says so. Rejected candidates of the episode are not
+   thrown away: the next update warm-starts from the last one (the shadow chain). The first
+   candidate that passes the relative gate ends the episode; the reference then restarts from
+   the new champion's own record. No promotion within ``page_after_hours``: a page for a person.
+
+Alerts are JSON lines in ``<home>/alerts.jsonl`` (``level``: ``alert`` or ``page``) and log
+lines ``ALERT search-ranker: ...``; ``$INCREMENTAL_ALERT_WEBHOOK`` gets them too when set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from incremental import lake
+from incremental.config import DriftSettings, Settings
+
+log = logging.getLogger(__name__)
+OVERALL = "overall"
+PREQUENTIAL, HOLDOUT = "prequential", "holdout"
+NORMAL, ADAPT = "normal", "adapt"
+
+
+# --- the prequential record ---------------------------------------------------------------------
+def drift_dir(settings: Settings) -> Path:
+    return settings.home / "drift"
+
+
+def records(settings: Settings) -> list[dict[str, Any]]:
+    """Every record, oldest hour first (the last line for an (hour, version, source) wins)."""
+    path = drift_dir(settings) / "prequential.jsonl"
+    if not path.is_file():
+        return []
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = r
+    return [found[k] for k in sorted(found)]
+
+
+def usable(recs: list[dict[str, Any]], since: str | None, version: str) -> list[dict[str, Any]]:
+    """The series the rule reads: prequential records from `since` on (whichever champion was
+    served then), and before that, or where an hour has none, the current champion's scores on
+    that hour's holdout sessions (which no model trains on): an honest reference from the start."""
+    by_hour: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        if r.get("source", PREQUENTIAL) == PREQUENTIAL and (since is None or r["hour"] >= since):
+            by_hour[r["hour"]] = r
+    for r in recs:
+        if r.get("source") == HOLDOUT and r["champion_version"] == version:
+            by_hour.setdefault(r["hour"], r)
+    return [by_hour[h] for h in sorted(by_hour)]
+
+
+def append_record(settings: Settings, record: dict[str, Any]) -> None:
+    path = drift_dir(settings) / "prequential.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = "prequential") -> dict[str, Any]:
+    """The line for one hour from `metrics.evaluate` of the champion's scores on its rows
+    (``prequential``: all rows, before training; ``holdout``: the hour's holdout sessions)."""
+
+    def small(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: _finite(m.get(k)) for k in ("rows", "auc", "ndcg@10", "logloss")}
+
+    return {"hour": lake.iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
+            "per_category": {c: small(m) for c, m in evaluated.get("per_category", {}).items()}}
+
+
+def _finite(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+# --- the rule (pure) ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeriesVerdict:
+    series: str
+    reference: float
+    value: float
+    drop: float
+    streak: int  # consecutive anomalous measurements ending at this hour
+    anomalous: bool
+    changed: bool
+
+    def line(self) -> str:
+        state = "changed" if self.changed else "anomalous" if self.anomalous else "ok"
+        return (f"{self.series}: champion AUC {self.value:.3f} vs reference {self.reference:.3f} "
+                f"(drop {self.drop:+.3f}, {self.streak}h in a row) -> {state}")
+
+
+@dataclass(frozen=True)
+class Assessment:
+    hour: str
+    verdicts: tuple[SeriesVerdict, ...] = ()
+    note: str = ""
+
+    @property
+    def anomalous(self) -> list[str]:
+        return [v.series for v in self.verdicts if v.anomalous]
+
+    @property
+    def changed(self) -> list[str]:
+        return [v.series for v in self.verdicts if v.changed]
+
+    @property
+    def changed_slices(self) -> list[str]:
+        return [s for s in self.changed if s != OVERALL]
+
+    def evidence(self) -> list[str]:
+        return [v.line() for v in self.verdicts if v.anomalous] or ([self.note] if self.note else [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hour": self.hour, "anomalous": self.anomalous, "changed": self.changed,
+                "changed_slices": self.changed_slices, "evidence": self.evidence(), "note": self.note}
+
+
+def _series(recs: list[dict[str, Any]], min_rows: int) -> dict[str, list[tuple[str, float]]]:
+    out: dict[str, list[tuple[str, float]]] = {}
+    for r in recs:
+        if r.get("auc") is not None:
+            out.setdefault(OVERALL, []).append((r["hour"], r["auc"]))
+        for cat, m in r.get("per_category", {}).items():
+            if m.get("auc") is not None and (m.get("rows") or 0) >= min_rows:
+                out.setdefault(cat, []).append((r["hour"], m["auc"]))
+    return out
+
+
+def _verdict(name: str, points: list[tuple[str, float]], hour: str, threshold: float,
+             s: DriftSettings) -> SeriesVerdict | None:
+    if not points or points[-1][0] != hour:
+        return None  # not measured this hour
+    k = s.sustained_hours
+    recent, before = points[-k:], points[:-k][-s.reference_hours:]
+    if len(before) < s.min_reference_hours:
+        before = points[:-1][-s.reference_hours:]  # too little history for a streak: judge this hour only
+        if len(before) < s.min_reference_hours:
+            return None
+        recent = points[-1:]
+    reference = float(np.median([v for _, v in before]))
+    streak = 0
+    for _, value in reversed(recent):
+        if reference - value > threshold:
+            streak += 1
+        else:
+            break
+    value = points[-1][1]
+    anomalous = reference - value > threshold
+    return SeriesVerdict(name, reference, value, reference - value, streak, anomalous, streak >= k)
+
+
+def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Assessment:
+    """The verdict of every series at `hour`, from the (usable) records up to it."""
+    at = lake.iso_hour(hour)
+    recs = [r for r in recs if r["hour"] <= at]
+    if not recs or recs[-1]["hour"] != at:
+        return Assessment(at, note="no prequential record for this hour (no champion yet?)")
+    verdicts = []
+    for name, points in sorted(_series(recs, s.slice_min_rows).items(), key=lambda kv: kv[0] != OVERALL):
+        threshold = s.overall_auc_drop if name == OVERALL else s.slice_auc_drop
+        verdict = _verdict(name, points, at, threshold, s)
+        if verdict is not None:
+            verdicts.append(verdict)
+    note = "" if verdicts else f"fewer than {s.min_reference_hours} earlier hours to compare with"
+    return Assessment(at, tuple(verdicts), note)
+
+
+# --- the episode ----------------------------------------------------------------------------------
+@dataclass
+class DriftState:
+    mode: str = NORMAL
+    since: str | None = None  # the reference starts here (the start of the current champion's run)
+    declared_at: str | None = None
+    changed_slices: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    catch_up: str | None = None  # "pending" | "approved" | "rejected" | None
+    shadow_version: str | None = None  # the last rejected candidate of the episode: the next update starts here
+    paged: bool = False
+    last: dict[str, Any] = field(default_factory=dict)  # the last hour's assessment
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_state(settings: Settings) -> DriftState:
+    path = drift_dir(settings) / "state.json"
+    return DriftState(**json.loads(path.read_text())) if path.is_file() else DriftState()
+
+
+def save_state(settings: Settings, state: DriftState) -> None:
+    lake.atomic_write_json(drift_dir(settings) / "state.json", state.to_dict())
+
+
+def declare(state: DriftState, assessment: Assessment) -> None:
+    state.mode, state.declared_at = ADAPT, assessment.hour
+    state.changed_slices = assessment.changed_slices
+    state.evidence = assessment.evidence()
+    state.catch_up, state.shadow_version, state.paged = "pending", None, False
+
+
+def end_episode(state: DriftState, hour: str, version: str, how: str) -> None:
+    """A candidate of the episode was promoted: back to normal, the reference restarts after `hour`."""
+    state.episodes.append({"declared_at": state.declared_at, "ended_at": hour, "promoted": version, "how": how,
+                           "changed_slices": state.changed_slices, "evidence": state.evidence})
+    next_hour = lake.iso_hour(lake.parse_hour(hour) + lake.HOUR)
+    state.mode, state.since, state.declared_at = NORMAL, next_hour, None
+    state.changed_slices, state.evidence, state.catch_up, state.shadow_version = [], [], None, None
+    state.paged = False
+
+
+def hours_in_episode(state: DriftState, hour: datetime) -> float:
+    if state.declared_at is None:
+        return 0.0
+    return (hour - lake.parse_hour(state.declared_at)).total_seconds() / 3600
+
+
+def observe(settings: Settings, state: DriftState, assessment: Assessment, hour: datetime) -> dict[str, Any]:
+    """Move the episode on by one hour's assessment (declare, page), save it, and say what holds now."""
+    state.last = assessment.to_dict()
+    declared_now = False
+    if state.mode == NORMAL and assessment.changed:
+        declare(state, assessment)
+        declared_now = True
+        alert(settings, "alert", f"sustained drift declared at {assessment.hour}: {', '.join(assessment.changed)} "
+              f"changed for {settings.drift.sustained_hours}h in a row; adapt mode, rolling anchor and a "
+              f"catch-up retrain on the last {settings.drift.catch_up_hours} validated hours",
+              hour=assessment.hour, evidence=assessment.evidence())
+    elif state.mode == ADAPT:
+        state.changed_slices = sorted(set(state.changed_slices) | set(assessment.changed_slices))
+        waited = hours_in_episode(state, hour)
+        if not state.paged and waited >= settings.drift.page_after_hours:
+            state.paged = True
+            alert(settings, "page", f"drift declared at {state.declared_at}: no candidate has passed the gate in "
+                  f"{waited:.0f}h; the champion is stale, a person must look", hour=assessment.hour,
+                  evidence=state.evidence)
+    save_state(settings, state)
+    return {"mode": state.mode, "declared_now": declared_now, "declared_at": state.declared_at,
+            "anomalous": assessment.evidence() if assessment.anomalous else [],
+            "changed_slices": state.changed_slices, "assessment": assessment.to_dict()}
+
+
+def context(state: DriftState, hour: datetime) -> dict[str, Any]:
+    """What the gate reads for a candidate of `hour`: mode, this hour's anomalies, changed slices."""
+    last = state.last if state.last.get("hour") == lake.iso_hour(hour) else {}
+    return {"mode": state.mode, "anomalous": last.get("evidence", []) if last.get("anomalous") else [],
+            "changed_slices": list(state.changed_slices) if state.mode == ADAPT else [],
+            "declared_at": state.declared_at, "evidence": list(state.evidence)}
+
+
+def after_decision(settings: Settings, hour: datetime, version: str | None, decision: str, kind: str) -> None:
+    """A candidate of an episode was decided: promoted ends the episode, rejected extends the shadow chain."""
+    state = load_state(settings)
+    if state.mode != ADAPT or version is None:
+        return
+    if decision == "approved":
+        declared = state.declared_at
+        end_episode(state, lake.iso_hour(hour), version, kind)
+        alert(settings, "alert", f"drift episode declared at {declared} ended: version {version} ({kind}) "
+              "passed the relative gate and is the champion", hour=lake.iso_hour(hour))
+    else:
+        state.shadow_version = version
+    if kind == "catch_up":
+        state.catch_up = decision if state.mode == ADAPT else state.catch_up
+    save_state(settings, state)
+
+
+def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[str, Any]:
+    """Record an alert (``alert``: for the record; ``page``: a person must look) and log it."""
+    entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "message": message, **details}
+    path = settings.home / "alerts.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(entry, sort_keys=True) + "\n")
+    log.warning("ALERT search-ranker (%s): %s", level, message)
+    webhook = os.environ.get("INCREMENTAL_ALERT_WEBHOOK")
+    if webhook:
+        _post(webhook, entry)
+    return entry
+
+
+def _post(url: str, entry: dict[str, Any]) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(entry).encode(), headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except OSError as exc:  # an alert that cannot be delivered must not fail the hour
+        log.warning("could not POST the alert to %s: %s", url, exc)

@@ -1,0 +1,55 @@
+"""Paired bootstrap intervals over sessions: better, within noise, worse."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from incremental.compare import paired_bootstrap
+
+
+def holdout(sessions: int = 60, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(sessions):
+        relevant = rng.integers(0, 10)
+        for p in range(10):
+            rows.append({"session_id": f"s{s}", "query": f"q{s}", "clicked": int(p == relevant), "position": p + 1})
+    frame = pd.DataFrame(rows)
+    truth = frame["clicked"].to_numpy(dtype=float)
+    return frame, truth
+
+
+def test_a_better_ranker_is_significantly_better() -> None:
+    frame, truth = holdout()
+    rng = np.random.default_rng(1)
+    good = np.clip(0.6 * truth + 0.4 * rng.random(len(truth)), 0, 1)
+    poor = rng.random(len(truth))
+    out = paired_bootstrap(frame, good, poor, samples=300, seed=3)
+    assert out["sessions"] == 60 and out["rows"] == 600
+    for metric in ("ndcg@10", "auc"):
+        assert out[metric]["lo"] > 0 and out[metric]["verdict"] == "better"
+    reverse = paired_bootstrap(frame, poor, good, samples=300, seed=3)
+    assert reverse["ndcg@10"]["hi"] < 0 and reverse["ndcg@10"]["verdict"] == "worse"
+    assert math.isclose(reverse["ndcg@10"]["diff"], -out["ndcg@10"]["diff"])
+
+
+def test_the_same_model_is_within_noise_and_the_interval_is_deterministic() -> None:
+    frame, truth = holdout()
+    scores = np.random.default_rng(2).random(len(truth))
+    noisy = np.clip(scores + np.random.default_rng(5).normal(0, 0.01, len(truth)), 0, 1)
+    a = paired_bootstrap(frame, noisy, scores, samples=300, seed=7)
+    assert a["ndcg@10"]["verdict"] == "within noise" and a["auc"]["verdict"] == "within noise"
+    assert a["ndcg@10"]["lo"] <= a["ndcg@10"]["diff"] <= a["ndcg@10"]["hi"]
+    assert a == paired_bootstrap(frame, noisy, scores, samples=300, seed=7)
+
+
+def test_no_rows_or_no_clicks_is_undefined() -> None:
+    frame, truth = holdout(sessions=5)
+    empty = paired_bootstrap(frame.iloc[:0], truth[:0], truth[:0])
+    assert empty["ndcg@10"]["verdict"] == "undefined" and math.isnan(empty["auc"]["lo"])
+    frame["clicked"] = 0
+    out = paired_bootstrap(frame, truth, truth, samples=100)
+    assert out["ndcg@10"]["verdict"] == "undefined" and out["auc"]["verdict"] == "undefined"

@@ -1,0 +1,107 @@
+"""The slice-change rule and the drift episode, on constructed prequential series."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from incremental import drift
+from incremental.config import DriftSettings
+
+S = DriftSettings(overall_auc_drop=0.05, slice_auc_drop=0.15, slice_min_rows=100, sustained_hours=3,
+                  reference_hours=12, min_reference_hours=3)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def hour(i: int) -> datetime:
+    return T0 + timedelta(hours=i)
+
+
+def records(overall: list[float], toys: list[float], books: list[float] | None = None,
+            toys_rows: int = 300) -> list[dict]:
+    out = []
+    for i, (o, t) in enumerate(zip(overall, toys, strict=True)):
+        cats = {"toys": {"rows": toys_rows, "auc": t}}
+        if books is not None:
+            cats["books"] = {"rows": 300, "auc": books[i]}
+        out.append({"hour": f"{hour(i):%Y-%m-%dT%H:%MZ}", "champion_version": "1", "rows": 2000, "auc": o,
+                    "per_category": cats})
+    return out
+
+
+def test_a_steady_series_is_neither_anomalous_nor_changed() -> None:
+    recs = records([0.80, 0.81, 0.79, 0.80, 0.82, 0.80], [0.75, 0.74, 0.77, 0.73, 0.76, 0.75])
+    a = drift.assess(recs, hour(5), S)
+    assert a.anomalous == [] and a.changed == []
+    assert {v.series for v in a.verdicts} == {"overall", "toys"}
+
+
+def test_one_bad_hour_is_anomalous_but_never_changed() -> None:
+    recs = records([0.80, 0.81, 0.79, 0.80, 0.60], [0.75, 0.74, 0.77, 0.73, 0.30])
+    a = drift.assess(recs, hour(4), S)
+    assert a.anomalous == ["overall", "toys"] and a.changed == []
+    assert any("toys: champion AUC 0.300 vs reference 0.7" in line for line in a.evidence())
+    # the hour after it is fine again: the median reference did not move
+    recs = records([0.80, 0.81, 0.79, 0.80, 0.60, 0.80], [0.75, 0.74, 0.77, 0.73, 0.30, 0.76])
+    assert drift.assess(recs, hour(5), S).anomalous == []
+
+
+def test_a_slice_that_falls_for_k_hours_in_a_row_has_changed() -> None:
+    overall = [0.80, 0.81, 0.79, 0.80, 0.78, 0.78, 0.77]  # overall barely moves
+    toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38]
+    books = [0.70, 0.71, 0.69, 0.70, 0.71, 0.70, 0.69]
+    assert drift.assess(records(overall[:6], toys[:6], books[:6]), hour(5), S).changed == []  # 2 hours: not yet
+    a = drift.assess(records(overall, toys, books), hour(6), S)
+    assert a.changed == ["toys"] and a.changed_slices == ["toys"]
+    (toy,) = [v for v in a.verdicts if v.series == "toys"]
+    assert toy.streak == 3 and toy.reference == 0.745
+
+
+def test_a_break_in_the_streak_restarts_it() -> None:
+    toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.74, 0.38, 0.35]
+    a = drift.assess(records([0.8] * 8, toys), hour(7), S)
+    assert a.changed == [] and a.anomalous == ["toys"]
+
+
+def test_small_slices_and_short_histories_are_not_judged() -> None:
+    a = drift.assess(records([0.8, 0.8, 0.8, 0.8, 0.8], [0.75, 0.74, 0.77, 0.73, 0.2], toys_rows=50), hour(4), S)
+    assert [v.series for v in a.verdicts] == ["overall"]
+    b = drift.assess(records([0.8, 0.2], [0.7, 0.7]), hour(1), S)
+    assert b.verdicts == () and "fewer than 3 earlier hours" in b.note
+
+
+def test_the_reference_restarts_after_an_episode() -> None:
+    toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38, 0.36, 0.37, 0.35, 0.36]
+    recs = records([0.8] * 11, toys)
+    assert "toys" in drift.assess(recs, hour(10), S).changed  # against the old reference: still "changed"
+    since = f"{hour(7):%Y-%m-%dT%H:%MZ}"  # the new champion's own record starts at 07:00
+    assert drift.assess(drift.usable(recs, since, "1"), hour(10), S).changed == []
+
+
+def test_holdout_scores_of_the_current_champion_fill_the_reference() -> None:
+    holdout = [{**r, "source": "holdout", "champion_version": "2"} for r in records([0.8] * 4, [0.75] * 4)]
+    holdout.append({**holdout[0], "champion_version": "1", "auc": 0.1})  # another version's: ignored
+    live = [{**r, "hour": f"{hour(4):%Y-%m-%dT%H:%MZ}"} for r in records([0.55], [0.3])]
+    series = drift.usable(holdout + live, since=f"{hour(4):%Y-%m-%dT%H:%MZ}", version="2")
+    assert [r["hour"][11:16] for r in series] == ["00:00", "01:00", "02:00", "03:00", "04:00"]
+    assert drift.assess(series, hour(4), S).anomalous == ["overall", "toys"]
+
+
+def test_an_episode_declares_pages_and_ends(settings) -> None:  # noqa: ANN001 - the conftest fixture
+    s = settings.model_copy(update={"drift": S.model_copy(update={"page_after_hours": 2})})
+    state = drift.load_state(s)
+    toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38]
+    recs = records([0.8] * 7, toys)
+    out = drift.observe(s, state, drift.assess(recs, hour(6), S), hour(6))
+    assert out["declared_now"] and out["mode"] == "adapt" and out["changed_slices"] == ["toys"]
+    state = drift.load_state(s)
+    assert state.catch_up == "pending" and state.declared_at == f"{hour(6):%Y-%m-%dT%H:%MZ}"
+    drift.after_decision(s, hour(6), "5", "rejected", "hourly")
+    assert drift.load_state(s).shadow_version == "5"  # the next update starts from the rejected candidate
+    recs = records([0.8] * 9, [*toys, 0.36, 0.37])
+    drift.observe(s, drift.load_state(s), drift.assess(recs, hour(8), S), hour(8))
+    levels = [line for line in (s.home / "alerts.jsonl").read_text().splitlines()]
+    assert len(levels) == 2 and '"level": "page"' in levels[1]
+    drift.after_decision(s, hour(8), "7", "approved", "catch_up")
+    state = drift.load_state(s)
+    assert state.mode == "normal" and state.since == f"{hour(9):%Y-%m-%dT%H:%MZ}"
+    assert state.episodes[0]["promoted"] == "7" and state.episodes[0]["how"] == "catch_up"
