@@ -263,7 +263,11 @@ def register_step(
         registered["champion"] = registered["override"]["champion"]
     if not registered["reused"]:
         report.log_report(settings, trained["run_id"], full, registered)
-    return {"hour": _iso(start), **registered, **mlflow_urls(settings, trained["run_id"], registered["version"])}
+    context = full.get("drift") or {}
+    return {"hour": _iso(start), **registered, "mode": full.get("mode", "normal"),
+            "changed_slices": context.get("changed_slices", []),
+            "drift_evidence": context.get("anomalous", []) or context.get("evidence", []),
+            **mlflow_urls(settings, trained["run_id"], registered["version"])}
 
 
 def _drift_tags(evaluation: dict[str, Any]) -> dict[str, str]:

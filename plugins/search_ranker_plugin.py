@@ -169,15 +169,23 @@ def _data_docs_app():
 
 
 # --- the listener: the run's note -----------------------------------------------------------------
-def run_note(validation: Any, decision: Any) -> str | None:
-    """What the note of an hourly run says, from the validate and register return values."""
+def run_note(validation: Any, decision: Any, catch_up: Any = None) -> str | None:
+    """What the note of an hourly run says, from the validate, register and catch_up return values:
+    the decision with its mode and drift evidence, and what a catch-up retrain did."""
     if isinstance(validation, dict) and validation.get("status") == "quarantined":
         return (f"Hour {validation.get('hour')} QUARANTINED: train/evaluate/register skipped.\n"
                 f"{validation.get('summary', '')}\nData: {validation.get('path', '')}")[:NOTE_LIMIT]
     if isinstance(decision, dict) and decision.get("decision"):
         reasons = "; ".join(decision.get("reasons") or [])
-        return (f"Hour {decision.get('hour')}: {decision['decision']} (version {decision.get('version')}, "
-                f"champion {decision.get('champion')}). {reasons}")[:NOTE_LIMIT]
+        lines = [f"Hour {decision.get('hour')}: {decision['decision']} (mode {decision.get('mode', 'normal')}, "
+                 f"version {decision.get('version')}, champion {decision.get('champion')}). {reasons}"]
+        if decision.get("changed_slices"):
+            lines.append(f"Slices judged changed (not protected): {', '.join(decision['changed_slices'])}")
+        lines += [f"Drift: {line}" for line in decision.get("drift_evidence") or []]
+        if isinstance(catch_up, dict) and catch_up.get("version") and catch_up.get("version") != decision.get("version"):
+            lines.append(f"Catch-up retrain: {catch_up.get('decision')} (version {catch_up.get('version')}, "
+                         f"champion {catch_up.get('champion')})")
+        return "\n".join(lines)[:NOTE_LIMIT]
     return None
 
 
@@ -196,7 +204,8 @@ def _write_note(session: Any, dag_run: Any) -> None:
         return
     validation = _return_value(session, dag_run.dag_id, dag_run.run_id, "validate")
     decision = _return_value(session, dag_run.dag_id, dag_run.run_id, "register")
-    note = run_note(validation, decision)
+    catch_up = _return_value(session, dag_run.dag_id, dag_run.run_id, "catch_up")
+    note = run_note(validation, decision, catch_up)
     if note:
         dag_run.note = note
         log.info("search_ranker: note on %s: %s", dag_run.run_id, note.splitlines()[0])

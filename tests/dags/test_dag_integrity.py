@@ -165,7 +165,13 @@ def test_plugin_loads_and_links(airflow_home: Path) -> None:
     quarantined = {"status": "quarantined", "hour": "2026-01-01T05:00Z", "summary": "null query", "path": "/q"}
     assert "QUARANTINED" in plugin.run_note(quarantined, None)
     assert plugin.run_note({"status": "validated"}, {"decision": "rejected", "reasons": ["auc"], "hour": "h"}).startswith(
-        "Hour h: rejected")
+        "Hour h: rejected (mode normal")
+    adapted = plugin.run_note({"status": "validated"},
+                              {"decision": "rejected", "reasons": ["r"], "hour": "h", "mode": "adapt", "version": "5",
+                               "changed_slices": ["paint"], "drift_evidence": ["paint: champion AUC 0.3"]},
+                              {"decision": "approved", "version": "6", "champion": "6"})
+    assert "mode adapt" in adapted and "changed (not protected): paint" in adapted and "Drift: paint" in adapted
+    assert "Catch-up retrain: approved (version 6, champion 6)" in adapted
 
 
 def test_alert_line_and_champion_event() -> None:
