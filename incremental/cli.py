@@ -186,6 +186,12 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> None:
     print(registry.format_history(registry.history(settings)))
 
 
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.serve import serve
+
+    serve(settings, host=args.host, port=args.port, poll_seconds=args.poll_seconds)
+
+
 # --- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incremental", description=__doc__.split("\n")[0])
@@ -260,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", help="version (default: the previous champion)")
     p.add_argument("--reason", required=True)
     command("history", cmd_history, "versions with decision, interval, key metrics and champion periods")
+    p = command("serve", cmd_serve, "serve the champion over HTTP (MLflow's scoring protocol; POST /reload follows the alias)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--poll-seconds", type=float, default=0, help="also re-check the champion alias this often (0: off)")
     return parser
 
 
