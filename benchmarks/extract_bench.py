@@ -4,7 +4,12 @@ Goal: at least half of DuckDB's speed. Both run the same SQL (sql/extract_search
 the same DuckDB file in one process, alternately, best of N; the ratio is what counts (timings
 on these machines vary run to run).
 
-    .venv/bin/python benchmarks/extract_bench.py [--rows 1000000] [--repeat 3]
+Then the same rows in PostgreSQL (a throw-away database on --postgres, loaded through
+`Warehouse.insert`): `extract_hour` there (the COPY-to-Arrow path), best of N, its ratio to the
+same DuckDB COPY figure, a check that its partition has the same bytes as DuckDB's, and one run
+of the row-by-row SQLAlchemy read it replaced (`--no-row-path` skips that).
+
+    .venv/bin/python benchmarks/extract_bench.py [--rows 1000000] [--repeat 3] [--postgres URL | --no-postgres]
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,10 +55,67 @@ def build(path: Path, rows: int) -> Warehouse:
     return warehouse
 
 
+def postgres_figures(duck: Warehouse, admin_url: str, rows: int, repeat: int, tmp: Path, duck_sha: str,
+                     duck_copy_s: float, row_path: bool) -> dict:
+    """Load the DuckDB warehouse's rows into a fresh PostgreSQL database and time extraction there."""
+    import psycopg
+
+    name = f"extract_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"postgresql+psycopg://{admin_url.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
+        pg = Warehouse(url)
+        pg.init_schema()
+        with duck._duckdb() as con:
+            products = con.execute("SELECT * FROM products").fetch_arrow_table()
+            impressions = con.execute("SELECT * FROM search_impressions").fetch_arrow_table()
+        t = time.perf_counter()
+        pg.insert("products", products)
+        pg.insert("search_impressions", impressions)
+        load_s = time.perf_counter() - t
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as con:
+            con.execute("VACUUM ANALYZE")
+        runs = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            manifest = extract.extract_hour(pg, tmp / "lake-pg", HOUR)
+            runs.append(time.perf_counter() - t)
+        assert manifest["rows"] == rows, manifest["rows"]
+        best = min(runs)
+        figures = {
+            "postgres_extract_hour_seconds": round(best, 3),
+            "postgres_extract_hour_rows_per_s": round(rows / best),
+            "postgres_speed_ratio_vs_duckdb_copy": round(duck_copy_s / best, 3),
+            "postgres_same_bytes_as_duckdb": manifest["sha256"] == duck_sha,
+            "postgres_load_seconds": round(load_s, 3),
+            "postgres_all_runs_seconds": [round(x, 3) for x in runs],
+        }
+        if row_path:  # the read it replaced: rows through SQLAlchemy, then Arrow from Python objects
+            original = Warehouse._pg_query_arrow
+            Warehouse._pg_query_arrow = lambda self, statement, params: None
+            try:
+                t = time.perf_counter()
+                old = extract.extract_hour(pg, tmp / "lake-pg-rows", HOUR)
+                figures["postgres_row_path_seconds"] = round(time.perf_counter() - t, 3)
+                figures["postgres_row_path_rows_per_s"] = round(rows / figures["postgres_row_path_seconds"])
+                figures["postgres_row_path_same_bytes"] = old["sha256"] == duck_sha
+            finally:
+                Warehouse._pg_query_arrow = original
+        return figures
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="an admin URL; the benchmark creates and drops its own database there")
+    parser.add_argument("--no-postgres", action="store_true", help="DuckDB only")
+    parser.add_argument("--no-row-path", action="store_true", help="skip the slow row-by-row PostgreSQL read")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -72,6 +135,8 @@ def main() -> None:
             con.close()
         assert manifest["rows"] == args.rows, manifest["rows"]
         ours_s, theirs_s = min(ours), min(theirs)
+        postgres = {} if args.no_postgres else postgres_figures(
+            warehouse, args.postgres, args.rows, args.repeat, tmp, manifest["sha256"], theirs_s, not args.no_row_path)
         record("extract", {
             "rows": args.rows,
             "extract_hour_seconds": round(ours_s, 3),
@@ -83,7 +148,8 @@ def main() -> None:
             "goal_met": theirs_s / ours_s >= 0.5,
             "parquet_bytes": manifest["bytes"],
             "all_runs_seconds": {"extract_hour": [round(x, 3) for x in ours], "duckdb_copy": [round(x, 3) for x in theirs]},
-        }, packages=("duckdb", "pyarrow"))
+            **postgres,
+        }, packages=("duckdb", "pyarrow") + (() if args.no_postgres else ("psycopg",)))
 
 
 if __name__ == "__main__":
