@@ -12,7 +12,9 @@ SQLAlchemy dialect works through SQLAlchemy.
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +55,7 @@ _PG_ARROW: dict[int, pa.DataType] = {
     1184: pa.timestamp("us", tz="UTC"),  # timestamptz (the session's TimeZone is UTC)
 }
 # The session settings the CSV text depends on: ISO dates, UTC offsets, shortest exact floats.
+_PG_CSV_BLOCK = 4 << 20  # bytes of CSV per block of Arrow's reader (blocks are parsed in parallel)
 _PG_READ_SESSION = ("SET TimeZone = 'UTC'", "SET DateStyle = 'ISO, YMD'", "SET extra_float_digits = 1")
 
 
@@ -173,7 +176,8 @@ class Warehouse:
 
         The parameters stay bound: psycopg merges them into the COPY client-side, quoted as
         literals (COPY takes no server-side parameters). NULL is an unquoted empty field and an
-        empty string a quoted one, so the two stay apart.
+        empty string a quoted one, so the two stay apart. libpq hands COPY data over one row at a
+        time, so a thread pumps it into a pipe while Arrow's reader parses what has arrived.
         """
         query = _psycopg_params(statement.strip().rstrip(";"))
         engine = self._engine()
@@ -187,28 +191,15 @@ class Warehouse:
                 columns = [(d.name, _PG_ARROW.get(d.type_code)) for d in cur.description]
                 if any(t is None for _, t in columns) or len({n for n, _ in columns}) != len(columns):
                     return None
-                buffer = io.BytesIO()
-                with cur.copy(f"COPY (\n{query}\n) TO STDOUT WITH (FORMAT csv)", dict(params)) as copy:
-                    for chunk in copy:
-                        buffer.write(chunk)
+                table = _read_csv_while_copying(cur, f"COPY (\n{query}\n) TO STDOUT WITH (FORMAT csv)",
+                                                dict(params), columns)
             raw.rollback()  # read only; ends the transaction the SETs opened
+        except pa.ArrowInvalid:  # a value Arrow's parser does not take (e.g. 'infinity'): read row by row
+            return None
         finally:
             raw.close()
             engine.dispose()
-        names = [n for n, _ in columns]
-        buffer.seek(0)
-        try:
-            return pacsv.read_csv(
-                buffer,
-                read_options=pacsv.ReadOptions(column_names=names, block_size=16 << 20),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict(columns), null_values=[""], strings_can_be_null=True,
-                    quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
-                ),
-            ) if buffer.getbuffer().nbytes else pa.schema(columns).empty_table()
-        except pa.ArrowInvalid:  # a value Arrow's parser does not take (e.g. 'infinity'): read row by row
-            return None
+        return table
 
     def scalar(self, name: str, params: Mapping[str, Any]) -> Any:
         table = self.query_arrow(name, params)
@@ -255,6 +246,47 @@ class Warehouse:
             raw.commit()
         finally:
             raw.close()
+
+
+def _read_csv_while_copying(cur: Any, copy_sql: str, params: dict[str, Any],
+                            columns: list[tuple[str, pa.DataType]]) -> pa.Table:
+    """Run a `COPY ... TO STDOUT (FORMAT csv)` on psycopg cursor `cur` and parse its output with
+    Arrow as it arrives (a pump thread writes into a pipe; the reader parses blocks in parallel)."""
+    read_fd, write_fd = os.pipe()
+    failed: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=1 << 20) as pipe, cur.copy(copy_sql, params) as copy:
+                for chunk in copy:
+                    pipe.write(chunk)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            failed.append(exc)
+
+    thread = threading.Thread(target=pump, name="pg-copy-pump", daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:  # closing it on a parse error unblocks the pump
+            if not pipe.peek(1):  # no rows (Arrow refuses an empty CSV file)
+                thread.join()
+                if failed:
+                    raise failed[0]
+                return pa.schema(columns).empty_table()
+            table = pacsv.read_csv(
+                pipe,
+                read_options=pacsv.ReadOptions(column_names=[n for n, _ in columns], block_size=_PG_CSV_BLOCK),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict(columns), null_values=[""], strings_can_be_null=True,
+                    quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
+                ),
+            )
+    finally:
+        thread.join()
+    if failed:  # the COPY failed: what was parsed may be a truncated result
+        raise failed[0]
+    # one chunk, as the row read gives: the Parquet writer's output depends on chunking
+    return table.combine_chunks()
 
 
 def _duckdb_params(statement: str) -> str:
