@@ -15,6 +15,7 @@ of the row-by-row SQLAlchemy read it replaced (`--no-row-path` skips that).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -147,6 +148,7 @@ def main() -> None:
         runs = {"extract_hour": ours, "duckdb_copy": theirs, **({"postgres_extract_hour": pg_runs} if pg_runs else {})}
         record("extract", {
             "rows": args.rows,
+            "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine skews all figures
             "extract_hour_seconds": round(ours_s, 3),
             "extract_hour_rows_per_s": round(args.rows / ours_s),
             "duckdb_copy_seconds": round(theirs_s, 3),

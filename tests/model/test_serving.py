@@ -157,3 +157,12 @@ def test_serves_the_champion_and_follows_a_promotion(server, tmp_path: Path) -> 
     # a replica that cannot be reached fails the deployment, naming it
     with pytest.raises(serve.ServingError, match=f"127.0.0.1:{port}"):
         serve.deploy(settings, [base], timeout=5)
+
+
+def test_no_type_hint_warning_on_import() -> None:
+    """MLflow 3 checks PythonModel.predict's type hints when the class is defined (at import)."""
+    out = subprocess.run([sys.executable, "-W", "always", "-c", "import incremental.model, incremental.train"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Add type hints" not in out.stderr
