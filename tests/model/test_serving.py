@@ -94,10 +94,11 @@ def server(tmp_path: Path):
     yield settings, port, env
 
 
-def start(port: int, env: dict, log: Path) -> subprocess.Popen:
+def start(port: int, env: dict, log: Path, *extra: str) -> subprocess.Popen:
+    """`incremental serve` in a subprocess, once it answers HTTP (200, or 503 without a champion)."""
     out = log.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "incremental.cli", "serve", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+                             str(port), *extra], env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -105,10 +106,40 @@ def start(port: int, env: dict, log: Path) -> subprocess.Popen:
         try:
             http(f"http://127.0.0.1:{port}/ping")
             return proc
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:
+                return proc
+            raise
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.5)
     proc.terminate()
     raise AssertionError(f"incremental serve did not answer in 180 s:\n{log.read_text()[-3000:]}")
+
+
+def test_starts_before_the_first_champion_and_polls_for_it(server, tmp_path: Path) -> None:
+    """A fresh stack: serving is up before any model exists, answers 503, and --poll-seconds picks up the first champion."""
+    settings, port, env = server
+    proc = start(port, env, tmp_path / "serve.log", "--poll-seconds", "1")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for path, payload in (("/ping", None), ("/model", None), ("/invocations", {"dataframe_records": []})):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                http(base + path, payload)
+            assert refused.value.code == 503, path
+        _, scores = register_tiny(settings, tmp_path, seed=3, hour=0, parent=None)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if http(f"{base}/ping")[0]["version"] == "1":
+                    break
+            except urllib.error.HTTPError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError(f"the poll never loaded version 1:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
+        np.testing.assert_allclose(predictions(base, ROWS)[0], scores, rtol=0, atol=1e-6)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_serves_the_champion_and_follows_a_promotion(server, tmp_path: Path) -> None:
