@@ -30,6 +30,8 @@ balancer, each one reloaded by the deployment DAG.
 import asyncio
 import json
 import logging
+import shutil
+import tempfile
 import threading
 import time
 import urllib.error
@@ -60,6 +62,7 @@ class Served:
     model_uri: str
     model: Any  # mlflow.pyfunc.PyFuncModel
     run_id: str | None
+    local_dir: str | None = None  # where its artifacts were downloaded (removed once it is replaced)
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def describe(self) -> dict[str, Any]:
@@ -88,9 +91,18 @@ class ChampionHolder:
             version, uri = found
             if version != previous:
                 log.info("loading %s (champion), serving %s until it is ready", uri, previous)
-                model = mlflow.pyfunc.load_model(uri)
-                self.served = Served(self.settings.model_name, version, uri, model, model.metadata.run_id)
+                local_dir = tempfile.mkdtemp(prefix=f"serve-{self.settings.model_name}-{version}-")
+                try:
+                    model = mlflow.pyfunc.load_model(uri, dst_path=local_dir)
+                except BaseException:
+                    shutil.rmtree(local_dir, ignore_errors=True)
+                    raise
+                old, self.served = self.served, Served(self.settings.model_name, version, uri, model,
+                                                       model.metadata.run_id, local_dir)
                 log.info("now serving %s version %s", self.settings.model_name, version)
+                if old is not None and old.local_dir:
+                    # the ranker reads its files at load time; requests still on `old` use it from memory
+                    shutil.rmtree(old.local_dir, ignore_errors=True)
             return {"name": self.settings.model_name, "version": version, "previous": previous,
                     "changed": version != previous, "champion": version}
 
