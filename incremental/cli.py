@@ -215,6 +215,12 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> None:
     print(registry.format_history(registry.history(settings)))
 
 
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.serve import serve
+
+    serve(settings, host=args.host, port=args.port, poll_seconds=args.poll_seconds)
+
+
 # --- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incremental", description=__doc__.split("\n")[0])
@@ -292,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("history", cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
     p = command("drift", cmd_drift, "the drift rule's state: mode, episode, changed slices, the champion's prequential record")
     p.add_argument("--hours", type=int, default=12, help="how many recent hours of the record to show")
+    p = command("serve", cmd_serve, "serve the champion over HTTP (MLflow's scoring protocol; POST /reload follows the alias)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--poll-seconds", type=float, default=0, help="also re-check the champion alias this often (0: off)")
     return parser
 
 

@@ -10,9 +10,9 @@ model, since transformers 5.x then computes MSE for one label and saves
 Nothing here downloads anything: every load is `local_files_only=True`.
 
 Logged to MLflow as a pyfunc (`RankerPyfunc`) wrapping the Hugging Face directory, so
-`mlflow models serve -m models:/<name>@champion` serves it and
-`mlflow.pyfunc.load_model(uri).predict(df[query, title, brand, category])` returns click
-probabilities.
+`incremental serve` (or `mlflow models serve -m models:/<name>@champion`) serves it and
+`mlflow.pyfunc.load_model(uri).predict(df[query, title, brand?, category?])` returns click
+probabilities; `brand` and `category` are optional (a serving client may not have them).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 # Never reach a model hub, whatever the caller's environment says.
@@ -45,6 +46,7 @@ transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
 INPUT_COLUMNS = ("query", "title", "brand", "category")
+REQUIRED_COLUMNS = ("query", "title")  # brand and category may be absent (or null): they only add text
 
 # The tiny preset: small enough that the whole chain runs in seconds on a CPU (~4M parameters,
 # most of them the 30,522-token embedding). Measured on a colour-match click rule at lr 1e-3:
@@ -142,14 +144,17 @@ def product_text(title: Any, brand: Any, category: Any) -> str:
 
 
 def frame_texts(frame: Any) -> tuple[list[str], list[str]]:
-    """(queries, product texts) of a frame with columns query, title, brand, category."""
-    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    """(queries, product texts) of a frame with columns query, title and optionally brand, category."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"missing columns {missing}; a ranker input needs {list(INPUT_COLUMNS)}")
+        raise ValueError(f"missing columns {missing}; a ranker input needs {list(REQUIRED_COLUMNS)} "
+                         f"(and may have {[c for c in INPUT_COLUMNS if c not in REQUIRED_COLUMNS]})")
     queries = [_text(q) for q in frame["query"].tolist()]
+    n = len(queries)
+    brands = frame["brand"].tolist() if "brand" in frame.columns else [None] * n
+    categories = frame["category"].tolist() if "category" in frame.columns else [None] * n
     texts = [
-        product_text(t, b, c)
-        for t, b, c in zip(frame["title"].tolist(), frame["brand"].tolist(), frame["category"].tolist(), strict=True)
+        product_text(t, b, c) for t, b, c in zip(frame["title"].tolist(), brands, categories, strict=True)
     ]
     return queries, texts
 
@@ -259,8 +264,12 @@ except ImportError:  # pragma: no cover - MLflow is in the lock
 class RankerPyfunc(_PythonModel):
     """MLflow pyfunc around a saved ranker directory (artifact `model_dir`).
 
-    `predict(df)` takes columns query, title, brand, category and returns click probabilities
-    (a float array, one per row, in row order).
+    `predict(df)` takes columns query, title and optionally brand, category, and returns click
+    probabilities (a float array, one per row, in row order).
+
+    `predict`'s input is type-hinted `pd.DataFrame`: MLflow 3 then neither warns ("Add type hints
+    to the predict method") nor infers a schema from the hint; the schema is `signature()`,
+    logged with the model, whose optional columns MLflow's schema enforcement lets a client omit.
     """
 
     max_length: int = 128
@@ -270,14 +279,12 @@ class RankerPyfunc(_PythonModel):
         self.max_length = max_length
         self.batch_size = batch_size
 
-    def load_context(self, context):  # noqa: ANN001 - untyped: MLflow reads type hints as a schema
+    def load_context(self, context: Any) -> None:
         self.device = pick_device()
         self.model, self.tokenizer = load_dir(context.artifacts["model_dir"])
         self.model.to(self.device).eval()
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001 - see load_context
-        import pandas as pd
-
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return score_frame(
             self.model,
@@ -287,6 +294,16 @@ class RankerPyfunc(_PythonModel):
             max_length=self.max_length,
             device=self.device,
         )
+
+
+def signature() -> Any:
+    """The pyfunc's MLflow signature: query and title required, brand and category optional
+    (strings), one float32 click probability per row."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+    inputs = Schema([ColSpec("string", name, required=name in REQUIRED_COLUMNS) for name in INPUT_COLUMNS])
+    return ModelSignature(inputs=inputs, outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]))
 
 
 def pip_requirements() -> list[str]:

@@ -27,7 +27,6 @@ def _quiet() -> None:
     import warnings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
     warnings.filterwarnings("ignore", message=".*An input example was not provided.*")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle advice on every log_model
     logging.getLogger("mlflow.tracking._model_registry.fluent").setLevel(logging.ERROR)

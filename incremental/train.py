@@ -407,8 +407,7 @@ def run_update(
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.log_dict(config, "config.json")
-        rk_signature = mlflow.models.infer_signature(
-            pd.DataFrame({c: ["red running shoes"] for c in rk.INPUT_COLUMNS}), np.array([0.5], dtype=np.float32))
+        rk_signature = rk.signature()  # brand and category optional: a serving client may not have them
         mlflow.pyfunc.log_model(
             name="model",
             python_model=rk.RankerPyfunc(max_length=t.max_length),

@@ -3,13 +3,18 @@
 SQL lives in `sql/*.sql` with `:name` parameters, always bound, never formatted into the text.
 DuckDB is driven through its own Python API (Arrow in and out, no row-by-row Python), since
 DuckDB allows one writing process per file; every connection here is short-lived. PostgreSQL
-uses psycopg 3 (COPY for loading). Any other SQLAlchemy dialect works through SQLAlchemy.
+uses psycopg 3 and COPY both ways: loading is `COPY ... FROM STDIN` (CSV), reading is
+`COPY (query) TO STDOUT` (CSV) parsed by Arrow's multi-threaded CSV reader into columns typed
+from the query's own result types, with no Python object per row (`_pg_query_arrow`). Any other
+SQLAlchemy dialect works through SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +35,33 @@ TABLE_COLUMNS = {
     "search_impressions": ("event_id", "event_ts", "ingested_at", "session_id", "user_id", "query", "product_id",
                            "position", "clicked"),
 }
+
+
+# PostgreSQL result types whose CSV text Arrow parses back to the same values, and their Arrow
+# types: those DuckDB gives for the same columns of sql/schema.sql, so both warehouses produce the
+# same Parquet bytes. A result with any other type (numeric, json, arrays...) is read through
+# SQLAlchemy instead (`_PG_ARROW` misses it and `_pg_query_arrow` returns None).
+_PG_ARROW: dict[int, pa.DataType] = {
+    16: pa.bool_(),  # bool
+    20: pa.int64(),  # int8
+    21: pa.int16(),  # int2
+    23: pa.int32(),  # int4
+    25: pa.string(),  # text
+    1043: pa.string(),  # varchar
+    700: pa.float32(),  # float4
+    701: pa.float64(),  # float8
+    1082: pa.date32(),  # date
+    1114: pa.timestamp("us"),  # timestamp
+    1184: pa.timestamp("us", tz="UTC"),  # timestamptz (the session's TimeZone is UTC)
+}
+# The session settings the CSV text depends on: ISO dates, UTC offsets, shortest exact floats.
+_PG_CSV_BLOCK = 4 << 20  # bytes of CSV per block of Arrow's reader (blocks are parsed in parallel)
+_PG_READ_SESSION = ("SET TimeZone = 'UTC'", "SET DateStyle = 'ISO, YMD'", "SET extra_float_digits = 1")
+
+
+def _psycopg_params(statement: str) -> str:
+    """`:name` (sql/) -> `%(name)s` (psycopg's placeholders); a literal `%` becomes `%%`."""
+    return _PARAM.sub(r"%(\1)s", statement.replace("%", "%%"))
 
 
 def _insert_from_staging(table_name: str, columns: list[str]) -> str:
@@ -122,6 +154,10 @@ class Warehouse:
         if self.backend == "duckdb":
             with self._duckdb() as con:
                 return con.execute(_duckdb_params(statement), dict(params)).fetch_arrow_table()
+        if self.backend == "postgresql":
+            table = self._pg_query_arrow(statement, params)
+            if table is not None:
+                return table
         engine = self._engine()
         try:
             with engine.connect() as conn:
@@ -133,6 +169,37 @@ class Warehouse:
         return pa.Table.from_pylist([dict(zip(columns, row, strict=True)) for row in rows]) if rows else (
             pa.table({c: pa.array([], pa.null()) for c in columns})
         )
+
+    def _pg_query_arrow(self, statement: str, params: Mapping[str, Any]) -> pa.Table | None:
+        """`statement` through `COPY (statement) TO STDOUT (FORMAT csv)` into Arrow, or None when
+        a result column has a type outside `_PG_ARROW` (the caller then reads it row by row).
+
+        The parameters stay bound: psycopg merges them into the COPY client-side, quoted as
+        literals (COPY takes no server-side parameters). NULL is an unquoted empty field and an
+        empty string a quoted one, so the two stay apart. libpq hands COPY data over one row at a
+        time, so a thread pumps it into a pipe while Arrow's reader parses what has arrived.
+        """
+        query = _psycopg_params(statement.strip().rstrip(";"))
+        engine = self._engine()
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                for setting in _PG_READ_SESSION:
+                    cur.execute(setting)
+                # the result's column names and types, from the planner (no rows are produced)
+                cur.execute(f"SELECT * FROM (\n{query}\n) AS q LIMIT 0", dict(params))
+                columns = [(d.name, _PG_ARROW.get(d.type_code)) for d in cur.description]
+                if any(t is None for _, t in columns) or len({n for n, _ in columns}) != len(columns):
+                    return None
+                table = _read_csv_while_copying(cur, f"COPY (\n{query}\n) TO STDOUT WITH (FORMAT csv)",
+                                                dict(params), columns)
+            raw.rollback()  # read only; ends the transaction the SETs opened
+        except pa.ArrowInvalid:  # a value Arrow's parser does not take (e.g. 'infinity'): read row by row
+            return None
+        finally:
+            raw.close()
+            engine.dispose()
+        return table
 
     def scalar(self, name: str, params: Mapping[str, Any]) -> Any:
         table = self.query_arrow(name, params)
@@ -179,6 +246,47 @@ class Warehouse:
             raw.commit()
         finally:
             raw.close()
+
+
+def _read_csv_while_copying(cur: Any, copy_sql: str, params: dict[str, Any],
+                            columns: list[tuple[str, pa.DataType]]) -> pa.Table:
+    """Run a `COPY ... TO STDOUT (FORMAT csv)` on psycopg cursor `cur` and parse its output with
+    Arrow as it arrives (a pump thread writes into a pipe; the reader parses blocks in parallel)."""
+    read_fd, write_fd = os.pipe()
+    failed: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=1 << 20) as pipe, cur.copy(copy_sql, params) as copy:
+                for chunk in copy:
+                    pipe.write(chunk)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            failed.append(exc)
+
+    thread = threading.Thread(target=pump, name="pg-copy-pump", daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:  # closing it on a parse error unblocks the pump
+            if not pipe.peek(1):  # no rows (Arrow refuses an empty CSV file)
+                thread.join()
+                if failed:
+                    raise failed[0]
+                return pa.schema(columns).empty_table()
+            table = pacsv.read_csv(
+                pipe,
+                read_options=pacsv.ReadOptions(column_names=[n for n, _ in columns], block_size=_PG_CSV_BLOCK),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict(columns), null_values=[""], strings_can_be_null=True,
+                    quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
+                ),
+            )
+    finally:
+        thread.join()
+    if failed:  # the COPY failed: what was parsed may be a truncated result
+        raise failed[0]
+    # one chunk, as the row read gives: the Parquet writer's output depends on chunking
+    return table.combine_chunks()
 
 
 def _duckdb_params(statement: str) -> str:

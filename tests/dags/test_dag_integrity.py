@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 PLUGINS = REPO / "plugins"
 HEAVY = ("torch", "mlflow", "pandas", "transformers", "great_expectations")
-DAG_IDS = {"search_ranker_hourly", "search_ranker_full_retrain", "search_ranker_benchmark"}
+DAG_IDS = {"search_ranker_hourly", "search_ranker_full_retrain", "search_ranker_benchmark", "search_ranker_deploy"}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,21 @@ def test_hourly_dag_wiring(dagbag) -> None:
     assert {o.uri for o in dag.get_task("publish_champion").outlets} == {"mlflow://models/search-ranker"}
     full = dagbag.dags["search_ranker_full_retrain"].get_task("full_retrain")
     assert (full.queue, full.pool) == ("gpu", "gpu")
+
+
+def test_deploy_dag_runs_on_each_new_champion(dagbag) -> None:
+    """Scheduled on the asset the hourly and full-retrain DAGs' publish_champion task emits."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.simple import AssetTriggeredTimetable
+
+    dag = dagbag.dags["search_ranker_deploy"]
+    timetable = coerce_to_core_timetable(dag.timetable)
+    assert isinstance(timetable, AssetTriggeredTimetable)
+    published = {o.uri for o in dagbag.dags["search_ranker_hourly"].get_task("publish_champion").outlets}
+    assert published == {"mlflow://models/search-ranker"}
+    assert {a.uri for a in dag.timetable.asset_condition.objects} == published
+    assert {o.uri for o in dagbag.dags["search_ranker_full_retrain"].get_task("publish_champion").outlets} == published
+    assert [t.task_id for t in dag.tasks] == ["reload_serving"]
 
 
 def _resolve(dag, conf: dict) -> dict:
