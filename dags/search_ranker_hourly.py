@@ -91,7 +91,7 @@ def search_ranker_hourly():
         if validation["status"] == "validated":
             return True
         banner(f"HOUR {validation['hour']} QUARANTINED: train, evaluate and register are skipped.\n"
-               f"{validation['summary']}\nquarantined data: {validation['path']}")
+               f"{validation['summary']}\nquarantined data: lake key {validation['lake_key']}")
         return False
 
     @task(execution_timeout=timedelta(minutes=20))

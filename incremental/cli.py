@@ -156,7 +156,7 @@ def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
         result = run_hour(settings, hour, force_promote_reason=args.force_promote, dry_run=args.dry_run)
         if result["status"] == "quarantined":
             print(f"{result['hour']}  QUARANTINED: not trained\n{result['summary']}")
-            raise Quarantined(f"hour {result['hour']} was quarantined; data kept at {result['path']}")
+            raise Quarantined(f"hour {result['hour']} was quarantined; data kept at {settings.lake / result['lake_key']}")
         _print_decision(result)
 
 

@@ -4,16 +4,21 @@ The anchor set (`incremental.anchor`) is the forgetting benchmark: the same froz
 every model, so each model's per-source-hour AUC on it forms one row of the accuracy matrix
 R[model][source hour]. The champion's anchor scores are cached per (version, anchor hash):
 an hourly run scores only the candidate there. The gate (`incremental.gate.decide`) then
-turns both metric sets into a decision. The whole evaluation is written as JSON under
-INCREMENTAL_HOME/evaluations/ and returned; only its path and key figures travel on.
+turns both metric sets into a decision. The whole evaluation is logged to the candidate's MLflow
+run (`evaluation/evaluation.json`, with a local copy under INCREMENTAL_HOME/evaluations/); only
+its URI and key figures travel on.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 
@@ -69,18 +74,49 @@ def _anchor_sections(frame: pd.DataFrame, scores: np.ndarray, sha256: str, chang
     }
 
 
+EVALUATION_ARTIFACT = "evaluation/evaluation.json"
+
+
+def _read_holdout(uri: str) -> pd.DataFrame:
+    with tempfile.TemporaryDirectory(prefix="holdout-") as tmp:
+        return pd.read_parquet(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+
+
+def candidate_dir(settings: Settings, run_id: str, model_uri: str) -> Path:
+    """The candidate's Hugging Face directory on this worker: downloaded once from its run."""
+    cache = settings.home / "candidates" / f"run-{run_id}"
+    if not (cache / "config.json").is_file():
+        tracking.configure(settings)
+        found = tracking.download_model_dir(model_uri)
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(found), str(cache))
+    return cache
+
+
+def load_evaluation(settings: Settings, run_id: str) -> dict[str, Any]:
+    """A run's evaluation: the local copy when this worker wrote it, else the run's artifact."""
+    local = settings.home / "evaluations" / f"{run_id}.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    tracking.configure(settings)
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{EVALUATION_ARTIFACT}")
+
+
 def evaluate_candidate(settings: Settings, trained: dict[str, Any],
                        context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score the candidate and the champion it must beat; `context` is the drift context
-    (mode, anomalous evidence, changed slices) that the gate reads."""
+    (mode, anomalous evidence, changed slices) that the gate reads. The candidate and its holdout
+    are read back by URI from the training run, so this may run on another worker."""
     context = context or {"mode": "normal", "anomalous": [], "changed_slices": []}
     changed = list(context.get("changed_slices", []))
-    holdout = pd.read_parquet(trained["holdout_path"])
+    tracking.configure(settings)
+    holdout = _read_holdout(trained["holdout_uri"])
     anchor_frame, info = anchor.load(settings.lake)
 
-    candidate_dir = Path(trained["candidate_dir"])
-    holdout_scores = score_dir(candidate_dir, holdout, settings)
-    anchor_scores = score_dir(candidate_dir, anchor_frame, settings)
+    candidate_dir_ = candidate_dir(settings, trained["run_id"], trained["model_uri"])
+    holdout_scores = score_dir(candidate_dir_, holdout, settings)
+    anchor_scores = score_dir(candidate_dir_, anchor_frame, settings)
     candidate = {"holdout": metrics.evaluate(holdout, holdout_scores),
                  **_anchor_sections(anchor_frame, anchor_scores, info.sha256, changed)}
 
@@ -118,10 +154,10 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
         "key_metrics": key_metrics(candidate),
         "thresholds": settings.gate.model_dump(),
     }
-    folder = settings.home / "evaluations"
-    path = folder / f"{trained['run_id']}.json"
-    lake.atomic_write_json(path, _strict(evaluation))
-    evaluation["path"] = str(path)
+    evaluation = _strict(evaluation)
+    lake.atomic_write_json(settings.home / "evaluations" / f"{trained['run_id']}.json", evaluation)
+    tracking.configure(settings).log_dict(trained["run_id"], evaluation, EVALUATION_ARTIFACT)
+    evaluation["uri"] = f"runs:/{trained['run_id']}/{EVALUATION_ARTIFACT}"
     return evaluation
 
 

@@ -7,9 +7,10 @@
 and the drift rule (`incremental.drift`) reads that record to choose the hour's mode (normal or
 adapt); `catch_up_step` retrains on the recent window when a drift was declared.
 
-Each takes the settings and the hour and returns a small JSON-able dict (paths, run ids,
-versions, metrics): that is all that travels between Airflow tasks. Data stays in the lake,
-models in MLflow. Reprocessing an hour whose partition was already turned into a model version
+Each takes the settings and the hour and returns a small JSON-able dict: lake keys (relative to
+the lake root), MLflow run ids, `runs:/` and `models:/` URIs, versions and metrics. That is all
+that travels between Airflow tasks, which may run on machines that share no disk: data stays in
+the lake, models, holdouts and evaluations in MLflow (read back by URI). Reprocessing an hour whose partition was already turned into a model version
 returns that version instead of training again (no second version for the same inputs).
 """
 
@@ -37,6 +38,11 @@ def _iso(hour: datetime) -> str:
     return f"{hour:%Y-%m-%dT%H:%MZ}"
 
 
+def lake_key(settings: Settings, path: Path | str) -> str:
+    """A lake object as its key under the lake root: what every worker can resolve, never a local path."""
+    return Path(path).absolute().relative_to(settings.lake.absolute()).as_posix()
+
+
 def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> dict[str, str]:
     urls = {}
     if run_id:
@@ -56,7 +62,7 @@ def extract_step(settings: Settings, start: datetime) -> dict[str, Any]:
     start = lake.parse_hour(start)
     manifest = extract_hour(Warehouse(settings.warehouse_url), settings.lake, start)
     return {"hour": _iso(start), "rows": manifest["rows"], "sha256": manifest["sha256"],
-            "path": str(lake.partition_dir(settings.lake, start))}
+            "lake_key": lake_key(settings, lake.partition_dir(settings.lake, start))}
 
 
 def validate_step(settings: Settings, start: datetime) -> dict[str, Any]:
@@ -65,8 +71,8 @@ def validate_step(settings: Settings, start: datetime) -> dict[str, Any]:
     start = lake.parse_hour(start)
     report = validate_hour(settings.lake, start, settings.validation)
     return {"hour": _iso(start), "status": report.status, "rows": report.rows, "summary": report.summary(),
-            "warnings": [c.message for c in report.warnings], "path": str(report.path),
-            "data_docs": str(report.data_docs) if report.data_docs else None}
+            "warnings": [c.message for c in report.warnings], "lake_key": lake_key(settings, report.path),
+            "data_docs": lake_key(settings, report.data_docs) if report.data_docs else None}
 
 
 def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:
@@ -152,7 +158,7 @@ def train_step(
 ) -> dict[str, Any]:
     """Update the champion on the hour, or find the version this partition already produced."""
     from incremental import drift, registry
-    from incremental.train import train_hour
+    from incremental.train import holdout_uri, train_hour
 
     start = lake.parse_hour(start)
     state = drift.load_state(settings)
@@ -180,11 +186,10 @@ def train_step(
         "compare_with": champion[0] if champion else None,
         "run_id": result.run_id,
         "model_uri": result.model_uri,
-        "candidate_dir": str(result.candidate_dir),
+        "holdout_uri": holdout_uri(result.run_id, result.holdout_path),
         "parent_version": result.parent_version,
         "data_hash": result.data_hash,
         "partition_sha256": sha,
-        "holdout_path": str(result.holdout_path),
         "resumed_from_step": result.resumed_from_step,
         "train_metrics": {k: float(v) for k, v in result.metrics.items()},
     }
@@ -199,7 +204,8 @@ def evaluate_step(settings: Settings, start: datetime, trained: dict[str, Any]) 
     evaluation = evaluate.evaluate_candidate(settings, trained, trained.get("drift"))
     return {
         "hour": trained["hour"],
-        "evaluation_path": evaluation["path"],
+        "run_id": trained["run_id"],
+        "evaluation_uri": evaluation["uri"],
         "decision": evaluation["decision"]["decision"],
         "reasons": evaluation["decision"]["reasons"],
         "key_metrics": evaluation["key_metrics"],
@@ -230,7 +236,9 @@ def register_step(
         out["champion"] = tracking.champion_version(tracking.configure(settings), settings.model_name)
         return {**out, **mlflow_urls(settings, trained.get("run_id"), version)}
 
-    full = json.loads(Path(evaluation["evaluation_path"]).read_text())
+    from incremental.evaluate import load_evaluation
+
+    full = load_evaluation(settings, trained["run_id"])
     decision = full["decision"]
     if dry_run:
         return {"hour": _iso(start), "version": None, "decision": decision["decision"], "dry_run": True,
@@ -310,7 +318,7 @@ def run_hour(
     validated = validate_step(settings, start)
     if validated["status"] != "validated":
         return {"hour": _iso(start), "status": "quarantined", "rows": extracted["rows"],
-                "summary": validated["summary"], "path": validated["path"]}
+                "summary": validated["summary"], "lake_key": validated["lake_key"]}
     monitored = monitor_step(settings, start)
     trained = train_step(settings, start, overrides=overrides, airflow_run_id=airflow_run_id)
     evaluation = evaluate_step(settings, start, trained)
@@ -337,7 +345,7 @@ def full_retrain(
     there is none yet.
     """
     from incremental import anchor
-    from incremental.train import bootstrap
+    from incremental.train import bootstrap, holdout_uri
 
     start, end = lake.parse_hour(start), lake.parse_hour(end)
     if anchor.current(settings.lake) is None:
@@ -350,11 +358,10 @@ def full_retrain(
         "reused_version": None,
         "run_id": result.run_id,
         "model_uri": result.model_uri,
-        "candidate_dir": str(result.candidate_dir),
+        "holdout_uri": holdout_uri(result.run_id, result.holdout_path),
         "parent_version": incumbent[0] if incumbent else None,  # what it must beat and replace
         "data_hash": result.data_hash,
         "partition_sha256": None,
-        "holdout_path": str(result.holdout_path),
         "kind": kind,
         "mode": (context or {}).get("mode", kind),
         "drift": context or {"mode": kind, "anomalous": [], "changed_slices": []},
@@ -371,4 +378,5 @@ def freeze_anchor(settings: Settings, start: datetime, end: datetime, size: int,
     info = anchor.freeze(settings.lake, lake.parse_hour(start), lake.parse_hour(end), size,
                          seed=settings.training.seed, reason=reason, refresh=refresh,
                          holdout_fraction=settings.training.holdout_fraction)
-    return {"sha256": info.sha256, "rows": info.rows, "reason": reason, "path": str(anchor.anchor_dir(settings.lake))}
+    return {"sha256": info.sha256, "rows": info.rows, "reason": reason,
+            "lake_key": lake_key(settings, anchor.anchor_dir(settings.lake))}

@@ -21,9 +21,11 @@ import matplotlib
 matplotlib.use("Agg")  # no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 
 from incremental import metrics, registry, tracking  # noqa: E402
 from incremental.config import Settings  # noqa: E402
+from incremental.evaluate import load_evaluation  # noqa: E402
 
 MAX_VERSIONS = 24  # rows of R and points of the history chart
 
@@ -42,9 +44,11 @@ def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str |
         mv = client.get_model_version(settings.model_name, row["version"])
         if mv.tags.get("anchor_sha256") != sha or row["version"] == version:
             continue
-        stored = settings.home / "evaluations" / f"{mv.run_id}.json"
-        if stored.is_file():
-            past = json.loads(stored.read_text())
+        try:
+            past = load_evaluation(settings, mv.run_id)
+        except (OSError, MlflowException):  # a version registered before evaluations were logged
+            continue
+        if past:
             label = f"v{row['version']}"
             rows[label] = past["candidate"]["anchor_by_hour"]
             through[label] = past["interval_end"]

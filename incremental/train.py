@@ -48,6 +48,12 @@ log = logging.getLogger(__name__)
 # Fault injection for the resume test: SIGKILL this process right after the checkpoint at or
 # after this step is on disk (as a crash or an evicted worker would).
 KILL_AT_STEP_ENV = "INCREMENTAL_FAULT_KILL_AT_STEP"
+HOLDOUT_ARTIFACT = "holdout"  # runs:/<run_id>/holdout/<update key>.parquet
+
+
+def holdout_uri(run_id: str, holdout_path: Path) -> str:
+    """Where the evaluator finds an update's holdout rows, on any worker."""
+    return f"runs:/{run_id}/{HOLDOUT_ARTIFACT}/{holdout_path.name}"
 
 
 @dataclass(frozen=True)
@@ -405,6 +411,7 @@ def run_update(
     shutil.rmtree(candidate_dir, ignore_errors=True)
     rk.save_dir(model.to("cpu"), tokenizer, candidate_dir)
     with mlflow.start_run(run_id=run_id):
+        mlflow.log_artifact(str(holdout_path), HOLDOUT_ARTIFACT)  # the evaluator reads it back by URI
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.log_dict(config, "config.json")
         rk_signature = rk.signature()  # brand and category optional: a serving client may not have them

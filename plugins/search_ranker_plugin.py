@@ -78,10 +78,12 @@ def data_docs_link(value: Any, base_url: str = "") -> str | None:
     docs = str(docs)
     if docs.startswith(("http://", "https://")):
         return docs
-    try:
-        relative = Path(docs).absolute().relative_to(lake_root())
-    except ValueError:
-        return None  # outside the lake: not served
+    relative = Path(docs)  # a lake key, relative to the lake root (what tasks hand over)
+    if relative.is_absolute():
+        try:
+            relative = relative.relative_to(lake_root())
+        except ValueError:
+            return None  # outside the lake: not served
     return f"{base_url.rstrip('/')}{DATA_DOCS_ROUTE}/data-docs/{quote(relative.as_posix())}"
 
 
@@ -174,7 +176,7 @@ def run_note(validation: Any, decision: Any, catch_up: Any = None) -> str | None
     the decision with its mode and drift evidence, and what a catch-up retrain did."""
     if isinstance(validation, dict) and validation.get("status") == "quarantined":
         return (f"Hour {validation.get('hour')} QUARANTINED: train/evaluate/register skipped.\n"
-                f"{validation.get('summary', '')}\nData: {validation.get('path', '')}")[:NOTE_LIMIT]
+                f"{validation.get('summary', '')}\nData: lake key {validation.get('lake_key', '')}")[:NOTE_LIMIT]
     if isinstance(decision, dict) and decision.get("decision"):
         reasons = "; ".join(decision.get("reasons") or [])
         lines = [f"Hour {decision.get('hour')}: {decision['decision']} (mode {decision.get('mode', 'normal')}, "

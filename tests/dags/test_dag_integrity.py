@@ -177,7 +177,10 @@ def test_plugin_loads_and_links(airflow_home: Path) -> None:
     assert plugin.data_docs_link({"data_docs": str(docs)}, "http://af") == (
         "http://af/search-ranker/data-docs/quarantine/search_logs/dt%3D2026-01-01/hour%3D05/abc/data_docs/index.html")
     assert plugin.data_docs_link({"data_docs": None}) is None
-    quarantined = {"status": "quarantined", "hour": "2026-01-01T05:00Z", "summary": "null query", "path": "/q"}
+    key = "quarantine/search_logs/dt=2026-01-01/hour=05/abc/data_docs/index.html"  # what tasks hand over
+    assert plugin.data_docs_link({"data_docs": key}, "http://af") == plugin.data_docs_link({"data_docs": str(docs)},
+                                                                                            "http://af")
+    quarantined = {"status": "quarantined", "hour": "2026-01-01T05:00Z", "summary": "null query", "lake_key": "q"}
     assert "QUARANTINED" in plugin.run_note(quarantined, None)
     assert plugin.run_note({"status": "validated"}, {"decision": "rejected", "reasons": ["auc"], "hour": "h"}).startswith(
         "Hour h: rejected (mode normal")
