@@ -207,7 +207,7 @@ def identity(parts: list[dict[str, Any]]) -> str:
 
 def parts_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """The parts a manifest lists (a manifest written before parts existed has one: its file)."""
-    if manifest.get("parts"):
+    if "parts" in manifest:
         return list(manifest["parts"])
     return [{"file": manifest.get("file", DATA_FILE), "rows": manifest.get("rows", 0), "sha256": manifest["sha256"],
              "bytes": manifest.get("bytes"), "kind": "initial"}]

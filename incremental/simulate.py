@@ -894,6 +894,10 @@ def simulate(
     )
     warehouse.init_schema()
     moved_stored = 0
+    for fault, value in (("zero_clicks", 0), ("all_clicked", 1)):  # click logging broken for the whole hour:
+        if fault in faults:  # rows stored earlier that landed in it (late arrivals) too
+            for hour in hours(parse_hour(start), parse_hour(end)):
+                warehouse.execute_file("set_clicked_ingested_hour", {"start": hour, "end": hour + HOUR, "clicked": value})
     if "empty_hour" in faults:
         for hour in hours(parse_hour(start), parse_hour(end)):
             moved_stored += _shift_stored_hour(warehouse, hour)
