@@ -202,10 +202,26 @@ def _docs_text(report: ValidationReport) -> str:
 
 
 def test_xss_never_reaches_the_data_docs(tmp_path: Path) -> None:
-    """Script in queries (and in event ids) of a quarantined hour: the data docs hold none of it."""
+    """Script in queries and event ids of a quarantined hour (failing rows, so GX reports them): the data
+    docs hold none of it. (Written with an UPDATE in the warehouse, so the test runs on any version.)"""
+    import duckdb
+
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
-    simulate(warehouse, T0, T0 + lake.HOUR, rate=300, seed=3, faults=["xss_query", "duplicate_event_id"])
+    summary = simulate(warehouse, T0, T0 + lake.HOUR, rate=300, seed=3)
+    hour_key = T0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert summary["per_hour"][hour_key] > 100
+    with duckdb.connect(warehouse.duckdb_path) as con:
+        ids = [r[0] for r in con.execute(
+            "SELECT event_id FROM search_impressions WHERE ingested_at < ? ORDER BY event_id LIMIT 12",
+            [T0 + lake.HOUR]).fetchall()]
+        for i, event_id in enumerate(ids[:6]):  # too long: fails the length rule, so GX lists the value
+            con.execute("UPDATE search_impressions SET query = ? WHERE event_id = ?",
+                        ['<script>alert("xss")</script>' + "x" * 300 if i % 2 else
+                         '<img src=x onerror=alert(document.cookie)>' * 6, event_id])
+        for event_id in ids[6:9]:  # duplicated event ids that are themselves HTML
+            con.execute("UPDATE search_impressions SET event_id = ? WHERE event_id = ?",
+                        ['<script>alert("id")</script>', event_id])
     extract_hour(warehouse, settings.lake, T0)
     report = validate_hour(settings.lake, T0, settings.validation)
     assert report.status == "quarantined", report.summary()
@@ -215,8 +231,8 @@ def test_xss_never_reaches_the_data_docs(tmp_path: Path) -> None:
     for marker in XSS_MARKERS:
         assert marker not in text, marker
     # the data itself is kept as it arrived
-    stored = pq.read_table(report.path / lake.DATA_FILE).column("query").to_pylist()
-    assert '<script>alert("xss")</script>' in stored
+    stored = pq.read_table(report.path / lake.DATA_FILE).column("event_id").to_pylist()
+    assert '<script>alert("id")</script>' in stored
 
 
 def test_row_level_xss_docs_are_clean_too(run: Run) -> None:
