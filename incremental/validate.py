@@ -168,6 +168,7 @@ class ValidationReport:
     rows_path: Path | None = None  # where those rows went
     part: str | None = None  # the part validated now (None: nothing was pending)
     live_rows: int | None = None  # rows of the hour's validated view afterwards
+    hour_validated: bool = False  # quarantined: only this part went; the hour keeps its validated parts
 
     @property
     def failures(self) -> tuple[Check, ...]:
@@ -189,14 +190,19 @@ class ValidationReport:
         hour = f"{self.start.astimezone(UTC):%Y-%m-%dT%H:00Z}"
         failures, warns = self.failures, self.warnings
         what = f"part {self.part}" if self.part and self.part != lk.DATA_FILE else None
-        if self.status == "quarantined":
+        if self.status == "quarantined" and self.hour_validated:
+            head = f"hour {hour}: {what or self.part} quarantined ({len(failures)} critical"
+            head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
+            head += f"): {self.rows} rows moved to {self.path}; the hour stays validated with its earlier parts"
+        elif self.status == "quarantined":
             head = f"hour {hour} quarantined ({len(failures)} critical"
             head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
             head += f"): {self.rows} rows" + (f" of {what}" if what else "") + f" moved to {self.path}"
         else:
             head = f"hour {hour} validated: {self.rows} rows" + (f" ({what})" if what else "")
             if self.quarantined_rows:
-                head += f", {self.quarantined_rows} bad rows quarantined to {self.rows_path}"
+                head += (f", {self.quarantined_rows} bad row{'s' if self.quarantined_rows != 1 else ''}"
+                         f" quarantined to {self.rows_path}")
             head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
             if self.part is None:
                 head += " (already validated; nothing new)"
@@ -306,6 +312,16 @@ def _show(value: Any, limit: int = 40) -> str:
     return repr(text[:limit] + ("..." if len(text) > limit else ""))
 
 
+def _show_bad_text(value: Any) -> str:
+    """The part of a text around its first invalid character (where the problem is, not just the start)."""
+    if not isinstance(value, str):
+        return _show(value)
+    hit = re.search(_CONTROL_OR_SURROGATE, value)
+    if hit is None or hit.start() < 30:
+        return _show(value)
+    return "'..." + _show(value[hit.start() - 20:], 40)[1:]
+
+
 def text_checks(
     frame: pd.DataFrame, typed_ok: set[str], masks: dict[tuple[str, str], np.ndarray] | None = None
 ) -> tuple[list[Check], pd.DataFrame]:
@@ -339,7 +355,7 @@ def text_checks(
             masks[("expect_column_values_to_be_valid_text", column)] = mask.to_numpy(dtype=bool)
         if column in TEXT_COLUMNS or bad:
             if bad:
-                sample = ", ".join(_show(v) for v in series[mask].head(3))
+                sample = ", ".join(_show_bad_text(v) for v in series[mask].head(3))
                 msg = (
                     f"expect_column_values_to_be_valid_text({column}): {bad} of {n} rows failed"
                     f" (control characters or lone surrogates), e.g. {sample}"
@@ -493,14 +509,12 @@ def row_masks(
         )
     for column, low, high in (("query", 1, settings.max_query_chars), ("title", 0, settings.max_title_chars)):
         if column in typed_ok:
-            n = frame[column].astype(object).map(lambda v: len(v) if isinstance(v, str) else None)
+            n = frame[column].str.len()
             out[("expect_column_value_lengths_to_be_between", column)] = arr(n.notna() & ((n < low) | (n > high)))
-    if "query" in typed_ok:
-        q = frame["query"].astype(object)
-        rx = re.compile(WHITESPACE_REGEX)
-        out[("expect_column_values_to_not_match_regex", "query")] = q.map(
-            lambda v: isinstance(v, str) and rx.search(v) is not None
-        ).to_numpy(dtype=bool)
+    if "query" in typed_ok:  # the same pandas call GX makes, so both use the same regex engine
+        q = frame["query"]
+        out[("expect_column_values_to_not_match_regex", "query")] = arr(
+            q.notna() & q.str.contains(WHITESPACE_REGEX, regex=True))
     if {"ingested_at", "event_ts"} <= typed_ok:
         a, b = frame["ingested_at"], frame["event_ts"]
         out[("expect_column_pair_values_a_to_be_greater_than_b", PAIR_COLUMN)] = arr(a.notna() & b.notna() & (b > a))
@@ -984,6 +998,13 @@ def _validate_part(lake: Path, start: datetime, settings: ValidationSettings, pa
                         table_stats=table_stats, earlier=earlier)
         critical = [c for c in out.checks if not c.success and c.severity == CRITICAL]
         n_bad = int(out.bad.sum())
+        if not critical and earlier_parts and len(frame) and n_bad == len(frame):
+            # nothing of this delta is good: it goes to quarantine as a part (the hour's identity stays)
+            whole = Check("expect_part_to_have_valid_rows", None, CRITICAL, False, n_bad,
+                          f"expect_part_to_have_valid_rows: all {n_bad} rows of {part['file']} failed row-level "
+                          f"rules: the part is quarantined whole, the hour keeps its validated parts")
+            out.checks.append(whole)
+            critical = [whole]
         record: dict[str, Any] = {
             "status": "validated" if not critical else "quarantined",
             "interval_start": start.isoformat(),
@@ -1017,7 +1038,8 @@ def _validate_part(lake: Path, start: datetime, settings: ValidationSettings, pa
                 target = lk.quarantine(lake, start, record, staging)
             index = target / "data_docs" / "index.html"
             return ValidationReport(start, "quarantined", len(frame), tuple(out.checks), target,
-                                    index if index.is_file() else None, part=part["file"])
+                                    index if index.is_file() else None, part=part["file"],
+                                    hour_validated=bool(earlier_parts))
         entry, rows_path, docs = part, None, None
         clean = frame
         if n_bad:

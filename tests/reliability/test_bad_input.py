@@ -445,3 +445,24 @@ def test_on_postgresql(fault: str, tmp_path: Path, postgres_url: str) -> None:
     else:
         assert reports[fault].status == "quarantined"
         assert HOUR_FAULTS[fault] in reports[fault].summary()
+
+
+def test_readmitting_rows_that_still_fail_changes_nothing_downstream(tmp_path: Path) -> None:
+    """Re-admission without a fix: the rows fail again, go back to quarantine as a part; the hour's
+    validated parts and identity (what models were trained on) stay as they were."""
+    settings = settings_for(tmp_path / "var")
+    warehouse = Warehouse(settings.warehouse_url)
+    simulate(warehouse, T0, T0 + lake.HOUR, rate=RATE, seed=SEED, faults=["mojibake_title"])
+    extract_hour(warehouse, settings.lake, T0)
+    assert validate_hour(settings.lake, T0, settings.validation).quarantined_rows == 10
+    before = lake.partition(settings.lake, T0).manifest["sha256"]
+    report = readmit_hour(settings.lake, T0, settings.validation, "no fix yet: checking the rule still holds")
+    assert report.status == "quarantined" and report.hour_validated, report.summary()
+    assert "expect_part_to_have_valid_rows" in {c.rule for c in report.failures}
+    assert "the hour stays validated" in report.summary()
+    part = lake.partition(settings.lake, T0)
+    assert part.status == "validated" and part.manifest["sha256"] == before and part.pending_parts == 0
+    counts = lake.row_counts(settings.lake, T0)
+    assert counts["quarantined"] == 10 and counts["total"] == warehouse_count(warehouse, T0)
+    with pytest.raises(Exception, match="at least 10 characters"):
+        readmit_hour(settings.lake, T0, settings.validation, "meh")
