@@ -405,6 +405,10 @@ def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pyt
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
+        assert main(["partitions", "--start", T0.isoformat(), "--end", (T0 + 2 * lake.HOUR).isoformat()]) == 0
+        first, second = capsys.readouterr().out.splitlines()[1:3]
+        assert first.split()[1:4] == ["validated", str(warehouse_count(warehouse, T0) - 10), "10"], first
+        assert second.split()[1] == "quarantined" and second.split()[2] == str(warehouse_count(warehouse, T0 + lake.HOUR))
         assert main(["readmit", "--start", T0.isoformat(), "--reason", "max_query_chars raised to 5000 (review #12)"]) == 0
         out = capsys.readouterr().out
         assert "validated: 10 rows (part part-1.parquet)" in out, out
