@@ -111,11 +111,27 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
-    print(f"{'hour':<18} {'status':<12} {'rows':>8}  path")
+    print(f"{'hour':<18} {'status':<12} {'rows':>8} {'quarantined':>11} {'parts':>5}  path")
     for hour in _hours(args):
         part = lake.partition(settings.lake, hour)
-        rows = part.manifest["rows"] if part.manifest else ""
-        print(f"{hour:%Y-%m-%dT%H:00Z}  {part.status:<12} {rows:>8}  {part.path or ''}")
+        rows = part.manifest["rows"] if part.manifest and part.status != "quarantined" else ""
+        counts = lake.row_counts(settings.lake, hour)
+        parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
+        print(f"{hour:%Y-%m-%dT%H:00Z}  {part.status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
+              f"{parts if part.manifest else '':>5}  {part.path or ''}")
+
+
+def cmd_readmit(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.validate import readmit_hour
+
+    quarantined = []
+    for hour in _hours(args):
+        report = readmit_hour(settings.lake, hour, settings.validation, args.reason)
+        print(report.summary())
+        if report.status == "quarantined":
+            quarantined.append(f"{hour:%Y-%m-%dT%H:00Z}")
+    if quarantined:
+        raise Quarantined(f"still quarantined after re-admission: {', '.join(quarantined)}")
 
 
 # --- model plane --------------------------------------------------------------------------
@@ -264,8 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     interval(p)
     p = command("validate", cmd_validate, "validate extracted hours (quarantine on critical failures)")
     interval(p)
-    p = command("partitions", cmd_partitions, "list hours with their status")
+    p = command("partitions", cmd_partitions, "list hours with their status, live rows and rows in quarantine")
     interval(p)
+    p = command("readmit", cmd_readmit, "after a fix, put an hour's quarantined rows (or whole hour) back and "
+                "validate them again (recorded in the hour's manifest)")
+    interval(p)
+    p.add_argument("--reason", required=True, help="what was fixed (recorded)")
 
     p = command("train", cmd_train, "update the champion on one validated hour (prints the MLflow run and the candidate)")
     p.add_argument("--start", type=_hour, required=True)

@@ -42,9 +42,17 @@ class ValidationSettings(_Section):
     max_position: int = 100  # positions are 1-based ranks on a results page
     max_query_chars: int = 200
     max_title_chars: int = 2_000
+    # row-level rules (nulls, ranges, lengths, text) quarantine the failing rows while they are at
+    # most this share of the part's rows; above it the whole hour is quarantined
+    max_bad_row_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    # absolute bounds, always on (drift needs history; these do not)
+    min_ctr: float = Field(0.001, ge=0.0, le=1.0)  # click-through rate below this: broken click logging
+    max_ctr: float = Field(0.8, ge=0.0, le=1.0)  # ... above this: every impression "clicked"
+    max_session_share: float = Field(0.25, gt=0.0, le=1.0)  # one session holding more of the hour: a bot/loop
     # drift: compared with the statistics of earlier validated hours
     drift_window_hours: int = 24  # how many earlier validated hours form the reference
-    drift_min_history: int = 3  # fewer earlier hours than this: drift checks are skipped
+    drift_lookback_hours: int = Field(168, ge=1)  # how far back to look for them (a gap must not switch drift off)
+    drift_min_history: int = 3  # fewer earlier hours than this (within the lookback): drift checks are skipped
     volume_ratio_warning: float = 3.0  # rows / reference median outside [1/x, x] -> warning
     volume_ratio_critical: float = 20.0  # ... outside [1/x, x] -> quarantine
     ctr_change_warning: float = 0.05  # |ctr - reference ctr| above this -> warning

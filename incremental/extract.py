@@ -7,6 +7,13 @@ conformed to `lake.SEARCH_LOG_SCHEMA` where that is a lossless change of represe
 in the warehouse reaches validation, which quarantines it, instead of being cast away here.
 The Parquet file is written atomically and deterministically: re-extracting the same hour
 gives the same bytes and the same sha256.
+
+Validated data is never overwritten. Once any part of an hour was validated or quarantined,
+re-extracting it (a backfill, `run-hour`, a sweep for late rows) writes only the rows the lake
+does not hold yet, as a new part (a *delta*, validated on its own); when there are none, nothing
+is written. Which rows are new is a multiset difference on the impression columns
+(`lake.IMPRESSION_KEY`), so an exact replay of a row is still caught by validation's duplicate
+checks rather than hidden here, and a catalogue fix (title, brand) does not make a row "new".
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -70,10 +79,39 @@ def _details(table: pa.Table, backend: str) -> dict[str, Any]:
     }
 
 
-def extract_hour(warehouse: Warehouse, lake_root: Path, start: datetime) -> dict[str, Any]:
-    """Write the partition for the hour starting at `start` and return its manifest.
+def fingerprints(table: pa.Table) -> np.ndarray:
+    """A 64-bit hash per row of the impression columns (types normalised to text, so nulls and
+    integer widths do not change it)."""
+    columns = {}
+    for name in lake.IMPRESSION_KEY:
+        if name in table.column_names:
+            column = table.column(name)
+            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                column = pc.cast(column, pa.string())
+            columns[name] = column.to_pandas().astype(object)
+    frame = pd.DataFrame(columns)
+    if frame.empty:
+        return np.zeros(table.num_rows, dtype=np.uint64)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
-    An empty hour gives an empty partition (with the schema) and its manifest, not an error.
+
+def new_rows(table: pa.Table, accounted: list[pa.Table]) -> pa.Table:
+    """The rows of `table` not in `accounted`, as a multiset (two identical rows, one accounted: one is new)."""
+    if not accounted:
+        return table
+    held = pd.Series(np.concatenate([fingerprints(t) for t in accounted])).value_counts()
+    fresh = pd.Series(fingerprints(table))
+    rank = fresh.groupby(fresh).cumcount().to_numpy()
+    keep = rank >= fresh.map(held).fillna(0).to_numpy()
+    return table.filter(pa.array(keep))
+
+
+def extract_hour(warehouse: Warehouse, lake_root: Path, start: datetime) -> dict[str, Any]:
+    """Write the partition for the hour starting at `start` (or its delta) and return its manifest.
+
+    An empty hour gives an empty partition (with the schema) and its manifest, not an error. An
+    hour the lake already holds rows of gets a delta part with the rows not held yet, or nothing;
+    the manifest returned then says `delta_rows` (0 when nothing was new).
     """
     start = lake.parse_hour(start)
     end = start + lake.HOUR
@@ -81,9 +119,34 @@ def extract_hour(warehouse: Warehouse, lake_root: Path, start: datetime) -> dict
     if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
         table = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result
     table = conform(table)
-    manifest = lake.write_partition(lake_root, start, table, **_details(table, warehouse.backend))
-    log.info("extracted %s: %d rows, sha256 %s", lake.hour_key(start), table.num_rows, manifest["sha256"][:12])
-    return manifest
+    folder = lake.partition_dir(lake_root, start)
+    accounted = lake.accounted_tables(lake_root, start)
+    has_history = bool(accounted) or bool(lake.quarantine_attempts(lake_root, start, include_readmitted=True))
+    if not has_history:
+        manifest = lake.write_partition(lake_root, start, table, **_details(table, warehouse.backend))
+        log.info("extracted %s: %d rows, sha256 %s", lake.hour_key(start), table.num_rows, manifest["sha256"][:12])
+        return manifest
+    delta = new_rows(table, accounted)
+    live_manifest = folder / lake.MANIFEST_FILE
+    if delta.num_rows == 0:
+        if live_manifest.is_file():
+            manifest = lake.read_json(live_manifest)
+        else:  # everything of the hour sits in quarantine: say so, write nothing
+            attempt = lake.latest_quarantine(lake_root, start)
+            manifest = lake.read_json(attempt / lake.MANIFEST_FILE) if attempt else {"rows": 0, "sha256": None}
+            manifest = {**manifest, "quarantined": str(attempt) if attempt else None}
+        log.info("extracted %s: nothing new (%d rows already in the lake)", lake.hour_key(start), table.num_rows)
+        return {**manifest, "delta_rows": 0}
+    details = _details(delta, warehouse.backend)
+    manifest = lake.add_part(
+        lake_root, start, delta, kind="delta",
+        event={"event": "delta", "why": "rows reached the warehouse after the hour was extracted"},
+        min_event_ts=details["min_event_ts"], max_event_ts=details["max_event_ts"], columns=details["columns"],
+        sql_sha256=details["sql_sha256"],
+    )
+    log.info("extracted %s: delta of %d new rows (%s), hour sha256 %s", lake.hour_key(start), delta.num_rows,
+             manifest["parts"][-1]["file"], manifest["sha256"][:12])
+    return {**manifest, "delta_rows": delta.num_rows}
 
 
 def warehouse_count(warehouse: Warehouse, start: datetime) -> int:

@@ -1,15 +1,40 @@
-"""The lake: one Parquet partition per hour, written atomically, described by a manifest.
+"""The lake: hourly Parquet partitions made of immutable parts, written atomically, described by a manifest.
 
 Layout (all under the lake root):
 
-    search_logs/dt=YYYY-MM-DD/hour=HH/part-0.parquet   the extracted rows
-    search_logs/dt=YYYY-MM-DD/hour=HH/_manifest.json   rows, event_ts range, sha256, schema version, SQL hash
-    search_logs/dt=YYYY-MM-DD/hour=HH/_validation.json written by validation when the hour passed
-    quarantine/search_logs/dt=YYYY-MM-DD/hour=HH/<sha12>/  a failed hour, moved here whole, with the GX result
+    search_logs/dt=YYYY-MM-DD/hour=HH/part-0.parquet      the rows extracted first
+    search_logs/dt=YYYY-MM-DD/hour=HH/part-1.parquet      a *delta*: rows that reached the warehouse for this
+                                                          hour after it was extracted (late rows), or rows
+                                                          re-admitted from quarantine
+    search_logs/dt=YYYY-MM-DD/hour=HH/part-N.valid.parquet  a part after validation moved its bad rows out
+    search_logs/dt=YYYY-MM-DD/hour=HH/_manifest.json      the parts (file, rows, sha256 each), the hour's
+                                                          identity sha256, SQL hash, events (deltas, re-admissions)
+    search_logs/dt=YYYY-MM-DD/hour=HH/_validation.json    written by validation: which parts are validated
+    quarantine/search_logs/dt=YYYY-MM-DD/hour=HH/<sha12>/  a failed hour (or a failed delta part), moved here
+                                                          whole, with the GX result and data docs
+    quarantine/search_logs/dt=YYYY-MM-DD/hour=HH/rows/<part>-<sha12>/
+                                                          rows.parquet: the bad rows of a part that was
+                                                          validated, with a `quarantine_reason` column naming
+                                                          the rule(s); extracted.parquet: the part as extracted
 
-An hour is *validated* when its live folder holds a `_validation.json` for the same sha256 as
-its manifest; *quarantined* when its latest attempt sits in quarantine; *extracted* when it was
-written but not yet validated; *missing* otherwise. Nothing is ever deleted.
+**Validated data is immutable.** A part is written once by extraction; validation may move its bad
+rows out (before it is validated: the clean rows go to `part-N.valid.parquet`, the bad ones to
+quarantine, the extracted file beside them), and from then on the part is never rewritten. Rows that
+reach the warehouse for an hour after it was extracted become a new part (a delta) with its own
+manifest entry, validated on its own; the hour's identity sha256 (`manifest["sha256"]`: the part's
+sha256 when there is one part, else the sha256 of the list of parts) changes with it, so downstream
+sees new data, and `manifest["identities"]` keeps every identity the hour ever had with its parts,
+so a model version's lineage always resolves to bytes that still exist.
+
+**Nothing is lost.** Every row of the warehouse for an hour is in exactly one place: a live part,
+a row-quarantine set, or a quarantined hour/part (`row_counts()`; re-admitted sets are marked, not
+counted twice). Extraction adds only the rows not yet accounted for (a multiset difference on the
+impression columns), so re-extracting never duplicates.
+
+`partition()` gives the hour's validated view (status *validated*: the validated parts only, a
+pending delta is not part of it until it validates); *extracted* when nothing of it is validated
+yet; *quarantined* when its latest attempt sits in quarantine; *missing* otherwise. Data files are
+never deleted.
 """
 
 from __future__ import annotations
@@ -27,10 +52,14 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
-DATA_FILE = "part-0.parquet"
+SCHEMA_VERSION = 2
+DATA_FILE = "part-0.parquet"  # the first part of an hour
 MANIFEST_FILE = "_manifest.json"
 VALIDATION_FILE = "_validation.json"
+QUARANTINE_FILE = "quarantine.json"
+READMITTED_FILE = "readmitted.json"
+ROWS_DIR = "rows"  # row-level quarantine sets, under the hour's quarantine root
+REASON_COLUMN = "quarantine_reason"
 HOUR = timedelta(hours=1)
 
 # The contract of an extracted partition. Validation checks a partition against it exactly.
@@ -51,6 +80,9 @@ SEARCH_LOG_SCHEMA = pa.schema(
         pa.field("price", pa.float64()),
     ]
 )
+# What identifies an impression as it arrived (the catalogue columns come from a join and may be fixed later).
+IMPRESSION_KEY = ("event_id", "event_ts", "ingested_at", "session_id", "user_id", "query", "product_id",
+                  "position", "clicked")
 
 Status = Literal["validated", "quarantined", "extracted", "missing"]
 
@@ -93,6 +125,21 @@ def partition_dir(lake: Path, start: datetime) -> Path:
 
 def quarantine_root(lake: Path, start: datetime) -> Path:
     return lake / "quarantine" / "search_logs" / hour_key(start)
+
+
+def rows_quarantine_root(lake: Path, start: datetime) -> Path:
+    return quarantine_root(lake, start) / ROWS_DIR
+
+
+def scratch_dir(lake: Path) -> Path:
+    """Where validation stages GX results and data docs before they are moved next to the data."""
+    path = lake / "quarantine" / ".staging"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def part_file(index: int) -> str:
+    return f"part-{index}.parquet"
 
 
 def sha256_file(path: Path) -> str:
@@ -148,38 +195,136 @@ def write_parquet_atomic(path: Path, table: pa.Table) -> None:
         raise
 
 
-def write_partition(lake: Path, start: datetime, table: pa.Table, **details: Any) -> dict[str, Any]:
-    """Write an hour's partition: the Parquet file (atomic, deterministic), then its manifest.
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
-    The manifest holds the interval, rows, file, sha256 and schema version, plus `details`
-    (the extractor adds the event_ts range, the SQL and its hash). It is written last: a folder
-    without a manifest is an unfinished partition.
+
+# --- manifests -------------------------------------------------------------------------------------
+def identity(parts: list[dict[str, Any]]) -> str:
+    """The identity of a set of parts: the sha256 of the only part, else of the list of (file, sha256)."""
+    if len(parts) == 1:
+        return parts[0]["sha256"]
+    digest = hashlib.sha256()
+    for p in parts:
+        digest.update(f"{p['file']}:{p['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def parts_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parts a manifest lists (a manifest written before parts existed has one: its file)."""
+    if "parts" in manifest:
+        return list(manifest["parts"])
+    return [{"file": manifest.get("file", DATA_FILE), "rows": manifest.get("rows", 0), "sha256": manifest["sha256"],
+             "bytes": manifest.get("bytes"), "kind": "initial"}]
+
+
+def _remember_identity(manifest: dict[str, Any]) -> None:
+    ids = manifest.setdefault("identities", [])
+    sha = manifest["sha256"]
+    if not any(i["sha256"] == sha for i in ids):
+        ids.append({"sha256": sha, "parts": [{"file": p["file"], "sha256": p["sha256"]} for p in manifest["parts"]],
+                    "at": now_iso()})
+
+
+def finish_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Recompute what the parts determine: rows, identity, first file, bytes; remember the identity."""
+    parts = manifest["parts"]
+    manifest["schema_version"] = SCHEMA_VERSION
+    manifest["rows"] = sum(int(p["rows"]) for p in parts)
+    manifest["file"] = parts[0]["file"] if parts else DATA_FILE
+    manifest["bytes"] = sum(int(p.get("bytes") or 0) for p in parts)
+    manifest["sha256"] = identity(parts) if parts else hashlib.sha256(b"").hexdigest()
+    _remember_identity(manifest)
+    return manifest
+
+
+def write_part(folder: Path, name: str, table: pa.Table, **details: Any) -> dict[str, Any]:
+    """Write one part file (atomic, deterministic) and return its manifest entry."""
+    path = folder / name
+    write_parquet_atomic(path, table)
+    return {"file": name, "rows": table.num_rows, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+            **details}
+
+
+def write_partition(lake: Path, start: datetime, table: pa.Table, **details: Any) -> dict[str, Any]:
+    """Write an hour's first part and its manifest (a new hour, or one nothing of which is validated yet).
+
+    The manifest holds the interval, the parts (file, rows, sha256), the hour's identity sha256 and
+    schema version, plus `details` (the extractor adds the event_ts range, the SQL and its hash). It
+    is written last: a folder without a manifest is an unfinished partition. Refuses to replace an
+    hour that has validated parts: validated data is immutable (add a delta with `add_part`).
     """
     folder = partition_dir(lake, start)
-    data_file = folder / DATA_FILE
-    write_parquet_atomic(data_file, table)
+    if validated_files(folder):
+        raise LakeError(f"hour {start:%Y-%m-%dT%H:00Z} has validated data: it is never overwritten (add a delta part)")
+    part = write_part(folder, DATA_FILE, table, kind="initial", extracted_at=details.get("extracted_at") or now_iso())
     manifest = {
-        "schema_version": SCHEMA_VERSION,
         "interval_start": start.isoformat(),
         "interval_end": (start + HOUR).isoformat(),
-        "rows": table.num_rows,
-        "file": DATA_FILE,
-        "sha256": sha256_file(data_file),
-        "bytes": data_file.stat().st_size,
+        "parts": [part],
         **details,
     }
+    finish_manifest(manifest)
     atomic_write_json(folder / MANIFEST_FILE, manifest)
     return manifest
 
 
+def add_part(lake: Path, start: datetime, table: pa.Table, *, kind: str, event: dict[str, Any],
+             **details: Any) -> dict[str, Any]:
+    """Add a part to an hour (a delta of late rows, or re-admitted rows); pending parts are replaced.
+
+    Validated parts are kept as they are; a part not validated yet is dropped from the manifest
+    first (its rows are in `table` again: the caller computed what is not accounted for). Creates
+    the hour's live folder when its earlier data sits in quarantine.
+    """
+    folder = partition_dir(lake, start)
+    keep = validated_files(folder)
+    manifest = read_json(folder / MANIFEST_FILE) if (folder / MANIFEST_FILE).is_file() else {
+        "interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(), "parts": []}
+    parts = [p for p in parts_of(manifest) if p["file"] in keep]
+    used = {p["file"] for p in parts_of(manifest)} | {p.name for p in folder.glob("part-*.parquet")}
+    index = 0
+    while part_file(index) in used or part_file(index).replace(".parquet", ".valid.parquet") in used:
+        index += 1
+    part = write_part(folder, part_file(index), table, kind=kind, extracted_at=now_iso(), **details)
+    manifest["parts"] = [*parts, part]
+    manifest.setdefault("events", []).append({**event, "part": part["file"], "rows": table.num_rows, "at": now_iso()})
+    finish_manifest(manifest)
+    atomic_write_json(folder / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def validated_files(folder: Path) -> list[str]:
+    """The files of the hour's validated parts, in manifest order ([] when none)."""
+    manifest_path, check = folder / MANIFEST_FILE, folder / VALIDATION_FILE
+    if not manifest_path.is_file() or not check.is_file():
+        return []
+    manifest, record = read_json(manifest_path), read_json(check)
+    parts = parts_of(manifest)
+    if "parts" in record:
+        names = set(record["parts"])
+        chosen = [p for p in parts if p["file"] in names]
+    else:  # a record naming only a sha256: it covers the whole manifest it was written for
+        chosen = parts if record.get("sha256") == manifest.get("sha256") else []
+    if not chosen or identity(chosen) != record.get("sha256"):
+        return []
+    return [p["file"] for p in chosen]
+
+
 @dataclass(frozen=True)
 class Partition:
-    """Where one hour's data lives now, and what state it is in."""
+    """Where one hour's data lives now, and what state it is in.
+
+    For a validated hour, `manifest` is the validated view: `parts` lists only the validated parts
+    and `sha256` is their identity (what training records as lineage); `pending_parts` counts
+    parts extracted since and not validated yet.
+    """
 
     start: datetime
     status: Status
-    path: Path | None  # the folder holding part-0.parquet (live or quarantine), None when missing
+    path: Path | None  # the folder holding the part files (live or quarantine), None when missing
     manifest: dict[str, Any] | None
+    pending_parts: int = 0
 
     @property
     def end(self) -> datetime:
@@ -187,27 +332,54 @@ class Partition:
 
     @property
     def data_file(self) -> Path:
+        """The first part's file."""
         if self.path is None:
             raise LakeError(f"hour {self.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
-        return self.path / DATA_FILE
+        return self.path / (self.manifest or {}).get("file", DATA_FILE)
+
+    @property
+    def parts(self) -> list[dict[str, Any]]:
+        return parts_of(self.manifest) if self.manifest else []
+
+    @property
+    def data_files(self) -> list[Path]:
+        if self.path is None:
+            raise LakeError(f"hour {self.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
+        return [self.path / p["file"] for p in self.parts]
+
+
+def _readmitted(folder: Path) -> bool:
+    return (folder / READMITTED_FILE).is_file()
+
+
+def quarantine_attempts(lake: Path, start: datetime, *, include_readmitted: bool = False) -> list[Path]:
+    """The hour's (or its parts') quarantine folders, oldest first."""
+    root = quarantine_root(lake, start)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file()
+             and (include_readmitted or not _readmitted(p))]
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns)
 
 
 def latest_quarantine(lake: Path, start: datetime) -> Path | None:
-    root = quarantine_root(lake, start)
-    if not root.is_dir():
-        return None
-    attempts = [p for p in root.iterdir() if (p / MANIFEST_FILE).is_file()]
-    return max(attempts, key=lambda p: p.stat().st_mtime_ns) if attempts else None
+    attempts = quarantine_attempts(lake, start)
+    return attempts[-1] if attempts else None
 
 
 def partition(lake: Path, start: datetime) -> Partition:
     live = partition_dir(lake, start)
     if (live / MANIFEST_FILE).is_file():
         manifest = read_json(live / MANIFEST_FILE)
-        check = live / VALIDATION_FILE
-        if check.is_file() and read_json(check).get("sha256") == manifest["sha256"]:
-            return Partition(start, "validated", live, manifest)
-        return Partition(start, "extracted", live, manifest)
+        good = validated_files(live)
+        if good:
+            parts = [p for p in parts_of(manifest) if p["file"] in good]
+            view = {**manifest, "parts": parts}
+            view["rows"] = sum(int(p["rows"]) for p in parts)
+            view["sha256"], view["file"] = identity(parts), parts[0]["file"]
+            view["bytes"] = sum(int(p.get("bytes") or 0) for p in parts)
+            return Partition(start, "validated", live, view, len(parts_of(manifest)) - len(parts))
+        return Partition(start, "extracted", live, manifest, len(parts_of(manifest)))
     quarantined = latest_quarantine(lake, start)
     if quarantined is not None:
         return Partition(start, "quarantined", quarantined, read_json(quarantined / MANIFEST_FILE))
@@ -220,22 +392,160 @@ def validated_partitions(lake: Path, before: datetime, window_hours: int) -> lis
     return [p for p in found if p.status == "validated"]
 
 
-def read_partition(part: Partition, verify: bool = True) -> pa.Table:
-    """Read a partition's rows, checking the file against its manifest's sha256."""
-    path = part.data_file
-    if verify and part.manifest is not None and sha256_file(path) != part.manifest["sha256"]:
+def read_part(path: Path, sha256: str | None, verify: bool = True) -> pa.Table:
+    if verify and sha256 is not None and sha256_file(path) != sha256:
         raise LakeError(f"{path} does not match the sha256 in its manifest: the file changed after extraction")
     return pq.read_table(path)
 
 
-def quarantine(lake: Path, start: datetime, report: dict[str, Any]) -> Path:
-    """Move the hour's live folder to quarantine (nothing deleted) and leave the report beside it."""
+def read_partition(part: Partition, verify: bool = True) -> pa.Table:
+    """Read all of a partition's parts (for a validated hour: its validated parts), checking each sha256."""
+    if part.path is None or part.manifest is None:
+        raise LakeError(f"hour {part.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
+    tables = [read_part(part.path / p["file"], p.get("sha256"), verify) for p in part.parts]
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="none") if tables else SEARCH_LOG_SCHEMA.empty_table()
+
+
+# --- quarantine --------------------------------------------------------------------------------------
+def _move_into(staged: Path | None, target: Path) -> None:
+    """Move what validation staged (GX result, data docs) into the target folder, replacing older copies."""
+    if staged is None or not staged.is_dir():
+        return
+    for item in staged.iterdir():
+        dest = target / item.name
+        if dest.is_dir():
+            shutil.rmtree(dest)  # derived output (data docs) of an earlier attempt: rebuilt just now
+        elif dest.exists():
+            dest.unlink()
+        os.replace(item, dest)
+    shutil.rmtree(staged, ignore_errors=True)
+
+
+def quarantine(lake: Path, start: datetime, report: dict[str, Any], staged: Path | None = None) -> Path:
+    """Move the hour's live folder to quarantine whole (nothing deleted); the report and staged files beside it.
+
+    Idempotent and recoverable: the live folder moves with one rename, so a failure leaves it either
+    live (validate again) or in quarantine; derived files (GX result, data docs) are staged outside
+    the live folder and moved in afterwards, replacing those of an earlier, interrupted attempt.
+    """
     live = partition_dir(lake, start)
     manifest = read_json(live / MANIFEST_FILE)
     target = quarantine_root(lake, start) / manifest["sha256"][:12]
-    if target.exists():  # the same bytes were quarantined before: keep the older copy, aside
+    if target.exists():  # the same identity was quarantined before (then re-admitted): keep the older copy, aside
         target.rename(target.with_name(f"{target.name}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(live), str(target))
-    atomic_write_json(target / "quarantine.json", report)
+    os.replace(live, target)
+    _move_into(staged, target)
+    atomic_write_json(target / QUARANTINE_FILE, report)
     return target
+
+
+def quarantine_part(lake: Path, start: datetime, part: dict[str, Any], report: dict[str, Any],
+                    staged: Path | None = None) -> Path:
+    """Move one pending part of an hour that has validated parts to quarantine; the hour keeps the others."""
+    live = partition_dir(lake, start)
+    manifest = read_json(live / MANIFEST_FILE)
+    target = quarantine_root(lake, start) / part["sha256"][:12]
+    if target.exists():
+        target.rename(target.with_name(f"{target.name}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}"))
+    target.mkdir(parents=True)
+    os.replace(live / part["file"], target / part["file"])
+    part_manifest = {k: v for k, v in manifest.items() if k not in ("parts", "identities", "events")}
+    part_manifest["parts"] = [part]
+    atomic_write_json(target / MANIFEST_FILE, finish_manifest(part_manifest))
+    manifest["parts"] = [p for p in parts_of(manifest) if p["file"] != part["file"]]
+    manifest.setdefault("events", []).append({"event": "part_quarantined", "part": part["file"], "rows": part["rows"],
+                                              "to": str(target), "at": now_iso()})
+    atomic_write_json(live / MANIFEST_FILE, finish_manifest(manifest))
+    _move_into(staged, target)
+    atomic_write_json(target / QUARANTINE_FILE, report)
+    return target
+
+
+def quarantine_rows(lake: Path, start: datetime, part: dict[str, Any], clean: pa.Table, bad: pa.Table,
+                    report: dict[str, Any], staged: Path | None = None) -> dict[str, Any]:
+    """Split a pending part: its bad rows (with their reason) to quarantine, the clean rows live.
+
+    Order, so that a failure at any point leaves the hour consistent and validating again finishes
+    the job: (1) the row set is written to quarantine (a folder named by the part's extracted sha256,
+    replaced whole if an interrupted attempt left one); (2) the clean rows to `part-N.valid.parquet`;
+    (3) the manifest entry points at the clean file and the row set: the commit; (4) the extracted
+    file moves beside the row set. Returns the new manifest entry.
+    """
+    live = partition_dir(lake, start)
+    stem = part["file"].removesuffix(".parquet")
+    target = rows_quarantine_root(lake, start) / f"{stem}-{part['sha256'][:12]}"
+    tmp = target.with_name(f".{target.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write_parquet_atomic(tmp / "rows.parquet", bad)
+    _move_into(staged, tmp)
+    atomic_write_json(tmp / QUARANTINE_FILE, report)
+    if target.exists():  # an interrupted attempt on the same bytes: its files are rebuilt just now
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    clean_name = f"{stem}.valid.parquet"
+    entry = write_part(live, clean_name, clean, **{k: v for k, v in part.items()
+                                                   if k not in ("file", "rows", "sha256", "bytes")})
+    entry.update({"extracted_file": part["file"], "extracted_sha256": part["sha256"], "extracted_rows": part["rows"],
+                  "quarantined_rows": bad.num_rows, "row_quarantine": str(target.relative_to(lake))})
+    manifest = read_json(live / MANIFEST_FILE)
+    manifest["parts"] = [entry if p["file"] == part["file"] else p for p in parts_of(manifest)]
+    manifest.setdefault("events", []).append({"event": "rows_quarantined", "part": part["file"], "rows": bad.num_rows,
+                                              "rules": report.get("rules", {}), "to": str(target), "at": now_iso()})
+    atomic_write_json(live / MANIFEST_FILE, finish_manifest(manifest))
+    if (live / part["file"]).exists():
+        os.replace(live / part["file"], target / "extracted.parquet")
+    return entry
+
+
+def row_sets(lake: Path, start: datetime, *, include_readmitted: bool = False) -> list[Path]:
+    """The hour's row-level quarantine sets that are committed (referenced by a manifest)."""
+    referenced = set()
+    folders = [partition_dir(lake, start)] + quarantine_attempts(lake, start, include_readmitted=True)
+    for folder in folders:
+        if (folder / MANIFEST_FILE).is_file():
+            for p in parts_of(read_json(folder / MANIFEST_FILE)):
+                if p.get("row_quarantine"):
+                    referenced.add(lake / p["row_quarantine"])
+    return sorted(p for p in referenced if p.is_dir() and (include_readmitted or not _readmitted(p)))
+
+
+def row_counts(lake: Path, start: datetime) -> dict[str, int]:
+    """Where the hour's rows are: live (validated + pending parts), quarantined (rows and whole attempts)."""
+    live_dir = partition_dir(lake, start)
+    live = 0
+    if (live_dir / MANIFEST_FILE).is_file():
+        live = sum(int(p["rows"]) for p in parts_of(read_json(live_dir / MANIFEST_FILE)))
+    in_attempts = sum(int(p["rows"]) for a in quarantine_attempts(lake, start)
+                      for p in parts_of(read_json(a / MANIFEST_FILE)))
+    in_rows = sum(int(read_json(r / QUARANTINE_FILE).get("rows", 0)) for r in row_sets(lake, start))
+    return {"live": live, "quarantined_rows": in_rows, "quarantined_whole": in_attempts,
+            "quarantined": in_rows + in_attempts, "total": live + in_rows + in_attempts}
+
+
+def accounted_tables(lake: Path, start: datetime) -> list[pa.Table]:
+    """Every row of the hour the lake holds (validated parts, row sets, quarantined attempts), as extracted.
+
+    Pending (not yet validated) parts are not included: extraction replaces them.
+    """
+    tables = []
+    live = partition_dir(lake, start)
+    good = set(validated_files(live))
+    if good:
+        for p in parts_of(read_json(live / MANIFEST_FILE)):
+            if p["file"] in good:
+                tables.append(pq.read_table(live / p["file"]))
+    for folder in row_sets(lake, start):
+        tables.append(pq.read_table(folder / "rows.parquet"))
+    for attempt in quarantine_attempts(lake, start):
+        for p in parts_of(read_json(attempt / MANIFEST_FILE)):
+            tables.append(pq.read_table(attempt / p["file"]))
+    return tables
+
+
+def mark_readmitted(folder: Path, record: dict[str, Any]) -> None:
+    atomic_write_json(folder / READMITTED_FILE, record)

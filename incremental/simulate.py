@@ -80,7 +80,16 @@ level instead. ``empty_hour`` is an upstream outage: nothing is ingested in the 
 would have arrived in it (this call's rows and rows already in the warehouse) arrives one hour
 later instead (repeatedly, for consecutive outage hours). Combined with other faults, the
 damaged rows of an outage hour move to the next hour with everything else.
-``poisoned_clicks`` damages the whole hour: every session keeps its number of clicks (the CTR is
+
+The later faults (appended to :data:`FAULTS`): ``zero_clicks`` / ``all_clicked`` (every row of
+the hour), ``session_flood`` (90% of the hour's rows in one session), ``replayed_rows`` (every
+row of the hour three times, the copies under new event ids), ``event_after_ingest`` (event_ts
+later than ingested_at), ``whitespace_query``, ``mojibake_title`` (a product title with the Home
+Depot set's ``\x89\xdb\xaa`` mojibake), ``xss_query`` (HTML/script in queries, half of them also
+too long), ``late_rows_for_trained_hour`` (rows that belong to the *previous* hour and reach the
+warehouse only now: a delta for an hour already extracted), ``unknown_product`` (title null after
+the join), ``null_session``, ``long_query``, ``position_too_high`` and ``null_event_ts``.
+And ``poisoned_clicks`` damages the whole hour: every session keeps its number of clicks (the CTR is
 unchanged) but they move onto its least relevant results, which no CTR or volume check can see;
 only the champion's own prequential metrics show it (`incremental.drift`).
 """
@@ -111,8 +120,30 @@ FAULTS = (
     "invalid_text",
     "sql_metacharacters",
     "empty_hour",
+    # added later; appended so that the earlier faults keep hitting the same rows
+    "zero_clicks",
+    "all_clicked",
+    "session_flood",
+    "replayed_rows",
+    "event_after_ingest",
+    "whitespace_query",
+    "mojibake_title",
+    "xss_query",
+    "late_rows_for_trained_hour",
+    "unknown_product",
+    "null_session",
+    "long_query",
+    "position_too_high",
+    "null_event_ts",
     "poisoned_clicks",
 )
+_BLOCK_FAULTS_V1 = 10  # the block size is computed as with the first ten faults, so their rows do not change
+WHOLE_HOUR_FAULTS = ("zero_clicks", "all_clicked", "session_flood", "replayed_rows")
+SESSION_FLOOD_SHARE = 0.9
+REPLAY_COPIES = 3  # replayed_rows: every row of the hour three times, under new event ids
+MOJIBAKE_TITLE = "Solar Powered LED Path Light Kit (6 LED\x89\xdb\xaas per Light)"  # as in the Home Depot set
+XSS_QUERIES = ('<script>alert("xss")</script>', '<img src=x onerror=alert(document.cookie)>' * 6)
+WHITESPACE_QUERIES = ("   ", "\t", " \u00a0 ", "\n \n")
 
 # --- the page and the hidden click model -------------------------------------------------
 PAGE_SIZE = 10
@@ -597,6 +628,7 @@ def _hour_rows(
         "position": position.reshape(-1)[:n].astype(np.int64),
         "clicked": clicked.reshape(-1)[:n],
         "clicked_null": np.zeros(n, dtype=bool),
+        "event_ts_null": np.zeros(n, dtype=bool),
         "query_category": lex[sess_of_row],
         "intent_category": want[sess_of_row],
         "relevance": rel.reshape(-1)[:n],  # hidden: never written to the warehouse
@@ -612,7 +644,7 @@ def _apply_faults(
     frng = _rng(seed, _hour_index(hour), 2)
     eligible = np.flatnonzero((rows["ingested_at"] >= h) & (rows["ingested_at"] < h + _HOUR_US))
     perm = frng.permutation(eligible)  # drawn whatever the faults, so each fault hits the same rows
-    k = FAULT_ROWS if len(perm) >= FAULT_ROWS * len(FAULTS) else max(2, len(perm) // len(FAULTS))
+    k = FAULT_ROWS if len(perm) >= FAULT_ROWS * _BLOCK_FAULTS_V1 else max(2, len(perm) // _BLOCK_FAULTS_V1)
     damaged: dict[str, list[str]] = {}
     products: list[dict[str, Any]] = []
     for fault in faults:
@@ -662,6 +694,37 @@ def _apply_faults(
         elif fault == "sql_metacharacters":
             for j, i in enumerate(block):
                 rows["query"][i] = SQL_METACHARACTER_QUERIES[j % len(SQL_METACHARACTER_QUERIES)]
+        elif fault in WHOLE_HOUR_FAULTS:
+            ids = _whole_hour_fault(rows, fault, eligible, perm, f"{seed}-{hour:%Y%m%d%H}")
+        elif fault == "event_after_ingest":  # later than it arrived, still inside the interval
+            gap = h + _HOUR_US - rows["ingested_at"][block]
+            rows["event_ts"][block] = rows["ingested_at"][block] + np.maximum(1, gap // 2)
+        elif fault == "whitespace_query":
+            for j, i in enumerate(block):
+                rows["query"][i] = WHITESPACE_QUERIES[j % len(WHITESPACE_QUERIES)]
+        elif fault == "mojibake_title":
+            pid = f"P{seed}-MOJI-{hour:%Y%m%d%H}"
+            c = CATEGORIES[5]
+            products.append({"product_id": pid, "title": f"{c.brands[0]} {MOJIBAKE_TITLE}", "brand": c.brands[0],
+                             "category": c.name, "price": c.price, "created_us": _us(CATALOGUE_EPOCH)})
+            rows["product_id"][block] = pid
+        elif fault == "xss_query":
+            for j, i in enumerate(block):
+                rows["query"][i] = XSS_QUERIES[j % len(XSS_QUERIES)]
+        elif fault == "late_rows_for_trained_hour":  # rows of the previous hour that reach the warehouse only now
+            rows["event_ts"][block] -= _HOUR_US
+            rows["ingested_at"][block] -= _HOUR_US
+        elif fault == "unknown_product":
+            rows["product_id"][block] = np.array([f"P{seed}-GONE-{j}" for j in range(len(block))], dtype=object)
+        elif fault == "null_session":
+            rows["session_id"][block] = None
+        elif fault == "long_query":
+            for i in block:
+                rows["query"][i] = ((rows["query"][i] or "drill") + " ") * 40
+        elif fault == "position_too_high":
+            rows["position"][block] = 101 + vrng.integers(0, 50, len(block))
+        elif fault == "null_event_ts":
+            rows["event_ts_null"][block] = True
         damaged[fault] = ids
     return damaged, products
 
@@ -684,6 +747,31 @@ def _poison_clicks(rows: dict[str, Any]) -> list[str]:
     return rows["event_id"][changed].tolist()
 
 
+def _whole_hour_fault(rows: dict[str, Any], fault: str, eligible: np.ndarray, perm: np.ndarray, tag: str) -> list[str]:
+    """Faults that damage the hour as a whole (every row ingested in it, or most of them)."""
+    if fault == "zero_clicks":
+        rows["clicked"][eligible] = 0
+        rows["clicked_null"][eligible] = False
+    elif fault == "all_clicked":
+        rows["clicked"][eligible] = 1
+        rows["clicked_null"][eligible] = False
+    elif fault == "session_flood":
+        flood = perm[: int(len(perm) * SESSION_FLOOD_SHARE)]
+        rows["session_id"][flood] = f"s{tag}-flood"
+        rows["user_id"][flood] = f"u{tag}-flood"
+        return rows["event_id"][flood].tolist()
+    elif fault == "replayed_rows":  # the same impressions again, under new event ids
+        copies = []
+        for c in range(1, REPLAY_COPIES):
+            copy = {k: v[eligible].copy() for k, v in rows.items()}
+            copy["event_id"] = np.array([f"{e}-replay{c}" for e in copy["event_id"]], dtype=object)
+            copies.append(copy)
+        for key in rows:
+            rows[key] = np.concatenate([rows[key], *(c[key] for c in copies)])
+        return [e for c in copies for e in c["event_id"].tolist()]
+    return rows["event_id"][eligible].tolist()
+
+
 def _shift_stored_hour(warehouse: Warehouse, hour: datetime) -> int:
     """Move rows already in the warehouse that were ingested in `hour` to one hour later (an outage)."""
     return warehouse.execute_file("shift_ingested_hour", {"start": hour, "end": hour + HOUR})
@@ -699,7 +787,7 @@ def _impressions_table(rows: dict[str, Any]) -> pa.Table:
     return pa.table(
         {
             "event_id": pa.array(rows["event_id"], pa.string()),
-            "event_ts": pa.array(rows["event_ts"], ts),
+            "event_ts": pa.array(rows["event_ts"], ts, mask=rows["event_ts_null"]),
             "ingested_at": pa.array(rows["ingested_at"], ts),
             "session_id": pa.array(rows["session_id"], pa.string()),
             "user_id": pa.array(rows["user_id"], pa.string()),
@@ -832,6 +920,10 @@ def simulate(
     )
     warehouse.init_schema()
     moved_stored = 0
+    for fault, value in (("zero_clicks", 0), ("all_clicked", 1)):  # click logging broken for the whole hour:
+        if fault in faults:  # rows stored earlier that landed in it (late arrivals) too
+            for hour in hours(parse_hour(start), parse_hour(end)):
+                warehouse.execute_file("set_clicked_ingested_hour", {"start": hour, "end": hour + HOUR, "clicked": value})
     if "empty_hour" in faults:
         for hour in hours(parse_hour(start), parse_hour(end)):
             moved_stored += _shift_stored_hour(warehouse, hour)

@@ -1,30 +1,70 @@
 """Validate one extracted hour: a Great Expectations (GX Core 1.x) suite plus hour-over-hour drift.
 
 Pure core: `validate_frame(frame, start, end, settings, history)` -> (checks, statistics).
-I/O edge: `validate_hour(lake, start, settings)` reads the live partition, validates it, and either
-writes `_validation.json` beside it (the hour is then *validated* for `lake.partition()`) or moves it
-to quarantine with the full GX result (`gx_result.json`) and GX's own data docs (`data_docs/`).
+I/O edge: `validate_hour(lake, start, settings)` validates the hour's pending part (the first
+extraction, or a delta of late or re-admitted rows) and then, by what failed:
+
+* nothing: the part is validated (`_validation.json` lists the validated parts);
+* only **row-level** rules, on at most `max_bad_row_fraction` of the part's rows: the failing
+  *rows* move to `quarantine/.../rows/<part>-<sha12>/rows.parquet` with a `quarantine_reason`
+  column naming every rule each row broke (plus the GX result and data docs), the other rows stay
+  live (`part-N.valid.parquet`) and are validated: the hour goes on;
+* more bad rows than that, or any **table-level** rule: the whole hour (or, when earlier parts of
+  the hour are validated already, the whole delta part) moves to quarantine with the full GX
+  result (`gx_result.json`) and GX's own data docs (`data_docs/`).
+
+Live rows plus quarantined rows always equal the warehouse rows of the hour (`lake.row_counts`).
+`readmit_hour` puts quarantined rows back (after a fix: a reviewed settings change, a repaired
+source), as a new part that is validated like any other; the manifest records it.
 
 Every check has a rule name (the GX expectation type where GX evaluates it), a column, a severity
-("critical" quarantines the hour, "warning" is recorded only), and how many rows failed.
+("critical" quarantines the hour, "rows" quarantines the failing rows, "warning" is recorded
+only), and how many rows failed.
 
-| rule | severity | where |
+| rule | level | where |
 | --- | --- | --- |
-| expect_table_columns_to_match_set | critical | GX |
-| expect_column_values_to_be_of_type (per column) | critical | Arrow schema (partition) or pandas dtypes (frame) |
-| expect_table_row_count_to_be_between (min_rows) | critical | GX |
-| expect_column_values_to_not_be_null (9 columns) | critical | GX |
-| expect_column_values_to_be_in_set (clicked in {0, 1}) | critical | GX |
-| expect_column_values_to_be_between (position; event_ts; ingested_at) | critical | GX |
-| expect_column_values_to_be_unique (event_id) | critical | GX |
-| expect_column_value_lengths_to_be_between (query [1, max]; title [0, max]) | critical | GX |
-| expect_column_values_to_be_valid_text (query, title; any non-Arrow text column) | critical | here |
-| drift_row_count, drift_ctr, drift_category_mix | warning or critical | here, from history |
+| expect_table_columns_to_match_set | table | GX |
+| expect_column_values_to_be_of_type (per column) | table | Arrow schema (partition) or pandas dtypes (frame) |
+| expect_table_row_count_to_be_between (min_rows) | table | GX |
+| expect_column_values_to_be_unique (event_id; also across the hour's parts) | table | GX (+ here) |
+| expect_compound_columns_to_be_unique (event_ts, session_id, product_id, position): replayed rows | table | GX (+ here) |
+| expect_column_mean_to_be_between (clicked in [min_ctr, max_ctr]): zero-click, all-clicked hours | table | GX |
+| expect_session_share_to_be_at_most (session_id): one session flooding the hour | table | here |
+| drift_row_count, drift_ctr, drift_category_mix | table (warning or critical) | here, from history |
+| expect_bad_row_fraction_to_be_at_most (max_bad_row_fraction) | table | here |
+| expect_column_values_to_not_be_null (9 columns) | row | GX, `mostly` |
+| expect_column_values_to_be_in_set (clicked in {0, 1}) | row | GX, `mostly` |
+| expect_column_values_to_be_between (position; event_ts; ingested_at) | row | GX, `mostly` |
+| expect_column_pair_values_a_to_be_greater_than_b (ingested_at >= event_ts) | row | GX, `mostly` |
+| expect_column_value_lengths_to_be_between (query [1, max]; title [0, max]) | row | GX, `mostly` |
+| expect_column_values_to_not_match_regex (query: whitespace only) | row | GX, `mostly` |
+| expect_column_values_to_be_valid_text (query, title; any non-Arrow text column) | row | here |
 
-Invalid text (C0/C1 control characters other than tab and newline, lone surrogates) is checked
-here, not in GX: GX fingerprints the whole frame through pandas' Arrow-backed strings, which
-cannot hold a lone surrogate, so such values are replaced by U+FFFD in the copy GX sees (the
-data on disk is never touched; a Parquet file cannot hold them anyway).
+Row-level rules use GX's `mostly` = 1 - `max_bad_row_fraction`; which rows failed is computed here
+with the same definitions (vectorised), and the counts are cross-checked against GX's: a
+disagreement quarantines the hour (`validation_consistency`), never a silent drop. Table-level
+statistics checks (row count, click-through bounds, session share, drift) apply to a first
+extraction, and to a delta only when it has at least `min_rows` rows.
+
+Drift compares with the latest `drift_window_hours` validated hours found within
+`drift_lookback_hours` (a gap does not switch it off); with no history at all it is skipped and the
+summary says so, while the absolute click-through bounds always apply.
+
+**Mojibake and control characters.** Text with C0/C1 control characters other than tab and
+newline (e.g. the Home Depot title `'... (6 LED\x89\xdb\xaas per Light)'`, cp1252/Mac Roman
+mojibake), or lone surrogates, fails `expect_column_values_to_be_valid_text`: the *row* is
+quarantined, never repaired. A repair (ftfy and the like) is a guess that would silently change
+what the model trains on and break the lake == warehouse lineage; one row in a thousand is cheap
+to lose, and `incremental readmit` brings such rows back after the source is fixed or the rule
+is changed by review. Invalid text is checked here, not in GX: GX fingerprints the whole frame
+through pandas' Arrow-backed strings, which cannot hold a lone surrogate, so such values are
+replaced by U+FFFD in the copy GX sees (the data on disk is never touched).
+
+**Data docs carry no data values.** GX's HTML data docs would render the failing values
+(`partial_unexpected_list`) unescaped, so a query like `<script>...</script>` became stored XSS
+wherever the docs are served: GX is asked for no value samples (`partial_unexpected_count: 0`),
+the samples are in the text summary and `gx_result.json` only (as Python reprs), and the Airflow
+plugin serves the docs with a sandboxing Content-Security-Policy.
 
 Columns that are missing or of the wrong type get their schema failure and no value checks (GX
 would raise on them); the hour is quarantined cleanly with a message naming the column.
@@ -36,15 +76,17 @@ import logging
 import math
 import os
 import re
+import shutil
 import statistics
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -58,6 +100,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 CRITICAL = "critical"
 WARNING = "warning"
+ROWS = "rows"  # the failing rows are quarantined, the hour goes on
 SUITE_NAME = "search_logs_hour"
 
 NOT_NULL_COLUMNS = (
@@ -80,6 +123,9 @@ _CONTROL_OR_SURROGATE = "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]"
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 DRIFT_RULES = ("drift_row_count", "drift_ctr", "drift_category_mix")
+REPLAY_KEY = ["event_ts", "session_id", "product_id", "position"]  # one impression; a replay repeats it
+PAIR_COLUMN = "ingested_at>=event_ts"
+WHITESPACE_REGEX = r"^\s+$"
 
 
 class ValidationError(RuntimeError):
@@ -114,10 +160,15 @@ class Check:
 class ValidationReport:
     start: datetime
     status: str  # "validated" | "quarantined"
-    rows: int
+    rows: int  # rows of the part(s) this validation looked at
     checks: tuple[Check, ...]
     path: Path  # the live folder (validated) or the quarantine folder
-    data_docs: Path | None  # index.html of the GX data docs site (quarantined hours)
+    data_docs: Path | None  # index.html of the GX data docs site (quarantined hour or rows)
+    quarantined_rows: int = 0  # rows moved to quarantine while the hour was validated
+    rows_path: Path | None = None  # where those rows went
+    part: str | None = None  # the part validated now (None: nothing was pending)
+    live_rows: int | None = None  # rows of the hour's validated view afterwards
+    hour_validated: bool = False  # quarantined: only this part went; the hour keeps its validated parts
 
     @property
     def failures(self) -> tuple[Check, ...]:
@@ -128,21 +179,36 @@ class ValidationReport:
         return tuple(c for c in self.checks if not c.success and c.severity == WARNING)
 
     @property
+    def row_failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.success and c.severity == ROWS)
+
+    @property
     def ok(self) -> bool:
         return self.status == "validated"
 
     def summary(self) -> str:
         hour = f"{self.start.astimezone(UTC):%Y-%m-%dT%H:00Z}"
         failures, warns = self.failures, self.warnings
-        if self.status == "quarantined":
+        what = f"part {self.part}" if self.part and self.part != lk.DATA_FILE else None
+        if self.status == "quarantined" and self.hour_validated:
+            head = f"hour {hour}: {what or self.part} quarantined ({len(failures)} critical"
+            head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
+            head += f"): {self.rows} rows moved to {self.path}; the hour stays validated with its earlier parts"
+        elif self.status == "quarantined":
             head = f"hour {hour} quarantined ({len(failures)} critical"
             head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
-            head += f"): {self.rows} rows moved to {self.path}"
+            head += f"): {self.rows} rows" + (f" of {what}" if what else "") + f" moved to {self.path}"
         else:
-            head = f"hour {hour} validated: {self.rows} rows"
+            head = f"hour {hour} validated: {self.rows} rows" + (f" ({what})" if what else "")
+            if self.quarantined_rows:
+                head += (f", {self.quarantined_rows} bad row{'s' if self.quarantined_rows != 1 else ''}"
+                         f" quarantined to {self.rows_path}")
             head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
+            if self.part is None:
+                head += " (already validated; nothing new)"
         lines = [head]
         lines += [f"  critical: {c.message}" for c in failures]
+        lines += [f"  rows: {c.message}" for c in self.row_failures]
         lines += [f"  warning: {c.message}" for c in warns]
         lines += [
             f"  note: {c.message}"
@@ -246,8 +312,23 @@ def _show(value: Any, limit: int = 40) -> str:
     return repr(text[:limit] + ("..." if len(text) > limit else ""))
 
 
-def text_checks(frame: pd.DataFrame, typed_ok: set[str]) -> tuple[list[Check], pd.DataFrame]:
-    """Invalid-text checks; returns them and a frame GX can fingerprint (surrogates -> U+FFFD)."""
+def _show_bad_text(value: Any) -> str:
+    """The part of a text around its first invalid character (where the problem is, not just the start)."""
+    if not isinstance(value, str):
+        return _show(value)
+    hit = re.search(_CONTROL_OR_SURROGATE, value)
+    if hit is None or hit.start() < 30:
+        return _show(value)
+    return "'..." + _show(value[hit.start() - 20:], 40)[1:]
+
+
+def text_checks(
+    frame: pd.DataFrame, typed_ok: set[str], masks: dict[tuple[str, str], np.ndarray] | None = None
+) -> tuple[list[Check], pd.DataFrame]:
+    """Invalid-text checks; returns them and a frame GX can fingerprint (surrogates -> U+FFFD).
+
+    `masks`, when given, receives the failing rows of each text column checked.
+    """
     checks: list[Check] = []
     gx_frame = frame
     n = len(frame)
@@ -270,16 +351,18 @@ def text_checks(frame: pd.DataFrame, typed_ok: set[str]) -> tuple[list[Check], p
             .astype(bool)
         )
         bad = int(mask.sum())
+        if masks is not None and bad:
+            masks[("expect_column_values_to_be_valid_text", column)] = mask.to_numpy(dtype=bool)
         if column in TEXT_COLUMNS or bad:
             if bad:
-                sample = ", ".join(_show(v) for v in series[mask].head(3))
+                sample = ", ".join(_show_bad_text(v) for v in series[mask].head(3))
                 msg = (
                     f"expect_column_values_to_be_valid_text({column}): {bad} of {n} rows failed"
                     f" (control characters or lone surrogates), e.g. {sample}"
                 )
             else:
                 msg = f"{column}: no control characters or lone surrogates"
-            checks.append(Check("expect_column_values_to_be_valid_text", column, CRITICAL, bad == 0, bad, msg))
+            checks.append(Check("expect_column_values_to_be_valid_text", column, ROWS, bad == 0, bad, msg))
         if not arrow and bad:
             if gx_frame is frame:
                 gx_frame = frame.copy()
@@ -337,43 +420,105 @@ def _context(docs_dir: Path | None = None):
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
-def _build_suite(gx, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str]):
+def _build_suite(
+    gx, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True
+):
+    """The GX suite. Row-level expectations carry `mostly` = 1 - max_bad_row_fraction and meta level "row"."""
     E = gx.expectations
     columns = [f.name for f in lk.SEARCH_LOG_SCHEMA]
     earliest = start - timedelta(hours=settings.allowed_lateness_hours)
-    exps: list[Any] = [
-        E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-        E.ExpectTableRowCountToBeBetween(min_value=settings.min_rows, max_value=None),
-    ]
+    mostly = max(0.0, 1.0 - settings.max_bad_row_fraction)
+    table: list[Any] = [E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True)]
+    if table_stats:
+        table.append(E.ExpectTableRowCountToBeBetween(min_value=settings.min_rows, max_value=None))
+    rows: list[Any] = []
     for column in NOT_NULL_COLUMNS:
         if column in typed_ok:
-            exps.append(E.ExpectColumnValuesToNotBeNull(column=column))
+            rows.append(E.ExpectColumnValuesToNotBeNull(column=column, mostly=mostly))
     wanted = {
-        "clicked": lambda: E.ExpectColumnValuesToBeInSet(column="clicked", value_set=[0, 1]),
+        "clicked": lambda: E.ExpectColumnValuesToBeInSet(column="clicked", value_set=[0, 1], mostly=mostly),
         "position": lambda: E.ExpectColumnValuesToBeBetween(
-            column="position", min_value=1, max_value=settings.max_position
+            column="position", min_value=1, max_value=settings.max_position, mostly=mostly
         ),
-        "event_ts": lambda: E.ExpectColumnValuesToBeBetween(column="event_ts", min_value=earliest, max_value=end),
+        "event_ts": lambda: E.ExpectColumnValuesToBeBetween(
+            column="event_ts", min_value=earliest, max_value=end, mostly=mostly
+        ),
         "ingested_at": lambda: E.ExpectColumnValuesToBeBetween(
-            column="ingested_at", min_value=start, max_value=end, strict_max=True
+            column="ingested_at", min_value=start, max_value=end, strict_max=True, mostly=mostly
         ),
-        "event_id": lambda: E.ExpectColumnValuesToBeUnique(column="event_id"),
         "query": lambda: E.ExpectColumnValueLengthsToBeBetween(
-            column="query", min_value=1, max_value=settings.max_query_chars
+            column="query", min_value=1, max_value=settings.max_query_chars, mostly=mostly
         ),
         "title": lambda: E.ExpectColumnValueLengthsToBeBetween(
-            column="title", min_value=0, max_value=settings.max_title_chars
+            column="title", min_value=0, max_value=settings.max_title_chars, mostly=mostly
         ),
     }
     for column, make in wanted.items():
         if column in typed_ok:
-            exps.append(make())
+            rows.append(make())
+    if "query" in typed_ok:
+        rows.append(E.ExpectColumnValuesToNotMatchRegex(column="query", regex=WHITESPACE_REGEX, mostly=mostly))
+    if {"ingested_at", "event_ts"} <= typed_ok:
+        rows.append(E.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="ingested_at", column_B="event_ts", or_equal=True, mostly=mostly, ignore_row_if="either_value_is_missing"
+        ))
+    if "event_id" in typed_ok:
+        table.append(E.ExpectColumnValuesToBeUnique(column="event_id"))
+    if set(REPLAY_KEY) <= typed_ok:
+        table.append(E.ExpectCompoundColumnsToBeUnique(column_list=REPLAY_KEY, ignore_row_if="any_value_is_missing"))
+    if table_stats and "clicked" in typed_ok:
+        table.append(E.ExpectColumnMeanToBeBetween(column="clicked", min_value=settings.min_ctr, max_value=settings.max_ctr))
     suite = gx.ExpectationSuite(name=SUITE_NAME)
-    for exp in exps:
+    for exp in table:
         exp.severity = CRITICAL
-        exp.meta = {"severity": CRITICAL}
+        exp.meta = {"severity": CRITICAL, "level": "table"}
+        suite.add_expectation(exp)
+    for exp in rows:
+        exp.severity = CRITICAL
+        exp.meta = {"severity": ROWS, "level": "row", "max_bad_row_fraction": settings.max_bad_row_fraction}
         suite.add_expectation(exp)
     return suite
+
+
+def row_masks(
+    frame: pd.DataFrame, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str]
+) -> dict[tuple[str, str], np.ndarray]:
+    """Which rows fail each row-level rule (the same definitions as the GX suite's row expectations)."""
+    earliest = pd.Timestamp(start - timedelta(hours=settings.allowed_lateness_hours))
+    out: dict[tuple[str, str], np.ndarray] = {}
+
+    def arr(series: pd.Series) -> np.ndarray:
+        return series.fillna(False).to_numpy(dtype=bool)
+
+    for column in NOT_NULL_COLUMNS:
+        if column in typed_ok:
+            out[("expect_column_values_to_not_be_null", column)] = frame[column].isna().to_numpy(dtype=bool)
+    if "clicked" in typed_ok:
+        c = frame["clicked"]
+        out[("expect_column_values_to_be_in_set", "clicked")] = arr(c.notna() & ~c.isin([0, 1]))
+    if "position" in typed_ok:
+        p = frame["position"]
+        out[("expect_column_values_to_be_between", "position")] = arr(p.notna() & ((p < 1) | (p > settings.max_position)))
+    if "event_ts" in typed_ok:
+        t = frame["event_ts"]
+        out[("expect_column_values_to_be_between", "event_ts")] = arr(t.notna() & ((t < earliest) | (t > pd.Timestamp(end))))
+    if "ingested_at" in typed_ok:
+        t = frame["ingested_at"]
+        out[("expect_column_values_to_be_between", "ingested_at")] = arr(
+            t.notna() & ((t < pd.Timestamp(start)) | (t >= pd.Timestamp(end)))
+        )
+    for column, low, high in (("query", 1, settings.max_query_chars), ("title", 0, settings.max_title_chars)):
+        if column in typed_ok:
+            n = frame[column].str.len()
+            out[("expect_column_value_lengths_to_be_between", column)] = arr(n.notna() & ((n < low) | (n > high)))
+    if "query" in typed_ok:  # the same pandas call GX makes, so both use the same regex engine
+        q = frame["query"]
+        out[("expect_column_values_to_not_match_regex", "query")] = arr(
+            q.notna() & q.str.contains(WHITESPACE_REGEX, regex=True))
+    if {"ingested_at", "event_ts"} <= typed_ok:
+        a, b = frame["ingested_at"], frame["event_ts"]
+        out[("expect_column_pair_values_a_to_be_greater_than_b", PAIR_COLUMN)] = arr(a.notna() & b.notna() & (b > a))
+    return out
 
 
 def _for_gx(frame: pd.DataFrame, typed_ok: set[str]) -> pd.DataFrame:
@@ -410,24 +555,31 @@ def _run_gx(frame: pd.DataFrame, suite_factory, docs_dir: Path | None) -> _GxRun
     definition = context.validation_definitions.add(gx.ValidationDefinition(name="hour", data=batch, suite=suite))
     result = definition.run(
         batch_parameters={"dataframe": frame},
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+        # no value samples: GX's data docs would render them as raw HTML (stored XSS); ours are in the summary
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0},
     )
     return _GxRun(context, result)
 
 
-def _gx_check(res: Any, rows: int) -> Check:
+def _gx_check(res: Any, rows: int, samples: dict[tuple[str, str | None], str] | None = None) -> Check:
     config = res.expectation_config
     rule = config.type
     kwargs = config.kwargs
     column = kwargs.get("column")
-    severity = str(getattr(config, "severity", None) or (config.meta or {}).get("severity") or CRITICAL)
+    if rule == "expect_column_pair_values_a_to_be_greater_than_b":
+        column = f"{kwargs.get('column_A')}>={kwargs.get('column_B')}" if kwargs.get("or_equal") else (
+            f"{kwargs.get('column_A')}>{kwargs.get('column_B')}")
+    elif rule == "expect_compound_columns_to_be_unique":
+        column = ",".join(kwargs.get("column_list") or [])
+    meta = config.meta or {}
+    severity = str(meta.get("severity") or getattr(config, "severity", None) or CRITICAL)
     severity = severity.split(".")[-1].lower()
     name = f"{rule}({column})" if column else rule
     result = res.result or {}
     exc = res.exception_info or {}
     if exc.get("raised_exception"):
         message = f"{name}: could not be evaluated: {exc.get('exception_message')}"
-        return Check(rule, column, severity, False, None, message)
+        return Check(rule, column, CRITICAL, False, None, message)
     unexpected = result.get("unexpected_count")
     if rule == "expect_table_row_count_to_be_between":
         observed = result.get("observed_value")
@@ -440,17 +592,23 @@ def _gx_check(res: Any, rows: int) -> Check:
         if details.get("unexpected"):
             parts.append(f"unexpected {sorted(details['unexpected'])}")
         message = f"{name}: " + ("; ".join(parts) if parts else "exact column set")
+    elif rule == "expect_column_mean_to_be_between":
+        observed = result.get("observed_value")
+        shown = f"{observed:.4f}" if isinstance(observed, int | float) else str(observed)
+        message = (f"{name}: click-through rate {shown}, expected in [{kwargs.get('min_value')}, "
+                   f"{kwargs.get('max_value')}] (absolute bounds: a zero-click or all-clicked hour is broken logging)")
     elif unexpected is not None:
         message = f"{name}: {unexpected} of {rows} rows failed"
         bounds = _bounds(rule, kwargs)
         if bounds:
             message += f" ({bounds})"
-        sample = result.get("partial_unexpected_list") or []
-        if unexpected and sample and rule != "expect_column_values_to_not_be_null":
-            message += ", e.g. " + ", ".join(_show(v) for v in sample[:3])
+        sample = (samples or {}).get((rule, column))
+        if unexpected and sample:
+            message += f", e.g. {sample}"
     else:
         message = f"{name}: observed {result.get('observed_value')}"
-    return Check(rule, column, severity, bool(res.success), unexpected, message)
+    success = bool(res.success) if severity != ROWS else not unexpected
+    return Check(rule, column, severity, success, unexpected, message)
 
 
 def _bounds(rule: str, kwargs: dict[str, Any]) -> str:
@@ -464,6 +622,12 @@ def _bounds(rule: str, kwargs: dict[str, Any]) -> str:
         return f"{what} in [{fmt(lo)}, {fmt(hi)}]" if hi_op == "<=" else f"{fmt(lo)} <= {what} < {fmt(hi)}"
     if rule == "expect_column_values_to_be_unique":
         return "duplicated values, every copy counted"
+    if rule == "expect_compound_columns_to_be_unique":
+        return "the same impression more than once, every copy counted"
+    if rule == "expect_column_values_to_not_match_regex":
+        return f"must not match {kwargs.get('regex')!r}: whitespace only"
+    if rule == "expect_column_pair_values_a_to_be_greater_than_b":
+        return "an event cannot happen after it was ingested"
     return ""
 
 
@@ -584,6 +748,58 @@ def drift_checks(stats: dict[str, Any], history: Sequence[dict[str, Any]], setti
 
 
 # ---------------------------------------------------------------------------------------------
+# checks computed here
+
+
+def session_share_check(frame: pd.DataFrame, typed_ok: set[str], settings: ValidationSettings) -> Check:
+    """One session holding a large share of the hour's rows: a bot or a logging loop, not traffic."""
+    rule, limit = "expect_session_share_to_be_at_most", settings.max_session_share
+    if "session_id" not in typed_ok or len(frame) < max(settings.min_rows, 1):
+        return Check(rule, "session_id", CRITICAL, True, None, f"{rule}(session_id): skipped: too few rows")
+    counts = frame["session_id"].value_counts(dropna=True)
+    if counts.empty:
+        return Check(rule, "session_id", CRITICAL, True, None, f"{rule}(session_id): no sessions")
+    top, share = int(counts.iloc[0]), float(counts.iloc[0]) / len(frame)
+    ok = share <= limit
+    return Check(rule, "session_id", CRITICAL, ok, 0 if ok else top,
+                 f"{rule}(session_id): session {_show(counts.index[0])} holds {top} of {len(frame)} rows "
+                 f"({share:.1%}; limit {limit:.0%})")
+
+
+def cross_part_checks(frame: pd.DataFrame, earlier: pd.DataFrame, typed_ok: set[str]) -> list[Check]:
+    """A delta must not repeat what the hour's validated parts hold (event ids, impressions)."""
+    out = []
+    if "event_id" in typed_ok and "event_id" in earlier.columns:
+        hit = frame["event_id"].isin(set(earlier["event_id"].dropna())).to_numpy(dtype=bool)
+        n = int(hit.sum())
+        sample = ", ".join(_show(v) for v in frame["event_id"][hit].head(3))
+        out.append(Check("expect_column_values_to_be_unique_across_parts", "event_id", CRITICAL, n == 0, n,
+                         f"expect_column_values_to_be_unique_across_parts(event_id): {n} of {len(frame)} rows reuse "
+                         f"an event_id of the hour's validated parts" + (f", e.g. {sample}" if n else "")))
+    if set(REPLAY_KEY) <= typed_ok and set(REPLAY_KEY) <= set(earlier.columns):
+        hit = pd.MultiIndex.from_frame(frame[REPLAY_KEY]).isin(pd.MultiIndex.from_frame(earlier[REPLAY_KEY]))
+        n = int(np.asarray(hit).sum())
+        out.append(Check("expect_compound_columns_to_be_unique_across_parts", ",".join(REPLAY_KEY), CRITICAL, n == 0, n,
+                         f"expect_compound_columns_to_be_unique_across_parts({','.join(REPLAY_KEY)}): {n} of "
+                         f"{len(frame)} rows repeat an impression of the hour's validated parts"))
+    return out
+
+
+def _samples(frame: pd.DataFrame, masks: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], str]:
+    out = {}
+    for (rule, column), mask in masks.items():
+        if not mask.any():
+            continue
+        rows = frame[mask].head(3)
+        if column == PAIR_COLUMN:
+            out[(rule, column)] = ", ".join(
+                f"event_ts {e} > ingested_at {i}" for e, i in zip(rows["event_ts"], rows["ingested_at"], strict=True))
+        elif column in frame.columns and rule != "expect_column_values_to_not_be_null":
+            out[(rule, column)] = ", ".join(_show(v) for v in rows[column])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # the pure core
 
 
@@ -592,6 +808,8 @@ class _Outcome:
     checks: list[Check]
     stats: dict[str, Any]
     gx: _GxRun | None
+    bad: np.ndarray  # per row: failed at least one row-level rule
+    reasons: np.ndarray  # per row: the rules it failed, ";"-separated ("" when none)
 
 
 def _validate(
@@ -602,17 +820,60 @@ def _validate(
     history: Sequence[dict],
     type_checks: list[Check] | None = None,
     docs_dir: Path | None = None,
+    *,
+    table_stats: bool = True,
+    earlier: pd.DataFrame | None = None,
 ) -> _Outcome:
     start, end = start.astimezone(UTC), end.astimezone(UTC)
+    n = len(frame)
     types = schema_checks_frame(frame) if type_checks is None else type_checks
     typed_ok = {c.column for c in types if c.success and c.column in frame.columns}
-    text, gx_frame = text_checks(frame, typed_ok)
+    masks = row_masks(frame, start, end, settings, typed_ok)
+    text, gx_frame = text_checks(frame, typed_ok, masks)
     gx_frame = _for_gx(gx_frame, typed_ok)
-    run = _run_gx(gx_frame, lambda gx: _build_suite(gx, start, end, settings, typed_ok), docs_dir)
-    gx_checks = [_gx_check(r, len(frame)) for r in run.result.results]
+    samples = _samples(frame, masks)
+    run = _run_gx(gx_frame, lambda gx: _build_suite(gx, start, end, settings, typed_ok, table_stats), docs_dir)
+    gx_checks = [_gx_check(r, n, samples) for r in run.result.results]
+    extra: list[Check] = []
+    for c in gx_checks:  # GX and the row masks must agree on every row-level rule
+        key = (c.rule, c.column)
+        if c.severity == ROWS and key in masks and c.unexpected is not None and c.unexpected != int(masks[key].sum()):
+            extra.append(Check("validation_consistency", c.column, CRITICAL, False, None,
+                               f"validation_consistency: {c.name}: GX counts {c.unexpected} failing rows, the row "
+                               f"mask {int(masks[key].sum())}: the hour is quarantined rather than guess"))
+    if table_stats:
+        extra.append(session_share_check(frame, typed_ok, settings))
+    if earlier is not None and len(earlier):
+        extra += cross_part_checks(frame, earlier, typed_ok)
     stats = statistics_of(frame, typed_ok)
-    checks = gx_checks[:1] + types + gx_checks[1:] + text + drift_checks(stats, history, settings)
-    return _Outcome(checks, stats, run)
+    if table_stats:
+        drift = drift_checks(stats, history, settings)
+    else:
+        note = f"skipped: a delta of {n} rows (fewer than min_rows {settings.min_rows}) has no hour statistics"
+        drift = [Check(rule, None, WARNING, True, None, f"{rule}: {note}") for rule in DRIFT_RULES]
+
+    bad = np.zeros(n, dtype=bool)
+    reasons = np.full(n, "", dtype=object)
+    for (rule, column), mask in masks.items():
+        if mask.any():
+            bad |= mask
+            name = f"{rule}({column})"
+            reasons[mask] = np.where(reasons[mask] == "", name, reasons[mask] + ";" + name)
+    n_bad = int(bad.sum())
+    limit = settings.max_bad_row_fraction
+    # a delta is judged with the hour's validated rows: a few late rows, one of them bad, are not "10% bad"
+    of = n + (len(earlier) if earlier is not None else 0)
+    over = n_bad > limit * of
+    fraction = Check(
+        "expect_bad_row_fraction_to_be_at_most", None, CRITICAL, not over, n_bad,
+        f"expect_bad_row_fraction_to_be_at_most: {n_bad} of {of} rows ({(n_bad / of if of else 0):.2%}) failed "
+        f"row-level rules (limit {limit:.2%})" + (": too many to quarantine row by row, the hour is quarantined"
+                                                 if over else ""),
+    )
+    checks = gx_checks[:1] + types + gx_checks[1:] + text + extra + [fraction] + drift
+    if over:  # too many bad rows: the row rules that failed quarantine the hour
+        checks = [replace(c, severity=CRITICAL) if c.severity == ROWS and not c.success else c for c in checks]
+    return _Outcome(checks, stats, run, bad, reasons)
 
 
 def validate_frame(
@@ -646,15 +907,21 @@ def read_frame(path: Path) -> tuple[pa.Schema, pd.DataFrame]:
 
 
 def _history(lake: Path, start: datetime, settings: ValidationSettings) -> list[dict[str, Any]]:
+    """Statistics of the latest `drift_window_hours` validated hours within `drift_lookback_hours`, oldest first."""
     out = []
-    for part in lk.validated_partitions(lake, start, settings.drift_window_hours):
+    for k in range(1, settings.drift_lookback_hours + 1):
+        if len(out) >= settings.drift_window_hours:
+            break
+        part = lk.partition(lake, start - lk.HOUR * k)
+        if part.status != "validated":
+            continue
         try:
             record = lk.read_json(part.path / lk.VALIDATION_FILE)  # type: ignore[operator]
         except (OSError, ValueError):
             continue
         if record.get("statistics"):
             out.append(record["statistics"])
-    return out
+    return out[::-1]
 
 
 def _gx_summary(result: Any) -> dict[str, Any]:
@@ -671,63 +938,178 @@ def _gx_summary(result: Any) -> dict[str, Any]:
     return {"success": bool(result.success), "statistics": stats, "failed": failed, "suite": SUITE_NAME}
 
 
+def _stored_report(start: datetime, live: Path) -> ValidationReport:
+    """Nothing pending: the hour's last validation, as recorded (validating again changes nothing)."""
+    record = lk.read_json(live / lk.VALIDATION_FILE)
+    checks = tuple(Check(**c) for c in record.get("checks", []))
+    return ValidationReport(start, "validated", int(record.get("rows", 0)), checks, live, None,
+                            part=None, live_rows=record.get("live_rows"))
+
+
 def validate_hour(lake: Path, start: datetime, settings: ValidationSettings) -> ValidationReport:
-    """Validate the live partition of the hour at `start`: write `_validation.json` or quarantine it."""
+    """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
     start = lk.parse_hour(start)
-    end = start + lk.HOUR
-    part = lk.partition(lake, start)
+    live = lk.partition_dir(lake, start)
     hour = f"{start:%Y-%m-%dT%H:00Z}"
-    if part.status == "missing":
+    if not (live / lk.MANIFEST_FILE).is_file():
+        part = lk.partition(lake, start)
+        if part.status == "quarantined":
+            raise ValidationError(
+                f"hour {hour} has no live partition: it was quarantined to {part.path}; after a fix, re-admit it "
+                f"with `incremental readmit --start {start:%Y-%m-%dT%H:00} --reason TEXT`"
+            )
         raise ValidationError(f"hour {hour} has no partition in {lake / 'search_logs'}: extract it first")
-    if part.status == "quarantined":
-        raise ValidationError(
-            f"hour {hour} has no live partition: it was quarantined to {part.path}; re-extract it to validate again"
-        )
-    live = part.path
-    assert live is not None and part.manifest is not None
-    manifest = part.manifest
-    data_file = live / lk.DATA_FILE
+    good = set(lk.validated_files(live))
+    pending = [p for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE)) if p["file"] not in good]
+    if not pending:
+        return _stored_report(start, live)
+    report = None
+    for part in pending:
+        report = _validate_part(lake, start, settings, part)
+        if not (live / lk.MANIFEST_FILE).is_file():
+            break  # the whole hour went to quarantine
+    assert report is not None
+    return report
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _validate_part(lake: Path, start: datetime, settings: ValidationSettings, part: dict[str, Any]) -> ValidationReport:
+    end = start + lk.HOUR
+    live = lk.partition_dir(lake, start)
+    data_file = live / part["file"]
     sha = lk.sha256_file(data_file)
-    if sha != manifest.get("sha256"):
+    if sha != part.get("sha256"):
         raise lk.LakeError(f"{data_file} does not match the sha256 in its manifest: the file changed after extraction")
     schema, frame = read_frame(data_file)
+    manifest = lk.read_json(live / lk.MANIFEST_FILE)
+    good = set(lk.validated_files(live))
+    earlier_parts = [p for p in lk.parts_of(manifest) if p["file"] in good]
+    earlier = _concat([read_frame(live / p["file"])[1] for p in earlier_parts])
+    table_stats = not earlier_parts or len(frame) >= settings.min_rows
     history = _history(lake, start, settings)
-    with tempfile.TemporaryDirectory(prefix=".gx-docs-", dir=live) as tmp:
-        docs_tmp = Path(tmp) / "data_docs"
-        out = _validate(frame, start, end, settings, history, schema_checks_arrow(schema), docs_tmp)
+    staging = Path(tempfile.mkdtemp(prefix=f"{start:%Y%m%d%H}-", dir=lk.scratch_dir(lake)))
+    try:
+        docs_tmp = staging / "data_docs"
+        out = _validate(frame, start, end, settings, history, schema_checks_arrow(schema), docs_tmp,
+                        table_stats=table_stats, earlier=earlier)
         critical = [c for c in out.checks if not c.success and c.severity == CRITICAL]
-        record = {
+        n_bad = int(out.bad.sum())
+        if not critical and earlier_parts and len(frame) and n_bad == len(frame):
+            # nothing of this delta is good: it goes to quarantine as a part (the hour's identity stays)
+            whole = Check("expect_part_to_have_valid_rows", None, CRITICAL, False, n_bad,
+                          f"expect_part_to_have_valid_rows: all {n_bad} rows of {part['file']} failed row-level "
+                          f"rules: the part is quarantined whole, the hour keeps its validated parts")
+            out.checks.append(whole)
+            critical = [whole]
+        record: dict[str, Any] = {
             "status": "validated" if not critical else "quarantined",
             "interval_start": start.isoformat(),
             "interval_end": end.isoformat(),
-            "sha256": sha,
+            "part": part["file"],
+            "part_sha256": sha,
             "rows": len(frame),
+            "bad_rows": n_bad,
+            "max_bad_row_fraction": settings.max_bad_row_fraction,
             "statistics": out.stats,
             "warnings": [c.as_dict() for c in out.checks if not c.success and c.severity == WARNING],
+            "row_failures": [c.as_dict() for c in out.checks if not c.success and c.severity == ROWS],
             "failures": [c.as_dict() for c in critical],
             "checks": [c.as_dict() for c in out.checks],
             "gx": _gx_summary(out.gx.result) if out.gx else None,
             "validated_at": datetime.now(UTC).isoformat(),
         }
-        if not critical:
-            lk.atomic_write_json(live / lk.VALIDATION_FILE, record)
-            return ValidationReport(start, "validated", len(frame), tuple(out.checks), live, None)
-        # quarantine: full GX result and GX's own data docs written into the folder, then moved whole
-        stale = live / lk.VALIDATION_FILE
-        if stale.exists():  # a record for other bytes: keep it, under another name
-            stale.rename(live / f"_validation.superseded.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json")
-        gx_json = out.gx.result.to_json_dict() if out.gx else {}
-        lk.atomic_write_json(
-            live / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats}
-        )
-        docs_index = _build_docs(out.gx, docs_tmp)
-        if docs_index is not None:
-            docs_tmp.rename(live / "data_docs")
-    target = lk.quarantine(lake, start, record)
-    index = target / "data_docs" / "index.html"
-    return ValidationReport(
-        start, "quarantined", len(frame), tuple(out.checks), target, index if index.is_file() else None
-    )
+        if critical or n_bad:  # the full GX result and GX's data docs go with the data
+            gx_json = out.gx.result.to_json_dict() if out.gx else {}
+            lk.atomic_write_json(staging / "gx_result.json",
+                                 {"gx": gx_json, "checks": record["checks"], "statistics": out.stats})
+            if _build_docs(out.gx, docs_tmp) is None:
+                shutil.rmtree(docs_tmp, ignore_errors=True)
+        if critical:
+            if earlier_parts:  # the hour keeps its validated parts; this delta goes to quarantine whole
+                target = lk.quarantine_part(lake, start, part, record, staging)
+            else:
+                stale = live / lk.VALIDATION_FILE
+                if stale.exists():  # a record for other bytes: keep it, under another name
+                    stale.rename(live / f"_validation.superseded.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json")
+                target = lk.quarantine(lake, start, record, staging)
+            index = target / "data_docs" / "index.html"
+            return ValidationReport(start, "quarantined", len(frame), tuple(out.checks), target,
+                                    index if index.is_file() else None, part=part["file"],
+                                    hour_validated=bool(earlier_parts))
+        entry, rows_path, docs = part, None, None
+        clean = frame
+        if n_bad:
+            table = pq.read_table(data_file)
+            mask = pa.array(out.bad)
+            bad_rows = table.filter(mask).append_column(
+                lk.REASON_COLUMN, pa.array(out.reasons[out.bad].tolist(), pa.string()))
+            rules: dict[str, int] = {}
+            for reason in out.reasons[out.bad]:
+                for name in reason.split(";"):
+                    rules[name] = rules.get(name, 0) + 1
+            report = {"status": "rows_quarantined", "interval_start": start.isoformat(), "part": part["file"],
+                      "extracted_sha256": sha, "rows": n_bad, "of_rows": len(frame), "rules": rules,
+                      "max_bad_row_fraction": settings.max_bad_row_fraction,
+                      "row_failures": record["row_failures"], "at": record["validated_at"]}
+            entry = lk.quarantine_rows(lake, start, part, table.filter(pc.invert(mask)), bad_rows, report, staging)
+            rows_path = lake / entry["row_quarantine"]
+            index = rows_path / "data_docs" / "index.html"
+            docs = index if index.is_file() else None
+            clean = frame[~out.bad]
+        validated = [*earlier_parts, entry]
+        view = _concat([earlier, clean]) if earlier is not None else clean
+        typed = {c.column for c in out.checks if c.rule == "expect_column_values_to_be_of_type" and c.success}
+        record.update({
+            "parts": [p["file"] for p in validated],
+            "sha256": lk.identity(validated),
+            "live_rows": int(sum(int(p["rows"]) for p in validated)),
+            "part_statistics": out.stats,
+            "statistics": statistics_of(view, typed) if view is not None else out.stats,
+        })
+        lk.atomic_write_json(live / lk.VALIDATION_FILE, record)
+        return ValidationReport(start, "validated", len(frame), tuple(out.checks), live, docs,
+                                quarantined_rows=n_bad, rows_path=rows_path, part=part["file"],
+                                live_rows=record["live_rows"])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def readmit_hour(lake: Path, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
+    """Put an hour's quarantined rows (row sets and quarantined hours/parts) back, and validate them again.
+
+    For after a fix: a reviewed change of the rules (incremental.yaml), or a source repaired. The
+    rows become a new part of the hour (kind "readmitted"); the manifest's events record when, why
+    and from where; the quarantine folders are marked re-admitted (`readmitted.json`), never
+    deleted. Rows that still fail are quarantined again, like any part's.
+    """
+    start = lk.parse_hour(start)
+    hour = f"{start:%Y-%m-%dT%H:00Z}"
+    if not reason or len(reason.strip()) < 10:
+        raise ValidationError("readmit needs --reason: what was fixed (at least 10 characters; it is recorded)")
+    live = lk.partition_dir(lake, start)
+    if (live / lk.MANIFEST_FILE).is_file():
+        good = set(lk.validated_files(live))
+        if any(p["file"] not in good for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE))):
+            validate_hour(lake, start, settings)  # a pending part first: readmission must not replace it
+    sets, attempts = lk.row_sets(lake, start), lk.quarantine_attempts(lake, start)
+    if not sets and not attempts:
+        raise ValidationError(f"hour {hour} has nothing in quarantine to re-admit")
+    tables = [pq.read_table(s / "rows.parquet").drop_columns([lk.REASON_COLUMN]) for s in sets]
+    for attempt in attempts:
+        tables += [pq.read_table(attempt / p["file"]) for p in lk.parts_of(lk.read_json(attempt / lk.MANIFEST_FILE))]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    sources = [str(p.relative_to(lake)) for p in [*sets, *attempts]]
+    manifest = lk.add_part(lake, start, table, kind="readmitted",
+                           event={"event": "readmit", "reason": reason.strip(), "sources": sources})
+    into = manifest["parts"][-1]["file"]
+    for folder in [*sets, *attempts]:
+        lk.mark_readmitted(folder, {"reason": reason.strip(), "into": f"{lk.hour_key(start)}/{into}",
+                                    "at": lk.now_iso(), "rows": None})
+    return validate_hour(lake, start, settings)
 
 
 def _build_docs(run: _GxRun | None, docs_dir: Path) -> Path | None:

@@ -6,7 +6,11 @@ Only real plugin features (no operators or hooks here):
   value by the API server: *MLflow run* (train, evaluate, register, full_retrain), *Model version*
   (register, full_retrain, publish_champion) and *GX data docs* (validate, for a quarantined hour).
 * **Data docs app**: the GX data docs live in the lake; `/search-ranker/data-docs/<path>` serves
-  them (only files under a `data_docs/` folder of `$INCREMENTAL_LAKE`, to logged-in users).
+  them (only files under a `data_docs/` folder of `$INCREMENTAL_LAKE`, to logged-in users). They are
+  served from the API server's origin, so every response carries `DATA_DOCS_HEADERS`: a
+  Content-Security-Policy `sandbox` (an opaque origin: no script runs, nothing can reach the
+  Airflow session or API) with no script sources, and `nosniff`. The docs themselves carry no data
+  values (see `incremental.validate`): this is the second line of defence.
 * **External views**: *Model review (MLflow)* in the navigation and on each DAG page.
 * **Listener**: when an hourly run ends, its note says what happened to the hour (quarantined and
   why, or the gate's decision). A task cannot write its own run's note in Airflow 3 (the Task
@@ -36,6 +40,17 @@ DAG_PREFIX = "search_ranker_"
 HOURLY_DAG = "search_ranker_hourly"
 DATA_DOCS_ROUTE = "/search-ranker"
 NOTE_LIMIT = 1000  # characters
+# Served with every data docs file: GX's HTML may hold text that came from the data.
+DATA_DOCS_HEADERS = {
+    "Content-Security-Policy": (
+        "sandbox; default-src 'none'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'self'; style-src 'self' 'unsafe-inline' https:; img-src 'self' data: https:; "
+        "font-src 'self' data: https:"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def mlflow_ui_url() -> str:
@@ -165,7 +180,7 @@ def _data_docs_app():
         if (not target.is_relative_to(root.resolve()) or "data_docs" not in target.relative_to(root.resolve()).parts
                 or not target.is_file()):
             raise HTTPException(404, "no such data docs file")
-        return FileResponse(target)
+        return FileResponse(target, headers=DATA_DOCS_HEADERS)
 
     return app
 

@@ -24,7 +24,7 @@ step "warehouse: 12 simulated hours (drift from 09:00) and bad rows at 10:00"
 incremental warehouse init
 incremental simulate --start ${DAY}T00:00 --end ${DAY}T12:00 --rate 2000 --seed 7 \
     --scenario drift --drift-at ${DAY}T09:00 | grep -E '"rows"|"drift_at"'
-incremental simulate --start ${DAY}T10:00 --end ${DAY}T11:00 --rate 40 --seed 99 --fault null_query | grep '"rows"'
+incremental simulate --start ${DAY}T10:00 --end ${DAY}T11:00 --rate 40 --seed 99 --fault null_query --fault duplicate_event_id | grep '"rows"'
 
 step "history for the first champion: extract and validate 00:00-06:00"
 incremental extract --start ${DAY}T00:00 --end ${DAY}T06:00

@@ -152,7 +152,8 @@ def _bad(fault: str, frame: pd.DataFrame, hour: datetime) -> pd.Series:
     raise AssertionError(fault)
 
 
-@pytest.mark.parametrize("fault", [f for f in sim.FAULTS if f not in ("empty_hour", "sql_metacharacters")])
+# the first ten faults damage a block of rows each (the later ones are tested end to end in tests/reliability)
+@pytest.mark.parametrize("fault", [f for f in sim.FAULTS[:10] if f not in ("empty_hour", "sql_metacharacters")])
 def test_fault_lands_in_the_asked_hour_only(settings: Settings, fault: str) -> None:
     warehouse = _wh(settings)
     sim.simulate(warehouse, T0, T0 + 2 * H, rate=300, seed=8)
@@ -182,7 +183,7 @@ def test_fault_lands_in_the_asked_hour_only(settings: Settings, fault: str) -> N
 
 
 def test_faults_are_combinable_and_disjoint() -> None:
-    _, rows, summary = sim.generate(T0, T0 + 2 * H, rate=400, seed=9, faults=sim.FAULTS[:-1])
+    _, rows, summary = sim.generate(T0, T0 + 2 * H, rate=400, seed=9, faults=sim.FAULTS[:9])
     ids = [i for kind in summary["faults"].values() for hour in kind.values() for i in hour]
     assert len(ids) == len(set(ids))
     _, alone, alone_summary = sim.generate(T0, T0 + 2 * H, rate=400, seed=9, faults=["null_query"])
