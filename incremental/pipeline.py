@@ -62,6 +62,7 @@ def extract_step(settings: Settings, start: datetime) -> dict[str, Any]:
     start = lake.parse_hour(start)
     manifest = extract_hour(Warehouse(settings.warehouse_url), settings.lake, start)
     return {"hour": _iso(start), "rows": manifest["rows"], "sha256": manifest["sha256"],
+            "delta_rows": manifest.get("delta_rows"),
             "lake_key": lake_key(settings, lake.partition_dir(settings.lake, start))}
 
 
@@ -72,7 +73,10 @@ def validate_step(settings: Settings, start: datetime) -> dict[str, Any]:
     report = validate_hour(settings.lake, start, settings.validation)
     return {"hour": _iso(start), "status": report.status, "rows": report.rows, "summary": report.summary(),
             "warnings": [c.message for c in report.warnings], "lake_key": lake_key(settings, report.path),
-            "data_docs": lake_key(settings, report.data_docs) if report.data_docs else None}
+            "data_docs": lake_key(settings, report.data_docs) if report.data_docs else None,
+            "part": report.part, "quarantined_rows": report.quarantined_rows,
+            "quarantined_rows_key": lake_key(settings, report.rows_path) if report.rows_path else None,
+            "hour_validated": report.hour_validated}
 
 
 def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:

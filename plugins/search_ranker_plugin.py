@@ -196,6 +196,9 @@ def run_note(validation: Any, decision: Any, catch_up: Any = None) -> str | None
         reasons = "; ".join(decision.get("reasons") or [])
         lines = [f"Hour {decision.get('hour')}: {decision['decision']} (mode {decision.get('mode', 'normal')}, "
                  f"version {decision.get('version')}, champion {decision.get('champion')}). {reasons}"]
+        if isinstance(validation, dict) and validation.get("quarantined_rows"):
+            lines.append(f"{validation['quarantined_rows']} bad rows quarantined (not trained on): lake key "
+                         f"{validation.get('quarantined_rows_key')}")
         if decision.get("changed_slices"):
             lines.append(f"Slices judged changed (not protected): {', '.join(decision['changed_slices'])}")
         lines += [f"Drift: {line}" for line in decision.get("drift_evidence") or []]
