@@ -561,7 +561,7 @@ def progress_line(rec: dict[str, Any], elapsed: float, done: int, total: int) ->
 
 def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole benchmark: data, bootstrap, homes, then test-then-train hour by hour; writes the results."""
-    began = time.perf_counter()
+    began, stamped = time.perf_counter(), stamp(plan)  # the code that runs: stamped before the run
     arms = all_arms(plan)
     work = Path(plan.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -589,7 +589,7 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
             log(progress_line(records[-1], time.perf_counter() - loop_began, len(records),
                               len(hours) * len(state)))
     drift = (start + plan.drift_hour * HOUR).isoformat() if plan.drift_hour is not None else None
-    result = {"stamp": stamp(plan), "plan": asdict(plan), "configs": configs, "data": data_summary,
+    result = {"stamp": stamped, "plan": asdict(plan), "configs": configs, "data": data_summary,
               "bootstrap": {**boot, "seconds": boot_seconds}, "anchor": {"sha256": anchor_info.sha256,
               "rows": anchor_info.rows}, "hour_status": statuses, "records": records,
               "summary": summarize(records, plan.arms, [h.isoformat() for h in hours], drift),
@@ -700,8 +700,11 @@ def charts(result: dict[str, Any], folder: Path, name: str) -> dict[str, str]:
     summary, plan = result["summary"], result["plan"]
     hours = summary["hours"]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for arm in plan["arms"]:
-        ax.plot(range(len(hours)), _series(result["records"], arm, "ndcg@10", hours), marker="o", label=arm)
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--")]
+    for i, arm in enumerate(plan["arms"]):  # markers and dashes: arms that serve the same model overlap
+        marker, line = styles[i % len(styles)]
+        ax.plot(range(len(hours)), _series(result["records"], arm, "ndcg@10", hours), marker=marker,
+                linestyle=line, markersize=8 - i, label=arm)
     if summary["drift_hour"] in hours:
         ax.axvline(hours.index(summary["drift_hour"]), color="red", linestyle="--", label="drift")
     ax.set_xticks(range(len(hours)), [h[11:16] if len(hours) <= 24 else h[5:13] for h in hours], rotation=45)
