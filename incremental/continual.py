@@ -100,7 +100,8 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(hours=6, bootstrap_hours=2, drift_hour=3, rate=300, retrain_every=1, anchor_size=300,
                     training={"max_steps": 15, "bootstrap_steps": 40},
                     description="6 hours (2 bootstrap, 4 scored, drift at hour 3), 300 impressions/h, "
-                                "15 steps/update, 40 steps/retrain: a few minutes on 2 cores (the test suite runs it)"),
+                                "15 steps/update, 40 steps/retrain: plumbing-sized (too little data for minilm-l2 to "
+                                "learn the signal: its figures are no evidence of quality); the test suite runs it"),
     "full": Preset(hours=48, bootstrap_hours=6, drift_hour=24, rate=2000, retrain_every=1, anchor_size=2000,
                    training={}, description="48 hours (6 bootstrap, drift at hour 24), 2,000 impressions/h, "
                                             "the config's step counts; hours of CPU, use --retrain-every"),
