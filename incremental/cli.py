@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from incremental import lake
+from incremental import continual, lake
 from incremental.config import Settings, SettingsError, load_settings
 from incremental.warehouse import Warehouse
 
@@ -165,6 +165,12 @@ def cmd_benchmark_show(settings: Settings, args: argparse.Namespace) -> None:
     print(anchor.show(settings.lake))
 
 
+def cmd_benchmark_continual(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental import continual
+
+    continual.main(args, settings.config_file)
+
+
 def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.pipeline import run_hour
 
@@ -308,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(handler=cmd_benchmark_freeze)
     b = bsub.add_parser("show", help="what the anchor set holds")
     b.set_defaults(handler=cmd_benchmark_show)
+    b = bsub.add_parser("continual", help="prequential benchmark: gated hourly updates vs naive vs full retrain vs frozen",
+                        description="Test-then-train over a window of hours: each hour is scored by the model every arm "
+                                    "served before it, then the arm learns from it (incremental.continual).")
+    continual.add_arguments(b)
+    b.set_defaults(handler=cmd_benchmark_continual)
 
     p = command("promote", cmd_promote, "a person promotes a version to champion (overrides the gate; recorded)")
     p.add_argument("--version", required=True)

@@ -1,0 +1,169 @@
+"""The prequential benchmark's summary maths, on hand-built inputs (no model, no MLflow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from incremental import continual, metrics
+from incremental.cli import build_parser, main
+from incremental.config import SettingsError
+
+HOURS = [f"2026-01-01T{h:02d}:00:00+00:00" for h in range(2, 7)]
+
+
+def _frame() -> pd.DataFrame:
+    # two sessions of four results, one click each (graded: session b has a double click)
+    return pd.DataFrame({
+        "session_id": ["a"] * 4 + ["b"] * 4,
+        "query": ["drill"] * 4 + ["paint"] * 4,
+        "category": ["tools"] * 4 + ["paint"] * 4,
+        "clicked": [0, 1, 0, 0, 2, 0, 1, 0],
+    })
+
+
+def test_a_perfect_ranking_has_ndcg_1_and_a_reversed_one_less() -> None:
+    frame = _frame()
+    perfect = frame["clicked"].to_numpy() / 2.0  # clicked rows first, more clicks higher
+    scored = continual._trim(metrics.evaluate(frame, perfect))
+    assert scored["ndcg@10"] == pytest.approx(1.0)
+    assert scored["per_category"]["tools"]["ndcg@10"] == pytest.approx(1.0)
+    assert scored["auc"] == pytest.approx(1.0)
+    reversed_ = continual._trim(metrics.evaluate(frame, 1.0 - perfect))
+    assert reversed_["ndcg@10"] < 1.0 and reversed_["auc"] == pytest.approx(0.0)
+
+
+def test_recovery_is_hours_from_the_drift_until_within_tolerance_of_the_reference() -> None:
+    ref = [0.80, 0.75, 0.73, 0.71, 0.72]
+    arm = [0.80, 0.60, 0.65, 0.705, 0.71]
+    assert continual.recovery_hours(arm, ref, drift_index=1) == 2  # 0.705 >= 0.71 - 0.01 at index 3
+    assert continual.recovery_hours(ref, ref, drift_index=1) == 0  # never fell behind
+    assert continual.recovery_hours([0.5] * 5, ref, drift_index=1) is None  # not within the window
+    assert continual.recovery_hours([None, None, 0.74, 0.7, 0.7], ref, drift_index=1) == 1  # unknown hours skipped
+    assert continual.recovery_hours(arm, ref, drift_index=1, tolerance=0.0) is None
+
+
+def test_largest_loss_mean_and_ratio() -> None:
+    assert continual.largest_loss([0.7, 0.5, None], [0.7, 0.65, 0.9]) == pytest.approx(0.15)
+    assert continual.largest_loss([0.8, 0.9], [0.7, 0.7]) == pytest.approx(-0.1)  # never behind
+    assert continual.largest_loss([None], [0.7]) is None
+    assert continual.mean([1.0, None, math.nan, 0.5]) == pytest.approx(0.75)
+    assert continual.mean([]) is None
+    assert continual.ratio(10.0, 40.0) == pytest.approx(0.25)
+    assert continual.ratio(10.0, 0.0) is None and continual.ratio(None, 4.0) is None
+
+
+def _record(arm: str, hour: str, ndcg: float | None, auc: float | None = 0.7, **extra: object) -> dict:
+    pre = None if ndcg is None else {"ndcg@10": ndcg, "auc": auc}
+    return {"arm": arm, "hour": hour, "prequential": pre, "version": None, "promoted": False,
+            "learn_seconds": 0.0, "examples": 0, "peak_rss_mb": None, "pages": 0, **extra}
+
+
+def _records() -> list[dict]:
+    ref = [0.80, 0.80, 0.70, 0.72, 0.74]
+    gated = [0.80, 0.80, 0.50, 0.60, 0.735]
+    frozen = [0.80, 0.79, 0.40, 0.40, 0.40]
+    out = []
+    for i, hour in enumerate(HOURS):
+        out.append(_record("frozen", hour, frozen[i]))
+        out.append(_record("gated", hour, gated[i], version=str(i + 2), learn_seconds=10.0, examples=480,
+                           promoted=i != 2, pages=1 if i >= 3 else 0, peak_rss_mb=900.0 + i))
+        out.append(_record("full_retrain", hour, ref[i], version=str(i + 2), learn_seconds=40.0 + i,
+                           examples=1280 * (i + 3), promoted=True, peak_rss_mb=1000.0))
+    return out
+
+
+def test_summary_means_after_bootstrap_and_after_drift_recovery_cost_and_pages() -> None:
+    summary = continual.summarize(_records(), ("frozen", "gated", "full_retrain"), HOURS, drift_hour=HOURS[2])
+    gated, frozen, ref = (summary["arms"][a] for a in ("gated", "frozen", "full_retrain"))
+    assert gated["ndcg@10"] == pytest.approx(np.mean([0.80, 0.80, 0.50, 0.60, 0.735]))
+    assert gated["ndcg@10_after_drift"] == pytest.approx(np.mean([0.50, 0.60, 0.735]))
+    assert gated["auc_after_drift"] == pytest.approx(0.7)
+    assert gated["recovery_hours"] == 2 and frozen["recovery_hours"] is None and ref["recovery_hours"] == 0
+    assert gated["largest_ndcg@10_loss_vs_ref"] == pytest.approx(0.20)
+    assert frozen["largest_ndcg@10_loss_vs_ref"] == pytest.approx(0.34)
+    assert gated["promotions"] == 4 and gated["updates"] == 5 and frozen["updates"] == 0
+    assert gated["human_interventions"] == 1 and gated["peak_rss_mb"] == pytest.approx(904.0)
+    assert frozen["peak_rss_mb"] is None and frozen["learn_seconds"] == 0
+    # the last gated update (10 s, 480 examples) against the last full retrain (44 s, 1280 * 7 examples)
+    cost = summary["cost_ratio_gated_vs_full_retrain"]
+    assert cost["seconds"] == pytest.approx(10.0 / 44.0)
+    assert cost["examples"] == pytest.approx(480 / (1280 * 7))
+    assert cost["gated_hour"] == cost["full_retrain_hour"] == HOURS[-1]
+
+
+def test_summary_without_drift_or_reference() -> None:
+    records = [r for r in _records() if r["arm"] != "full_retrain"]
+    summary = continual.summarize(records, ("frozen", "gated"), HOURS, drift_hour=None)
+    assert summary["reference"] is None and summary["cost_ratio_gated_vs_full_retrain"] is None
+    assert summary["arms"]["gated"]["ndcg@10_after_drift"] is None
+    assert "recovery_hours" not in summary["arms"]["gated"]
+    assert "| gated |" in continual.summary_table(summary)
+
+
+def test_human_interventions_are_page_lines_of_alerts_jsonl(tmp_path: Path) -> None:
+    assert continual.count_pages(tmp_path) == 0  # no file yet: none
+    lines = [{"level": "page", "what": "adapt mode"}, {"level": "info"}, {"level": "page"}]
+    (tmp_path / "alerts.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    assert continual.count_pages(tmp_path) == 2
+
+
+def test_lineage_tags_parse_to_hours() -> None:
+    hours = continual._tag_hours("2026-01-01T00:00:00+00:00:abcdef123456,2026-01-01T01:00:00+00:00:0123456789ab", 1)
+    assert hours == [datetime(2026, 1, 1, 0, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC)]
+    replay = continual._tag_hours("2026-01-01T03:00:00+00:00:abcdef123456:40", 2)
+    assert replay == [datetime(2026, 1, 1, 3, tzinfo=UTC)]
+    assert continual._tag_hours("", 1) == []
+
+
+def test_arm_configs_merge_over_the_reviewed_file_and_are_checked(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("training:\n  learning_rate: 1.0e-5\n  replay_fraction: 0.5\ngate:\n  max_anchor_auc_drop: 0.02\n")
+    naive = continual.ARMS["naive"].config
+    raw = continual.write_arm_config(base, tmp_path / "naive.yaml", {"training": {"max_steps": 15}}, naive)
+    assert raw["training"] == {"learning_rate": 1e-5, "replay_fraction": 0.0, "l2sp_strength": 0.0, "max_steps": 15}
+    assert raw["gate"] == {"max_anchor_auc_drop": 0.02}
+    with pytest.raises(SettingsError, match="replay_fractoin"):
+        continual.write_arm_config(base, tmp_path / "bad.yaml", {"training": {"replay_fractoin": 0}})
+
+
+def _args(*argv: str):
+    return build_parser().parse_args(["benchmark", "continual", *argv])
+
+
+def test_plan_from_the_presets_and_options(tmp_path: Path) -> None:
+    plan = continual.plan_from_args(_args("--work", str(tmp_path)))
+    small = continual.PRESETS["small"]
+    assert (plan.preset, plan.scenario, plan.base_model) == ("small", "drift", "minilm-l2")
+    assert plan.arms == ("frozen", "naive", "gated", "full_retrain")
+    assert (plan.hours, plan.drift_hour, plan.training) == (small.hours, small.drift_hour, small.training)
+    full = continual.plan_from_args(_args("--preset", "full", "--retrain-every", "6", "--max-steps", "50",
+                                          "--work", str(tmp_path)))
+    assert (full.hours, full.drift_hour, full.rate, full.retrain_every) == (48, 24, 2000, 6)
+    assert full.training == {"max_steps": 50}
+    steady = continual.plan_from_args(_args("--scenario", "steady", "--arms", "frozen,gated", "--work", str(tmp_path)))
+    assert steady.drift_hour is None and steady.arms == ("frozen", "gated")
+    side = tmp_path / "strict.yaml"
+    side.write_text("gate:\n  max_anchor_auc_drop: 0.005\n")
+    two = continual.plan_from_args(_args("--arm-config", f"strict={side}", "--work", str(tmp_path)))
+    assert two.arms[-1] == "strict" and continual.all_arms(two)["strict"].config == {"gate": {"max_anchor_auc_drop": 0.005}}
+    for bad in (["--arms", "frozen,nope"], ["--scenario", "judgments"], ["--drift-hour", "1"],
+                ["--bootstrap-hours", "6"], ["--arm-config", "gated=x.yaml"]):
+        with pytest.raises(ValueError):
+            continual.plan_from_args(_args(*bad, "--work", str(tmp_path)))
+
+
+def test_help_documents_arms_scenarios_and_presets(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["benchmark", "continual", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for word in (*continual.ARMS, "steady", "drift", "judgments", "--judgments", "--query-col", "small", "full",
+                 "--retrain-every", "--arm-config", "--out"):
+        assert word in text, word
