@@ -443,8 +443,10 @@ def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -
         result = pipeline.run_hour(settings, hour, force_promote_reason=arm.force_reason)
         if result["status"] == "quarantined":
             return {"version": None, "decision": "quarantined", "overridden": False}
+        caught = result.get("catch_up") or {}  # a drift episode's catch-up retrain counts in the cost
         return {"version": result.get("version"), "decision": result.get("decision"),
-                "overridden": bool(result.get("override"))}
+                "overridden": bool(result.get("override")), "mode": result.get("mode"),
+                "catch_up_version": caught.get("version"), "catch_up_decision": caught.get("decision")}
     pipeline.extract_step(settings, hour)
     status = pipeline.validate_step(settings, hour)["status"]
     if not due:
@@ -467,7 +469,9 @@ def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: dat
         rec.update(score_served(scorer, served, frame, anchor_frame))
     learned, seconds, rss = measured(lambda: learn(arm, settings, plan, hour, due))
     rec.update(learned)
-    rec.update(_run_cost(settings, learned["version"]))
+    costs = [_run_cost(settings, v) for v in (learned["version"], learned.get("catch_up_version")) if v]
+    rec.update({"examples": sum(c["examples"] for c in costs),
+                "train_seconds": sum(c["train_seconds"] for c in costs)})
     rec["learn_seconds"] = seconds if arm.learns != "none" else 0.0
     rec["peak_rss_mb"] = rss if arm.learns != "none" else None
     rec["champion_after"] = tracking.champion_version(tracking.configure(settings), settings.model_name)
