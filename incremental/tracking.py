@@ -91,12 +91,23 @@ def check_uri(uri: str, timeout: float = 5.0) -> None:
         except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             raise TrackingError(f"MLflow database {shown}: {str(exc).splitlines()[0]}") from None
     elif scheme == "sqlite":
-        folder = Path(uri.split(":///", 1)[-1]).parent
-        if not folder.is_dir():
+        db = Path(uri.split(":///", 1)[-1])
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"MLflow store {shown}: cannot create {db.parent}: {exc.strerror}") from None
+        # MLflow creates and migrates a new SQLite store on first use, and two processes doing so
+        # at once collide ("duplicate column name"): the first use in each process is serialised.
+        import fcntl
+
+        with open(db.with_name(db.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise TrackingError(f"MLflow store {shown}: cannot create {folder}: {exc.strerror}") from None
+                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     _REACHED.add(uri)
 
 
