@@ -3,7 +3,8 @@ training and registration, MLflow unreachable, a failed bootstrap; each followed
 must end consistent (one version per hour and parent, nothing half-registered, no MLflow run
 left RUNNING, no lock left stuck).
 
-One DuckDB home (`world`) is prepared once per module: ten simulated hours, the first four
+One DuckDB home (`world`) is prepared once per module: ten simulated hours (600 impressions
+each, so that a holdout of ~120 rows always has clicks and an AUC), the first four
 extracted and validated, a first champion bootstrapped on them (tiny model, `fast.yaml`). Every
 case then works on hours of its own.
 """
@@ -48,7 +49,7 @@ def tag(k: int) -> str:  # how interval_start is tagged on a version
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("faults") / "var"
     env = cli_env(home)
-    assert_ok(cli(env, "simulate", "--start", hour(0), "--end", hour(10), "--rate", "240", "--seed", "5"))
+    assert_ok(cli(env, "simulate", "--start", hour(0), "--end", hour(10), "--rate", "600", "--seed", "5"))
     assert_ok(cli(env, "extract", "--start", hour(0), "--end", hour(4)))
     assert_ok(cli(env, "validate", "--start", hour(0), "--end", hour(4)))
     return home
@@ -141,32 +142,49 @@ def test_mlflow_unreachable_then_retried(world: Path) -> None:
 
 
 def test_two_hours_at_once_on_duckdb(world: Path) -> None:
-    """Two run-hour processes on the same DuckDB file, MLflow store and lake; then the hour that
-    lost the compare-and-set (if they overlapped) is retrained from the new champion."""
+    """Two run-hour processes on the same DuckDB file, MLflow store and lake, made to overlap: the
+    registry lock is held here until both have trained (from the same champion) and wait to
+    register. The first to register becomes champion, the other is rejected as stale; run
+    again, the stale hour is retrained from the new champion (before the fix: the stale version
+    was handed back forever)."""
     env = cli_env(world)
-    children = [subprocess.Popen(cli_command("run-hour", "--start", hour(k)), env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for k in (8, 9)]
+    lock_path = world / "registry.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        children = [subprocess.Popen(cli_command("run-hour", "--start", hour(k)), env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for k in (8, 9)]
+        deadline = time.monotonic() + 600
+        while not all(_holds(c.pid, lock_path) for c in children):
+            assert all(c.poll() is None for c in children), [c.communicate() for c in children]
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        fcntl.flock(lock, fcntl.LOCK_UN)
     outputs = [c.communicate(timeout=900) for c in children]
     for child, (out, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, f"{out[-2000:]}\n{err[-5000:]}"
         assert "Could not set lock" not in err
     state = assert_consistent(world, [tag(8), tag(9)])
-    stale = [v for v in state["versions"] if "stale:" in v["tags"].get("reasons", "")
-             and v["tags"]["interval_start"][:19] in (tag(8), tag(9))]
-    for version in stale:  # rejected only because the other hour moved the champion meanwhile
-        k = 8 if version["tags"]["interval_start"].startswith(tag(8)) else 9
-        rerun = assert_ok(cli(env, "run-hour", "--start", hour(k)))
-        assert "already processed" not in rerun.stdout  # before the fix: the stale version forever
-        after = assert_consistent(world, [tag(k)])
-        newest = max((v for v in after["versions"] if v["tags"]["interval_start"].startswith(tag(k))),
-                     key=lambda v: int(v["version"]))
-        assert newest["tags"]["parent_version"] == state["champion"] and after["champion"] == newest["version"]
+    mine = [v for v in state["versions"] if v["tags"]["interval_start"][:19] in (tag(8), tag(9))]
+    assert len({v["tags"]["parent_version"] for v in mine}) == 1  # both trained from the same champion
+    (stale,) = [v for v in mine if "stale:" in v["tags"]["reasons"]]
+    (winner,) = [v for v in mine if v is not stale]
+    assert state["champion"] == winner["version"]
+
+    k = 8 if stale["tags"]["interval_start"].startswith(tag(8)) else 9
+    rerun = assert_ok(cli(env, "run-hour", "--start", hour(k)))
+    assert "already processed" not in rerun.stdout, rerun.stdout
+    after = assert_consistent(world, [tag(k)])
+    newest = max((v for v in after["versions"] if v["tags"]["interval_start"].startswith(tag(k))),
+                 key=lambda v: int(v["version"]))
+    assert newest["tags"]["parent_version"] == winner["version"] and after["champion"] == newest["version"]
+    # and the winner's hour, run again, is not trained a second time
+    assert "already processed" in assert_ok(cli(env, "run-hour", "--start", hour(17 - k))).stdout
 
 
 def test_two_hours_at_once_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     home = tmp_path / "var"
     env = cli_env(home, INCREMENTAL_WAREHOUSE_URL=postgres_url)
-    assert_ok(cli(env, "simulate", "--start", hour(0), "--end", hour(5), "--rate", "240", "--seed", "6"))
+    assert_ok(cli(env, "simulate", "--start", hour(0), "--end", hour(5), "--rate", "600", "--seed", "6"))
     assert_ok(cli(env, "extract", "--start", hour(0), "--end", hour(3)))
     assert_ok(cli(env, "validate", "--start", hour(0), "--end", hour(3)))
     assert_ok(cli(env, "benchmark", "freeze", "--start", hour(0), "--end", hour(3), "--size", "200"))
