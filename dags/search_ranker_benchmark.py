@@ -15,7 +15,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
-from search_ranker_common import START_DATE, TAGS, banner, default_args, parse_window, task_settings, window_params
+from search_ranker_common import (
+    REGISTRY_POOL,
+    START_DATE,
+    TAGS,
+    banner,
+    default_args,
+    parse_window,
+    task_settings,
+    window_params,
+)
 
 
 @dag(
@@ -35,7 +44,7 @@ from search_ranker_common import START_DATE, TAGS, banner, default_args, parse_w
     doc_md=__doc__,
 )
 def search_ranker_benchmark():
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(execution_timeout=timedelta(minutes=30), pool=REGISTRY_POOL)
     def freeze_anchor() -> dict:
         """Sample, hash and freeze the anchor set from the validated hours in the window."""
         from incremental import pipeline

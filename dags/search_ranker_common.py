@@ -27,6 +27,9 @@ TAGS = ["search-ranker", "ml", "incremental"]
 WAREHOUSE_CONN_ID = "search_warehouse"  # optional Airflow connection; replaces INCREMENTAL_WAREHOUSE_URL
 GPU_QUEUE = "gpu"  # the Celery queue the GPU worker listens on
 GPU_POOL = "gpu"  # one slot per GPU: created by scripts/airflow_env.sh (`airflow pools set gpu 1 ...`)
+# One slot: the tasks that read or write the registry and the anchor set (hourly evaluate and
+# register, benchmark freeze) never overlap across DAGs; created like the gpu pool.
+REGISTRY_POOL = "search_ranker_registry"
 ALERT_WEBHOOK_ENV = "INCREMENTAL_ALERT_WEBHOOK"
 HOUR = timedelta(hours=1)
 

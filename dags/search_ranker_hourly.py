@@ -115,14 +115,14 @@ def search_ranker_hourly():
                                    overrides=training_overrides(context["params"]),
                                    airflow_run_id=context["run_id"])
 
-    @task(execution_timeout=timedelta(minutes=20))
+    @task(execution_timeout=timedelta(minutes=20), pool="search_ranker_registry")
     def evaluate(trained: dict) -> dict:
         """Score candidate and champion on the anchor set (forgetting) and the fresh holdout."""
         from incremental import pipeline
 
         return pipeline.evaluate_step(task_settings(), run_hour(get_current_context()), trained)
 
-    @task(execution_timeout=timedelta(minutes=10))
+    @task(execution_timeout=timedelta(minutes=10), pool="search_ranker_registry")
     def register(trained: dict, evaluation: dict) -> dict:
         """Apply the gate: register the version, tag the decision and reasons, move `@champion` if approved."""
         from incremental import pipeline

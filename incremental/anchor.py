@@ -2,7 +2,7 @@
 
 The anchor is a content-hashed, stratified sample of earlier *validated* hours. It stays fixed
 so that every model is measured on the same rows; refreshing it is a deliberate act
-(``refresh=True`` with a reason) and leaves the previous anchor and its record behind.
+(`incremental benchmark freeze --refresh --reason ...`) and leaves the previous anchor and its record behind.
 
 Layout (under the lake root)::
 
@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from incremental import lake as lk
+from incremental.errors import IncrementalError
 
 ANCHOR_DIR = "anchor"
 ANCHOR_FILE = "anchor.parquet"
@@ -58,7 +59,7 @@ ANCHOR_SCHEMA = lk.SEARCH_LOG_SCHEMA.append(pa.field(SOURCE_HOUR, pa.timestamp("
 NULL_CATEGORY = "<null>"
 
 
-class AnchorError(RuntimeError):
+class AnchorError(IncrementalError, RuntimeError):
     """The anchor is missing, altered, or cannot be built from the window asked for."""
 
 
@@ -245,7 +246,8 @@ def freeze(
     if previous is not None and not refresh:
         raise AnchorExistsError(
             f"an anchor is already frozen ({previous.sha12}, {previous.rows} rows, {previous.created_at}):"
-            " refreshing it changes every model's forgetting baseline, pass refresh=True (with a reason) to do so"
+            " refreshing it changes every model's forgetting baseline; to do so deliberately run"
+            " `incremental benchmark freeze --refresh --reason TEXT` (or the benchmark DAG with refresh on)"
         )
     table, parts, skipped = _read_window(lake, start, end)
     if holdout_fraction is not None:

@@ -9,6 +9,7 @@ quarantined, 2 bad input or configuration (the message names what is wrong).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -17,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from incremental import continual, lake
-from incremental.config import Settings, SettingsError, load_settings
+from incremental.config import Settings, load_settings
+from incremental.errors import IncrementalError, redact_url
 from incremental.warehouse import Warehouse
 
 EXIT_QUARANTINED = 1
@@ -30,9 +32,12 @@ class Quarantined(Exception):
 
 def _hour(text: str) -> datetime:
     try:
-        return lake.parse_hour(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        hour = lake.parse_hour(text)
+        hour + lake.HOUR  # an interval must be able to end: 9999-12-31T23:00 cannot  # noqa: B018
+    except (ValueError, OverflowError) as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else "the hour after it is out of range (beyond year 9999)"
+        raise argparse.ArgumentTypeError(f"{text!r}: {reason}") from None
+    return hour
 
 
 def _hours(args: argparse.Namespace) -> list[datetime]:
@@ -349,17 +354,41 @@ def _domain_errors() -> tuple[type[Exception], ...]:
     return AnchorError, JudgmentsError, PipelineError, RegistryError, SimulationError, TrainingError, ValidationError
 
 
+def _one_line(exc: BaseException, settings: Settings | None) -> str:
+    """What the CLI prints for an error that means bad input, configuration or environment."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        where = redact_url(settings.mlflow_uri) if settings is not None else "INCREMENTAL_MLFLOW_URI"
+        text = str(exc.message if hasattr(exc, "message") else exc).strip().splitlines()
+        return f"MLflow at {where}: {text[0] if text else type(exc).__name__}"
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename is not None:
+        action = "cannot write" if isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.ENOSPC) else "cannot use"
+        return f"{action} {exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from mlflow.exceptions import MlflowException
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = None
     try:
         settings = load_settings()
         args.handler(settings, args)
     except Quarantined as exc:
         print(f"incremental: {exc}", file=sys.stderr)
         return EXIT_QUARANTINED
-    except (SettingsError, ValueError, FileNotFoundError, lake.LakeError, *_domain_errors()) as exc:
-        print(f"incremental: error: {exc}", file=sys.stderr)
+    except (IncrementalError, ValueError, FileNotFoundError, lake.LakeError, *_domain_errors()) as exc:
+        print(f"incremental: error: {_one_line(exc, settings)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (MlflowException, OSError) as exc:
+        # the environment, not the code: MLflow refused or failed a request; a file or folder
+        # (a read-only lake, a full disk) cannot be written.
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise
+        print(f"incremental: error: {_one_line(exc, settings)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
 

@@ -26,22 +26,26 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from incremental.errors import IncrementalError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = REPO_ROOT / "incremental.yaml"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number is bounded where it is declared (Field gt/ge/le) and no setting may be nan or
+    # inf, so nonsense fails on loading with the key's name, not later with none.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ValidationSettings(_Section):
     """Rules of the Great Expectations suite and the hour-over-hour drift checks."""
 
-    min_rows: int = 50  # an hour with fewer rows is quarantined (an outage, not a quiet hour)
-    allowed_lateness_hours: float = 48.0  # event_ts may be at most this much older than the interval
-    max_position: int = 100  # positions are 1-based ranks on a results page
-    max_query_chars: int = 200
-    max_title_chars: int = 2_000
+    min_rows: int = Field(50, ge=0)  # an hour with fewer rows is quarantined (an outage, not a quiet hour)
+    allowed_lateness_hours: float = Field(48.0, ge=0.0)  # event_ts may be at most this much older than the interval
+    max_position: int = Field(100, ge=1)  # positions are 1-based ranks on a results page
+    max_query_chars: int = Field(200, ge=1)
+    max_title_chars: int = Field(2_000, ge=1)
     # row-level rules (nulls, ranges, lengths, text) quarantine the failing rows while they are at
     # most this share of the part's rows; above it the whole hour is quarantined
     max_bad_row_fraction: float = Field(0.01, ge=0.0, le=1.0)
@@ -50,38 +54,38 @@ class ValidationSettings(_Section):
     max_ctr: float = Field(0.8, ge=0.0, le=1.0)  # ... above this: every impression "clicked"
     max_session_share: float = Field(0.25, gt=0.0, le=1.0)  # one session holding more of the hour: a bot/loop
     # drift: compared with the statistics of earlier validated hours
-    drift_window_hours: int = 24  # how many earlier validated hours form the reference
+    drift_window_hours: int = Field(24, ge=1)  # how many earlier validated hours form the reference
     drift_lookback_hours: int = Field(168, ge=1)  # how far back to look for them (a gap must not switch drift off)
-    drift_min_history: int = 3  # fewer earlier hours than this (within the lookback): drift checks are skipped
-    volume_ratio_warning: float = 3.0  # rows / reference median outside [1/x, x] -> warning
-    volume_ratio_critical: float = 20.0  # ... outside [1/x, x] -> quarantine
-    ctr_change_warning: float = 0.05  # |ctr - reference ctr| above this -> warning
-    ctr_change_critical: float = 0.30  # ... above this -> quarantine
-    category_shift_warning: float = 0.30  # total variation distance of the category mix -> warning
-    category_shift_critical: float = 0.90  # ... -> quarantine
+    drift_min_history: int = Field(3, ge=1)  # fewer earlier hours than this (within the lookback): drift checks are skipped
+    volume_ratio_warning: float = Field(3.0, ge=1.0)  # rows / reference median outside [1/x, x] -> warning
+    volume_ratio_critical: float = Field(20.0, ge=1.0)  # ... outside [1/x, x] -> quarantine
+    ctr_change_warning: float = Field(0.05, ge=0.0, le=1.0)  # |ctr - reference ctr| above this -> warning
+    ctr_change_critical: float = Field(0.30, ge=0.0, le=1.0)  # ... above this -> quarantine
+    category_shift_warning: float = Field(0.30, ge=0.0, le=1.0)  # total variation distance of the category mix -> warning
+    category_shift_critical: float = Field(0.90, ge=0.0, le=1.0)  # ... -> quarantine
 
 
 class TrainingSettings(_Section):
     """The hourly update (and the bootstrap, which uses the same loop from the base weights)."""
 
-    seed: int = 13
+    seed: int = Field(13, ge=0)
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    learning_rate: float = 1e-5  # hourly updates are gentle: a warm start, not a retrain
-    bootstrap_learning_rate: float = 5e-5  # training from the base weights (bootstrap / full retrain)
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    max_steps: int = 150  # per hourly update
-    bootstrap_steps: int = 600  # for `incremental bootstrap` / full retrain
-    warmup_fraction: float = 0.1  # linear warm-up, then linear decay to zero
-    max_grad_norm: float = 1.0
-    l2sp_strength: float = 0.1  # pull toward the starting (champion) weights; 0 turns it off
-    replay_fraction: float = 0.5  # share of the training set drawn from earlier validated hours; 0 turns it off
-    replay_hours: int = 48  # how far back replay looks
-    holdout_fraction: float = 0.2  # by hash of session_id
-    eval_every: int = 50  # steps between holdout evaluations (early stopping)
-    early_stopping_patience: int = 2  # evaluations without improvement before stopping
-    checkpoint_every: int = 50  # steps between checkpoints
-    max_length: int = 128  # tokens per (query, product text) pair; batches are padded dynamically
+    learning_rate: float = Field(1e-5, gt=0.0)  # hourly updates are gentle: a warm start, not a retrain
+    bootstrap_learning_rate: float = Field(5e-5, gt=0.0)  # training from the base weights (bootstrap / full retrain)
+    weight_decay: float = Field(0.01, ge=0.0)
+    batch_size: int = Field(32, ge=1)
+    max_steps: int = Field(150, ge=1)  # per hourly update
+    bootstrap_steps: int = Field(600, ge=1)  # for `incremental bootstrap` / full retrain
+    warmup_fraction: float = Field(0.1, ge=0.0, le=1.0)  # linear warm-up, then linear decay to zero
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    l2sp_strength: float = Field(0.1, ge=0.0)  # pull toward the starting (champion) weights; 0 turns it off
+    replay_fraction: float = Field(0.5, ge=0.0, lt=1.0)  # share of the training set drawn from earlier validated hours; 0 turns it off
+    replay_hours: int = Field(48, ge=0)  # how far back replay looks
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # by hash of session_id
+    eval_every: int = Field(50, ge=1)  # steps between holdout evaluations (early stopping)
+    early_stopping_patience: int = Field(2, ge=1)  # evaluations without improvement before stopping
+    checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
+    max_length: int = Field(128, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically
     bf16_autocast: bool = True  # on CUDA only
 
 
@@ -172,7 +176,7 @@ class Settings(_Section):
         return self.model_copy(update={"training": training})
 
 
-class SettingsError(ValueError):
+class SettingsError(IncrementalError, ValueError):
     """The configuration is wrong; the message names the key."""
 
 
@@ -181,7 +185,15 @@ def load_tuning(path: Path | None) -> Tuning:
         return Tuning()
     if not path.is_file():
         raise SettingsError(f"config file {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SettingsError(f"{path}: not valid YAML{at}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path} cannot be read: {exc}") from None
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: the top level must be a mapping of sections")
     try:

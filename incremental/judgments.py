@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from incremental.errors import IncrementalError
 from incremental.lake import parse_hour
 from incremental.simulate import (
     SHORT_DELAY_MAX_S,
@@ -56,7 +57,7 @@ _US = 1_000_000
 _HOUR_US = 3600 * _US
 
 
-class JudgmentsError(ValueError):
+class JudgmentsError(IncrementalError, ValueError):
     """The judgment file or the import arguments are wrong; the message says what and where."""
 
 

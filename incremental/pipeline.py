@@ -25,12 +25,13 @@ from typing import Any
 
 from incremental import lake, tracking
 from incremental.config import Settings
+from incremental.errors import IncrementalError
 
 log = logging.getLogger(__name__)
 MLFLOW_UI_URL = os.environ.get("INCREMENTAL_MLFLOW_UI_URL", "http://127.0.0.1:5000")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(IncrementalError, RuntimeError):
     """A stage cannot run on this hour; the message says why."""
 
 
@@ -171,7 +172,8 @@ def train_step(
     if part.status != "validated":
         raise PipelineError(f"hour {_iso(start)} is {part.status}, not validated: it cannot be trained on")
     sha = part.manifest["sha256"]
-    existing = registry.find_processed(settings, start, sha)
+    champion = tracking.champion(settings)  # reuse only what the current champion would make again
+    existing = registry.find_processed(settings, start, sha, champion[0] if champion else None)
     if existing is not None and not overrides:
         log.info("hour %s (partition %s) already produced version %s: reusing it", _iso(start), sha[:12],
                  existing.version)
@@ -346,16 +348,17 @@ def full_retrain(
 
     Compared with (and compare-and-set against) the champion at the time training started; the
     first champion is judged by value thresholds only. Freezes the anchor set on the window if
-    there is none yet.
+    there is none yet, after training succeeded (anchor rows are holdout sessions, which
+    training never sees, so the order changes no model).
     """
     from incremental import anchor
     from incremental.train import bootstrap, holdout_uri
 
     start, end = lake.parse_hour(start), lake.parse_hour(end)
-    if anchor.current(settings.lake) is None:
-        freeze_anchor(settings, start, end, anchor_size, reason="first bootstrap: no anchor yet", refresh=False)
     incumbent = tracking.champion(settings)
     result = bootstrap(settings, start, end, airflow_run_id=airflow_run_id)
+    if anchor.current(settings.lake) is None:  # only once training worked: a failed bootstrap freezes nothing
+        freeze_anchor(settings, start, end, anchor_size, reason="first bootstrap: no anchor yet", refresh=False)
     trained = {
         "hour": _iso(start),
         "interval_end": _iso(end),

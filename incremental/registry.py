@@ -18,6 +18,8 @@ import fcntl
 import getpass
 import hashlib
 import json
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,16 +31,25 @@ from mlflow.exceptions import MlflowException
 
 from incremental import tracking
 from incremental.config import Settings
+from incremental.errors import IncrementalError
 
 ALIAS = tracking.CHAMPION_ALIAS
+_q = tracking.quote  # every value in a search filter goes through it
 BASE = "base"  # the parent "version" of a model trained from the base weights
 KEY_METRICS = ("holdout_auc", "holdout_logloss", "anchor_auc", "anchor_ndcg@10", "worst_category_auc",
                "holdout_ndcg_diff", "holdout_auc_diff")
 SAME_AS_PARENT = object()  # register_candidate's default: the champion must still be the parent
 TAG_NAMES = {k: k.replace("@", "_at_") for k in KEY_METRICS}  # MLflow tag names cannot hold "@"
+# "pending" from the moment a version exists until its decision is carried out (champion moved,
+# description written); a version that stays "pending" was interrupted and is completed by the
+# rerun (register_candidate finds it by its key). Versions without the tag predate it: done.
+REGISTRATION_TAG = "registration"
+# Fault injection for the reliability tests: SIGKILL this process right after the version is
+# created, before the champion moves (as a crash or an evicted worker would).
+KILL_IN_REGISTRATION_ENV = "INCREMENTAL_FAULT_KILL_IN_REGISTRATION"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(IncrementalError, RuntimeError):
     """A registry operation cannot be done as asked; the message says why."""
 
 
@@ -80,23 +91,35 @@ def _ensure_model(client: mlflow.MlflowClient, name: str) -> None:
 
 def find_by_key(settings: Settings, key: str) -> ModelVersion | None:
     client = tracking.configure(settings)
-    found = client.search_model_versions(f"name = '{settings.model_name}' and tags.candidate_key = '{key}'")
+    found = client.search_model_versions(f"name = {_q(settings.model_name)} and tags.candidate_key = {_q(key)}")
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
-def find_processed(settings: Settings, interval_start: datetime, partition_sha256: str) -> ModelVersion | None:
-    """The version an hourly run already made from this very partition, if any (reprocessing reuses it)."""
+def find_processed(
+    settings: Settings, interval_start: datetime, partition_sha256: str, parent_version: str | None
+) -> ModelVersion | None:
+    """The version an hourly run already made from this very partition that reprocessing should
+    reuse, if any: one that was approved (the hour is in the champion's lineage: never train on
+    it twice), else one trained from `parent_version` (the current champion: the same inputs).
+
+    A version rejected because it was trained from an older champion (stale, or gated against a
+    champion that has since moved) is not reused: the hour is retrained from the current one.
+    A version whose registration was interrupted is not reused either: the rerun completes it.
+    """
     client = tracking.configure(settings)
     try:
         found = client.search_model_versions(
-            f"name = '{settings.model_name}' and tags.interval_start = '{interval_start.isoformat()}'"
-            f" and tags.partition_sha256 = '{partition_sha256}'"
+            f"name = {_q(settings.model_name)} and tags.interval_start = {_q(interval_start.isoformat())}"
+            f" and tags.partition_sha256 = {_q(partition_sha256)}"
         )
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-    return min(found, key=lambda v: int(v.version)) if found else None
+    done = sorted((v for v in found if v.tags.get(REGISTRATION_TAG, "done") == "done"), key=lambda v: int(v.version))
+    approved = [v for v in done if v.tags.get("decision") == "approved" or v.tags.get("override") == "promoted"]
+    same_parent = [v for v in done if v.tags.get("parent_version") == (parent_version or BASE)]
+    return (approved or same_parent or [None])[0]
 
 
 def _periods(version: ModelVersion) -> list[list[str | None]]:
@@ -151,6 +174,8 @@ def register_candidate(
     key = candidate_key(interval_start, parent_version, data_hash)
     with _registry_lock(settings):
         existing = find_by_key(settings, key)
+        if existing is not None and existing.tags.get(REGISTRATION_TAG, "done") != "done":
+            return _complete(client, settings, existing, parent_version)
         if existing is not None:
             return {
                 "version": str(existing.version),
@@ -180,21 +205,43 @@ def register_candidate(
             "partition_sha256": partition_sha256 or "",
             "anchor_sha256": anchor_sha256 or "",
             "registered_at": _now(),
+            REGISTRATION_TAG: "pending",
             **{k.replace("@", "_at_"): f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
             **{k: v for k, v in (extra_tags or {}).items() if v},
         }
-        version = mlflow.register_model(model_uri, name, tags=tags).version
-        version = str(version)
-        client.update_model_version(name, version, description=_description(decision, reasons, tags))
-        if decision == "approved":
-            _move_champion(client, name, version, _now())
-        return {
-            "version": version,
-            "decision": decision,
-            "reasons": reasons,
-            "champion": tracking.champion_version(client, name),
-            "reused": False,
-        }
+        version = str(mlflow.register_model(model_uri, name, tags=tags).version)
+        if os.environ.get(KILL_IN_REGISTRATION_ENV):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _complete(client, settings, client.get_model_version(name, version), parent_version, reused=False)
+
+
+def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion, parent_version: str | None,
+              *, reused: bool = False) -> dict[str, Any]:
+    """Carry out a registered version's decision (under the registry lock): description, and for
+    an approved one the champion move, compare-and-set against the parent once more (a version
+    whose registration was interrupted while the champion moved on becomes stale)."""
+    name, version = settings.model_name, str(mv.version)
+    decision, reasons = mv.tags.get("decision", "rejected"), json.loads(mv.tags.get("reasons", "[]"))
+    champion_now = tracking.champion_version(client, name)
+    if decision == "approved" and champion_now != parent_version and champion_now != version:
+        decision = "rejected"
+        reasons.append(
+            f"stale: trained from version {parent_version or BASE} but the champion is now "
+            f"{champion_now or 'none'}; retrain from the current champion"
+        )
+        client.set_model_version_tag(name, version, "decision", decision)
+        client.set_model_version_tag(name, version, "reasons", json.dumps(reasons))
+    client.update_model_version(name, version, description=_description(decision, reasons, mv.tags))
+    if decision == "approved":
+        _move_champion(client, name, version, _now())
+    client.set_model_version_tag(name, version, REGISTRATION_TAG, "done")
+    return {
+        "version": version,
+        "decision": decision,
+        "reasons": reasons,
+        "champion": tracking.champion_version(client, name),
+        "reused": reused,
+    }
 
 
 def _description(decision: str, reasons: list[str], tags: dict[str, str]) -> str:
@@ -238,7 +285,7 @@ def rollback(settings: Settings, reason: str, to: str | None = None, who: str | 
         if to is None:
             earlier = [
                 (periods[-1][1], str(v.version))
-                for v in client.search_model_versions(f"name = '{name}'")
+                for v in client.search_model_versions(f"name = {_q(name)}")
                 if str(v.version) != current and (periods := _periods(v)) and periods[-1][1] is not None
             ]
             if not earlier:
@@ -261,9 +308,11 @@ def history(settings: Settings) -> list[dict[str, Any]]:
     client = tracking.configure(settings)
     name = settings.model_name
     try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return []
+        versions = client.search_model_versions(f"name = {_q(name)}")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
     current = tracking.champion_version(client, name)
     rows = []
     for v in sorted(versions, key=lambda v: int(v.version)):

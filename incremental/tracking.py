@@ -11,12 +11,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from incremental.config import Settings
+from incremental.errors import TrackingError, redact_url
 
 UPDATES_EXPERIMENT = "search-ranker-updates"
 CHAMPION_ALIAS = "champion"
@@ -32,9 +34,86 @@ def _quiet() -> None:
     logging.getLogger("mlflow.tracking._model_registry.fluent").setLevel(logging.ERROR)
 
 
+def quote(value: str) -> str:
+    """`value` as a string literal of an MLflow search filter.
+
+    MLflow's filter parser has no escape character: a value is whatever lies between its quotes,
+    so a name with a `'` must be written in double quotes (and one with both cannot be searched).
+    Never build a filter with f"... = '{value}'": a `'` in a model name would break it."""
+    value = str(value)
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise TrackingError(f"{value!r} holds both kinds of quote: MLflow search filters cannot express it")
+
+
+_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
+_REACHED: set[str] = set()  # URIs this process has already reached once
+
+
+def check_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, with one line naming the URI (password hidden), when INCREMENTAL_MLFLOW_URI is
+    not an MLflow URI or its server cannot be reached: MLflow itself would retry for minutes and
+    then raise a traceback. Checked once per process and URI."""
+    if uri in _REACHED:
+        return
+    shown = redact_url(uri)
+    scheme = urlsplit(uri).scheme.split("+")[0].lower() if "://" in uri else ""
+    if scheme not in _SCHEMES:
+        raise TrackingError(
+            f"INCREMENTAL_MLFLOW_URI {shown!r} is not an MLflow tracking URI: expected "
+            "sqlite:///path/mlflow.db, postgresql://user@host/db or http(s)://host:port"
+        )
+    if scheme in ("http", "https"):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+        except requests.RequestException as exc:
+            reason = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0][:200]
+            raise TrackingError(f"MLflow server {shown} cannot be reached: {reason}") from None
+    elif scheme in ("postgresql", "mysql", "mssql"):
+        import sqlalchemy as sa
+
+        try:
+            engine = sa.create_engine(uri, poolclass=sa.pool.NullPool,
+                                      connect_args={"connect_timeout": int(timeout)} if scheme != "mssql" else {})
+            try:
+                with engine.connect():
+                    pass
+            finally:
+                engine.dispose()
+        except sa.exc.DBAPIError as exc:
+            detail = " ".join(line.strip() for line in str(exc.orig).strip().splitlines()[:2])
+            raise TrackingError(f"MLflow database {shown} cannot be reached: {detail}") from None
+        except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            raise TrackingError(f"MLflow database {shown}: {str(exc).splitlines()[0]}") from None
+    elif scheme == "sqlite":
+        db = Path(uri.split(":///", 1)[-1])
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"MLflow store {shown}: cannot create {db.parent}: {exc.strerror}") from None
+        # MLflow creates and migrates a new SQLite store on first use, and two processes doing so
+        # at once collide ("duplicate column name"): the first use in each process is serialised.
+        import fcntl
+
+        with open(db.with_name(db.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    _REACHED.add(uri)
+
+
 def configure(settings: Settings) -> MlflowClient:
     """Point this process's MLflow at the settings' tracking (and registry) URI."""
     _quiet()
+    check_uri(settings.mlflow_uri)
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
     return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)

@@ -2,8 +2,10 @@
 
 SQL lives in `sql/*.sql` with `:name` parameters, always bound, never formatted into the text.
 DuckDB is driven through its own Python API (Arrow in and out, no row-by-row Python), since
-DuckDB allows one writing process per file; every connection here is short-lived. PostgreSQL
-uses psycopg 3 and COPY both ways: loading is `COPY ... FROM STDIN` (CSV), reading is
+DuckDB allows one writing process per file; every connection here is short-lived and held
+under an exclusive file lock (`<file>.lock`), so two processes on the same file (two hourly
+runs, a backfill and a simulation) take turns instead of failing with "Could not set lock".
+PostgreSQL uses psycopg 3 and COPY both ways: loading is `COPY ... FROM STDIN` (CSV), reading is
 `COPY (query) TO STDOUT` (CSV) parsed by Arrow's multi-threaded CSV reader into columns typed
 from the query's own result types, with no Python object per row (`_pg_query_arrow`). Any other
 SQLAlchemy dialect works through SQLAlchemy.
@@ -11,10 +13,12 @@ SQLAlchemy dialect works through SQLAlchemy.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,8 +28,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from incremental.errors import WarehouseError, redact_url
+
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+LOCK_TIMEOUT_S = 600.0  # how long a process waits for another one's turn on the DuckDB file
 
 
 # The warehouse tables and their columns (sql/schema.sql): loading names only these identifiers,
@@ -90,13 +97,44 @@ def sql_statements(name: str) -> list[str]:
 class Warehouse:
     """A thin handle on the warehouse behind one SQLAlchemy URL."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, lock_timeout: float = LOCK_TIMEOUT_S):
         self.url = url
-        self._url = sa.engine.make_url(url)
+        try:
+            self._url = sa.engine.make_url(url)
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            raise WarehouseError(
+                f"INCREMENTAL_WAREHOUSE_URL {redact_url(url)!r} is not a database URL ({exc}); "
+                "expected e.g. duckdb:///path/warehouse.duckdb or postgresql://user@host/db"
+            ) from None
         self.backend = self._url.get_backend_name()  # "duckdb", "postgresql", ...
+        self.lock_timeout = lock_timeout
 
     def __repr__(self) -> str:
-        return f"Warehouse({self._url.render_as_string(hide_password=True)})"
+        return f"Warehouse({self.safe_url})"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password hidden: what messages and logs show."""
+        return self._url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Database errors (unreachable server, missing database, table or column, a lock held
+        too long) -> a WarehouseError naming the warehouse (password hidden) and the problem."""
+        try:
+            yield
+        except WarehouseError:
+            raise
+        except sa.exc.DBAPIError as exc:
+            detail = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            raise WarehouseError(f"warehouse {self.safe_url}: {what} failed: {' '.join(d.strip() for d in detail[:2])}") from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise WarehouseError(f"warehouse {self.safe_url}: {what} failed: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] not in ("duckdb", "_duckdb", "psycopg"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WarehouseError(f"warehouse {self.safe_url}: {what} failed: {first}") from None
 
     @property
     def duckdb_path(self) -> str:
@@ -107,14 +145,49 @@ class Warehouse:
         import duckdb
 
         path = self.duckdb_path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(path)
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            yield con
-        finally:
-            con.close()
+        if path == ":memory:":
+            con = duckdb.connect(path)
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                yield con
+            finally:
+                con.close()
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{path}.lock", "a") as lock:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:  # our own processes queue on the lock file ...
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise WarehouseError(
+                            f"warehouse {path} is busy: another process held {path}.lock for more than "
+                            f"{self.lock_timeout:g} s (a long load, or a stuck process: see `fuser {path}.lock`)"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                while True:  # ... and anything else that opens the file (a DuckDB shell) is waited for too
+                    try:
+                        con = duckdb.connect(path)
+                        break
+                    except duckdb.IOException as exc:
+                        if "lock" not in str(exc).lower():
+                            raise
+                        if time.monotonic() > deadline:
+                            raise WarehouseError(
+                                f"warehouse {path} is locked by another program for more than "
+                                f"{self.lock_timeout:g} s: {str(exc).splitlines()[0]}"
+                            ) from None
+                        time.sleep(0.2)
+                try:
+                    con.execute("SET TimeZone = 'UTC'")
+                    yield con
+                finally:
+                    con.close()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _engine(self) -> sa.Engine:
         url = self._url
@@ -128,6 +201,10 @@ class Warehouse:
 
     def execute_file(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Run the statements of `sql/<name>.sql` in one transaction; returns the rows the last one changed."""
+        with self._errors(f"sql/{name}.sql"):
+            return self._execute_file(name, params)
+
+    def _execute_file(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         statements = sql_statements(name)
         changed = 0
         if self.backend == "duckdb":
@@ -150,6 +227,10 @@ class Warehouse:
     # --- reading ------------------------------------------------------------------------
     def query_arrow(self, name: str, params: Mapping[str, Any]) -> pa.Table:
         """Run `sql/<name>.sql` with bound parameters; the result as an Arrow table."""
+        with self._errors(f"sql/{name}.sql"):
+            return self._query_arrow(name, params)
+
+    def _query_arrow(self, name: str, params: Mapping[str, Any]) -> pa.Table:
         statement = sql_text(name)
         if self.backend == "duckdb":
             with self._duckdb() as con:
@@ -209,6 +290,10 @@ class Warehouse:
     def insert(self, table_name: str, rows: pa.Table) -> int:
         """Append rows (an Arrow table whose columns are named like the table's)."""
         statement = _insert_from_staging(table_name, rows.column_names)
+        with self._errors(f"loading {table_name}"):
+            return self._insert(table_name, rows, statement)
+
+    def _insert(self, table_name: str, rows: pa.Table, statement: str) -> int:
         if rows.num_rows == 0:
             return 0
         if self.backend == "duckdb":

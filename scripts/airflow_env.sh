@@ -1,7 +1,7 @@
 # Airflow on the embedded default: source this file (bash), then run `airflow ...`.
 #
 #   source scripts/airflow_env.sh          # environment only (no work done)
-#   incremental_airflow_init               # once: migrate the metadata DB, create the `gpu` pool, the UI user
+#   incremental_airflow_init               # once: migrate the metadata DB, create the `gpu` and `search_ranker_registry` pools, the UI user
 #   airflow standalone                     # UI on http://127.0.0.1:${AIRFLOW__API__PORT} (user admin / admin)
 #   airflow dags test search_ranker_hourly 2026-01-01T06:00:00+00:00   # covers [05:00, 06:00)
 #
@@ -49,9 +49,10 @@ mkdir -p "$AIRFLOW_HOME"
 incremental_airflow_init() {
     airflow db migrate >/dev/null || return
     airflow pools set gpu "${INCREMENTAL_GPU_SLOTS:-1}" "GPU slots: one training task per GPU" >/dev/null || return
+    airflow pools set search_ranker_registry 1 "registry and anchor writers: one at a time across DAGs" >/dev/null || return
     local passwords="$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
     if [[ ! -s "$passwords" ]]; then
         printf '{"admin": "%s"}\n' "${INCREMENTAL_AIRFLOW_PASSWORD:-admin}" > "$passwords"
     fi
-    echo "airflow ready: AIRFLOW_HOME=$AIRFLOW_HOME, metadata ${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN%%:*}, pool gpu, user admin"
+    echo "airflow ready: AIRFLOW_HOME=$AIRFLOW_HOME, metadata ${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN%%:*}, pools gpu and search_ranker_registry, user admin"
 }

@@ -116,7 +116,7 @@ def test_hash_is_stable_for_the_same_inputs(lake_root: Path, tmp_path: Path) -> 
 
 def test_refresh_requires_the_flag_and_keeps_history(lake_root: Path) -> None:
     old = anchor.freeze(lake_root, H0, H0 + 2 * HOUR, size=30, reason="bootstrap")
-    with pytest.raises(anchor.AnchorExistsError, match="refresh=True"):
+    with pytest.raises(anchor.AnchorExistsError, match="--refresh"):
         anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=40)
     assert anchor.load(lake_root)[1] == old  # untouched
     new = anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=40, reason="new categories", refresh=True)
