@@ -628,18 +628,6 @@ def result_name(plan: dict[str, Any]) -> str:
     return f"continual-{plan['preset']}-{plan['scenario']}"
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item"):  # numpy scalars
-        return _json_safe(value.item())
-    return value
-
-
 def summary_table(summary: dict[str, Any]) -> str:
     """The per-arm summary as a Markdown table."""
     head = ("| arm | NDCG@10 | AUC | NDCG@10 after drift | AUC after drift | recovery (h) | largest NDCG@10 loss vs"
@@ -732,11 +720,13 @@ def charts(result: dict[str, Any], folder: Path, name: str) -> dict[str, str]:
 
 
 def write_results(result: dict[str, Any], folder: Path) -> dict[str, str]:
+    from incremental.evaluate import strict_json
+
     folder.mkdir(parents=True, exist_ok=True)
     name = result_name(result["plan"])
     files = charts(result, folder, name)
     (folder / f"{name}.md").write_text(markdown(result, files))
-    (folder / f"{name}.json").write_text(json.dumps(_json_safe(result), indent=1, sort_keys=True) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(strict_json(result), indent=1, sort_keys=True) + "\n")
     return {"json": str(folder / f"{name}.json"), "markdown": str(folder / f"{name}.md"),
             **{k: str(folder / v) for k, v in files.items()}}
 

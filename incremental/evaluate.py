@@ -154,21 +154,21 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
         "key_metrics": key_metrics(candidate),
         "thresholds": settings.gate.model_dump(),
     }
-    evaluation = _strict(evaluation)
+    evaluation = strict_json(evaluation)
     lake.atomic_write_json(settings.home / "evaluations" / f"{trained['run_id']}.json", evaluation)
     tracking.configure(settings).log_dict(trained["run_id"], evaluation, EVALUATION_ARTIFACT)
     evaluation["uri"] = f"runs:/{trained['run_id']}/{EVALUATION_ARTIFACT}"
     return evaluation
 
 
-def _strict(value: Any) -> Any:
-    """JSON without NaN/inf (null instead), so any JSON reader can open the evaluation."""
+def strict_json(value: Any) -> Any:
+    """JSON without NaN/inf (null instead) or numpy scalars, so any JSON reader can open it."""
     if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
+        return {str(k): strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
+        return [strict_json(v) for v in value]
     if isinstance(value, float):
         return _finite(value)
     if isinstance(value, np.generic):
-        return _strict(value.item())
+        return strict_json(value.item())
     return value
