@@ -22,7 +22,7 @@ bootstrap), so evaluate scores champion and candidate on the anchor set; later h
 champion's cached anchor scores.
 
     .venv/bin/python benchmarks/latency_bench.py [--presets minilm-l2,minilm] [--paths run-hour,dag]
-        [--rate 5000] [--history 3]
+        [--rate 5000] [--history 3] [--merge]
 
 writes benchmarks/results/latency.json (with a Markdown table) and prints the figures.
 """
@@ -191,12 +191,15 @@ def main() -> None:
     parser.add_argument("--bootstrap-steps", type=int, default=30)
     parser.add_argument("--anchor-size", type=int, default=3000)
     parser.add_argument("--root", type=Path, help="keep the homes here instead of a temporary folder")
+    parser.add_argument("--merge", action="store_true",
+                        help="add to the (preset, path) results already in results/latency.json instead of replacing them")
     args = parser.parse_args()
     hour = DAY + timedelta(hours=args.history)
     presets = [p for p in args.presets.split(",") if p]
     paths = [p for p in args.paths.split(",") if p]
 
     results: dict[str, dict] = {}
+    partial = RESULTS / f"latency.partial.{os.getpid()}.json"
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
         root = args.root or Path(tmp)
         for preset in presets:
@@ -211,9 +214,14 @@ def main() -> None:
                       f"{json.dumps(measured.get('stages') or measured['tasks'])}"
                       + (f" overhead {json.dumps(measured['airflow_overhead'])}" if path == "dag" else ""), flush=True)
                 # write what there is so far: a later failure keeps the finished measurements
-                partial = RESULTS / "latency.partial.json"
                 partial.write_text(json.dumps(results, indent=2) + "\n")
 
+    previous = RESULTS / "latency.json"
+    if args.merge and previous.is_file():  # read now, not at the start: another run may have written it meanwhile
+        merged = json.loads(previous.read_text())["results"]
+        for preset, paths in results.items():
+            merged.setdefault(preset, {}).update(paths)
+        results = merged
     markdown = table(results)
     print(markdown)
     record("latency", {
@@ -224,7 +232,7 @@ def main() -> None:
         "results": results, "table_markdown": markdown,
         "note": "shared 2-core machine: absolute figures vary up to 2.5x between runs",
     }, packages=("torch", "transformers", "mlflow", "apache-airflow", "great_expectations"))
-    (RESULTS / "latency.partial.json").unlink(missing_ok=True)
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
