@@ -14,8 +14,9 @@ processed with the reviewed incremental.yaml (training: 100 steps of 32, replay,
   sourced), the real DAG in one process; task durations are read from the Airflow metadata DB
   (task_instance start/end); Airflow overhead = DAG wall time - the sum of the task durations,
   itemised as start-up (spawn -> first task start), between tasks, and shutdown (last task end
-  -> exit). In `dags test` the tasks run in that one process, so the imports of torch & co. are
-  inside the first task that needs them (train), not in the overhead.
+  -> exit). In `dags test` the tasks run in that one process, so the imports are inside the
+  first task that needs them (extract: the pipeline, DuckDB, MLflow; validate: Great
+  Expectations; train: torch, transformers), not in the overhead.
 
 In both paths the champion's anchor scores are not cached yet (the first hour after the
 bootstrap), so evaluate scores champion and candidate on the anchor set; later hours reuse the
@@ -209,6 +210,7 @@ def main() -> None:
                 print(f"{preset} {path}: home ready ({setup})", flush=True)
                 measured = measure_run_hour(home, hour) if path == "run-hour" else measure_dag(home, hour)
                 measured["setup"] = setup
+                measured["load_average_1_5_15m_at_end"] = [round(x, 2) for x in os.getloadavg()]
                 results.setdefault(preset, {})[path] = measured
                 print(f"{preset} {path}: {measured['wall_seconds']:.1f}s "
                       f"{json.dumps(measured.get('stages') or measured['tasks'])}"
