@@ -39,6 +39,8 @@ bench: setup
 	$(BIN)/python benchmarks/extract_bench.py
 	$(BIN)/python benchmarks/validate_bench.py
 	$(BIN)/python benchmarks/train_bench.py
+	$(BIN)/python benchmarks/presets_bench.py
+	$(BIN)/python benchmarks/latency_bench.py
 
 airflow: setup
 	export INCREMENTAL_HOME=$(DEMO_HOME) && source scripts/airflow_env.sh && incremental_airflow_init && airflow standalone
