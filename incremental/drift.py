@@ -13,7 +13,9 @@ This module decides, from data, which of the two an hour calls for.
    ``slice_min_rows`` rows in an hour, the *reference* is the median of that series over the
    ``reference_hours`` measurements before the last ``sustained_hours`` (K). The hour is
    *anomalous* on a series when the champion's AUC fell more than the threshold
-   (``overall_auc_drop`` / ``slice_auc_drop``) below the reference; the series has *changed*
+   (``overall_auc_drop`` / ``slice_auc_drop``) below the reference, and more than two standard
+   errors of that hour's AUC (Hanley & McNeil; so a small slice must fall further before it
+   counts: a poisoned hour followed by a noisy one is not a drift); the series has *changed*
    when that held for its last K measurements in a row, this hour included. A median
    reference is not moved by one bad hour, and a single anomalous hour is never "changed".
 3. **The episode** (`DriftState`, in ``<home>/drift/state.json``). ``normal``: gentle hourly
@@ -50,6 +52,7 @@ from incremental.config import DriftSettings, Settings
 log = logging.getLogger(__name__)
 OVERALL = "overall"
 PREQUENTIAL, HOLDOUT = "prequential", "holdout"
+NOISE_Z = 2.0  # a fall smaller than this many standard errors of the hour's AUC is noise
 NORMAL, ADAPT = "normal", "adapt"
 
 
@@ -97,7 +100,7 @@ def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source:
     (``prequential``: all rows, before training; ``holdout``: the hour's holdout sessions)."""
 
     def small(m: dict[str, Any]) -> dict[str, Any]:
-        return {k: _finite(m.get(k)) for k in ("rows", "auc", "ndcg@10", "logloss")}
+        return {k: _finite(m.get(k)) for k in ("rows", "positives", "auc", "ndcg@10", "logloss")}
 
     return {"hour": lake.iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
             "per_category": {c: small(m) for c, m in evaluated.get("per_category", {}).items()}}
@@ -150,19 +153,34 @@ class Assessment:
                 "changed_slices": self.changed_slices, "evidence": self.evidence(), "note": self.note}
 
 
-def _series(recs: list[dict[str, Any]], min_rows: int) -> dict[str, list[tuple[str, float]]]:
-    out: dict[str, list[tuple[str, float]]] = {}
+def auc_standard_error(auc: float, positives: float | None, rows: float | None) -> float:
+    """Hanley & McNeil (1982): the standard error of an AUC measured on this many rows (0 if unknown)."""
+    if not positives or not rows or positives >= rows:
+        return 0.0
+    n1, n2 = positives, rows - positives
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (n1 - 1) * (q1 - auc * auc) + (n2 - 1) * (q2 - auc * auc)) / (n1 * n2)
+    return math.sqrt(max(variance, 0.0))
+
+
+def _series(recs: list[dict[str, Any]], min_rows: int) -> dict[str, list[tuple[str, float, float]]]:
+    """(hour, AUC, its standard error) per series."""
+    out: dict[str, list[tuple[str, float, float]]] = {}
     for r in recs:
         if r.get("auc") is not None:
-            out.setdefault(OVERALL, []).append((r["hour"], r["auc"]))
+            se = auc_standard_error(r["auc"], r.get("positives"), r.get("rows"))
+            out.setdefault(OVERALL, []).append((r["hour"], r["auc"], se))
         for cat, m in r.get("per_category", {}).items():
             if m.get("auc") is not None and (m.get("rows") or 0) >= min_rows:
-                out.setdefault(cat, []).append((r["hour"], m["auc"]))
+                se = auc_standard_error(m["auc"], m.get("positives"), m.get("rows"))
+                out.setdefault(cat, []).append((r["hour"], m["auc"], se))
     return out
 
 
-def _verdict(name: str, points: list[tuple[str, float]], hour: str, threshold: float,
+def _verdict(name: str, points: list[tuple[str, float, float]], hour: str, threshold: float,
              s: DriftSettings) -> SeriesVerdict | None:
+    """A fall counts when it exceeds the threshold and NOISE_Z standard errors of that hour's AUC
+    (a small slice must fall further before it says anything)."""
     if not points or points[-1][0] != hour:
         return None  # not measured this hour
     k = s.sustained_hours
@@ -172,16 +190,18 @@ def _verdict(name: str, points: list[tuple[str, float]], hour: str, threshold: f
         if len(before) < s.min_reference_hours:
             return None
         recent = points[-1:]
-    reference = float(np.median([v for _, v in before]))
+    reference = float(np.median([v for _, v, _ in before]))
+
+    def fell(value: float, se: float) -> bool:
+        return reference - value > max(threshold, NOISE_Z * se)
+
     streak = 0
-    for _, value in reversed(recent):
-        if reference - value > threshold:
-            streak += 1
-        else:
+    for _, value, se in reversed(recent):
+        if not fell(value, se):
             break
-    value = points[-1][1]
-    anomalous = reference - value > threshold
-    return SeriesVerdict(name, reference, value, reference - value, streak, anomalous, streak >= k)
+        streak += 1
+    _, value, se = points[-1]
+    return SeriesVerdict(name, reference, value, reference - value, streak, fell(value, se), streak >= k)
 
 
 def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Assessment:

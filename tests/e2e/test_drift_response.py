@@ -50,7 +50,6 @@ drift:
   sustained_hours: 2
   min_reference_hours: 2
   catch_up_hours: 2
-  slice_min_rows: 60
   adapt:
     max_steps: 100
     replay_hours: 2

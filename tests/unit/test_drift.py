@@ -105,3 +105,18 @@ def test_an_episode_declares_pages_and_ends(settings) -> None:  # noqa: ANN001 -
     state = drift.load_state(s)
     assert state.mode == "normal" and state.since == f"{hour(9):%Y-%m-%dT%H:%MZ}"
     assert state.episodes[0]["promoted"] == "7" and state.episodes[0]["how"] == "catch_up"
+
+
+def test_a_fall_within_the_noise_of_a_small_slice_is_not_anomalous() -> None:
+    # the same fall of 0.16 (above slice_auc_drop): a noisy slice of 120 rows / 12 clicks says
+    # nothing, a slice of 3,000 rows / 450 clicks is anomalous
+    def recs(rows: int, positives: int) -> list[dict]:
+        out = records([0.8] * 5, [0.80, 0.81, 0.79, 0.80, 0.64])
+        for r in out:
+            r["per_category"]["toys"].update(rows=rows, positives=positives)
+        return out
+
+    assert drift.assess(recs(120, 12), hour(4), S).anomalous == []
+    assert drift.assess(recs(3000, 450), hour(4), S).anomalous == ["toys"]
+    assert drift.auc_standard_error(0.64, 12, 120) > 0.08 > drift.auc_standard_error(0.64, 450, 3000)
+    assert drift.auc_standard_error(0.7, None, 100) == 0.0
