@@ -1,0 +1,123 @@
+"""Adapting versus forgetting, end to end with the packaged MiniLM (a model that learns).
+
+One simulated day, hour by hour through `pipeline.run_hour` (what `incremental run-hour` and the
+DAG's tasks call), on the embedded default:
+
+1. a first champion bootstrapped on the first hours;
+2. steady hours: gentle updates, approved by the relative gate;
+3. one **poisoned** hour (`--fault poisoned_clicks`: the CTR is unchanged, the clicks sit on the
+   least relevant results; validation cannot see it): the champion's own prequential AUC falls,
+   the candidate is held back and the mode stays normal;
+4. a **sustained drift** (the simulator's `drift` scenario: the same words now lead to clicks on
+   other categories): held back for K-1 hours, then declared; the pipeline adapts without a
+   person (adapt mode, rolled anchor, catch-up retrain) and a candidate of the episode becomes
+   champion; the next hour is ranked by the new champion far better than by the stale one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from incremental import drift, lake, pipeline, registry, tracking
+from incremental.config import load_settings
+from incremental.simulate import simulate
+from incremental.warehouse import Warehouse
+
+# Tens of minutes with MiniLM on 2 cores: opt-in (`make test-long`), not in CI. Status: its one run
+# (40 min) held the poisoned hour, declared the drift two hours in and adopted an adapt-mode
+# candidate without a person, but also declared a false drift at 06:00 from a noisy 65-row slice
+# (fixed since: a fall must exceed two standard errors of the hour's AUC); not re-run since.
+pytestmark = pytest.mark.long
+T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
+BOOTSTRAP_HOURS = 3
+POISONED = T0 + timedelta(hours=5)
+DRIFT = T0 + timedelta(hours=7)
+END = T0 + timedelta(hours=11)
+RATE = 1000
+MODEL = os.environ.get("INCREMENTAL_TEST_LEARNING_MODEL", "minilm")
+SMALL = """\
+training:
+  batch_size: 16
+  max_steps: 30
+  bootstrap_steps: 300
+  eval_every: 30
+  checkpoint_every: 30
+  max_length: 48
+gate:
+  bootstrap_samples: 300
+drift:
+  sustained_hours: 2
+  min_reference_hours: 2
+  catch_up_hours: 2
+  adapt:
+    max_steps: 100
+    replay_hours: 2
+"""
+
+def hour(i: int) -> datetime:
+    return T0 + timedelta(hours=i)
+
+
+def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (home.parent / "small.yaml").write_text(SMALL)
+    monkeypatch.setenv("INCREMENTAL_CONFIG", str(home.parent / "small.yaml"))
+    monkeypatch.setenv("INCREMENTAL_BASE_MODEL", MODEL)
+    settings = load_settings()
+    warehouse = Warehouse(settings.warehouse_url)
+    simulate(warehouse, T0, POISONED, rate=RATE, seed=11)
+    simulate(warehouse, POISONED, POISONED + lake.HOUR, rate=RATE, seed=11, faults=["poisoned_clicks"])
+    simulate(warehouse, POISONED + lake.HOUR, END, rate=RATE, seed=11, scenario="drift", drift_at=DRIFT)
+    for h in range(BOOTSTRAP_HOURS):
+        pipeline.extract_step(settings, hour(h))
+        assert pipeline.validate_step(settings, hour(h))["status"] == "validated"
+    first = pipeline.full_retrain(settings, T0, hour(BOOTSTRAP_HOURS), anchor_size=600)
+    assert first["decision"] == "approved", first["reasons"]
+
+    results = {}
+    for h in range(BOOTSTRAP_HOURS, 11):
+        results[h] = pipeline.run_hour(settings, hour(h))
+        r = results[h]
+        print(f"{hour(h):%H:%M}", r.get("mode"), r.get("decision"), r.get("champion"), r.get("reasons"),
+              r.get("catch_up", {}).get("decision") if r.get("catch_up") else "")
+
+    # steady hours: the relative gate lets the gentle updates through
+    assert results[3]["status"] == "done" and results[3]["mode"] == "normal"
+    assert any(results[h]["decision"] == "approved" for h in (3, 4)), [results[h]["reasons"] for h in (3, 4)]
+
+    # the poisoned hour passed validation, but its candidate is held back and no episode starts
+    poisoned = results[5]
+    assert poisoned["decision"] == "rejected" and poisoned["mode"] == "normal"
+    assert any(r.startswith("hour_not_anomalous") for r in poisoned["reasons"]), poisoned["reasons"]
+    assert results[6]["mode"] == "normal"
+
+    # the drift: the first drifted hour is held back, the second declares the episode
+    assert results[7]["decision"] == "rejected" and results[7]["mode"] == "normal"
+    assert results[8]["mode"] == "adapt"
+    state = drift.load_state(settings)
+    alerts = [json.loads(line) for line in (settings.home / "alerts.jsonl").read_text().splitlines()]
+    assert alerts[0]["level"] == "alert" and "sustained drift declared" in alerts[0]["message"]
+    assert not [a for a in alerts if a["level"] == "page"]  # no person was needed
+
+    # ... and ends with a candidate of the episode promoted, without a manual step
+    assert state.episodes, "no candidate of the drift episode was promoted"
+    promoted = state.episodes[0]["promoted"]
+    rows = {r["version"]: r for r in registry.history(settings)}
+    assert rows[promoted]["decision"] == "approved" and not rows[promoted]["override"]
+    assert rows[promoted]["mode"].startswith(("adapt", "catch_up"))
+    client = tracking.configure(settings)
+    tags = client.get_model_version(settings.model_name, promoted).tags
+    assert tags["mode"] in ("adapt", "catch_up") and tags["compared_with"]
+
+    # prequential: hours after the promotion are ranked far better than the drift hours were
+    recs = {r["hour"]: r for r in drift.records(settings) if r["source"] == "prequential"}
+    stale = recs[lake.iso_hour(hour(8))]["auc"]
+    after = recs[lake.iso_hour(hour(10))]
+    assert after["champion_version"] == promoted or int(after["champion_version"]) >= int(promoted)
+    assert after["auc"] > stale + 0.1, (stale, after["auc"])
