@@ -30,6 +30,9 @@ gate:
   max_worst_category_auc_drop: 1.0
   max_anchor_ndcg_drop: 1.0
   max_holdout_auc_deficit: 1.0
+  max_holdout_ndcg_deficit: 1.0
+  max_holdout_ece: 1.0
+  hold_anomalous_hours: false  # the tiny model's hour-to-hour AUC is noise: these tests check wiring
 """
 
 RUNS_PROBE = r"""
