@@ -33,6 +33,9 @@ gate:
   max_holdout_ndcg_deficit: 1.0
   max_holdout_ece: 1.0
   hold_anomalous_hours: false  # the tiny model's hour-to-hour AUC is noise: these tests check wiring
+drift:  # ... so no drift episode either (tests/unit/test_drift.py and the long e2e test cover them)
+  overall_auc_drop: 1.0
+  slice_auc_drop: 1.0
 """
 
 RUNS_PROBE = r"""
