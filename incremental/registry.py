@@ -175,7 +175,7 @@ def register_candidate(
     with _registry_lock(settings):
         existing = find_by_key(settings, key)
         if existing is not None and existing.tags.get(REGISTRATION_TAG, "done") != "done":
-            return _complete(client, settings, existing, parent_version)
+            return _complete(client, settings, existing, expected)
         if existing is not None:
             return {
                 "version": str(existing.version),
@@ -189,7 +189,8 @@ def register_candidate(
         if approved and champion_now != expected:
             decision = "rejected"
             reasons.append(
-                f"stale: judged against version {expected or BASE} but the champion is now "
+                f"stale: {'trained from' if expected == parent_version else 'judged against'} version "
+                f"{expected or BASE} but the champion is now "
                 f"{champion_now or 'none'}; retrain from the current champion"
             )
         _ensure_model(client, name)
@@ -212,22 +213,24 @@ def register_candidate(
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)
         if os.environ.get(KILL_IN_REGISTRATION_ENV):
             os.kill(os.getpid(), signal.SIGKILL)
-        return _complete(client, settings, client.get_model_version(name, version), parent_version, reused=False)
+        return _complete(client, settings, client.get_model_version(name, version), expected, reused=False)
 
 
-def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion, parent_version: str | None,
+def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion, expected: str | None,
               *, reused: bool = False) -> dict[str, Any]:
     """Carry out a registered version's decision (under the registry lock): description, and for
-    an approved one the champion move, compare-and-set against the parent once more (a version
-    whose registration was interrupted while the champion moved on becomes stale)."""
+    an approved one the champion move, compare-and-set against the champion it was judged
+    against once more (a version whose registration was interrupted while the champion moved on
+    becomes stale)."""
     name, version = settings.model_name, str(mv.version)
     decision, reasons = mv.tags.get("decision", "rejected"), json.loads(mv.tags.get("reasons", "[]"))
     champion_now = tracking.champion_version(client, name)
-    if decision == "approved" and champion_now != parent_version and champion_now != version:
+    if decision == "approved" and champion_now != expected and champion_now != version:
         decision = "rejected"
+        parent = mv.tags.get("parent_version", BASE)
         reasons.append(
-            f"stale: trained from version {parent_version or BASE} but the champion is now "
-            f"{champion_now or 'none'}; retrain from the current champion"
+            f"stale: {'trained from' if (expected or BASE) == parent else 'judged against'} version "
+            f"{expected or BASE} but the champion is now {champion_now or 'none'}; retrain from the current champion"
         )
         client.set_model_version_tag(name, version, "decision", decision)
         client.set_model_version_tag(name, version, "reasons", json.dumps(reasons))
