@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CONFLICTING, DRIFT_HOUR, OLD_HOURS, UNVALIDATED_HOUR, make_settings
+from conftest import CONFLICTING, DRIFT_HOUR, OLD_HOURS, UNVALIDATED_HOUR, inverted, make_settings, match
 from sklearn.metrics import roc_auc_score
 
 from incremental import lake as lk
@@ -113,8 +113,6 @@ def test_batch_order_is_a_function_of_seed_and_step() -> None:
 
 
 def test_drift_rules_conflict() -> None:
-    from conftest import inverted, match
-
     for colour in CONFLICTING:
         assert match(True, True, colour) > match(False, True, colour)
         assert inverted(True, True, colour) < inverted(False, True, colour)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import assert_clean_error, assert_ok, cli, cli_env, closed_port
+from conftest import assert_clean_error, assert_ok, cli, cli_command, cli_env, closed_port
 
 from incremental.config import SettingsError, load_settings
 
@@ -67,8 +67,6 @@ def test_a_read_only_lake_is_named(tmp_path: Path) -> None:
             lake.chmod(0o555)
             prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
             env = {**env, "HOME": str(root), "MPLCONFIGDIR": str(root)}
-            from conftest import cli_command
-
             result = subprocess.run(prefix + cli_command(*command), env=env, capture_output=True, text=True,
                                     timeout=300, cwd="/")
         else:
