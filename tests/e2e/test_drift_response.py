@@ -28,10 +28,13 @@ from incremental.config import load_settings
 from incremental.simulate import simulate
 from incremental.warehouse import Warehouse
 
-# Tens of minutes with MiniLM on 2 cores: opt-in (`make test-long`), not in CI. Status: its one run
-# (40 min) held the poisoned hour, declared the drift two hours in and adopted an adapt-mode
-# candidate without a person, but also declared a false drift at 06:00 from a noisy 65-row slice
-# (fixed since: a fall must exceed two standard errors of the hour's AUC); not re-run since.
+# Opt-in (`make test-long`), not in CI: MiniLM, 7 min on a quiet 2-core machine. Status (last run,
+# 22:10): the poisoned hour is held, no false drift follows it, the drift is held one hour and
+# declared the next (alert, adapt mode, rolled anchor, catch-up) -- but no candidate is adopted:
+# every one fails `anchor_ndcg_drop` on the "unchanged" slices (champion 0.68 -> 0.56-0.58).
+# Slices are *product* categories while the simulator's drift moves *query* intents, so sessions
+# of changed queries stay in the unchanged slices' NDCG groups. Next: judge forgetting on the
+# sessions whose queries did not change.
 pytestmark = pytest.mark.long
 T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
 BOOTSTRAP_HOURS = 3
