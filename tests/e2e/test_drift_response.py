@@ -35,7 +35,7 @@ from incremental.warehouse import Warehouse
 # Slices are *product* categories while the simulator's drift moves *query* intents, so sessions
 # of changed queries stay in the unchanged slices' NDCG groups. Next: judge forgetting on the
 # sessions whose queries did not change.
-pytestmark = pytest.mark.long
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
 BOOTSTRAP_HOURS = 3
 POISONED = T0 + timedelta(hours=5)
