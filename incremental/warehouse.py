@@ -19,7 +19,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,22 @@ def sql_statements(name: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def _retry_until(deadline: float, pause: float, attempt: Callable[[], Any],
+                 busy: Callable[[Exception], str | None]) -> Any:
+    """`attempt()` until it succeeds. `busy(exc)` says why a failure is worth waiting for (None:
+    re-raise it); past `deadline` that reason becomes a WarehouseError."""
+    while True:
+        try:
+            return attempt()
+        except Exception as exc:
+            why = busy(exc)
+            if why is None:
+                raise
+            if time.monotonic() > deadline:
+                raise WarehouseError(why) from None
+            time.sleep(pause)
+
+
 class Warehouse:
     """A thin handle on the warehouse behind one SQLAlchemy URL."""
 
@@ -156,31 +172,18 @@ class Warehouse:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(f"{path}.lock", "a") as lock:
             deadline = time.monotonic() + self.lock_timeout
-            while True:  # our own processes queue on the lock file ...
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise WarehouseError(
-                            f"warehouse {path} is busy: another process held {path}.lock for more than "
-                            f"{self.lock_timeout:g} s (a long load, or a stuck process: see `fuser {path}.lock`)"
-                        ) from None
-                    time.sleep(0.05)
+            held = f"{self.lock_timeout:g} s"
+            # our own processes queue on the lock file ...
+            _retry_until(deadline, 0.05, lambda: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB),
+                         lambda exc: (f"warehouse {path} is busy: another process held {path}.lock for more than "
+                                      f"{held} (a long load, or a stuck process: see `fuser {path}.lock`)")
+                         if isinstance(exc, BlockingIOError) else None)
             try:
-                while True:  # ... and anything else that opens the file (a DuckDB shell) is waited for too
-                    try:
-                        con = duckdb.connect(path)
-                        break
-                    except duckdb.IOException as exc:
-                        if "lock" not in str(exc).lower():
-                            raise
-                        if time.monotonic() > deadline:
-                            raise WarehouseError(
-                                f"warehouse {path} is locked by another program for more than "
-                                f"{self.lock_timeout:g} s: {str(exc).splitlines()[0]}"
-                            ) from None
-                        time.sleep(0.2)
+                # ... and anything else that opens the file (a DuckDB shell) is waited for too
+                con = _retry_until(deadline, 0.2, lambda: duckdb.connect(path),
+                                   lambda exc: (f"warehouse {path} is locked by another program for more than "
+                                                f"{held}: {str(exc).splitlines()[0]}")
+                                   if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower() else None)
                 try:
                     con.execute("SET TimeZone = 'UTC'")
                     yield con
