@@ -32,13 +32,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import transformers  # noqa: E402
 from transformers import (  # noqa: E402
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
+    BertModel,
+    BertPreTrainedModel,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput  # noqa: E402
 
 # The "newly initialized: classifier.*" notice and the weight-loading progress bar go through
 # transformers' own logger, not `warnings`.
@@ -57,15 +61,41 @@ TINY = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "i
 
 
 # The fast preset `minilm-l2`: all-MiniLM-L6-v2's pre-trained embeddings and first two of its
-# six layers (offline, from the packaged weights). Measured 2.2x MiniLM's training samples/s and
-# 2.6x its scoring rows/s (CPU, 1 thread, paired rounds; not 3x: the embeddings and their AdamW
-# update are the same size; benchmarks/results/presets.json). But it does not learn the
-# simulator's clicks yet: MiniLM was trained with mean pooling and its [CLS] vector barely depends
-# on the input before the last layer (relative spread across inputs 0.018 after layer 2, 0.98
-# after layer 6), while the classification head reads [CLS] only. Bootstrap on the simulator:
-# holdout AUC 0.53, rejected (minilm: 0.82, approved); tests/e2e/test_fast_preset.py (xfail).
+# six layers (offline, from the packaged weights), read out by the masked mean of its token
+# vectors (`MeanPoolRanker`), the pooling MiniLM was trained with. Its [CLS] vector is no use
+# after two layers: it barely depends on the input before MiniLM's last layer (relative spread
+# across inputs 0.018 after layer 2, 0.98 after layer 6), and a [CLS] head on the cut model
+# stopped at holdout AUC 0.53 on the simulator where `minilm` reaches 0.82
+# (benchmarks/results/presets.json has the speeds and AUCs as measured).
 FAST_LAYERS = 2
 PRESETS = ("minilm", "minilm-l2", "tiny")
+
+
+class MeanPoolRanker(BertPreTrainedModel):
+    """A BERT encoder read out by the masked mean of its last layer's token vectors, then one
+    linear logit: how sentence-transformers pools MiniLM. Saved with `ranker_pooling: "mean"` in
+    its config, which is how `load_dir` knows to rebuild this class rather than a [CLS] head."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        config.ranker_pooling = "mean"
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = torch.nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = torch.nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        **_: Any,
+    ) -> SequenceClassifierOutput:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
 
 
 def minilm_path() -> Path:
@@ -109,7 +139,7 @@ def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedM
         elif base_model == "minilm-l2":
             # MiniLM's own embeddings and first FAST_LAYERS layers; the weights of the later
             # layers are simply not loaded.
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = MeanPoolRanker.from_pretrained(
                 str(source), num_labels=1, num_hidden_layers=FAST_LAYERS, local_files_only=True
             )
         else:
@@ -121,7 +151,10 @@ def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedM
 
 def load_dir(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A ranker saved by `save_dir` (a candidate, or a champion downloaded from MLflow)."""
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    mean = getattr(config, "ranker_pooling", "cls") == "mean"
+    loader = MeanPoolRanker if mean else AutoModelForSequenceClassification
+    model = loader.from_pretrained(str(path), local_files_only=True)
     if model.config.num_labels != 1:
         raise ValueError(f"{path}: a ranker has one output, this model has {model.config.num_labels}")
     return model, load_tokenizer(path)

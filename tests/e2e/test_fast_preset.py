@@ -6,12 +6,8 @@ DuckDB, extraction and GX validation write the lake, `incremental bootstrap` (th
 evaluates against the value thresholds of the reviewed incremental.yaml and registers. The reviewed
 training settings too, except the number of steps (SMALL, below) to keep it short on a busy CPU.
 
-Expected to fail today (strict xfail: it turns red the day it passes, so the marker goes): MiniLM
-(all-MiniLM-L6-v2, trained with mean pooling) leaves its [CLS] vector almost the same for every
-input until its last layer (relative spread across inputs 0.018 after layer 2, 0.98 after layer
-6), and the sequence-classification head reads [CLS] only. Cut to its first two layers, the head
-sees a near-constant input: on the simulator the bootstrap stops at holdout AUC 0.52-0.54
-(lr 5e-5, 1e-4, 2e-4; benchmarks/results/presets.json), where `minilm` reaches 0.82.
+The fast preset reads MiniLM's first two layers by mean pooling (`model.MeanPoolRanker`): a
+[CLS] head on the same cut model stopped at holdout AUC 0.52-0.54 here, where `minilm` reaches 0.82.
 """
 
 from __future__ import annotations
@@ -35,8 +31,6 @@ HOURS = 3
 SMALL = {"bootstrap_steps": 150, "eval_every": 50, "checkpoint_every": 50}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="minilm-l2's [CLS] is near-constant after MiniLM's first two layers: "
-                   "it does not learn the simulator's clicks (see the module docstring)")
 def test_fast_preset_bootstrap_on_the_simulator_is_approved(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
