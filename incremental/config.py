@@ -76,6 +76,9 @@ class TrainingSettings(_Section):
     batch_size: int = Field(32, ge=1)
     max_steps: int = Field(150, ge=1)  # per hourly update
     bootstrap_steps: int = Field(600, ge=1)  # for `incremental bootstrap` / full retrain
+    # ... or more: a full retrain makes at least this many passes over its window's training rows
+    # (300 steps of 32 would see a tenth of 48 hours of 2,000 impressions; the reference must see all)
+    bootstrap_epochs: float = Field(1.0, ge=0.0)
     warmup_fraction: float = Field(0.1, ge=0.0, le=1.0)  # linear warm-up, then linear decay to zero
     max_grad_norm: float = Field(1.0, gt=0.0)
     l2sp_strength: float = Field(0.1, ge=0.0)  # pull toward the starting (champion) weights; 0 turns it off
@@ -122,14 +125,15 @@ class GateSettings(_Section):
 
 
 class AdaptSettings(_Section):
-    """How updates train during a drift episode (mode `adapt`): faster, from recent data."""
+    """How updates train during a drift episode (mode `adapt`): faster, replaying what still holds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     learning_rate: float = Field(5e-5, gt=0.0)  # re-warmed: the bootstrap's rate, not the gentle hourly one
     max_steps: int = Field(200, ge=1)
-    replay_fraction: float = Field(0.3, ge=0.0, lt=1.0)
-    replay_hours: int = Field(3, ge=1)  # recency: replay only from the last hours (the new regime)
+    replay_fraction: float = Field(0.5, ge=0.0, lt=1.0)
+    # replay window; the changed slices' rows from before the drift are left out (`replay.Stale`)
+    replay_hours: int = Field(48, ge=1)
     l2sp_strength: float = Field(0.01, ge=0.0)  # weaker pull toward the stale champion
 
 

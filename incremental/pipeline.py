@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from incremental import lake, tracking
+from incremental import lake, replay, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
@@ -158,6 +158,15 @@ def _mode_settings(settings: Settings, mode: str) -> Settings:
                                   l2sp_strength=a.l2sp_strength)
 
 
+def _stale_rows(settings: Settings, context: dict[str, Any]) -> replay.Stale | None:
+    """What adapt-mode replay leaves out: the changed slices' rows from before the drift began
+    (its first anomalous hour: K - 1 hours before it was declared)."""
+    if not context.get("changed_slices") or not context.get("declared_at"):
+        return None
+    began = lake.parse_hour(context["declared_at"]) - (settings.drift.sustained_hours - 1) * lake.HOUR
+    return replay.Stale(frozenset(context["changed_slices"]), began)
+
+
 def train_step(
     settings: Settings, start: datetime, *, overrides: dict[str, Any] | None = None, airflow_run_id: str | None = None
 ) -> dict[str, Any]:
@@ -180,9 +189,10 @@ def train_step(
         return {"hour": _iso(start), "reused_version": str(existing.version), "run_id": existing.run_id,
                 "partition_sha256": sha}
     champion = tracking.champion(settings)
-    start_version = state.shadow_version if context["mode"] == "adapt" else None
+    adapting = context["mode"] == "adapt"
     result = train_hour(_mode_settings(settings, context["mode"]), start, airflow_run_id=airflow_run_id,
-                        overrides=overrides, start_version=start_version)
+                        overrides=overrides, start_version=state.shadow_version if adapting else None,
+                        stale=_stale_rows(settings, context) if adapting else None)
     return {
         "hour": _iso(start),
         "interval_end": _iso(start + lake.HOUR),

@@ -6,11 +6,17 @@ is ever trained on, by this update or a later one). Its size is the `replay_frac
 the training set: with F fresh rows and fraction r, R = round(F * r / (1 - r)), or every
 available row when there are fewer. The draw is a pure function of (seed, start hour, the
 partitions' bytes): re-running an hour replays the same rows.
+
+During a drift episode (`Stale`), the rows of the slices judged changed are not replayed from the
+hours before the drift: they teach what the traffic now contradicts. Everything else still holds
+and is replayed, which is what keeps an adapting update from forgetting the unchanged slices
+(the new traffic may hold few of their rows).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,17 @@ import numpy as np
 import pandas as pd
 
 from incremental import lake as lk
+
+
+@dataclass(frozen=True)
+class Stale:
+    """Rows of `categories` from hours before `before` are stale: not replayed."""
+
+    categories: frozenset[str]
+    before: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"categories": sorted(self.categories), "before": self.before.isoformat()}
 
 
 def holdout_mask(session_ids: pd.Series | list[str], fraction: float) -> np.ndarray:
@@ -52,13 +69,17 @@ def sample(
     replay_hours: int,
     holdout_fraction: float,
     seed: int,
+    stale: Stale | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The replay rows for the update of hour `start`, and their lineage.
 
-    Lineage: {"rows", "fraction", "seed", "partitions": [{"hour", "sha256", "rows", "sampled"}]}.
+    Lineage: {"rows", "fraction", "seed", "window_hours", "stale", "stale_rows_left_out",
+    "partitions": [{"hour", "sha256", "rows", "sampled"}]}.
     """
     wanted = replay_size(fresh_rows, fraction)
-    lineage: dict[str, Any] = {"rows": 0, "fraction": fraction, "seed": seed, "window_hours": replay_hours, "partitions": []}
+    lineage: dict[str, Any] = {"rows": 0, "fraction": fraction, "seed": seed, "window_hours": replay_hours,
+                               "stale": stale.to_dict() if stale else None, "stale_rows_left_out": 0,
+                               "partitions": []}
     if wanted == 0:
         return pd.DataFrame(columns=lk.SEARCH_LOG_SCHEMA.names), lineage
 
@@ -66,6 +87,10 @@ def sample(
     for part in lk.validated_partitions(lake, start, replay_hours):
         frame = lk.read_partition(part).to_pandas()
         frame = frame[~holdout_mask(frame["session_id"], holdout_fraction)]
+        if stale is not None and part.start < stale.before:
+            keep = ~frame["category"].isin(stale.categories)
+            lineage["stale_rows_left_out"] += int((~keep).sum())
+            frame = frame[keep]
         frames.append(frame.assign(_hour=len(parts)))
         parts.append(part)
     if not frames:

@@ -42,7 +42,7 @@ POISONED = T0 + timedelta(hours=5)
 DRIFT = T0 + timedelta(hours=7)
 END = T0 + timedelta(hours=11)
 RATE = 1000
-MODEL = os.environ.get("INCREMENTAL_TEST_LEARNING_MODEL", "minilm")
+MODEL = os.environ.get("INCREMENTAL_TEST_LEARNING_MODEL", "minilm-l2")
 SMALL = """\
 training:
   batch_size: 16
@@ -59,7 +59,6 @@ drift:
   catch_up_hours: 2
   adapt:
     max_steps: 100
-    replay_hours: 2
 """
 
 def hour(i: int) -> datetime:

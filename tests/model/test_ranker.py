@@ -14,7 +14,8 @@ from sklearn.metrics import roc_auc_score
 from incremental import lake as lk
 from incremental import model as rk
 from incremental import replay, tracking
-from incremental.train import TrainingError, batch_indices, train_hour
+from incremental.fit import batch_indices
+from incremental.train import TrainingError, train_hour
 
 
 def test_tiny_model_learns(bootstrapped) -> None:
@@ -101,6 +102,23 @@ def test_replay_sample_is_deterministic_sized_and_excludes_holdouts(lake) -> Non
     other, _ = replay.sample(lake, DRIFT_HOUR, **{**kwargs, "seed": 14})
     assert set(other["event_id"]) != set(first["event_id"])
     assert replay.sample(lake, DRIFT_HOUR, **{**kwargs, "fraction": 0.0})[0].empty
+
+
+def test_adapt_replay_leaves_out_the_changed_slices_rows_from_before_the_drift(lake) -> None:
+    kwargs = dict(fresh_rows=10_000, fraction=0.5, replay_hours=48, holdout_fraction=0.2, seed=13)
+    everything, _ = replay.sample(lake, DRIFT_HOUR, **kwargs)
+    changed = everything["category"].value_counts().index[0]
+    stale = replay.Stale(frozenset([changed]), before=OLD_HOURS[2])
+    kept, lineage = replay.sample(lake, DRIFT_HOUR, **kwargs, stale=stale)
+
+    before = kept["event_ts"] < pd.Timestamp(OLD_HOURS[2])
+    assert not (before & (kept["category"] == changed)).any()  # stale: left out
+    assert (~before & (kept["category"] == changed)).any()  # since the drift began: replayed
+    assert set(kept["category"]) == set(everything["category"])  # the other slices still hold
+    left_out = ((everything["event_ts"] < pd.Timestamp(OLD_HOURS[2])) & (everything["category"] == changed)).sum()
+    assert lineage["stale_rows_left_out"] == left_out > 0
+    assert lineage["stale"] == {"categories": [changed], "before": OLD_HOURS[2].isoformat()}
+    assert len(kept) == len(everything) - left_out  # every available row was wanted
 
 
 def test_batch_order_is_a_function_of_seed_and_step() -> None:
