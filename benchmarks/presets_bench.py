@@ -97,7 +97,7 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     from incremental import lake, metrics, pipeline, tracking
     from incremental import model as rk
     from incremental.config import load_settings
-    from incremental.train import bootstrap
+    from incremental.train import bootstrap, holdout_uri
 
     settings = load_settings()
     if steps:
@@ -110,7 +110,8 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     per_step = [m.value for m in tracking.configure(settings).get_metric_history(result.run_id, "samples_per_s")]
     trained = {"hour": f"{T0:%Y-%m-%dT%H:%MZ}", "interval_end": f"{end:%Y-%m-%dT%H:%MZ}", "reused_version": None,
                "run_id": result.run_id, "model_uri": result.model_uri, "candidate_dir": str(result.candidate_dir),
-               "parent_version": None, "holdout_path": str(result.holdout_path), "kind": "full_retrain"}
+               "parent_version": None, "holdout_uri": holdout_uri(result.run_id, result.holdout_path),
+               "kind": "full_retrain"}
     started = time.perf_counter()
     gated = pipeline.evaluate_step(settings, T0, trained)
     evaluate_s = time.perf_counter() - started
@@ -166,7 +167,7 @@ def run_speed(home: Path, presets: list[str], hours: int, rounds: int, steps: in
     from incremental import lake
     from incremental import model as rk
     from incremental.config import TrainingSettings
-    from incremental.train import batch_indices, make_optimizer
+    from incremental.fit import batch_indices, make_optimizer
 
     lake_dir = home / "lake"
     frames = [lake.read_partition(lake.partition(lake_dir, T0 + timedelta(hours=h))).to_pandas() for h in range(hours)]

@@ -64,7 +64,7 @@ def run_variant(variant: str, examples: int, batch_size: int) -> dict:
 
     from incremental import model as rk
     from incremental.config import TrainingSettings
-    from incremental.train import batch_indices, make_optimizer
+    from incremental.fit import batch_indices, make_optimizer
 
     torch.manual_seed(0)
     queries, texts, labels = make_pairs(examples + batch_size)

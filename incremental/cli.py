@@ -373,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("incremental.progress").setLevel(logging.INFO)  # long work always shows steps, rate, time left
     settings = None
     try:
         settings = load_settings()

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import signal
 import time
@@ -47,6 +46,17 @@ from incremental import model as rk
 from incremental import replay, tracking
 from incremental.config import Settings, TrainingSettings
 from incremental.errors import IncrementalError
+from incremental.fit import (
+    FitData,
+    FitState,
+    Trainer,
+    fit,
+    holdout_eval,
+    make_optimizer,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +88,7 @@ class TrainingError(IncrementalError, RuntimeError):
     """The update cannot run (an hour that is not validated, no rows to train on)."""
 
 
-# --- helpers, in the order the loop uses them ----------------------------------------------
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+# --- helpers, in the order the update uses them -----------------------------------------------
 
 
 def _digest(payload: Any) -> str:
@@ -120,93 +124,12 @@ def load_hours(
     return pd.concat(train, ignore_index=True), pa.concat_tables(holdout), parts
 
 
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """Rows of the batch at `step`: epoch e is a permutation seeded by (seed, e), and step s
-    takes positions [s*B, (s+1)*B) of their concatenation. No iterator state, so resuming at
-    step s reproduces the rest of the run exactly."""
-    out, position = [], step * batch_size
-    while len(out) < batch_size:
-        epoch, offset = divmod(position, n)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        take = perm[offset : offset + batch_size - len(out)]
-        out.extend(take.tolist())
-        position += len(take)
-    return np.asarray(out)
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices only: not on biases or LayerNorm (as BERT was trained)."""
-    norm_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if name.endswith("bias") or id(param) in norm_params else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: torch.nn.Module, t: TrainingSettings) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, t.weight_decay)
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.learning_rate, momentum=0.9)
-    return torch.optim.AdamW(groups, lr=t.learning_rate)
-
-
-def l2sp_penalty(model: torch.nn.Module, anchors: dict[str, torch.Tensor], strength: float) -> torch.Tensor:
-    """strength/2 * ||w - w0||^2 over the weights that have a starting point (Li et al. 2018):
-    keeps the update near the champion, which is what it must not forget."""
-    total = torch.zeros((), device=next(model.parameters()).device)
-    for name, param in model.named_parameters():
-        if name in anchors:
-            total = total + (param - anchors[name]).pow(2).sum()
-    return 0.5 * strength * total
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG's state as tensors and plain types only, so a checkpoint loads with
-    `torch.load(weights_only=True)` (no pickled objects, no code run on loading)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {
-        "python": (int(version), tuple(int(x) for x in internal), gauss_next),
-        "numpy": [str(name), [int(x) for x in keys], int(pos), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
     """Temp file + rename: a kill mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(checkpoint, tmp)
     os.replace(tmp, path)
-
-
-def holdout_eval(
-    model: torch.nn.Module, features: dict[str, list[list[int]]], labels: np.ndarray, pad_id: int, autocast: bool
-) -> dict[str, float]:
-    """Loss and AUC on the holdout (eval mode, no gradients)."""
-    from sklearn.metrics import roc_auc_score
-
-    raw = rk.logits(model, features, pad_id=pad_id, autocast=autocast)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.from_numpy(raw).double(), torch.from_numpy(labels).double()
-    ).item()
-    out = {"holdout_loss": loss}
-    if 0 < labels.sum() < len(labels):  # AUC needs both classes
-        out["holdout_auc"] = float(roc_auc_score(labels, raw))
-    return out
 
 
 def _finished_run(client: Any, experiment_id: str, key: str) -> Any | None:
@@ -250,7 +173,193 @@ def _fail_orphans(client: Any, experiment_id: str, key: str, keep: str | None) -
             client.set_terminated(run.info.run_id, "FAILED")
 
 
-# --- the loop --------------------------------------------------------------------------------
+# --- the update, in its parts --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    fresh: pd.DataFrame  # the hours' rows outside the holdout
+    replayed: pd.DataFrame
+    holdout: pa.Table
+    lineage: dict[str, Any]
+    data_hash: str
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        return pd.concat([self.fresh, self.replayed], ignore_index=True) if len(self.replayed) else self.fresh
+
+
+def training_set(settings: Settings, starts: list[datetime], kind: str, stale: replay.Stale | None) -> TrainingSet:
+    """The hours' rows (less their holdout sessions) plus replay, with lineage and a data hash."""
+    t = settings.training
+    fresh, holdout, parts = load_hours(settings, starts, strict=kind == "hourly")
+    replayed, replay_lineage = replay.sample(
+        settings.lake, starts[0], fresh_rows=len(fresh), fraction=t.replay_fraction,
+        replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
+    )
+    lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + lk.HOUR).isoformat(),
+               "partitions": parts, "replay": replay_lineage}
+    identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
+                "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
+                "holdout_fraction": t.holdout_fraction}
+    if stale is not None:  # only then: a normal update keeps the identity it always had
+        identity["stale"] = replay_lineage["stale"]
+    lineage["data_hash"] = data_hash = _digest(identity)
+    return TrainingSet(fresh, replayed, holdout, lineage, data_hash)
+
+
+def starting_point(settings: Settings, from_champion: bool, start_version: str | None) -> tuple[Any, Any, str | None]:
+    """(model, tokenizer, parent version): the champion by alias, a given version (the last
+    candidate of a drift episode's shadow chain), or the base weights (parent None)."""
+    found = tracking.champion(settings) if from_champion and start_version is None else None
+    parent_version = start_version or (found[0] if found else None)
+    if parent_version:
+        return (*rk.load_dir(tracking.version_model_dir(settings, parent_version)), parent_version)
+    return (*rk.load_base(settings.base_model, seed=settings.training.seed), None)
+
+
+@dataclass(frozen=True)
+class UpdateIdentity:
+    """One checkpoint folder and one MLflow run per (interval, parent, data, config), so a re-run
+    resumes or reuses instead of starting a second lineage."""
+
+    key: str
+    config: dict[str, Any]
+    candidate_dir: Path
+    holdout_path: Path
+    checkpoint_path: Path
+
+
+def update_identity(settings: Settings, starts: list[datetime], kind: str, max_steps: int,
+                    parent_version: str | None, data_hash: str) -> UpdateIdentity:
+    config = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
+              "base_model": None if parent_version else settings.base_model}
+    hour_key = f"{starts[0]:%Y%m%dT%H}" + (f"-{starts[-1] + lk.HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
+    key = f"{hour_key}-{'v' + parent_version if parent_version else 'base'}-{data_hash[:12]}-{_digest(config)[:8]}"
+    home = settings.home
+    return UpdateIdentity(key, config, home / "candidates" / key, home / "holdout" / f"{key}.parquet",
+                          home / "checkpoints" / key / "last.pt")
+
+
+def fit_data(tokenizer: Any, data: TrainingSet, max_length: int) -> FitData:
+    """Tokenise once; batches are padded to their own longest pair (short queries and titles
+    make that ~10x cheaper than padding to max_length)."""
+    rows, holdout = data.rows, data.holdout.to_pandas()
+    return FitData(
+        train=rk.tokenize(tokenizer, *rk.frame_texts(rows), max_length),
+        train_labels=torch.tensor(rows["clicked"].to_numpy(dtype=np.float32)),
+        holdout=rk.tokenize(tokenizer, *rk.frame_texts(holdout), max_length),
+        holdout_labels=holdout["clicked"].to_numpy(dtype=np.float64),
+        pad_id=tokenizer.pad_token_id,
+    )
+
+
+def make_trainer(model: Any, t: TrainingSettings, max_steps: int, parent_version: str | None) -> Trainer:
+    device = rk.pick_device()
+    model.to(device)
+    # L2-SP anchors: the starting weights, except a head that was just initialised at random.
+    anchors = {}
+    if t.l2sp_strength > 0:
+        anchors = {name: p.detach().clone() for name, p in model.named_parameters()
+                   if parent_version or not name.startswith("classifier.")}
+    optimizer = make_optimizer(model, t)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_fraction * max_steps), max_steps)
+    autocast = device.type == "cuda" and t.bf16_autocast and torch.cuda.is_bf16_supported()
+    return Trainer(model, optimizer, scheduler, device, autocast, anchors, t.l2sp_strength)
+
+
+def resume(identity: UpdateIdentity, trainer: Trainer) -> tuple[FitState | None, str | None]:
+    """The state and MLflow run of this very update's last checkpoint, if a previous attempt died."""
+    if not identity.checkpoint_path.is_file():
+        return None, None
+    # weights_only: the checkpoint folder may be shared between workers, and loading must never
+    # run code that whoever can write there put in a pickle.
+    checkpoint = torch.load(identity.checkpoint_path, map_location=trainer.device, weights_only=True)
+    if checkpoint["config"] != identity.config:  # cannot happen with the config digest in the key
+        log.warning("checkpoint %s was written with another config: starting over", identity.checkpoint_path)
+        return None, None
+    trainer.model.load_state_dict(checkpoint["model"])
+    trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+    trainer.scheduler.load_state_dict(checkpoint["scheduler"])
+    set_rng_state(checkpoint["rng"])
+    state = FitState.from_dict(checkpoint["state"])
+    log.info("resuming update %s from the checkpoint at step %d", identity.key, state.step)
+    return state, checkpoint["run_id"]
+
+
+def checkpointer(identity: UpdateIdentity, trainer: Trainer, run_id: str, before: Any) -> Any:
+    """What the loop calls every `checkpoint_every` steps: flush metrics (`before`), then save."""
+    kill_at = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
+
+    def save(state: FitState) -> None:
+        before()
+        save_checkpoint(identity.checkpoint_path, {
+            "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(), "state": state.to_dict(), "rng": rng_state(),
+            "config": identity.config, "run_id": run_id})
+        if kill_at and state.step >= kill_at:  # the resume test's crash, right after a checkpoint
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return save
+
+
+class MetricLog:
+    """Per-step metrics, sent to the run in batches (one database write each)."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client, self.run_id, self.pending = client, run_id, []
+
+    def add(self, step: int, metrics: dict[str, float]) -> None:
+        now_ms = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), now_ms, step) for k, v in metrics.items()]
+
+    def flush(self) -> None:
+        while self.pending:
+            self.client.log_batch(self.run_id, metrics=self.pending[:1000])
+            del self.pending[:1000]
+
+
+def start_run(client: Any, experiment_id: str, settings: Settings, identity: UpdateIdentity, data: TrainingSet,
+              parent_version: str | None, trainer: Trainer, airflow_run_id: str | None) -> str:
+    t, lineage = settings.training, data.lineage
+    run = client.create_run(experiment_id, run_name=identity.key, tags={"mlflow.runName": identity.key})
+    params = {**{f"training.{k}": v for k, v in t.model_dump().items()}, "kind": lineage["kind"],
+              "max_steps_effective": identity.config["max_steps"], "base_model": settings.base_model,
+              "model_name": settings.model_name}
+    replay_parts = lineage["replay"]["partitions"]
+    tags = {"update_key": identity.key, "kind": lineage["kind"], "interval_start": lineage["interval_start"],
+            "interval_end": lineage["interval_end"], "parent_version": parent_version or "none",
+            "data_hash": data.data_hash, "device": str(trainer.device), "autocast": "bf16" if trainer.autocast else "off",
+            "lineage.partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}" for p in lineage["partitions"])[:4000],
+            "lineage.replay_partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}:{p['sampled']}"
+                                                  for p in replay_parts)[:4000],
+            "lineage.replay_rows": str(lineage["replay"]["rows"])}
+    if airflow_run_id:
+        tags["airflow_run_id"] = airflow_run_id
+    client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
+                     tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
+    return run.info.run_id
+
+
+def publish(run_id: str, identity: UpdateIdentity, trainer: Trainer, tokenizer: Any, data: TrainingSet,
+            max_length: int) -> None:
+    """The holdout for the evaluator, the HF directory, and the pyfunc in the run."""
+    lk.write_parquet_atomic(identity.holdout_path, data.holdout)
+    shutil.rmtree(identity.candidate_dir, ignore_errors=True)
+    rk.save_dir(trainer.model.to("cpu"), tokenizer, identity.candidate_dir)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_artifact(str(identity.holdout_path), HOLDOUT_ARTIFACT)  # the evaluator reads it back by URI
+        mlflow.log_dict(data.lineage, "lineage.json")
+        mlflow.log_dict(identity.config, "config.json")
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=rk.RankerPyfunc(max_length=max_length),
+            artifacts={"model_dir": str(identity.candidate_dir)},
+            code_paths=[str(Path(rk.__file__).parent)],  # `incremental` travels with the model
+            pip_requirements=rk.pip_requirements(),
+            signature=rk.signature(),  # brand and category optional: a serving client may not have them
+        )
+    shutil.rmtree(identity.checkpoint_path.parent, ignore_errors=True)
 
 
 def run_update(
@@ -260,238 +369,98 @@ def run_update(
     kind: str,
     from_champion: bool,
     max_steps: int,
+    epochs: float = 0.0,
     airflow_run_id: str | None = None,
     start_version: str | None = None,
+    stale: replay.Stale | None = None,
 ) -> TrainResult:
-    """Train one candidate. kind: "hourly" (one hour, replay) or "bootstrap" (a window, base)."""
+    """Train one candidate. kind: "hourly" (one hour, replay) or "bootstrap" (a window, base).
+    Steps: `max_steps`, or more when `epochs` passes over the training rows need more."""
     t = settings.training
     seed_everything(t.seed)
-
-    # The data first: refusing an unvalidated hour should not wait for a model download.
-    fresh, holdout, parts = load_hours(settings, starts, strict=kind == "hourly")
-    replayed, replay_lineage = replay.sample(
-        settings.lake, starts[0], fresh_rows=len(fresh), fraction=t.replay_fraction,
-        replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed,
-    )
-    train = pd.concat([fresh, replayed], ignore_index=True) if len(replayed) else fresh
-    lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + lk.HOUR).isoformat(),
-               "partitions": parts, "replay": replay_lineage}
-    data_hash = _digest({"partitions": [(p["hour"], p["sha256"]) for p in parts],
-                         "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
-                         "holdout_fraction": t.holdout_fraction})
-    lineage["data_hash"] = data_hash
-
-    # The starting point: the champion by alias, or the base weights.
-    # (or a given version: the last candidate of a drift episode's shadow chain).
-    found = tracking.champion(settings) if from_champion and start_version is None else None
-    parent_version = start_version or (found[0] if found else None)
-    if parent_version:
-        cache = tracking.version_model_dir(settings, parent_version)
-        model, tokenizer = rk.load_dir(cache)
-    else:
-        model, tokenizer = rk.load_base(settings.base_model, seed=t.seed)
-
-    # Identity of this update: one checkpoint folder and one MLflow run per (interval, parent,
-    # data, config), so a re-run resumes or reuses instead of starting a second lineage.
-    config = {"training": t.model_dump(), "kind": kind, "max_steps": max_steps,
-              "base_model": None if parent_version else settings.base_model}
-    hour_key = f"{starts[0]:%Y%m%dT%H}" + (f"-{starts[-1] + lk.HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
-    key = f"{hour_key}-{'v' + parent_version if parent_version else 'base'}-{data_hash[:12]}-{_digest(config)[:8]}"
-    candidate_dir = settings.home / "candidates" / key
-    holdout_path = settings.home / "holdout" / f"{key}.parquet"
-    checkpoint_path = settings.home / "checkpoints" / key / "last.pt"
+    data = training_set(settings, starts, kind, stale)  # first: refusing an hour should not wait for a model
+    if len(data.fresh) + len(data.replayed) == 0:
+        raise TrainingError(f"no training rows in {[s.isoformat() for s in starts]} after the holdout split")
+    max_steps = max(max_steps, math.ceil(epochs * len(data.rows) / t.batch_size))
+    model, tokenizer, parent_version = starting_point(settings, from_champion, start_version)
+    identity = update_identity(settings, starts, kind, max_steps, parent_version, data.data_hash)
     client = tracking.configure(settings)
     experiment_id = tracking.get_or_create_experiment(settings)
     run_id: str | None = None
     # One process per update at a time (two runs of the same hour wait for each other, the
     # second then reuses the first's run); an update that raises marks its MLflow run FAILED.
-    with _update_lock(checkpoint_path.parent):
+    with _update_lock(identity.checkpoint_path.parent):
         try:
-            done = _finished_run(client, experiment_id, key)
-            if done is not None and holdout_path.is_file():
-                log.info("update %s already ran as MLflow run %s: reusing it", key, done.info.run_id)
-                model_uri = f"runs:/{done.info.run_id}/model"
-                if not (candidate_dir / "config.json").is_file():
-                    shutil.move(str(tracking.download_model_dir(model_uri)), str(candidate_dir))
-                return TrainResult(done.info.run_id, model_uri, candidate_dir, parent_version, data_hash,
-                                   holdout_path, dict(done.data.metrics), lineage, None)
-
-            # Tokenise once; batches are padded to their own longest pair (short queries and titles
-            # make that ~10x cheaper than padding to max_length).
-            pad_id = tokenizer.pad_token_id
-            train_features = rk.tokenize(tokenizer, *rk.frame_texts(train), t.max_length)
-            train_labels = torch.tensor(train["clicked"].to_numpy(dtype=np.float32))
-            holdout_frame = holdout.to_pandas()
-            holdout_features = rk.tokenize(tokenizer, *rk.frame_texts(holdout_frame), t.max_length)
-            holdout_labels = holdout_frame["clicked"].to_numpy(dtype=np.float64)
-            if len(train) == 0:
-                raise TrainingError(f"update {key}: no training rows after the holdout split")
-
-            device = rk.pick_device()
-            autocast = device.type == "cuda" and t.bf16_autocast and torch.cuda.is_bf16_supported()
-            model.to(device)
-            # L2-SP anchors: the starting weights, except a head that was just initialised at random.
-            anchors = {}
-            if t.l2sp_strength > 0:
-                anchors = {name: p.detach().clone() for name, p in model.named_parameters()
-                           if parent_version or not name.startswith("classifier.")}
-            optimizer = make_optimizer(model, t)
-            warmup = math.ceil(t.warmup_fraction * max_steps)
-            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, max_steps)
-
-            # Resume from the last checkpoint of this very update, if a previous attempt died.
-            step, best, resumed_from_step, run_id = 0, {"loss": math.inf, "step": 0, "bad_evals": 0, "state": None}, None, None
-            if checkpoint_path.is_file():
-                # weights_only: the checkpoint folder may be shared between workers, and loading must
-                # never run code that whoever can write there put in a pickle.
-                checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
-                if checkpoint["config"] == config:
-                    model.load_state_dict(checkpoint["model"])
-                    optimizer.load_state_dict(checkpoint["optimizer"])
-                    scheduler.load_state_dict(checkpoint["scheduler"])
-                    set_rng_state(checkpoint["rng"])
-                    step, best, run_id = checkpoint["step"], checkpoint["best"], checkpoint["run_id"]
-                    resumed_from_step = step
-                    log.info("resuming update %s from the checkpoint at step %d", key, step)
-                else:  # cannot happen with the config digest in the key, but never resume a different run
-                    log.warning("checkpoint %s was written with another config: starting over", checkpoint_path)
-
-            _fail_orphans(client, experiment_id, key, keep=run_id)
-            if run_id is None:
-                run = client.create_run(experiment_id, run_name=key, tags={"mlflow.runName": key})
-                run_id = run.info.run_id
-                client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in {
-                    **{f"training.{k}": v for k, v in t.model_dump().items()}, "kind": kind, "max_steps_effective": max_steps,
-                    "base_model": settings.base_model, "model_name": settings.model_name}.items()])
-            tags = {"update_key": key, "kind": kind, "interval_start": lineage["interval_start"],
-                    "interval_end": lineage["interval_end"], "parent_version": parent_version or "none",
-                    "data_hash": data_hash, "device": str(device), "autocast": "bf16" if autocast else "off",
-                    "lineage.partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}" for p in parts)[:4000],
-                    "lineage.replay_partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}:{p['sampled']}"
-                                                          for p in replay_lineage["partitions"])[:4000],
-                    "lineage.replay_rows": str(replay_lineage["rows"])}
-            if airflow_run_id:
-                tags["airflow_run_id"] = airflow_run_id
-            for name, value in tags.items():
-                client.set_tag(run_id, name, value)
-
-            log.info("***** Running training (%s, %s) *****", kind, key)
-            log.info("  fresh rows = %d, replay rows = %d, holdout rows = %d", len(fresh), len(replayed), len(holdout_frame))
-            log.info("  starting point = %s, device = %s, autocast = %s", f"v{parent_version}" if parent_version
-                     else settings.base_model, device, autocast)
-            log.info("  batch size = %d, steps = %d (%.2f epochs), warm-up = %d, optimizer = %s, lr = %g, l2sp = %g",
-                     t.batch_size, max_steps, max_steps * t.batch_size / len(train), warmup, t.optimizer, t.learning_rate,
-                     t.l2sp_strength)
-
-            pending: list[Metric] = []  # per-step metrics, sent in batches (one database write each)
-
-            def flush() -> None:
-                while pending:
-                    client.log_batch(run_id, metrics=pending[:1000])
-                    del pending[:1000]
-
-            model.train()
-            started, seen, last_loss = time.perf_counter(), 0, math.nan
-            while step < max_steps:
-                tick = time.perf_counter()
-                index = batch_indices(len(train), t.batch_size, t.seed, step)
-                batch = rk.collate(train_features, index, pad_id, device)
-                labels = train_labels[index].to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(**batch).logits.squeeze(-1)
-                # BCE on the logits, in fp32; never `labels=` (transformers would compute MSE).
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
-                penalty = l2sp_penalty(model, anchors, t.l2sp_strength) if anchors else torch.zeros((), device=device)
-                (loss + penalty).backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                # flush the gradients as soon as we can, no need for this memory anymore
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                seen += len(index)
-                last_loss = loss.item()
-                now_ms = int(time.time() * 1000)
-                pending += [Metric("train_loss", last_loss, now_ms, step), Metric("l2sp_penalty", penalty.item(), now_ms, step),
-                            Metric("grad_norm", float(grad_norm), now_ms, step),
-                            Metric("learning_rate", scheduler.get_last_lr()[0], now_ms, step),
-                            Metric("samples_per_s", len(index) / (time.perf_counter() - tick), now_ms, step)]
-
-                # Early stopping on the fresh holdout; keep the best weights to end with.
-                stop = False
-                if len(holdout_frame) and (step % t.eval_every == 0 or step == max_steps):
-                    evaluated = holdout_eval(model, holdout_features, holdout_labels, pad_id, autocast)
-                    pending += [Metric(k, v, now_ms, step) for k, v in evaluated.items()]
-                    if evaluated["holdout_loss"] < best["loss"]:
-                        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                        best = {"loss": evaluated["holdout_loss"], "step": step, "bad_evals": 0, "state": state}
-                    else:
-                        best["bad_evals"] += 1
-                        stop = best["bad_evals"] >= t.early_stopping_patience
-                    if stop:
-                        log.info("early stop at step %d: holdout loss has not improved since step %d", step, best["step"])
-
-                if step % t.checkpoint_every == 0 and step < max_steps and not stop:
-                    flush()
-                    save_checkpoint(checkpoint_path, {
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "step": step, "rng": rng_state(), "best": best, "config": config, "run_id": run_id,
-                        "model_config": model.config.to_dict()})
-                    if os.environ.get(KILL_AT_STEP_ENV) and step >= int(os.environ[KILL_AT_STEP_ENV]):
-                        os.kill(os.getpid(), signal.SIGKILL)
-                if stop:
-                    break
-
-            # End with the best weights seen on the holdout (the last ones when that is where it was).
-            if best["state"] is not None and best["step"] != step:
-                model.load_state_dict(best["state"])
-            elapsed = time.perf_counter() - started
-            metrics = {"train_loss_last": last_loss, "steps": float(step), "best_step": float(best["step"]),
-                       "train_rows": float(len(fresh)), "replay_rows": float(len(replayed)),
-                       "holdout_rows": float(len(holdout_frame)), "train_seconds": elapsed,
-                       "samples_per_s_mean": seen / elapsed if elapsed > 0 else math.nan}
-            if len(holdout_frame):
-                metrics.update(holdout_eval(model, holdout_features, holdout_labels, pad_id, autocast))
-            pending += [Metric(f"final_{k}" if k.startswith("holdout") else k, v, int(time.time() * 1000), step)
-                        for k, v in metrics.items()]
-            flush()
-
-            # Save: the holdout for the evaluator, the HF directory, and the pyfunc in the run.
-            lk.write_parquet_atomic(holdout_path, holdout)
-            shutil.rmtree(candidate_dir, ignore_errors=True)
-            rk.save_dir(model.to("cpu"), tokenizer, candidate_dir)
-            with mlflow.start_run(run_id=run_id):
-                mlflow.log_artifact(str(holdout_path), HOLDOUT_ARTIFACT)  # the evaluator reads it back by URI
-                mlflow.log_dict(lineage, "lineage.json")
-                mlflow.log_dict(config, "config.json")
-                rk_signature = rk.signature()  # brand and category optional: a serving client may not have them
-                mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=rk.RankerPyfunc(max_length=t.max_length),
-                    artifacts={"model_dir": str(candidate_dir)},
-                    code_paths=[str(Path(rk.__file__).parent)],  # `incremental` travels with the model
-                    pip_requirements=rk.pip_requirements(),
-                    signature=rk_signature,
-                )
-            shutil.rmtree(checkpoint_path.parent, ignore_errors=True)
-            log.info("update %s done: %s", key, {k: round(v, 4) for k, v in metrics.items()})
-            return TrainResult(run_id, f"runs:/{run_id}/model", candidate_dir, parent_version, data_hash, holdout_path,
-                               metrics, lineage, resumed_from_step)
+            done = _finished_run(client, experiment_id, identity.key)
+            if done is not None and identity.holdout_path.is_file():
+                return _reuse(done, identity, parent_version, data)
+            inputs = fit_data(tokenizer, data, t.max_length)
+            trainer = make_trainer(model, t, max_steps, parent_version)
+            state, run_id = resume(identity, trainer)
+            resumed_from_step = state.step if state else None
+            _fail_orphans(client, experiment_id, identity.key, keep=run_id)
+            run_id = run_id or start_run(client, experiment_id, settings, identity, data, parent_version, trainer,
+                                         airflow_run_id)
+            _log_start(identity, data, inputs, trainer, t, max_steps, parent_version, settings.base_model)
+            metrics_log = MetricLog(client, run_id)
+            started = time.perf_counter()
+            state = fit(trainer, inputs, t, max_steps=max_steps, state=state, on_metrics=metrics_log.add,
+                        on_checkpoint=checkpointer(identity, trainer, run_id, metrics_log.flush),
+                        label=f"{kind} update {identity.key[:13]}")
+            metrics = _final_metrics(state, data, inputs, trainer, time.perf_counter() - started)
+            metrics_log.add(state.step, {f"final_{k}" if k.startswith("holdout") else k: v for k, v in metrics.items()})
+            metrics_log.flush()
+            publish(run_id, identity, trainer, tokenizer, data, t.max_length)
+            log.info("update %s done: %s", identity.key, {k: round(v, 4) for k, v in metrics.items()})
+            return TrainResult(run_id, f"runs:/{run_id}/model", identity.candidate_dir, parent_version,
+                               data.data_hash, identity.holdout_path, metrics, data.lineage, resumed_from_step)
         except BaseException:
             if run_id is not None:
                 _mark_failed(client, run_id)
             raise
 
 
+def _reuse(done: Any, identity: UpdateIdentity, parent_version: str | None, data: TrainingSet) -> TrainResult:
+    log.info("update %s already ran as MLflow run %s: reusing it", identity.key, done.info.run_id)
+    model_uri = f"runs:/{done.info.run_id}/model"
+    if not (identity.candidate_dir / "config.json").is_file():
+        shutil.move(str(tracking.download_model_dir(model_uri)), str(identity.candidate_dir))
+    return TrainResult(done.info.run_id, model_uri, identity.candidate_dir, parent_version, data.data_hash,
+                       identity.holdout_path, dict(done.data.metrics), data.lineage, None)
+
+
+def _log_start(identity: UpdateIdentity, data: TrainingSet, inputs: FitData, trainer: Trainer, t: TrainingSettings,
+               max_steps: int, parent_version: str | None, base_model: str) -> None:
+    log.info("***** Running training (%s, %s) *****", data.lineage["kind"], identity.key)
+    log.info("  fresh rows = %d, replay rows = %d, holdout rows = %d", len(data.fresh), len(data.replayed),
+             len(inputs.holdout_labels))
+    log.info("  starting point = %s, device = %s, autocast = %s", f"v{parent_version}" if parent_version
+             else base_model, trainer.device, trainer.autocast)
+    log.info("  batch size = %d, steps = %d (%.2f epochs), optimizer = %s, lr = %g, l2sp = %g", t.batch_size,
+             max_steps, max_steps * t.batch_size / inputs.train_rows, t.optimizer, t.learning_rate, t.l2sp_strength)
+
+
+def _final_metrics(state: FitState, data: TrainingSet, inputs: FitData, trainer: Trainer, elapsed: float) -> dict[str, float]:
+    metrics = {"train_loss_last": state.last_loss, "steps": float(state.step), "best_step": float(state.best_step),
+               "train_rows": float(len(data.fresh)), "replay_rows": float(len(data.replayed)),
+               "holdout_rows": float(len(inputs.holdout_labels)), "train_seconds": elapsed,
+               "samples_per_s_mean": state.seen / state.seconds if state.seconds > 0 else math.nan}
+    if len(inputs.holdout_labels):
+        metrics.update(holdout_eval(trainer.model, inputs.holdout, inputs.holdout_labels, inputs.pad_id,
+                                    trainer.autocast))
+    return metrics
+
+
 def train_hour(
     settings: Settings, start: datetime, *, airflow_run_id: str | None = None, overrides: dict | None = None,
-    start_version: str | None = None,
+    start_version: str | None = None, stale: replay.Stale | None = None,
 ) -> TrainResult:
-    """Update the champion (or `start_version`) on the validated hour [start, start + 1h), with replay and L2-SP."""
+    """Update the champion (or `start_version`) on the validated hour [start, start + 1h), with replay
+    (less the `stale` rows) and L2-SP."""
     settings = settings.with_training(**overrides) if overrides else settings
     start = lk.parse_hour(start)
     return run_update(settings, [start], kind="hourly", from_champion=True, start_version=start_version,
-                      max_steps=settings.training.max_steps, airflow_run_id=airflow_run_id)
+                      max_steps=settings.training.max_steps, airflow_run_id=airflow_run_id, stale=stale)
 
 
 def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None) -> TrainResult:
@@ -504,4 +473,5 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
     if not starts:
         raise TrainingError(f"empty bootstrap window [{start}, {end})")
     return run_update(settings, starts, kind="bootstrap", from_champion=False,
-                      max_steps=settings.training.bootstrap_steps, airflow_run_id=airflow_run_id)
+                      max_steps=settings.training.bootstrap_steps, epochs=settings.training.bootstrap_epochs,
+                      airflow_run_id=airflow_run_id)

@@ -55,7 +55,7 @@ def test_killed_update_resumes_and_matches_an_uninterrupted_run(tmp_path: Path, 
     checkpoints = list((interrupted / "checkpoints").glob("*/last.pt"))
     assert len(checkpoints) == 1
     checkpoint = torch.load(checkpoints[0], weights_only=True)  # nothing but tensors and plain types
-    assert checkpoint["step"] == 20
+    assert checkpoint["state"]["step"] == 20
 
     resumed = _train_in_child(interrupted, lake, kill_at=None)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -1,0 +1,268 @@
+"""The training loop itself: batches, optimiser, L2-SP, early stopping. No MLflow, no files.
+
+`fit` takes a model and tokenised rows and trains for `max_steps` steps (or until the holdout
+loss stops improving), reporting through callbacks: `on_metrics(step, metrics)` after every step
+and evaluation, `on_checkpoint(step, state)` every `checkpoint_every` steps. `train.run_update`
+wires those to MLflow and to resumable checkpoints; a benchmark can call `fit` alone.
+
+The batch at step s is a pure function of (seed, s) (`batch_indices`), and `FitState` holds
+everything else a resumed run needs, so a run resumed from a checkpoint ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from incremental import model as rk
+
+if TYPE_CHECKING:
+    from incremental.config import TrainingSettings
+
+log = logging.getLogger(__name__)
+progress_log = logging.getLogger("incremental.progress")  # the CLI shows it even when not --verbose
+PROGRESS_EVERY_S = 15.0  # a progress line at most this often (and at the end)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Rows of the batch at `step`: epoch e is a permutation seeded by (seed, e), and step s
+    takes positions [s*B, (s+1)*B) of their concatenation. No iterator state, so resuming at
+    step s reproduces the rest of the run exactly."""
+    out, position = [], step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(position, n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        take = perm[offset : offset + batch_size - len(out)]
+        out.extend(take.tolist())
+        position += len(take)
+    return np.asarray(out)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only: not on biases or LayerNorm (as BERT was trained)."""
+    norm_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or id(param) in norm_params else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, t: TrainingSettings) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.learning_rate, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=t.learning_rate)
+
+
+def l2sp_penalty(model: torch.nn.Module, anchors: dict[str, torch.Tensor], strength: float) -> torch.Tensor:
+    """strength/2 * ||w - w0||^2 over the weights that have a starting point (Li et al. 2018):
+    keeps the update near the champion, which is what it must not forget."""
+    total = torch.zeros((), device=next(model.parameters()).device)
+    for name, param in model.named_parameters():
+        if name in anchors:
+            total = total + (param - anchors[name]).pow(2).sum()
+    return 0.5 * strength * total
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain types only, so a checkpoint loads with
+    `torch.load(weights_only=True)` (no pickled objects, no code run on loading)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "python": (int(version), tuple(int(x) for x in internal), gauss_next),
+        "numpy": [str(name), [int(x) for x in keys], int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def holdout_eval(
+    model: torch.nn.Module, features: dict[str, list[list[int]]], labels: np.ndarray, pad_id: int, autocast: bool
+) -> dict[str, float]:
+    """Loss and AUC on the holdout (eval mode, no gradients)."""
+    from incremental.metrics import roc_auc
+
+    raw = rk.logits(model, features, pad_id=pad_id, autocast=autocast)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.from_numpy(raw).double(), torch.from_numpy(labels).double()
+    ).item()
+    out = {"holdout_loss": loss}
+    if 0 < labels.sum() < len(labels):  # AUC needs both classes
+        out["holdout_auc"] = float(roc_auc(labels, raw))
+    return out
+
+
+@dataclass
+class FitData:
+    """Tokenised pairs (`model.tokenize`) and their click labels."""
+
+    train: dict[str, list[list[int]]]
+    train_labels: torch.Tensor
+    holdout: dict[str, list[list[int]]]
+    holdout_labels: np.ndarray
+    pad_id: int
+
+    @property
+    def train_rows(self) -> int:
+        return len(self.train["input_ids"])
+
+
+@dataclass
+class FitState:
+    """Where a run stands: a checkpoint holds this (`to_dict`), and a resumed run starts from it."""
+
+    step: int = 0
+    best_loss: float = math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+    last_loss: float = math.nan
+    seen: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> FitState:
+        return cls(**payload)
+
+
+@dataclass
+class Trainer:
+    """A model with its optimiser, schedule, L2-SP anchors and device: what one fit moves on."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    device: torch.device
+    autocast: bool = False
+    anchors: dict[str, torch.Tensor] = field(default_factory=dict)
+    l2sp_strength: float = 0.0
+
+    def step(self, data: FitData, index: np.ndarray, max_grad_norm: float) -> dict[str, float]:
+        batch = rk.collate(data.train, index, data.pad_id, self.device)
+        labels = data.train_labels[index].to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.model(**batch).logits.squeeze(-1)
+        # BCE on the logits, in fp32; never `labels=` (transformers would compute MSE).
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
+        penalty = (l2sp_penalty(self.model, self.anchors, self.l2sp_strength) if self.anchors
+                   else torch.zeros((), device=self.device))
+        (loss + penalty).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)  # free the gradients' memory at once
+        return {"train_loss": loss.item(), "l2sp_penalty": penalty.item(), "grad_norm": float(grad_norm),
+                "learning_rate": self.scheduler.get_last_lr()[0]}
+
+
+class Progress:
+    """A log line every `every_s` seconds and at the end: step, share done, rate, loss, time left."""
+
+    def __init__(self, label: str, total: int, done: int = 0, every_s: float = PROGRESS_EVERY_S) -> None:
+        self.label, self.total, self.every_s = label, total, every_s
+        self.start_step, self.started = done, time.perf_counter()
+        self.last_report = self.started
+
+    def update(self, step: int, samples_per_s: float, loss: float, *, final: bool = False) -> None:
+        now = time.perf_counter()
+        if not final and now - self.last_report < self.every_s:
+            return
+        self.last_report = now
+        done = step - self.start_step
+        left = (now - self.started) / done * (self.total - step) if done > 0 else math.nan
+        progress_log.info("%s: step %d/%d (%d%%) | %.1f samples/s | loss %.4f | %s", self.label, step, self.total,
+                 100 * step // max(self.total, 1), samples_per_s, loss,
+                 "done" if final else f"about {_duration(left)} left")
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def fit(
+    trainer: Trainer,
+    data: FitData,
+    t: TrainingSettings,
+    *,
+    max_steps: int,
+    state: FitState | None = None,
+    on_metrics: Callable[[int, dict[str, float]], None] | None = None,
+    on_checkpoint: Callable[[FitState], None] | None = None,
+    label: str = "training",
+) -> FitState:
+    """Train from `state` (a fresh run when None) to `max_steps`, stopping early when the holdout
+    loss has not improved for `early_stopping_patience` evaluations; end on the best weights."""
+    state = state or FitState()
+    progress = Progress(label, max_steps, done=state.step)
+    model = trainer.model
+    model.train()
+    while state.step < max_steps:
+        tick = time.perf_counter()
+        index = batch_indices(data.train_rows, t.batch_size, t.seed, state.step)
+        metrics = trainer.step(data, index, t.max_grad_norm)
+        state.step += 1
+        state.seen += len(index)
+        state.last_loss = metrics["train_loss"]
+        took = time.perf_counter() - tick
+        state.seconds += took
+        metrics["samples_per_s"] = len(index) / took
+        stop = False
+        if len(data.holdout_labels) and (state.step % t.eval_every == 0 or state.step == max_steps):
+            evaluated = holdout_eval(model, data.holdout, data.holdout_labels, data.pad_id, trainer.autocast)
+            metrics.update(evaluated)
+            stop = _early_stopping(state, model, evaluated["holdout_loss"], t.early_stopping_patience)
+        if on_metrics:
+            on_metrics(state.step, metrics)
+        progress.update(state.step, state.seen / state.seconds, state.last_loss)
+        if on_checkpoint and state.step % t.checkpoint_every == 0 and state.step < max_steps and not stop:
+            on_checkpoint(state)
+        if stop:
+            log.info("early stop at step %d: holdout loss has not improved since step %d", state.step, state.best_step)
+            break
+    progress.update(state.step, state.seen / max(state.seconds, 1e-9), state.last_loss, final=True)
+    if state.best_weights is not None and state.best_step != state.step:
+        model.load_state_dict(state.best_weights)  # end with the best weights seen on the holdout
+    return state
+
+
+def _early_stopping(state: FitState, model: torch.nn.Module, loss: float, patience: int) -> bool:
+    if loss < state.best_loss:
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        state.best_loss, state.best_step, state.bad_evals, state.best_weights = loss, state.step, 0, weights
+        return False
+    state.bad_evals += 1
+    return state.bad_evals >= patience
