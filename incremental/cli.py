@@ -20,6 +20,7 @@ from pathlib import Path
 from incremental import continual, lake
 from incremental.config import Settings, load_settings
 from incremental.errors import IncrementalError, redact_url
+from incremental.faults import FAULTS
 from incremental.warehouse import Warehouse
 
 EXIT_QUARANTINED = 1
@@ -261,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def interval(p: argparse.ArgumentParser, end_required: bool = False) -> None:
         p.add_argument("--start", type=_hour, required=True, help="first hour, ISO UTC (e.g. 2026-01-01T05:00)")
-        p.add_argument("--end", type=_hour, required=end_required, help="end of the range, exclusive (default: start + 1h)")
+        default = "" if end_required else " (default: start + 1h)"
+        p.add_argument("--end", type=_hour, required=end_required, help=f"end of the range, exclusive{default}")
 
     p = sub.add_parser("warehouse", help="warehouse administration")
     wsub = p.add_subparsers(dest="warehouse_command", required=True)
@@ -274,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenario", choices=("steady", "drift"), default="steady")
     p.add_argument("--drift-at", type=_hour, default=None, help="drift scenario: first drifted hour (default: midpoint)")
-    p.add_argument("--fault", action="append", metavar="KIND", help="inject bad input of this kind into every simulated hour")
+    p.add_argument("--fault", action="append", metavar="KIND",
+                   help=f"inject bad input of this kind into every simulated hour (repeatable): {', '.join(FAULTS)}")
 
     p = command("import-judgments", cmd_import_judgments, "turn a relevance-judgment CSV into catalogue rows and impressions")
     p.add_argument("path", type=Path)
