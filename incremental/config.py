@@ -2,8 +2,10 @@
 
 Where things live comes from the environment (so Airflow connections, docker-compose and the
 CLI can point the same code at other storage); how the pipeline behaves (thresholds, training
-knobs) comes from `incremental.yaml`, reviewed like code. Every field has its default here;
-an unknown key in the YAML file is an error, never silently ignored.
+knobs) comes from `incremental.yaml`, reviewed like code. Every field has its default here, equal
+to the reviewed file's value (`tests/unit/test_settings_file.py` fails when they disagree); an
+unknown key in the YAML file is an error, never silently ignored, and so is a missing file: the
+settings never fall back to code defaults without the file that was reviewed.
 
 | variable | default |
 | --- | --- |
@@ -13,7 +15,7 @@ an unknown key in the YAML file is an error, never silently ignored.
 | `INCREMENTAL_MLFLOW_URI` | `sqlite:///$INCREMENTAL_HOME/mlflow.db` (artifacts in `$INCREMENTAL_HOME/mlartifacts`) |
 | `INCREMENTAL_BASE_MODEL` | `minilm` (or `tiny`, or a local Hugging Face directory) |
 | `INCREMENTAL_MODEL_NAME` | `search-ranker` |
-| `INCREMENTAL_CONFIG` | `incremental.yaml` at the repository root, if present |
+| `INCREMENTAL_CONFIG` | `incremental.yaml` at the repository root (it must exist) |
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ class TrainingSettings(_Section):
     bootstrap_learning_rate: float = Field(5e-5, gt=0.0)  # training from the base weights (bootstrap / full retrain)
     weight_decay: float = Field(0.01, ge=0.0)
     batch_size: int = Field(32, ge=1)
-    max_steps: int = Field(150, ge=1)  # per hourly update
-    bootstrap_steps: int = Field(600, ge=1)  # for `incremental bootstrap` / full retrain
+    max_steps: int = Field(100, ge=1)  # per hourly update
+    bootstrap_steps: int = Field(300, ge=1)  # for `incremental bootstrap` / full retrain
     # ... or more: a full retrain makes at least this many passes over its window's training rows
     # (300 steps of 32 would see a tenth of 48 hours of 2,000 impressions; the reference must see all)
     bootstrap_epochs: float = Field(1.0, ge=0.0)
@@ -88,7 +90,7 @@ class TrainingSettings(_Section):
     eval_every: int = Field(50, ge=1)  # steps between holdout evaluations (early stopping)
     early_stopping_patience: int = Field(2, ge=1)  # evaluations without improvement before stopping
     checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
-    max_length: int = Field(128, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically
+    max_length: int = Field(64, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically
     bf16_autocast: bool = True  # on CUDA only
 
 
@@ -209,12 +211,26 @@ def load_tuning(path: Path | None) -> Tuning:
         raise SettingsError(f"{path}: {problems}") from None
 
 
+def reviewed_config_file(env: Mapping[str, str]) -> Path:
+    """The reviewed YAML file: `INCREMENTAL_CONFIG`, else `incremental.yaml` at the repository root.
+
+    It must exist: without it the pipeline would run on whatever the code defaults are.
+    """
+    config = env.get("INCREMENTAL_CONFIG")
+    path = Path(config) if config else DEFAULT_CONFIG_FILE
+    if not path.is_file():
+        if config:
+            raise SettingsError(f"config file {path} does not exist (named by INCREMENTAL_CONFIG)")
+        raise SettingsError(f"config file {path} does not exist: the reviewed settings ship with the repository; "
+                            "restore it, or set INCREMENTAL_CONFIG to a reviewed YAML file")
+    return path
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
     home = Path(env.get("INCREMENTAL_HOME", "var")).absolute()
-    config = env.get("INCREMENTAL_CONFIG")
-    config_file = Path(config) if config else (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+    config_file = reviewed_config_file(env)
     tuning = load_tuning(config_file)
     return Settings(
         home=home,
