@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from incremental import continual, lake
+from incremental import continual, lake, lake_quarantine
 from incremental.config import Settings, load_settings
 from incremental.errors import IncrementalError, redact_url
 from incremental.faults import FAULTS
@@ -121,7 +121,7 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
     for hour in _hours(args):
         part = lake.partition(settings.lake, hour)
         rows = part.manifest["rows"] if part.manifest and part.status != "quarantined" else ""
-        counts = lake.row_counts(settings.lake, hour)
+        counts = lake_quarantine.row_counts(settings.lake, hour)
         parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
         print(f"{hour:%Y-%m-%dT%H:00Z}  {part.status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
               f"{parts if part.manifest else '':>5}  {part.path or ''}")

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incremental import __version__, lake
+from incremental import __version__, lake, lake_quarantine
 from incremental.warehouse import Warehouse, sql_text
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def extract_hour(warehouse: Warehouse, lake_root: Path, start: datetime) -> dict
         table = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result
     table = conform(table)
     folder = lake.partition_dir(lake_root, start)
-    accounted = lake.accounted_tables(lake_root, start)
+    accounted = lake_quarantine.accounted_tables(lake_root, start)
     has_history = bool(accounted) or bool(lake.quarantine_attempts(lake_root, start, include_readmitted=True))
     if not has_history:
         manifest = lake.write_partition(lake_root, start, table, **_details(table, warehouse.backend))

@@ -13,7 +13,7 @@ extraction, or a delta of late or re-admitted rows) and then, by what failed:
   the hour are validated already, the whole delta part) moves to quarantine with the full GX
   result (`gx_result.json`) and GX's own data docs (`data_docs/`).
 
-Live rows plus quarantined rows always equal the warehouse rows of the hour (`lake.row_counts`).
+Live rows plus quarantined rows always equal the warehouse rows of the hour (`lake_quarantine.row_counts`).
 `readmit_hour` puts quarantined rows back (after a fix: a reviewed settings change, a repaired
 source), as a new part that is validated like any other; the manifest records it.
 
@@ -71,6 +71,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from incremental import lake as lk
+from incremental import lake_quarantine as lq
 from incremental.config import ValidationSettings
 from incremental.validate_drift import drift_checks, statistics_of, validated_history
 from incremental.validate_gx import GxRun, build_docs, build_suite, for_gx, gx_check, gx_summary, run_gx
@@ -348,13 +349,13 @@ def _quarantine(lake: Path, start: datetime, p: _Part, out: _Outcome, record: di
                 staging: Path) -> ValidationReport:
     """A critical failure: the hour goes to quarantine, or only this delta when the hour has validated parts."""
     if p.earlier_parts:
-        target = lk.quarantine_part(lake, start, p.entry, record, staging)
+        target = lq.quarantine_part(lake, start, p.entry, record, staging)
     else:
         live = lk.partition_dir(lake, start)
         stale = live / lk.VALIDATION_FILE
         if stale.exists():  # a record for other bytes: keep it, under another name
             stale.rename(live / f"_validation.superseded.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json")
-        target = lk.quarantine(lake, start, record, staging)
+        target = lq.quarantine(lake, start, record, staging)
     index = target / "data_docs" / "index.html"
     return ValidationReport(start, "quarantined", len(p.frame), tuple(out.checks), target,
                             index if index.is_file() else None, part=p.entry["file"],
@@ -376,7 +377,7 @@ def _quarantine_rows(lake: Path, start: datetime, settings: ValidationSettings, 
               "extracted_sha256": p.sha256, "rows": int(out.bad.sum()), "of_rows": len(p.frame), "rules": rules,
               "max_bad_row_fraction": settings.max_bad_row_fraction,
               "row_failures": record["row_failures"], "at": record["validated_at"]}
-    return lk.quarantine_rows(lake, start, p.entry, table.filter(pc.invert(mask)), bad_rows, report, staging)
+    return lq.quarantine_rows(lake, start, p.entry, table.filter(pc.invert(mask)), bad_rows, report, staging)
 
 
 def _accept(lake: Path, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
@@ -424,7 +425,7 @@ def readmit_hour(lake: Path, start: datetime, settings: ValidationSettings, reas
         good = set(lk.validated_files(live))
         if any(p["file"] not in good for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE))):
             validate_hour(lake, start, settings)  # a pending part first: readmission must not replace it
-    sets, attempts = lk.row_sets(lake, start), lk.quarantine_attempts(lake, start)
+    sets, attempts = lq.row_sets(lake, start), lk.quarantine_attempts(lake, start)
     if not sets and not attempts:
         raise ValidationError(f"hour {hour} has nothing in quarantine to re-admit")
     tables = [pq.read_table(s / "rows.parquet").drop_columns([lk.REASON_COLUMN]) for s in sets]
@@ -436,6 +437,6 @@ def readmit_hour(lake: Path, start: datetime, settings: ValidationSettings, reas
                            event={"event": "readmit", "reason": reason.strip(), "sources": sources})
     into = manifest["parts"][-1]["file"]
     for folder in [*sets, *attempts]:
-        lk.mark_readmitted(folder, {"reason": reason.strip(), "into": f"{lk.hour_key(start)}/{into}",
+        lq.mark_readmitted(folder, {"reason": reason.strip(), "into": f"{lk.hour_key(start)}/{into}",
                                     "at": lk.now_iso(), "rows": None})
     return validate_hour(lake, start, settings)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from incremental import lake
+from incremental import lake, lake_quarantine
 from incremental.config import Settings, load_settings
 from incremental.extract import extract_hour, warehouse_count
 from incremental.simulate import simulate
@@ -178,7 +178,7 @@ def test_all_clicked_hour_fails_drift_too(run: Run) -> None:
 # --- nothing is lost ------------------------------------------------------------------------------
 def test_live_plus_quarantined_rows_equal_the_warehouse_rows_of_every_hour(run: Run) -> None:
     for name, hour in run.hours.items():
-        counts = lake.row_counts(run.settings.lake, hour)
+        counts = lake_quarantine.row_counts(run.settings.lake, hour)
         assert counts["total"] == warehouse_count(run.warehouse, hour), (name, counts)
     # re-extracting everything adds nothing (the lake already holds every row) and changes no byte
     before = {h: lake.partition(run.settings.lake, h).manifest.get("sha256") for h in run.hours.values()}
@@ -189,7 +189,7 @@ def test_live_plus_quarantined_rows_equal_the_warehouse_rows_of_every_hour(run: 
     after = {h: lake.partition(run.settings.lake, h).manifest.get("sha256") for h in run.hours.values()}
     assert before == after
     for hour in run.hours.values():
-        assert lake.row_counts(run.settings.lake, hour)["total"] == warehouse_count(run.warehouse, hour)
+        assert lake_quarantine.row_counts(run.settings.lake, hour)["total"] == warehouse_count(run.warehouse, hour)
 
 
 # --- XSS ------------------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def test_replayed_rows_into_a_validated_hour_quarantine_the_delta_only(tmp_path:
     assert "expect_column_values_to_be_unique_across_parts(event_id)" in {c.name for c in report.failures}
     part = lake.partition(settings.lake, T0)
     assert part.status == "validated" and part.manifest["sha256"] == validated and part.pending_parts == 0
-    assert lake.row_counts(settings.lake, T0)["total"] == warehouse_count(warehouse, T0)
+    assert lake_quarantine.row_counts(settings.lake, T0)["total"] == warehouse_count(warehouse, T0)
 
 
 # --- schema -------------------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def test_schema_change_in_the_warehouse_quarantines_the_hour(tmp_path: Path) -> 
     report = validate_hour(settings.lake, T0, settings.validation)
     assert report.status == "quarantined"
     assert "expect_column_values_to_be_of_type(position)" in {c.name for c in report.failures}, report.summary()
-    assert lake.row_counts(settings.lake, T0)["total"] == warehouse_count(warehouse, T0)
+    assert lake_quarantine.row_counts(settings.lake, T0)["total"] == warehouse_count(warehouse, T0)
 
 
 # --- drift never switches off -----------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_a_failed_quarantine_does_not_leave_the_hour_stuck(tmp_path: Path) -> No
     blocker.unlink()
     report = validate_hour(settings.lake, T0, settings.validation)  # works again, no hand-deleting
     assert report.status == "quarantined" and report.data_docs is not None and report.data_docs.is_file()
-    assert lake.row_counts(settings.lake, T0)["total"] == warehouse_count(warehouse, T0)
+    assert lake_quarantine.row_counts(settings.lake, T0)["total"] == warehouse_count(warehouse, T0)
 
 
 def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -395,7 +395,7 @@ def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pyt
     for h in (T0, T0 + lake.HOUR):
         extract_hour(warehouse, settings.lake, h)
         validate_hour(settings.lake, h, settings.validation)
-    assert lake.row_counts(settings.lake, T0)["quarantined_rows"] == 10
+    assert lake_quarantine.row_counts(settings.lake, T0)["quarantined_rows"] == 10
     sha = lake.partition(settings.lake, T0).manifest["sha256"]
 
     # the fix: a reviewed change of the rule (longer queries are fine), then re-admission through the CLI
@@ -422,12 +422,12 @@ def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pyt
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     part = lake.partition(settings.lake, T0)
     assert part.manifest["sha256"] != sha and part.pending_parts == 0
-    counts = lake.row_counts(settings.lake, T0)
+    counts = lake_quarantine.row_counts(settings.lake, T0)
     assert counts["quarantined"] == 0 and counts["live"] == warehouse_count(warehouse, T0)
     (event,) = [e for e in part.manifest["events"] if e["event"] == "readmit"]
     assert event["reason"].startswith("max_query_chars raised") and event["sources"]
     assert (settings.lake / event["sources"][0] / lake.READMITTED_FILE).is_file()  # marked, not deleted
-    assert lake.row_counts(settings.lake, T0 + lake.HOUR)["total"] == warehouse_count(warehouse, T0 + lake.HOUR)
+    assert lake_quarantine.row_counts(settings.lake, T0 + lake.HOUR)["total"] == warehouse_count(warehouse, T0 + lake.HOUR)
     assert "validated" in listing and "quarantined" in listing
 
 
@@ -441,7 +441,7 @@ def test_on_postgresql(fault: str, tmp_path: Path, postgres_url: str) -> None:
     for name, hour in hours.items():
         extract_hour(warehouse, settings.lake, hour)
         reports[name] = validate_hour(settings.lake, hour, settings.validation)
-        assert lake.row_counts(settings.lake, hour)["total"] == warehouse_count(warehouse, hour)
+        assert lake_quarantine.row_counts(settings.lake, hour)["total"] == warehouse_count(warehouse, hour)
     assert reports["good"].status == "validated"
     if fault in ROW_FAULTS:
         assert reports[fault].status == "validated" and reports[fault].quarantined_rows >= 2
@@ -466,7 +466,7 @@ def test_readmitting_rows_that_still_fail_changes_nothing_downstream(tmp_path: P
     assert "the hour stays validated" in report.summary()
     part = lake.partition(settings.lake, T0)
     assert part.status == "validated" and part.manifest["sha256"] == before and part.pending_parts == 0
-    counts = lake.row_counts(settings.lake, T0)
+    counts = lake_quarantine.row_counts(settings.lake, T0)
     assert counts["quarantined"] == 10 and counts["total"] == warehouse_count(warehouse, T0)
     with pytest.raises(Exception, match="at least 10 characters"):
         readmit_hour(settings.lake, T0, settings.validation, "meh")
