@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from incremental import continual, lake, lake_quarantine
 from incremental.config import Settings, load_settings
@@ -103,17 +104,22 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
               f"{lake.partition_dir(settings.lake, hour)}")
 
 
-def cmd_validate(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.validate import validate_hour
-
+def _each_hour(args: argparse.Namespace, validate: Callable[[datetime], Any], what: str) -> None:
+    """Validate (or re-admit) each hour of the interval, print its summary; raise if any is quarantined."""
     quarantined = []
     for hour in _hours(args):
-        report = validate_hour(settings.lake, hour, settings.validation)
+        report = validate(hour)
         print(report.summary())
         if report.status == "quarantined":
             quarantined.append(f"{hour:%Y-%m-%dT%H:00Z}")
     if quarantined:
-        raise Quarantined(f"quarantined: {', '.join(quarantined)}")
+        raise Quarantined(f"{what}: {', '.join(quarantined)}")
+
+
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.validate import validate_hour
+
+    _each_hour(args, lambda hour: validate_hour(settings.lake, hour, settings.validation), "quarantined")
 
 
 def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
@@ -130,14 +136,8 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_readmit(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.validate import readmit_hour
 
-    quarantined = []
-    for hour in _hours(args):
-        report = readmit_hour(settings.lake, hour, settings.validation, args.reason)
-        print(report.summary())
-        if report.status == "quarantined":
-            quarantined.append(f"{hour:%Y-%m-%dT%H:00Z}")
-    if quarantined:
-        raise Quarantined(f"still quarantined after re-admission: {', '.join(quarantined)}")
+    _each_hour(args, lambda hour: readmit_hour(settings.lake, hour, settings.validation, args.reason),
+               "still quarantined after re-admission")
 
 
 # --- model plane --------------------------------------------------------------------------
