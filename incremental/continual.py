@@ -58,8 +58,16 @@ DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "continual"
 REFERENCE = "full_retrain"
 RECOVERY_TOLERANCE = 0.01  # NDCG@10 within this of the reference counts as recovered
 SCENARIOS = ("steady", "drift", "judgments")
-PRESET_MODEL = "minilm-l2"  # MiniLM's embeddings + 2 layers: learns the simulator's signal, ~3x MiniLM's speed
+PRESET_MODEL = "minilm-l2"  # MiniLM's embeddings + 2 layers, mean-pooled: learns the simulator's signal, ~2x MiniLM's speed
 PAGE_LEVEL = "page"
+
+
+def model_config(base_model: str) -> dict[str, Any]:
+    """What the model preset needs beyond the reviewed file (`model.PRESET_SETTINGS`), merged under
+    the benchmark preset's and the arms' settings and recorded with the results."""
+    from incremental.model import PRESET_SETTINGS  # torch: only when a run needs it
+
+    return PRESET_SETTINGS.get(base_model, {})
 
 
 # --- arms and presets: data ------------------------------------------------------------------
@@ -102,6 +110,10 @@ PRESETS: dict[str, Preset] = {
                     description="6 hours (2 bootstrap, 4 scored, drift at hour 3), 300 impressions/h, "
                                 "15 steps/update, 40 steps/retrain: plumbing-sized (too little data for minilm-l2 to "
                                 "learn the signal: its figures are no evidence of quality); the test suite runs it"),
+    "medium": Preset(hours=16, bootstrap_hours=4, drift_hour=8, rate=1000, retrain_every=4, anchor_size=1000,
+                     training={"max_steps": 30},
+                     description="16 hours (4 bootstrap, drift at hour 8), 1,000 impressions/h, 30 steps/update, "
+                                 "full retrain every 4 hours: about an hour on 2 CPU cores with minilm-l2"),
     "full": Preset(hours=48, bootstrap_hours=6, drift_hour=24, rate=2000, retrain_every=1, anchor_size=2000,
                    training={}, description="48 hours (6 bootstrap, drift at hour 24), 2,000 impressions/h, "
                                             "the config's step counts; hours of CPU, use --retrain-every"),
@@ -539,9 +551,10 @@ def write_configs(plan: Plan, arms: dict[str, Arm]) -> dict[str, Any]:
     base = Path(plan.base_config) if plan.base_config else None
     configs = Path(plan.work) / "configs"
     common = {"training": plan.training} if plan.training else {}
-    out = {"data": write_arm_config(base, configs / "data.yaml", common)}
+    model = model_config(plan.base_model)
+    out = {"data": write_arm_config(base, configs / "data.yaml", model, common)}
     for name in plan.arms:
-        out[name] = write_arm_config(base, configs / f"{name}.yaml", common, arms[name].config)
+        out[name] = write_arm_config(base, configs / f"{name}.yaml", model, common, arms[name].config)
     return out
 
 
@@ -672,7 +685,8 @@ def markdown(result: dict[str, Any], charts: dict[str, str]) -> str:
         f"bootstrap hours, then {len(summary['hours'])} scored hours"
         + (f", drift from {summary['drift_hour'][:16]}" if summary["drift_hour"] else "")
         + f"; full retrain every {plan['retrain_every']} h; anchor {result['anchor']['rows']} rows "
-        f"({result['anchor']['sha256'][:12]}); step overrides for every arm: {plan['training'] or 'none'}.", "",
+        f"({result['anchor']['sha256'][:12]}); step overrides for every arm: {plan['training'] or 'none'}; "
+        f"settings for the model: {model_config(plan['base_model']) or 'none (the reviewed file)'}.", "",
         "Each hour is scored by the model the arm served at the close of the previous hour, then the arm "
         "learns from it. Means are over the scored hours; recovery is the hours from the drift until NDCG@10 "
         f"is within {RECOVERY_TOLERANCE} of full_retrain's; pages are the gated pipeline's human interventions.", "",

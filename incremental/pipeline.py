@@ -92,43 +92,27 @@ def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:
     version = found[0]
     recs = drift.records(settings)
     if not any(r["hour"] == _iso(start) and r["champion_version"] == version for r in recs):
-        _record(settings, version, start, drift.PREQUENTIAL)
-    series = drift.usable(drift.records(settings), state.since, version)
-    if sum(r["hour"] < _iso(start) for r in series) < settings.drift.min_reference_hours:
-        _backfill_reference(settings, version, start, {r["hour"] for r in series})
-        series = drift.usable(drift.records(settings), state.since, version)
+        _record(settings, version, start)
+    series = drift.usable(drift.records(settings), state.since)
     assessment = drift.assess(series, start, settings.drift)
-    observed = drift.observe(settings, state, assessment, start)
+    observed = drift.observe(settings, state, assessment, start, champion=version)
     if observed["declared_now"]:
         observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {_iso(start)}: "
                                          + "; ".join(observed["assessment"]["evidence"])[:500])
     return {"hour": _iso(start), "champion_version": version, **observed}
 
 
-def _record(settings: Settings, version: str, hour: datetime, source: str) -> None:
-    """Score `version` on the hour's rows (all of them, or only its holdout sessions) and record it."""
-    from incremental import drift, metrics, replay
+def _record(settings: Settings, version: str, hour: datetime) -> None:
+    """Score `version` on all the hour's rows and record it (test, then train)."""
+    from incremental import drift, metrics
     from incremental.evaluate import score_dir
 
     part = lake.partition(settings.lake, hour)
     if part.status != "validated":
         raise PipelineError(f"hour {_iso(hour)} is {part.status}, not validated: nothing to monitor")
     frame = lake.read_partition(part).to_pandas()
-    if source == drift.HOLDOUT:
-        frame = frame[replay.holdout_mask(frame["session_id"], settings.training.holdout_fraction)]
     scores = score_dir(tracking.version_model_dir(settings, version), frame, settings)
-    drift.append_record(settings, drift.make_record(hour, version, metrics.evaluate(frame, scores), source))
-
-
-def _backfill_reference(settings: Settings, version: str, start: datetime, have: set[str]) -> None:
-    """Too little record for a reference: the champion's scores on earlier hours' holdout sessions."""
-    from incremental import drift
-
-    earlier = lake.validated_partitions(settings.lake, start, settings.drift.reference_hours * 2)
-    wanted = [p.start for p in earlier if _iso(p.start) not in have][-settings.drift.reference_hours:]
-    log.info("drift reference: scoring version %s on the holdout sessions of %d earlier hours", version, len(wanted))
-    for hour in wanted:
-        _record(settings, version, hour, drift.HOLDOUT)
+    drift.append_record(settings, drift.make_record(hour, version, metrics.evaluate(frame, scores)))
 
 
 def roll_anchor(settings: Settings, start: datetime, reason: str) -> dict[str, Any]:
