@@ -14,7 +14,7 @@ Figures per preset: training samples/s (median of the per-step figure the loop l
 forward + backward + optimiser step, no evaluation; and the mean over the whole loop, in-loop
 holdout evaluations included), scoring rows/s on the held-out hour, its AUC and NDCG@10, and the
 gate's decision with the bootstrap holdout AUC. Settings: `incremental.yaml` (the reviewed file)
-for the MiniLM presets (with `model.PRESET_SETTINGS`' learning rates for `minilm-l2`), `tests/tiny.yaml`
+for the MiniLM presets (its `models:` entry gives `minilm-l2` its learning rates), `tests/tiny.yaml`
 for `tiny` (a random model needs lr 1e-3); `--steps`
 sets the bootstrap steps of all of them.
 
@@ -101,7 +101,6 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     from incremental.train import bootstrap, holdout_uri
 
     settings = load_settings()
-    settings = settings.with_training(**rk.PRESET_SETTINGS.get(preset, {}).get("training", {}))  # the preset's learning rates
     if steps:
         settings = settings.with_training(bootstrap_steps=steps)
     t = settings.training

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -162,6 +162,18 @@ class Tuning(_Section):
     drift: DriftSettings = Field(default_factory=DriftSettings)
 
 
+SECTIONS = tuple(Tuning.model_fields)
+MODELS_KEY = "models"  # per base model: sections merged over the file's when that model is the base
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into `base`, section by section, key by key (a new dict)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
 class Settings(_Section):
     home: Path
     warehouse_url: str
@@ -186,7 +198,9 @@ class SettingsError(IncrementalError, ValueError):
     """The configuration is wrong; the message names the key."""
 
 
-def load_tuning(path: Path | None) -> Tuning:
+def load_tuning(path: Path | None, base_model: str | None = None) -> Tuning:
+    """The file's sections, with `models.<base_model>` merged over them when it has one (every
+    model's entry is checked, whichever is the base)."""
     if path is None:
         return Tuning()
     if not path.is_file():
@@ -202,13 +216,22 @@ def load_tuning(path: Path | None) -> Tuning:
         raise SettingsError(f"config file {path} cannot be read: {exc}") from None
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: the top level must be a mapping of sections")
+    models = raw.pop(MODELS_KEY, None) or {}
+    if not isinstance(models, dict) or not all(isinstance(v, dict) for v in models.values()):
+        raise SettingsError(f"{path}: {MODELS_KEY} must map a base model to sections ({', '.join(SECTIONS)})")
+    for name, sections in models.items():
+        _tuning(path, merge(raw, sections), where=f"{MODELS_KEY}.{name}: ")
+    return _tuning(path, merge(raw, models.get(base_model, {})))
+
+
+def _tuning(path: Path, raw: dict[str, Any], where: str = "") -> Tuning:
     try:
         return Tuning(**raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise SettingsError(f"{path}: {problems}") from None
+        raise SettingsError(f"{path}: {where}{problems}") from None
 
 
 def reviewed_config_file(env: Mapping[str, str]) -> Path:
@@ -231,14 +254,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     home = Path(env.get("INCREMENTAL_HOME", "var")).absolute()
     config_file = reviewed_config_file(env)
-    tuning = load_tuning(config_file)
+    base_model = env.get("INCREMENTAL_BASE_MODEL", "minilm")
+    tuning = load_tuning(config_file, base_model)
     return Settings(
         home=home,
         warehouse_url=env.get("INCREMENTAL_WAREHOUSE_URL", f"duckdb:///{home / 'warehouse.duckdb'}"),
         lake=Path(env.get("INCREMENTAL_LAKE", str(home / "lake"))).absolute(),
         mlflow_uri=env.get("INCREMENTAL_MLFLOW_URI", f"sqlite:///{home / 'mlflow.db'}"),
         mlflow_artifacts=home / "mlartifacts",
-        base_model=env.get("INCREMENTAL_BASE_MODEL", "minilm"),
+        base_model=base_model,
         model_name=env.get("INCREMENTAL_MODEL_NAME", "search-ranker"),
         config_file=config_file,
         validation=tuning.validation,

@@ -50,7 +50,7 @@ from typing import Any
 
 import yaml
 
-from incremental.config import REPO_ROOT, Settings, load_settings, load_tuning
+from incremental.config import REPO_ROOT, Settings, load_settings, load_tuning, merge
 
 HOUR = timedelta(hours=1)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -61,13 +61,6 @@ SCENARIOS = ("steady", "drift", "judgments")
 PRESET_MODEL = "minilm-l2"  # MiniLM's embeddings + 2 layers, mean-pooled: learns the simulator's signal, ~2x MiniLM's speed
 PAGE_LEVEL = "page"
 
-
-def model_config(base_model: str) -> dict[str, Any]:
-    """What the model preset needs beyond the reviewed file (`model.PRESET_SETTINGS`), merged under
-    the benchmark preset's and the arms' settings and recorded with the results."""
-    from incremental.model import PRESET_SETTINGS  # torch: only when a run needs it
-
-    return PRESET_SETTINGS.get(base_model, {})
 
 
 # --- arms and presets: data ------------------------------------------------------------------
@@ -229,18 +222,11 @@ def summarize(records: list[dict[str, Any]], arms: Sequence[str], hours: list[st
 
 
 # --- homes, configs, settings ----------------------------------------------------------------
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
-
-
 def write_arm_config(base_config: Path | None, path: Path, *layers: dict[str, Any]) -> dict[str, Any]:
     """The base YAML with the layers merged in, written to `path` and checked like any config."""
     raw = (yaml.safe_load(base_config.read_text()) or {}) if base_config else {}
     for layer in layers:
-        raw = _merge(raw, layer)
+        raw = merge(raw, layer)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=True))
     load_tuning(path)  # unknown keys or bad values fail here, not an hour later
@@ -551,10 +537,9 @@ def write_configs(plan: Plan, arms: dict[str, Arm]) -> dict[str, Any]:
     base = Path(plan.base_config) if plan.base_config else None
     configs = Path(plan.work) / "configs"
     common = {"training": plan.training} if plan.training else {}
-    model = model_config(plan.base_model)
-    out = {"data": write_arm_config(base, configs / "data.yaml", model, common)}
+    out = {"data": write_arm_config(base, configs / "data.yaml", common)}
     for name in plan.arms:
-        out[name] = write_arm_config(base, configs / f"{name}.yaml", model, common, arms[name].config)
+        out[name] = write_arm_config(base, configs / f"{name}.yaml", common, arms[name].config)
     return out
 
 
@@ -685,8 +670,8 @@ def markdown(result: dict[str, Any], charts: dict[str, str]) -> str:
         f"bootstrap hours, then {len(summary['hours'])} scored hours"
         + (f", drift from {summary['drift_hour'][:16]}" if summary["drift_hour"] else "")
         + f"; full retrain every {plan['retrain_every']} h; anchor {result['anchor']['rows']} rows "
-        f"({result['anchor']['sha256'][:12]}); step overrides for every arm: {plan['training'] or 'none'}; "
-        f"settings for the model: {model_config(plan['base_model']) or 'none (the reviewed file)'}.", "",
+        f"({result['anchor']['sha256'][:12]}); step overrides for every arm: {plan['training'] or 'none'} "
+        f"(over the config, its `models.{plan['base_model']}` entry included).", "",
         "Each hour is scored by the model the arm served at the close of the previous hour, then the arm "
         "learns from it. Means are over the scored hours; recovery is the hours from the drift until NDCG@10 "
         f"is within {RECOVERY_TOLERANCE} of full_retrain's; pages are the gated pipeline's human interventions.", "",

@@ -68,13 +68,6 @@ TINY = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "i
 # stopped at holdout AUC 0.53 on the simulator where `minilm` reaches 0.82
 # (benchmarks/results/presets.json has the speeds and AUCs as measured).
 FAST_LAYERS = 2
-# The reviewed learning rates (incremental.yaml) are MiniLM's; its two-layer cut learns at four
-# times them (bootstrap holdout AUC on the simulator after 300 steps: 0.63 at 5e-5, 0.72 at 1e-4,
-# 0.77 at 2e-4). Benchmarks and tests that use the fast preset merge these over the file.
-PRESET_SETTINGS: dict[str, dict[str, Any]] = {
-    "minilm-l2": {"training": {"learning_rate": 4e-5, "bootstrap_learning_rate": 2e-4},
-                  "drift": {"adapt": {"learning_rate": 2e-4}}},
-}
 PRESETS = ("minilm", "minilm-l2", "tiny")
 
 
