@@ -207,8 +207,10 @@ def alert_line(context: dict[str, Any]) -> str:
     task_id = getattr(ti, "task_id", "?")
     run_id = getattr(ti, "run_id", "?")
     tries = getattr(ti, "try_number", "?")
+    from incremental.lake import iso_hour
+
     start = context.get("data_interval_start")
-    hour = start.astimezone(UTC).strftime("%Y-%m-%dT%H:00Z") if start else "-"
+    hour = iso_hour(start) if start else "-"
     error = context.get("exception")
     reason = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
     reason = " ".join(reason.split())[:500]

@@ -45,7 +45,7 @@ def _hour(text: str) -> datetime:
 def _hours(args: argparse.Namespace) -> list[datetime]:
     end = args.end or args.start + lake.HOUR
     if end <= args.start:
-        raise ValueError(f"--end {end:%Y-%m-%dT%H:00Z} must be after --start {args.start:%Y-%m-%dT%H:00Z}")
+        raise ValueError(f"--end {lake.iso_hour(end)} must be after --start {lake.iso_hour(args.start)}")
     return lake.hours(args.start, end)
 
 
@@ -100,7 +100,7 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
     warehouse = Warehouse(settings.warehouse_url)
     for hour in _hours(args):
         manifest = extract_hour(warehouse, settings.lake, hour)
-        print(f"{hour:%Y-%m-%dT%H:00Z}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  "
+        print(f"{lake.iso_hour(hour)}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  "
               f"{lake.partition_dir(settings.lake, hour)}")
 
 
@@ -111,7 +111,7 @@ def _each_hour(args: argparse.Namespace, validate: Callable[[datetime], Any], wh
         report = validate(hour)
         print(report.summary())
         if report.status == "quarantined":
-            quarantined.append(f"{hour:%Y-%m-%dT%H:00Z}")
+            quarantined.append(lake.iso_hour(hour))
     if quarantined:
         raise Quarantined(f"{what}: {', '.join(quarantined)}")
 
@@ -129,7 +129,7 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
         rows = part.manifest["rows"] if part.manifest and part.status != "quarantined" else ""
         counts = lake_quarantine.row_counts(settings.lake, hour)
         parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
-        print(f"{hour:%Y-%m-%dT%H:00Z}  {part.status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
+        print(f"{lake.iso_hour(hour)}  {part.status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
               f"{parts if part.manifest else '':>5}  {part.path or ''}")
 
 

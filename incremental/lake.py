@@ -101,8 +101,13 @@ def parse_hour(text: str | datetime) -> datetime:
 
 
 def iso_hour(hour: datetime) -> str:
-    """The one way an hour is written in records and messages: ``2026-01-01T09:00Z``."""
-    return f"{hour:%Y-%m-%dT%H:%MZ}"
+    """The one way an hour is written in records, keys and messages: ``2026-01-01T09:00Z``.
+
+    The inverse of `parse_hour`: hours travel as aware datetimes and become text only here
+    (a naive datetime is taken as UTC, as `parse_hour` does; pandas Timestamps are datetimes).
+    """
+    value = hour.replace(tzinfo=UTC) if hour.tzinfo is None else hour.astimezone(UTC)
+    return f"{value:%Y-%m-%dT%H:%MZ}"
 
 
 def hours(start: datetime, end: datetime) -> list[datetime]:
@@ -195,6 +200,7 @@ def write_parquet_atomic(path: Path, table: pa.Table) -> None:
 
 
 def now_iso() -> str:
+    """The current UTC time to the second, for `at` and `extracted_at` fields (a moment, not an hour)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -255,7 +261,7 @@ def write_partition(lake: Path, start: datetime, table: pa.Table, **details: Any
     """
     folder = partition_dir(lake, start)
     if validated_files(folder):
-        raise LakeError(f"hour {start:%Y-%m-%dT%H:00Z} has validated data: it is never overwritten (add a delta part)")
+        raise LakeError(f"hour {iso_hour(start)} has validated data: it is never overwritten (add a delta part)")
     part = write_part(folder, DATA_FILE, table, kind="initial", extracted_at=details.get("extracted_at") or now_iso())
     manifest = {
         "interval_start": start.isoformat(),
@@ -333,7 +339,7 @@ class Partition:
     def data_file(self) -> Path:
         """The first part's file."""
         if self.path is None:
-            raise LakeError(f"hour {self.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
+            raise LakeError(f"hour {iso_hour(self.start)} has no partition in the lake")
         return self.path / (self.manifest or {}).get("file", DATA_FILE)
 
     @property
@@ -343,7 +349,7 @@ class Partition:
     @property
     def data_files(self) -> list[Path]:
         if self.path is None:
-            raise LakeError(f"hour {self.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
+            raise LakeError(f"hour {iso_hour(self.start)} has no partition in the lake")
         return [self.path / p["file"] for p in self.parts]
 
 
@@ -401,7 +407,7 @@ def read_part(path: Path, sha256: str | None, verify: bool = True) -> pa.Table:
 def read_partition(part: Partition, verify: bool = True) -> pa.Table:
     """Read all of a partition's parts (for a validated hour: its validated parts), checking each sha256."""
     if part.path is None or part.manifest is None:
-        raise LakeError(f"hour {part.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
+        raise LakeError(f"hour {iso_hour(part.start)} has no partition in the lake")
     tables = [read_part(part.path / p["file"], p.get("sha256"), verify) for p in part.parts]
     if len(tables) == 1:
         return tables[0]

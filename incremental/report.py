@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from incremental import metrics, registry, tracking  # noqa: E402
+from incremental import lake, metrics, registry, tracking  # noqa: E402
 from incremental.config import Settings  # noqa: E402
 from incremental.evaluate import load_evaluation  # noqa: E402
 
@@ -34,12 +35,16 @@ def _fmt(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, (int, float)) and x is not None and math.isfinite(x) else "n/a"
 
 
+def trained_through(evaluation: dict[str, Any]) -> datetime:
+    """The last hour the evaluated model was trained on: its interval's end is exclusive."""
+    return lake.parse_hour(evaluation["interval_end"]) - lake.HOUR
+
+
 def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str | None) -> dict[str, Any]:
     """R rows of the registered versions scored on the same anchor, plus this candidate's."""
     client = tracking.configure(settings)
     sha = evaluation["anchor"]["sha256"]
-    rows: dict[str, dict[str, float]] = {}
-    through: dict[str, str] = {}
+    evaluations: dict[str, dict[str, Any]] = {}
     for row in registry.history(settings)[-MAX_VERSIONS:]:
         mv = client.get_model_version(settings.model_name, row["version"])
         if mv.tags.get("anchor_sha256") != sha or row["version"] == version:
@@ -49,26 +54,39 @@ def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str |
         except (OSError, MlflowException):  # a version registered before evaluations were logged
             continue
         if past:
-            label = f"v{row['version']}"
-            rows[label] = past["candidate"]["anchor_by_hour"]
-            through[label] = past["interval_end"]
-    label = f"v{version}" if version else "candidate"
-    rows[label] = evaluation["candidate"]["anchor_by_hour"]
-    through[label] = evaluation["interval_end"]
-    return {"rows": rows, "trained_through": through}
+            evaluations[f"v{row['version']}"] = past
+    evaluations[f"v{version}" if version else "candidate"] = evaluation
+    return rows_of(evaluations)
+
+
+def rows_of(evaluations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per model label, its anchor AUC by source hour and the last hour it was trained on."""
+    return {"rows": {label: e["candidate"]["anchor_by_hour"] for label, e in evaluations.items()},
+            "trained_through": {label: trained_through(e) for label, e in evaluations.items()}}
+
+
+def r_matrix(r: dict[str, Any]) -> tuple[list[str], list[datetime], np.ndarray, dict[str, Any]]:
+    """R from `accuracy_rows`: model labels (oldest first), source hours, values, and the forgetting summary.
+
+    A source hour counts as learned by the first model whose last trained hour is at or after it
+    (hours compared as datetimes, whatever text the evaluations wrote them in).
+    """
+    labels = sorted(r["rows"], key=lambda k: (r["trained_through"][k], k))
+    rows = {m: {lake.parse_hour(h): v for h, v in r["rows"][m].items()} for m in labels}
+    hours = sorted({h for row in rows.values() for h in row})
+    values = np.array([[v if (v := rows[m].get(h)) is not None else np.nan for h in hours] for m in labels],
+                      dtype=float).reshape(len(labels), len(hours))
+    ordered = {i: dict(zip(hours, values[i], strict=True)) for i in range(len(labels))}
+    through = [r["trained_through"][m] for m in labels]
+    summary = metrics.forgetting_report(ordered, through) if len(labels) > 1 else {}
+    return labels, hours, values, summary
 
 
 def _r_matrix_chart(r: dict[str, Any], path: Path) -> dict[str, Any]:
-    labels = sorted(r["rows"], key=lambda k: (r["trained_through"][k], k))
-    hours = sorted({h for row in r["rows"].values() for h in row})
-    values = np.array([[r["rows"][m].get(h, np.nan) if r["rows"][m].get(h) is not None else np.nan for h in hours]
-                       for m in labels], dtype=float)
-    ordered = {i: dict(zip(hours, values[i], strict=True)) for i in range(len(labels))}
-    through = [r["trained_through"][m].replace("Z", "+00:00") for m in labels]
-    summary = metrics.forgetting_report(ordered, [t[:16] for t in through]) if len(labels) > 1 else {}
+    labels, hours, values, summary = r_matrix(r)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(hours) + 3), max(3, 0.35 * len(labels) + 2)))
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.5, vmax=max(0.51, np.nanmax(values) if values.size else 1))
-    ax.set_xticks(range(len(hours)), [h[5:16] for h in hours], rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(hours)), [f"{h:%m-%d %H:%M}" for h in hours], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlabel("anchor source hour (UTC)")
     ax.set_ylabel("model (oldest first)")

@@ -108,7 +108,7 @@ def load_hours(
     for start in starts:
         part = lk.partition(settings.lake, start)
         if part.status != "validated":
-            message = f"hour {start:%Y-%m-%dT%H:00Z} is {part.status}, not validated: refusing to train on it"
+            message = f"hour {lk.iso_hour(start)} is {part.status}, not validated: refusing to train on it"
             if strict:
                 raise TrainingError(message)
             log.warning("%s (skipped)", message)
