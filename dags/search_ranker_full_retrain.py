@@ -25,6 +25,7 @@ from search_ranker_common import (
     banner,
     default_args,
     dry_run_param,
+    fail_fast,
     parse_window,
     publish_champion,
     task_settings,
@@ -45,6 +46,7 @@ from search_ranker_common import (
 )
 def search_ranker_full_retrain():
     @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(hours=4))
+    @fail_fast
     def full_retrain() -> dict:
         """Train from the base weights on the window, evaluate, and gate it like an hourly candidate."""
         from incremental import lake, pipeline

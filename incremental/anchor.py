@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from incremental import lake as lk
-from incremental.errors import IncrementalError
+from incremental.errors import IncrementalError, InputError
 
 ANCHOR_DIR = "anchor"
 ANCHOR_FILE = "anchor.parquet"
@@ -234,9 +234,9 @@ def freeze(
     lake = Path(lake)
     start, end = lk.parse_hour(start), lk.parse_hour(end)
     if end <= start:
-        raise ValueError("the anchor window [start, end) is empty")
+        raise InputError("the anchor window [start, end) is empty")
     if size < 1:
-        raise ValueError("size must be at least 1")
+        raise InputError("size must be at least 1")
     folder = anchor_dir(lake)
     previous = current(lake)
     if previous is not None and not refresh:

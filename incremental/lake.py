@@ -51,6 +51,8 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from incremental.errors import IncrementalError, InputError
+
 SCHEMA_VERSION = 2
 DATA_FILE = "part-0.parquet"  # the first part of an hour
 MANIFEST_FILE = "_manifest.json"
@@ -86,7 +88,7 @@ IMPRESSION_KEY = ("event_id", "event_ts", "ingested_at", "session_id", "user_id"
 Status = Literal["validated", "quarantined", "extracted", "missing"]
 
 
-class LakeError(RuntimeError):
+class LakeError(IncrementalError, RuntimeError):
     """A partition is missing, unreadable or inconsistent with its manifest."""
 
 
@@ -95,7 +97,7 @@ def parse_hour(text: str | datetime) -> datetime:
     value = datetime.fromisoformat(text) if isinstance(text, str) else text
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if (value.minute, value.second, value.microsecond) != (0, 0, 0):
-        raise ValueError(f"{text!r} is not on the hour: intervals are whole UTC hours")
+        raise InputError(f"{text!r} is not on the hour: intervals are whole UTC hours")
     # a plain datetime, whatever came in (Airflow hands out pendulum DateTimes)
     return datetime(value.year, value.month, value.day, value.hour, tzinfo=UTC)
 

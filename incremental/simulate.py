@@ -79,6 +79,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from incremental.errors import IncrementalError
 from incremental.faults import (
     FAULTS,
     HUGE_TITLE_BYTES,
@@ -148,7 +149,7 @@ DRIFT_TRAFFIC_BOOST = 3.0
 DRIFT_TRAFFIC_DAMP = 0.3
 
 
-class SimulationError(ValueError):
+class SimulationError(IncrementalError, ValueError):
     """Bad arguments for the simulator; the message names the argument."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from incremental import lake as lk
+from incremental.errors import IncrementalError
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -21,7 +22,7 @@ ROWS = "rows"  # the failing rows are quarantined, the hour goes on
 DRIFT_RULES = ("drift_row_count", "drift_ctr", "drift_category_mix")
 
 
-class ValidationError(RuntimeError):
+class ValidationError(IncrementalError, RuntimeError):
     """The hour cannot be validated at all (no live partition)."""
 
 

@@ -120,7 +120,7 @@ class Warehouse:
         except (sa.exc.ArgumentError, ValueError) as exc:
             raise WarehouseError(
                 f"INCREMENTAL_WAREHOUSE_URL {redact_url(url)!r} is not a database URL ({exc}); "
-                "expected e.g. duckdb:///path/warehouse.duckdb or postgresql://user@host/db"
+                "expected e.g. duckdb:///path/warehouse.duckdb or postgresql://user@host/db", retryable=False
             ) from None
         self.backend = self._url.get_backend_name()  # "duckdb", "postgresql", ...
         self.lock_timeout = lock_timeout
