@@ -156,6 +156,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(path: Path, expected: str | None) -> str:
+    """The file's sha256, after checking it is the one its manifest recorded (LakeError if not)."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise LakeError(f"{path} does not match the sha256 in its manifest: the file changed after extraction")
+    return actual
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -401,8 +409,8 @@ def validated_partitions(lake: Path, before: datetime, window_hours: int) -> lis
 
 
 def read_part(path: Path, sha256: str | None, verify: bool = True) -> pa.Table:
-    if verify and sha256 is not None and sha256_file(path) != sha256:
-        raise LakeError(f"{path} does not match the sha256 in its manifest: the file changed after extraction")
+    if verify and sha256 is not None:
+        check_sha256(path, sha256)
     return pq.read_table(path)
 
 

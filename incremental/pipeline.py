@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from incremental import lake, replay, tracking
+from incremental import lake, links, replay, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
 log = logging.getLogger(__name__)
-MLFLOW_UI_URL = os.environ.get("INCREMENTAL_MLFLOW_UI_URL", "http://127.0.0.1:5000")
 
 
 class PipelineError(IncrementalError, RuntimeError):
@@ -45,9 +43,9 @@ def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> 
     if run_id:
         client = tracking.configure(settings)
         experiment = client.get_run(run_id).info.experiment_id
-        urls["mlflow_run_url"] = f"{MLFLOW_UI_URL}/#/experiments/{experiment}/runs/{run_id}"
+        urls["mlflow_run_url"] = links.run_url(run_id, experiment)
     if version:
-        urls["model_version_url"] = f"{MLFLOW_UI_URL}/#/models/{settings.model_name}/versions/{version}"
+        urls["model_version_url"] = links.model_version_url(settings.model_name, version)
     return urls
 
 

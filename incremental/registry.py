@@ -203,7 +203,7 @@ def register_candidate(
             "anchor_sha256": anchor_sha256 or "",
             "registered_at": lake.now_iso(),
             REGISTRATION_TAG: "pending",
-            **{k.replace("@", "_at_"): f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
+            **{TAG_NAMES[k]: f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
             **{k: v for k, v in (extra_tags or {}).items() if v},
         }
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)

@@ -275,9 +275,7 @@ class _Part:
 def _load_part(lake: Path, start: datetime, part: dict[str, Any]) -> _Part:
     live = lk.partition_dir(lake, start)
     data_file = live / part["file"]
-    sha = lk.sha256_file(data_file)
-    if sha != part.get("sha256"):
-        raise lk.LakeError(f"{data_file} does not match the sha256 in its manifest: the file changed after extraction")
+    sha = lk.check_sha256(data_file, part.get("sha256"))
     schema, frame = read_frame(data_file)
     manifest = lk.read_json(live / lk.MANIFEST_FILE)
     good = set(lk.validated_files(live))
