@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
+import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -22,6 +21,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from incremental import lake, metrics, registry, tracking  # noqa: E402
@@ -29,6 +30,8 @@ from incremental.config import Settings  # noqa: E402
 from incremental.evaluate import load_evaluation  # noqa: E402
 
 MAX_VERSIONS = 24  # rows of R and points of the history chart
+REVIEW = "review"  # the run's artifact folder for all of it
+DPI = 110
 
 
 def _fmt(x: Any) -> str:
@@ -82,7 +85,7 @@ def r_matrix(r: dict[str, Any]) -> tuple[list[str], list[datetime], np.ndarray, 
     return labels, hours, values, summary
 
 
-def _r_matrix_chart(r: dict[str, Any], path: Path) -> dict[str, Any]:
+def _r_matrix_chart(r: dict[str, Any]) -> tuple[Figure, dict[str, Any]]:
     labels, hours, values, summary = r_matrix(r)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(hours) + 3), max(3, 0.35 * len(labels) + 2)))
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.5, vmax=max(0.51, np.nanmax(values) if values.size else 1))
@@ -94,12 +97,10 @@ def _r_matrix_chart(r: dict[str, Any], path: Path) -> dict[str, Any]:
     ax.set_title(f"R[model][source hour] = anchor AUC    BWT {_fmt(bwt)}   avg forgetting {_fmt(forgetting)}", fontsize=9)
     fig.colorbar(image, ax=ax, label="AUC")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return {k: v for k, v in summary.items() if k in ("backward_transfer", "average_forgetting", "max_forgetting")}
+    return fig, {k: v for k, v in summary.items() if k in ("backward_transfer", "average_forgetting", "max_forgetting")}
 
 
-def _category_chart(evaluation: dict[str, Any], path: Path) -> None:
+def _category_chart(evaluation: dict[str, Any]) -> Figure:
     cand = evaluation["candidate"]["anchor"]["per_category"]
     champ = (evaluation.get("champion") or {}).get("anchor", {}).get("per_category", {})
     names = sorted(cand)
@@ -116,11 +117,10 @@ def _category_chart(evaluation: dict[str, Any], path: Path) -> None:
     ax.set_title("Forgetting per category: anchor AUC, parent vs candidate")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def _history_chart(settings: Settings, evaluation: dict[str, Any], version: str | None, path: Path) -> None:
+def _history_chart(settings: Settings) -> Figure:
     rows = registry.history(settings)[-MAX_VERSIONS:]
 
     def number(text: str) -> float:
@@ -141,8 +141,7 @@ def _history_chart(settings: Settings, evaluation: dict[str, Any], version: str 
     ax.legend(fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=45, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _drift_lines(evaluation: dict[str, Any]) -> list[str]:
@@ -192,23 +191,24 @@ def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting:
 
 
 def log_report(settings: Settings, run_id: str, evaluation: dict[str, Any], registered: dict[str, Any]) -> None:
-    """Write the review files and attach them to the candidate's MLflow run under `review/`."""
+    """Attach the review to the candidate's MLflow run under `review/`; the forgetting summary
+    as metrics and the decision as tags, in one batch."""
     client = tracking.configure(settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "review"
-        folder.mkdir()
-        r = accuracy_rows(settings, evaluation, registered["version"])
-        forgetting = _r_matrix_chart(r, folder / "r_matrix.png")
-        _category_chart(evaluation, folder / "forgetting_per_category.png")
-        _history_chart(settings, evaluation, registered["version"], folder / "metric_history.png")
-        decision = {**evaluation["decision"], "registration": registered, "forgetting": forgetting,
-                    "key_metrics": evaluation["key_metrics"]}
-        (folder / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
-        (folder / "report.md").write_text(markdown(evaluation, registered, forgetting))
-        (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str))
-        client.log_artifacts(run_id, str(folder), artifact_path="review")
-        for name, value in forgetting.items():
-            if value is not None and math.isfinite(value):
-                client.log_metric(run_id, f"anchor_{name}", float(value))
-        client.set_tag(run_id, "decision", registered["decision"])
-        client.set_tag(run_id, "model_version", registered["version"])
+    r_matrix_figure, forgetting = _r_matrix_chart(accuracy_rows(settings, evaluation, registered["version"]))
+    figures = {"r_matrix.png": r_matrix_figure, "forgetting_per_category.png": _category_chart(evaluation),
+               "metric_history.png": _history_chart(settings)}
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, f"{REVIEW}/{name}", save_kwargs={"dpi": DPI})
+        plt.close(figure)
+    decision = {**evaluation["decision"], "registration": registered, "forgetting": forgetting,
+                "key_metrics": evaluation["key_metrics"]}
+    client.log_text(run_id, json.dumps(decision, indent=2, default=str), f"{REVIEW}/decision.json")
+    client.log_text(run_id, markdown(evaluation, registered, forgetting), f"{REVIEW}/report.md")
+    client.log_text(run_id, json.dumps(evaluation, indent=2, default=str), f"{REVIEW}/evaluation.json")
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(f"anchor_{name}", float(value), now, 0) for name, value in forgetting.items()
+                 if value is not None and math.isfinite(value)],
+        tags=[RunTag("decision", registered["decision"]), RunTag("model_version", str(registered["version"]))],
+    )
