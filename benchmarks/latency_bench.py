@@ -47,6 +47,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import RESULTS, record  # noqa: E402
 
+sys.path.insert(0, str(REPO))
+from incremental.lake import iso_hour  # noqa: E402
+
 DAY = datetime(2026, 1, 1, 0, tzinfo=UTC)
 DAG_ID = "search_ranker_hourly"
 TASK_PROBE = r"""
@@ -63,10 +66,6 @@ with create_session() as session:
 """
 RUN_HOUR_STAGES = ("process_start_and_imports", "extract", "validate", "train", "evaluate", "register", "cli_other")
 DAG_TASKS = ("extract", "validate", "check_validated", "train", "evaluate", "register", "publish_champion")
-
-
-def _iso(hour: datetime) -> str:
-    return f"{hour:%Y-%m-%dT%H:%M}"
 
 
 class Home:
@@ -102,10 +101,10 @@ def prepare(home: Home, hour: datetime, history: int, rate: int, anchor_size: in
     first = hour - timedelta(hours=history)
     started = time.perf_counter()
     home.sh("incremental warehouse init")
-    home.sh(f"incremental simulate --start {_iso(first)} --end {_iso(hour + timedelta(hours=1))} --rate {rate} --seed 7")
-    home.sh(f"incremental extract --start {_iso(first)} --end {_iso(hour)}")
-    home.sh(f"incremental validate --start {_iso(first)} --end {_iso(hour)}")
-    boot, _, _ = home.sh(f"incremental bootstrap --start {_iso(first)} --end {_iso(hour)} --anchor-size {anchor_size}")
+    home.sh(f"incremental simulate --start {iso_hour(first)} --end {iso_hour(hour + timedelta(hours=1))} --rate {rate} --seed 7")
+    home.sh(f"incremental extract --start {iso_hour(first)} --end {iso_hour(hour)}")
+    home.sh(f"incremental validate --start {iso_hour(first)} --end {iso_hour(hour)}")
+    boot, _, _ = home.sh(f"incremental bootstrap --start {iso_hour(first)} --end {iso_hour(hour)} --anchor-size {anchor_size}")
     promoted = False
     if "APPROVED" not in boot.stdout:  # a short bootstrap may be rejected: it only has to exist
         home.sh("incremental promote --version 1 --reason 'latency bench: the bootstrap is the first champion'")
@@ -117,7 +116,7 @@ def prepare(home: Home, hour: datetime, history: int, rate: int, anchor_size: in
 
 
 def measure_run_hour(home: Home, hour: datetime) -> dict:
-    command = [sys.executable, "-m", "incremental.stage_clock", "run-hour", "--start", _iso(hour)]
+    command = [sys.executable, "-m", "incremental.stage_clock", "run-hour", "--start", iso_hour(hour)]
     spawned = time.time()
     out = subprocess.run(command, cwd=REPO, env=home.env, capture_output=True, text=True, timeout=3600)
     wall = time.time() - spawned
@@ -227,7 +226,7 @@ def main() -> None:
     markdown = table(results)
     print(markdown)
     record("latency", {
-        "hour": f"{hour:%Y-%m-%dT%H:00Z}", "rate": args.rate, "history_hours": args.history,
+        "hour": iso_hour(hour), "rate": args.rate, "history_hours": args.history,
         "anchor_size": args.anchor_size, "config": "incremental.yaml (bootstrap_steps set to "
         f"{args.bootstrap_steps} for the set-up only)", "torch_threads": "torch default", "cpus": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),

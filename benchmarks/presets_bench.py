@@ -67,7 +67,7 @@ def _env(home: Path, preset: str) -> dict[str, str]:
 def prepare(home: Path, hours: int, rate: int, seed: int) -> dict:
     """Simulate, extract and validate every hour; freeze the anchor on the bootstrap window."""
     os.environ.update({k: v for k, v in _env(home, "minilm").items() if k.startswith("INCREMENTAL_")})
-    from incremental import pipeline
+    from incremental import lake, pipeline
     from incremental.config import load_settings
     from incremental.simulate import simulate
     from incremental.warehouse import Warehouse
@@ -79,7 +79,7 @@ def prepare(home: Path, hours: int, rate: int, seed: int) -> dict:
     rows = {}
     for h in range(hours):
         hour = T0 + timedelta(hours=h)
-        rows[f"{hour:%Y-%m-%dT%H:00Z}"] = pipeline.extract_step(settings, hour)["rows"]
+        rows[lake.iso_hour(hour)] = pipeline.extract_step(settings, hour)["rows"]
         status = pipeline.validate_step(settings, hour)["status"]
         if status != "validated":
             raise RuntimeError(f"hour {hour} was {status}")
@@ -109,7 +109,7 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     result = bootstrap(settings, T0, end)
     bootstrap_s = time.perf_counter() - started
     per_step = [m.value for m in tracking.configure(settings).get_metric_history(result.run_id, "samples_per_s")]
-    trained = {"hour": f"{T0:%Y-%m-%dT%H:%MZ}", "interval_end": f"{end:%Y-%m-%dT%H:%MZ}", "reused_version": None,
+    trained = {"hour": lake.iso_hour(T0), "interval_end": lake.iso_hour(end), "reused_version": None,
                "run_id": result.run_id, "model_uri": result.model_uri, "candidate_dir": str(result.candidate_dir),
                "parent_version": None, "holdout_uri": holdout_uri(result.run_id, result.holdout_path),
                "kind": "full_retrain"}
@@ -144,7 +144,7 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
                  "anchor_auc": round(gated["key_metrics"]["anchor_auc"], 4),
                  "anchor_ndcg@10": round(gated["key_metrics"]["anchor_ndcg@10"], 4),
                  "seconds": round(evaluate_s, 1)},
-        "held_out_hour": {"hour": f"{end:%Y-%m-%dT%H:00Z}", "rows": len(last), "auc": round(held_out["auc"], 4),
+        "held_out_hour": {"hour": lake.iso_hour(end), "rows": len(last), "auc": round(held_out["auc"], 4),
                           "ndcg@10": round(held_out["ndcg@10"], 4), "logloss": round(held_out["logloss"], 4)},
         "score_rows_per_s": round(len(last) / score_s, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

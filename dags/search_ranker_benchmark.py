@@ -21,6 +21,7 @@ from search_ranker_common import (
     TAGS,
     banner,
     default_args,
+    fail_fast,
     parse_window,
     task_settings,
     window_params,
@@ -45,6 +46,7 @@ from search_ranker_common import (
 )
 def search_ranker_benchmark():
     @task(execution_timeout=timedelta(minutes=30), pool=REGISTRY_POOL)
+    @fail_fast
     def freeze_anchor() -> dict:
         """Sample, hash and freeze the anchor set from the validated hours in the window."""
         from incremental import pipeline

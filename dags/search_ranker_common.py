@@ -8,19 +8,23 @@ connection look-up, the settings and the alert webhook are functions called insi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from incremental.config import Settings
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 OWNER = "search-ranking"
 TAGS = ["search-ranker", "ml", "incremental"]
@@ -108,6 +112,29 @@ def training_overrides(params: dict[str, Any]) -> dict[str, Any] | None:
 
 
 # --- inside tasks ----------------------------------------------------------------------------------
+def fail_fast(body: F) -> F:
+    """A task body that fails at once, without its retries, on an error that would fail the same way
+    again: bad input, configuration or data (an `IncrementalError` that is not `retryable`).
+
+    A service that may come back (the warehouse, MLflow, a serving replica) and anything
+    unexpected keep the task's retries. Goes under `@task`: `@task(...)` then `@fail_fast`.
+    """
+
+    @functools.wraps(body)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from incremental.errors import IncrementalError
+
+        try:
+            return body(*args, **kwargs)
+        except IncrementalError as exc:
+            if exc.retryable:
+                raise
+            raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: it would fail the same way)") from exc
+
+    run.fails_fast = True  # type: ignore[attr-defined]  # what the DAG tests look for
+    return run  # type: ignore[return-value]
+
+
 def champion_event(decision: dict[str, Any]) -> dict[str, Any]:
     """The champion-asset event for a register result, or skip: only a newly registered champion counts.
 
@@ -137,22 +164,22 @@ def run_hour(context: dict[str, Any]) -> datetime:
     """The hour this run covers: its data interval, which must be exactly one whole UTC hour."""
     start, end = context["data_interval_start"], context["data_interval_end"]
     if start is None or end is None:
-        raise ValueError("this run has no data interval; trigger it with a logical date (or use a backfill)")
+        raise AirflowFailException("this run has no data interval; trigger it with a logical date (or use a backfill)")
     # plain datetimes: Airflow hands over pendulum DateTimes, which the pipeline's libraries need not know
     start, end = (datetime.fromtimestamp(t.timestamp(), tz=UTC) for t in (start, end))
     if end - start != HOUR or start != start.replace(minute=0, second=0, microsecond=0):
-        raise ValueError(f"data interval [{start.isoformat()}, {end.isoformat()}) is not one whole UTC hour")
+        raise AirflowFailException(f"data interval [{start.isoformat()}, {end.isoformat()}) is not one whole UTC hour")
     return start
 
 
 def parse_window(params: dict[str, Any]) -> tuple[datetime, datetime]:
     """`window_start`/`window_end` params as aware UTC datetimes on the hour, start before end."""
-    from incremental.lake import parse_hour
+    from incremental.lake import iso_hour, parse_hour
 
     start = parse_hour(str(params["window_start"]).replace("Z", "+00:00"))
     end = parse_hour(str(params["window_end"]).replace("Z", "+00:00"))
     if end <= start:
-        raise ValueError(f"window_end {end.isoformat()} must be after window_start {start.isoformat()}")
+        raise AirflowFailException(f"window_end {iso_hour(end)} must be after window_start {iso_hour(start)}")
     return start, end
 
 
@@ -174,7 +201,7 @@ def warehouse_url_from_connection(conn: Any) -> str:
         ).render_as_string(hide_password=False)
     if conn.conn_type == "duckdb":
         return f"duckdb:///{conn.host or conn.schema}"
-    raise ValueError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}: set extra.sqlalchemy_url")
+    raise AirflowFailException(f"connection {conn.conn_id!r} has type {conn.conn_type!r}: set extra.sqlalchemy_url")
 
 
 def task_settings() -> Settings:
@@ -207,8 +234,10 @@ def alert_line(context: dict[str, Any]) -> str:
     task_id = getattr(ti, "task_id", "?")
     run_id = getattr(ti, "run_id", "?")
     tries = getattr(ti, "try_number", "?")
+    from incremental.lake import iso_hour
+
     start = context.get("data_interval_start")
-    hour = start.astimezone(UTC).strftime("%Y-%m-%dT%H:00Z") if start else "-"
+    hour = iso_hour(start) if start else "-"
     error = context.get("exception")
     reason = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
     reason = " ".join(reason.split())[:500]

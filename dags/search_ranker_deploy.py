@@ -21,7 +21,7 @@ import os
 from datetime import timedelta
 
 from airflow.sdk import dag, get_current_context, task
-from search_ranker_common import CHAMPION_MODEL, START_DATE, TAGS, banner, default_args, task_settings
+from search_ranker_common import CHAMPION_MODEL, START_DATE, TAGS, banner, default_args, fail_fast, task_settings
 
 
 @dag(
@@ -36,6 +36,7 @@ from search_ranker_common import CHAMPION_MODEL, START_DATE, TAGS, banner, defau
 )
 def search_ranker_deploy():
     @task(execution_timeout=timedelta(minutes=15))
+    @fail_fast
     def reload_serving() -> list[dict]:
         """POST /reload to every serving replica, then check each one serves the current champion."""
         from airflow.sdk.exceptions import AirflowSkipException

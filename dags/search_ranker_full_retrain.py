@@ -25,6 +25,7 @@ from search_ranker_common import (
     banner,
     default_args,
     dry_run_param,
+    fail_fast,
     parse_window,
     publish_champion,
     task_settings,
@@ -45,15 +46,16 @@ from search_ranker_common import (
 )
 def search_ranker_full_retrain():
     @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(hours=4))
+    @fail_fast
     def full_retrain() -> dict:
         """Train from the base weights on the window, evaluate, and gate it like an hourly candidate."""
-        from incremental import pipeline
+        from incremental import lake, pipeline
 
         context = get_current_context()
         start, end = parse_window(context["params"])
         result = pipeline.full_retrain(task_settings(), start, end, airflow_run_id=context["run_id"],
                                        dry_run=bool(context["params"]["dry_run"]))
-        banner(f"FULL RETRAIN [{start:%Y-%m-%dT%H:00Z}, {end:%Y-%m-%dT%H:00Z}): {result.get('decision', '?')}")
+        banner(f"FULL RETRAIN [{lake.iso_hour(start)}, {lake.iso_hour(end)}): {result.get('decision', '?')}")
         return result
 
     publish_champion(full_retrain())

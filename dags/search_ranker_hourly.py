@@ -45,6 +45,7 @@ from search_ranker_common import (
     banner,
     default_args,
     dry_run_param,
+    fail_fast,
     force_promote_param,
     hourly_timetable,
     publish_champion,
@@ -69,6 +70,7 @@ from search_ranker_common import (
 )
 def search_ranker_hourly():
     @task(outlets=[SEARCH_LOGS], execution_timeout=timedelta(minutes=10))
+    @fail_fast
     def extract() -> dict:
         """Copy the hour's rows (by `ingested_at`) from the warehouse into the lake partition; emit a `search_logs` event."""
         from incremental import pipeline
@@ -79,6 +81,7 @@ def search_ranker_hourly():
         return result
 
     @task(execution_timeout=timedelta(minutes=10))
+    @fail_fast
     def validate(extracted: dict) -> dict:
         """Run the GX suite and the drift checks; a failing hour is moved to quarantine (not an error)."""
         from incremental import pipeline
@@ -95,6 +98,7 @@ def search_ranker_hourly():
         return False
 
     @task(execution_timeout=timedelta(minutes=20))
+    @fail_fast
     def monitor(validation: dict) -> dict:
         """Test-then-train: the champion scores the hour first; the drift rule decides the hour's mode."""
         from incremental import pipeline
@@ -106,6 +110,7 @@ def search_ranker_hourly():
         return observed
 
     @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(minutes=60))
+    @fail_fast
     def train(monitored: dict) -> dict:
         """Warm-start from the champion (adapt mode: from the episode's last candidate) and update it on this hour plus replay."""
         from incremental import pipeline
@@ -116,6 +121,7 @@ def search_ranker_hourly():
                                    airflow_run_id=context["run_id"])
 
     @task(execution_timeout=timedelta(minutes=20), pool="search_ranker_registry")
+    @fail_fast
     def evaluate(trained: dict) -> dict:
         """Score candidate and champion on the anchor set (forgetting) and the fresh holdout."""
         from incremental import pipeline
@@ -123,6 +129,7 @@ def search_ranker_hourly():
         return pipeline.evaluate_step(task_settings(), run_hour(get_current_context()), trained)
 
     @task(execution_timeout=timedelta(minutes=10), pool="search_ranker_registry")
+    @fail_fast
     def register(trained: dict, evaluation: dict) -> dict:
         """Apply the gate: register the version, tag the decision and reasons, move `@champion` if approved."""
         from incremental import pipeline
@@ -139,6 +146,7 @@ def search_ranker_hourly():
         return decision
 
     @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(minutes=90))
+    @fail_fast
     def catch_up(decision: dict) -> dict:
         """After a drift was declared: retrain from the base weights on the recent window, through the same gate."""
         from incremental import pipeline

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from incremental import lake as lk
-from incremental.errors import IncrementalError
+from incremental.errors import IncrementalError, InputError
 
 ANCHOR_DIR = "anchor"
 ANCHOR_FILE = "anchor.parquet"
@@ -110,10 +110,6 @@ def anchor_dir(lake: Path) -> Path:
     return Path(lake) / ANCHOR_DIR
 
 
-def _iso(hour: datetime) -> str:
-    return hour.astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
-
-
 def current(lake: Path) -> AnchorInfo | None:
     """The frozen anchor's record (not verified against the file), or None when there is none."""
     path = anchor_dir(lake) / INFO_FILE
@@ -173,7 +169,7 @@ def _read_window(lake: Path, start: datetime, end: datetime) -> tuple[pa.Table, 
     for hour in lk.hours(start, end):
         part = lk.partition(lake, hour)
         if part.status != "validated":
-            skipped[_iso(hour)] = part.status
+            skipped[lk.iso_hour(hour)] = part.status
             continue
         table = lk.read_partition(part).select(lk.SEARCH_LOG_SCHEMA.names).cast(lk.SEARCH_LOG_SCHEMA)
         source = pa.array(np.full(table.num_rows, np.datetime64(hour.replace(tzinfo=None), "us")),
@@ -181,7 +177,7 @@ def _read_window(lake: Path, start: datetime, end: datetime) -> tuple[pa.Table, 
         tables.append(table.append_column(ANCHOR_SCHEMA.field(SOURCE_HOUR), source))
         used.append(part)
     if not used:
-        raise AnchorError(f"no validated hour in [{_iso(start)}, {_iso(end)}): nothing to freeze")
+        raise AnchorError(f"no validated hour in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
     return pa.concat_tables(tables), used, skipped
 
 
@@ -238,9 +234,9 @@ def freeze(
     lake = Path(lake)
     start, end = lk.parse_hour(start), lk.parse_hour(end)
     if end <= start:
-        raise ValueError("the anchor window [start, end) is empty")
+        raise InputError("the anchor window [start, end) is empty")
     if size < 1:
-        raise ValueError("size must be at least 1")
+        raise InputError("size must be at least 1")
     folder = anchor_dir(lake)
     previous = current(lake)
     if previous is not None and not refresh:
@@ -255,7 +251,7 @@ def freeze(
 
         table = table.filter(pa.array(holdout_mask(table.column("session_id").to_pandas(), holdout_fraction)))
         if table.num_rows == 0:
-            raise AnchorError(f"no holdout-session rows in [{_iso(start)}, {_iso(end)}): nothing to freeze")
+            raise AnchorError(f"no holdout-session rows in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
     chosen = sample(table, size, seed)
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -270,14 +266,14 @@ def freeze(
     info = AnchorInfo(
         sha256=sha,
         rows=chosen.num_rows,
-        start=_iso(start),
-        end=_iso(end),
+        start=lk.iso_hour(start),
+        end=lk.iso_hour(end),
         size=size,
         seed=seed,
-        source_hours={_iso(p.start): str((p.manifest or {}).get("sha256", "")) for p in parts},
-        per_hour={_iso(h.to_pydatetime()): int(n) for h, n in sorted(hours_col.value_counts().items())},
+        source_hours={lk.iso_hour(p.start): str((p.manifest or {}).get("sha256", "")) for p in parts},
+        per_hour={lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(hours_col.value_counts().items())},
         per_category={str(c): int(n) for c, n in sorted(cats.value_counts().items())},
-        available_per_hour={_iso(h.to_pydatetime()): int(n) for h, n in sorted(available.items())},
+        available_per_hour={lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(available.items())},
         skipped_hours=skipped,
         created_at=created.isoformat().replace("+00:00", "Z"),
         reason=reason,

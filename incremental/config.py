@@ -190,7 +190,10 @@ class Settings(_Section):
 
     def with_training(self, **overrides: object) -> Settings:
         """A copy with some training settings replaced (manual-run overrides), still validated."""
-        training = TrainingSettings(**{**self.training.model_dump(), **overrides})
+        try:
+            training = TrainingSettings(**{**self.training.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise SettingsError(f"training overrides {overrides}: {_problems(exc, 'training.')}") from None
         return self.model_copy(update={"training": training})
 
 
@@ -228,10 +231,12 @@ def _tuning(path: Path, raw: dict[str, Any], where: str = "") -> Tuning:
     try:
         return Tuning(**raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise SettingsError(f"{path}: {where}{problems}") from None
+        raise SettingsError(f"{path}: {where}{_problems(exc)}") from None
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> str:
+    """Pydantic's errors as `section.key: what is wrong`, one after the other."""
+    return "; ".join(f"{prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
 
 
 def reviewed_config_file(env: Mapping[str, str]) -> Path:

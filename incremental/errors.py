@@ -5,23 +5,45 @@ Every error class of the package subclasses it, and the edges that talk to other
 (warehouse connections, MLflow, the config file, the lake) turn the library errors they meet
 into one of them. The CLI prints such an error as one line and exits 2; anything else is a bug
 and keeps its traceback.
+
+`retryable` says whether trying the same thing again later may work: false for bad input,
+configuration and data (they fail the same way every time), true for a service that may come
+back (the warehouse, MLflow, a serving replica). The Airflow tasks fail at once, without their
+retries, on an error that is not retryable (`search_ranker_common.fail_fast`).
 """
 
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 
 class IncrementalError(Exception):
     """Bad input, configuration or environment; the message says what and where."""
 
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, *args: object, retryable: bool | None = None) -> None:
+        super().__init__(*args)
+        if retryable is not None:
+            self.retryable = retryable  # type: ignore[misc]  # this one error, not its class
+
+
+class InputError(IncrementalError, ValueError):
+    """An argument or value that cannot be used as given: an hour not on the hour, an empty
+    interval, a base model that is not there."""
+
 
 class WarehouseError(IncrementalError):
     """The warehouse cannot be reached or does not hold what the SQL expects."""
 
+    retryable = True
+
 
 class TrackingError(IncrementalError):
     """MLflow (tracking or registry) cannot be reached or refused the request."""
+
+    retryable = True
 
 
 def redact_url(url: str) -> str:

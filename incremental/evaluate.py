@@ -39,7 +39,7 @@ def by_source_hour(frame: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
     hours = pd.to_datetime(frame[anchor.SOURCE_HOUR], utc=True)
     out = {}
     for hour, index in sorted(hours.groupby(hours).indices.items()):
-        out[f"{hour:%Y-%m-%dT%H:%MZ}"] = metrics.roc_auc(frame["clicked"].to_numpy()[index], scores[index])
+        out[lake.iso_hour(hour)] = metrics.roc_auc(frame["clicked"].to_numpy()[index], scores[index])
     return out
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def _details(table: pa.Table, backend: str) -> dict[str, Any]:
         "columns": {f.name: str(f.type) for f in table.schema},
         "source": backend,
         "extracted_by": f"incremental {__version__}",
-        "extracted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "extracted_at": lake.now_iso(),
     }
 
 

@@ -93,13 +93,6 @@ class Decision:
             "reasons": list(self.reasons),
         }
 
-    def tags(self) -> dict[str, str]:
-        """Model-version tags: ``decision`` and ``decision_reasons`` (within MLflow's 5,000 characters)."""
-        return {
-            "decision": "approved" if self.approved else "rejected",
-            "decision_reasons": "; ".join(self.reasons)[:5000],
-        }
-
 
 def _json_float(x: float) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None

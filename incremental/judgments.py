@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from incremental.errors import IncrementalError
-from incremental.lake import parse_hour
+from incremental.lake import iso_hour, parse_hour
 from incremental.simulate import (
     SHORT_DELAY_MAX_S,
     SHORT_DELAY_MEAN_S,
@@ -231,7 +231,6 @@ def import_judgments(
 
     hour_of = ingested_us // _HOUR_US
     keys, counts = np.unique(hour_of, return_counts=True)
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
     return {
         "path": str(path),
         "pairs": n,
@@ -240,12 +239,12 @@ def import_judgments(
         "impressions": n,
         "clicks": int(clicked.sum()),
         "hours": -(-n // rate),
-        "start": start.strftime(fmt),
-        "end": (start + timedelta(hours=-(-n // rate))).strftime(fmt),
+        "start": iso_hour(start),
+        "end": iso_hour(start + timedelta(hours=-(-n // rate))),
         "slice_by": slice_by,
         "categories": group_size.index.tolist(),
         "per_hour": {
-            datetime.fromtimestamp(int(k) * 3600, UTC).strftime(fmt): int(c) for k, c in zip(keys, counts, strict=True)
+            iso_hour(datetime.fromtimestamp(int(k) * 3600, UTC)): int(c) for k, c in zip(keys, counts, strict=True)
         },
         "seconds": round(time.perf_counter() - began, 3),
     }

@@ -51,6 +51,8 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from incremental.errors import IncrementalError, InputError
+
 SCHEMA_VERSION = 2
 DATA_FILE = "part-0.parquet"  # the first part of an hour
 MANIFEST_FILE = "_manifest.json"
@@ -86,7 +88,7 @@ IMPRESSION_KEY = ("event_id", "event_ts", "ingested_at", "session_id", "user_id"
 Status = Literal["validated", "quarantined", "extracted", "missing"]
 
 
-class LakeError(RuntimeError):
+class LakeError(IncrementalError, RuntimeError):
     """A partition is missing, unreadable or inconsistent with its manifest."""
 
 
@@ -95,14 +97,19 @@ def parse_hour(text: str | datetime) -> datetime:
     value = datetime.fromisoformat(text) if isinstance(text, str) else text
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if (value.minute, value.second, value.microsecond) != (0, 0, 0):
-        raise ValueError(f"{text!r} is not on the hour: intervals are whole UTC hours")
+        raise InputError(f"{text!r} is not on the hour: intervals are whole UTC hours")
     # a plain datetime, whatever came in (Airflow hands out pendulum DateTimes)
     return datetime(value.year, value.month, value.day, value.hour, tzinfo=UTC)
 
 
 def iso_hour(hour: datetime) -> str:
-    """The one way an hour is written in records and messages: ``2026-01-01T09:00Z``."""
-    return f"{hour:%Y-%m-%dT%H:%MZ}"
+    """The one way an hour is written in records, keys and messages: ``2026-01-01T09:00Z``.
+
+    The inverse of `parse_hour`: hours travel as aware datetimes and become text only here
+    (a naive datetime is taken as UTC, as `parse_hour` does; pandas Timestamps are datetimes).
+    """
+    value = hour.replace(tzinfo=UTC) if hour.tzinfo is None else hour.astimezone(UTC)
+    return f"{value:%Y-%m-%dT%H:%MZ}"
 
 
 def hours(start: datetime, end: datetime) -> list[datetime]:
@@ -147,6 +154,14 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_sha256(path: Path, expected: str | None) -> str:
+    """The file's sha256, after checking it is the one its manifest recorded (LakeError if not)."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise LakeError(f"{path} does not match the sha256 in its manifest: the file changed after extraction")
+    return actual
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -195,6 +210,7 @@ def write_parquet_atomic(path: Path, table: pa.Table) -> None:
 
 
 def now_iso() -> str:
+    """The current UTC time to the second, for `at` and `extracted_at` fields (a moment, not an hour)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -255,7 +271,7 @@ def write_partition(lake: Path, start: datetime, table: pa.Table, **details: Any
     """
     folder = partition_dir(lake, start)
     if validated_files(folder):
-        raise LakeError(f"hour {start:%Y-%m-%dT%H:00Z} has validated data: it is never overwritten (add a delta part)")
+        raise LakeError(f"hour {iso_hour(start)} has validated data: it is never overwritten (add a delta part)")
     part = write_part(folder, DATA_FILE, table, kind="initial", extracted_at=details.get("extracted_at") or now_iso())
     manifest = {
         "interval_start": start.isoformat(),
@@ -333,7 +349,7 @@ class Partition:
     def data_file(self) -> Path:
         """The first part's file."""
         if self.path is None:
-            raise LakeError(f"hour {self.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
+            raise LakeError(f"hour {iso_hour(self.start)} has no partition in the lake")
         return self.path / (self.manifest or {}).get("file", DATA_FILE)
 
     @property
@@ -343,7 +359,7 @@ class Partition:
     @property
     def data_files(self) -> list[Path]:
         if self.path is None:
-            raise LakeError(f"hour {self.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
+            raise LakeError(f"hour {iso_hour(self.start)} has no partition in the lake")
         return [self.path / p["file"] for p in self.parts]
 
 
@@ -393,15 +409,15 @@ def validated_partitions(lake: Path, before: datetime, window_hours: int) -> lis
 
 
 def read_part(path: Path, sha256: str | None, verify: bool = True) -> pa.Table:
-    if verify and sha256 is not None and sha256_file(path) != sha256:
-        raise LakeError(f"{path} does not match the sha256 in its manifest: the file changed after extraction")
+    if verify and sha256 is not None:
+        check_sha256(path, sha256)
     return pq.read_table(path)
 
 
 def read_partition(part: Partition, verify: bool = True) -> pa.Table:
     """Read all of a partition's parts (for a validated hour: its validated parts), checking each sha256."""
     if part.path is None or part.manifest is None:
-        raise LakeError(f"hour {part.start:%Y-%m-%dT%H:00Z} has no partition in the lake")
+        raise LakeError(f"hour {iso_hour(part.start)} has no partition in the lake")
     tables = [read_part(part.path / p["file"], p.get("sha256"), verify) for p in part.parts]
     if len(tables) == 1:
         return tables[0]

@@ -1,7 +1,7 @@
 """Ranking and calibration metrics, and the forgetting measures of the accuracy matrix.
 
-Pure functions on numpy arrays and pandas frames (no scikit-learn needed; the tests cross-check
-against it). Scores are click *probabilities* in [0, 1] (the sigmoid of the ranker's logit).
+Pure functions on numpy arrays and pandas frames; the package's one AUC is `roc_auc` here (the
+tests cross-check these against scikit-learn, which the package itself does not import). Scores are click *probabilities* in [0, 1] (the sigmoid of the ranker's logit).
 
 Conventions shared by every metric here
 ---------------------------------------

@@ -44,6 +44,8 @@ from transformers import (  # noqa: E402
 )
 from transformers.modeling_outputs import SequenceClassifierOutput  # noqa: E402
 
+from incremental.errors import InputError  # noqa: E402
+
 # The "newly initialized: classifier.*" notice and the weight-loading progress bar go through
 # transformers' own logger, not `warnings`.
 transformers.utils.logging.set_verbosity_error()
@@ -122,7 +124,7 @@ def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedM
     """
     source = minilm_path() if base_model in PRESETS else Path(base_model)
     if not source.is_dir():
-        raise ValueError(f"base model {base_model!r}: expected one of {', '.join(PRESETS)} "
+        raise InputError(f"base model {base_model!r}: expected one of {', '.join(PRESETS)} "
                          "or a local Hugging Face directory")
     tokenizer = load_tokenizer(source)
     with torch.random.fork_rng(devices=[]):
@@ -156,7 +158,7 @@ def load_dir(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
     loader = MeanPoolRanker if mean else AutoModelForSequenceClassification
     model = loader.from_pretrained(str(path), local_files_only=True)
     if model.config.num_labels != 1:
-        raise ValueError(f"{path}: a ranker has one output, this model has {model.config.num_labels}")
+        raise InputError(f"{path}: a ranker has one output, this model has {model.config.num_labels}")
     return model, load_tokenizer(path)
 
 

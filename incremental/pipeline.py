@@ -18,25 +18,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from incremental import lake, replay, tracking
+from incremental import lake, links, replay, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
 log = logging.getLogger(__name__)
-MLFLOW_UI_URL = os.environ.get("INCREMENTAL_MLFLOW_UI_URL", "http://127.0.0.1:5000")
 
 
 class PipelineError(IncrementalError, RuntimeError):
     """A stage cannot run on this hour; the message says why."""
-
-
-def _iso(hour: datetime) -> str:
-    return f"{hour:%Y-%m-%dT%H:%MZ}"
 
 
 def lake_key(settings: Settings, path: Path | str) -> str:
@@ -49,9 +43,9 @@ def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> 
     if run_id:
         client = tracking.configure(settings)
         experiment = client.get_run(run_id).info.experiment_id
-        urls["mlflow_run_url"] = f"{MLFLOW_UI_URL}/#/experiments/{experiment}/runs/{run_id}"
+        urls["mlflow_run_url"] = links.run_url(run_id, experiment)
     if version:
-        urls["model_version_url"] = f"{MLFLOW_UI_URL}/#/models/{settings.model_name}/versions/{version}"
+        urls["model_version_url"] = links.model_version_url(settings.model_name, version)
     return urls
 
 
@@ -62,7 +56,7 @@ def extract_step(settings: Settings, start: datetime) -> dict[str, Any]:
 
     start = lake.parse_hour(start)
     manifest = extract_hour(Warehouse(settings.warehouse_url), settings.lake, start)
-    return {"hour": _iso(start), "rows": manifest["rows"], "sha256": manifest["sha256"],
+    return {"hour": lake.iso_hour(start), "rows": manifest["rows"], "sha256": manifest["sha256"],
             "delta_rows": manifest.get("delta_rows"),
             "lake_key": lake_key(settings, lake.partition_dir(settings.lake, start))}
 
@@ -72,7 +66,7 @@ def validate_step(settings: Settings, start: datetime) -> dict[str, Any]:
 
     start = lake.parse_hour(start)
     report = validate_hour(settings.lake, start, settings.validation)
-    return {"hour": _iso(start), "status": report.status, "rows": report.rows, "summary": report.summary(),
+    return {"hour": lake.iso_hour(start), "status": report.status, "rows": report.rows, "summary": report.summary(),
             "warnings": [c.message for c in report.warnings], "lake_key": lake_key(settings, report.path),
             "data_docs": lake_key(settings, report.data_docs) if report.data_docs else None,
             "part": report.part, "quarantined_rows": report.quarantined_rows,
@@ -88,18 +82,18 @@ def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:
     state = drift.load_state(settings)
     found = tracking.champion(settings)
     if found is None:
-        return {"hour": _iso(start), "mode": state.mode, "note": "no champion yet: nothing to score"}
+        return {"hour": lake.iso_hour(start), "mode": state.mode, "note": "no champion yet: nothing to score"}
     version = found[0]
     recs = drift.records(settings)
-    if not any(r["hour"] == _iso(start) and r["champion_version"] == version for r in recs):
+    if not any(lake.parse_hour(r["hour"]) == start and r["champion_version"] == version for r in recs):
         _record(settings, version, start)
     series = drift.usable(drift.records(settings), state.since)
     assessment = drift.assess(series, start, settings.drift)
     observed = drift.observe(settings, state, assessment, start, champion=version)
     if observed["declared_now"]:
-        observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {_iso(start)}: "
+        observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {lake.iso_hour(start)}: "
                                          + "; ".join(observed["assessment"]["evidence"])[:500])
-    return {"hour": _iso(start), "champion_version": version, **observed}
+    return {"hour": lake.iso_hour(start), "champion_version": version, **observed}
 
 
 def _record(settings: Settings, version: str, hour: datetime) -> None:
@@ -109,7 +103,7 @@ def _record(settings: Settings, version: str, hour: datetime) -> None:
 
     part = lake.partition(settings.lake, hour)
     if part.status != "validated":
-        raise PipelineError(f"hour {_iso(hour)} is {part.status}, not validated: nothing to monitor")
+        raise PipelineError(f"hour {lake.iso_hour(hour)} is {part.status}, not validated: nothing to monitor")
     frame = lake.read_partition(part).to_pandas()
     scores = score_dir(tracking.version_model_dir(settings, version), frame, settings)
     drift.append_record(settings, drift.make_record(hour, version, metrics.evaluate(frame, scores)))
@@ -163,14 +157,14 @@ def train_step(
     context = drift.context(state, start)
     part = lake.partition(settings.lake, start)
     if part.status != "validated":
-        raise PipelineError(f"hour {_iso(start)} is {part.status}, not validated: it cannot be trained on")
+        raise PipelineError(f"hour {lake.iso_hour(start)} is {part.status}, not validated: it cannot be trained on")
     sha = part.manifest["sha256"]
     champion = tracking.champion(settings)  # reuse only what the current champion would make again
     existing = registry.find_processed(settings, start, sha, champion[0] if champion else None)
     if existing is not None and not overrides:
-        log.info("hour %s (partition %s) already produced version %s: reusing it", _iso(start), sha[:12],
+        log.info("hour %s (partition %s) already produced version %s: reusing it", lake.iso_hour(start), sha[:12],
                  existing.version)
-        return {"hour": _iso(start), "reused_version": str(existing.version), "run_id": existing.run_id,
+        return {"hour": lake.iso_hour(start), "reused_version": str(existing.version), "run_id": existing.run_id,
                 "partition_sha256": sha}
     champion = tracking.champion(settings)
     adapting = context["mode"] == "adapt"
@@ -178,8 +172,8 @@ def train_step(
                         overrides=overrides, start_version=state.shadow_version if adapting else None,
                         stale=_stale_rows(settings, context) if adapting else None)
     return {
-        "hour": _iso(start),
-        "interval_end": _iso(start + lake.HOUR),
+        "hour": lake.iso_hour(start),
+        "interval_end": lake.iso_hour(start + lake.HOUR),
         "reused_version": None,
         "mode": context["mode"],
         "drift": context,
@@ -229,7 +223,7 @@ def register_step(
     if trained.get("reused_version"):
         version = trained["reused_version"]
         mv = tracking.configure(settings).get_model_version(settings.model_name, version)
-        out = {"hour": _iso(start), "version": version, "decision": mv.tags.get("decision"),
+        out = {"hour": lake.iso_hour(start), "version": version, "decision": mv.tags.get("decision"),
                "reasons": json.loads(mv.tags.get("reasons", "[]")), "reused": True}
         if force_promote_reason and not dry_run:
             out["override"] = registry.promote(settings, version, force_promote_reason)
@@ -241,7 +235,7 @@ def register_step(
     full = load_evaluation(settings, trained["run_id"])
     decision = full["decision"]
     if dry_run:
-        return {"hour": _iso(start), "version": None, "decision": decision["decision"], "dry_run": True,
+        return {"hour": lake.iso_hour(start), "version": None, "decision": decision["decision"], "dry_run": True,
                 "reasons": decision["reasons"], "champion": tracking.champion(settings) and tracking.champion(settings)[0],
                 **mlflow_urls(settings, trained["run_id"], None)}
     registered = registry.register_candidate(
@@ -272,7 +266,7 @@ def register_step(
     if not registered["reused"]:
         report.log_report(settings, trained["run_id"], full, registered)
     context = full.get("drift") or {}
-    return {"hour": _iso(start), **registered, "mode": full.get("mode", "normal"),
+    return {"hour": lake.iso_hour(start), **registered, "mode": full.get("mode", "normal"),
             "changed_slices": context.get("changed_slices", []),
             "drift_evidence": context.get("anomalous", []) or context.get("evidence", []),
             **mlflow_urls(settings, trained["run_id"], registered["version"])}
@@ -295,11 +289,11 @@ def catch_up_step(settings: Settings, start: datetime, *, airflow_run_id: str | 
     start = lake.parse_hour(start)
     state = drift.load_state(settings)
     if state.mode != drift.ADAPT or state.catch_up != "pending":
-        return {"hour": _iso(start), "skipped": f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"}
+        return {"hour": lake.iso_hour(start), "skipped": f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"}
     window_start, window_end = _recent_window(settings, start)
     result = full_retrain(settings, window_start, window_end, airflow_run_id=airflow_run_id, kind="catch_up",
                           context={**drift.context(state, start), "mode": "catch_up"})
-    return {"hour": _iso(start), "window": [_iso(window_start), _iso(window_end)], **result}
+    return {"hour": lake.iso_hour(start), "window": [lake.iso_hour(window_start), lake.iso_hour(window_end)], **result}
 
 
 def run_hour(
@@ -317,7 +311,7 @@ def run_hour(
     extracted = extract_step(settings, start)
     validated = validate_step(settings, start)
     if validated["status"] != "validated":
-        return {"hour": _iso(start), "status": "quarantined", "rows": extracted["rows"],
+        return {"hour": lake.iso_hour(start), "status": "quarantined", "rows": extracted["rows"],
                 "summary": validated["summary"], "lake_key": validated["lake_key"]}
     monitored = monitor_step(settings, start)
     trained = train_step(settings, start, overrides=overrides, airflow_run_id=airflow_run_id)
@@ -354,8 +348,8 @@ def full_retrain(
     if anchor.current(settings.lake) is None:  # only once training worked: a failed bootstrap freezes nothing
         freeze_anchor(settings, start, end, anchor_size, reason="first bootstrap: no anchor yet", refresh=False)
     trained = {
-        "hour": _iso(start),
-        "interval_end": _iso(end),
+        "hour": lake.iso_hour(start),
+        "interval_end": lake.iso_hour(end),
         "reused_version": None,
         "run_id": result.run_id,
         "model_uri": result.model_uri,

@@ -22,14 +22,14 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from incremental import tracking
+from incremental import lake, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
@@ -57,10 +57,6 @@ def candidate_key(interval_start: datetime, parent_version: str | None, data_has
     """The idempotency key of a candidate: the same inputs never make a second version."""
     raw = f"{interval_start.isoformat()}|{parent_version or BASE}|{data_hash}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @contextmanager
@@ -198,16 +194,16 @@ def register_candidate(
             "candidate_key": key,
             "decision": decision,
             "reasons": json.dumps(reasons),
-            "interval": f"{interval_start:%Y-%m-%dT%H:%MZ}/{interval_end:%Y-%m-%dT%H:%MZ}",
+            "interval": f"{lake.iso_hour(interval_start)}/{lake.iso_hour(interval_end)}",
             "interval_start": interval_start.isoformat(),
             "parent_version": parent_version or BASE,
             "data_hash": data_hash,
             "airflow_run_id": airflow_run_id or "",
             "partition_sha256": partition_sha256 or "",
             "anchor_sha256": anchor_sha256 or "",
-            "registered_at": _now(),
+            "registered_at": lake.now_iso(),
             REGISTRATION_TAG: "pending",
-            **{k.replace("@", "_at_"): f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
+            **{TAG_NAMES[k]: f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
             **{k: v for k, v in (extra_tags or {}).items() if v},
         }
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)
@@ -236,7 +232,7 @@ def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion,
         client.set_model_version_tag(name, version, "reasons", json.dumps(reasons))
     client.update_model_version(name, version, description=_description(decision, reasons, mv.tags))
     if decision == "approved":
-        _move_champion(client, name, version, _now())
+        _move_champion(client, name, version, lake.now_iso())
     client.set_model_version_tag(name, version, REGISTRATION_TAG, "done")
     return {
         "version": version,
@@ -264,7 +260,7 @@ def promote(settings: Settings, version: str, reason: str, who: str | None = Non
             mv = client.get_model_version(name, str(version))
         except MlflowException:
             raise RegistryError(f"{name} has no version {version}") from None
-        when = _now()
+        when = lake.now_iso()
         version = str(mv.version)
         previous = _move_champion(client, name, version, when)
         for key, value in {
@@ -298,7 +294,7 @@ def rollback(settings: Settings, reason: str, to: str | None = None, who: str | 
             client.get_model_version(name, str(to))
         except MlflowException:
             raise RegistryError(f"{name} has no version {to}") from None
-        when = _now()
+        when = lake.now_iso()
         _move_champion(client, name, str(to), when)
         for key, value in {"rollback_reason": reason, "rollback_by": who or getpass.getuser(), "rollback_at": when,
                            "rollback_from": current or ""}.items():

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
-from pathlib import Path
+import time
+from datetime import datetime
 from typing import Any
 
 import matplotlib
@@ -21,25 +21,33 @@ import matplotlib
 matplotlib.use("Agg")  # no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from incremental import metrics, registry, tracking  # noqa: E402
+from incremental import lake, metrics, registry, tracking  # noqa: E402
 from incremental.config import Settings  # noqa: E402
 from incremental.evaluate import load_evaluation  # noqa: E402
 
 MAX_VERSIONS = 24  # rows of R and points of the history chart
+REVIEW = "review"  # the run's artifact folder for all of it
+DPI = 110
 
 
 def _fmt(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, (int, float)) and x is not None and math.isfinite(x) else "n/a"
 
 
+def trained_through(evaluation: dict[str, Any]) -> datetime:
+    """The last hour the evaluated model was trained on: its interval's end is exclusive."""
+    return lake.parse_hour(evaluation["interval_end"]) - lake.HOUR
+
+
 def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str | None) -> dict[str, Any]:
     """R rows of the registered versions scored on the same anchor, plus this candidate's."""
     client = tracking.configure(settings)
     sha = evaluation["anchor"]["sha256"]
-    rows: dict[str, dict[str, float]] = {}
-    through: dict[str, str] = {}
+    evaluations: dict[str, dict[str, Any]] = {}
     for row in registry.history(settings)[-MAX_VERSIONS:]:
         mv = client.get_model_version(settings.model_name, row["version"])
         if mv.tags.get("anchor_sha256") != sha or row["version"] == version:
@@ -49,26 +57,39 @@ def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str |
         except (OSError, MlflowException):  # a version registered before evaluations were logged
             continue
         if past:
-            label = f"v{row['version']}"
-            rows[label] = past["candidate"]["anchor_by_hour"]
-            through[label] = past["interval_end"]
-    label = f"v{version}" if version else "candidate"
-    rows[label] = evaluation["candidate"]["anchor_by_hour"]
-    through[label] = evaluation["interval_end"]
-    return {"rows": rows, "trained_through": through}
+            evaluations[f"v{row['version']}"] = past
+    evaluations[f"v{version}" if version else "candidate"] = evaluation
+    return rows_of(evaluations)
 
 
-def _r_matrix_chart(r: dict[str, Any], path: Path) -> dict[str, Any]:
+def rows_of(evaluations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per model label, its anchor AUC by source hour and the last hour it was trained on."""
+    return {"rows": {label: e["candidate"]["anchor_by_hour"] for label, e in evaluations.items()},
+            "trained_through": {label: trained_through(e) for label, e in evaluations.items()}}
+
+
+def r_matrix(r: dict[str, Any]) -> tuple[list[str], list[datetime], np.ndarray, dict[str, Any]]:
+    """R from `accuracy_rows`: model labels (oldest first), source hours, values, and the forgetting summary.
+
+    A source hour counts as learned by the first model whose last trained hour is at or after it
+    (hours compared as datetimes, whatever text the evaluations wrote them in).
+    """
     labels = sorted(r["rows"], key=lambda k: (r["trained_through"][k], k))
-    hours = sorted({h for row in r["rows"].values() for h in row})
-    values = np.array([[r["rows"][m].get(h, np.nan) if r["rows"][m].get(h) is not None else np.nan for h in hours]
-                       for m in labels], dtype=float)
+    rows = {m: {lake.parse_hour(h): v for h, v in r["rows"][m].items()} for m in labels}
+    hours = sorted({h for row in rows.values() for h in row})
+    values = np.array([[v if (v := rows[m].get(h)) is not None else np.nan for h in hours] for m in labels],
+                      dtype=float).reshape(len(labels), len(hours))
     ordered = {i: dict(zip(hours, values[i], strict=True)) for i in range(len(labels))}
-    through = [r["trained_through"][m].replace("Z", "+00:00") for m in labels]
-    summary = metrics.forgetting_report(ordered, [t[:16] for t in through]) if len(labels) > 1 else {}
+    through = [r["trained_through"][m] for m in labels]
+    summary = metrics.forgetting_report(ordered, through) if len(labels) > 1 else {}
+    return labels, hours, values, summary
+
+
+def _r_matrix_chart(r: dict[str, Any]) -> tuple[Figure, dict[str, Any]]:
+    labels, hours, values, summary = r_matrix(r)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(hours) + 3), max(3, 0.35 * len(labels) + 2)))
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.5, vmax=max(0.51, np.nanmax(values) if values.size else 1))
-    ax.set_xticks(range(len(hours)), [h[5:16] for h in hours], rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(hours)), [f"{h:%m-%d %H:%M}" for h in hours], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlabel("anchor source hour (UTC)")
     ax.set_ylabel("model (oldest first)")
@@ -76,12 +97,10 @@ def _r_matrix_chart(r: dict[str, Any], path: Path) -> dict[str, Any]:
     ax.set_title(f"R[model][source hour] = anchor AUC    BWT {_fmt(bwt)}   avg forgetting {_fmt(forgetting)}", fontsize=9)
     fig.colorbar(image, ax=ax, label="AUC")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return {k: v for k, v in summary.items() if k in ("backward_transfer", "average_forgetting", "max_forgetting")}
+    return fig, {k: v for k, v in summary.items() if k in ("backward_transfer", "average_forgetting", "max_forgetting")}
 
 
-def _category_chart(evaluation: dict[str, Any], path: Path) -> None:
+def _category_chart(evaluation: dict[str, Any]) -> Figure:
     cand = evaluation["candidate"]["anchor"]["per_category"]
     champ = (evaluation.get("champion") or {}).get("anchor", {}).get("per_category", {})
     names = sorted(cand)
@@ -98,11 +117,10 @@ def _category_chart(evaluation: dict[str, Any], path: Path) -> None:
     ax.set_title("Forgetting per category: anchor AUC, parent vs candidate")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def _history_chart(settings: Settings, evaluation: dict[str, Any], version: str | None, path: Path) -> None:
+def _history_chart(settings: Settings) -> Figure:
     rows = registry.history(settings)[-MAX_VERSIONS:]
 
     def number(text: str) -> float:
@@ -123,8 +141,7 @@ def _history_chart(settings: Settings, evaluation: dict[str, Any], version: str 
     ax.legend(fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=45, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _drift_lines(evaluation: dict[str, Any]) -> list[str]:
@@ -174,23 +191,24 @@ def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting:
 
 
 def log_report(settings: Settings, run_id: str, evaluation: dict[str, Any], registered: dict[str, Any]) -> None:
-    """Write the review files and attach them to the candidate's MLflow run under `review/`."""
+    """Attach the review to the candidate's MLflow run under `review/`; the forgetting summary
+    as metrics and the decision as tags, in one batch."""
     client = tracking.configure(settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "review"
-        folder.mkdir()
-        r = accuracy_rows(settings, evaluation, registered["version"])
-        forgetting = _r_matrix_chart(r, folder / "r_matrix.png")
-        _category_chart(evaluation, folder / "forgetting_per_category.png")
-        _history_chart(settings, evaluation, registered["version"], folder / "metric_history.png")
-        decision = {**evaluation["decision"], "registration": registered, "forgetting": forgetting,
-                    "key_metrics": evaluation["key_metrics"]}
-        (folder / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
-        (folder / "report.md").write_text(markdown(evaluation, registered, forgetting))
-        (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str))
-        client.log_artifacts(run_id, str(folder), artifact_path="review")
-        for name, value in forgetting.items():
-            if value is not None and math.isfinite(value):
-                client.log_metric(run_id, f"anchor_{name}", float(value))
-        client.set_tag(run_id, "decision", registered["decision"])
-        client.set_tag(run_id, "model_version", registered["version"])
+    r_matrix_figure, forgetting = _r_matrix_chart(accuracy_rows(settings, evaluation, registered["version"]))
+    figures = {"r_matrix.png": r_matrix_figure, "forgetting_per_category.png": _category_chart(evaluation),
+               "metric_history.png": _history_chart(settings)}
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, f"{REVIEW}/{name}", save_kwargs={"dpi": DPI})
+        plt.close(figure)
+    decision = {**evaluation["decision"], "registration": registered, "forgetting": forgetting,
+                "key_metrics": evaluation["key_metrics"]}
+    client.log_text(run_id, json.dumps(decision, indent=2, default=str), f"{REVIEW}/decision.json")
+    client.log_text(run_id, markdown(evaluation, registered, forgetting), f"{REVIEW}/report.md")
+    client.log_text(run_id, json.dumps(evaluation, indent=2, default=str), f"{REVIEW}/evaluation.json")
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(f"anchor_{name}", float(value), now, 0) for name, value in forgetting.items()
+                 if value is not None and math.isfinite(value)],
+        tags=[RunTag("decision", registered["decision"]), RunTag("model_version", str(registered["version"]))],
+    )

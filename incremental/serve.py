@@ -43,14 +43,17 @@ from typing import Any
 
 from incremental import tracking
 from incremental.config import Settings
+from incremental.errors import IncrementalError
 
 log = logging.getLogger(__name__)
 
 SERVE_URLS_ENV = "INCREMENTAL_SERVE_URLS"  # comma-separated base URLs of the replicas to reload
 
 
-class ServingError(RuntimeError):
+class ServingError(IncrementalError, RuntimeError):
     """A replica could not be reloaded, or serves another version than the champion."""
+
+    retryable = True  # a replica may be restarting
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ def deploy(settings: Settings, urls: Sequence[str], timeout: float = 600) -> lis
     """
     found = tracking.champion(settings)
     if found is None:
-        raise ServingError(f"{settings.model_name} has no champion to deploy")
+        raise ServingError(f"{settings.model_name} has no champion to deploy", retryable=False)
     champion, _ = found
     results, failures = [], []
     for url in urls:

@@ -79,6 +79,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from incremental.errors import IncrementalError
 from incremental.faults import (
     FAULTS,
     HUGE_TITLE_BYTES,
@@ -88,7 +89,7 @@ from incremental.faults import (
     products_table,
     shift_outage,
 )
-from incremental.lake import HOUR, hours, parse_hour
+from incremental.lake import HOUR, hours, iso_hour, parse_hour
 from incremental.simulate_catalogue import (
     CATALOGUE_EPOCH,
     CATEGORIES,
@@ -148,15 +149,11 @@ DRIFT_TRAFFIC_BOOST = 3.0
 DRIFT_TRAFFIC_DAMP = 0.3
 
 
-class SimulationError(ValueError):
+class SimulationError(IncrementalError, ValueError):
     """Bad arguments for the simulator; the message names the argument."""
 
 
 # --- small helpers ------------------------------------------------------------------------------
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def position_bias(position: np.ndarray) -> np.ndarray:
     """P(a result at this 1-based position is looked at) in the hidden click model."""
     return np.asarray(position, dtype=float) ** -POSITION_BIAS_EXPONENT
@@ -329,7 +326,7 @@ def _impressions_table(rows: dict[str, Any]) -> pa.Table:
 
 def _check_args(start: datetime, end: datetime, rate: int, seed: int, scenario: str, faults: Sequence[str]) -> None:
     if end <= start:
-        raise SimulationError(f"end ({_iso(end)}) must be after start ({_iso(start)})")
+        raise SimulationError(f"end ({iso_hour(end)}) must be after start ({iso_hour(start)})")
     if not isinstance(rate, int | np.integer) or rate < 1:
         raise SimulationError(f"rate must be a positive number of impressions per hour, got {rate!r}")
     if not isinstance(seed, int | np.integer) or seed < 0:
@@ -372,7 +369,7 @@ def generate(
         rows = _hour_rows(seed, hour, int(rate), cat, drift_at, intent)
         hour_damage, products = apply_faults(rows, seed, hour, faults)
         for fault, ids in hour_damage.items():
-            damaged[fault][_iso(hour)] = ids
+            damaged[fault][iso_hour(hour)] = ids
         extra_products.extend(products)
         parts.append(rows)
     rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -388,12 +385,12 @@ def generate(
     ).append_column("intent_category", pa.array(names[rows["intent_category"]], pa.string()))
     launched = (cat.created_us >= to_us(start)) & (cat.created_us < to_us(end))
     summary: dict[str, Any] = {
-        "start": _iso(start),
-        "end": _iso(end),
+        "start": iso_hour(start),
+        "end": iso_hour(end),
         "seed": int(seed),
         "rate": int(rate),
         "scenario": scenario,
-        "drift_at": _iso(drift_at) if drift_at is not None else None,
+        "drift_at": iso_hour(drift_at) if drift_at is not None else None,
         "drift_mapping": drift_mapping(seed) if scenario == "drift" else {},
         "hours": len(span),
         "rows": impressions.num_rows,
@@ -411,7 +408,7 @@ def generate(
 def _per_hour(rows: dict[str, Any]) -> dict[str, int]:
     """Rows by *ingested* hour (ISO keys)."""
     keys, counts = np.unique(rows["ingested_at"] // HOUR_US, return_counts=True)
-    return {_iso(datetime.fromtimestamp(int(k) * 3600, UTC)): int(c) for k, c in zip(keys, counts, strict=True)}
+    return {iso_hour(datetime.fromtimestamp(int(k) * 3600, UTC)): int(c) for k, c in zip(keys, counts, strict=True)}
 
 
 def simulate(

@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from incremental.config import Settings
-from incremental.errors import TrackingError, redact_url
+from incremental.errors import InputError, TrackingError, redact_url
 
 UPDATES_EXPERIMENT = "search-ranker-updates"
 CHAMPION_ALIAS = "champion"
@@ -45,7 +45,8 @@ def quote(value: str) -> str:
         return f"'{value}'"
     if '"' not in value:
         return f'"{value}"'
-    raise TrackingError(f"{value!r} holds both kinds of quote: MLflow search filters cannot express it")
+    raise TrackingError(f"{value!r} holds both kinds of quote: MLflow search filters cannot express it",
+                        retryable=False)
 
 
 _SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
@@ -63,7 +64,7 @@ def check_uri(uri: str, timeout: float = 5.0) -> None:
     if scheme not in _SCHEMES:
         raise TrackingError(
             f"INCREMENTAL_MLFLOW_URI {shown!r} is not an MLflow tracking URI: expected "
-            "sqlite:///path/mlflow.db, postgresql://user@host/db or http(s)://host:port"
+            "sqlite:///path/mlflow.db, postgresql://user@host/db or http(s)://host:port", retryable=False
         )
     if scheme in ("http", "https"):
         import requests
@@ -165,7 +166,7 @@ def download_model_dir(model_uri: str, dst: Path | None = None) -> Path:
     flavor = Model.load(str(local)).flavors.get("python_function", {})
     artifacts = flavor.get("artifacts", {})
     if "model_dir" not in artifacts:
-        raise ValueError(f"{model_uri} is not a ranker pyfunc: it has no 'model_dir' artifact")
+        raise InputError(f"{model_uri} is not a ranker pyfunc: it has no 'model_dir' artifact")
     return local / artifacts["model_dir"]["path"]
 
 

@@ -80,7 +80,6 @@ class TrainResult:
     data_hash: str
     holdout_path: Path  # this update's holdout rows (Parquet, the lake schema) for the evaluator
     metrics: dict[str, float]
-    lineage: dict[str, Any]
     resumed_from_step: int | None  # the checkpoint step this process resumed from, if it did
 
 
@@ -108,7 +107,7 @@ def load_hours(
     for start in starts:
         part = lk.partition(settings.lake, start)
         if part.status != "validated":
-            message = f"hour {start:%Y-%m-%dT%H:00Z} is {part.status}, not validated: refusing to train on it"
+            message = f"hour {lk.iso_hour(start)} is {part.status}, not validated: refusing to train on it"
             if strict:
                 raise TrainingError(message)
             log.warning("%s (skipped)", message)
@@ -413,7 +412,7 @@ def run_update(
             publish(run_id, identity, trainer, tokenizer, data, t.max_length)
             log.info("update %s done: %s", identity.key, {k: round(v, 4) for k, v in metrics.items()})
             return TrainResult(run_id, f"runs:/{run_id}/model", identity.candidate_dir, parent_version,
-                               data.data_hash, identity.holdout_path, metrics, data.lineage, resumed_from_step)
+                               data.data_hash, identity.holdout_path, metrics, resumed_from_step)
         except BaseException:
             if run_id is not None:
                 _mark_failed(client, run_id)
@@ -426,7 +425,7 @@ def _reuse(done: Any, identity: UpdateIdentity, parent_version: str | None, data
     if not (identity.candidate_dir / "config.json").is_file():
         shutil.move(str(tracking.download_model_dir(model_uri)), str(identity.candidate_dir))
     return TrainResult(done.info.run_id, model_uri, identity.candidate_dir, parent_version, data.data_hash,
-                       identity.holdout_path, dict(done.data.metrics), data.lineage, None)
+                       identity.holdout_path, dict(done.data.metrics), None)
 
 
 def _log_start(identity: UpdateIdentity, data: TrainingSet, inputs: FitData, trainer: Trainer, t: TrainingSettings,

@@ -231,13 +231,13 @@ def validate_hour(lake: Path, start: datetime, settings: ValidationSettings) -> 
     """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
     start = lk.parse_hour(start)
     live = lk.partition_dir(lake, start)
-    hour = f"{start:%Y-%m-%dT%H:00Z}"
+    hour = lk.iso_hour(start)
     if not (live / lk.MANIFEST_FILE).is_file():
         part = lk.partition(lake, start)
         if part.status == "quarantined":
             raise ValidationError(
                 f"hour {hour} has no live partition: it was quarantined to {part.path}; after a fix, re-admit it "
-                f"with `incremental readmit --start {start:%Y-%m-%dT%H:00} --reason TEXT`"
+                f"with `incremental readmit --start {hour} --reason TEXT`"
             )
         raise ValidationError(f"hour {hour} has no partition in {lake / 'search_logs'}: extract it first")
     good = set(lk.validated_files(live))
@@ -275,9 +275,7 @@ class _Part:
 def _load_part(lake: Path, start: datetime, part: dict[str, Any]) -> _Part:
     live = lk.partition_dir(lake, start)
     data_file = live / part["file"]
-    sha = lk.sha256_file(data_file)
-    if sha != part.get("sha256"):
-        raise lk.LakeError(f"{data_file} does not match the sha256 in its manifest: the file changed after extraction")
+    sha = lk.check_sha256(data_file, part.get("sha256"))
     schema, frame = read_frame(data_file)
     manifest = lk.read_json(live / lk.MANIFEST_FILE)
     good = set(lk.validated_files(live))
@@ -417,7 +415,7 @@ def readmit_hour(lake: Path, start: datetime, settings: ValidationSettings, reas
     deleted. Rows that still fail are quarantined again, like any part's.
     """
     start = lk.parse_hour(start)
-    hour = f"{start:%Y-%m-%dT%H:00Z}"
+    hour = lk.iso_hour(start)
     if not reason or len(reason.strip()) < 10:
         raise ValidationError("readmit needs --reason: what was fixed (at least 10 characters; it is recorded)")
     live = lk.partition_dir(lake, start)

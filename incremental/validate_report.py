@@ -8,11 +8,12 @@ only), and how many rows failed. See `incremental.validate` for the rules and wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from incremental import lake as lk
+from incremental.errors import IncrementalError
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -21,7 +22,7 @@ ROWS = "rows"  # the failing rows are quarantined, the hour goes on
 DRIFT_RULES = ("drift_row_count", "drift_ctr", "drift_category_mix")
 
 
-class ValidationError(RuntimeError):
+class ValidationError(IncrementalError, RuntimeError):
     """The hour cannot be validated at all (no live partition)."""
 
 
@@ -76,7 +77,7 @@ class ValidationReport:
         return tuple(c for c in self.checks if not c.success and c.severity == ROWS)
 
     def summary(self) -> str:
-        hour = f"{self.start.astimezone(UTC):%Y-%m-%dT%H:00Z}"
+        hour = lk.iso_hour(self.start)
         failures, warns = self.failures, self.warnings
         what = f"part {self.part}" if self.part and self.part != lk.DATA_FILE else None
         if self.status == "quarantined" and self.hour_validated:

@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
+import sqlparse
 
 from incremental.errors import WarehouseError, redact_url
 
@@ -89,9 +90,10 @@ def sql_text(name: str) -> str:
 
 
 def sql_statements(name: str) -> list[str]:
-    """The statements of a SQL file (comments dropped, split on `;`)."""
-    lines = [line.split("--", 1)[0] for line in sql_text(name).splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """The statements of a SQL file, comments dropped, without their `;` (split by sqlparse, so a
+    `;` or `--` inside a string literal stays where it is)."""
+    text = sqlparse.format(sql_text(name), strip_comments=True)
+    return [s for s in (part.strip().removesuffix(";").rstrip() for part in sqlparse.split(text)) if s]
 
 
 def _retry_until(deadline: float, pause: float, attempt: Callable[[], Any],
@@ -120,7 +122,7 @@ class Warehouse:
         except (sa.exc.ArgumentError, ValueError) as exc:
             raise WarehouseError(
                 f"INCREMENTAL_WAREHOUSE_URL {redact_url(url)!r} is not a database URL ({exc}); "
-                "expected e.g. duckdb:///path/warehouse.duckdb or postgresql://user@host/db"
+                "expected e.g. duckdb:///path/warehouse.duckdb or postgresql://user@host/db", retryable=False
             ) from None
         self.backend = self._url.get_backend_name()  # "duckdb", "postgresql", ...
         self.lock_timeout = lock_timeout

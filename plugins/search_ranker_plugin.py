@@ -17,8 +17,9 @@ Only real plugin features (no operators or hooks here):
   Execution API offers no such call), so the scheduler does it here, in the session that is
   finishing the run; a note a person already wrote is never replaced.
 
-`INCREMENTAL_MLFLOW_UI_URL` (default http://127.0.0.1:5000) is where MLflow's UI is. This module is
-imported by every Airflow process: it imports nothing heavy and does no I/O at import time.
+`INCREMENTAL_MLFLOW_UI_URL` (default http://127.0.0.1:5000) is where MLflow's UI is (the links are
+built by `incremental.links`). This module is imported by every Airflow process: it imports nothing
+heavy and does no I/O at import time.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from urllib.parse import quote
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
+
+from incremental import links
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +56,6 @@ DATA_DOCS_HEADERS = {
 }
 
 
-def mlflow_ui_url() -> str:
-    return os.environ.get("INCREMENTAL_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
-
-
 def model_name() -> str:
     return os.environ.get("INCREMENTAL_MODEL_NAME", "search-ranker")
 
@@ -73,7 +72,7 @@ def mlflow_run_link(value: Any) -> str | None:
     if value.get("mlflow_run_url"):
         return str(value["mlflow_run_url"])
     run_id = value.get("run_id")
-    return f"{mlflow_ui_url()}/#/runs/{quote(str(run_id))}" if run_id else None
+    return links.run_url(run_id) if run_id else None
 
 
 def model_version_link(value: Any) -> str | None:
@@ -82,7 +81,7 @@ def model_version_link(value: Any) -> str | None:
     if value.get("model_version_url"):
         return str(value["model_version_url"])
     version = value.get("version") or value.get("reused_version")
-    return f"{mlflow_ui_url()}/#/models/{quote(model_name())}/versions/{quote(str(version))}" if version else None
+    return links.model_version_url(model_name(), version) if version else None
 
 
 def data_docs_link(value: Any, base_url: str = "") -> str | None:
@@ -260,13 +259,13 @@ class SearchRankerPlugin(AirflowPlugin):
     external_views = [
         {
             "name": "Model review (MLflow)",
-            "href": f"{mlflow_ui_url()}/#/models/{quote(model_name())}",
+            "href": links.model_url(model_name()),
             "destination": "nav",
             "category": "browse",
         },
         {
             "name": "Model review (MLflow)",
-            "href": f"{mlflow_ui_url()}/#/models/{quote(model_name())}",
+            "href": links.model_url(model_name()),
             "destination": "dag",
         },
     ]

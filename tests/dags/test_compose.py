@@ -1,4 +1,4 @@
-"""docker-compose.yaml: the production-shaped stack has the parts DESIGN.md promises, and is valid."""
+"""docker-compose.yaml: the production-shaped stack has the parts docs/scaling.md describes, and is valid."""
 
 from __future__ import annotations
 

@@ -216,3 +216,50 @@ def test_alert_line_and_champion_event() -> None:
             common.champion_event(no)
     assert common.training_overrides({"learning_rate": None, "max_steps": 5, "replay_fraction": 0.0}) == {
         "max_steps": 5, "replay_fraction": 0.0}
+
+
+def test_errors_that_would_fail_again_fail_the_task_without_retries(dagbag) -> None:
+    """Bad input, configuration and data fail a task at once (AirflowFailException: no retry);
+    a service that may come back keeps the task's retries."""
+    sys.path.insert(0, str(DAGS))
+    try:
+        import search_ranker_common as common
+    finally:
+        sys.path.remove(str(DAGS))
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from incremental.config import SettingsError
+    from incremental.errors import IncrementalError, TrackingError, WarehouseError
+    from incremental.lake import LakeError, parse_hour
+    from incremental.pipeline import PipelineError
+    from incremental.validate_report import ValidationError
+
+    def raising(exc: BaseException):
+        @common.fail_fast
+        def body(hour: str) -> dict:
+            """A task body."""
+            raise exc
+
+        return body
+
+    permanent = (PipelineError("hour 2026-01-01T05:00Z is quarantined, not validated"), SettingsError("training.lr"),
+                 LakeError("no partition"), ValidationError("no partition"),
+                 TrackingError("not an MLflow URI", retryable=False))
+    for exc in permanent:
+        with pytest.raises(AirflowFailException, match=type(exc).__name__) as raised:
+            raising(exc)("2026-01-01T05:00")
+        assert raised.value.__cause__ is exc
+    with pytest.raises(AirflowFailException, match="not on the hour"):
+        common.fail_fast(parse_hour)("2026-01-01T05:30")
+    for exc in (WarehouseError("cannot be reached"), TrackingError("cannot be reached"), RuntimeError("CUDA")):
+        with pytest.raises(type(exc)):
+            raising(exc)("2026-01-01T05:00")
+    assert issubclass(PipelineError, IncrementalError) and not PipelineError.retryable
+    wrapped = raising(ValueError())
+    assert wrapped.__name__ == "body" and wrapped.__doc__ == "A task body."  # what @task reads: task id and docs
+
+    # every task that runs pipeline code is wrapped (the two decisions only read XCom)
+    for dag in dagbag.dags.values():
+        for t in dag.tasks:
+            if t.task_id not in ("check_validated", "publish_champion"):
+                assert getattr(t.python_callable, "fails_fast", False), f"{dag.dag_id}.{t.task_id} is not @fail_fast"

@@ -60,7 +60,7 @@ def lake_root(tmp_path: Path) -> Path:
 
 
 def iso(offset: int) -> str:
-    return f"{H0 + offset * HOUR:%Y-%m-%dT%H:00:00Z}"
+    return f"{H0 + offset * HOUR:%Y-%m-%dT%H:%MZ}"
 
 
 def test_freeze_stratifies_by_hour_and_category(lake_root: Path) -> None:
@@ -73,7 +73,7 @@ def test_freeze_stratifies_by_hour_and_category(lake_root: Path) -> None:
     assert set(info.source_hours) == {iso(0), iso(1), iso(3)}
     assert info.skipped_hours == {iso(2): "extracted", iso(4): "missing"}
     assert info.source_hours[iso(0)] == lake.partition(lake_root, H0).manifest["sha256"]
-    counts = frame.groupby([frame.source_hour.dt.strftime("%Y-%m-%dT%H:00:00Z"), "category"]).size().to_dict()
+    counts = frame.groupby([frame.source_hour.dt.strftime("%Y-%m-%dT%H:%MZ"), "category"]).size().to_dict()
     for offset, cats in LAYOUT.items():
         for cat, n in cats.items():
             got = counts.get((iso(offset), cat), 0)

@@ -93,7 +93,7 @@ def test_late_arrivals() -> None:
     ingested_hour, event_hour = frame["ingested_at"].dt.floor("h"), frame["event_ts"].dt.floor("h")
     assert (ingested_hour[late] > event_hour[late]).all()
     assert (frame["ingested_at"] >= pd.Timestamp(T0 + 24 * H)).sum() > 0
-    assert summary["per_hour"]["2024-03-02T05:00:00Z"] > 0  # 5-6 h late arrivals after the window
+    assert summary["per_hour"]["2024-03-02T05:00Z"] > 0  # 5-6 h late arrivals after the window
 
 
 def test_catalogue_launches_and_reinsert(settings: Settings) -> None:
@@ -159,7 +159,7 @@ def test_fault_lands_in_the_asked_hour_only(settings: Settings, fault: str) -> N
     sim.simulate(warehouse, T0, T0 + 2 * H, rate=300, seed=8)
     summary = sim.simulate(warehouse, T0 + 2 * H, T0 + 3 * H, rate=300, seed=8, faults=[fault])
     sim.simulate(warehouse, T0 + 3 * H, T0 + 5 * H, rate=300, seed=8)
-    damaged = summary["faults"][fault]["2024-03-01T02:00:00Z"]
+    damaged = summary["faults"][fault]["2024-03-01T02:00Z"]
     assert 5 <= len(damaged) <= 20
     for k in range(5):
         hour = T0 + k * H
@@ -193,7 +193,7 @@ def test_faults_are_combinable_and_disjoint() -> None:
 def test_sql_metacharacters_are_stored_verbatim(settings: Settings) -> None:
     warehouse = _wh(settings)
     summary = sim.simulate(warehouse, T0, T0 + H, rate=300, seed=10, faults=["sql_metacharacters"])
-    damaged = summary["faults"]["sql_metacharacters"]["2024-03-01T00:00:00Z"]
+    damaged = summary["faults"]["sql_metacharacters"]["2024-03-01T00:00Z"]
     part = _extract(warehouse, T0, T0 + H)
     stored = part.set_index("event_id").loc[damaged, "query"]
     assert set(stored) == set(sim.SQL_METACHARACTER_QUERIES)
@@ -210,7 +210,7 @@ def test_empty_hour_moves_arrivals_to_the_next_hour(settings: Settings, tmp_path
     summary = sim.simulate(warehouse, T0 + 2 * H, T0 + 3 * H, rate=300, seed=11, faults=["empty_hour"])
     sim.simulate(warehouse, T0 + 3 * H, T0 + 4 * H, rate=300, seed=11)
     assert summary["outage_moved_stored_rows"] > 0 and summary["outage_moved_rows"] > 0
-    assert summary["faults"]["empty_hour"] == {"2024-03-01T02:00:00Z": []}
+    assert summary["faults"]["empty_hour"] == {"2024-03-01T02:00Z": []}
 
     def count(wh: Warehouse, k: int) -> int:
         return len(_extract(wh, T0 + k * H, T0 + (k + 1) * H))
@@ -232,7 +232,7 @@ def _rule_ctr(frame: pd.DataFrame, mapping: dict[str, str]) -> tuple[float, floa
 
 def test_drift_changes_category_mix_and_contradicts_the_click_rule() -> None:
     products, rows, summary = sim.generate(T0, T0 + 8 * H, rate=1500, seed=12, scenario="drift")
-    assert summary["drift_at"] == "2024-03-01T04:00:00Z"
+    assert summary["drift_at"] == "2024-03-01T04:00Z"
     mapping = summary["drift_mapping"]
     assert mapping == sim.drift_mapping(12) and len(mapping) == sim.DRIFT_CONFLICT_CATEGORIES
     assert all(a != b for a, b in mapping.items())
@@ -320,9 +320,9 @@ def test_postgres_round_trip_matches_duckdb(postgres_url: str, settings: Setting
     assert len(a) == summary["rows"] == 400
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
     part = _extract(pg, T0 + H, T0 + 2 * H).set_index("event_id")
-    damaged = summary["faults"]["sql_metacharacters"]["2024-03-01T01:00:00Z"]
+    damaged = summary["faults"]["sql_metacharacters"]["2024-03-01T01:00Z"]
     assert set(part.loc[damaged, "query"]) == set(sim.SQL_METACHARACTER_QUERIES)
-    huge = summary["faults"]["huge_title"]["2024-03-01T01:00:00Z"]
+    huge = summary["faults"]["huge_title"]["2024-03-01T01:00Z"]
     assert (part.loc[huge, "title"].str.len() == sim.HUGE_TITLE_BYTES).all()
     # an outage on PostgreSQL: stored rows of the hour move on too
     outage = sim.simulate(pg, T0 + 3 * H, T0 + 4 * H, rate=200, seed=14, faults=["empty_hour"])

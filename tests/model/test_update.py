@@ -104,7 +104,9 @@ def test_replay_and_l2sp_reduce_forgetting_under_conflicting_drift(bootstrapped,
                                                          "learning_rate": 3e-3})
     default = train_hour(settings, DRIFT_HOUR)
     assert naive.parent_version == default.parent_version == str(version)
-    assert naive.lineage["replay"]["rows"] == 0 and default.lineage["replay"]["rows"] > 0
+    client = tracking.configure(settings)
+    replay_rows = {r.run_id: int(client.get_run(r.run_id).data.tags["lineage.replay_rows"]) for r in (naive, default)}
+    assert replay_rows[naive.run_id] == 0 and replay_rows[default.run_id] > 0
     naive_old, naive_new = _old_and_new_auc(naive.candidate_dir, old, new)
     default_old, default_new = _old_and_new_auc(default.candidate_dir, old, new)
     forgetting_naive, forgetting_default = before_old - naive_old, before_old - default_old

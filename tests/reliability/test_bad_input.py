@@ -87,7 +87,7 @@ def simulate_hours(warehouse: Warehouse, plan: list[tuple[str, str | None, int]]
         hour = t0 + timedelta(hours=i)
         summary = simulate(warehouse, hour, hour + lake.HOUR, rate=rate, seed=SEED, faults=[fault] if fault else [])
         hours[name] = hour
-        damaged[name] = set(summary["faults"].get(fault, {}).get(hour.strftime("%Y-%m-%dT%H:%M:%SZ"), [])) if fault else set()
+        damaged[name] = set(summary["faults"].get(fault, {}).get(lake.iso_hour(hour), [])) if fault else set()
     return hours, damaged
 
 
@@ -209,7 +209,7 @@ def test_xss_never_reaches_the_data_docs(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
     summary = simulate(warehouse, T0, T0 + lake.HOUR, rate=300, seed=3)
-    hour_key = T0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    hour_key = lake.iso_hour(T0)
     assert summary["per_hour"][hour_key] > 100
     with duckdb.connect(warehouse.duckdb_path) as con:
         ids = [r[0] for r in con.execute(
@@ -286,7 +286,7 @@ def test_late_rows_for_a_trained_hour_become_a_validated_delta(tmp_path: Path) -
 
     nxt = hour + lake.HOUR  # rows of `hour` that reach the warehouse only now
     summary = simulate(warehouse, nxt, nxt + lake.HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
-    late = set(summary["faults"]["late_rows_for_trained_hour"][nxt.strftime("%Y-%m-%dT%H:%M:%SZ")])
+    late = set(summary["faults"]["late_rows_for_trained_hour"][lake.iso_hour(nxt)])
     assert lake.partition(settings.lake, hour).manifest["sha256"] == lineage_sha  # nothing changes until extracted
 
     manifest = extract_hour(warehouse, settings.lake, hour)

@@ -91,7 +91,6 @@ def test_a_good_candidate_passes_with_every_check_listed() -> None:
     payload = d.to_dict()
     json.dumps(payload, allow_nan=False)
     assert payload["decision"] == "approved" and len(payload["checks"]) == 10
-    assert d.tags()["decision"] == "approved"
 
 
 def test_first_model_is_judged_by_value_thresholds_only() -> None:
