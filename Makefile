@@ -15,7 +15,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 DEMO_HOME ?= $(CURDIR)/var/demo
 
-.PHONY: setup demo test test-long lint bench airflow mlflow screenshots clean
+.PHONY: setup demo test lint bench airflow mlflow screenshots clean
 
 setup: $(STAMP)
 
@@ -31,9 +31,6 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
-
-test-long: setup
-	$(BIN)/python -m pytest -q -m long
 
 lint: setup
 	$(BIN)/ruff check incremental dags plugins tests benchmarks
