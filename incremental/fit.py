@@ -24,13 +24,12 @@ import numpy as np
 import torch
 
 from incremental import model as rk
+from incremental.progress import Progress
 
 if TYPE_CHECKING:
     from incremental.config import TrainingSettings
 
 log = logging.getLogger(__name__)
-progress_log = logging.getLogger("incremental.progress")  # the CLI shows it even when not --verbose
-PROGRESS_EVERY_S = 15.0  # a progress line at most this often (and at the end)
 
 
 def seed_everything(seed: int) -> None:
@@ -186,33 +185,6 @@ class Trainer:
                 "learning_rate": self.scheduler.get_last_lr()[0]}
 
 
-class Progress:
-    """A log line every `every_s` seconds and at the end: step, share done, rate, loss, time left."""
-
-    def __init__(self, label: str, total: int, done: int = 0, every_s: float = PROGRESS_EVERY_S) -> None:
-        self.label, self.total, self.every_s = label, total, every_s
-        self.start_step, self.started = done, time.perf_counter()
-        self.last_report = self.started
-
-    def update(self, step: int, samples_per_s: float, loss: float, *, final: bool = False) -> None:
-        now = time.perf_counter()
-        if not final and now - self.last_report < self.every_s:
-            return
-        self.last_report = now
-        done = step - self.start_step
-        left = (now - self.started) / done * (self.total - step) if done > 0 else math.nan
-        progress_log.info("%s: step %d/%d (%d%%) | %.1f samples/s | loss %.4f | %s", self.label, step, self.total,
-                 100 * step // max(self.total, 1), samples_per_s, loss,
-                 "done" if final else f"about {_duration(left)} left")
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def fit(
     trainer: Trainer,
     data: FitData,
@@ -247,16 +219,20 @@ def fit(
             stop = _early_stopping(state, model, evaluated["holdout_loss"], t.early_stopping_patience)
         if on_metrics:
             on_metrics(state.step, metrics)
-        progress.update(state.step, state.seen / state.seconds, state.last_loss)
+        progress.update(state.step, _detail(state))
         if on_checkpoint and state.step % t.checkpoint_every == 0 and state.step < max_steps and not stop:
             on_checkpoint(state)
         if stop:
             log.info("early stop at step %d: holdout loss has not improved since step %d", state.step, state.best_step)
             break
-    progress.update(state.step, state.seen / max(state.seconds, 1e-9), state.last_loss, final=True)
+    progress.finish(state.step, _detail(state))
     if state.best_weights is not None and state.best_step != state.step:
         model.load_state_dict(state.best_weights)  # end with the best weights seen on the holdout
     return state
+
+
+def _detail(state: FitState) -> str:
+    return f"{state.seen / max(state.seconds, 1e-9):.1f} samples/s | loss {state.last_loss:.4f}"
 
 
 def _early_stopping(state: FitState, model: torch.nn.Module, loss: float, patience: int) -> bool:

@@ -247,15 +247,22 @@ def logits(
     autocast: bool = False,
 ) -> np.ndarray:
     """Raw logits for pre-tokenised pairs, in their original order (eval mode, no gradients)."""
+    from incremental.progress import Progress
+
     device = device or next(model.parameters()).device
     out = np.empty(len(features["input_ids"]), dtype=np.float32)
+    progress = Progress("scoring", len(out), unit="rows", always_final=False)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            done = 0
             for index in _by_length(features, batch_size):
                 batch = collate(features, index, pad_id, device)
                 out[index] = model(**batch).logits.squeeze(-1).float().cpu().numpy()
+                done += len(index)
+                progress.update(done)
+            progress.finish(done)
     finally:
         model.train(was_training)
     return out
