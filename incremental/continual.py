@@ -75,8 +75,12 @@ class Arm:
 
 ARMS: dict[str, Arm] = {
     "frozen": Arm("frozen", "none", "the bootstrap champion, never updated (the floor)"),
-    "naive": Arm("naive", "hourly", "run_hour every hour, no replay, no L2-SP, every update served (no gate)",
-                 config={"training": {"replay_fraction": 0.0, "l2sp_strength": 0.0}},
+    "naive": Arm("naive", "hourly", "run_hour every hour, no replay, no L2-SP, no drift response, every update "
+                 "served (no gate)",
+                 # a fall of 1.0 AUC never happens: no hold, no adapt mode, no catch-up retrain
+                 config={"training": {"replay_fraction": 0.0, "l2sp_strength": 0.0},
+                         "gate": {"hold_anomalous_hours": False},
+                         "drift": {"overall_auc_drop": 1.0, "slice_auc_drop": 1.0}},
                  force_reason="benchmark arm 'naive': no gate, every hourly update is served"),
     "gated": Arm("gated", "hourly", "run_hour with the reviewed config, exactly: the production pipeline"),
     "full_retrain": Arm("full_retrain", "retrain", "full_retrain from the base weights on all validated hours so far,"
