@@ -128,7 +128,8 @@ def test_arm_configs_merge_over_the_reviewed_file_and_are_checked(tmp_path: Path
     naive = continual.ARMS["naive"].config
     raw = continual.write_arm_config(base, tmp_path / "naive.yaml", {"training": {"max_steps": 15}}, naive)
     assert raw["training"] == {"learning_rate": 1e-5, "replay_fraction": 0.0, "l2sp_strength": 0.0, "max_steps": 15}
-    assert raw["gate"] == {"max_anchor_auc_drop": 0.02}
+    assert raw["gate"] == {"max_anchor_auc_drop": 0.02, "hold_anomalous_hours": False}  # no drift response
+    assert raw["drift"] == {"overall_auc_drop": 1.0, "slice_auc_drop": 1.0}
     with pytest.raises(SettingsError, match="replay_fractoin"):
         continual.write_arm_config(base, tmp_path / "bad.yaml", {"training": {"replay_fractoin": 0}})
 
