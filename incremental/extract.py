@@ -119,6 +119,12 @@ def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> 
     if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
         table = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result
     table = conform(table)
+    with lake.hour_lock(lake_root, start):
+        return _write(warehouse, lake_root, start, table)
+
+
+def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa.Table) -> dict[str, Any]:
+    """The partition or its delta, under the hour's lock (see `extract_hour`)."""
     folder = lake.partition_dir(lake_root, start)
     accounted = lake_quarantine.accounted_tables(lake_root, start)
     has_history = bool(accounted) or bool(lake.quarantine_attempts(lake_root, start, include_readmitted=True))

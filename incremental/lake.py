@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,6 +141,13 @@ def scratch_dir(lake: LakePath) -> Path:
     """Where validation stages GX results and data docs before they are moved next to the data
     (a local folder: inside a local lake, a temporary folder for a lake on object storage)."""
     return lakefs.scratch_dir(lake)
+
+
+def hour_lock(lake: LakePath, start: datetime) -> AbstractContextManager[None]:
+    """The lock every change to an hour takes (extraction, validation, re-admission): its manifest
+    is read, changed and written again, so two workers on the same hour take turns. Shared by
+    every worker that reaches the lake, local or on object storage (`lakefs.lock`)."""
+    return lakefs.lock(lake, f"search_logs-{start:%Y%m%dT%H}")
 
 
 def part_file(index: int) -> str:

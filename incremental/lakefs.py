@@ -48,8 +48,32 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from incremental.errors import IncrementalError
+
 OBJECT_SCHEMES = ("s3",)
 LOCKS_DIR = "_locks"
+
+
+class StoreError(IncrementalError, RuntimeError):
+    """A request to the object store failed (unreachable endpoint, no such bucket, access denied);
+    the message names the object."""
+
+
+def _named(func: Any) -> Any:
+    """Object store failures as a `StoreError` naming the object (pyarrow's OSErrors name no file)."""
+
+    @functools.wraps(func)
+    def wrapper(path: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(path, *args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if isinstance(path, ObjectPath) and exc.filename is None:
+                raise StoreError(f"{path}: {exc}") from exc
+            raise
+
+    return wrapper
 
 
 class ObjectPath:
@@ -162,6 +186,7 @@ def locate(path: LakePath) -> tuple[pafs.FileSystem, str]:
 
 
 # --- reading -------------------------------------------------------------------------------------
+@_named
 def _info(path: LakePath) -> pafs.FileInfo:
     fs, where = locate(path)
     return fs.get_file_info(where)
@@ -183,6 +208,7 @@ def size(path: LakePath) -> int:
     return int(_info(path).size)
 
 
+@_named
 def children(path: LakePath) -> list[LakePath]:
     """The direct children of a folder (files and folders), by name; [] when there is no such folder."""
     fs, where = locate(path)
@@ -193,6 +219,7 @@ def children(path: LakePath) -> list[LakePath]:
     return sorted(path / PurePosixPath(i.path).name for i in found)
 
 
+@_named
 def mtime_ns(path: LakePath) -> int:
     """A file's modification time; a folder's (an object store has no folder times: its newest direct child's)."""
     info = _info(path)
@@ -204,17 +231,20 @@ def mtime_ns(path: LakePath) -> int:
     return int(max(times, default=0))
 
 
+@_named
 def read_bytes(path: LakePath) -> bytes:
     fs, where = locate(path)
     with fs.open_input_stream(where) as f:
         return f.read()
 
 
+@_named
 def read_parquet(path: LakePath) -> pa.Table:
     fs, where = locate(path)
     return pq.read_table(where, filesystem=fs)
 
 
+@_named
 def sha256(path: LakePath) -> str:
     import hashlib
 
@@ -248,6 +278,7 @@ def _local_atomic(path: Path, write: Any) -> None:
         raise
 
 
+@_named
 def write_bytes(path: LakePath, data: bytes) -> None:
     """Publish `data` at `path` atomically: readers see the old object (or none) or the whole new one."""
     if isinstance(path, ObjectPath):
@@ -258,6 +289,7 @@ def write_bytes(path: LakePath, data: bytes) -> None:
     _local_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+@_named
 def write_parquet(path: LakePath, table: pa.Table, **options: Any) -> None:
     """Publish a Parquet file atomically (one object on S3; temp file + fsync + rename locally)."""
     if isinstance(path, ObjectPath):
@@ -267,12 +299,14 @@ def write_parquet(path: LakePath, table: pa.Table, **options: Any) -> None:
     _local_atomic(path, lambda tmp: pq.write_table(table, tmp, **options))
 
 
+@_named
 def unlink(path: LakePath) -> None:
     fs, where = locate(path)
     with contextlib.suppress(FileNotFoundError):
         fs.delete_file(where)
 
 
+@_named
 def rmtree(path: LakePath) -> None:
     if not isinstance(path, ObjectPath):
         shutil.rmtree(path, ignore_errors=True)
@@ -288,6 +322,7 @@ def _files_under(path: ObjectPath) -> list[ObjectPath]:
     return [path / PurePosixPath(i.path).relative_to(where) for i in found if i.type == pafs.FileType.File]
 
 
+@_named
 def move(src: LakePath, dst: LakePath, *, last: str | None = None) -> None:
     """Move a file or a folder. Locally one rename (atomic). On an object store, copy then delete:
     the file named `last` (the manifest) is copied last and deleted first, so the folder is whole

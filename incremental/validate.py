@@ -231,6 +231,11 @@ def _stored_report(start: datetime, live: LakePath) -> ValidationReport:
 def validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
     start = lk.parse_hour(start)
+    with lk.hour_lock(lake, start):
+        return _validate_hour(lake, start, settings)
+
+
+def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     live = lk.partition_dir(lake, start)
     hour = lk.iso_hour(start)
     if not lakefs.is_file(live / lk.MANIFEST_FILE):
@@ -416,9 +421,14 @@ def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, 
     deleted. Rows that still fail are quarantined again, like any part's.
     """
     start = lk.parse_hour(start)
-    hour = lk.iso_hour(start)
     if not reason or len(reason.strip()) < 10:
         raise ValidationError("readmit needs --reason: what was fixed (at least 10 characters; it is recorded)")
+    with lk.hour_lock(lake, start):
+        return _readmit_hour(lake, start, settings, reason)
+
+
+def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
+    hour = lk.iso_hour(start)
     live = lk.partition_dir(lake, start)
     if lakefs.is_file(live / lk.MANIFEST_FILE):
         good = set(lk.validated_files(live))

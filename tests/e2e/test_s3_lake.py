@@ -184,3 +184,20 @@ def test_the_lake_lock_is_a_conditional_put_and_excludes(s3_settings: Settings) 
     with lakefs.lock(settings.lake, "registry", timeout=10):
         body = client.get_object(Bucket=bucket, Key=lock_key)["Body"].read().decode()
         assert '"dead"' not in body
+
+
+def test_the_registry_lock_lives_in_the_lake_when_it_is_on_s3(s3_settings: Settings, home: Path) -> None:
+    """Workers that share no disk share the lake: the promotion compare-and-set locks there."""
+    from incremental import registry
+
+    with registry._registry_lock(s3_settings):
+        assert "_locks/registry.lock" in _keys(s3_settings)
+    assert "_locks/registry.lock" not in _keys(s3_settings)
+    assert not (home / "registry.lock").exists()
+
+
+def test_a_missing_bucket_is_named(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INCREMENTAL_LAKE", "s3://no-such-bucket-here/lake")
+    settings = load_settings()
+    with pytest.raises((lakefs.StoreError, FileNotFoundError), match="no-such-bucket-here"):
+        lake.write_partition(settings.lake, T0, lake.SEARCH_LOG_SCHEMA.empty_table())
