@@ -21,7 +21,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from incremental import lake, lake_quarantine, lakefs, pipeline, replay
+from incremental import anchor, lake, lake_quarantine, lakefs, pipeline, replay
 from incremental.config import Settings, load_settings
 from incremental.extract import warehouse_count
 from incremental.simulate import simulate
@@ -135,6 +135,19 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     assert grown.manifest["sha256"] != lineage_sha and [p["file"] for p in grown.parts] == ["part-0.parquet",
                                                                                            "part-1.parquet"]
     assert lake.read_partition(grown).num_rows == warehouse_count(warehouse, after)
+
+    # the anchor (forgetting benchmark) is frozen from the validated hours into the lake, and read back
+    info = anchor.freeze(settings.lake, good, after + lake.HOUR, size=300, seed=1, reason="s3 test")
+    frame, loaded = anchor.load(settings.lake)
+    assert len(frame) == info.rows == loaded.rows == 300 and loaded.sha256 == info.sha256
+    assert f"anchor/{anchor.ANCHOR_FILE}" in _keys(settings)
+    scores = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: [0.5] * 300, rows=300)
+    again = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: pytest.fail("not cached"), rows=300)
+    assert list(again) == list(scores)
+    refreshed = anchor.freeze(settings.lake, good, after + lake.HOUR, size=200, seed=2, reason="refresh", refresh=True)
+    assert anchor.current(settings.lake).sha256 == refreshed.sha256
+    assert [r["sha256"] for r in anchor.history(settings.lake)] == [info.sha256]
+    assert not (home / "lake").exists()
 
 
 def test_a_partition_is_visible_only_once_its_manifest_is(s3_settings: Settings) -> None:
