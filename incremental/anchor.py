@@ -38,16 +38,16 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from incremental import lake as lk
+from incremental import lakefs
 from incremental.errors import IncrementalError, InputError
+from incremental.lakefs import LakePath
 
 ANCHOR_DIR = "anchor"
 ANCHOR_FILE = "anchor.parquet"
@@ -106,14 +106,14 @@ class AnchorInfo:
         return cls(**args)
 
 
-def anchor_dir(lake: Path) -> Path:
-    return Path(lake) / ANCHOR_DIR
+def anchor_dir(lake: LakePath | str) -> LakePath:
+    return lakefs.root(lake) / ANCHOR_DIR
 
 
-def current(lake: Path) -> AnchorInfo | None:
+def current(lake: LakePath) -> AnchorInfo | None:
     """The frozen anchor's record (not verified against the file), or None when there is none."""
     path = anchor_dir(lake) / INFO_FILE
-    return AnchorInfo.from_dict(lk.read_json(path)) if path.is_file() else None
+    return AnchorInfo.from_dict(lk.read_json(path)) if lakefs.is_file(path) else None
 
 
 # --------------------------------------------------------------------------- sampling
@@ -164,7 +164,7 @@ def _sample_key(seed: int, event_ids: pd.Series) -> np.ndarray:
     )
 
 
-def _read_window(lake: Path, start: datetime, end: datetime) -> tuple[pa.Table, list[lk.Partition], dict[str, str]]:
+def _read_window(lake: LakePath, start: datetime, end: datetime) -> tuple[pa.Table, list[lk.Partition], dict[str, str]]:
     tables, used, skipped = [], [], {}
     for hour in lk.hours(start, end):
         part = lk.partition(lake, hour)
@@ -209,7 +209,7 @@ def sample(table: pa.Table, size: int, seed: int) -> pa.Table:
 
 
 def freeze(
-    lake: Path,
+    lake: LakePath | str,
     start: datetime,
     end: datetime,
     size: int,
@@ -231,7 +231,7 @@ def freeze(
     ``history.jsonl`` (with ``replaced_at`` and the new anchor's reason) before the new one
     replaces it. Hours in the window that are not validated are skipped and listed.
     """
-    lake = Path(lake)
+    lake = lakefs.root(lake)
     start, end = lk.parse_hour(start), lk.parse_hour(end)
     if end <= start:
         raise InputError("the anchor window [start, end) is empty")
@@ -254,7 +254,7 @@ def freeze(
             raise AnchorError(f"no holdout-session rows in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
     chosen = sample(table, size, seed)
 
-    folder.mkdir(parents=True, exist_ok=True)
+    lakefs.mkdir(folder)
     staging = folder / f".staging-{os.getpid()}.parquet"
     lk.write_parquet_atomic(staging, chosen)
     sha = lk.sha256_file(staging)
@@ -282,46 +282,46 @@ def freeze(
 
     if previous is not None:
         _archive(folder, previous, replaced_at=info.created_at, replaced_by=info)
-    os.replace(staging, folder / ANCHOR_FILE)
+    lakefs.move(staging, folder / ANCHOR_FILE)
     lk.atomic_write_json(folder / INFO_FILE, info.to_dict())
     return info
 
 
-def _archive(folder: Path, previous: AnchorInfo, *, replaced_at: str, replaced_by: AnchorInfo) -> None:
+def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replaced_by: AnchorInfo) -> None:
     """Keep the previous anchor's file under its hash and append its record to the history."""
     old_file = folder / ANCHOR_FILE
-    actual = lk.sha256_file(old_file) if old_file.is_file() else None
+    actual = lk.sha256_file(old_file) if lakefs.is_file(old_file) else None
     kept = folder / f"anchor-{(actual or previous.sha256)[:12]}.parquet"  # named by what it holds
-    if actual is not None and not kept.exists():
-        lk.atomic_write_bytes(kept, old_file.read_bytes())
+    if actual is not None and not lakefs.exists(kept):
+        lk.atomic_write_bytes(kept, lakefs.read_bytes(old_file))
     record = {
         **previous.to_dict(),
-        "archived_file": kept.name if kept.exists() else None,
+        "archived_file": kept.name if lakefs.exists(kept) else None,
         "archived_sha256": actual,
         "replaced_at": replaced_at,
         "replaced_by_sha256": replaced_by.sha256,
         "replaced_because": replaced_by.reason,
     }
     history = folder / HISTORY_FILE
-    text = history.read_text() if history.is_file() else ""
+    text = lakefs.read_bytes(history).decode() if lakefs.is_file(history) else ""
     lk.atomic_write_bytes(history, (text + json.dumps(record, sort_keys=True, default=str) + "\n").encode())
 
 
-def history(lake: Path) -> list[dict[str, Any]]:
+def history(lake: LakePath) -> list[dict[str, Any]]:
     """The records of replaced anchors, oldest first."""
     path = anchor_dir(lake) / HISTORY_FILE
-    if not path.is_file():
+    if not lakefs.is_file(path):
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in lakefs.read_bytes(path).decode().splitlines() if line.strip()]
 
 
-def load(lake: Path) -> tuple[pd.DataFrame, AnchorInfo]:
+def load(lake: LakePath) -> tuple[pd.DataFrame, AnchorInfo]:
     """The anchor's rows and record, after checking the file's sha256 against the record."""
     info = current(lake)
     if info is None:
         raise AnchorError(f"no anchor is frozen under {anchor_dir(lake)}: run freeze first")
     path = anchor_dir(lake) / info.file
-    if not path.is_file():
+    if not lakefs.is_file(path):
         raise AnchorError(f"{path} is missing although {INFO_FILE} records anchor {info.sha12}")
     actual = lk.sha256_file(path)
     if actual != info.sha256:
@@ -329,10 +329,10 @@ def load(lake: Path) -> tuple[pd.DataFrame, AnchorInfo]:
             f"{path} has sha256 {actual[:12]} but {INFO_FILE} records {info.sha12}: the anchor changed after"
             " it was frozen (or a refresh was interrupted); refresh it deliberately"
         )
-    return pq.read_table(path).to_pandas(), info
+    return lk.read_parquet(path).to_pandas(), info
 
 
-def show(lake: Path) -> str:
+def show(lake: LakePath) -> str:
     """A human-readable account of the anchor: hash, rows, per hour, per category, history."""
     info = current(lake)
     if info is None:
@@ -367,10 +367,10 @@ def show(lake: Path) -> str:
 _VERSION = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-def scores_path(lake_or_cache_dir: Path, model_version: str, anchor_sha: str) -> Path:
+def scores_path(lake_or_cache_dir: LakePath | str, model_version: str, anchor_sha: str) -> LakePath:
     """``<cache>/scores/<anchor_sha12>/v<version>.npy``; a lake root means ``<lake>/anchor``."""
-    root = Path(lake_or_cache_dir)
-    if (root / ANCHOR_DIR / INFO_FILE).is_file() or (root / "search_logs").is_dir():
+    root = lakefs.root(lake_or_cache_dir)
+    if lakefs.is_file(root / ANCHOR_DIR / INFO_FILE) or lakefs.is_dir(root / "search_logs"):
         root = root / ANCHOR_DIR
     version = str(model_version)
     version = version[1:] if version.startswith("v") and version[1:].isdigit() else version
@@ -382,7 +382,7 @@ def scores_path(lake_or_cache_dir: Path, model_version: str, anchor_sha: str) ->
 
 
 def cached_scores(
-    lake_or_cache_dir: Path,
+    lake_or_cache_dir: LakePath | str,
     model_version: str,
     anchor_sha: str,
     compute: Callable[[], np.ndarray],
@@ -397,9 +397,9 @@ def cached_scores(
     stable name.
     """
     path = scores_path(lake_or_cache_dir, model_version, anchor_sha)
-    if path.is_file():
+    if lakefs.is_file(path):
         try:
-            stored = np.load(path, allow_pickle=False)
+            stored = np.load(io.BytesIO(lakefs.read_bytes(path)), allow_pickle=False)
             if stored.ndim == 1 and (rows is None or stored.shape[0] == rows):
                 return stored
         except (OSError, ValueError):

@@ -11,7 +11,7 @@ settings never fall back to code defaults without the file that was reviewed.
 | --- | --- |
 | `INCREMENTAL_HOME` | `./var` |
 | `INCREMENTAL_WAREHOUSE_URL` | `duckdb:///$INCREMENTAL_HOME/warehouse.duckdb` (any SQLAlchemy URL) |
-| `INCREMENTAL_LAKE` | `$INCREMENTAL_HOME/lake` |
+| `INCREMENTAL_LAKE` | `$INCREMENTAL_HOME/lake` (a path, or `s3://bucket/prefix`: see `incremental.lakefs`) |
 | `INCREMENTAL_MLFLOW_URI` | `sqlite:///$INCREMENTAL_HOME/mlflow.db` (artifacts in `$INCREMENTAL_HOME/mlartifacts`) |
 | `INCREMENTAL_BASE_MODEL` | `minilm` (or `tiny`, or a local Hugging Face directory) |
 | `INCREMENTAL_MODEL_NAME` | `search-ranker` |
@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from incremental.errors import IncrementalError
+from incremental.lakefs import ObjectPath, root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = REPO_ROOT / "incremental.yaml"
@@ -175,9 +176,11 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 class Settings(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, arbitrary_types_allowed=True)
+
     home: Path
     warehouse_url: str
-    lake: Path
+    lake: Path | ObjectPath  # a local folder (the default), or a prefix on object storage (s3://bucket/prefix)
     mlflow_uri: str
     mlflow_artifacts: Path
     base_model: str = "minilm"
@@ -264,7 +267,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         home=home,
         warehouse_url=env.get("INCREMENTAL_WAREHOUSE_URL", f"duckdb:///{home / 'warehouse.duckdb'}"),
-        lake=Path(env.get("INCREMENTAL_LAKE", str(home / "lake"))).absolute(),
+        lake=root(env.get("INCREMENTAL_LAKE", str(home / "lake"))),
         mlflow_uri=env.get("INCREMENTAL_MLFLOW_URI", f"sqlite:///{home / 'mlflow.db'}"),
         mlflow_artifacts=home / "mlartifacts",
         base_model=base_model,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incremental import __version__, lake, lake_quarantine
+from incremental import __version__, lake, lake_quarantine, lakefs
+from incremental.lakefs import LakePath
 from incremental.warehouse import Warehouse, sql_text
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def new_rows(table: pa.Table, accounted: list[pa.Table]) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
-def extract_hour(warehouse: Warehouse, lake_root: Path, start: datetime) -> dict[str, Any]:
+def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> dict[str, Any]:
     """Write the partition for the hour starting at `start` (or its delta) and return its manifest.
 
     An empty hour gives an empty partition (with the schema) and its manifest, not an error. An
@@ -119,6 +119,12 @@ def extract_hour(warehouse: Warehouse, lake_root: Path, start: datetime) -> dict
     if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
         table = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result
     table = conform(table)
+    with lake.hour_lock(lake_root, start):
+        return _write(warehouse, lake_root, start, table)
+
+
+def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa.Table) -> dict[str, Any]:
+    """The partition or its delta, under the hour's lock (see `extract_hour`)."""
     folder = lake.partition_dir(lake_root, start)
     accounted = lake_quarantine.accounted_tables(lake_root, start)
     has_history = bool(accounted) or bool(lake.quarantine_attempts(lake_root, start, include_readmitted=True))
@@ -129,7 +135,7 @@ def extract_hour(warehouse: Warehouse, lake_root: Path, start: datetime) -> dict
     delta = new_rows(table, accounted)
     live_manifest = folder / lake.MANIFEST_FILE
     if delta.num_rows == 0:
-        if live_manifest.is_file():
+        if lakefs.is_file(live_manifest):
             manifest = lake.read_json(live_manifest)
         else:  # everything of the hour sits in quarantine: say so, write nothing
             attempt = lake.latest_quarantine(lake_root, start)

@@ -41,17 +41,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from incremental import lakefs
 from incremental.errors import IncrementalError, InputError
+from incremental.lakefs import LakePath
 
 SCHEMA_VERSION = 2
 DATA_FILE = "part-0.parquet"  # the first part of an hour
@@ -125,38 +125,40 @@ def hour_key(start: datetime) -> str:
     return f"dt={start:%Y-%m-%d}/hour={start:%H}"
 
 
-def partition_dir(lake: Path, start: datetime) -> Path:
+def partition_dir(lake: LakePath, start: datetime) -> LakePath:
     return lake / "search_logs" / hour_key(start)
 
 
-def quarantine_root(lake: Path, start: datetime) -> Path:
+def quarantine_root(lake: LakePath, start: datetime) -> LakePath:
     return lake / "quarantine" / "search_logs" / hour_key(start)
 
 
-def rows_quarantine_root(lake: Path, start: datetime) -> Path:
+def rows_quarantine_root(lake: LakePath, start: datetime) -> LakePath:
     return quarantine_root(lake, start) / ROWS_DIR
 
 
-def scratch_dir(lake: Path) -> Path:
-    """Where validation stages GX results and data docs before they are moved next to the data."""
-    path = lake / "quarantine" / ".staging"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def scratch_dir(lake: LakePath) -> Path:
+    """Where validation stages GX results and data docs before they are moved next to the data
+    (a local folder: inside a local lake, a temporary folder for a lake on object storage)."""
+    return lakefs.scratch_dir(lake)
+
+
+def hour_lock(lake: LakePath, start: datetime) -> AbstractContextManager[None]:
+    """The lock every change to an hour takes (extraction, validation, re-admission): its manifest
+    is read, changed and written again, so two workers on the same hour take turns. Shared by
+    every worker that reaches the lake, local or on object storage (`lakefs.lock`)."""
+    return lakefs.lock(lake, f"search_logs-{start:%Y%m%dT%H}")
 
 
 def part_file(index: int) -> str:
     return f"part-{index}.parquet"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_file(path: LakePath) -> str:
+    return lakefs.sha256(path)
 
 
-def check_sha256(path: Path, expected: str | None) -> str:
+def check_sha256(path: LakePath, expected: str | None) -> str:
     """The file's sha256, after checking it is the one its manifest recorded (LakeError if not)."""
     actual = sha256_file(path)
     if actual != expected:
@@ -164,49 +166,29 @@ def check_sha256(path: Path, expected: str | None) -> str:
     return actual
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write_bytes(path: LakePath, data: bytes) -> None:
+    """Publish `data` at `path` atomically (temp file + fsync + rename locally; one PUT on S3)."""
+    lakefs.write_bytes(path, data)
 
 
-def atomic_write_json(path: Path, payload: Any) -> None:
+def atomic_write_json(path: LakePath, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+def read_json(path: LakePath) -> dict[str, Any]:
+    return json.loads(lakefs.read_bytes(path))
 
 
-def write_parquet_atomic(path: Path, table: pa.Table) -> None:
-    """Deterministic Parquet (same table -> same bytes), written via temp file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(
-            table.replace_schema_metadata(None),
-            tmp,
-            compression="zstd",
-            row_group_size=256 * 1024,
-            write_statistics=True,
-            store_schema=True,
-        )
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_parquet_atomic(path: LakePath, table: pa.Table) -> None:
+    """Deterministic Parquet (same table -> same bytes), published atomically (see `lakefs.write_parquet`)."""
+    lakefs.write_parquet(
+        path,
+        table.replace_schema_metadata(None),
+        compression="zstd",
+        row_group_size=256 * 1024,
+        write_statistics=True,
+        store_schema=True,
+    )
 
 
 def now_iso() -> str:
@@ -253,15 +235,15 @@ def finish_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def write_part(folder: Path, name: str, table: pa.Table, **details: Any) -> dict[str, Any]:
+def write_part(folder: LakePath, name: str, table: pa.Table, **details: Any) -> dict[str, Any]:
     """Write one part file (atomic, deterministic) and return its manifest entry."""
     path = folder / name
     write_parquet_atomic(path, table)
-    return {"file": name, "rows": table.num_rows, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+    return {"file": name, "rows": table.num_rows, "sha256": sha256_file(path), "bytes": lakefs.size(path),
             **details}
 
 
-def write_partition(lake: Path, start: datetime, table: pa.Table, **details: Any) -> dict[str, Any]:
+def write_partition(lake: LakePath, start: datetime, table: pa.Table, **details: Any) -> dict[str, Any]:
     """Write an hour's first part and its manifest (a new hour, or one nothing of which is validated yet).
 
     The manifest holds the interval, the parts (file, rows, sha256), the hour's identity sha256 and
@@ -284,7 +266,7 @@ def write_partition(lake: Path, start: datetime, table: pa.Table, **details: Any
     return manifest
 
 
-def add_part(lake: Path, start: datetime, table: pa.Table, *, kind: str, event: dict[str, Any],
+def add_part(lake: LakePath, start: datetime, table: pa.Table, *, kind: str, event: dict[str, Any],
              **details: Any) -> dict[str, Any]:
     """Add a part to an hour (a delta of late rows, or re-admitted rows); pending parts are replaced.
 
@@ -294,10 +276,11 @@ def add_part(lake: Path, start: datetime, table: pa.Table, *, kind: str, event: 
     """
     folder = partition_dir(lake, start)
     keep = validated_files(folder)
-    manifest = read_json(folder / MANIFEST_FILE) if (folder / MANIFEST_FILE).is_file() else {
+    manifest = read_json(folder / MANIFEST_FILE) if lakefs.is_file(folder / MANIFEST_FILE) else {
         "interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(), "parts": []}
     parts = [p for p in parts_of(manifest) if p["file"] in keep]
-    used = {p["file"] for p in parts_of(manifest)} | {p.name for p in folder.glob("part-*.parquet")}
+    used = {p["file"] for p in parts_of(manifest)} | {p.name for p in lakefs.children(folder)
+                                                      if p.name.startswith("part-") and p.name.endswith(".parquet")}
     index = 0
     while part_file(index) in used or part_file(index).replace(".parquet", ".valid.parquet") in used:
         index += 1
@@ -309,10 +292,10 @@ def add_part(lake: Path, start: datetime, table: pa.Table, *, kind: str, event: 
     return manifest
 
 
-def validated_files(folder: Path) -> list[str]:
+def validated_files(folder: LakePath) -> list[str]:
     """The files of the hour's validated parts, in manifest order ([] when none)."""
     manifest_path, check = folder / MANIFEST_FILE, folder / VALIDATION_FILE
-    if not manifest_path.is_file() or not check.is_file():
+    if not lakefs.is_file(manifest_path) or not lakefs.is_file(check):
         return []
     manifest, record = read_json(manifest_path), read_json(check)
     parts = parts_of(manifest)
@@ -337,7 +320,7 @@ class Partition:
 
     start: datetime
     status: Status
-    path: Path | None  # the folder holding the part files (live or quarantine), None when missing
+    path: LakePath | None  # the folder holding the part files (live or quarantine), None when missing
     manifest: dict[str, Any] | None
     pending_parts: int = 0
 
@@ -346,7 +329,7 @@ class Partition:
         return self.start + HOUR
 
     @property
-    def data_file(self) -> Path:
+    def data_file(self) -> LakePath:
         """The first part's file."""
         if self.path is None:
             raise LakeError(f"hour {iso_hour(self.start)} has no partition in the lake")
@@ -357,35 +340,32 @@ class Partition:
         return parts_of(self.manifest) if self.manifest else []
 
     @property
-    def data_files(self) -> list[Path]:
+    def data_files(self) -> list[LakePath]:
         if self.path is None:
             raise LakeError(f"hour {iso_hour(self.start)} has no partition in the lake")
         return [self.path / p["file"] for p in self.parts]
 
 
-def readmitted(folder: Path) -> bool:
+def readmitted(folder: LakePath) -> bool:
     """Whether a quarantine folder (an attempt or a row set) was re-admitted (it stays, marked)."""
-    return (folder / READMITTED_FILE).is_file()
+    return lakefs.is_file(folder / READMITTED_FILE)
 
 
-def quarantine_attempts(lake: Path, start: datetime, *, include_readmitted: bool = False) -> list[Path]:
+def quarantine_attempts(lake: LakePath, start: datetime, *, include_readmitted: bool = False) -> list[LakePath]:
     """The hour's (or its parts') quarantine folders, oldest first."""
-    root = quarantine_root(lake, start)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file()
+    found = [p for p in lakefs.children(quarantine_root(lake, start)) if lakefs.is_file(p / MANIFEST_FILE)
              and (include_readmitted or not readmitted(p))]
-    return sorted(found, key=lambda p: p.stat().st_mtime_ns)
+    return sorted(found, key=lakefs.mtime_ns)
 
 
-def latest_quarantine(lake: Path, start: datetime) -> Path | None:
+def latest_quarantine(lake: LakePath, start: datetime) -> LakePath | None:
     attempts = quarantine_attempts(lake, start)
     return attempts[-1] if attempts else None
 
 
-def partition(lake: Path, start: datetime) -> Partition:
+def partition(lake: LakePath, start: datetime) -> Partition:
     live = partition_dir(lake, start)
-    if (live / MANIFEST_FILE).is_file():
+    if lakefs.is_file(live / MANIFEST_FILE):
         manifest = read_json(live / MANIFEST_FILE)
         good = validated_files(live)
         if good:
@@ -402,16 +382,21 @@ def partition(lake: Path, start: datetime) -> Partition:
     return Partition(start, "missing", None, None)
 
 
-def validated_partitions(lake: Path, before: datetime, window_hours: int) -> list[Partition]:
+def validated_partitions(lake: LakePath, before: datetime, window_hours: int) -> list[Partition]:
     """Validated hours in [before - window, before), oldest first."""
     found = [partition(lake, before - HOUR * k) for k in range(window_hours, 0, -1)]
     return [p for p in found if p.status == "validated"]
 
 
-def read_part(path: Path, sha256: str | None, verify: bool = True) -> pa.Table:
+def read_parquet(path: LakePath) -> pa.Table:
+    """A Parquet file of the lake (local or on object storage)."""
+    return lakefs.read_parquet(path)
+
+
+def read_part(path: LakePath, sha256: str | None, verify: bool = True) -> pa.Table:
     if verify and sha256 is not None:
         check_sha256(path, sha256)
-    return pq.read_table(path)
+    return read_parquet(path)
 
 
 def read_partition(part: Partition, verify: bool = True) -> pa.Table:

@@ -8,15 +8,13 @@ re-admitted sets are marked, not counted twice).
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from incremental import lakefs
 from incremental.lake import (
     MANIFEST_FILE,
     QUARANTINE_FILE,
@@ -29,30 +27,31 @@ from incremental.lake import (
     quarantine_attempts,
     quarantine_root,
     read_json,
+    read_parquet,
     readmitted,
     rows_quarantine_root,
     validated_files,
     write_parquet_atomic,
     write_part,
 )
+from incremental.lakefs import LakePath
 
 
 # --- moving data to quarantine ------------------------------------------------------------------
-def _move_into(staged: Path | None, target: Path) -> None:
+def _move_into(staged: Path | None, target: LakePath) -> None:
     """Move what validation staged (GX result, data docs) into the target folder, replacing older copies."""
-    if staged is None or not staged.is_dir():
+    if staged is None:
         return
-    for item in staged.iterdir():
-        dest = target / item.name
-        if dest.is_dir():
-            shutil.rmtree(dest)  # derived output (data docs) of an earlier attempt: rebuilt just now
-        elif dest.exists():
-            dest.unlink()
-        os.replace(item, dest)
-    shutil.rmtree(staged, ignore_errors=True)
+    lakefs.put_tree(staged, target)
 
 
-def quarantine(lake: Path, start: datetime, report: dict[str, Any], staged: Path | None = None) -> Path:
+def _aside(target: LakePath) -> None:
+    """The same identity was quarantined before (then re-admitted): keep the older copy, under another name."""
+    if lakefs.exists(target):
+        lakefs.move(target, target.with_name(f"{target.name}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}"), last=MANIFEST_FILE)
+
+
+def quarantine(lake: LakePath, start: datetime, report: dict[str, Any], staged: Path | None = None) -> LakePath:
     """Move the hour's live folder to quarantine whole (nothing deleted); the report and staged files beside it.
 
     Idempotent and recoverable: the live folder moves with one rename, so a failure leaves it either
@@ -62,25 +61,22 @@ def quarantine(lake: Path, start: datetime, report: dict[str, Any], staged: Path
     live = partition_dir(lake, start)
     manifest = read_json(live / MANIFEST_FILE)
     target = quarantine_root(lake, start) / manifest["sha256"][:12]
-    if target.exists():  # the same identity was quarantined before (then re-admitted): keep the older copy, aside
-        target.rename(target.with_name(f"{target.name}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(live, target)
+    _aside(target)
+    lakefs.move(live, target, last=MANIFEST_FILE)
     _move_into(staged, target)
     atomic_write_json(target / QUARANTINE_FILE, report)
     return target
 
 
-def quarantine_part(lake: Path, start: datetime, part: dict[str, Any], report: dict[str, Any],
-                    staged: Path | None = None) -> Path:
+def quarantine_part(lake: LakePath, start: datetime, part: dict[str, Any], report: dict[str, Any],
+                    staged: Path | None = None) -> LakePath:
     """Move one pending part of an hour that has validated parts to quarantine; the hour keeps the others."""
     live = partition_dir(lake, start)
     manifest = read_json(live / MANIFEST_FILE)
     target = quarantine_root(lake, start) / part["sha256"][:12]
-    if target.exists():
-        target.rename(target.with_name(f"{target.name}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}"))
-    target.mkdir(parents=True)
-    os.replace(live / part["file"], target / part["file"])
+    _aside(target)
+    lakefs.mkdir(target)
+    lakefs.move(live / part["file"], target / part["file"])
     part_manifest = {k: v for k, v in manifest.items() if k not in ("parts", "identities", "events")}
     part_manifest["parts"] = [part]
     atomic_write_json(target / MANIFEST_FILE, finish_manifest(part_manifest))
@@ -93,7 +89,7 @@ def quarantine_part(lake: Path, start: datetime, part: dict[str, Any], report: d
     return target
 
 
-def quarantine_rows(lake: Path, start: datetime, part: dict[str, Any], clean: pa.Table, bad: pa.Table,
+def quarantine_rows(lake: LakePath, start: datetime, part: dict[str, Any], clean: pa.Table, bad: pa.Table,
                     report: dict[str, Any], staged: Path | None = None) -> dict[str, Any]:
     """Split a pending part: its bad rows (with their reason) to quarantine, the clean rows live.
 
@@ -107,15 +103,13 @@ def quarantine_rows(lake: Path, start: datetime, part: dict[str, Any], clean: pa
     stem = part["file"].removesuffix(".parquet")
     target = rows_quarantine_root(lake, start) / f"{stem}-{part['sha256'][:12]}"
     tmp = target.with_name(f".{target.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    lakefs.rmtree(tmp)
+    lakefs.mkdir(tmp)
     write_parquet_atomic(tmp / "rows.parquet", bad)
     _move_into(staged, tmp)
     atomic_write_json(tmp / QUARANTINE_FILE, report)
-    if target.exists():  # an interrupted attempt on the same bytes: its files are rebuilt just now
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    lakefs.rmtree(target)  # an interrupted attempt on the same bytes: its files are rebuilt just now
+    lakefs.move(tmp, target, last=QUARANTINE_FILE)
     clean_name = f"{stem}.valid.parquet"
     entry = write_part(live, clean_name, clean, **{k: v for k, v in part.items()
                                                    if k not in ("file", "rows", "sha256", "bytes")})
@@ -126,29 +120,29 @@ def quarantine_rows(lake: Path, start: datetime, part: dict[str, Any], clean: pa
     manifest.setdefault("events", []).append({"event": "rows_quarantined", "part": part["file"], "rows": bad.num_rows,
                                               "rules": report.get("rules", {}), "to": str(target), "at": now_iso()})
     atomic_write_json(live / MANIFEST_FILE, finish_manifest(manifest))
-    if (live / part["file"]).exists():
-        os.replace(live / part["file"], target / "extracted.parquet")
+    if lakefs.exists(live / part["file"]):
+        lakefs.move(live / part["file"], target / "extracted.parquet")
     return entry
 
 
 # --- where every row is -------------------------------------------------------------------------
-def row_sets(lake: Path, start: datetime, *, include_readmitted: bool = False) -> list[Path]:
+def row_sets(lake: LakePath, start: datetime, *, include_readmitted: bool = False) -> list[LakePath]:
     """The hour's row-level quarantine sets that are committed (referenced by a manifest)."""
     referenced = set()
     folders = [partition_dir(lake, start)] + quarantine_attempts(lake, start, include_readmitted=True)
     for folder in folders:
-        if (folder / MANIFEST_FILE).is_file():
+        if lakefs.is_file(folder / MANIFEST_FILE):
             for p in parts_of(read_json(folder / MANIFEST_FILE)):
                 if p.get("row_quarantine"):
                     referenced.add(lake / p["row_quarantine"])
-    return sorted(p for p in referenced if p.is_dir() and (include_readmitted or not readmitted(p)))
+    return sorted(p for p in referenced if lakefs.is_dir(p) and (include_readmitted or not readmitted(p)))
 
 
-def row_counts(lake: Path, start: datetime) -> dict[str, int]:
+def row_counts(lake: LakePath, start: datetime) -> dict[str, int]:
     """Where the hour's rows are: live (validated + pending parts), quarantined (rows and whole attempts)."""
     live_dir = partition_dir(lake, start)
     live = 0
-    if (live_dir / MANIFEST_FILE).is_file():
+    if lakefs.is_file(live_dir / MANIFEST_FILE):
         live = sum(int(p["rows"]) for p in parts_of(read_json(live_dir / MANIFEST_FILE)))
     in_attempts = sum(int(p["rows"]) for a in quarantine_attempts(lake, start)
                       for p in parts_of(read_json(a / MANIFEST_FILE)))
@@ -157,7 +151,7 @@ def row_counts(lake: Path, start: datetime) -> dict[str, int]:
             "quarantined": in_rows + in_attempts, "total": live + in_rows + in_attempts}
 
 
-def accounted_tables(lake: Path, start: datetime) -> list[pa.Table]:
+def accounted_tables(lake: LakePath, start: datetime) -> list[pa.Table]:
     """Every row of the hour the lake holds (validated parts, row sets, quarantined attempts), as extracted.
 
     Pending (not yet validated) parts are not included: extraction replaces them.
@@ -168,15 +162,15 @@ def accounted_tables(lake: Path, start: datetime) -> list[pa.Table]:
     if good:
         for p in parts_of(read_json(live / MANIFEST_FILE)):
             if p["file"] in good:
-                tables.append(pq.read_table(live / p["file"]))
+                tables.append(read_parquet(live / p["file"]))
     for folder in row_sets(lake, start):
-        tables.append(pq.read_table(folder / "rows.parquet"))
+        tables.append(read_parquet(folder / "rows.parquet"))
     for attempt in quarantine_attempts(lake, start):
         for p in parts_of(read_json(attempt / MANIFEST_FILE)):
-            tables.append(pq.read_table(attempt / p["file"]))
+            tables.append(read_parquet(attempt / p["file"]))
     return tables
 
 
-def mark_readmitted(folder: Path, record: dict[str, Any]) -> None:
+def mark_readmitted(folder: LakePath, record: dict[str, Any]) -> None:
     """Mark a quarantine folder re-admitted: it stays, and is no longer counted as quarantined."""
     atomic_write_json(folder / READMITTED_FILE, record)

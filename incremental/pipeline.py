@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from incremental import lake, links, replay, tracking
+from incremental import lake, lakefs, links, replay, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
@@ -35,7 +35,7 @@ class PipelineError(IncrementalError, RuntimeError):
 
 def lake_key(settings: Settings, path: Path | str) -> str:
     """A lake object as its key under the lake root: what every worker can resolve, never a local path."""
-    return Path(path).absolute().relative_to(settings.lake.absolute()).as_posix()
+    return lakefs.key(settings.lake, path)
 
 
 def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> dict[str, str]:

@@ -6,7 +6,9 @@
 - Promotion is compare-and-set: the alias `champion` moves to an approved candidate only if it
   still points at the version the candidate was trained from; otherwise the candidate is
   rejected as stale. MLflow has no atomic alias update, so the read-compare-write runs under an
-  exclusive file lock in INCREMENTAL_HOME (a shared volume in the compose stack).
+  exclusive lock: a file lock in INCREMENTAL_HOME (a shared volume in the compose stack) when the
+  lake is a local folder; when the lake is on object storage (`s3://`), a lock object in the lake
+  taken with a create-only conditional PUT, so workers need no shared disk (`lakefs.lock`).
 - Idempotent: (interval, parent version, data hash) names a candidate; registering the same
   key again returns the existing version.
 - A person can promote a rejected version or roll back, with a reason; both are recorded as tags.
@@ -29,7 +31,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from incremental import lake, tracking
+from incremental import lake, lakefs, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
@@ -61,6 +63,12 @@ def candidate_key(interval_start: datetime, parent_version: str | None, data_has
 
 @contextmanager
 def _registry_lock(settings: Settings) -> Iterator[None]:
+    if lakefs.is_object(settings.lake):
+        # workers that share no disk share the lake: the lock is an object there, taken with a
+        # create-only conditional PUT (see incremental/lakefs.py)
+        with lakefs.lock(settings.lake, "registry"):
+            yield
+        return
     settings.home.mkdir(parents=True, exist_ok=True)
     with open(settings.home / "registry.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

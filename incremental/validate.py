@@ -68,11 +68,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from incremental import lake as lk
 from incremental import lake_quarantine as lq
+from incremental import lakefs
 from incremental.config import ValidationSettings
+from incremental.lakefs import LakePath
 from incremental.validate_drift import drift_checks, statistics_of, validated_history
 from incremental.validate_gx import GxRun, build_docs, build_suite, for_gx, gx_check, gx_summary, run_gx
 from incremental.validate_report import (
@@ -213,13 +214,13 @@ _INT_TYPES = {
 }
 
 
-def read_frame(path: Path) -> tuple[pa.Schema, pd.DataFrame]:
+def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
     """The partition's Arrow schema and a pandas frame (integers as nullable dtypes, so a null stays a null)."""
-    table = pq.read_table(path)
+    table = lk.read_parquet(path)
     return table.schema, table.to_pandas(types_mapper=_INT_TYPES.get)
 
 
-def _stored_report(start: datetime, live: Path) -> ValidationReport:
+def _stored_report(start: datetime, live: LakePath) -> ValidationReport:
     """Nothing pending: the hour's last validation, as recorded (validating again changes nothing)."""
     record = lk.read_json(live / lk.VALIDATION_FILE)
     checks = tuple(Check(**c) for c in record.get("checks", []))
@@ -227,12 +228,17 @@ def _stored_report(start: datetime, live: Path) -> ValidationReport:
                             part=None, live_rows=record.get("live_rows"))
 
 
-def validate_hour(lake: Path, start: datetime, settings: ValidationSettings) -> ValidationReport:
+def validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
     start = lk.parse_hour(start)
+    with lk.hour_lock(lake, start):
+        return _validate_hour(lake, start, settings)
+
+
+def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     live = lk.partition_dir(lake, start)
     hour = lk.iso_hour(start)
-    if not (live / lk.MANIFEST_FILE).is_file():
+    if not lakefs.is_file(live / lk.MANIFEST_FILE):
         part = lk.partition(lake, start)
         if part.status == "quarantined":
             raise ValidationError(
@@ -247,7 +253,7 @@ def validate_hour(lake: Path, start: datetime, settings: ValidationSettings) -> 
     report = None
     for part in pending:
         report = _validate_part(lake, start, settings, part)
-        if not (live / lk.MANIFEST_FILE).is_file():
+        if not lakefs.is_file(live / lk.MANIFEST_FILE):
             break  # the whole hour went to quarantine
     assert report is not None
     return report
@@ -264,7 +270,7 @@ class _Part:
     """A pending part of the hour, read and checked against its manifest, and the hour's validated parts."""
 
     entry: dict[str, Any]  # the part's manifest entry
-    path: Path
+    path: LakePath
     sha256: str
     schema: pa.Schema
     frame: pd.DataFrame
@@ -272,7 +278,7 @@ class _Part:
     earlier: pd.DataFrame | None  # their rows
 
 
-def _load_part(lake: Path, start: datetime, part: dict[str, Any]) -> _Part:
+def _load_part(lake: LakePath, start: datetime, part: dict[str, Any]) -> _Part:
     live = lk.partition_dir(lake, start)
     data_file = live / part["file"]
     sha = lk.check_sha256(data_file, part.get("sha256"))
@@ -284,7 +290,7 @@ def _load_part(lake: Path, start: datetime, part: dict[str, Any]) -> _Part:
     return _Part(part, data_file, sha, schema, frame, earlier_parts, earlier)
 
 
-def _validate_part(lake: Path, start: datetime, settings: ValidationSettings, part: dict[str, Any]) -> ValidationReport:
+def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings, part: dict[str, Any]) -> ValidationReport:
     end = start + lk.HOUR
     p = _load_part(lake, start, part)
     table_stats = not p.earlier_parts or len(p.frame) >= settings.min_rows
@@ -343,7 +349,7 @@ def _stage_gx_result(out: _Outcome, record: dict[str, Any], staging: Path) -> No
         shutil.rmtree(docs_tmp, ignore_errors=True)
 
 
-def _quarantine(lake: Path, start: datetime, p: _Part, out: _Outcome, record: dict[str, Any],
+def _quarantine(lake: LakePath, start: datetime, p: _Part, out: _Outcome, record: dict[str, Any],
                 staging: Path) -> ValidationReport:
     """A critical failure: the hour goes to quarantine, or only this delta when the hour has validated parts."""
     if p.earlier_parts:
@@ -351,19 +357,19 @@ def _quarantine(lake: Path, start: datetime, p: _Part, out: _Outcome, record: di
     else:
         live = lk.partition_dir(lake, start)
         stale = live / lk.VALIDATION_FILE
-        if stale.exists():  # a record for other bytes: keep it, under another name
-            stale.rename(live / f"_validation.superseded.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json")
+        if lakefs.exists(stale):  # a record for other bytes: keep it, under another name
+            lakefs.move(stale, live / f"_validation.superseded.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json")
         target = lq.quarantine(lake, start, record, staging)
     index = target / "data_docs" / "index.html"
     return ValidationReport(start, "quarantined", len(p.frame), tuple(out.checks), target,
-                            index if index.is_file() else None, part=p.entry["file"],
+                            index if lakefs.is_file(index) else None, part=p.entry["file"],
                             hour_validated=bool(p.earlier_parts))
 
 
-def _quarantine_rows(lake: Path, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
+def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
                      record: dict[str, Any], staging: Path) -> dict[str, Any]:
     """Move the part's bad rows to quarantine (with the rules each broke); the part's new manifest entry."""
-    table = pq.read_table(p.path)
+    table = lk.read_parquet(p.path)
     mask = pa.array(out.bad)
     bad_rows = table.filter(mask).append_column(
         lk.REASON_COLUMN, pa.array(out.reasons[out.bad].tolist(), pa.string()))
@@ -378,7 +384,7 @@ def _quarantine_rows(lake: Path, start: datetime, settings: ValidationSettings, 
     return lq.quarantine_rows(lake, start, p.entry, table.filter(pc.invert(mask)), bad_rows, report, staging)
 
 
-def _accept(lake: Path, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
+def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
             record: dict[str, Any], staging: Path) -> ValidationReport:
     """The part is validated (its bad rows, if any, quarantined): record the hour's validated view."""
     entry, rows_path, docs, clean = p.entry, None, None, p.frame
@@ -387,7 +393,7 @@ def _accept(lake: Path, start: datetime, settings: ValidationSettings, p: _Part,
         entry = _quarantine_rows(lake, start, settings, p, out, record, staging)
         rows_path = lake / entry["row_quarantine"]
         index = rows_path / "data_docs" / "index.html"
-        docs = index if index.is_file() else None
+        docs = index if lakefs.is_file(index) else None
         clean = p.frame[~out.bad]
     validated = [*p.earlier_parts, entry]
     view = _concat([p.earlier, clean]) if p.earlier is not None else clean
@@ -406,7 +412,7 @@ def _accept(lake: Path, start: datetime, settings: ValidationSettings, p: _Part,
                             live_rows=record["live_rows"])
 
 
-def readmit_hour(lake: Path, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
+def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
     """Put an hour's quarantined rows (row sets and quarantined hours/parts) back, and validate them again.
 
     For after a fix: a reviewed change of the rules (incremental.yaml), or a source repaired. The
@@ -415,20 +421,25 @@ def readmit_hour(lake: Path, start: datetime, settings: ValidationSettings, reas
     deleted. Rows that still fail are quarantined again, like any part's.
     """
     start = lk.parse_hour(start)
-    hour = lk.iso_hour(start)
     if not reason or len(reason.strip()) < 10:
         raise ValidationError("readmit needs --reason: what was fixed (at least 10 characters; it is recorded)")
+    with lk.hour_lock(lake, start):
+        return _readmit_hour(lake, start, settings, reason)
+
+
+def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
+    hour = lk.iso_hour(start)
     live = lk.partition_dir(lake, start)
-    if (live / lk.MANIFEST_FILE).is_file():
+    if lakefs.is_file(live / lk.MANIFEST_FILE):
         good = set(lk.validated_files(live))
         if any(p["file"] not in good for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE))):
             validate_hour(lake, start, settings)  # a pending part first: readmission must not replace it
     sets, attempts = lq.row_sets(lake, start), lk.quarantine_attempts(lake, start)
     if not sets and not attempts:
         raise ValidationError(f"hour {hour} has nothing in quarantine to re-admit")
-    tables = [pq.read_table(s / "rows.parquet").drop_columns([lk.REASON_COLUMN]) for s in sets]
+    tables = [lk.read_parquet(s / "rows.parquet").drop_columns([lk.REASON_COLUMN]) for s in sets]
     for attempt in attempts:
-        tables += [pq.read_table(attempt / p["file"]) for p in lk.parts_of(lk.read_json(attempt / lk.MANIFEST_FILE))]
+        tables += [lk.read_parquet(attempt / p["file"]) for p in lk.parts_of(lk.read_json(attempt / lk.MANIFEST_FILE))]
     table = pa.concat_tables(tables, promote_options="permissive")
     sources = [str(p.relative_to(lake)) for p in [*sets, *attempts]]
     manifest = lk.add_part(lake, start, table, kind="readmitted",

@@ -11,13 +11,13 @@ import math
 import statistics
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from incremental import lake as lk
 from incremental.config import ValidationSettings
+from incremental.lakefs import LakePath
 from incremental.validate_report import CRITICAL, DRIFT_RULES, WARNING, Check
 
 
@@ -111,7 +111,7 @@ def _mix_check(stats: dict[str, Any], history: list[dict[str, Any]], settings: V
                    f" ({grade or 'warning'} limit {limit:g})")
 
 
-def validated_history(lake: Path, start: datetime, settings: ValidationSettings) -> list[dict[str, Any]]:
+def validated_history(lake: LakePath, start: datetime, settings: ValidationSettings) -> list[dict[str, Any]]:
     """Statistics of the latest `drift_window_hours` validated hours within `drift_lookback_hours`, oldest first."""
     out = []
     for k in range(1, settings.drift_lookback_hours + 1):

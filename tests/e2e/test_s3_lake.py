@@ -1,0 +1,216 @@
+"""The lake on object storage: `INCREMENTAL_LAKE=s3://bucket/lake` against an S3-compatible server.
+
+The server is moto's standalone one (`moto.server.ThreadedMotoServer`), started by the test on a
+free loopback port: real HTTP, real S3 requests through pyarrow's S3FileSystem and boto3, nothing
+mocked in-process. The data plane runs through the pipeline's own functions (simulate ->
+`extract_step` -> `validate_step`), and the partitions are read back as training and replay read
+them. Nothing of the lake may land on the local disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from incremental import anchor, lake, lake_quarantine, lakefs, pipeline, replay
+from incremental.config import Settings, load_settings
+from incremental.extract import warehouse_count
+from incremental.simulate import simulate
+from incremental.warehouse import Warehouse
+
+T0 = datetime(2026, 4, 1, 0, tzinfo=UTC)
+RATE = 2000  # 10 damaged rows per fault and hour: 0.5%, under max_bad_row_fraction (1%): row quarantine
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings(home: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings whose lake is s3://<a fresh bucket>/lake on the local server (standard AWS variables)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    monkeypatch.setenv("INCREMENTAL_LAKE", f"s3://{bucket}/lake")
+    return load_settings()
+
+
+def _keys(settings: Settings) -> set[str]:
+    root = settings.lake
+    assert isinstance(root, lakefs.ObjectPath)
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=root.bucket, Prefix="lake/")
+    return {o["Key"].removeprefix("lake/") for page in pages for o in page.get("Contents", [])}
+
+
+def test_the_settings_name_an_object_store_lake(s3_settings: Settings, home: Path) -> None:
+    assert isinstance(s3_settings.lake, lakefs.ObjectPath)
+    assert str(s3_settings.lake).startswith("s3://lake-") and str(s3_settings.lake).endswith("/lake")
+    assert isinstance(load_settings({"INCREMENTAL_HOME": str(home)}).lake, Path)  # the embedded default: a folder
+
+
+def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: Path) -> None:
+    settings = s3_settings
+    warehouse = Warehouse(settings.warehouse_url)
+    good, rows_bad, outage, after = (T0 + timedelta(hours=i) for i in range(4))
+    simulate(warehouse, good, good + lake.HOUR, rate=RATE, seed=SEED)
+    simulate(warehouse, rows_bad, rows_bad + lake.HOUR, rate=RATE, seed=SEED, faults=["null_query"])
+    simulate(warehouse, outage, outage + lake.HOUR, rate=RATE, seed=SEED, faults=["empty_hour"])  # arrives later
+    simulate(warehouse, after, after + lake.HOUR, rate=RATE, seed=SEED)
+
+    results = {}
+    for hour in (good, rows_bad, outage, after):
+        extracted = pipeline.extract_step(settings, hour)
+        assert extracted["rows"] == warehouse_count(warehouse, hour)
+        assert extracted["lake_key"] == lake.hour_key(hour).join(("search_logs/", ""))
+        results[hour] = pipeline.validate_step(settings, hour)
+
+    # a clean hour, an hour with bad rows (moved out row by row), an outage (the whole hour moved
+    # to quarantine: a "folder move" on S3), and the hour after it
+    assert results[good]["status"] == "validated", results[good]["summary"]
+    assert results[rows_bad]["status"] == "validated" and results[rows_bad]["quarantined_rows"] == 10
+    assert results[outage]["status"] == "quarantined", results[outage]["summary"]
+    assert results[after]["status"] == "validated", results[after]["summary"]
+    assert results[outage]["lake_key"].startswith("quarantine/search_logs/" + lake.hour_key(outage) + "/")
+    assert results[rows_bad]["quarantined_rows_key"].startswith("quarantine/search_logs/")
+
+    keys = _keys(settings)
+    for hour in (good, rows_bad, after):
+        assert f"search_logs/{lake.hour_key(hour)}/{lake.MANIFEST_FILE}" in keys
+        assert f"search_logs/{lake.hour_key(hour)}/{lake.VALIDATION_FILE}" in keys
+    assert f"search_logs/{lake.hour_key(rows_bad)}/part-0.valid.parquet" in keys
+    assert f"search_logs/{lake.hour_key(outage)}/{lake.MANIFEST_FILE}" not in keys  # moved whole
+    assert f"{results[outage]['lake_key']}/{lake.MANIFEST_FILE}" in keys
+    assert f"{results[outage]['lake_key']}/gx_result.json" in keys
+    assert f"{results[outage]['lake_key']}/data_docs/index.html" in keys
+    assert not (home / "lake").exists(), "the lake is on S3: nothing of it may be on the local disk"
+
+    # read back as training, replay and monitoring read it: every row of the warehouse accounted for
+    for hour in (good, rows_bad, outage, after):
+        assert lake_quarantine.row_counts(settings.lake, hour)["total"] == warehouse_count(warehouse, hour)
+    for hour in (good, after):
+        part = lake.partition(settings.lake, hour)
+        assert part.status == "validated" and isinstance(part.path, lakefs.ObjectPath)
+        assert lake.read_partition(part).num_rows == warehouse_count(warehouse, hour)
+    bad_part = lake.partition(settings.lake, rows_bad)
+    assert lake.read_partition(bad_part).num_rows == warehouse_count(warehouse, rows_bad) - 10
+    assert lake.partition(settings.lake, outage).status == "quarantined"
+    frame, lineage = replay.sample(settings.lake, after + lake.HOUR, fresh_rows=500, fraction=0.5, replay_hours=4,
+                                   holdout_fraction=0.2, seed=1)
+    assert len(frame) == 500 and [p["hour"] for p in lineage["partitions"]] == [
+        h.isoformat() for h in (good, rows_bad, after)]
+
+    # re-extracting writes nothing new; late rows become a delta part, validated on its own
+    assert pipeline.extract_step(settings, after)["delta_rows"] == 0
+    lineage_sha = lake.partition(settings.lake, after).manifest["sha256"]
+    late_hour = after + lake.HOUR
+    simulate(warehouse, late_hour, late_hour + lake.HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
+    delta = pipeline.extract_step(settings, after)
+    assert delta["delta_rows"] > 0
+    assert pipeline.validate_step(settings, after)["status"] == "validated"
+    grown = lake.partition(settings.lake, after)
+    assert grown.manifest["sha256"] != lineage_sha and [p["file"] for p in grown.parts] == ["part-0.parquet",
+                                                                                           "part-1.parquet"]
+    assert lake.read_partition(grown).num_rows == warehouse_count(warehouse, after)
+
+    # the anchor (forgetting benchmark) is frozen from the validated hours into the lake, and read back
+    info = anchor.freeze(settings.lake, good, after + lake.HOUR, size=300, seed=1, reason="s3 test")
+    frame, loaded = anchor.load(settings.lake)
+    assert len(frame) == info.rows == loaded.rows == 300 and loaded.sha256 == info.sha256
+    assert f"anchor/{anchor.ANCHOR_FILE}" in _keys(settings)
+    scores = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: [0.5] * 300, rows=300)
+    again = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: pytest.fail("not cached"), rows=300)
+    assert list(again) == list(scores)
+    refreshed = anchor.freeze(settings.lake, good, after + lake.HOUR, size=200, seed=2, reason="refresh", refresh=True)
+    assert anchor.current(settings.lake).sha256 == refreshed.sha256
+    assert [r["sha256"] for r in anchor.history(settings.lake)] == [info.sha256]
+    assert not (home / "lake").exists()
+
+
+def test_a_partition_is_visible_only_once_its_manifest_is(s3_settings: Settings) -> None:
+    """Publish order: the data objects, then the manifest (one PUT: atomic). Parts without a manifest are not an hour."""
+    settings = s3_settings
+    table = lake.SEARCH_LOG_SCHEMA.empty_table()
+    folder = lake.partition_dir(settings.lake, T0)
+    lake.write_part(folder, lake.DATA_FILE, table, kind="initial")
+    assert lake.partition(settings.lake, T0).status == "missing"
+    manifest = lake.write_partition(settings.lake, T0, table)
+    found = lake.partition(settings.lake, T0)
+    assert found.status == "extracted" and found.manifest["sha256"] == manifest["sha256"]
+    assert lake.read_partition(found).num_rows == 0
+
+
+def test_the_lake_lock_is_a_conditional_put_and_excludes(s3_settings: Settings) -> None:
+    settings = s3_settings
+    inside, overlaps, lock_key = [0], [0], "lake/_locks/registry.lock"
+
+    def worker() -> None:
+        for _ in range(3):
+            with lakefs.lock(settings.lake, "registry", timeout=60):
+                inside[0] += 1
+                overlaps[0] += inside[0] > 1
+                assert lock_key in {f"lake/{k}" for k in _keys(settings)}
+                time.sleep(0.02)
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == [0]
+    assert "_locks/registry.lock" not in _keys(settings)  # released: deleted
+
+    # held by another worker: we wait, and give up after the timeout
+    client = boto3.client("s3")
+    bucket = settings.lake.bucket  # type: ignore[union-attr]
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    client.put_object(Bucket=bucket, Key=lock_key, Body=f'{{"owner": "other", "expires_at": "{future}"}}'.encode())
+    with pytest.raises(lakefs.LockTimeout), lakefs.lock(settings.lake, "registry", timeout=0.5):
+        pass
+    # a lease past its expiry (its holder died) is broken, and the lock is taken
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    client.put_object(Bucket=bucket, Key=lock_key, Body=f'{{"owner": "dead", "expires_at": "{past}"}}'.encode())
+    with lakefs.lock(settings.lake, "registry", timeout=10):
+        body = client.get_object(Bucket=bucket, Key=lock_key)["Body"].read().decode()
+        assert '"dead"' not in body
+
+
+def test_the_registry_lock_lives_in_the_lake_when_it_is_on_s3(s3_settings: Settings, home: Path) -> None:
+    """Workers that share no disk share the lake: the promotion compare-and-set locks there."""
+    from incremental import registry
+
+    with registry._registry_lock(s3_settings):
+        assert "_locks/registry.lock" in _keys(s3_settings)
+    assert "_locks/registry.lock" not in _keys(s3_settings)
+    assert not (home / "registry.lock").exists()
+
+
+def test_a_missing_bucket_is_named(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INCREMENTAL_LAKE", "s3://no-such-bucket-here/lake")
+    settings = load_settings()
+    with pytest.raises((lakefs.StoreError, FileNotFoundError), match="no-such-bucket-here"):
+        lake.write_partition(settings.lake, T0, lake.SEARCH_LOG_SCHEMA.empty_table())
