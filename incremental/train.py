@@ -18,8 +18,6 @@ a re-run of an update whose run already finished returns that run instead of tra
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import logging
 import math
 import os
@@ -35,8 +33,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 import torch
 from mlflow.entities import Metric
 from transformers import get_linear_schedule_with_warmup
@@ -45,7 +41,6 @@ from incremental import lake as lk
 from incremental import model as rk
 from incremental import replay, tracking
 from incremental.config import Settings, TrainingSettings
-from incremental.errors import IncrementalError
 from incremental.fit import (
     FitData,
     FitState,
@@ -57,6 +52,7 @@ from incremental.fit import (
     seed_everything,
     set_rng_state,
 )
+from incremental.training_data import TrainingError, TrainingSet, digest, training_set
 
 log = logging.getLogger(__name__)
 
@@ -83,44 +79,7 @@ class TrainResult:
     resumed_from_step: int | None  # the checkpoint step this process resumed from, if it did
 
 
-class TrainingError(IncrementalError, RuntimeError):
-    """The update cannot run (an hour that is not validated, no rows to train on)."""
-
-
 # --- helpers, in the order the update uses them -----------------------------------------------
-
-
-def _digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def load_hours(
-    settings: Settings, starts: list[datetime], *, strict: bool
-) -> tuple[pd.DataFrame, pa.Table, list[dict[str, Any]]]:
-    """Training rows and holdout rows of validated hours, split by a hash of session_id.
-
-    strict: every hour must be validated (an hourly update); otherwise hours that are not are
-    skipped and reported (a bootstrap window may contain quarantined or empty hours).
-    """
-    fraction = settings.training.holdout_fraction
-    train, holdout, parts = [], [], []
-    for start in starts:
-        part = lk.partition(settings.lake, start)
-        if part.status != "validated":
-            message = f"hour {lk.iso_hour(start)} is {part.status}, not validated: refusing to train on it"
-            if strict:
-                raise TrainingError(message)
-            log.warning("%s (skipped)", message)
-            continue
-        table = lk.read_partition(part)
-        mask = replay.holdout_mask(table.column("session_id").to_pylist(), fraction)
-        train.append(table.filter(pa.array(~mask)).to_pandas())
-        holdout.append(table.filter(pa.array(mask)))
-        parts.append({"hour": start.isoformat(), "sha256": part.manifest["sha256"], "rows": table.num_rows,
-                      "train_rows": int((~mask).sum()), "holdout_rows": int(mask.sum())})
-    if not parts:
-        raise TrainingError(f"no validated hour among {len(starts)} to train on")
-    return pd.concat(train, ignore_index=True), pa.concat_tables(holdout), parts
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
@@ -175,38 +134,6 @@ def _fail_orphans(client: Any, experiment_id: str, key: str, keep: str | None) -
 # --- the update, in its parts --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrainingSet:
-    fresh: pd.DataFrame  # the hours' rows outside the holdout
-    replayed: pd.DataFrame
-    holdout: pa.Table
-    lineage: dict[str, Any]
-    data_hash: str
-
-    @property
-    def rows(self) -> pd.DataFrame:
-        return pd.concat([self.fresh, self.replayed], ignore_index=True) if len(self.replayed) else self.fresh
-
-
-def training_set(settings: Settings, starts: list[datetime], kind: str, stale: replay.Stale | None) -> TrainingSet:
-    """The hours' rows (less their holdout sessions) plus replay, with lineage and a data hash."""
-    t = settings.training
-    fresh, holdout, parts = load_hours(settings, starts, strict=kind == "hourly")
-    replayed, replay_lineage = replay.sample(
-        settings.lake, starts[0], fresh_rows=len(fresh), fraction=t.replay_fraction,
-        replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
-    )
-    lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + lk.HOUR).isoformat(),
-               "partitions": parts, "replay": replay_lineage}
-    identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
-                "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
-                "holdout_fraction": t.holdout_fraction}
-    if stale is not None:  # only then: a normal update keeps the identity it always had
-        identity["stale"] = replay_lineage["stale"]
-    lineage["data_hash"] = data_hash = _digest(identity)
-    return TrainingSet(fresh, replayed, holdout, lineage, data_hash)
-
-
 def starting_point(settings: Settings, from_champion: bool, start_version: str | None) -> tuple[Any, Any, str | None]:
     """(model, tokenizer, parent version): the champion by alias, a given version (the last
     candidate of a drift episode's shadow chain), or the base weights (parent None)."""
@@ -234,7 +161,7 @@ def update_identity(settings: Settings, starts: list[datetime], kind: str, max_s
     config = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
               "base_model": None if parent_version else settings.base_model}
     hour_key = f"{starts[0]:%Y%m%dT%H}" + (f"-{starts[-1] + lk.HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
-    key = f"{hour_key}-{'v' + parent_version if parent_version else 'base'}-{data_hash[:12]}-{_digest(config)[:8]}"
+    key = f"{hour_key}-{'v' + parent_version if parent_version else 'base'}-{data_hash[:12]}-{digest(config)[:8]}"
     home = settings.home
     return UpdateIdentity(key, config, home / "candidates" / key, home / "holdout" / f"{key}.parquet",
                           home / "checkpoints" / key / "last.pt")
