@@ -257,28 +257,28 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 # --- the parser ---------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="incremental", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _command(sub: argparse._SubParsersAction, name: str, handler: Callable[[Settings, argparse.Namespace], None],
+             help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(handler=handler)
+    return p
 
-    def command(name: str, handler: Callable[[Settings, argparse.Namespace], None], help: str):
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(handler=handler)
-        return p
 
-    def interval(p: argparse.ArgumentParser, end_required: bool = False) -> None:
-        p.add_argument("--start", type=_hour, required=True, help="first hour, ISO UTC (e.g. 2026-01-01T05:00)")
-        default = "" if end_required else " (default: start + 1h)"
-        p.add_argument("--end", type=_hour, required=end_required, help=f"end of the range, exclusive{default}")
+def _interval(p: argparse.ArgumentParser, end_required: bool = False) -> None:
+    p.add_argument("--start", type=_hour, required=True, help="first hour, ISO UTC (e.g. 2026-01-01T05:00)")
+    default = "" if end_required else " (default: start + 1h)"
+    p.add_argument("--end", type=_hour, required=end_required, help=f"end of the range, exclusive{default}")
 
+
+def _data_commands(sub: argparse._SubParsersAction) -> None:
+    """The warehouse, its inputs (simulated or imported) and the lake's hours."""
     p = sub.add_parser("warehouse", help="warehouse administration")
     wsub = p.add_subparsers(dest="warehouse_command", required=True)
     w = wsub.add_parser("init", help="create the tables (idempotent)")
     w.set_defaults(handler=cmd_warehouse_init)
 
-    p = command("simulate", cmd_simulate, "write a synthetic catalogue and hourly traffic into the warehouse")
-    interval(p, end_required=True)
+    p = _command(sub, "simulate", cmd_simulate, "write a synthetic catalogue and hourly traffic into the warehouse")
+    _interval(p, end_required=True)
     p.add_argument("--rate", type=int, default=5000, help="impressions per hour")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenario", choices=("steady", "drift"), default="steady")
@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", action="append", metavar="KIND",
                    help=f"inject bad input of this kind into every simulated hour (repeatable): {', '.join(FAULTS)}")
 
-    p = command("import-judgments", cmd_import_judgments, "turn a relevance-judgment CSV into catalogue rows and impressions")
+    p = _command(sub, "import-judgments", cmd_import_judgments,
+                 "turn a relevance-judgment CSV into catalogue rows and impressions")
     p.add_argument("path", type=Path)
     p.add_argument("--query-col", required=True)
     p.add_argument("--title-col", required=True)
@@ -297,32 +298,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
 
-    p = command("extract", cmd_extract, "extract hours from the warehouse into the lake")
-    interval(p)
-    p = command("validate", cmd_validate, "validate extracted hours (quarantine on critical failures)")
-    interval(p)
-    p = command("partitions", cmd_partitions, "list hours with their status, live rows and rows in quarantine")
-    interval(p)
-    p = command("readmit", cmd_readmit, "after a fix, put an hour's quarantined rows (or whole hour) back and "
-                "validate them again (recorded in the hour's manifest)")
-    interval(p)
+    p = _command(sub, "extract", cmd_extract, "extract hours from the warehouse into the lake")
+    _interval(p)
+    p = _command(sub, "validate", cmd_validate, "validate extracted hours (quarantine on critical failures)")
+    _interval(p)
+    p = _command(sub, "partitions", cmd_partitions, "list hours with their status, live rows and rows in quarantine")
+    _interval(p)
+    p = _command(sub, "readmit", cmd_readmit, "after a fix, put an hour's quarantined rows (or whole hour) back and "
+                 "validate them again (recorded in the hour's manifest)")
+    _interval(p)
     p.add_argument("--reason", required=True, help="what was fixed (recorded)")
 
-    p = command("train", cmd_train, "update the champion on one validated hour (prints the MLflow run and the candidate)")
+
+def _training_commands(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "train", cmd_train,
+                 "update the champion on one validated hour (prints the MLflow run and the candidate)")
     p.add_argument("--start", type=_hour, required=True)
-    p = command("bootstrap", cmd_bootstrap, "train from the base weights on a window of validated hours, through the gate")
-    interval(p, end_required=True)
+    p = _command(sub, "bootstrap", cmd_bootstrap,
+                 "train from the base weights on a window of validated hours, through the gate")
+    _interval(p, end_required=True)
     p.add_argument("--anchor-size", type=int, default=4000, help="rows of the anchor set frozen if none exists yet")
-    p = command("run-hour", cmd_run_hour,
-                "extract -> validate -> monitor -> train -> evaluate -> register/reject (-> catch-up), for each hour")
-    interval(p)
+    p = _command(sub, "run-hour", cmd_run_hour,
+                 "extract -> validate -> monitor -> train -> evaluate -> register/reject (-> catch-up), for each hour")
+    _interval(p)
     p.add_argument("--force-promote", metavar="REASON", help="promote even if the gate rejects (recorded)")
     p.add_argument("--dry-run", action="store_true", help="decide but register nothing")
 
+
+def _benchmark_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="the frozen anchor set (the forgetting benchmark)")
     bsub = p.add_subparsers(dest="benchmark_command", required=True)
     b = bsub.add_parser("freeze", help="freeze a stratified sample of validated hours as the anchor set")
-    interval(b, end_required=True)
+    _interval(b, end_required=True)
     b.add_argument("--size", type=int, default=4000)
     b.add_argument("--reason", default="", help="why (recorded)")
     b.add_argument("--refresh", action="store_true", help="replace the existing anchor (it is kept in history)")
@@ -335,19 +342,32 @@ def build_parser() -> argparse.ArgumentParser:
     continual.add_arguments(b)
     b.set_defaults(handler=cmd_benchmark_continual)
 
-    p = command("promote", cmd_promote, "a person promotes a version to champion (overrides the gate; recorded)")
+
+def _registry_commands(sub: argparse._SubParsersAction) -> None:
+    """The people's side of the registry (promote, roll back, history), the drift rule and serving."""
+    p = _command(sub, "promote", cmd_promote, "a person promotes a version to champion (overrides the gate; recorded)")
     p.add_argument("--version", required=True)
     p.add_argument("--reason", required=True)
-    p = command("rollback", cmd_rollback, "make an earlier champion the champion again (recorded)")
+    p = _command(sub, "rollback", cmd_rollback, "make an earlier champion the champion again (recorded)")
     p.add_argument("--to", help="version (default: the previous champion)")
     p.add_argument("--reason", required=True)
-    command("history", cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
-    p = command("drift", cmd_drift, "the drift rule's state: mode, episode, changed slices, the champion's prequential record")
+    _command(sub, "history", cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
+    p = _command(sub, "drift", cmd_drift,
+                 "the drift rule's state: mode, episode, changed slices, the champion's prequential record")
     p.add_argument("--hours", type=int, default=12, help="how many recent hours of the record to show")
-    p = command("serve", cmd_serve, "serve the champion over HTTP (MLflow's scoring protocol; POST /reload follows the alias)")
+    p = _command(sub, "serve", cmd_serve,
+                 "serve the champion over HTTP (MLflow's scoring protocol; POST /reload follows the alias)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--poll-seconds", type=float, default=0, help="also re-check the champion alias this often (0: off)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incremental", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_data_commands, _training_commands, _benchmark_commands, _registry_commands):
+        add(sub)
     return parser
 
 

@@ -126,6 +126,89 @@ def load_pairs(
     return pairs, int((~keep).sum())
 
 
+def _categorise(pairs: pd.DataFrame, slice_by: str) -> pd.DataFrame:
+    """Add each pair's product_id, brand and category (the slice); the products, one row each."""
+    pairs["product_id"] = [_product_id(t) for t in pairs["title"]]
+    pairs["brand"] = pairs["title"].str.split(n=1).str[0]
+    if slice_by == "brand":
+        sizes = pairs["brand"].value_counts()
+        sizes = sizes.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+        top = set(sizes.index[:TOP_BRANDS])
+        pairs["category"] = pairs["brand"].where(pairs["brand"].isin(top), "other")
+    else:
+        pairs["category"] = [f"bucket-{int(p[1:], 16) % HASH_BUCKETS:02d}" for p in pairs["product_id"]]
+    return pairs.drop_duplicates("product_id")[["product_id", "title", "brand", "category"]]
+
+
+def _lay_out_pages(pairs: pd.DataFrame, slice_by: str, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.Series]:
+    """The pairs as pages in time order, each with its positions; and the slices' sizes, largest first."""
+    pairs["page"] = pairs.groupby("query", sort=True).ngroup()
+    pairs["slot"] = pairs.groupby("page").cumcount()
+    pairs["page"] = pairs["page"] * (1 + pairs["slot"].max() // PAGE_SIZE) + pairs["slot"] // PAGE_SIZE
+    pages = pairs.groupby("page")["category"].agg(lambda c: c.value_counts().sort_index().idxmax())
+    group_size = pairs["category"].value_counts()
+    group_rank = {g: (g == "other", -n, g) for g, n in group_size.items()}
+    page_key = pd.DataFrame({"page": pages.index, "shuffle": rng.random(len(pages))})
+    if slice_by == "brand":
+        page_key["group"] = [group_rank[g] for g in pages.to_numpy()]
+        page_key = page_key.sort_values(["group", "shuffle"], kind="stable")
+    else:
+        page_key = page_key.sort_values("shuffle", kind="stable")
+    page_order = pd.Series(np.arange(len(page_key)), index=page_key["page"].to_numpy())
+    pairs["page_order"] = page_order.reindex(pairs["page"]).to_numpy()
+    pairs["tiebreak"] = rng.random(len(pairs))  # positions: a random order within the page
+    pairs = pairs.sort_values(["page_order", "tiebreak"], kind="stable").reset_index(drop=True)
+    pairs["position"] = pairs.groupby("page_order").cumcount() + 1
+    return pairs, group_size
+
+
+def _impressions(pairs: pd.DataFrame, start: datetime, start_us: int, rate: int, seed: int,
+                 rng: np.random.Generator) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """One impression per laid-out pair: its times, session, user and click; with the clicks and
+    the ingestion times (microseconds) for the summary."""
+    n = len(pairs)
+    lo, hi = pairs["grade"].min(), pairs["grade"].max()
+    norm = (pairs["grade"] - lo) / (hi - lo) if hi > lo else pd.Series(1.0, index=pairs.index)
+    p_click = norm.to_numpy() * position_bias(pairs["position"].to_numpy())
+    clicked = (rng.random(n) < p_click).astype(np.int32)
+    event_us = start_us + (np.arange(n, dtype=np.int64) * _HOUR_US) // rate
+    delay_s = np.minimum(SHORT_DELAY_MIN_S + rng.exponential(SHORT_DELAY_MEAN_S, n), SHORT_DELAY_MAX_S)
+    ingested_us = event_us + (delay_s * _US).astype(np.int64)
+    n_pages = int(pairs["page_order"].max()) + 1
+    users = (N_USERS * rng.random(n_pages) ** 2).astype(np.int64)
+    tag = f"{seed}-{start:%Y%m%d%H}"
+    page_idx = pairs["page_order"].to_numpy()
+    ts = pa.timestamp("us", tz="UTC")
+    impressions = pa.table(
+        {
+            "event_id": pa.array([f"j{tag}-{i:07d}" for i in range(n)], pa.string()),
+            "event_ts": pa.array(event_us, ts),
+            "ingested_at": pa.array(ingested_us, ts),
+            "session_id": pa.array(np.array([f"js{tag}-{p:06d}" for p in range(n_pages)], dtype=object)[page_idx]),
+            "user_id": pa.array(np.array([f"ju{seed}-{u:05d}" for u in users], dtype=object)[page_idx]),
+            "query": pa.array(pairs["query"].to_numpy(dtype=object), pa.string()),
+            "product_id": pa.array(pairs["product_id"].to_numpy(dtype=object), pa.string()),
+            "position": pa.array(pairs["position"].to_numpy(), pa.int32()),
+            "clicked": pa.array(clicked, pa.int32()),
+        }
+    )
+    return impressions, clicked, ingested_us
+
+
+def _product_table(products: pd.DataFrame, start_us: int) -> pa.Table:
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.table(
+        {
+            "product_id": pa.array(products["product_id"].to_numpy(dtype=object), pa.string()),
+            "title": pa.array(products["title"].to_numpy(dtype=object), pa.string()),
+            "brand": pa.array(products["brand"].to_numpy(dtype=object), pa.string()),
+            "category": pa.array(products["category"].to_numpy(dtype=object), pa.string()),
+            "price": pa.nulls(len(products), pa.float64()),
+            "created_at": pa.array(np.full(len(products), start_us, dtype=np.int64), ts),
+        }
+    )
+
+
 def import_judgments(
     warehouse: Warehouse,
     path: Path,
@@ -155,80 +238,16 @@ def import_judgments(
         Path(path), query_col=query_col, title_col=title_col, grade_col=grade_col, encoding=encoding
     )
     rng = np.random.default_rng([seed, 0x7D6])
-
-    # --- products --------------------------------------------------------------------------
-    pairs["product_id"] = [_product_id(t) for t in pairs["title"]]
-    pairs["brand"] = pairs["title"].str.split(n=1).str[0]
-    if slice_by == "brand":
-        sizes = pairs["brand"].value_counts()
-        sizes = sizes.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-        top = set(sizes.index[:TOP_BRANDS])
-        pairs["category"] = pairs["brand"].where(pairs["brand"].isin(top), "other")
-    else:
-        pairs["category"] = [f"bucket-{int(p[1:], 16) % HASH_BUCKETS:02d}" for p in pairs["product_id"]]
-    products = pairs.drop_duplicates("product_id")[["product_id", "title", "brand", "category"]]
+    products = _categorise(pairs, slice_by)
     start_us = int(start.timestamp()) * _US
-
-    # --- pages, in time order ------------------------------------------------------------------
-    pairs["page"] = pairs.groupby("query", sort=True).ngroup()
-    pairs["slot"] = pairs.groupby("page").cumcount()
-    pairs["page"] = pairs["page"] * (1 + pairs["slot"].max() // PAGE_SIZE) + pairs["slot"] // PAGE_SIZE
-    pages = pairs.groupby("page")["category"].agg(lambda c: c.value_counts().sort_index().idxmax())
-    group_size = pairs["category"].value_counts()
-    group_rank = {g: (g == "other", -n, g) for g, n in group_size.items()}
-    page_key = pd.DataFrame({"page": pages.index, "shuffle": rng.random(len(pages))})
-    if slice_by == "brand":
-        page_key["group"] = [group_rank[g] for g in pages.to_numpy()]
-        page_key = page_key.sort_values(["group", "shuffle"], kind="stable")
-    else:
-        page_key = page_key.sort_values("shuffle", kind="stable")
-    page_order = pd.Series(np.arange(len(page_key)), index=page_key["page"].to_numpy())
-    pairs["page_order"] = page_order.reindex(pairs["page"]).to_numpy()
-    pairs["tiebreak"] = rng.random(len(pairs))  # positions: a random order within the page
-    pairs = pairs.sort_values(["page_order", "tiebreak"], kind="stable").reset_index(drop=True)
-    pairs["position"] = pairs.groupby("page_order").cumcount() + 1
-
-    n = len(pairs)
-    lo, hi = pairs["grade"].min(), pairs["grade"].max()
-    norm = (pairs["grade"] - lo) / (hi - lo) if hi > lo else pd.Series(1.0, index=pairs.index)
-    p_click = norm.to_numpy() * position_bias(pairs["position"].to_numpy())
-    clicked = (rng.random(n) < p_click).astype(np.int32)
-    event_us = start_us + (np.arange(n, dtype=np.int64) * _HOUR_US) // rate
-    delay_s = np.minimum(SHORT_DELAY_MIN_S + rng.exponential(SHORT_DELAY_MEAN_S, n), SHORT_DELAY_MAX_S)
-    ingested_us = event_us + (delay_s * _US).astype(np.int64)
-    n_pages = int(pairs["page_order"].max()) + 1
-    users = (N_USERS * rng.random(n_pages) ** 2).astype(np.int64)
-    tag = f"{seed}-{start:%Y%m%d%H}"
-    page_idx = pairs["page_order"].to_numpy()
-    ts = pa.timestamp("us", tz="UTC")
-    impressions = pa.table(
-        {
-            "event_id": pa.array([f"j{tag}-{i:07d}" for i in range(n)], pa.string()),
-            "event_ts": pa.array(event_us, ts),
-            "ingested_at": pa.array(ingested_us, ts),
-            "session_id": pa.array(np.array([f"js{tag}-{p:06d}" for p in range(n_pages)], dtype=object)[page_idx]),
-            "user_id": pa.array(np.array([f"ju{seed}-{u:05d}" for u in users], dtype=object)[page_idx]),
-            "query": pa.array(pairs["query"].to_numpy(dtype=object), pa.string()),
-            "product_id": pa.array(pairs["product_id"].to_numpy(dtype=object), pa.string()),
-            "position": pa.array(pairs["position"].to_numpy(), pa.int32()),
-            "clicked": pa.array(clicked, pa.int32()),
-        }
-    )
-    product_table = pa.table(
-        {
-            "product_id": pa.array(products["product_id"].to_numpy(dtype=object), pa.string()),
-            "title": pa.array(products["title"].to_numpy(dtype=object), pa.string()),
-            "brand": pa.array(products["brand"].to_numpy(dtype=object), pa.string()),
-            "category": pa.array(products["category"].to_numpy(dtype=object), pa.string()),
-            "price": pa.nulls(len(products), pa.float64()),
-            "created_at": pa.array(np.full(len(products), start_us, dtype=np.int64), ts),
-        }
-    )
+    pairs, group_size = _lay_out_pages(pairs, slice_by, rng)
+    impressions, clicked, ingested_us = _impressions(pairs, start, start_us, rate, seed, rng)
 
     warehouse.init_schema()
-    warehouse.insert("products", product_table)
+    warehouse.insert("products", _product_table(products, start_us))
     warehouse.insert("search_impressions", impressions)
 
+    n = len(pairs)
     hour_of = ingested_us // _HOUR_US
     keys, counts = np.unique(hour_of, return_counts=True)
     return {
