@@ -55,7 +55,8 @@ def test_the_small_preset_writes_json_summary_and_charts(run: dict) -> None:
     summary = result["summary"]["arms"]
     assert set(summary) == set(arms) and summary["full_retrain"]["recovery_hours"] == 0
     cost = result["summary"]["cost_ratio_gated_vs_full_retrain"]
-    assert cost["examples"] == pytest.approx(0.5)  # 5 steps vs 10 steps, same batch size
+    # an update: 5 steps; the last full retrain: at least 10, and at least one pass over every hour so far
+    assert 0 < cost["examples"] <= 0.5
 
 
 def test_each_arm_learns_its_own_way_in_its_own_home(run: dict) -> None:
