@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python benchmarks/train_bench.py
 	$(BIN)/python benchmarks/presets_bench.py
 	$(BIN)/python benchmarks/latency_bench.py
+	$(BIN)/python benchmarks/train_cost_bench.py
 
 airflow: setup
 	export INCREMENTAL_HOME=$(DEMO_HOME) && source scripts/airflow_env.sh && incremental_airflow_init && airflow standalone
