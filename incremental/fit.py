@@ -70,14 +70,22 @@ def make_optimizer(model: torch.nn.Module, t: TrainingSettings) -> torch.optim.O
     return torch.optim.AdamW(groups, lr=t.learning_rate)
 
 
-def l2sp_penalty(model: torch.nn.Module, anchors: dict[str, torch.Tensor], strength: float) -> torch.Tensor:
-    """strength/2 * ||w - w0||^2 over the weights that have a starting point (Li et al. 2018):
-    keeps the update near the champion, which is what it must not forget."""
+def add_l2sp_gradient(model: torch.nn.Module, anchors: dict[str, torch.Tensor], strength: float) -> float:
+    """Add the gradient of strength/2 * ||w - w0||^2 (Li et al. 2018: keeps the update near the
+    champion, which is what it must not forget) to the weights' gradients, and return the penalty.
+
+    Its gradient is strength * (w - w0), added after `backward()` rather than built into the
+    autograd graph: the same update (clipping comes after), at a fraction of the cost: through
+    autograd the penalty made each step 20% slower (benchmarks/results/train_cost.json).
+    """
     total = torch.zeros((), device=next(model.parameters()).device)
-    for name, param in model.named_parameters():
-        if name in anchors:
-            total = total + (param - anchors[name]).pow(2).sum()
-    return 0.5 * strength * total
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in anchors and param.grad is not None:
+                diff = param - anchors[name]
+                param.grad.add_(diff, alpha=strength)
+                total += diff.pow(2).sum()
+    return 0.5 * strength * float(total)  # one device sync per step
 
 
 def rng_state() -> dict[str, Any]:
@@ -174,14 +182,13 @@ class Trainer:
             logits = self.model(**batch).logits.squeeze(-1)
         # BCE on the logits, in fp32; never `labels=` (transformers would compute MSE).
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
-        penalty = (l2sp_penalty(self.model, self.anchors, self.l2sp_strength) if self.anchors
-                   else torch.zeros((), device=self.device))
-        (loss + penalty).backward()
+        loss.backward()
+        penalty = add_l2sp_gradient(self.model, self.anchors, self.l2sp_strength) if self.anchors else 0.0
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)  # free the gradients' memory at once
-        return {"train_loss": loss.item(), "l2sp_penalty": penalty.item(), "grad_norm": float(grad_norm),
+        return {"train_loss": loss.item(), "l2sp_penalty": penalty, "grad_norm": float(grad_norm),
                 "learning_rate": self.scheduler.get_last_lr()[0]}
 
 
