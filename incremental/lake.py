@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from incremental import lakefs
+from incremental import lake_lock, lakefs
 from incremental.errors import IncrementalError, InputError
 from incremental.lakefs import LakePath
 
@@ -146,8 +146,8 @@ def scratch_dir(lake: LakePath) -> Path:
 def hour_lock(lake: LakePath, start: datetime) -> AbstractContextManager[None]:
     """The lock every change to an hour takes (extraction, validation, re-admission): its manifest
     is read, changed and written again, so two workers on the same hour take turns. Shared by
-    every worker that reaches the lake, local or on object storage (`lakefs.lock`)."""
-    return lakefs.lock(lake, f"search_logs-{start:%Y%m%dT%H}")
+    every worker that reaches the lake, local or on object storage (`lake_lock.lock`)."""
+    return lake_lock.lock(lake, f"search_logs-{start:%Y%m%dT%H}")
 
 
 def part_file(index: int) -> str:

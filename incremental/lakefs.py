@@ -19,7 +19,7 @@ Where the two stores differ by nature, and what the lake relies on:
   are copied with the manifest last, then the source manifest is deleted first and the rest after
   it, so at every moment the hour is either live (its manifest is there) or in quarantine, and a
   crash in between leaves a copy that validating again moves aside, as locally.
-* **The lock** (`lock`): locally an exclusive `flock` on a file under ``<lake>/_locks``; on S3 a
+* **The lock** (`lake_lock.lock`): locally an exclusive `flock` on a file under ``<lake>/_locks``; on S3 a
   create-only conditional PUT (``If-None-Match: *``) of ``<lake>/_locks/<name>.lock`` holding the
   owner and an expiry (a lease), released by a delete conditional on its ETag (``If-Match``). A
   lease older than its expiry (a worker that died holding it) is broken the same way. No
@@ -29,18 +29,10 @@ Where the two stores differ by nature, and what the lake relies on:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
-import json
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -385,107 +377,3 @@ def key(lake: LakePath, path: LakePath | str) -> str:
         target = path if isinstance(path, ObjectPath) else root(path)
         return target.relative_to(lake).as_posix()  # type: ignore[union-attr]
     return Path(path).absolute().relative_to(Path(lake).absolute()).as_posix()
-
-
-# --- the lock -------------------------------------------------------------------------------------
-class LockTimeout(TimeoutError):
-    """Another worker held the lake lock for longer than we were willing to wait."""
-
-
-_held = threading.local()
-
-
-def _s3_client():  # pragma: no cover - exercised by the S3 lake test
-    import boto3
-
-    # boto3 reads AWS_ENDPOINT_URL, the credentials and the region from the environment
-    return boto3.client("s3")
-
-
-@contextlib.contextmanager
-def lock(lake: LakePath, name: str, *, timeout: float = 600.0, lease: float = 900.0) -> Iterator[None]:
-    """An exclusive lock named `name`, shared by every worker that reaches the lake; re-entrant
-    within a thread. Local lake: `flock` on ``<lake>/_locks/<name>.lock``. Object store: a
-    create-only conditional PUT of that object (a lease with an expiry; see the module docstring)."""
-    held = _held.__dict__.setdefault("names", {})
-    ident = (str(lake), name)
-    if held.get(ident):
-        held[ident] += 1
-        try:
-            yield
-        finally:
-            held[ident] -= 1
-        return
-    path = lake / LOCKS_DIR / f"{name}.lock"
-    if isinstance(path, ObjectPath):
-        cm = _object_lock(path, timeout, lease)
-    else:
-        cm = _local_lock(path, timeout)
-    with cm:
-        held[ident] = 1
-        try:
-            yield
-        finally:
-            held.pop(ident, None)
-
-
-@contextlib.contextmanager
-def _local_lock(path: Path, timeout: float) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockTimeout(f"lake lock {path} held by another process for more than {timeout:g} s") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _object_lock(path: ObjectPath, timeout: float, lease: float) -> Iterator[None]:
-    from botocore.exceptions import ClientError
-
-    client = _s3_client()
-    bucket, key_ = path.bucket, str(path.key).lstrip("/")
-    deadline, wait = time.monotonic() + timeout, 0.05
-    while True:
-        now = datetime.now(UTC)
-        body = json.dumps({"owner": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-                           "acquired_at": now.isoformat(), "expires_at": (now + timedelta(seconds=lease)).isoformat()})
-        try:
-            etag = client.put_object(Bucket=bucket, Key=key_, Body=body.encode(), IfNoneMatch="*")["ETag"]
-            break
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                raise
-        _break_if_expired(client, bucket, key_)
-        if time.monotonic() > deadline:
-            raise LockTimeout(f"lake lock {path} held by another worker for more than {timeout:g} s")
-        time.sleep(wait)
-        wait = min(wait * 2, 1.0)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ClientError):  # gone already (broken as expired): nothing to release
-            client.delete_object(Bucket=bucket, Key=key_, IfMatch=etag)
-
-
-def _break_if_expired(client: Any, bucket: str, key_: str) -> None:
-    """Delete a lease past its expiry, conditional on its ETag (two breakers cannot both win)."""
-    from botocore.exceptions import ClientError
-
-    try:
-        got = client.get_object(Bucket=bucket, Key=key_)
-        record = json.loads(got["Body"].read())
-        if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
-            client.delete_object(Bucket=bucket, Key=key_, IfMatch=got["ETag"])
-    except (ClientError, ValueError, KeyError):
-        return

@@ -8,7 +8,7 @@
   rejected as stale. MLflow has no atomic alias update, so the read-compare-write runs under an
   exclusive lock: a file lock in INCREMENTAL_HOME (a shared volume in the compose stack) when the
   lake is a local folder; when the lake is on object storage (`s3://`), a lock object in the lake
-  taken with a create-only conditional PUT, so workers need no shared disk (`lakefs.lock`).
+  taken with a create-only conditional PUT, so workers need no shared disk (`lake_lock.lock`).
 - Idempotent: (interval, parent version, data hash) names a candidate; registering the same
   key again returns the existing version.
 - A person can promote a rejected version or roll back, with a reason; both are recorded as tags.
@@ -31,7 +31,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from incremental import lake, lakefs, tracking
+from incremental import lake, lake_lock, lakefs, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
@@ -66,7 +66,7 @@ def _registry_lock(settings: Settings) -> Iterator[None]:
     if lakefs.is_object(settings.lake):
         # workers that share no disk share the lake: the lock is an object there, taken with a
         # create-only conditional PUT (see incremental/lakefs.py)
-        with lakefs.lock(settings.lake, "registry"):
+        with lake_lock.lock(settings.lake, "registry"):
             yield
         return
     settings.home.mkdir(parents=True, exist_ok=True)

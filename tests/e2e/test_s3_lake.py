@@ -21,7 +21,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from incremental import anchor, lake, lake_quarantine, lakefs, pipeline, replay
+from incremental import anchor, lake, lake_lock, lake_quarantine, lakefs, pipeline, replay
 from incremental.config import Settings, load_settings
 from incremental.extract import warehouse_count
 from incremental.simulate import simulate
@@ -169,7 +169,7 @@ def test_the_lake_lock_is_a_conditional_put_and_excludes(s3_settings: Settings) 
 
     def worker() -> None:
         for _ in range(3):
-            with lakefs.lock(settings.lake, "registry", timeout=60):
+            with lake_lock.lock(settings.lake, "registry", timeout=60):
                 inside[0] += 1
                 overlaps[0] += inside[0] > 1
                 assert lock_key in {f"lake/{k}" for k in _keys(settings)}
@@ -189,12 +189,12 @@ def test_the_lake_lock_is_a_conditional_put_and_excludes(s3_settings: Settings) 
     bucket = settings.lake.bucket  # type: ignore[union-attr]
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     client.put_object(Bucket=bucket, Key=lock_key, Body=f'{{"owner": "other", "expires_at": "{future}"}}'.encode())
-    with pytest.raises(lakefs.LockTimeout), lakefs.lock(settings.lake, "registry", timeout=0.5):
+    with pytest.raises(lake_lock.LockTimeout), lake_lock.lock(settings.lake, "registry", timeout=0.5):
         pass
     # a lease past its expiry (its holder died) is broken, and the lock is taken
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     client.put_object(Bucket=bucket, Key=lock_key, Body=f'{{"owner": "dead", "expires_at": "{past}"}}'.encode())
-    with lakefs.lock(settings.lake, "registry", timeout=10):
+    with lake_lock.lock(settings.lake, "registry", timeout=10):
         body = client.get_object(Bucket=bucket, Key=lock_key)["Body"].read().decode()
         assert '"dead"' not in body
 
