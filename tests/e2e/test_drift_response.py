@@ -29,8 +29,7 @@ from incremental.evaluate import score_dir
 from incremental.simulate import simulate
 from incremental.warehouse import Warehouse
 
-# In the suite (slow): the fast preset, 22 min on 2 cores shared with a benchmark, about a third
-# of that quiet. Last run: the poisoned hour held; the first drifted hour held, the drift declared
+# In the suite (slow): the fast preset, about 2 minutes on a quiet 2-core machine (22 under load 6). Last run: the poisoned hour held; the first drifted hour held, the drift declared
 # on the second; the adapt candidate of that hour approved (its replay left out the changed
 # categories' pre-drift rows); on the last hour the adopted model's AUC 0.54 against the stale
 # champion's 0.49 on the same rows. (Before stale rows were left out of replay, every candidate of
