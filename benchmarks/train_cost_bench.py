@@ -62,43 +62,26 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _fit_data(tokenizer, frame, holdout, max_length: int):
-    import torch
-
+def _trainer(preset: str, t, steps: int, *, l2sp: bool):
+    """The project's trainer from the packaged weights; an hourly update pulls toward its
+    starting weights (L2-SP), a retrain from the base does not."""
     from incremental import model as rk
-    from incremental.fit import FitData
-
-    return FitData(
-        train=rk.tokenize(tokenizer, *rk.frame_texts(frame), max_length),
-        train_labels=torch.tensor(frame["clicked"].to_numpy(dtype="float32")),
-        holdout=rk.tokenize(tokenizer, *rk.frame_texts(holdout), max_length),
-        holdout_labels=holdout["clicked"].to_numpy(dtype="float64"),
-        pad_id=tokenizer.pad_token_id,
-    )
-
-
-def _trainer(preset: str, t, steps: int, device, autocast: bool, l2sp: bool):
-    from transformers import get_linear_schedule_with_warmup
-
-    from incremental import model as rk
-    from incremental.fit import Trainer, make_optimizer
+    from incremental.fit import make_trainer
 
     model, tokenizer = rk.load_base(preset, seed=t.seed)
-    model = model.float().to(device)  # weights may be stored in half precision to travel
-    optimizer = make_optimizer(model, t)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_fraction * steps), steps)
-    # an hourly update pulls toward its starting weights (L2-SP); a retrain from the base does not
-    anchors = {n: p.detach().clone() for n, p in model.named_parameters()} if l2sp and t.l2sp_strength else {}
-    return Trainer(model, optimizer, scheduler, device, autocast, anchors, t.l2sp_strength), tokenizer
+    model.float()  # weights may be stored in half precision to travel
+    t = t if l2sp else t.model_copy(update={"l2sp_strength": 0.0})
+    return make_trainer(model, t, steps, new_head=False), tokenizer
 
 
 def time_training(preset: str, t, frame, holdout, steps: int, device, autocast: bool, *, retrain: bool) -> dict:
     """Seconds for `steps` steps of the project's loop (after 10 warm-up steps on the same data);
     for a retrain, its holdout AUC on hour 48 (an hourly update from the base weights says nothing)."""
-    from incremental.fit import FitState, fit, holdout_eval
+    from incremental.fit import FitData, FitState, fit, holdout_eval
 
-    trainer, tokenizer = _trainer(preset, t, steps + 10, device, autocast, l2sp=not retrain)
-    data = _fit_data(tokenizer, frame, holdout, t.max_length)
+    trainer, tokenizer = _trainer(preset, t, steps + 10, l2sp=not retrain)
+    trainer.autocast = autocast
+    data = FitData.from_frames(tokenizer, frame, holdout, t.max_length)
     quiet = t.model_copy(update={"eval_every": 10**9, "checkpoint_every": 10**9})  # time the steps alone
     fit(trainer, data, quiet, max_steps=10, label=f"{preset} warm-up")
     _sync(device)

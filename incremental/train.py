@@ -32,10 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import torch
 from mlflow.entities import Metric
-from transformers import get_linear_schedule_with_warmup
 
 from incremental import lake as lk
 from incremental import model as rk
@@ -47,7 +45,7 @@ from incremental.fit import (
     Trainer,
     fit,
     holdout_eval,
-    make_optimizer,
+    make_trainer,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -165,33 +163,6 @@ def update_identity(settings: Settings, starts: list[datetime], kind: str, max_s
     home = settings.home
     return UpdateIdentity(key, config, home / "candidates" / key, home / "holdout" / f"{key}.parquet",
                           home / "checkpoints" / key / "last.pt")
-
-
-def fit_data(tokenizer: Any, data: TrainingSet, max_length: int) -> FitData:
-    """Tokenise once; batches are padded to their own longest pair (short queries and titles
-    make that ~10x cheaper than padding to max_length)."""
-    rows, holdout = data.rows, data.holdout.to_pandas()
-    return FitData(
-        train=rk.tokenize(tokenizer, *rk.frame_texts(rows), max_length),
-        train_labels=torch.tensor(rows["clicked"].to_numpy(dtype=np.float32)),
-        holdout=rk.tokenize(tokenizer, *rk.frame_texts(holdout), max_length),
-        holdout_labels=holdout["clicked"].to_numpy(dtype=np.float64),
-        pad_id=tokenizer.pad_token_id,
-    )
-
-
-def make_trainer(model: Any, t: TrainingSettings, max_steps: int, parent_version: str | None) -> Trainer:
-    device = rk.pick_device()
-    model.to(device)
-    # L2-SP anchors: the starting weights, except a head that was just initialised at random.
-    anchors = {}
-    if t.l2sp_strength > 0:
-        anchors = {name: p.detach().clone() for name, p in model.named_parameters()
-                   if parent_version or not name.startswith("classifier.")}
-    optimizer = make_optimizer(model, t)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_fraction * max_steps), max_steps)
-    autocast = device.type == "cuda" and t.bf16_autocast and torch.cuda.is_bf16_supported()
-    return Trainer(model, optimizer, scheduler, device, autocast, anchors, t.l2sp_strength)
 
 
 def resume(identity: UpdateIdentity, trainer: Trainer) -> tuple[FitState | None, str | None]:
@@ -320,8 +291,8 @@ def run_update(
             done = _finished_run(client, experiment_id, identity.key)
             if done is not None and identity.holdout_path.is_file():
                 return _reuse(done, identity, parent_version, data)
-            inputs = fit_data(tokenizer, data, t.max_length)
-            trainer = make_trainer(model, t, max_steps, parent_version)
+            inputs = FitData.from_frames(tokenizer, data.rows, data.holdout.to_pandas(), t.max_length)
+            trainer = make_trainer(model, t, max_steps, new_head=parent_version is None)
             state, run_id = resume(identity, trainer)
             resumed_from_step = state.step if state else None
             _fail_orphans(client, experiment_id, identity.key, keep=run_id)
