@@ -37,16 +37,23 @@ def home_settings(home: Path, config: Path, warehouse_url: str, base_model: str)
     return load_settings(env)
 
 
+def _ident(name: str) -> str:
+    """An SQLite identifier, quoted (names cannot be bound parameters; these come from the
+    database's own catalogue, and any double quote in them is escaped)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _rehome(db: Path, old: Path, new: Path) -> int:
     """Rewrite every path of `old` in an MLflow SQLite database (artifact locations, model sources)."""
     changed = 0
     with sqlite3.connect(db) as con:
         tables = [r[0] for r in con.execute("select name from sqlite_master where type = 'table'")]
         for table in tables:
-            for col in con.execute(f'pragma table_info("{table}")').fetchall():
-                if "CHAR" in col[2].upper() or "TEXT" in col[2].upper():
-                    cur = con.execute(f'update "{table}" set "{col[1]}" = replace("{col[1]}", ?, ?) '
-                                      f'where instr("{col[1]}", ?) > 0', (str(old), str(new), str(old)))
+            for col in con.execute("select name, type from pragma_table_info(?)", (table,)).fetchall():
+                if "CHAR" in col[1].upper() or "TEXT" in col[1].upper():
+                    t, c = _ident(table), _ident(col[0])
+                    cur = con.execute(f"update {t} set {c} = replace({c}, ?, ?) where instr({c}, ?) > 0",
+                                      (str(old), str(new), str(old)))
                     changed += cur.rowcount
     return changed
 
