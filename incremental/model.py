@@ -45,6 +45,7 @@ from transformers import (  # noqa: E402
 from transformers.modeling_outputs import SequenceClassifierOutput  # noqa: E402
 
 from incremental.errors import InputError  # noqa: E402
+from incremental.progress import Progress  # noqa: E402
 
 # The "newly initialized: classifier.*" notice and the weight-loading progress bar go through
 # transformers' own logger, not `warnings`.
@@ -247,8 +248,6 @@ def logits(
     autocast: bool = False,
 ) -> np.ndarray:
     """Raw logits for pre-tokenised pairs, in their original order (eval mode, no gradients)."""
-    from incremental.progress import Progress
-
     device = device or next(model.parameters()).device
     out = np.empty(len(features["input_ids"]), dtype=np.float32)
     progress = Progress("scoring", len(out), unit="rows", always_final=False)
