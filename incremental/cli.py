@@ -217,13 +217,17 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
 
     state = drift.load_state(settings)
     print(f"mode: {state.mode}" + (f" (drift declared at {state.declared_at}; catch-up {state.catch_up}; "
+                                  f"promoted so far: {', '.join(state.promoted) or 'none'}; "
                                   f"shadow chain at version {state.shadow_version or '-'})" if state.declared_at else ""))
     print(f"slices judged changed: {', '.join(state.changed_slices) or 'none'}")
     for line in state.evidence or (state.last or {}).get("evidence", []):
         print(f"  {line}")
     for episode in state.episodes:
-        print(f"episode {episode['declared_at']} .. {episode['ended_at']}: version {episode['promoted']} "
-              f"({episode['how']}) promoted; changed: {', '.join(episode['changed_slices']) or 'overall'}")
+        print(f"episode {episode['declared_at']} .. {episode['ended_at']} ({episode['how']}): promoted "
+              f"{', '.join(episode['promoted']) or 'none'}, replacing {episode['replaced']}; "
+              f"changed: {', '.join(episode['changed_slices']) or 'overall'}")
+    for rule in state.retired:
+        print(f"never replayed again: {', '.join(rule['categories'])} rows from before {rule['before']}")
     records = drift.records(settings)[-args.hours:]
     if records:
         print("champion's prequential AUC (before training), last hours:")

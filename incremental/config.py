@@ -153,6 +153,7 @@ class DriftSettings(_Section):
     min_reference_hours: int = Field(3, ge=1)  # fewer earlier measurements: no verdict
     catch_up_hours: int = Field(3, ge=1)  # W: the catch-up retrain and the rolled anchor: the last W validated hours
     page_after_hours: int = Field(24, ge=1)  # no promotion this long after the drift was declared: page a person
+    settle_hours: int = Field(3, ge=1)  # after a promotion: this many adapt candidates in a row no better than the champion end the episode
     adapt: AdaptSettings = Field(default_factory=AdaptSettings)
 
 

@@ -28,9 +28,16 @@ This module decides, from data, which of the two an hour calls for.
    mode ``adapt`` (faster updates, see `DriftSettings.adapt`), the anchor set rolls to recent
    holdout sessions, a catch-up retrain on the last ``catch_up_hours`` validated hours runs
    through the same gate, and an alert says so. Rejected candidates of the episode are not
-   thrown away: the next update warm-starts from the last one (the shadow chain). The first
-   candidate that passes the relative gate ends the episode; the reference then restarts from
-   the new champion's own record. No promotion within ``page_after_hours``: a page for a person.
+   thrown away: the next update warm-starts from the last one (the shadow chain). A promotion
+   does not end the episode: one adapted model is rarely the end of adapting (tried: the medium
+   benchmark's episode ended at its first promotion, gentle updates followed, replayed the
+   contradicted rows and were rejected 3 times in 5). The episode ends when, after at least one
+   promotion, the champion has *recovered* (no series anomalous against the reference from
+   before the drift) or has *settled* (``settle_hours`` adapt candidates in a row no better than
+   it on their fresh holdout: fast updates have nothing more to add). Either way the changed
+   slices' rows from before the drift stay out of replay for good (``retired``: the traffic
+   contradicted them) and the reference restarts from the champion's own record.
+   No promotion within ``page_after_hours``: a page for a person.
 
 Alerts are JSON lines in ``<home>/alerts.jsonl`` (``level``: ``alert`` or ``page``) and log
 lines ``ALERT search-ranker: ...``; ``$INCREMENTAL_ALERT_WEBHOOK`` gets them too when set.
@@ -230,7 +237,10 @@ class DriftState:
     evidence: list[str] = field(default_factory=list)
     catch_up: str | None = None  # "pending" | "approved" | "rejected" | None
     shadow_version: str | None = None  # the last rejected candidate of the episode: the next update starts here
+    promoted: list[str] = field(default_factory=list)  # versions promoted during the episode
+    flat_hours: int = 0  # adapt candidates in a row, since the last promotion, no better than the champion
     paged: bool = False
+    retired: list[dict[str, Any]] = field(default_factory=list)  # {"categories", "before"}: never replayed again
     last: dict[str, Any] = field(default_factory=dict)  # the last hour's assessment
     episodes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -252,17 +262,35 @@ def declare(state: DriftState, assessment: Assessment, champion: str | None = No
     state.changed_slices = assessment.changed_slices
     state.evidence = assessment.evidence()
     state.catch_up, state.shadow_version, state.paged = "pending", None, False
+    state.promoted, state.flat_hours = [], 0
 
 
-def end_episode(state: DriftState, hour: str, version: str, how: str) -> None:
-    """A candidate of the episode was promoted: back to normal, the reference restarts after `hour`."""
-    state.episodes.append({"declared_at": state.declared_at, "ended_at": hour, "promoted": version, "how": how,
-                           "replaced": state.stale_champion, "changed_slices": state.changed_slices,
-                           "evidence": state.evidence})
+def drift_began(state: DriftState, s: DriftSettings) -> str | None:
+    """The episode's first anomalous hour: K - 1 hours before it was declared."""
+    if state.declared_at is None:
+        return None
+    return lake.iso_hour(lake.parse_hour(state.declared_at) - (s.sustained_hours - 1) * lake.HOUR)
+
+
+def stale_rules(state: DriftState, s: DriftSettings) -> list[dict[str, Any]]:
+    """What replay leaves out: the changed slices' rows from before the drift began, for the
+    current episode and every earlier one."""
+    rules = list(state.retired)
+    if state.mode == ADAPT and state.changed_slices:
+        rules.append({"categories": sorted(state.changed_slices), "before": drift_began(state, s)})
+    return rules
+
+
+def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> None:
+    """The champion recovered or settled: back to normal, the reference restarts after `hour`."""
+    state.retired = stale_rules(state, s)
+    state.episodes.append({"declared_at": state.declared_at, "ended_at": hour, "how": how,
+                           "promoted": list(state.promoted), "replaced": state.stale_champion,
+                           "changed_slices": state.changed_slices, "evidence": state.evidence})
     next_hour = lake.iso_hour(lake.parse_hour(hour) + lake.HOUR)
     state.mode, state.since, state.declared_at, state.stale_champion = NORMAL, next_hour, None, None
     state.changed_slices, state.evidence, state.catch_up, state.shadow_version = [], [], None, None
-    state.paged = False
+    state.promoted, state.flat_hours, state.paged = [], 0, False
 
 
 def hours_in_episode(state: DriftState, hour: datetime) -> float:
@@ -273,9 +301,9 @@ def hours_in_episode(state: DriftState, hour: datetime) -> float:
 
 def observe(settings: Settings, state: DriftState, assessment: Assessment, hour: datetime,
             champion: str | None = None) -> dict[str, Any]:
-    """Move the episode on by one hour's assessment (declare, page), save it, and say what holds now."""
+    """Move the episode on by one hour's assessment (declare, recover, page), save it, and say what holds now."""
     state.last = assessment.to_dict()
-    declared_now = False
+    declared_now = ended_now = False
     if state.mode == NORMAL and assessment.changed:
         declare(state, assessment, champion)
         declared_now = True
@@ -283,42 +311,63 @@ def observe(settings: Settings, state: DriftState, assessment: Assessment, hour:
               f"changed for {settings.drift.sustained_hours}h in a row; adapt mode, rolling anchor and a "
               f"catch-up retrain on the last {settings.drift.catch_up_hours} validated hours",
               hour=assessment.hour, evidence=assessment.evidence())
+    elif state.mode == ADAPT and state.promoted and assessment.verdicts and not assessment.anomalous:
+        declared = state.declared_at
+        end_episode(state, assessment.hour, "recovered", settings.drift)
+        ended_now = True
+        alert(settings, "alert", f"drift episode declared at {declared} ended at {assessment.hour}: the champion "
+              f"(version {champion}) recovered, its prequential AUC is back in line with the reference on every "
+              "series", hour=assessment.hour)
     elif state.mode == ADAPT:
         state.changed_slices = sorted(set(state.changed_slices) | set(assessment.changed_slices))
         waited = hours_in_episode(state, hour)
-        if not state.paged and waited >= settings.drift.page_after_hours:
+        if not state.paged and not state.promoted and waited >= settings.drift.page_after_hours:
             state.paged = True
             alert(settings, "page", f"drift declared at {state.declared_at}: no candidate has passed the gate in "
                   f"{waited:.0f}h; the champion is stale, a person must look", hour=assessment.hour,
                   evidence=state.evidence)
     save_state(settings, state)
-    return {"mode": state.mode, "declared_now": declared_now, "declared_at": state.declared_at,
-            "anomalous": assessment.evidence() if assessment.anomalous else [],
+    return {"mode": state.mode, "declared_now": declared_now, "ended_now": ended_now,
+            "declared_at": state.declared_at, "anomalous": assessment.evidence() if assessment.anomalous else [],
             "changed_slices": state.changed_slices, "assessment": assessment.to_dict()}
 
 
-def context(state: DriftState, hour: datetime) -> dict[str, Any]:
-    """What the gate reads for a candidate of `hour`: mode, this hour's anomalies, changed slices."""
+def context(state: DriftState, hour: datetime, s: DriftSettings) -> dict[str, Any]:
+    """What the update and the gate read for `hour`: mode, this hour's anomalies, changed slices,
+    and the stale rules replay applies."""
     last = state.last if state.last.get("hour") == lake.iso_hour(hour) else {}
     return {"mode": state.mode, "anomalous": last.get("evidence", []) if last.get("anomalous") else [],
             "changed_slices": list(state.changed_slices) if state.mode == ADAPT else [],
-            "declared_at": state.declared_at, "evidence": list(state.evidence)}
+            "declared_at": state.declared_at, "evidence": list(state.evidence),
+            "stale": stale_rules(state, s)}
 
 
-def after_decision(settings: Settings, hour: datetime, version: str | None, decision: str, kind: str) -> None:
-    """A candidate of an episode was decided: promoted ends the episode, rejected extends the shadow chain."""
+def after_decision(settings: Settings, hour: datetime, version: str | None, decision: str, kind: str,
+                   improved: bool = False) -> None:
+    """A candidate of an episode was decided. Promoted: the shadow chain restarts from it; rejected:
+    the next update warm-starts from it. `improved`: its fresh holdout says significantly better
+    than the champion; after a promotion, `settle_hours` hourly candidates in a row that are not
+    end the episode (settled)."""
     state = load_state(settings)
     if state.mode != ADAPT or version is None:
         return
-    if decision == "approved":
-        declared = state.declared_at
-        end_episode(state, lake.iso_hour(hour), version, kind)
-        alert(settings, "alert", f"drift episode declared at {declared} ended: version {version} ({kind}) "
-              "passed the relative gate and is the champion", hour=lake.iso_hour(hour))
-    else:
-        state.shadow_version = version
+    approved = decision == "approved"
+    if approved:
+        state.promoted.append(version)
+        alert(settings, "alert", f"drift episode declared at {state.declared_at}: version {version} ({kind}) "
+              "passed the relative gate and is the champion; adapting goes on until it recovers or settles",
+              hour=lake.iso_hour(hour))
+    state.shadow_version = None if approved else version
     if kind == "catch_up":
-        state.catch_up = decision if state.mode == ADAPT else state.catch_up
+        state.catch_up = decision
+    elif state.promoted:
+        state.flat_hours = 0 if improved else state.flat_hours + 1
+        if state.flat_hours >= settings.drift.settle_hours:
+            declared = state.declared_at
+            end_episode(state, lake.iso_hour(hour), "settled", settings.drift)
+            alert(settings, "alert", f"drift episode declared at {declared} ended at {lake.iso_hour(hour)}: "
+                  f"{settings.drift.settle_hours} adapt candidates in a row were no better than the champion "
+                  "(settled); back to normal updates", hour=lake.iso_hour(hour))
     save_state(settings, state)
 
 

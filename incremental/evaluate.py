@@ -74,6 +74,23 @@ def _anchor_sections(frame: pd.DataFrame, scores: np.ndarray, sha256: str, chang
     }
 
 
+def anchor_intervals(frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray, changed: list[str],
+                     settings: Settings) -> dict[str, Any]:
+    """The forgetting checks' noise margin: paired intervals of candidate minus champion over the
+    anchor sessions of the unchanged slices, overall and per category large enough to be judged."""
+    g = settings.gate
+
+    def interval(rows: np.ndarray) -> dict[str, Any]:
+        return compare.paired_bootstrap(frame[rows], candidate[rows], champion[rows], samples=g.bootstrap_samples,
+                                        confidence=g.confidence, seed=settings.training.seed)
+
+    category = frame["category"].astype(str).to_numpy()
+    out = interval(~np.isin(category, changed))
+    out["per_category"] = {c: interval(category == c) for c in sorted(set(category) - set(changed))
+                           if (category == c).sum() >= g.min_category_rows}
+    return out
+
+
 EVALUATION_ARTIFACT = "evaluation/evaluation.json"
 
 
@@ -135,6 +152,8 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
         candidate["holdout_vs_champion"] = compare.paired_bootstrap(
             holdout, holdout_scores, parent_holdout, samples=settings.gate.bootstrap_samples,
             confidence=settings.gate.confidence, seed=settings.training.seed)
+        candidate["anchor_vs_champion"] = anchor_intervals(anchor_frame, anchor_scores, parent_anchor, changed,
+                                                           settings)
 
     decision = gate.decide(candidate, champion, settings.gate, context)
     interval_start = trained["hour"]

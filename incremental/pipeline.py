@@ -136,13 +136,9 @@ def _mode_settings(settings: Settings, mode: str) -> Settings:
                                   l2sp_strength=a.l2sp_strength)
 
 
-def _stale_rows(settings: Settings, context: dict[str, Any]) -> replay.Stale | None:
-    """What adapt-mode replay leaves out: the changed slices' rows from before the drift began
-    (its first anomalous hour: K - 1 hours before it was declared)."""
-    if not context.get("changed_slices") or not context.get("declared_at"):
-        return None
-    began = lake.parse_hour(context["declared_at"]) - (settings.drift.sustained_hours - 1) * lake.HOUR
-    return replay.Stale(frozenset(context["changed_slices"]), began)
+def _stale_rows(context: dict[str, Any]) -> tuple[replay.Stale, ...]:
+    """What replay leaves out: the changed slices' rows from before each drift began (`drift.stale_rules`)."""
+    return tuple(replay.Stale.from_dict(rule) for rule in context.get("stale", []))
 
 
 def train_step(
@@ -154,7 +150,7 @@ def train_step(
 
     start = lake.parse_hour(start)
     state = drift.load_state(settings)
-    context = drift.context(state, start)
+    context = drift.context(state, start, settings.drift)
     part = lake.partition(settings.lake, start)
     if part.status != "validated":
         raise PipelineError(f"hour {lake.iso_hour(start)} is {part.status}, not validated: it cannot be trained on")
@@ -170,7 +166,7 @@ def train_step(
     adapting = context["mode"] == "adapt"
     result = train_hour(_mode_settings(settings, context["mode"]), start, airflow_run_id=airflow_run_id,
                         overrides=overrides, start_version=state.shadow_version if adapting else None,
-                        stale=_stale_rows(settings, context) if adapting else None)
+                        stale=_stale_rows(context))
     return {
         "hour": lake.iso_hour(start),
         "interval_end": lake.iso_hour(start + lake.HOUR),
@@ -259,7 +255,7 @@ def register_step(
         from incremental import drift
 
         drift.after_decision(settings, start, registered["version"], registered["decision"],
-                             trained.get("kind", "hourly"))
+                             trained.get("kind", "hourly"), improved=_improved(full))
     if force_promote_reason and registered["decision"] != "approved":
         registered["override"] = registry.promote(settings, registered["version"], force_promote_reason)
         registered["champion"] = registered["override"]["champion"]
@@ -270,6 +266,12 @@ def register_step(
             "changed_slices": context.get("changed_slices", []),
             "drift_evidence": context.get("anomalous", []) or context.get("evidence", []),
             **mlflow_urls(settings, trained["run_id"], registered["version"])}
+
+
+def _improved(evaluation: dict[str, Any]) -> bool:
+    """The candidate is significantly better than the champion on its fresh holdout (NDCG@10 or AUC)."""
+    relative = (evaluation.get("candidate") or {}).get("holdout_vs_champion") or {}
+    return any((relative.get(m) or {}).get("verdict") == "better" for m in ("ndcg@10", "auc"))
 
 
 def _drift_tags(evaluation: dict[str, Any]) -> dict[str, str]:
@@ -292,7 +294,7 @@ def catch_up_step(settings: Settings, start: datetime, *, airflow_run_id: str | 
         return {"hour": lake.iso_hour(start), "skipped": f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"}
     window_start, window_end = _recent_window(settings, start)
     result = full_retrain(settings, window_start, window_end, airflow_run_id=airflow_run_id, kind="catch_up",
-                          context={**drift.context(state, start), "mode": "catch_up"})
+                          context={**drift.context(state, start, settings.drift), "mode": "catch_up"})
     return {"hour": lake.iso_hour(start), "window": [lake.iso_hour(window_start), lake.iso_hour(window_end)], **result}
 
 

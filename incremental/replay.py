@@ -7,8 +7,9 @@ the training set: with F fresh rows and fraction r, R = round(F * r / (1 - r)), 
 available row when there are fewer. The draw is a pure function of (seed, start hour, the
 partitions' bytes): re-running an hour replays the same rows.
 
-During a drift episode (`Stale`), the rows of the slices judged changed are not replayed from the
-hours before the drift: they teach what the traffic now contradicts. Everything else still holds
+From a drift episode on (`Stale`), the rows of the slices judged changed are not replayed from
+the hours before the drift, during the episode or after it: they teach what the traffic now
+contradicts. Everything else still holds
 and is replayed, which is what keeps an adapting update from forgetting the unchanged slices
 (the new traffic may hold few of their rows).
 """
@@ -36,6 +37,16 @@ class Stale:
 
     def to_dict(self) -> dict[str, Any]:
         return {"categories": sorted(self.categories), "before": self.before.isoformat()}
+
+    @classmethod
+    def from_dict(cls, rule: dict[str, Any]) -> Stale:
+        return cls(frozenset(rule["categories"]), lk.parse_hour(rule["before"]))
+
+    def drops(self, hour: datetime, categories: pd.Series) -> np.ndarray:
+        """True for the rows of an hour's `categories` that are stale."""
+        if hour >= self.before:
+            return np.zeros(len(categories), dtype=bool)
+        return categories.isin(self.categories).to_numpy()
 
 
 def holdout_mask(session_ids: pd.Series | list[str], fraction: float) -> np.ndarray:
@@ -69,7 +80,7 @@ def sample(
     replay_hours: int,
     holdout_fraction: float,
     seed: int,
-    stale: Stale | None = None,
+    stale: tuple[Stale, ...] = (),
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The replay rows for the update of hour `start`, and their lineage.
 
@@ -78,7 +89,7 @@ def sample(
     """
     wanted = replay_size(fresh_rows, fraction)
     lineage: dict[str, Any] = {"rows": 0, "fraction": fraction, "seed": seed, "window_hours": replay_hours,
-                               "stale": stale.to_dict() if stale else None, "stale_rows_left_out": 0,
+                               "stale": [rule.to_dict() for rule in stale] or None, "stale_rows_left_out": 0,
                                "partitions": []}
     if wanted == 0:
         return pd.DataFrame(columns=lk.SEARCH_LOG_SCHEMA.names), lineage
@@ -87,10 +98,10 @@ def sample(
     for part in lk.validated_partitions(lake, start, replay_hours):
         frame = lk.read_partition(part).to_pandas()
         frame = frame[~holdout_mask(frame["session_id"], holdout_fraction)]
-        if stale is not None and part.start < stale.before:
-            keep = ~frame["category"].isin(stale.categories)
-            lineage["stale_rows_left_out"] += int((~keep).sum())
-            frame = frame[keep]
+        if stale:
+            drop = np.logical_or.reduce([rule.drops(part.start, frame["category"]) for rule in stale])
+            lineage["stale_rows_left_out"] += int(drop.sum())
+            frame = frame[~drop]
         frames.append(frame.assign(_hour=len(parts)))
         parts.append(part)
     if not frames:

@@ -269,7 +269,7 @@ def run_update(
     epochs: float = 0.0,
     airflow_run_id: str | None = None,
     start_version: str | None = None,
-    stale: replay.Stale | None = None,
+    stale: tuple[replay.Stale, ...] = (),
 ) -> TrainResult:
     """Train one candidate. kind: "hourly" (one hour, replay) or "bootstrap" (a window, base).
     Steps: `max_steps`, or more when `epochs` passes over the training rows need more."""
@@ -350,7 +350,7 @@ def _final_metrics(state: FitState, data: TrainingSet, inputs: FitData, trainer:
 
 def train_hour(
     settings: Settings, start: datetime, *, airflow_run_id: str | None = None, overrides: dict | None = None,
-    start_version: str | None = None, stale: replay.Stale | None = None,
+    start_version: str | None = None, stale: tuple[replay.Stale, ...] = (),
 ) -> TrainResult:
     """Update the champion (or `start_version`) on the validated hour [start, start + 1h), with replay
     (less the `stale` rows) and L2-SP."""

@@ -73,7 +73,7 @@ class TrainingSet:
         return pd.concat([self.fresh, self.replayed], ignore_index=True) if len(self.replayed) else self.fresh
 
 
-def training_set(settings: Settings, starts: list[datetime], kind: str, stale: replay.Stale | None) -> TrainingSet:
+def training_set(settings: Settings, starts: list[datetime], kind: str, stale: tuple[replay.Stale, ...] = ()) -> TrainingSet:
     """The hours' rows (less their holdout sessions) plus replay, with lineage and a data hash."""
     t = settings.training
     fresh, holdout, parts = load_hours(settings, starts, strict=kind == "hourly")
@@ -86,7 +86,7 @@ def training_set(settings: Settings, starts: list[datetime], kind: str, stale: r
     identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
                 "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
                 "holdout_fraction": t.holdout_fraction}
-    if stale is not None:  # only then: a normal update keeps the identity it always had
+    if stale:  # only then: an update with nothing stale keeps the identity it always had
         identity["stale"] = replay_lineage["stale"]
     lineage["data_hash"] = data_hash = digest(identity)
     return TrainingSet(fresh, replayed, holdout, lineage, data_hash)

@@ -109,7 +109,7 @@ def test_adapt_replay_leaves_out_the_changed_slices_rows_from_before_the_drift(l
     everything, _ = replay.sample(lake, DRIFT_HOUR, **kwargs)
     changed = everything["category"].value_counts().index[0]
     stale = replay.Stale(frozenset([changed]), before=OLD_HOURS[2])
-    kept, lineage = replay.sample(lake, DRIFT_HOUR, **kwargs, stale=stale)
+    kept, lineage = replay.sample(lake, DRIFT_HOUR, **kwargs, stale=(stale,))
 
     before = kept["event_ts"] < pd.Timestamp(OLD_HOURS[2])
     assert not (before & (kept["category"] == changed)).any()  # stale: left out
@@ -117,7 +117,7 @@ def test_adapt_replay_leaves_out_the_changed_slices_rows_from_before_the_drift(l
     assert set(kept["category"]) == set(everything["category"])  # the other slices still hold
     left_out = ((everything["event_ts"] < pd.Timestamp(OLD_HOURS[2])) & (everything["category"] == changed)).sum()
     assert lineage["stale_rows_left_out"] == left_out > 0
-    assert lineage["stale"] == {"categories": [changed], "before": OLD_HOURS[2].isoformat()}
+    assert lineage["stale"] == [{"categories": [changed], "before": OLD_HOURS[2].isoformat()}]
     assert len(kept) == len(everything) - left_out  # every available row was wanted
 
 

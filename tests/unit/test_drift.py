@@ -88,7 +88,7 @@ def test_only_prequential_records_make_the_reference() -> None:
     assert "fewer than 3 earlier hours" in drift.assess(series[:3], hour(6), S).note
 
 
-def test_an_episode_declares_pages_and_ends(settings) -> None:  # noqa: ANN001 - the conftest fixture
+def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> None:  # noqa: ANN001 - conftest
     s = settings.model_copy(update={"drift": S.model_copy(update={"page_after_hours": 2})})
     state = drift.load_state(s)
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38]
@@ -97,6 +97,8 @@ def test_an_episode_declares_pages_and_ends(settings) -> None:  # noqa: ANN001 -
     assert out["declared_now"] and out["mode"] == "adapt" and out["changed_slices"] == ["toys"]
     state = drift.load_state(s)
     assert state.catch_up == "pending" and state.declared_at == f"{hour(6):%Y-%m-%dT%H:%MZ}"
+    began = {"categories": ["toys"], "before": f"{hour(4):%Y-%m-%dT%H:%MZ}"}  # the first anomalous hour
+    assert drift.context(state, hour(6), S)["stale"] == [began]
     drift.after_decision(s, hour(6), "5", "rejected", "hourly")
     assert drift.load_state(s).shadow_version == "5"  # the next update starts from the rejected candidate
     recs = records([0.8] * 9, [*toys, 0.36, 0.37])
@@ -105,9 +107,56 @@ def test_an_episode_declares_pages_and_ends(settings) -> None:  # noqa: ANN001 -
     assert len(levels) == 2 and '"level": "page"' in levels[1]
     drift.after_decision(s, hour(8), "7", "approved", "catch_up")
     state = drift.load_state(s)
-    assert state.mode == "normal" and state.since == f"{hour(9):%Y-%m-%dT%H:%MZ}"
-    assert state.episodes[0]["promoted"] == "7" and state.episodes[0]["how"] == "catch_up"
-    assert state.episodes[0]["replaced"] == "4" and state.stale_champion is None
+    assert state.mode == "adapt" and state.promoted == ["7"] and state.shadow_version is None
+    assert state.catch_up == "approved" and not state.episodes  # one promotion does not end adapting
+
+
+def adapted(s, toys: list[float]):  # noqa: ANN001, ANN201 - the settings fixture; the state
+    """An episode declared at 06:00 (toys fell from 04:00) with version 7 promoted at 07:00."""
+    recs = records([0.8] * len(toys), toys)
+    drift.observe(s, drift.load_state(s), drift.assess(recs[:7], hour(6), S), hour(6), champion="4")
+    drift.after_decision(s, hour(7), "7", "approved", "hourly", improved=True)
+    return recs
+
+
+def test_an_episode_ends_when_the_champion_recovers(settings) -> None:  # noqa: ANN001 - conftest
+    toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38, 0.50, 0.74]
+    recs = adapted(settings, toys)
+    out = drift.observe(settings, drift.load_state(settings), drift.assess(recs[:8], hour(7), S), hour(7), "7")
+    assert out["mode"] == "adapt" and not out["ended_now"]  # 0.50: still anomalous against 0.745
+    out = drift.observe(settings, drift.load_state(settings), drift.assess(recs, hour(8), S), hour(8), "7")
+    assert out["ended_now"] and out["mode"] == "normal"
+    state = drift.load_state(settings)
+    episode = state.episodes[0]
+    assert episode["how"] == "recovered" and episode["promoted"] == ["7"] and episode["replaced"] == "4"
+    assert state.since == f"{hour(9):%Y-%m-%dT%H:%MZ}"
+    # the rows the drift contradicted stay out of replay after the episode too
+    rule = {"categories": ["toys"], "before": f"{hour(4):%Y-%m-%dT%H:%MZ}"}
+    assert state.retired == [rule] and drift.context(state, hour(9), S)["stale"] == [rule]
+
+
+def test_an_episode_ends_when_adapting_has_settled(settings) -> None:  # noqa: ANN001 - conftest
+    s = settings.model_copy(update={"drift": S.model_copy(update={"settle_hours": 2})})
+    adapted(s, [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38])
+    drift.after_decision(s, hour(8), "8", "rejected", "hourly")  # no better: 1
+    drift.after_decision(s, hour(9), "9", "approved", "hourly", improved=True)  # better: the count restarts
+    assert drift.load_state(s).flat_hours == 0 and drift.load_state(s).promoted == ["7", "9"]
+    drift.after_decision(s, hour(10), "10", "rejected", "hourly")
+    assert drift.load_state(s).mode == "adapt"
+    drift.after_decision(s, hour(11), "11", "approved", "hourly")  # promoted, but within noise: 2
+    state = drift.load_state(s)
+    assert state.mode == "normal" and state.episodes[0]["how"] == "settled"
+    assert state.episodes[0]["promoted"] == ["7", "9", "11"] and state.retired
+
+
+def test_without_a_promotion_an_episode_neither_recovers_nor_settles(settings) -> None:  # noqa: ANN001
+    toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38, 0.74]
+    recs = records([0.8] * len(toys), toys)
+    drift.observe(settings, drift.load_state(settings), drift.assess(recs[:7], hour(6), S), hour(6), champion="4")
+    for h in (7, 8, 9, 10):
+        drift.after_decision(settings, hour(h), str(h), "rejected", "hourly")
+    out = drift.observe(settings, drift.load_state(settings), drift.assess(recs, hour(7), S), hour(7), "4")
+    assert out["mode"] == "adapt" and not drift.load_state(settings).episodes
 
 
 def test_a_fall_within_the_noise_of_a_small_slice_is_not_anomalous() -> None:

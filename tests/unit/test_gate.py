@@ -263,3 +263,29 @@ def test_thresholds_are_validated() -> None:
         GateSettings(max_anchor_auc_drop=math.nan)
     with pytest.raises(ValueError):
         GateSettings(min_holdout_auc=1.5)
+
+
+def test_forgetting_within_noise_of_the_anchor_passes_and_significant_forgetting_rejects() -> None:
+    """A drop above its limit rejects only when the paired anchor interval says it is real."""
+    def with_noise(m: dict[str, Any], auc: tuple, toys: tuple) -> dict[str, Any]:
+        m["anchor_vs_champion"] = {"auc": interval(*auc), "ndcg@10": interval(*NOISE),
+                                   "per_category": {"toys": {"auc": interval(*toys)}}}
+        return m
+
+    champion = model(anchor_auc=0.72, toys=0.70)
+    noisy = with_noise(model(anchor_auc=0.69, toys=0.62), auc=(-0.03, -0.07, 0.01), toys=(-0.08, -0.2, 0.04))
+    d = decide(noisy, champion, T)
+    assert d.approved, d.reasons
+    assert "within noise" in check(d, "anchor_auc_drop").detail and "[-0.0700, +0.0100]" in check(d, "anchor_auc_drop").detail
+    assert "beyond the limit but within noise: toys" in check(d, "anchor_worst_category_auc_drop").detail
+
+    real = with_noise(model(anchor_auc=0.69, toys=0.62), auc=(-0.03, -0.05, -0.01), toys=(-0.08, -0.12, -0.03))
+    d = decide(real, champion, T)
+    assert {c.name for c in d.failed} == {"anchor_auc_drop", "anchor_worst_category_auc_drop"}
+    assert "[-0.1200, -0.0300]" in check(d, "anchor_worst_category_auc_drop").detail
+
+    # a drop within its limit passes whatever the interval; an undefined interval counts as significant
+    assert decide(with_noise(model(anchor_auc=0.71), (-0.01, -0.02, -0.005), NOISE), champion, T).approved
+    undefined = with_noise(model(anchor_auc=0.69), (math.nan, math.nan, math.nan), NOISE)
+    assert "no interval could be computed" in check(decide(undefined, champion, T), "anchor_auc_drop").detail
+    assert not decide(undefined, champion, T).approved
