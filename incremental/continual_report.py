@@ -33,13 +33,18 @@ def mean(values: Sequence[float | None]) -> float | None:
 
 def recovery_hours(arm: Sequence[float | None], ref: Sequence[float | None], drift_index: int,
                    tolerance: float = RECOVERY_TOLERANCE) -> int | None:
-    """Hours from the drift until the arm's metric is within `tolerance` of the reference's
-    (0: it never fell behind); None when it is not within the window."""
-    for i in range(drift_index, min(len(arm), len(ref))):
-        a, r = arm[i], ref[i]
-        if a is not None and r is not None and math.isfinite(a) and math.isfinite(r) and a >= r - tolerance:
-            return i - drift_index
-    return None
+    """Hours from the drift until the arm's metric is within `tolerance` of the reference's and
+    stays there to the end of the window (0: it never fell behind); None when it is not back by
+    the last hour. Hours where either is unknown are skipped. Staying, not touching: an arm that
+    is within tolerance at the drift hour only because both collapsed, then falls behind, has
+    not recovered."""
+    known = [i for i in range(drift_index, min(len(arm), len(ref)))
+             if arm[i] is not None and ref[i] is not None and math.isfinite(arm[i]) and math.isfinite(ref[i])]
+    behind = [i for i in known if arm[i] < ref[i] - tolerance]
+    if not known or (behind and behind[-1] == known[-1]):
+        return None
+    back = known[known.index(behind[-1]) + 1] if behind else known[0]  # the first hour of the final run within
+    return back - drift_index
 
 
 def largest_loss(arm: Sequence[float | None], ref: Sequence[float | None]) -> float | None:
@@ -182,7 +187,7 @@ def markdown(result: dict[str, Any], charts: dict[str, str]) -> str:
         f"(over the config, its `models.{plan['base_model']}` entry included).", "",
         "Each hour is scored by the model the arm served at the close of the previous hour, then the arm "
         "learns from it. Means are over the scored hours; recovery is the hours from the drift until NDCG@10 "
-        f"is within {RECOVERY_TOLERANCE} of full_retrain's; pages are the gated pipeline's human interventions.", "",
+        f"is within {RECOVERY_TOLERANCE} of full_retrain's and stays there; pages are the gated pipeline's human interventions.", "",
         summary_table(summary), "",
         f"Cost of the last gated update vs the last full retrain: {fmt(cost.get('seconds'), '.2f')}x the seconds, "
         f"{fmt(cost.get('examples'), '.2f')}x the examples.", "",

@@ -39,14 +39,17 @@ def test_a_perfect_ranking_has_ndcg_1_and_a_reversed_one_less() -> None:
     assert reversed_["ndcg@10"] < 1.0 and reversed_["auc"] == pytest.approx(0.0)
 
 
-def test_recovery_is_hours_from_the_drift_until_within_tolerance_of_the_reference() -> None:
+def test_recovery_is_hours_from_the_drift_until_back_within_tolerance_of_the_reference_for_good() -> None:
     ref = [0.80, 0.75, 0.73, 0.71, 0.72]
     arm = [0.80, 0.60, 0.65, 0.705, 0.71]
-    assert continual.recovery_hours(arm, ref, drift_index=1) == 2  # 0.705 >= 0.71 - 0.01 at index 3
+    assert continual.recovery_hours(arm, ref, drift_index=1) == 2  # 0.705 >= 0.71 - 0.01 at index 3, and after
     assert continual.recovery_hours(ref, ref, drift_index=1) == 0  # never fell behind
     assert continual.recovery_hours([0.5] * 5, ref, drift_index=1) is None  # not within the window
-    assert continual.recovery_hours([None, None, 0.74, 0.7, 0.7], ref, drift_index=1) == 1  # unknown hours skipped
+    assert continual.recovery_hours([None, None, 0.74, 0.705, 0.715], ref, drift_index=1) == 1  # unknown hours skipped
     assert continual.recovery_hours(arm, ref, drift_index=1, tolerance=0.0) is None
+    # within tolerance at the drift hour (both collapsed), then behind: it has not recovered
+    assert continual.recovery_hours([0.8, 0.74, 0.6, 0.6, 0.715], ref, drift_index=1) == 3
+    assert continual.recovery_hours([0.8, 0.74, 0.6, 0.6, 0.6], ref, drift_index=1) is None
 
 
 def test_largest_loss_mean_and_ratio() -> None:
