@@ -14,7 +14,7 @@ each driven by the pipeline's own functions, the ones the DAGs call:
 - ``naive``: `pipeline.run_hour` every hour with replay and L2-SP off, the gate's verdict
   overridden through the real registry (`force_promote_reason`): every update is served;
 - ``gated``: `pipeline.run_hour` with the reviewed config, exactly (whatever drift response it
-  has); human interventions are the ``"level": "page"`` lines of ``<home>/alerts.jsonl``;
+  has); human interventions are the ``"level": "page"`` lines of ``<lake>/_drift/alerts.jsonl``;
 - ``full_retrain``: `pipeline.full_retrain` from the base weights on every validated hour so
   far, every K hours; always served (force-promoted with a reason when the gate rejects): it
   is the quality reference.

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from incremental import drift, lakefs
 from incremental.config import Settings, load_settings, load_tuning, merge
 from incremental.continual_plan import Arm, Plan
 
@@ -65,13 +66,13 @@ def copy_home(src: Path, dst: Path) -> None:
     _rehome(dst / "mlflow.db", src, dst)
 
 
-def count_pages(home: Path) -> int:
-    """Human interventions: lines of `<home>/alerts.jsonl` with "level": "page" (missing file: 0)."""
-    path = home / "alerts.jsonl"
-    if not path.is_file():
+def count_pages(settings: Settings) -> int:
+    """Human interventions: lines of `<lake>/_drift/alerts.jsonl` with "level": "page" (missing file: 0)."""
+    path = drift.drift_dir(settings) / "alerts.jsonl"
+    if not lakefs.is_file(path):
         return 0
     count = 0
-    for line in path.read_text().splitlines():
+    for line in lakefs.read_bytes(path).decode().splitlines():
         try:
             count += json.loads(line).get("level") == PAGE_LEVEL
         except (json.JSONDecodeError, AttributeError):

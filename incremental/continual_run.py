@@ -201,7 +201,7 @@ def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: dat
     rec["peak_rss_mb"] = rss if arm.learns != "none" else None
     rec["champion_after"] = tracking.champion_version(tracking.configure(settings), settings.model_name)
     rec["promoted"] = rec["champion_after"] != served
-    rec["pages"] = count_pages(settings.home)
+    rec["pages"] = count_pages(settings)
     return rec
 
 

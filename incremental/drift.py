@@ -5,7 +5,7 @@ This module decides, from data, which of the two an hour calls for.
 
 1. **Prequential record.** Before anything trains on a validated hour, the champion scores all
    of its rows (test-then-train). One line per (hour, champion version) in
-   ``<home>/drift/prequential.jsonl``: AUC, NDCG@10 and log loss, overall and per category.
+   ``<lake>/_drift/prequential.jsonl`` (in the lake, so every worker shares it): AUC, NDCG@10 and log loss, overall and per category.
    The rule reads these alone. After a bootstrap, or after a drift episode, it waits for
    ``min_reference_hours`` of them before it judges anything. The champion's scores on its own
    training window's holdout sessions are no fair reference: early stopping chose its weights on
@@ -21,7 +21,7 @@ This module decides, from data, which of the two an hour calls for.
    counts: a poisoned hour followed by a noisy one is not a drift); the series has *changed*
    when that held for its last K measurements in a row, this hour included. A median
    reference is not moved by one bad hour, and a single anomalous hour is never "changed".
-3. **The episode** (`DriftState`, in ``<home>/drift/state.json``). ``normal``: gentle hourly
+3. **The episode** (`DriftState`, in ``<lake>/_drift/state.json``). ``normal``: gentle hourly
    updates; a candidate trained on an anomalous hour is held back (rejected, with the
    evidence): one poisoned hour looks like the first hour of a drift, and only the next hours
    can tell them apart. When a series has changed (sustained drift), the episode starts:
@@ -39,7 +39,7 @@ This module decides, from data, which of the two an hour calls for.
    contradicted them) and the reference restarts from the champion's own record.
    No promotion within ``page_after_hours``: a page for a person.
 
-Alerts are JSON lines in ``<home>/alerts.jsonl`` (``level``: ``alert`` or ``page``) and log
+Alerts are JSON lines in ``<lake>/_drift/alerts.jsonl`` (``level``: ``alert`` or ``page``) and log
 lines ``ALERT search-ranker: ...``; ``$INCREMENTAL_ALERT_WEBHOOK`` gets them too when set.
 """
 
@@ -51,13 +51,13 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from incremental import lake
+from incremental import lake, lake_lock, lakefs
 from incremental.config import DriftSettings, Settings
+from incremental.lakefs import LakePath
 
 log = logging.getLogger(__name__)
 OVERALL = "overall"
@@ -67,17 +67,30 @@ NORMAL, ADAPT = "normal", "adapt"
 
 
 # --- the prequential record ---------------------------------------------------------------------
-def drift_dir(settings: Settings) -> Path:
-    return settings.home / "drift"
+DRIFT_DIR = "_drift"  # in the lake: every worker reads and writes the one record and state
+
+
+def drift_dir(settings: Settings) -> LakePath:
+    return settings.lake / DRIFT_DIR
+
+
+def _read_lines(path: LakePath) -> list[str]:
+    return lakefs.read_bytes(path).decode().splitlines() if lakefs.is_file(path) else []
+
+
+def _append_line(settings: Settings, name: str, entry: dict[str, Any]) -> None:
+    """One JSON line more in ``<lake>/_drift/<name>``: read, add, publish, under the lake lock
+    (an object store has no append; two workers must not lose each other's line)."""
+    path = drift_dir(settings) / name
+    with lake_lock.lock(settings.lake, "drift"):
+        lines = _read_lines(path)
+        lakefs.write_bytes(path, "".join(f"{line}\n" for line in [*lines, json.dumps(entry, sort_keys=True)]).encode())
 
 
 def records(settings: Settings) -> list[dict[str, Any]]:
     """Every record, oldest hour first (the last line for an (hour, version, source) wins)."""
-    path = drift_dir(settings) / "prequential.jsonl"
-    if not path.is_file():
-        return []
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for line in path.read_text().splitlines():
+    for line in _read_lines(drift_dir(settings) / "prequential.jsonl"):
         if line.strip():
             r = json.loads(line)
             found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = r
@@ -95,10 +108,7 @@ def usable(recs: list[dict[str, Any]], since: str | None) -> list[dict[str, Any]
 
 
 def append_record(settings: Settings, record: dict[str, Any]) -> None:
-    path = drift_dir(settings) / "prequential.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    _append_line(settings, "prequential.jsonl", record)
 
 
 def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = "prequential") -> dict[str, Any]:
@@ -250,7 +260,7 @@ class DriftState:
 
 def load_state(settings: Settings) -> DriftState:
     path = drift_dir(settings) / "state.json"
-    return DriftState(**json.loads(path.read_text())) if path.is_file() else DriftState()
+    return DriftState(**lake.read_json(path)) if lakefs.is_file(path) else DriftState()
 
 
 def save_state(settings: Settings, state: DriftState) -> None:
@@ -374,10 +384,7 @@ def after_decision(settings: Settings, hour: datetime, version: str | None, deci
 def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[str, Any]:
     """Record an alert (``alert``: for the record; ``page``: a person must look) and log it."""
     entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "message": message, **details}
-    path = settings.home / "alerts.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.write(json.dumps(entry, sort_keys=True) + "\n")
+    _append_line(settings, "alerts.jsonl", entry)
     log.warning("ALERT search-ranker (%s): %s", level, message)
     webhook = os.environ.get("INCREMENTAL_ALERT_WEBHOOK")
     if webhook:

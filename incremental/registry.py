@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import hashlib
 import json
@@ -31,7 +30,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from incremental import lake, lake_lock, lakefs, tracking
+from incremental import lake, lake_lock, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
@@ -63,19 +62,10 @@ def candidate_key(interval_start: datetime, parent_version: str | None, data_has
 
 @contextmanager
 def _registry_lock(settings: Settings) -> Iterator[None]:
-    if lakefs.is_object(settings.lake):
-        # workers that share no disk share the lake: the lock is an object there, taken with a
-        # create-only conditional PUT (see incremental/lakefs.py)
-        with lake_lock.lock(settings.lake, "registry"):
-            yield
-        return
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with open(settings.home / "registry.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """The compare-and-set's lock, in the lake that every worker reaches (`incremental.lake_lock`:
+    `flock` on a local lake, a conditional-PUT lease on an object store)."""
+    with lake_lock.lock(settings.lake, "registry"):
+        yield
 
 
 def _ensure_model(client: mlflow.MlflowClient, name: str) -> None:

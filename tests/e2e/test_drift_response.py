@@ -112,7 +112,7 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
     assert results[7]["decision"] == "rejected" and results[7]["mode"] == "normal"
     assert results[8]["mode"] == "adapt"
     state = drift.load_state(settings)
-    alerts = [json.loads(line) for line in (settings.home / "alerts.jsonl").read_text().splitlines()]
+    alerts = [json.loads(line) for line in (drift.drift_dir(settings) / "alerts.jsonl").read_text().splitlines()]
     assert alerts[0]["level"] == "alert" and "sustained drift declared" in alerts[0]["message"]
     assert not [a for a in alerts if a["level"] == "page"]  # no person was needed
 

@@ -209,6 +209,24 @@ def test_the_registry_lock_lives_in_the_lake_when_it_is_on_s3(s3_settings: Setti
     assert not (home / "registry.lock").exists()
 
 
+def test_the_drift_record_state_and_alerts_live_in_the_lake(s3_settings: Settings, home: Path) -> None:
+    """The monitor task and the train task may run on machines that share no disk: the drift
+    rule's record, the episode state and the alert log are objects in the lake."""
+    from incremental import drift
+
+    settings = s3_settings
+    for i, auc in enumerate((0.8, 0.79, 0.81)):
+        drift.append_record(settings, drift.make_record(T0 + i * lake.HOUR, "1", {"rows": 100, "auc": auc}))
+    assert [r["auc"] for r in drift.records(settings)] == [0.8, 0.79, 0.81]  # appended, none lost
+    state = drift.load_state(settings)
+    state.mode, state.declared_at = drift.ADAPT, "2026-01-01T02:00Z"
+    drift.save_state(settings, state)
+    drift.alert(settings, "page", "a person must look")
+    assert drift.load_state(settings).mode == drift.ADAPT
+    assert {"_drift/prequential.jsonl", "_drift/state.json", "_drift/alerts.jsonl"} <= _keys(settings)
+    assert not list(home.rglob("*.jsonl")) and not (home / "drift").exists()
+
+
 def test_a_missing_bucket_is_named(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INCREMENTAL_LAKE", "s3://no-such-bucket-here/lake")
     settings = load_settings()

@@ -148,7 +148,8 @@ def test_two_hours_at_once_on_duckdb(world: Path) -> None:
     again, the stale hour is retrained from the new champion (before the fix: the stale version
     was handed back forever)."""
     env = cli_env(world)
-    lock_path = world / "registry.lock"
+    lock_path = world / "lake" / "_locks" / "registry.lock"  # the lake lock (`incremental.lake_lock`)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         children = [subprocess.Popen(cli_command("run-hour", "--start", hour(k)), env=env, stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from incremental import continual, metrics
+from incremental import continual, drift, metrics
 from incremental.cli import build_parser, main
 from incremental.config import SettingsError
 
@@ -110,11 +110,13 @@ def test_summary_without_drift_or_reference() -> None:
     assert "| gated |" in continual.summary_table(summary)
 
 
-def test_human_interventions_are_page_lines_of_alerts_jsonl(tmp_path: Path) -> None:
-    assert continual.count_pages(tmp_path) == 0  # no file yet: none
+def test_human_interventions_are_page_lines_of_the_alert_log(settings) -> None:  # noqa: ANN001 - conftest
+    assert continual.count_pages(settings) == 0  # no file yet: none
     lines = [{"level": "page", "what": "adapt mode"}, {"level": "info"}, {"level": "page"}]
-    (tmp_path / "alerts.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
-    assert continual.count_pages(tmp_path) == 2
+    path = drift.drift_dir(settings) / "alerts.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    assert continual.count_pages(settings) == 2
 
 
 def test_lineage_tags_parse_to_hours() -> None:

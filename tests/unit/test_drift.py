@@ -103,7 +103,7 @@ def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> No
     assert drift.load_state(s).shadow_version == "5"  # the next update starts from the rejected candidate
     recs = records([0.8] * 9, [*toys, 0.36, 0.37])
     drift.observe(s, drift.load_state(s), drift.assess(recs, hour(8), S), hour(8))
-    levels = [line for line in (s.home / "alerts.jsonl").read_text().splitlines()]
+    levels = [line for line in (drift.drift_dir(s) / "alerts.jsonl").read_text().splitlines()]
     assert len(levels) == 2 and '"level": "page"' in levels[1]
     drift.after_decision(s, hour(8), "7", "approved", "catch_up")
     state = drift.load_state(s)
