@@ -121,15 +121,21 @@ def configure(settings: Settings) -> MlflowClient:
 
 
 def get_or_create_experiment(settings: Settings, name: str = UPDATES_EXPERIMENT) -> str:
-    """The experiment's id; a new one keeps its artifacts under `settings.mlflow_artifacts`."""
+    """The experiment's id. A new one keeps its artifacts under `settings.mlflow_artifacts` with a
+    local store; with a tracking server, where the server puts them (``mlflow-artifacts:/``,
+    proxied by ``mlflow server --serve-artifacts``): a local path there would be a path on
+    whichever worker created the experiment, which the others cannot read."""
     client = configure(settings)
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = (Path(settings.mlflow_artifacts) / name).absolute()
-    location.mkdir(parents=True, exist_ok=True)
+    location = None
+    if not settings.mlflow_uri.startswith(("http://", "https://")):
+        local = (Path(settings.mlflow_artifacts) / name).absolute()
+        local.mkdir(parents=True, exist_ok=True)
+        location = local.as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location.as_uri())
+        return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # created by a concurrent process in the meantime
         found = client.get_experiment_by_name(name)
         if found is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from incremental.config import Settings, load_settings
 
 POSTGRES_ADMIN_URL = os.environ.get("INCREMENTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("INCREMENTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 def _require_services() -> bool:
@@ -68,3 +69,58 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(postgres_server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_database(postgres_server: str) -> Iterator[Callable[[str], str]]:
+    """`make(prefix)`: a new database on the real PostgreSQL, as a SQLAlchemy URL; all dropped afterwards."""
+    import psycopg
+
+    made: list[str] = []
+    base = postgres_server.rsplit("/", 1)[0]
+
+    def make(prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+
+    try:
+        yield make
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            for name in made:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The URL of a reachable Redis, or skip (fail under INCREMENTAL_REQUIRE_SERVICES=1)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        message = f"Redis is not reachable at {REDIS_URL}: {exc}"
+        if _require_services():
+            pytest.fail(message + " (INCREMENTAL_REQUIRE_SERVICES=1: services are required)")
+        pytest.skip(message)
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3-compatible server on a free loopback port: real HTTP, nothing mocked in-process."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -115,11 +115,12 @@ class Services:
         self.env, self.logs, self.procs = env, logs, []
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, command: str) -> None:
+    def start(self, name: str, command: str, *, cwd: Path = REPO, **extra_env: str) -> None:
+        """`command` with scripts/airflow_env.sh sourced, in `cwd`, with `extra_env` over the Env's."""
         log = (self.logs / f"{name}.log").open("w")
         script = f"source {REPO}/scripts/airflow_env.sh; exec {command}"
-        self.procs.append((name, subprocess.Popen(["bash", "-c", script], cwd=REPO, env=self.env.env, stdout=log,
-                                                  stderr=subprocess.STDOUT, start_new_session=True)))
+        self.procs.append((name, subprocess.Popen(["bash", "-c", script], cwd=cwd, env={**self.env.env, **extra_env},
+                                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)))
 
     def check_alive(self) -> None:
         for name, proc in self.procs:

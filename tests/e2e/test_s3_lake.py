@@ -9,17 +9,14 @@ them. Nothing of the lake may land on the local disk.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from incremental import anchor, lake, lake_lock, lake_quarantine, lakefs, pipeline, replay
 from incremental.config import Settings, load_settings
@@ -30,18 +27,6 @@ from incremental.warehouse import Warehouse
 T0 = datetime(2026, 4, 1, 0, tzinfo=UTC)
 RATE = 2000  # 10 damaged rows per fault and hour: 0.5%, under max_bad_row_fraction (1%): row quarantine
 SEED = 7
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
