@@ -219,8 +219,13 @@ def freeze(
     refresh: bool = False,
     now: datetime | None = None,
     holdout_fraction: float | None = None,
+    carry: pa.Table | None = None,
 ) -> AnchorInfo:
     """Sample the validated hours in [start, end) into a new frozen anchor.
+
+    `carry`: rows of the previous anchor kept in the new one (at most `size` of them, sampled the
+    same way): a drift episode rolls the anchor to recent rows but keeps the old rows of the
+    slices that did not change, so what still holds stays measured on what it was.
 
     With `holdout_fraction` (the training setting), only rows of holdout sessions are sampled:
     the same session hash that keeps them out of every update and every replay sample, so no
@@ -253,6 +258,9 @@ def freeze(
         if table.num_rows == 0:
             raise AnchorError(f"no holdout-session rows in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
     chosen = sample(table, size, seed)
+    if carry is not None and carry.num_rows:
+        kept = sample(carry.select(chosen.schema.names).cast(chosen.schema), size, seed)
+        chosen = pa.concat_tables([kept, chosen])
 
     lakefs.mkdir(folder)
     staging = folder / f".staging-{os.getpid()}.parquet"

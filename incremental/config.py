@@ -151,7 +151,7 @@ class DriftSettings(_Section):
     sustained_hours: int = Field(3, ge=2)  # K: anomalous this many measurements in a row = changed (drift)
     reference_hours: int = Field(12, ge=1)  # the reference is the median over this many earlier measurements
     min_reference_hours: int = Field(3, ge=1)  # fewer earlier measurements: no verdict
-    catch_up_hours: int = Field(3, ge=1)  # W: the catch-up retrain and the rolled anchor: the last W validated hours
+    catch_up_hours: int = Field(3, ge=1)  # W: the catch-up is judged on, and the rolled anchor samples, the last W validated hours
     page_after_hours: int = Field(24, ge=1)  # no promotion this long after the drift was declared: page a person
     settle_hours: int = Field(3, ge=1)  # after a promotion: this many adapt candidates in a row no better than the champion end the episode
     adapt: AdaptSettings = Field(default_factory=AdaptSettings)

@@ -26,8 +26,9 @@ This module decides, from data, which of the two an hour calls for.
    evidence): one poisoned hour looks like the first hour of a drift, and only the next hours
    can tell them apart. When a series has changed (sustained drift), the episode starts:
    mode ``adapt`` (faster updates, see `DriftSettings.adapt`), the anchor set rolls to recent
-   holdout sessions, a catch-up retrain on the last ``catch_up_hours`` validated hours runs
-   through the same gate, and an alert says so. Rejected candidates of the episode are not
+   holdout sessions (keeping the old rows of the slices measured stable), a catch-up retrain
+   from the base weights on what still holds (`pipeline.catch_up_step`) runs through the same
+   gate, and an alert says so. Rejected candidates of the episode are not
    thrown away: the next update warm-starts from the last one (the shadow chain). A promotion
    does not end the episode: one adapted model is rarely the end of adapting (tried: the medium
    benchmark's episode ended at its first promotion, gentle updates followed, replayed the
@@ -161,12 +162,18 @@ class Assessment:
     def changed_slices(self) -> list[str]:
         return [s for s in self.changed if s != OVERALL]
 
+    @property
+    def stable_slices(self) -> list[str]:
+        """Categories measured this hour (enough rows) and in line with their reference."""
+        return [v.series for v in self.verdicts if v.series != OVERALL and not v.anomalous]
+
     def evidence(self) -> list[str]:
         return [v.line() for v in self.verdicts if v.anomalous] or ([self.note] if self.note else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {"hour": self.hour, "anomalous": self.anomalous, "changed": self.changed,
-                "changed_slices": self.changed_slices, "evidence": self.evidence(), "note": self.note}
+                "changed_slices": self.changed_slices, "stable_slices": self.stable_slices,
+                "evidence": self.evidence(), "note": self.note}
 
 
 def auc_standard_error(auc: float, positives: float | None, rows: float | None) -> float:
@@ -319,7 +326,7 @@ def observe(settings: Settings, state: DriftState, assessment: Assessment, hour:
         declared_now = True
         alert(settings, "alert", f"sustained drift declared at {assessment.hour}: {', '.join(assessment.changed)} "
               f"changed for {settings.drift.sustained_hours}h in a row; adapt mode, rolling anchor and a "
-              f"catch-up retrain on the last {settings.drift.catch_up_hours} validated hours",
+              f"catch-up retrain on what still holds (judged on the last {settings.drift.catch_up_hours} validated hours)",
               hour=assessment.hour, evidence=assessment.evidence())
     elif state.mode == ADAPT and state.promoted and assessment.verdicts and not assessment.anomalous:
         declared = state.declared_at

@@ -270,12 +270,13 @@ def run_update(
     airflow_run_id: str | None = None,
     start_version: str | None = None,
     stale: tuple[replay.Stale, ...] = (),
+    holdout_from: datetime | None = None,
 ) -> TrainResult:
     """Train one candidate. kind: "hourly" (one hour, replay) or "bootstrap" (a window, base).
     Steps: `max_steps`, or more when `epochs` passes over the training rows need more."""
     t = settings.training
     seed_everything(t.seed)
-    data = training_set(settings, starts, kind, stale)  # first: refusing an hour should not wait for a model
+    data = training_set(settings, starts, kind, stale, holdout_from)  # first: refusing an hour should not wait for a model
     if len(data.fresh) + len(data.replayed) == 0:
         raise TrainingError(f"no training rows in {[s.isoformat() for s in starts]} after the holdout split")
     max_steps = max(max_steps, math.ceil(epochs * len(data.rows) / t.batch_size))
@@ -360,10 +361,12 @@ def train_hour(
                       max_steps=settings.training.max_steps, airflow_run_id=airflow_run_id, stale=stale)
 
 
-def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None) -> TrainResult:
-    """Train the base weights on the validated hours of [start, end): the first champion, and
-    the full-retrain baseline. A plain fine-tune: no replay (the window is the data) and no
-    L2-SP (the base weights are not a ranker to stay close to)."""
+def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None,
+              stale: tuple[replay.Stale, ...] = (), holdout_from: datetime | None = None) -> TrainResult:
+    """Train the base weights on the validated hours of [start, end): the first champion, the
+    full-retrain baseline and the catch-up retrain (which leaves out the `stale` rows and is judged
+    on the holdout of the hours from `holdout_from`). A plain fine-tune: no replay (the window is
+    the data) and no L2-SP (the base weights are not a ranker to stay close to)."""
     settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0,
                                       learning_rate=settings.training.bootstrap_learning_rate)
     starts = lk.hours(lk.parse_hour(start), lk.parse_hour(end))
@@ -371,4 +374,4 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
         raise TrainingError(f"empty bootstrap window [{start}, {end})")
     return run_update(settings, starts, kind="bootstrap", from_champion=False,
                       max_steps=settings.training.bootstrap_steps, epochs=settings.training.bootstrap_epochs,
-                      airflow_run_id=airflow_run_id)
+                      airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)

@@ -135,6 +135,23 @@ def test_refresh_requires_the_flag_and_keeps_history(lake_root: Path) -> None:
     assert (folder / f"anchor-{new.sha12}.parquet").is_file() and kept.is_file()
 
 
+def test_a_rolled_anchor_carries_the_unchanged_slices_old_rows(lake_root: Path) -> None:
+    """A drift episode rolls the anchor to recent rows; the rows of the slices that did not change
+    stay, so what still holds is measured on what it was."""
+    anchor.freeze(lake_root, H0, H0 + 2 * HOUR, size=60, reason="bootstrap")
+    old, _ = anchor.load(lake_root)
+    unchanged = old[old["category"] != "toys"]  # toys changed
+    carry = pa.Table.from_pandas(unchanged, preserve_index=False)
+    rolled = anchor.freeze(lake_root, H0 + 3 * HOUR, H0 + 4 * HOUR, size=20, reason="drift", refresh=True, carry=carry)
+    new, info = anchor.load(lake_root)
+    assert info == rolled and anchor.history(lake_root)[0]["replaced_because"] == "drift"
+    carried = new[new["source_hour"] < H0 + 3 * HOUR]
+    assert len(carried) == min(20, len(unchanged)) and "toys" not in set(carried["category"])
+    assert set(carried["event_id"]) <= set(unchanged["event_id"])
+    assert len(new) - len(carried) == 20  # the recent sample, as asked
+    assert sum(info.per_category.values()) == len(new)
+
+
 def test_freeze_needs_a_validated_hour(tmp_path: Path) -> None:
     with pytest.raises(anchor.AnchorError, match="no validated hour"):
         anchor.freeze(tmp_path / "lake", H0, H0 + 3 * HOUR, size=10)

@@ -121,6 +121,28 @@ def test_adapt_replay_leaves_out_the_changed_slices_rows_from_before_the_drift(l
     assert len(kept) == len(everything) - left_out  # every available row was wanted
 
 
+def test_a_catch_up_window_leaves_out_stale_rows_and_is_judged_on_its_recent_hours(lake, tmp_path) -> None:  # noqa: ANN001
+    from incremental.training_data import load_hours
+
+    settings = make_settings(tmp_path / "home", lake)
+    hours = [*OLD_HOURS, DRIFT_HOUR]
+    everything, whole_holdout, _ = load_hours(settings, hours, strict=False)
+    changed = everything["category"].value_counts().index[0]
+    stale = (replay.Stale(frozenset([changed]), before=DRIFT_HOUR),)
+    train, holdout, parts = load_hours(settings, hours, strict=False, stale=stale, holdout_from=OLD_HOURS[-1])
+
+    before = train["event_ts"] < pd.Timestamp(DRIFT_HOUR)
+    assert not (before & (train["category"] == changed)).any()  # stale: not trained on
+    assert (train["category"] == changed).any()  # its rows since the drift are
+    assert set(train["category"]) == set(everything["category"])
+    judged = holdout.column("event_ts").to_pandas()
+    assert judged.min() >= pd.Timestamp(OLD_HOURS[-1]) and len(holdout) < len(whole_holdout)
+    def stale_in(frame: pd.DataFrame) -> int:
+        return int(((frame["event_ts"] < pd.Timestamp(DRIFT_HOUR)) & (frame["category"] == changed)).sum())
+
+    assert sum(p["stale_rows"] for p in parts) == stale_in(everything) + stale_in(whole_holdout.to_pandas()) > 0
+
+
 def test_batch_order_is_a_function_of_seed_and_step() -> None:
     steps = [batch_indices(100, 32, seed=5, step=s) for s in range(8)]
     assert all(len(b) == 32 for b in steps)

@@ -52,6 +52,7 @@ def test_a_slice_that_falls_for_k_hours_in_a_row_has_changed() -> None:
     assert drift.assess(records(overall[:6], toys[:6], books[:6]), hour(5), S).changed == []  # 2 hours: not yet
     a = drift.assess(records(overall, toys, books), hour(6), S)
     assert a.changed == ["toys"] and a.changed_slices == ["toys"]
+    assert a.stable_slices == ["books"]  # measured and in line: the rolled anchor keeps its old rows
     (toy,) = [v for v in a.verdicts if v.series == "toys"]
     assert toy.streak == 3 and toy.reference == 0.745
 
