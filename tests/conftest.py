@@ -23,6 +23,13 @@ def _require_services() -> bool:
     return os.environ.get("INCREMENTAL_REQUIRE_SERVICES") == "1"
 
 
+def _missing(message: str) -> None:
+    """A service a test needs is not there: skip, or fail under INCREMENTAL_REQUIRE_SERVICES=1 (CI)."""
+    if _require_services():
+        pytest.fail(message + " (INCREMENTAL_REQUIRE_SERVICES=1: services are required)")
+    pytest.skip(message)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh INCREMENTAL_HOME; every setting that depends on it follows."""
@@ -48,27 +55,8 @@ def postgres_server() -> Iterator[str]:
     try:
         psycopg.connect(conninfo, connect_timeout=3).close()
     except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}"
-        if _require_services():
-            pytest.fail(message + " (INCREMENTAL_REQUIRE_SERVICES=1: services are required)")
-        pytest.skip(message)
+        _missing(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
     yield conninfo
-
-
-@pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A throw-away database on the real PostgreSQL, dropped afterwards."""
-    import psycopg
-
-    name = f"incremental_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = postgres_server.rsplit("/", 1)[0]
-    try:
-        yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
-    finally:
-        with psycopg.connect(postgres_server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -94,6 +82,12 @@ def fresh_database(postgres_server: str) -> Iterator[Callable[[str], str]]:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def postgres_url(fresh_database: Callable[[str], str]) -> str:
+    """A throw-away database on the real PostgreSQL, dropped afterwards."""
+    return fresh_database("incremental_test")
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> str:
     """The URL of a reachable Redis, or skip (fail under INCREMENTAL_REQUIRE_SERVICES=1)."""
@@ -102,10 +96,7 @@ def redis_server() -> str:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
-        message = f"Redis is not reachable at {REDIS_URL}: {exc}"
-        if _require_services():
-            pytest.fail(message + " (INCREMENTAL_REQUIRE_SERVICES=1: services are required)")
-        pytest.skip(message)
+        _missing(f"Redis is not reachable at {REDIS_URL}: {exc}")
     return REDIS_URL
 
 
