@@ -251,6 +251,7 @@ class DriftState:
     declared_at: str | None = None
     stale_champion: str | None = None  # the champion when the episode was declared
     changed_slices: list[str] = field(default_factory=list)
+    stable_slices: list[str] = field(default_factory=list)  # measured and in line when it was declared
     evidence: list[str] = field(default_factory=list)
     catch_up: str | None = None  # "pending" | "approved" | "rejected" | None
     shadow_version: str | None = None  # the last rejected candidate of the episode: the next update starts here
@@ -276,7 +277,7 @@ def save_state(settings: Settings, state: DriftState) -> None:
 
 def declare(state: DriftState, assessment: Assessment, champion: str | None = None) -> None:
     state.mode, state.declared_at, state.stale_champion = ADAPT, assessment.hour, champion
-    state.changed_slices = assessment.changed_slices
+    state.changed_slices, state.stable_slices = assessment.changed_slices, assessment.stable_slices
     state.evidence = assessment.evidence()
     state.catch_up, state.shadow_version, state.paged = "pending", None, False
     state.promoted, state.flat_hours = [], 0
@@ -290,11 +291,17 @@ def drift_began(state: DriftState, s: DriftSettings) -> str | None:
 
 
 def stale_rules(state: DriftState, s: DriftSettings) -> list[dict[str, Any]]:
-    """What replay leaves out: the changed slices' rows from before the drift began, for the
-    current episode and every earlier one."""
+    """What replay (and the catch-up) leave out, for the current episode and every earlier one:
+    the changed slices' rows from before the drift began; when the whole traffic changed and no
+    single slice did, the rows of every category but those measured stable (`replay.Stale`).
+    A category too thin to judge is replayed when some slice was judged changed: its knowledge is
+    kept unless the data contradict it (tried: leaving it out, the catch-up forgot the unchanged
+    categories, whose traffic the drift had thinned below `slice_min_rows`)."""
     rules = list(state.retired)
-    if state.mode == ADAPT and state.changed_slices:
-        rules.append({"categories": sorted(state.changed_slices), "before": drift_began(state, s)})
+    if state.mode == ADAPT:
+        began = drift_began(state, s)
+        rules.append({"categories": sorted(state.changed_slices), "before": began} if state.changed_slices
+                     else {"all_but": sorted(state.stable_slices), "before": began})
     return rules
 
 
@@ -307,7 +314,7 @@ def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> Non
     next_hour = lake.iso_hour(lake.parse_hour(hour) + lake.HOUR)
     state.mode, state.since, state.declared_at, state.stale_champion = NORMAL, next_hour, None, None
     state.changed_slices, state.evidence, state.catch_up, state.shadow_version = [], [], None, None
-    state.promoted, state.flat_hours, state.paged = [], 0, False
+    state.promoted, state.flat_hours, state.paged, state.stable_slices = [], 0, False, []
 
 
 def hours_in_episode(state: DriftState, hour: datetime) -> float:

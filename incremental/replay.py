@@ -30,23 +30,28 @@ from incremental import lake as lk
 
 @dataclass(frozen=True)
 class Stale:
-    """Rows of `categories` from hours before `before` are stale: not replayed."""
+    """Rows of `categories` from hours before `before` are stale: not replayed. With `all_but`,
+    the rows of every category *except* these are (a drift of the whole traffic, where only the
+    categories measured stable are known to still hold)."""
 
     categories: frozenset[str]
     before: datetime
+    all_but: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"categories": sorted(self.categories), "before": self.before.isoformat()}
+        return {"all_but" if self.all_but else "categories": sorted(self.categories), "before": self.before.isoformat()}
 
     @classmethod
     def from_dict(cls, rule: dict[str, Any]) -> Stale:
-        return cls(frozenset(rule["categories"]), lk.parse_hour(rule["before"]))
+        all_but = "all_but" in rule
+        return cls(frozenset(rule["all_but" if all_but else "categories"]), lk.parse_hour(rule["before"]), all_but)
 
     def drops(self, hour: datetime, categories: pd.Series) -> np.ndarray:
         """True for the rows of an hour's `categories` that are stale."""
         if hour >= self.before:
             return np.zeros(len(categories), dtype=bool)
-        return categories.isin(self.categories).to_numpy()
+        listed = categories.isin(self.categories).to_numpy()
+        return ~listed if self.all_but else listed
 
 
 def holdout_mask(session_ids: pd.Series | list[str], fraction: float) -> np.ndarray:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from incremental import drift
+import pandas as pd
+
+from incremental import drift, replay
 from incremental.config import DriftSettings
 
 S = DriftSettings(overall_auc_drop=0.05, slice_auc_drop=0.15, slice_min_rows=100, sustained_hours=3,
@@ -148,6 +150,25 @@ def test_an_episode_ends_when_adapting_has_settled(settings) -> None:  # noqa: A
     state = drift.load_state(s)
     assert state.mode == "normal" and state.episodes[0]["how"] == "settled"
     assert state.episodes[0]["promoted"] == ["7", "9", "11"] and state.retired
+
+
+def test_a_drift_of_the_whole_traffic_leaves_out_all_but_the_stable_categories(settings) -> None:  # noqa: ANN001
+    # overall falls for 3 hours, no single category does: toys is measured and stable, books too thin
+    overall = [0.80, 0.81, 0.79, 0.80, 0.70, 0.69, 0.68]
+    recs = records(overall, [0.75, 0.74, 0.77, 0.73, 0.74, 0.75, 0.74])
+    for r in recs:
+        r["per_category"]["books"] = {"rows": 20, "auc": 0.3}
+    out = drift.observe(settings, drift.load_state(settings), drift.assess(recs, hour(6), S), hour(6), champion="4")
+    assert out["declared_now"] and out["changed_slices"] == []
+    state = drift.load_state(settings)
+    assert state.stable_slices == ["toys"]
+    (rule,) = drift.context(state, hour(6), S)["stale"]
+    assert rule == {"all_but": ["toys"], "before": f"{hour(4):%Y-%m-%dT%H:%MZ}"}
+    stale = replay.Stale.from_dict(rule)
+    categories = pd.Series(["toys", "books", "garden"])
+    assert stale.drops(hour(3), categories).tolist() == [False, True, True]  # before the drift: all but toys
+    assert not stale.drops(hour(4), categories).any()  # since it began: nothing is stale
+    assert replay.Stale.from_dict(stale.to_dict()) == stale
 
 
 def test_without_a_promotion_an_episode_neither_recovers_nor_settles(settings) -> None:  # noqa: ANN001
