@@ -68,6 +68,7 @@ from incremental.continual_report import (
     recovery_hours,
     summarize,
     summary_table,
+    unchanged_forgetting,
     write_results,
 )
 from incremental.continual_run import _tag_hours, _trim, run, served_lineage, verify_lineage
@@ -76,7 +77,8 @@ __all__ = [
     "ARMS", "DEFAULT_OUT", "HOUR", "PAGE_LEVEL", "PRESETS", "PRESET_MODEL", "RECOVERY_TOLERANCE", "REFERENCE",
     "SCENARIOS", "T0", "Arm", "Plan", "Preset", "_tag_hours", "_trim", "add_arguments", "all_arms", "copy_home",
     "count_pages", "help_epilog", "home_settings", "largest_loss", "main", "markdown", "mean", "plan_from_args",
-    "ratio", "recovery_hours", "run", "served_lineage", "summarize", "summary_table", "verify_lineage",
+    "ratio", "recovery_hours", "run", "served_lineage", "summarize", "summary_table", "unchanged_forgetting",
+    "verify_lineage",
     "write_arm_config", "write_results",
 ]
 

@@ -88,18 +88,36 @@ def _arm_summary(records: list[dict[str, Any]], arm: str, hours: list[str], drif
     return out
 
 
+def unchanged_forgetting(records: list[dict[str, Any]], arm: str, hours: list[str], drift_index: int,
+                         unchanged: Sequence[str]) -> float | None:
+    """Mean anchor AUC drop on the `unchanged` categories (the simulator's, not the pipeline's
+    guess): the served model at the last hour before the drift against the one at the last hour.
+    The anchor is the benchmark's own, frozen before any arm learned, so every arm is measured
+    on the same rows whatever its pipeline did to its own anchor."""
+    by_hour = {r["hour"]: r for r in records if r["arm"] == arm}
+    if drift_index < 1 or not unchanged:
+        return None
+    before = (by_hour.get(hours[drift_index - 1]) or {}).get("anchor_auc_per_category") or {}
+    after = (by_hour.get(hours[-1]) or {}).get("anchor_auc_per_category") or {}
+    drops = [before[c] - after[c] for c in unchanged if before.get(c) is not None and after.get(c) is not None]
+    return sum(drops) / len(drops) if drops else None
+
+
 def _last_learn(records: list[dict[str, Any]], arm: str) -> dict[str, Any] | None:
     learned = [r for r in records if r["arm"] == arm and r.get("version") is not None]
     return learned[-1] if learned else None
 
 
 def summarize(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
-              drift_hour: str | None) -> dict[str, Any]:
+              drift_hour: str | None, unchanged: Sequence[str] = ()) -> dict[str, Any]:
     """Per arm: mean prequential NDCG@10/AUC (all scored hours, and from the drift on), recovery
     and largest loss vs the reference, cost; and the gated/full-retrain cost ratio at the end."""
     drift_index = hours.index(drift_hour) if drift_hour in hours else None
     ref = REFERENCE if REFERENCE in arms else None
     per_arm = {a: _arm_summary(records, a, hours, drift_index, ref) for a in arms}
+    if drift_index is not None and unchanged:
+        for a in arms:
+            per_arm[a]["unchanged_anchor_auc_drop"] = unchanged_forgetting(records, a, hours, drift_index, unchanged)
     gated, full = _last_learn(records, "gated"), _last_learn(records, REFERENCE)
     cost = None
     if gated and full:
@@ -107,6 +125,7 @@ def summarize(records: list[dict[str, Any]], arms: Sequence[str], hours: list[st
                 "seconds": ratio(gated.get("learn_seconds"), full.get("learn_seconds")),
                 "examples": ratio(gated.get("examples"), full.get("examples"))}
     return {"hours": hours, "drift_hour": drift_hour, "reference": ref, "arms": per_arm,
+            "unchanged_categories": sorted(unchanged),
             "cost_ratio_gated_vs_full_retrain": cost}
 
 
@@ -142,14 +161,16 @@ def result_name(plan: dict[str, Any]) -> str:
 def summary_table(summary: dict[str, Any]) -> str:
     """The per-arm summary as a Markdown table."""
     head = ("| arm | NDCG@10 | AUC | NDCG@10 after drift | AUC after drift | recovery (h) | largest NDCG@10 loss vs"
-            " full_retrain | updates served / made | learn s | examples | peak RSS MiB | pages |")
-    lines = [head, "|" + " --- |" * 12]
+            " full_retrain | anchor AUC drop, unchanged categories | updates served / made | learn s | examples |"
+            " peak RSS MiB | pages |")
+    lines = [head, "|" + " --- |" * 13]
     for arm, s in summary["arms"].items():
         recovery = s.get("recovery_hours")
         lines.append(
             f"| {arm} | {fmt(s['ndcg@10'])} | {fmt(s['auc'])} | {fmt(s['ndcg@10_after_drift'])} | "
             f"{fmt(s['auc_after_drift'])} | {'not within window' if recovery is None and summary['drift_hour'] and summary['reference'] else fmt(recovery, 'd')} | "
-            f"{fmt(s.get('largest_ndcg@10_loss_vs_ref'))} | {s['promotions']} / {s['updates']} | "
+            f"{fmt(s.get('largest_ndcg@10_loss_vs_ref'))} | {fmt(s.get('unchanged_anchor_auc_drop'))} | "
+            f"{s['promotions']} / {s['updates']} | "
             f"{s['learn_seconds']:.0f} | {s['examples']} | {fmt(s['peak_rss_mb'], '.0f')} | {s['human_interventions']} |")
     return "\n".join(lines)
 

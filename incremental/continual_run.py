@@ -18,6 +18,16 @@ from incremental.continual_plan import HOUR, Arm, Plan, all_arms
 from incremental.continual_report import fmt, stamp, summarize, write_results
 
 
+def unchanged_categories(plan: Plan) -> list[str]:
+    """The categories the simulator's drift leaves alone (none for other scenarios)."""
+    if plan.scenario != "drift":
+        return []
+    from incremental.simulate import drift_mapping
+    from incremental.simulate_catalogue import CATEGORIES
+
+    return sorted({c.name for c in CATEGORIES} - set(drift_mapping(plan.seed)))
+
+
 # --- measuring one step -------------------------------------------------------------------------
 def _reset_peak_rss() -> None:
     try:
@@ -308,7 +318,8 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     result = {"stamp": stamped, "plan": asdict(plan), "configs": configs, "data": data_summary,
               "bootstrap": {**boot, "seconds": boot_seconds}, "anchor": {"sha256": anchor_info.sha256,
               "rows": anchor_info.rows}, "hour_status": statuses, "records": records,
-              "summary": summarize(records, plan.arms, [h.isoformat() for h in hours], drift),
+              "summary": summarize(records, plan.arms, [h.isoformat() for h in hours], drift,
+                                   unchanged=unchanged_categories(plan)),
               "seconds": time.perf_counter() - began}
     result["files"] = write_results(result, Path(plan.out))
     return result

@@ -173,3 +173,17 @@ def test_help_documents_arms_scenarios_and_presets(capsys: pytest.CaptureFixture
     for word in (*continual.ARMS, "steady", "drift", "judgments", "--judgments", "--query-col", "small", "full",
                  "--retrain-every", "--arm-config", "--out"):
         assert word in text, word
+
+
+def test_forgetting_on_unchanged_categories_is_the_anchor_auc_drop_from_before_the_drift_to_the_end() -> None:
+    hours = ["h0", "h1", "h2", "h3"]
+    def rec(hour: str, garden: float, paint: float) -> dict:
+        return {"arm": "gated", "hour": hour, "anchor_auc_per_category": {"garden": garden, "paint": paint}}
+
+    records = [rec("h0", 0.80, 0.7), rec("h1", 0.82, 0.7), rec("h2", 0.75, 0.2), rec("h3", 0.72, 0.3)]
+    drop = continual.unchanged_forgetting(records, "gated", hours, drift_index=2, unchanged=["garden"])
+    assert drop == pytest.approx(0.10)  # 0.82 at h1 (the last hour before the drift) -> 0.72 at h3; paint ignored
+    assert continual.unchanged_forgetting(records, "gated", hours, drift_index=0, unchanged=["garden"]) is None
+    summary = continual.summarize(records, ("gated",), hours, drift_hour="h2", unchanged=["garden"])
+    assert summary["arms"]["gated"]["unchanged_anchor_auc_drop"] == pytest.approx(0.10)
+    assert summary["unchanged_categories"] == ["garden"]
