@@ -223,9 +223,8 @@ def freeze(
 ) -> AnchorInfo:
     """Sample the validated hours in [start, end) into a new frozen anchor.
 
-    `carry`: rows of the previous anchor kept in the new one (at most `size` of them, sampled the
-    same way): a drift episode rolls the anchor to recent rows but keeps the old rows of the
-    slices that did not change, so what still holds stays measured on what it was.
+    `carry`: rows of the previous anchor kept in the new one (at most `size`, sampled the same way):
+    a drift episode keeps the stable slices' old rows, so what still holds is measured on what it was.
 
     With `holdout_fraction` (the training setting), only rows of holdout sessions are sampled:
     the same session hash that keeps them out of every update and every replay sample, so no
@@ -252,11 +251,7 @@ def freeze(
         )
     table, parts, skipped = _read_window(lake, start, end)
     if holdout_fraction is not None:
-        from incremental.replay import holdout_mask
-
-        table = table.filter(pa.array(holdout_mask(table.column("session_id").to_pandas(), holdout_fraction)))
-        if table.num_rows == 0:
-            raise AnchorError(f"no holdout-session rows in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
+        table = _holdout_rows(table, holdout_fraction, start, end)
     chosen = sample(table, size, seed)
     if carry is not None and carry.num_rows:
         kept = sample(carry.select(chosen.schema.names).cast(chosen.schema), size, seed)
@@ -293,6 +288,16 @@ def freeze(
     lakefs.move(staging, folder / ANCHOR_FILE)
     lk.atomic_write_json(folder / INFO_FILE, info.to_dict())
     return info
+
+
+def _holdout_rows(table: pa.Table, fraction: float, start: datetime, end: datetime) -> pa.Table:
+    """The rows of holdout sessions: no model is ever trained on them (`replay.holdout_mask`)."""
+    from incremental.replay import holdout_mask
+
+    table = table.filter(pa.array(holdout_mask(table.column("session_id").to_pandas(), fraction)))
+    if table.num_rows == 0:
+        raise AnchorError(f"no holdout-session rows in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
+    return table
 
 
 def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replaced_by: AnchorInfo) -> None:
