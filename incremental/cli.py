@@ -213,7 +213,7 @@ def _print_decision(result: dict) -> None:
 
 
 def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental import drift
+    from incremental import drift, replay
 
     state = drift.load_state(settings)
     print(f"mode: {state.mode}" + (f" (drift declared at {state.declared_at}; catch-up {state.catch_up}; "
@@ -226,8 +226,8 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
         print(f"episode {episode['declared_at']} .. {episode['ended_at']} ({episode['how']}): promoted "
               f"{', '.join(episode['promoted']) or 'none'}, replacing {episode['replaced']}; "
               f"changed: {', '.join(episode['changed_slices']) or 'overall'}")
-    for rule in state.retired:
-        print(f"never replayed again: {', '.join(rule['categories'])} rows from before {rule['before']}")
+    for rule in drift.stale_rules(state, settings.drift):
+        print(f"left out of replay and catch-up: {replay.Stale.from_dict(rule).describe()}")
     records = drift.records(settings)[-args.hours:]
     if records:
         print("champion's prequential AUC (before training), last hours:")

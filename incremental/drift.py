@@ -137,6 +137,7 @@ class SeriesVerdict:
     streak: int  # consecutive anomalous measurements ending at this hour
     anomalous: bool
     changed: bool
+    since: str | None = None  # the hour of the streak's first measurement (gaps between hours included)
 
     def line(self) -> str:
         state = "changed" if self.changed else "anomalous" if self.anomalous else "ok"
@@ -161,6 +162,11 @@ class Assessment:
     @property
     def changed_slices(self) -> list[str]:
         return [s for s in self.changed if s != OVERALL]
+
+    @property
+    def began(self) -> str | None:
+        """The first measured hour of the changed series' streaks: where the drift began."""
+        return min((v.since for v in self.verdicts if v.changed and v.since), default=None)
 
     @property
     def stable_slices(self) -> list[str]:
@@ -224,7 +230,8 @@ def _verdict(name: str, points: list[tuple[str, float, float]], hour: str, thres
             break
         streak += 1
     _, value, se = points[-1]
-    return SeriesVerdict(name, reference, value, reference - value, streak, fell(value, se), streak >= k)
+    since = recent[-streak][0] if streak else None
+    return SeriesVerdict(name, reference, value, reference - value, streak, fell(value, se), streak >= k, since)
 
 
 def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Assessment:
@@ -252,6 +259,7 @@ class DriftState:
     stale_champion: str | None = None  # the champion when the episode was declared
     changed_slices: list[str] = field(default_factory=list)
     stable_slices: list[str] = field(default_factory=list)  # measured and in line when it was declared
+    began: str | None = None  # the first measured hour of the drift
     evidence: list[str] = field(default_factory=list)
     catch_up: str | None = None  # "pending" | "approved" | "rejected" | None
     shadow_version: str | None = None  # the last rejected candidate of the episode: the next update starts here
@@ -278,16 +286,18 @@ def save_state(settings: Settings, state: DriftState) -> None:
 def declare(state: DriftState, assessment: Assessment, champion: str | None = None) -> None:
     state.mode, state.declared_at, state.stale_champion = ADAPT, assessment.hour, champion
     state.changed_slices, state.stable_slices = assessment.changed_slices, assessment.stable_slices
+    state.began = assessment.began
     state.evidence = assessment.evidence()
     state.catch_up, state.shadow_version, state.paged = "pending", None, False
     state.promoted, state.flat_hours = [], 0
 
 
 def drift_began(state: DriftState, s: DriftSettings) -> str | None:
-    """The episode's first anomalous hour: K - 1 hours before it was declared."""
+    """The episode's first anomalous measured hour (with a quarantined hour in the streak, earlier
+    than K - 1 hours before the declaration; that is the fallback for a state without it)."""
     if state.declared_at is None:
         return None
-    return lake.iso_hour(lake.parse_hour(state.declared_at) - (s.sustained_hours - 1) * lake.HOUR)
+    return state.began or lake.iso_hour(lake.parse_hour(state.declared_at) - (s.sustained_hours - 1) * lake.HOUR)
 
 
 def stale_rules(state: DriftState, s: DriftSettings) -> list[dict[str, Any]]:
@@ -314,7 +324,7 @@ def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> Non
     next_hour = lake.iso_hour(lake.parse_hour(hour) + lake.HOUR)
     state.mode, state.since, state.declared_at, state.stale_champion = NORMAL, next_hour, None, None
     state.changed_slices, state.evidence, state.catch_up, state.shadow_version = [], [], None, None
-    state.promoted, state.flat_hours, state.paged, state.stable_slices = [], 0, False, []
+    state.promoted, state.flat_hours, state.paged, state.stable_slices, state.began = [], 0, False, [], None
 
 
 def hours_in_episode(state: DriftState, hour: datetime) -> float:

@@ -46,6 +46,11 @@ class Stale:
         all_but = "all_but" in rule
         return cls(frozenset(rule["all_but" if all_but else "categories"]), lk.parse_hour(rule["before"]), all_but)
 
+    def describe(self) -> str:
+        listed = ", ".join(sorted(self.categories)) or "none"
+        which = f"every category but {listed}" if self.all_but else listed
+        return f"{which}: rows from before {lk.iso_hour(self.before)}"
+
     def drops(self, hour: datetime, categories: pd.Series) -> np.ndarray:
         """True for the rows of an hour's `categories` that are stale."""
         if hour >= self.before:

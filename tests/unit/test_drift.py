@@ -55,6 +55,10 @@ def test_a_slice_that_falls_for_k_hours_in_a_row_has_changed() -> None:
     a = drift.assess(records(overall, toys, books), hour(6), S)
     assert a.changed == ["toys"] and a.changed_slices == ["toys"]
     assert a.stable_slices == ["books"]  # measured and in line: the rolled anchor keeps its old rows
+    assert a.began == f"{hour(4):%Y-%m-%dT%H:%MZ}"  # the streak's first hour
+    gap = [r for r in records(overall, toys, books) if r["hour"] != f"{hour(5):%Y-%m-%dT%H:%MZ}"]  # 05:00 quarantined
+    assert drift.assess(gap, hour(6), S).changed == [] and drift.assess(
+        [*gap, *records([0.8] * 8, [0.75] * 7 + [0.36])[7:]], hour(7), S).began == f"{hour(4):%Y-%m-%dT%H:%MZ}"
     (toy,) = [v for v in a.verdicts if v.series == "toys"]
     assert toy.streak == 3 and toy.reference == 0.745
 
@@ -169,6 +173,7 @@ def test_a_drift_of_the_whole_traffic_leaves_out_all_but_the_stable_categories(s
     assert stale.drops(hour(3), categories).tolist() == [False, True, True]  # before the drift: all but toys
     assert not stale.drops(hour(4), categories).any()  # since it began: nothing is stale
     assert replay.Stale.from_dict(stale.to_dict()) == stale
+    assert stale.describe() == f"every category but toys: rows from before {hour(4):%Y-%m-%dT%H:%MZ}"
 
 
 def test_without_a_promotion_an_episode_neither_recovers_nor_settles(settings) -> None:  # noqa: ANN001
