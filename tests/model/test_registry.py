@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import mlflow
+import pandas as pd
 import pytest
 
 from incremental import registry, tracking
@@ -14,7 +16,7 @@ H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
 
 
 class Constant(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[float]:
         return [0.5] * len(model_input)
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import pandas as pd
 import pytest
 
 from incremental import registry, tracking
@@ -17,7 +19,7 @@ H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
 
 
 class Constant(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[float]:
         return [0.5] * len(model_input)
 
 
