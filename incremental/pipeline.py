@@ -149,7 +149,7 @@ def _mode_settings(settings: Settings, mode: str) -> Settings:
 
 
 def _stale_rows(context: dict[str, Any]) -> tuple[replay.Stale, ...]:
-    """What replay leaves out: the changed slices' rows from before each drift began (`drift.stale_rules`)."""
+    """The rules of what replay and the catch-up leave out (`drift.stale_rules`), as `replay.Stale`."""
     return tuple(replay.Stale.from_dict(rule) for rule in context.get("stale", []))
 
 

@@ -59,6 +59,14 @@ class Stale:
         return ~listed if self.all_but else listed
 
 
+def stale_mask(stale: tuple[Stale, ...], hour: datetime, categories: pd.Series) -> np.ndarray:
+    """True for the rows of an hour (their `categories`) that any of the `stale` rules leaves out."""
+    drop = np.zeros(len(categories), dtype=bool)
+    for rule in stale:
+        drop |= rule.drops(hour, categories)
+    return drop
+
+
 def holdout_mask(session_ids: pd.Series | list[str], fraction: float) -> np.ndarray:
     """True for rows whose session falls in the holdout: a hash of session_id, so a session is
     always on one side (in every hour, for every stage), and the split needs no state."""
@@ -109,7 +117,7 @@ def sample(
         frame = lk.read_partition(part).to_pandas()
         frame = frame[~holdout_mask(frame["session_id"], holdout_fraction)]
         if stale:
-            drop = np.logical_or.reduce([rule.drops(part.start, frame["category"]) for rule in stale])
+            drop = stale_mask(stale, part.start, frame["category"])
             lineage["stale_rows_left_out"] += int(drop.sum())
             frame = frame[~drop]
         frames.append(frame.assign(_hour=len(parts)))

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -56,9 +55,7 @@ def load_hours(
             continue
         table = lk.read_partition(part)
         mask = replay.holdout_mask(table.column("session_id").to_pylist(), fraction)
-        keep = np.ones(table.num_rows, dtype=bool)
-        for rule in stale:
-            keep &= ~rule.drops(start, table.column("category").to_pandas())
+        keep = ~replay.stale_mask(stale, start, table.column("category").to_pandas())
         train.append(table.filter(pa.array(~mask & keep)).to_pandas())
         if holdout_from is None or start >= holdout_from:
             holdout.append(table.filter(pa.array(mask & keep)))
