@@ -266,7 +266,7 @@ class DriftState:
     promoted: list[str] = field(default_factory=list)  # versions promoted during the episode
     flat_hours: int = 0  # adapt candidates in a row, since the last promotion, no better than the champion
     paged: bool = False
-    retired: list[dict[str, Any]] = field(default_factory=list)  # {"categories", "before"}: never replayed again
+    retired: list[dict[str, Any]] = field(default_factory=list)  # `stale_rules` of ended episodes: never replayed again
     last: dict[str, Any] = field(default_factory=dict)  # the last hour's assessment
     episodes: list[dict[str, Any]] = field(default_factory=list)
 
