@@ -138,10 +138,12 @@ class SeriesVerdict:
     anomalous: bool
     changed: bool
     since: str | None = None  # the hour of the streak's first measurement (gaps between hours included)
+    pooled: int = 0  # a thin category judged on this many hours together (0: this hour alone)
 
     def line(self) -> str:
         state = "changed" if self.changed else "anomalous" if self.anomalous else "ok"
-        return (f"{self.series}: champion AUC {self.value:.3f} vs reference {self.reference:.3f} "
+        name = f"{self.series} (pooled over {self.pooled}h)" if self.pooled else self.series
+        return (f"{name}: champion AUC {self.value:.3f} vs reference {self.reference:.3f} "
                 f"(drop {self.drop:+.3f}, {self.streak}h in a row) -> {state}")
 
 
@@ -153,24 +155,27 @@ class Assessment:
 
     @property
     def anomalous(self) -> list[str]:
-        return [v.series for v in self.verdicts if v.anomalous]
+        """Series anomalous this hour (hour by hour only: these hold an hour back)."""
+        return [v.series for v in self.verdicts if v.anomalous and not v.pooled]
 
     @property
     def changed(self) -> list[str]:
-        return [v.series for v in self.verdicts if v.changed]
+        """Series changed by the hourly rule (these declare a drift)."""
+        return [v.series for v in self.verdicts if v.changed and not v.pooled]
 
     @property
     def changed_slices(self) -> list[str]:
-        return [s for s in self.changed if s != OVERALL]
+        """Categories changed, hour by hour or pooled (not protected, their old rows not replayed)."""
+        return [v.series for v in self.verdicts if v.changed and v.series != OVERALL]
 
     @property
     def began(self) -> str | None:
         """The first measured hour of the changed series' streaks: where the drift began."""
-        return min((v.since for v in self.verdicts if v.changed and v.since), default=None)
+        return min((v.since for v in self.verdicts if v.changed and v.since and not v.pooled), default=None)
 
     @property
     def stable_slices(self) -> list[str]:
-        """Categories measured this hour (enough rows) and in line with their reference."""
+        """Categories measured (this hour, or pooled) and in line with their reference."""
         return [v.series for v in self.verdicts if v.series != OVERALL and not v.anomalous]
 
     def evidence(self) -> list[str]:
@@ -192,22 +197,31 @@ def auc_standard_error(auc: float, positives: float | None, rows: float | None) 
     return math.sqrt(max(variance, 0.0))
 
 
-def _series(recs: list[dict[str, Any]], min_rows: int) -> dict[str, list[tuple[str, float, float]]]:
-    """(hour, AUC, its standard error) per series."""
-    out: dict[str, list[tuple[str, float, float]]] = {}
+Point = tuple[str, float, float, float]  # (hour, AUC, its standard error, pooling weight)
+
+
+def _series(recs: list[dict[str, Any]]) -> tuple[dict[str, list[Point]], dict[str, list[float]]]:
+    """Per series, its points and each point's rows (every category, however few rows). The
+    pooling weight is positives x negatives (the pairs an AUC counts), rows when positives are unknown."""
+    out: dict[str, list[Point]] = {}
+    rows: dict[str, list[float]] = {}
+
+    def add(name: str, hour: str, m: dict[str, Any]) -> None:
+        n, pos = m.get("rows") or 0, m.get("positives")
+        weight = pos * (n - pos) if pos is not None else n
+        out.setdefault(name, []).append((hour, m["auc"], auc_standard_error(m["auc"], pos, n), float(weight)))
+        rows.setdefault(name, []).append(float(n))
+
     for r in recs:
         if r.get("auc") is not None:
-            se = auc_standard_error(r["auc"], r.get("positives"), r.get("rows"))
-            out.setdefault(OVERALL, []).append((r["hour"], r["auc"], se))
+            add(OVERALL, r["hour"], r)
         for cat, m in r.get("per_category", {}).items():
-            if m.get("auc") is not None and (m.get("rows") or 0) >= min_rows:
-                se = auc_standard_error(m["auc"], m.get("positives"), m.get("rows"))
-                out.setdefault(cat, []).append((r["hour"], m["auc"], se))
-    return out
+            if m.get("auc") is not None:
+                add(cat, r["hour"], m)
+    return out, rows
 
 
-def _verdict(name: str, points: list[tuple[str, float, float]], hour: str, threshold: float,
-             s: DriftSettings) -> SeriesVerdict | None:
+def _verdict(name: str, points: list[Point], hour: str, threshold: float, s: DriftSettings) -> SeriesVerdict | None:
     """A fall counts when it exceeds the threshold and NOISE_Z standard errors of that hour's AUC
     (a small slice must fall further before it says anything)."""
     if not points or points[-1][0] != hour:
@@ -219,35 +233,76 @@ def _verdict(name: str, points: list[tuple[str, float, float]], hour: str, thres
         if len(before) < s.min_reference_hours:
             return None
         recent = points[-1:]
-    reference = float(np.median([v for _, v, _ in before]))
+    reference = float(np.median([p[1] for p in before]))
 
     def fell(value: float, se: float) -> bool:
         return reference - value > max(threshold, NOISE_Z * se)
 
     streak = 0
-    for _, value, se in reversed(recent):
+    for _, value, se, _ in reversed(recent):
         if not fell(value, se):
             break
         streak += 1
-    _, value, se = points[-1]
+    _, value, se, _ = points[-1]
     since = recent[-streak][0] if streak else None
     return SeriesVerdict(name, reference, value, reference - value, streak, fell(value, se), streak >= k, since)
 
 
+def _pool(points: list[Point]) -> tuple[float, float]:
+    """One AUC over several hours (each hour's weighted by the pairs it counts) and its standard error."""
+    w = np.array([p[3] for p in points]) if sum(p[3] for p in points) > 0 else np.ones(len(points))
+    auc, se = np.array([p[1] for p in points]), np.array([p[2] for p in points])
+    return float(w @ auc / w.sum()), float(math.sqrt(float((w * w) @ (se * se))) / w.sum())
+
+
+def _pooled_verdict(name: str, points: list[Point], rows: list[float], recent: set[str], before: set[str],
+                    s: DriftSettings) -> SeriesVerdict | None:
+    """A category too thin to judge hour by hour, judged on its last K hours together against its
+    reference hours together: `slice_min_rows` rows on each side, a fall beyond the threshold
+    and NOISE_Z standard errors of the difference, and every one of the K hours below the reference. It says which slices changed or held; only the
+    hourly rule declares a drift or holds an hour back (a pooled window holds one bad hour for K hours)."""
+    now = [(p, n) for p, n in zip(points, rows, strict=True) if p[0] in recent]
+    then = [(p, n) for p, n in zip(points, rows, strict=True) if p[0] in before]
+    if sum(n for _, n in now) < s.slice_min_rows or sum(n for _, n in then) < s.slice_min_rows:
+        return None
+    value, se_now = _pool([p for p, _ in now])
+    reference, se_then = _pool([p for p, _ in then])
+    every_hour_fell = all(p[1] < reference for p, _ in now)  # so one bad hour cannot carry the pool
+    changed = every_hour_fell and reference - value > max(s.slice_auc_drop, NOISE_Z * math.hypot(se_now, se_then))
+    return SeriesVerdict(name, reference, value, reference - value, len(now) if changed else 0, changed, changed,
+                         now[0][0][0] if changed else None, pooled=len(now))
+
+
 def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Assessment:
-    """The verdict of every series at `hour`, from the (usable) records up to it."""
+    """The verdict of every series at `hour`, from the (usable) records up to it: hour by hour for
+    the overall series and the categories with `slice_min_rows` rows this hour, pooled over the
+    last K hours for the thinner ones."""
     at = lake.iso_hour(hour)
     recs = [r for r in recs if r["hour"] <= at]
     if not recs or recs[-1]["hour"] != at:
         return Assessment(at, note="no prequential record for this hour (no champion yet?)")
+    series, rows = _series(recs)
+    hourly = {name: [p for p, n in zip(points, rows[name], strict=True) if name == OVERALL or n >= s.slice_min_rows]
+              for name, points in series.items()}
     verdicts = []
-    for name, points in sorted(_series(recs, s.slice_min_rows).items(), key=lambda kv: kv[0] != OVERALL):
+    for name in sorted(series, key=lambda n: (n != OVERALL, n)):
         threshold = s.overall_auc_drop if name == OVERALL else s.slice_auc_drop
-        verdict = _verdict(name, points, at, threshold, s)
+        verdict = _verdict(name, hourly[name], at, threshold, s)
+        if verdict is None and name != OVERALL:
+            verdict = _pooled_verdict(name, series[name], rows[name], *_pooling_hours(series.get(OVERALL, []), s), s)
         if verdict is not None:
             verdicts.append(verdict)
     note = "" if verdicts else f"fewer than {s.min_reference_hours} earlier hours to compare with"
     return Assessment(at, tuple(verdicts), note)
+
+
+def _pooling_hours(overall: list[Point], s: DriftSettings) -> tuple[set[str], set[str]]:
+    """The last K measured hours, and the reference hours before them (none when too few)."""
+    hours = [p[0] for p in overall]
+    before = hours[:-s.sustained_hours][-s.reference_hours:]
+    if len(before) < s.min_reference_hours:
+        return set(), set()
+    return set(hours[-s.sustained_hours:]), set(before)
 
 
 # --- the episode ----------------------------------------------------------------------------------

@@ -199,3 +199,28 @@ def test_a_fall_within_the_noise_of_a_small_slice_is_not_anomalous() -> None:
     assert drift.assess(recs(3000, 450), hour(4), S).anomalous == ["toys"]
     assert drift.auc_standard_error(0.64, 12, 120) > 0.08 > drift.auc_standard_error(0.64, 450, 3000)
     assert drift.auc_standard_error(0.7, None, 100) == 0.0
+
+
+def test_thin_categories_are_judged_on_their_last_k_hours_pooled() -> None:
+    # 60 rows an hour: too thin hour by hour, 180 over the last 3 hours
+    overall = [0.80, 0.81, 0.79, 0.80, 0.70, 0.69, 0.68]
+    recs = records(overall, [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38], [0.70, 0.71, 0.69, 0.70, 0.71, 0.70, 0.69])
+    for r in recs:
+        for cat in ("toys", "books"):
+            r["per_category"][cat].update(rows=60, positives=12)
+    a = drift.assess(recs, hour(6), S)
+    assert a.changed == ["overall"] and a.changed_slices == ["toys"] and a.stable_slices == ["books"]
+    assert a.began == f"{hour(4):%Y-%m-%dT%H:%MZ}"  # from the hourly streak
+    (toys,) = [v for v in a.verdicts if v.series == "toys"]
+    assert toys.pooled == 3 and abs(toys.value - 0.3767) < 1e-3 and abs(toys.reference - 0.7475) < 1e-3
+    assert "toys (pooled over 3h): champion AUC 0.377" in "\n".join(a.evidence())
+    # one bad thin hour neither holds an hour back nor makes the slice changed
+    one_bad = records([0.80] * 7, [0.75, 0.74, 0.77, 0.73, 0.75, 0.74, 0.01])
+    for r in one_bad:
+        r["per_category"]["toys"].update(rows=60, positives=12)
+    b = drift.assess(one_bad, hour(6), S)
+    assert b.anomalous == [] and b.changed == [] and b.changed_slices == []
+    # a slice thin even over K hours gets no verdict
+    for r in recs:
+        r["per_category"]["books"].update(rows=30, positives=6)
+    assert "books" not in {v.series for v in drift.assess(recs, hour(6), S).verdicts}
