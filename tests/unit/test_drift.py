@@ -220,6 +220,12 @@ def test_thin_categories_are_judged_on_their_last_k_hours_pooled() -> None:
         r["per_category"]["toys"].update(rows=60, positives=12)
     b = drift.assess(one_bad, hour(6), S)
     assert b.anomalous == [] and b.changed == [] and b.changed_slices == []
+    # measured hour by hour but in the first of the last 3 hours: anomalous 2h, changed when pooled
+    for i, r in enumerate(recs):
+        r["per_category"]["toys"].update(rows=60 if i == 4 else 150, positives=12 if i == 4 else 30)
+    c = drift.assess(recs, hour(6), S)
+    assert c.anomalous == ["overall", "toys"] and c.changed == ["overall"] and c.changed_slices == ["toys"]
+    assert "toys" not in c.stable_slices
     # a slice thin even over K hours gets no verdict
     for r in recs:
         r["per_category"]["books"].update(rows=30, positives=6)
