@@ -21,10 +21,11 @@ This module decides, from data, which of the two an hour calls for.
    counts: a poisoned hour followed by a noisy one is not a drift); the series has *changed*
    when that held for its last K measurements in a row, this hour included. A median
    reference is not moved by one bad hour, and a single anomalous hour is never "changed".
-   A category with fewer than ``slice_min_rows`` rows in one of its last K hours is also judged on
-   them pooled against its reference hours pooled (`_pooled_verdict`), so the slices a drift starves
-   still get a verdict (changed, or in line) when the episode starts; pooled verdicts never hold
-   an hour back or declare a drift on their own. Tried without: the medium benchmark's unchanged
+   A category the hourly rule does not call changed is also judged on its last K hours pooled
+   against its reference hours pooled (`_pooled_verdict`), so the slices a drift starves (too
+   few rows an hour, or too few clicks for one hour to say anything) still get a verdict,
+   changed or in line, when the episode starts; pooled verdicts never hold an hour back or
+   declare a drift on their own. Tried without: the medium benchmark's unchanged
    categories fell to about 20 rows an hour, were never judged, and lost 0.10 anchor AUC; and a
    changed category thin in the drift's first hour was only "anomalous 2h in a row" when the
    drift was declared, so its contradicted rows were replayed and protected.
@@ -145,10 +146,11 @@ class SeriesVerdict:
     anomalous: bool
     changed: bool
     since: str | None = None  # the hour of the streak's first measurement (gaps between hours included)
-    pooled: int = 0  # a thin category judged on this many hours together (0: this hour alone)
+    pooled: int = 0  # judged on this many hours together (0: this hour alone); pooled, `anomalous`
+    # without `changed` means unsure: not shown to be in line
 
     def line(self) -> str:
-        state = "changed" if self.changed else "anomalous" if self.anomalous else "ok"
+        state = "changed" if self.changed else ("unsure" if self.pooled else "anomalous") if self.anomalous else "ok"
         name = f"{self.series} (pooled over {self.pooled}h)" if self.pooled else self.series
         return (f"{name}: champion AUC {self.value:.3f} vs reference {self.reference:.3f} "
                 f"(drop {self.drop:+.3f}, {self.streak}h in a row) -> {state}")
@@ -187,7 +189,9 @@ class Assessment:
         return sorted(judged - {v.series for v in self.verdicts if v.anomalous})
 
     def evidence(self) -> list[str]:
-        return [v.line() for v in self.verdicts if v.anomalous] or ([self.note] if self.note else [])
+        """Hourly anomalies and pooled changes (not the pooled unsure: no evidence of anything)."""
+        lines = [v.line() for v in self.verdicts if (v.changed if v.pooled else v.anomalous)]
+        return lines or ([self.note] if self.note else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {"hour": self.hour, "anomalous": self.anomalous, "changed": self.changed,
@@ -265,19 +269,25 @@ def _pool(points: list[Point]) -> tuple[float, float]:
 
 def _pooled_verdict(name: str, points: list[Point], rows: list[float], recent: set[str], before: set[str],
                     s: DriftSettings) -> SeriesVerdict | None:
-    """A category too thin to judge hour by hour in one of its last K hours, judged on them together
-    against its reference hours together: `slice_min_rows` rows on each side, a fall beyond the threshold
-    and NOISE_Z standard errors of the difference, and every one of the K hours below the reference. It says which slices changed or held; only the
-    hourly rule declares a drift or holds an hour back (a pooled window holds one bad hour for K hours)."""
+    """A category not changed by the hourly rule (too thin to judge in some hours, or anomalous in
+    fewer than K), judged on its last K hours together against its reference hours together,
+    with `slice_min_rows` rows on each side. *Changed*: every one of the K hours below the
+    reference (so one bad hour cannot carry the pool) and the fall beyond the threshold and
+    NOISE_Z standard errors of the difference. *In line* (stable): the fall plus NOISE_Z standard
+    errors within the threshold. Anything between is *unsure* (``anomalous`` without ``changed``):
+    neither protected as stable nor left out as changed (tried: a pooled "not changed" alone
+    called two of the e2e test's five changed categories stable). Pooled verdicts never declare a
+    drift or hold an hour back (a pooled window would hold one bad hour for K hours)."""
     now = [(p, n) for p, n in zip(points, rows, strict=True) if p[0] in recent]
     then = [(p, n) for p, n in zip(points, rows, strict=True) if p[0] in before]
     if sum(n for _, n in now) < s.slice_min_rows or sum(n for _, n in then) < s.slice_min_rows:
         return None
     value, se_now = _pool([p for p, _ in now])
     reference, se_then = _pool([p for p, _ in then])
-    every_hour_fell = all(p[1] < reference for p, _ in now)  # so one bad hour cannot carry the pool
-    changed = every_hour_fell and reference - value > max(s.slice_auc_drop, NOISE_Z * math.hypot(se_now, se_then))
-    return SeriesVerdict(name, reference, value, reference - value, len(now) if changed else 0, changed, changed,
+    drop, noise = reference - value, NOISE_Z * math.hypot(se_now, se_then)
+    changed = all(p[1] < reference for p, _ in now) and drop > max(s.slice_auc_drop, noise)
+    in_line = drop + noise <= s.slice_auc_drop
+    return SeriesVerdict(name, reference, value, drop, len(now) if changed else 0, not in_line, changed,
                          now[0][0][0] if changed else None, pooled=len(now))
 
 
@@ -296,8 +306,9 @@ def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Asse
     verdicts = []
     for name in sorted(series, key=lambda n: (n != OVERALL, n)):
         threshold = s.overall_auc_drop if name == OVERALL else s.slice_auc_drop
-        verdicts.append(_verdict(name, hourly[name], at, threshold, s))
-        if name != OVERALL and not recent <= {p[0] for p in hourly[name]}:  # thin in one of the last K hours
+        verdict = _verdict(name, hourly[name], at, threshold, s)
+        verdicts.append(verdict)
+        if name != OVERALL and not (verdict and verdict.changed):  # a second look: the last K hours together
             verdicts.append(_pooled_verdict(name, series[name], rows[name], recent, before, s))
     verdicts = [v for v in verdicts if v is not None]
     note = "" if verdicts else f"fewer than {s.min_reference_hours} earlier hours to compare with"

@@ -22,8 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from incremental import lake, lakefs, links, replay, tracking
@@ -97,7 +95,7 @@ def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:
     if observed["declared_now"]:
         observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {lake.iso_hour(start)}: "
                                          + "; ".join(observed["assessment"]["evidence"])[:500],
-                                         stale=_stale_rows(drift.context(state, start, settings.drift)))
+                                         stable=observed["assessment"]["stable_slices"])
     return {"hour": lake.iso_hour(start), "champion_version": version, **observed}
 
 
@@ -114,37 +112,24 @@ def _record(settings: Settings, version: str, hour: datetime) -> None:
     drift.append_record(settings, drift.make_record(hour, version, metrics.evaluate(frame, scores)))
 
 
-def roll_anchor(settings: Settings, start: datetime, reason: str, stale: tuple[replay.Stale, ...]) -> dict[str, Any]:
+def roll_anchor(settings: Settings, start: datetime, reason: str, stable: list[str]) -> dict[str, Any]:
     """Replace the anchor by a sample of the holdout sessions of the last `catch_up_hours`
-    validated hours (recorded in the anchor history), carrying over the old anchor's rows that
-    the `stale` rules leave in replay: what still holds stays protected on the rows it was
-    measured on, and what replay no longer teaches is no longer protected. So a category too
-    thin to judge is protected when some slice was judged changed, and only the categories
-    measured stable when the whole traffic drifted. (Tried: protecting a changed category that
-    was too thin to judge blocked its adaptation, every adapt candidate of
-    `tests/e2e/test_drift_response.py` rejected on it; thin categories are now judged on their
-    last K hours pooled, `drift.assess`.)"""
+    validated hours (recorded in the anchor history), carrying over the old anchor's rows of the
+    `stable` categories (in line with their reference this hour, or on their last K hours pooled,
+    `drift.assess`): what the data show still holds stays protected on the rows it was measured
+    on. A category unsure or too thin to judge is not carried (still replayed): protecting it on
+    old rows blocked the adaptation of one that had in fact changed (tried:
+    `tests/e2e/test_drift_response.py`, every adapt candidate rejected on `storage`)."""
     from incremental import anchor
 
     current = anchor.current(settings.lake)
     carry = None
-    if current is not None:
+    if current is not None and stable:
         frame, _ = anchor.load(settings.lake)
-        carry = pa.Table.from_pandas(frame[_still_holds(frame, stale)], preserve_index=False)
+        carry = pa.Table.from_pandas(frame[frame["category"].astype(str).isin(stable)], preserve_index=False)
     window = _recent_window(settings, start)
     return freeze_anchor(settings, window[0], window[1], current.size if current else 4000, reason=reason,
                          refresh=current is not None, carry=carry)
-
-
-def _still_holds(frame: pd.DataFrame, stale: tuple[replay.Stale, ...]) -> np.ndarray:
-    """True for the anchor rows that no `stale` rule leaves out (by each row's source hour)."""
-    from incremental.anchor import SOURCE_HOUR
-
-    keep = np.ones(len(frame), dtype=bool)
-    categories = frame["category"].astype(str)
-    for hour, rows in frame.groupby(SOURCE_HOUR).indices.items():
-        keep[rows] = ~replay.stale_mask(stale, pd.Timestamp(hour).to_pydatetime(), categories.iloc[rows])
-    return keep
 
 
 def _recent_window(settings: Settings, start: datetime) -> tuple[datetime, datetime]:

@@ -226,6 +226,15 @@ def test_thin_categories_are_judged_on_their_last_k_hours_pooled() -> None:
     c = drift.assess(recs, hour(6), S)
     assert c.anomalous == ["overall", "toys"] and c.changed == ["overall"] and c.changed_slices == ["toys"]
     assert "toys" not in c.stable_slices
+    # a fall neither beyond the threshold and the noise nor clearly within it: unsure, neither changed nor stable
+    unsure = records(overall, [0.75, 0.74, 0.77, 0.73, 0.66, 0.62, 0.64])
+    for r in unsure:
+        r["per_category"]["toys"].update(rows=60, positives=12)
+    d = drift.assess(unsure, hour(6), S)
+    (toys,) = [v for v in d.verdicts if v.series == "toys"]
+    assert toys.anomalous and not toys.changed and toys.line().endswith("-> unsure")
+    assert d.changed_slices == [] and d.stable_slices == [] and d.anomalous == ["overall"]
+    assert not any("toys" in line for line in d.evidence())
     # a slice thin even over K hours gets no verdict
     for r in recs:
         r["per_category"]["books"].update(rows=30, positives=6)
