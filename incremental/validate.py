@@ -75,7 +75,7 @@ from incremental import lakefs
 from incremental.config import ValidationSettings
 from incremental.lakefs import LakePath
 from incremental.validate_drift import drift_checks, statistics_of, validated_history
-from incremental.validate_gx import GxRun, build_docs, build_suite, for_gx, gx_check, gx_summary, run_gx
+from incremental.validate_gx import GxRun, build_suite, for_gx, gx_check, gx_summary, run_gx
 from incremental.validate_report import (
     CRITICAL,
     DRIFT_RULES,
@@ -341,11 +341,11 @@ def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Pa
 
 
 def _stage_gx_result(out: _Outcome, record: dict[str, Any], staging: Path) -> None:
-    """The full GX result and GX's data docs, staged to go with the quarantined data."""
+    """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantined data."""
     docs_tmp = staging / "data_docs"
     gx_json = out.gx.result.to_json_dict() if out.gx else {}
     lk.atomic_write_json(staging / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats})
-    if build_docs(out.gx, docs_tmp) is None:
+    if out.gx is None or out.gx.docs is None:  # the checkpoint built none
         shutil.rmtree(docs_tmp, ignore_errors=True)
 
 
