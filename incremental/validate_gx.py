@@ -3,13 +3,16 @@ its result as checks, and GX's own data docs (built by the checkpoint's `UpdateD
 
 Table-level expectations carry severity "critical"; row-level ones carry GX's `mostly` = 1 -
 `max_bad_row_fraction` and meta severity "rows" (which rows failed is computed by
-`incremental.validate_rows`, with the same definitions).
+`incremental.validate_rows`, with the same definitions); the drift expectations
+(`incremental.validate_drift`) come in pairs, GX severity "warning" and "critical", `meta.rule`
+naming the drift rule. One result format for every run (`RESULT_FORMAT`), through one Checkpoint.
 
 **Data docs carry no data values.** GX's HTML data docs would render the failing values
 (`partial_unexpected_list`) unescaped, so a query like `<script>...</script>` became stored XSS
 wherever the docs are served: GX is asked for no value samples (`partial_unexpected_count: 0`),
-the samples are in the text summary and `gx_result.json` only (as Python reprs), and the Airflow
-plugin serves the docs with a sandboxing Content-Security-Policy.
+the samples are in the text summary and `gx_result.json` only (as Python reprs), the category
+column reaches GX as codes (its KL chart embeds values raw in a `<script>`: see `validate_drift`),
+and the Airflow plugin serves the docs with a sandboxing Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -83,9 +87,11 @@ def _context(docs_dir: Path | None = None):
 
 
 def build_suite(
-    gx, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True
+    gx, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True,
+    drift: Sequence[Any] = (),
 ):
-    """The GX suite. Row-level expectations carry `mostly` = 1 - max_bad_row_fraction and meta level "row"."""
+    """The GX suite. Row-level expectations carry `mostly` = 1 - max_bad_row_fraction and meta level "row";
+    `drift`: the drift expectations (`validate_drift.drift_expectations`), with their own severity and meta."""
     E = gx.expectations
     columns = [f.name for f in lk.SEARCH_LOG_SCHEMA]
     earliest = start - timedelta(hours=settings.allowed_lateness_hours)
@@ -138,6 +144,8 @@ def build_suite(
     for exp in rows:
         exp.severity = CRITICAL
         exp.meta = {"severity": ROWS, "level": "row", "max_bad_row_fraction": settings.max_bad_row_fraction}
+        suite.add_expectation(exp)
+    for exp in drift:
         suite.add_expectation(exp)
     return suite
 
