@@ -7,15 +7,18 @@ a GX Checkpoint whose `UpdateDataDocsAction` builds the docs, which carry no dat
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_validate import CATEGORIES, ROWS, START, good_frame
+from great_expectations.checkpoint.actions import UpdateDataDocsAction
+from test_validate import CATEGORIES, ROWS, START, good_frame, write_hour
 
 from incremental import lake as lk
 from incremental.config import ValidationSettings
-from incremental.validate import CRITICAL, WARNING, _validate, validate_frame
+from incremental.validate import CRITICAL, WARNING, _validate, validate_frame, validate_hour
 from incremental.validate_drift import UNSEEN_CATEGORY_WEIGHT, category_code
 from incremental.validate_report import DRIFT_RULES
 
@@ -123,6 +126,55 @@ def test_null_and_unseen_categories(settings: ValidationSettings) -> None:
     mix = drift_of(checks)["drift_category_mix"]
     assert stats["category_mix"]["<null>"] == pytest.approx(0.05)
     assert mix.success and "KL divergence" in mix.message  # 5% in one new category stays under the warning limit
+
+
+def test_the_checkpoint_builds_data_docs_without_data_values(
+    tmp_path: Path, settings: ValidationSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = tmp_path / "lake"
+    for k in (3, 2, 1):
+        write_hour(lake, good_frame(START - lk.HOUR * k, seed=k), START - lk.HOUR * k)
+        assert validate_hour(lake, START - lk.HOUR * k, settings).status == "validated"
+    calls = []
+    real = UpdateDataDocsAction.run
+    monkeypatch.setattr(UpdateDataDocsAction, "run", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    frame = good_frame()
+    frame.loc[[1, 2], "query"] = "<script>alert('query')</script>"
+    frame.loc[[3, 4, 5], "query"] = None  # 3 of 80 rows: over max_bad_row_fraction, the hour is quarantined
+    evil = "</script><script>alert('category')</script>"
+    frame.loc[:19, "category"] = evil  # the KL result's chart would embed this raw in a <script>
+    write_hour(lake, frame)
+    report = validate_hour(lake, START, settings)
+    assert report.status == "quarantined" and calls == [1], report.summary()
+    assert report.data_docs == report.path / "data_docs" / "index.html" and report.data_docs.is_file()
+    pages = list(report.data_docs.parent.rglob("*.html"))
+    assert any("validations" in p.parts for p in pages)
+    html = "\n".join(p.read_text() for p in pages)
+    assert "alert(" not in html and "<script>alert" not in html
+    assert category_code(evil) in html  # the chart is there, with the code
+    mix = next(c for c in report.checks if c.rule == "drift_category_mix")
+    assert (mix.severity, mix.success) == (WARNING, False) and repr(evil) in mix.message
+    gx_result = json.loads((report.path / "gx_result.json").read_text())
+    assert gx_result["category_codes"][category_code(evil)] == evil
+    # no docs site (the pure core): a checkpoint without the action
+    calls.clear()
+    validate_frame(good_frame(), START, END, settings, history())
+    assert calls == []
+
+
+def test_failed_docs_action_still_validates(
+    tmp_path: Path, settings: ValidationSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("no disk")
+
+    monkeypatch.setattr(UpdateDataDocsAction, "run", broken)
+    lake = tmp_path / "lake"
+    write_hour(lake, good_frame().assign(query=lambda f: f["query"].where(f.index > 2, None)))
+    report = validate_hour(lake, START, settings)
+    assert report.status == "quarantined" and report.data_docs is None
+    assert json.loads((report.path / "gx_result.json").read_text())["gx"]["results"]
+    assert not (report.path / "data_docs").exists()
 
 
 def test_the_categories_gx_sees_are_codes(settings: ValidationSettings) -> None:
