@@ -192,13 +192,8 @@ def _fraction_check(n_bad: int, of: int, settings: ValidationSettings) -> Check:
     )
 
 
-def validate_frame(
-    frame: pd.DataFrame,
-    start: datetime,
-    end: datetime,
-    settings: ValidationSettings,
-    history: Sequence[dict] = (),
-) -> tuple[list[Check], dict]:
+def validate_frame(frame: pd.DataFrame, start: datetime, end: datetime, settings: ValidationSettings,
+                   history: Sequence[dict] = ()) -> tuple[list[Check], dict]:
     """Run every check on one hour's rows; returns (checks, statistics). `history`: earlier hours' statistics."""
     out = _validate(frame, start, end, settings, history)
     return out.checks, out.stats

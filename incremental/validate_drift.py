@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from incremental import lake as lk
@@ -136,11 +137,11 @@ def code_categories(frame: pd.DataFrame, ref: DriftReference) -> tuple[pd.DataFr
     """The frame GX sees (category names replaced by codes, null by the code of "<null>"), and code -> name."""
     if "drift_category_mix" in ref.skipped or ref.mix is None or "category" not in frame.columns:
         return frame, {}
-    values = frame["category"].astype(object).where(frame["category"].notna(), NULL_CATEGORY)
-    names = {str(v) for v in values.unique()} | set(ref.mix)
+    values = pd.Categorical(frame["category"].astype(object).where(frame["category"].notna(), NULL_CATEGORY))
+    names = {str(v) for v in values.categories} | set(ref.mix)
     codes = {name: category_code(name) for name in names}
     out = frame.copy(deep=False)
-    out["category"] = values.map(lambda v: codes[str(v)])
+    out["category"] = np.asarray(values.rename_categories([codes[str(v)] for v in values.categories]), dtype=object)
     return out, {code: name for name, code in codes.items()}
 
 
