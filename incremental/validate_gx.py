@@ -274,11 +274,15 @@ def _bounds(rule: str, kwargs: dict[str, Any]) -> str:
 
 
 def gx_summary(result: Any) -> dict[str, Any]:
-    """What the validation record keeps of a GX result: success, statistics, the failed expectations."""
+    """What the validation record keeps of a GX result: success, statistics, the failed expectations
+    (with the rule each belongs to and its severity: a drift rule's warning bound fails GX's `success`
+    while the hour validates)."""
     stats = dict(result.statistics)
     failed = [
         {
             "expectation": r.expectation_config.type,
+            "rule": (r.expectation_config.meta or {}).get("rule", r.expectation_config.type),
+            "severity": (r.expectation_config.meta or {}).get("severity", CRITICAL),
             "column": r.expectation_config.kwargs.get("column"),
             "unexpected_count": (r.result or {}).get("unexpected_count"),
         }

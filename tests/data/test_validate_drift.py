@@ -20,6 +20,7 @@ from incremental import lake as lk
 from incremental.config import ValidationSettings
 from incremental.validate import CRITICAL, WARNING, _validate, validate_frame, validate_hour
 from incremental.validate_drift import UNSEEN_CATEGORY_WEIGHT, category_code
+from incremental.validate_gx import gx_summary
 from incremental.validate_report import DRIFT_RULES
 
 END = START + lk.HOUR
@@ -90,6 +91,7 @@ def test_each_rule_is_a_warning_and_a_critical_expectation_in_the_gx_result(sett
         ("drift_ctr", "expect_column_mean_to_be_between"),
         ("drift_category_mix", "expect_column_kl_divergence_to_be_less_than"),
     ] for grade in (WARNING, CRITICAL)}
+    assert [(f["rule"], f["severity"]) for f in gx_summary(out.gx.result)["failed"]] == [("drift_ctr", WARNING)]
     by = {(r.expectation_config.meta["rule"], r.expectation_config.meta["severity"]): r for r in drift}
     assert by["drift_ctr", WARNING].expectation_config.kwargs["min_value"] == pytest.approx(0.05)
     assert by["drift_ctr", CRITICAL].expectation_config.kwargs["max_value"] == pytest.approx(0.4)
