@@ -21,10 +21,11 @@ Every check has a rule name (the GX expectation type where GX evaluates it), a c
 ("critical" quarantines the hour, "rows" quarantines the failing rows, "warning" is recorded
 only), and how many rows failed.
 
-The parts: `validate_report` (severities, `Check`, `ValidationReport`), `validate_rows` (column
-types, text, row masks and the other checks computed in pandas), `validate_gx` (the GX suite, its
-run and data docs), `validate_drift` (hour statistics and drift). This module runs them together
-and keeps the lake I/O: which part is pending, what goes to quarantine, what is recorded.
+The parts: `validate_report` (severities, `Check`, `ValidationReport`), `validate_rows` (pandas
+checks and row masks), `validate_gx` (the GX suite, run through a Checkpoint whose action builds the
+data docs), `validate_drift` (hour statistics; drift as GX expectations, a warning and a critical one
+per rule, read back as one check with the worst grade). This module runs them together and keeps
+the lake I/O: which part is pending, what goes to quarantine, what is recorded.
 
 | rule | level | where |
 | --- | --- | --- |
@@ -35,7 +36,9 @@ and keeps the lake I/O: which part is pending, what goes to quarantine, what is 
 | expect_compound_columns_to_be_unique (event_ts, session_id, product_id, position): replayed rows | table | GX (+ `validate_rows`) |
 | expect_column_mean_to_be_between (clicked in [min_ctr, max_ctr]): zero-click, all-clicked hours | table | GX |
 | expect_session_share_to_be_at_most (session_id): one session flooding the hour | table | `validate_rows` |
-| drift_row_count, drift_ctr, drift_category_mix | table (warning or critical) | `validate_drift`, from history |
+| drift_row_count: expect_table_row_count_to_be_between (reference median / x, * x) | table (warning or critical) | GX, bounds from history (`validate_drift`) |
+| drift_ctr: expect_column_mean_to_be_between (clicked, reference median -/+ limit) | table (warning or critical) | GX, bounds from history |
+| drift_category_mix: expect_column_kl_divergence_to_be_less_than (category, reference mix) | table (warning or critical) | GX, bounds from history |
 | expect_bad_row_fraction_to_be_at_most (max_bad_row_fraction) | table | here |
 | expect_column_values_to_not_be_null (9 columns) | row | GX, `mostly` |
 | expect_column_values_to_be_in_set (clicked in {0, 1}) | row | GX, `mostly` |
@@ -74,11 +77,10 @@ from incremental import lake_quarantine as lq
 from incremental import lakefs
 from incremental.config import ValidationSettings
 from incremental.lakefs import LakePath
-from incremental.validate_drift import drift_checks, statistics_of, validated_history
-from incremental.validate_gx import GxRun, build_docs, build_suite, for_gx, gx_check, gx_summary, run_gx
+from incremental.validate_drift import drift_reference, is_drift, statistics_of, validated_history
+from incremental.validate_gx import GxRun, build_suite, for_gx, gx_check, gx_summary, run_gx
 from incremental.validate_report import (
     CRITICAL,
-    DRIFT_RULES,
     ROWS,
     WARNING,
     Check,
@@ -110,6 +112,7 @@ class _Outcome:
     gx: GxRun | None
     bad: np.ndarray  # per row: failed at least one row-level rule
     reasons: np.ndarray  # per row: the rules it failed, ";"-separated ("" when none)
+    codes: dict[str, str]  # the category codes GX saw -> the names (`validate_drift.code_categories`)
 
 
 def _validate(
@@ -132,25 +135,24 @@ def _validate(
     text, gx_frame = text_checks(frame, typed_ok, masks)
     gx_frame = for_gx(gx_frame, typed_ok)
     samples = value_samples(frame, masks)
-    run = run_gx(gx_frame, lambda gx: build_suite(gx, start, end, settings, typed_ok, table_stats), docs_dir)
-    gx_checks = [gx_check(r, n, samples) for r in run.result.results]
+    ref = drift_reference(history, settings, typed_ok, n, delta=not table_stats)
+    gx_frame, codes = ref.coded(gx_frame)  # GX sees category codes, never names (see validate_drift)
+    run = run_gx(gx_frame, lambda gx: build_suite(gx, start, end, settings, typed_ok, table_stats,
+                                                  ref.expectations(gx, settings)), docs_dir)
+    gx_checks = [gx_check(r, n, samples) for r in run.result.results if not is_drift(r)]
     extra = _consistency_checks(gx_checks, masks)
     if table_stats:
         extra.append(session_share_check(frame, typed_ok, settings))
     if earlier is not None and len(earlier):
         extra += cross_part_checks(frame, earlier, typed_ok)
     stats = statistics_of(frame, typed_ok)
-    if table_stats:
-        drift = drift_checks(stats, history, settings)
-    else:
-        note = f"skipped: a delta of {n} rows (fewer than min_rows {settings.min_rows}) has no hour statistics"
-        drift = [Check(rule, None, WARNING, True, None, f"{rule}: {note}") for rule in DRIFT_RULES]
+    drift = ref.checks(run.result.results, settings, codes)
     bad, reasons = _bad_rows(masks, n)
     fraction = _fraction_check(int(bad.sum()), n + (len(earlier) if earlier is not None else 0), settings)
     checks = gx_checks[:1] + types + gx_checks[1:] + text + extra + [fraction] + drift
     if not fraction.success:  # too many bad rows: the row rules that failed quarantine the hour
         checks = [replace(c, severity=CRITICAL) if c.severity == ROWS and not c.success else c for c in checks]
-    return _Outcome(checks, stats, run, bad, reasons)
+    return _Outcome(checks, stats, run, bad, reasons, codes)
 
 
 def _consistency_checks(gx_checks: list[Check], masks: dict[tuple[str, str], np.ndarray]) -> list[Check]:
@@ -190,13 +192,8 @@ def _fraction_check(n_bad: int, of: int, settings: ValidationSettings) -> Check:
     )
 
 
-def validate_frame(
-    frame: pd.DataFrame,
-    start: datetime,
-    end: datetime,
-    settings: ValidationSettings,
-    history: Sequence[dict] = (),
-) -> tuple[list[Check], dict]:
+def validate_frame(frame: pd.DataFrame, start: datetime, end: datetime, settings: ValidationSettings,
+                   history: Sequence[dict] = ()) -> tuple[list[Check], dict]:
     """Run every check on one hour's rows; returns (checks, statistics). `history`: earlier hours' statistics."""
     out = _validate(frame, start, end, settings, history)
     return out.checks, out.stats
@@ -262,7 +259,6 @@ def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else None
-
 
 
 @dataclass
@@ -341,11 +337,12 @@ def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Pa
 
 
 def _stage_gx_result(out: _Outcome, record: dict[str, Any], staging: Path) -> None:
-    """The full GX result and GX's data docs, staged to go with the quarantined data."""
+    """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantined data."""
     docs_tmp = staging / "data_docs"
     gx_json = out.gx.result.to_json_dict() if out.gx else {}
-    lk.atomic_write_json(staging / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats})
-    if build_docs(out.gx, docs_tmp) is None:
+    lk.atomic_write_json(staging / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats,
+                                                       "category_codes": out.codes})
+    if out.gx is None or out.gx.docs is None:  # the checkpoint built none
         shutil.rmtree(docs_tmp, ignore_errors=True)
 
 

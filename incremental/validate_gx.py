@@ -1,15 +1,18 @@
-"""The Great Expectations (GX Core 1.x) side of validation: the suite, its run, its result as checks,
-and GX's own data docs.
+"""The Great Expectations (GX Core 1.x) side of validation: the suite, its run through a Checkpoint,
+its result as checks, and GX's own data docs (built by the checkpoint's `UpdateDataDocsAction`).
 
 Table-level expectations carry severity "critical"; row-level ones carry GX's `mostly` = 1 -
 `max_bad_row_fraction` and meta severity "rows" (which rows failed is computed by
-`incremental.validate_rows`, with the same definitions).
+`incremental.validate_rows`, with the same definitions); the drift expectations
+(`incremental.validate_drift`) come in pairs, GX severity "warning" and "critical", `meta.rule`
+naming the drift rule. One result format for every run (`RESULT_FORMAT`), through one Checkpoint.
 
 **Data docs carry no data values.** GX's HTML data docs would render the failing values
 (`partial_unexpected_list`) unescaped, so a query like `<script>...</script>` became stored XSS
 wherever the docs are served: GX is asked for no value samples (`partial_unexpected_count: 0`),
-the samples are in the text summary and `gx_result.json` only (as Python reprs), and the Airflow
-plugin serves the docs with a sandboxing Content-Security-Policy.
+the samples are in the text summary and `gx_result.json` only (as Python reprs), the category
+column reaches GX as codes (its KL chart embeds values raw in a `<script>`: see `validate_drift`),
+and the Airflow plugin serves the docs with a sandboxing Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +37,10 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 SUITE_NAME = "search_logs_hour"
+# one result format for every run: no value samples (GX's data docs would render them as raw HTML,
+# stored XSS; ours are in the text summary and gx_result.json)
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
+DOCS_SITE = "local_site"
 
 _gx_ready = False
 
@@ -63,7 +71,7 @@ def _context(docs_dir: Path | None = None):
     pandas_execution_engine.HASH_THRESHOLD = 0
     sites = {}
     if docs_dir is not None:
-        sites["local_site"] = {
+        sites[DOCS_SITE] = {
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.absolute())},
@@ -79,9 +87,11 @@ def _context(docs_dir: Path | None = None):
 
 
 def build_suite(
-    gx, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True
+    gx, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True,
+    drift: Sequence[Any] = (),
 ):
-    """The GX suite. Row-level expectations carry `mostly` = 1 - max_bad_row_fraction and meta level "row"."""
+    """The GX suite. Row-level expectations carry `mostly` = 1 - max_bad_row_fraction and meta level "row";
+    `drift`: the drift expectations (`validate_drift.drift_expectations`), with their own severity and meta."""
     E = gx.expectations
     columns = [f.name for f in lk.SEARCH_LOG_SCHEMA]
     earliest = start - timedelta(hours=settings.allowed_lateness_hours)
@@ -135,6 +145,8 @@ def build_suite(
         exp.severity = CRITICAL
         exp.meta = {"severity": ROWS, "level": "row", "max_bad_row_fraction": settings.max_bad_row_fraction}
         suite.add_expectation(exp)
+    for exp in drift:
+        suite.add_expectation(exp)
     return suite
 
 
@@ -159,23 +171,36 @@ def for_gx(frame: pd.DataFrame, typed_ok: set[str]) -> pd.DataFrame:
 class GxRun:
     context: Any
     result: Any  # ExpectationSuiteValidationResult
+    docs: Path | None = None  # index.html of the site the checkpoint's UpdateDataDocsAction built
 
 
 def run_gx(frame: pd.DataFrame, suite_factory, docs_dir: Path | None) -> GxRun:
+    """Run the suite through a GX Checkpoint; with `docs_dir`, its UpdateDataDocsAction builds the local site.
+
+    Docs are a convenience (the JSON result is the record): when the checkpoint fails, the hour is
+    validated again by the validation definition alone, without docs, and a warning is logged.
+    """
     import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
 
     context = _context(docs_dir)
     suite = context.suites.add(suite_factory(gx))
-    source = context.data_sources.add_pandas("lake")
-    asset = source.add_dataframe_asset("search_logs_hour")
+    asset = context.data_sources.add_pandas("lake").add_dataframe_asset("search_logs_hour")
     batch = asset.add_batch_definition_whole_dataframe("hour")
     definition = context.validation_definitions.add(gx.ValidationDefinition(name="hour", data=batch, suite=suite))
-    result = definition.run(
-        batch_parameters={"dataframe": frame},
-        # no value samples: GX's data docs would render them as raw HTML (stored XSS); ours are in the summary
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0},
-    )
-    return GxRun(context, result)
+    actions = [UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])] if docs_dir is not None else []
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=SUITE_NAME, validation_definitions=[definition], actions=actions, result_format=RESULT_FORMAT))
+    params = {"dataframe": frame}
+    try:
+        (result,) = checkpoint.run(batch_parameters=params).run_results.values()
+    except Exception as exc:
+        if not actions:
+            raise
+        logging.getLogger(__name__).warning("GX checkpoint failed (%s); validating without data docs", exc)
+        return GxRun(context, definition.run(batch_parameters=params, result_format=RESULT_FORMAT))
+    index = docs_dir / "index.html" if docs_dir is not None else None
+    return GxRun(context, result, index if index is not None and index.is_file() else None)
 
 
 def gx_check(res: Any, rows: int, samples: dict[tuple[str, str | None], str] | None = None) -> Check:
@@ -249,11 +274,15 @@ def _bounds(rule: str, kwargs: dict[str, Any]) -> str:
 
 
 def gx_summary(result: Any) -> dict[str, Any]:
-    """What the validation record keeps of a GX result: success, statistics, the failed expectations."""
+    """What the validation record keeps of a GX result: success, statistics, the failed expectations
+    (with the rule each belongs to and its severity: a drift rule's warning bound fails GX's `success`
+    while the hour validates)."""
     stats = dict(result.statistics)
     failed = [
         {
             "expectation": r.expectation_config.type,
+            "rule": (r.expectation_config.meta or {}).get("rule", r.expectation_config.type),
+            "severity": (r.expectation_config.meta or {}).get("severity", CRITICAL),
             "column": r.expectation_config.kwargs.get("column"),
             "unexpected_count": (r.result or {}).get("unexpected_count"),
         }
@@ -261,16 +290,3 @@ def gx_summary(result: Any) -> dict[str, Any]:
         if not r.success
     ]
     return {"success": bool(result.success), "statistics": stats, "failed": failed, "suite": SUITE_NAME}
-
-
-def build_docs(run: GxRun | None, docs_dir: Path) -> Path | None:
-    """GX's own data docs (a filesystem site) for the validation result held by the run's context."""
-    if run is None:
-        return None
-    try:
-        run.context.build_data_docs(site_names=["local_site"])
-    except Exception as exc:  # docs are a convenience; the JSON result is the record
-        logging.getLogger(__name__).warning("GX data docs could not be built: %s", exc)
-        return None
-    index = docs_dir / "index.html"
-    return index if index.is_file() else None
