@@ -220,20 +220,25 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
                                   f"promoted so far: {', '.join(state.promoted) or 'none'}; "
                                   f"shadow chain at version {state.shadow_version or '-'})" if state.declared_at else ""))
     print(f"slices judged changed: {', '.join(state.changed_slices) or 'none'}")
+    if state.declared_at:
+        print(f"slices measured stable (protected on their old anchor rows): {', '.join(state.stable_slices) or 'none'}")
     for line in state.evidence or (state.last or {}).get("evidence", []):
         print(f"  {line}")
     for episode in state.episodes:
         print(f"episode {episode['declared_at']} .. {episode['ended_at']} ({episode['how']}): promoted "
               f"{', '.join(episode['promoted']) or 'none'}, replacing {episode['replaced']}; "
-              f"changed: {', '.join(episode['changed_slices']) or 'overall'}")
+              f"changed: {', '.join(episode['changed_slices']) or 'overall'}; "
+              f"stable: {', '.join(episode.get('stable_slices', [])) or 'none measured'}")
     for rule in drift.stale_rules(state, settings.drift):
         print(f"left out of replay and catch-up: {replay.Stale.from_dict(rule).describe()}")
     records = drift.records(settings)[-args.hours:]
     if records:
         print("champion's prequential AUC (before training), last hours:")
+        shown = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
         for r in records:
-            print(f"  {r['hour']}  v{r['champion_version']}  AUC {r['auc'] if r['auc'] is None else round(r['auc'], 3)}"
-                  f"  NDCG@10 {r['ndcg@10'] if r['ndcg@10'] is None else round(r['ndcg@10'], 3)}  rows {r['rows']}")
+            print(f"  {r['hour']}  v{r['champion_version']}  AUC {shown(r['auc'])}  NDCG@10 {shown(r['ndcg@10'])}"
+                  f"  rows {r['rows'] if r['rows'] is None else int(r['rows'])}")
+
 
 
 def cmd_promote(settings: Settings, args: argparse.Namespace) -> None:

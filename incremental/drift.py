@@ -394,7 +394,8 @@ def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> Non
     state.retired = stale_rules(state, s)
     state.episodes.append({"declared_at": state.declared_at, "ended_at": hour, "how": how,
                            "promoted": list(state.promoted), "replaced": state.stale_champion,
-                           "changed_slices": state.changed_slices, "evidence": state.evidence})
+                           "changed_slices": state.changed_slices, "stable_slices": state.stable_slices,
+                           "evidence": state.evidence})
     next_hour = lake.iso_hour(lake.parse_hour(hour) + lake.HOUR)
     state.mode, state.since, state.declared_at, state.stale_champion = NORMAL, next_hour, None, None
     state.changed_slices, state.evidence, state.catch_up, state.shadow_version = [], [], None, None

@@ -26,7 +26,7 @@ import pytest
 from incremental import drift, lake, metrics, pipeline, registry, tracking
 from incremental.config import load_settings
 from incremental.evaluate import score_dir
-from incremental.simulate import simulate
+from incremental.simulate import drift_mapping, simulate
 from incremental.warehouse import Warehouse
 
 # In the suite (slow): the fast preset, about 2 minutes on a quiet 2-core machine (22 under load 6). Last run: the poisoned hour held; the first drifted hour held, the drift declared
@@ -118,8 +118,13 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
 
     # ... and a candidate of the episode is promoted, without a manual step (adapting goes on
     # until the champion recovers or settles)
-    episode = state.episodes[0] if state.episodes else {"promoted": state.promoted, "replaced": state.stale_champion}
+    episode = state.episodes[0] if state.episodes else {"promoted": state.promoted, "replaced": state.stale_champion,
+                                                         "stable_slices": state.stable_slices}
     assert episode["promoted"], "no candidate of the drift episode was promoted"
+    # what the rolled anchor protects on its old rows: categories the data show still hold (thin
+    # ones judged on their last K hours pooled), none of those the simulator's drift changed
+    stable, truly_changed = set(episode["stable_slices"]), set(drift_mapping(11))
+    assert stable and not stable & truly_changed, (stable, truly_changed)
     promoted = episode["promoted"][-1]
     rows = {r["version"]: r for r in registry.history(settings)}
     assert rows[promoted]["decision"] == "approved" and not rows[promoted]["override"]
