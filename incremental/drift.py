@@ -452,11 +452,14 @@ def context(state: DriftState, hour: datetime, s: DriftSettings) -> dict[str, An
 
 
 def after_decision(settings: Settings, hour: datetime, version: str | None, decision: str, kind: str,
-                   improved: bool = False) -> None:
+                   improved: bool = False, forgot: bool = False) -> None:
     """A candidate of an episode was decided. Promoted: the shadow chain restarts from it; rejected:
-    the next update warm-starts from it. `improved`: its fresh holdout says significantly better
-    than the champion; after a promotion, `settle_hours` hourly candidates in a row that are not
-    end the episode (settled)."""
+    the next update warm-starts from it, unless it failed a forgetting check (`forgot`): breaking
+    what still holds is no progress to keep, the next update starts from the champion again
+    (tried: a catch-up rejected for losing 0.17 anchor AUC on the stable categories became the
+    start of the next adapt update, which lost as much). `improved`: its fresh holdout says
+    significantly better than the champion; after a promotion, `settle_hours` hourly candidates
+    in a row that are not end the episode (settled)."""
     state = load_state(settings)
     if state.mode != ADAPT or version is None:
         return
@@ -466,7 +469,7 @@ def after_decision(settings: Settings, hour: datetime, version: str | None, deci
         alert(settings, "alert", f"drift episode declared at {state.declared_at}: version {version} ({kind}) "
               "passed the relative gate and is the champion; adapting goes on until it recovers or settles",
               hour=lake.iso_hour(hour))
-    state.shadow_version = None if approved else version
+    state.shadow_version = None if approved or forgot else version
     if kind == "catch_up":
         state.catch_up = decision
     elif state.promoted:

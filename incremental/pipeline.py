@@ -268,7 +268,7 @@ def register_step(
         from incremental import drift
 
         drift.after_decision(settings, start, registered["version"], registered["decision"],
-                             trained.get("kind", "hourly"), improved=_improved(full))
+                             trained.get("kind", "hourly"), improved=_improved(full), forgot=_forgot(decision))
     if force_promote_reason and registered["decision"] != "approved":
         registered["override"] = registry.promote(settings, registered["version"], force_promote_reason)
         registered["champion"] = registered["override"]["champion"]
@@ -285,6 +285,11 @@ def _improved(evaluation: dict[str, Any]) -> bool:
     """The candidate is significantly better than the champion on its fresh holdout (NDCG@10 or AUC)."""
     relative = (evaluation.get("candidate") or {}).get("holdout_vs_champion") or {}
     return any((relative.get(m) or {}).get("verdict") == "better" for m in ("ndcg@10", "auc"))
+
+
+def _forgot(decision: dict[str, Any]) -> bool:
+    """A forgetting check failed: the candidate broke what still holds on the anchor set."""
+    return any(c["name"].startswith("anchor_") and not c["passed"] for c in decision.get("checks", []))
 
 
 def _drift_tags(evaluation: dict[str, Any]) -> dict[str, str]:

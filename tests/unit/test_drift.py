@@ -108,6 +108,9 @@ def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> No
     assert drift.context(state, hour(6), S)["stale"] == [began]
     drift.after_decision(s, hour(6), "5", "rejected", "hourly")
     assert drift.load_state(s).shadow_version == "5"  # the next update starts from the rejected candidate
+    drift.after_decision(s, hour(6), "6", "rejected", "catch_up", forgot=True)
+    assert drift.load_state(s).shadow_version is None  # ... unless it broke what still holds: the champion again
+    drift.after_decision(s, hour(6), "5", "rejected", "hourly")
     recs = records([0.8] * 9, [*toys, 0.36, 0.37])
     drift.observe(s, drift.load_state(s), drift.assess(recs, hour(8), S), hour(8))
     levels = [line for line in (drift.drift_dir(s) / "alerts.jsonl").read_text().splitlines()]
