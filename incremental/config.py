@@ -134,11 +134,11 @@ class AdaptSettings(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     learning_rate: float = Field(5e-5, gt=0.0)  # re-warmed: the bootstrap's rate, not the gentle hourly one
-    max_steps: int = Field(200, ge=1)
+    max_steps: int = Field(100, ge=1)
     replay_fraction: float = Field(0.5, ge=0.0, lt=1.0)
     # replay window; the changed slices' rows from before the drift are left out (`replay.Stale`)
     replay_hours: int = Field(48, ge=1)
-    l2sp_strength: float = Field(0.01, ge=0.0)  # weaker pull toward the stale champion
+    l2sp_strength: float = Field(0.1, ge=0.0)  # the hourly pull: the stable slices must not move
 
 
 class DriftSettings(_Section):
