@@ -150,6 +150,7 @@ def stamp(plan: Plan) -> dict[str, Any]:
             "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu,
                         "python": platform.python_version(), "torch": torch.__version__,
+                        "torch_threads": torch.get_num_threads(), "load_average_1m": os.getloadavg()[0],
                         "device": "cuda" if torch.cuda.is_available() else "cpu"},
             "model": plan.base_model, "command": " ".join(sys.argv)}
 
@@ -199,7 +200,8 @@ def markdown(result: dict[str, Any], charts: dict[str, str]) -> str:
         f"# Prequential benchmark: `{plan['preset']}` preset, `{plan['scenario']}` scenario", "",
         f"Commit `{st['commit']}`{' (uncommitted changes)' if st['dirty'] else ''}, {st['date']}; model "
         f"`{st['model']}`; {st['machine']['cpus']} CPUs ({st['machine']['cpu']}), {st['machine']['device']}, "
-        f"torch {st['machine']['torch']}; took {result['seconds']:.0f} s.", "",
+        f"torch {st['machine']['torch']} ({st['machine'].get('torch_threads', '?')} threads, load "
+        f"{st['machine'].get('load_average_1m', '?')} at the start); took {result['seconds']:.0f} s.", "",
         f"{plan['hours']} hours at {plan['rate']} impressions/h (seed {plan['seed']}): {plan['bootstrap_hours']} "
         f"bootstrap hours, then {len(summary['hours'])} scored hours"
         + (f", drift from {summary['drift_hour'][:16]}" if summary["drift_hour"] else "")
