@@ -148,6 +148,12 @@ class SeriesVerdict:
     since: str | None = None  # the hour of the streak's first measurement (gaps between hours included)
     pooled: int = 0  # judged on this many hours together (0: this hour alone); pooled, `anomalous`
     # without `changed` means unsure: not shown to be in line
+    threshold: float = 0.0  # the fall that counts on this series
+
+    @property
+    def informative(self) -> bool:
+        """The reference shows skill a contradiction would visibly undo (set by the rule's threshold)."""
+        return self.reference >= 0.5 + self.threshold / 2
 
     def line(self) -> str:
         state = "changed" if self.changed else ("unsure" if self.pooled else "anomalous") if self.anomalous else "ok"
@@ -184,9 +190,14 @@ class Assessment:
 
     @property
     def stable_slices(self) -> list[str]:
-        """Categories measured (this hour, or pooled) and in line with their reference on every verdict."""
+        """Categories measured (this hour, or pooled) and in line with their reference on every
+        verdict, where the champion has skill to lose: a contradicted pattern mirrors its AUC
+        around 0.5, so only a reference above 0.5 + threshold / 2 would show it as a fall
+        (`SeriesVerdict.informative`). Tried without: in the demo, three changed categories the
+        champion had never learned (reference AUC 0.48-0.53) were called stable and protected,
+        and the catch-up was rejected for "forgetting" one of them."""
         judged = {v.series for v in self.verdicts if v.series != OVERALL}
-        return sorted(judged - {v.series for v in self.verdicts if v.anomalous})
+        return sorted(judged - {v.series for v in self.verdicts if v.anomalous or not v.informative})
 
     def evidence(self) -> list[str]:
         """Hourly anomalies and pooled changes (not the pooled unsure: no evidence of anything)."""
@@ -257,7 +268,8 @@ def _verdict(name: str, points: list[Point], hour: str, threshold: float, s: Dri
         streak += 1
     _, value, se, _ = points[-1]
     since = recent[-streak][0] if streak else None
-    return SeriesVerdict(name, reference, value, reference - value, streak, fell(value, se), streak >= k, since)
+    return SeriesVerdict(name, reference, value, reference - value, streak, fell(value, se), streak >= k, since,
+                         threshold=threshold)
 
 
 def _pool(points: list[Point]) -> tuple[float, float]:
@@ -288,7 +300,7 @@ def _pooled_verdict(name: str, points: list[Point], rows: list[float], recent: s
     changed = all(p[1] < reference for p, _ in now) and drop > max(s.slice_auc_drop, noise)
     in_line = drop + noise <= s.slice_auc_drop
     return SeriesVerdict(name, reference, value, drop, len(now) if changed else 0, not in_line, changed,
-                         now[0][0][0] if changed else None, pooled=len(now))
+                         now[0][0][0] if changed else None, pooled=len(now), threshold=s.slice_auc_drop)
 
 
 def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Assessment:

@@ -242,3 +242,12 @@ def test_thin_categories_are_judged_on_their_last_k_hours_pooled() -> None:
     for r in recs:
         r["per_category"]["books"].update(rows=30, positives=6)
     assert "books" not in {v.series for v in drift.assess(recs, hour(6), S).verdicts}
+
+
+def test_a_category_the_champion_never_learned_is_not_called_stable() -> None:
+    # toys near AUC 0.5 all along: a contradiction would not show, so it cannot be shown to hold
+    overall = [0.80, 0.81, 0.79, 0.80, 0.70, 0.69, 0.68]
+    a = drift.assess(records(overall, [0.52, 0.54, 0.53, 0.52, 0.55, 0.53, 0.54], [0.70] * 7), hour(6), S)
+    assert a.changed == ["overall"] and a.stable_slices == ["books"]
+    (toys,) = [v for v in a.verdicts if v.series == "toys" and not v.pooled]
+    assert not toys.anomalous and not toys.informative and toys.line().endswith("-> ok")
