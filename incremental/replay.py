@@ -48,7 +48,7 @@ class Stale:
 
     def describe(self) -> str:
         listed = ", ".join(sorted(self.categories)) or "none"
-        which = f"every category but {listed}" if self.all_but else listed
+        which = (f"every category but {listed}" if self.categories else "every category") if self.all_but else listed
         return f"{which}: rows from before {lk.iso_hour(self.before)}"
 
     def drops(self, hour: datetime, categories: pd.Series) -> np.ndarray:
