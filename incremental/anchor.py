@@ -87,6 +87,10 @@ class AnchorInfo:
     file: str = ANCHOR_FILE
     schema_version: int = lk.SCHEMA_VERSION
     previous_sha256: str | None = None
+    # the forgetting budget: the champion when the anchor was frozen, and the categories it is held
+    # to on them (None: every category); see `incremental.gate`, ``anchor_cumulative_auc_drop``
+    baseline_version: str | None = None
+    protected_categories: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -220,11 +224,18 @@ def freeze(
     now: datetime | None = None,
     holdout_fraction: float | None = None,
     carry: pa.Table | None = None,
+    baseline_version: str | None = None,
+    protected_categories: list[str] | None = None,
 ) -> AnchorInfo:
     """Sample the validated hours in [start, end) into a new frozen anchor.
 
-    `carry`: rows of the previous anchor kept in the new one (at most `size`, sampled the same way):
-    a drift episode keeps the stable slices' old rows, so what still holds is measured on what it was.
+    `carry`: rows kept in the new one besides the sample (at most `size`, sampled the same way): a
+    drift episode keeps the stable slices' rows (the previous anchor's and earlier holdout sessions'),
+    so what still holds is measured on what it was.
+
+    `baseline_version` (the champion at the time) and `protected_categories` (None: all) set the
+    cumulative forgetting budget: every later candidate is held, on those categories' anchor
+    rows, to the baseline and not only to the champion it would replace.
 
     With `holdout_fraction` (the training setting), only rows of holdout sessions are sampled:
     the same session hash that keeps them out of every update and every replay sample, so no
@@ -281,6 +292,8 @@ def freeze(
         created_at=created.isoformat().replace("+00:00", "Z"),
         reason=reason,
         previous_sha256=previous.sha256 if previous is not None else None,
+        baseline_version=baseline_version,
+        protected_categories=sorted(protected_categories) if protected_categories is not None else None,
     )
 
     if previous is not None:
@@ -298,6 +311,22 @@ def _holdout_rows(table: pa.Table, fraction: float, start: datetime, end: dateti
     if table.num_rows == 0:
         raise AnchorError(f"no holdout-session rows in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
     return table
+
+
+def holdout_window(lake: LakePath | str, start: datetime, end: datetime, fraction: float,
+                   categories: list[str]) -> pa.Table | None:
+    """The holdout-session rows of `categories` in the validated hours of [start, end), with their
+    source_hour (rows no model trained on), or None when there are none."""
+    lake, start, end = lakefs.root(lake), lk.parse_hour(start), lk.parse_hour(end)
+    if end <= start:
+        return None
+    try:
+        table = _holdout_rows(_read_window(lake, start, end)[0], fraction, start, end)
+    except AnchorError:
+        return None
+    keep = table.column("category").to_pandas().astype(str).isin(categories).to_numpy()
+    table = table.filter(pa.array(keep))
+    return table if table.num_rows else None
 
 
 def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replaced_by: AnchorInfo) -> None:
@@ -355,6 +384,7 @@ def show(lake: LakePath) -> str:
         f"  rows {info.rows} (asked {info.size}, seed {info.seed}) from [{info.start}, {info.end})",
         f"  created {info.created_at}" + (f": {info.reason}" if info.reason else ""),
         f"  file {anchor_dir(lake) / info.file}",
+        _budget_line(info),
         f"  per source hour ({len(info.per_hour)}):",
     ]
     for hour, n in info.per_hour.items():
@@ -373,6 +403,14 @@ def show(lake: LakePath) -> str:
                      f"  replaced {rec.get('replaced_at')} ({rec.get('replaced_because') or 'no reason given'})"
                      f"  kept as {rec.get('archived_file')}")
     return "\n".join(lines)
+
+
+def _budget_line(info: AnchorInfo) -> str:
+    if not info.baseline_version:
+        return "  forgetting budget: none (no champion when the anchor was frozen)"
+    where = ("every category" if info.protected_categories is None
+             else ", ".join(info.protected_categories) or "no category")
+    return f"  forgetting budget: candidates held to version {info.baseline_version} on {where}"
 
 
 # --------------------------------------------------------------------------- score cache

@@ -56,11 +56,12 @@ class Preset:
     anchor_size: int
     training: dict[str, Any]  # applied to every arm (step counts that make the preset affordable)
     description: str
+    probe_hours: int = 8  # pre-drift hours of the forgetting probe (`incremental.continual_probe`)
 
 
 PRESETS: dict[str, Preset] = {
     "small": Preset(hours=6, bootstrap_hours=2, drift_hour=3, rate=300, retrain_every=1, anchor_size=300,
-                    training={"max_steps": 15, "bootstrap_steps": 40},
+                    training={"max_steps": 15, "bootstrap_steps": 40}, probe_hours=3,
                     description="6 hours (2 bootstrap, 4 scored, drift at hour 3), 300 impressions/h, "
                                 "15 steps/update, 40 steps/retrain: plumbing-sized (too little data for minilm-l2 to "
                                 "learn the signal: its figures are no evidence of quality); the test suite runs it"),
@@ -96,6 +97,7 @@ class Plan:
     start: str = T0.isoformat()
     judgments: dict[str, Any] | None = None  # path and import-judgments options (scenario "judgments")
     extra_arms: dict[str, Any] | None = None  # name -> {"path", "config"}: more run_hour arms (--arm-config)
+    probe_hours: int = 0  # the drift scenario's forgetting probe: simulated pre-drift hours no arm trains on
 
 
 def all_arms(plan: Plan) -> dict[str, Arm]:
@@ -135,6 +137,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--retrain-every", type=int, metavar="K", help="full_retrain every K hours (and at the last)")
     p.add_argument("--anchor-size", type=int, help="rows of the benchmark anchor (frozen at the bootstrap)")
+    p.add_argument("--probe-hours", type=int, help="pre-drift hours simulated for the forgetting probe (drift scenario; 0: none)")
     p.add_argument("--max-steps", type=int, help="steps per hourly update (default: the preset's or the config's)")
     p.add_argument("--bootstrap-steps", type=int, help="steps per bootstrap / full retrain")
     p.add_argument("--model", help="base model of every arm (default: %(default)s; INCREMENTAL_BASE_MODEL is not read)",
@@ -188,7 +191,7 @@ def plan_from_args(args: argparse.Namespace, config_file: Path | None = None) ->
         judgments={"path": str(args.judgments), "query_col": args.query_col, "title_col": args.title_col,
                    "grade_col": args.grade_col, "encoding": args.encoding, "slice_by": args.slice_by}
         if args.scenario == "judgments" else None,
-        extra_arms=extra or None)
+        extra_arms=extra or None, probe_hours=pick(args.probe_hours, preset.probe_hours))
     if not 0 < plan.bootstrap_hours < plan.hours or plan.retrain_every < 1:
         raise ValueError("need 0 < --bootstrap-hours < --hours and --retrain-every >= 1")
     if plan.scenario == "drift" and not plan.bootstrap_hours < plan.drift_hour < plan.hours:

@@ -162,18 +162,36 @@ def result_name(plan: dict[str, Any]) -> str:
 def summary_table(summary: dict[str, Any]) -> str:
     """The per-arm summary as a Markdown table."""
     head = ("| arm | NDCG@10 | AUC | NDCG@10 after drift | AUC after drift | recovery (h) | largest NDCG@10 loss vs"
-            " full_retrain | anchor AUC drop, unchanged categories | updates served / made | learn s | examples |"
-            " peak RSS MiB | pages |")
-    lines = [head, "|" + " --- |" * 13]
+            " full_retrain | anchor AUC drop, unchanged categories | forgetting on the probe (90% interval) |"
+            " updates served / made | learn s | examples | peak RSS MiB | pages |")
+    lines = [head, "|" + " --- |" * 14]
     for arm, s in summary["arms"].items():
         recovery = s.get("recovery_hours")
         lines.append(
             f"| {arm} | {fmt(s['ndcg@10'])} | {fmt(s['auc'])} | {fmt(s['ndcg@10_after_drift'])} | "
             f"{fmt(s['auc_after_drift'])} | {'not within window' if recovery is None and summary['drift_hour'] and summary['reference'] else fmt(recovery, 'd')} | "
             f"{fmt(s.get('largest_ndcg@10_loss_vs_ref'))} | {fmt(s.get('unchanged_anchor_auc_drop'))} | "
+            f"{_probe_cell(s.get('unchanged_forgetting_probe'))} | "
             f"{s['promotions']} / {s['updates']} | "
             f"{s['learn_seconds']:.0f} | {s['examples']} | {fmt(s['peak_rss_mb'], '.0f')} | {s['human_interventions']} |")
     return "\n".join(lines)
+
+
+def _probe_cell(probe: dict[str, Any] | None) -> str:
+    if not probe:
+        return "n/a"
+    return f"{fmt(probe['drop'])} [{fmt(probe['lo'])}, {fmt(probe['hi'])}]"
+
+
+def _probe_text(result: dict[str, Any]) -> list[str]:
+    probe = result.get("probe")
+    if not probe:
+        return []
+    return [f"Forgetting on the probe: {probe['rows']} rows of {probe['hours']} simulated pre-drift hours that no arm "
+            f"trains on, in the categories the drift leaves alone ({', '.join(probe['categories'])}): the mean over "
+            f"them of the per-category AUC of the model served at {probe['before_hour'][:16]} minus the one served at "
+            f"{probe['after_hour'][:16]}, with a 90% paired bootstrap interval over sessions. The anchor column is the "
+            "same measure on the pipeline's anchor rows of those categories, far fewer.", ""]
 
 
 def _hour_table(result: dict[str, Any]) -> str:
@@ -211,7 +229,7 @@ def markdown(result: dict[str, Any], charts: dict[str, str]) -> str:
         "Each hour is scored by the model the arm served at the close of the previous hour, then the arm "
         "learns from it. Means are over the scored hours; recovery is the hours from the drift until NDCG@10 "
         f"is within {RECOVERY_TOLERANCE} of full_retrain's and stays there; pages are the gated pipeline's human interventions.", "",
-        summary_table(summary), "",
+        summary_table(summary), "", *_probe_text(result),
         f"Cost of the last gated update vs the last full retrain: {fmt(cost.get('seconds'), '.2f')}x the seconds, "
         f"{fmt(cost.get('examples'), '.2f')}x the examples.", "",
         "## Arms", "", *[f"- `{a}`: {arms[a].description}" for a in plan["arms"]], "",

@@ -15,17 +15,8 @@ from typing import Any
 from incremental.config import Settings
 from incremental.continual_homes import arm_settings, copy_home, count_pages, write_configs
 from incremental.continual_plan import HOUR, Arm, Plan, all_arms
+from incremental.continual_probe import build_probe, forgetting, served_at, unchanged_categories
 from incremental.continual_report import fmt, stamp, summarize, write_results
-
-
-def unchanged_categories(plan: Plan) -> list[str]:
-    """The categories the simulator's drift leaves alone (none for other scenarios)."""
-    if plan.scenario != "drift":
-        return []
-    from incremental.simulate import drift_mapping
-    from incremental.simulate_catalogue import CATEGORIES
-
-    return sorted({c.name for c in CATEGORIES} - set(drift_mapping(plan.seed)))
 
 
 # --- measuring one step -------------------------------------------------------------------------
@@ -285,6 +276,36 @@ def progress_line(rec: dict[str, Any], elapsed: float, done: int, total: int) ->
             f", champion v{rec.get('champion_after')}, {rec.get('learn_seconds', 0):.1f}s, {rec.get('examples', 0)} ex")
 
 
+def probe_forgetting(plan: Plan, scorers: dict[str, Scorer], records: list[dict[str, Any]], hours: list[str],
+                     log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Each arm's forgetting on the probe (`incremental.continual_probe`): the model it served at
+    the last hour before the drift against the one it serves at the end."""
+    if plan.drift_hour is None or plan.scenario != "drift":
+        return None
+    (frame, seconds, _) = measured(lambda: build_probe(plan))
+    if frame is None or frame.empty:
+        return None
+    categories = unchanged_categories(plan)
+    before_hour = hours[plan.drift_hour - plan.bootstrap_hours - 1]
+    log(f"forgetting probe: {len(frame)} rows in {', '.join(categories)} ({plan.probe_hours} pre-drift hours, "
+        f"built in {seconds:.0f}s); scoring each arm's model before the drift and at the end")
+    out: dict[str, Any] = {"rows": len(frame), "hours": plan.probe_hours, "categories": categories,
+                           "before_hour": before_hour, "after_hour": hours[-1], "arms": {}}
+    scores: dict[tuple[str, str], Any] = {}
+    for name, scorer in scorers.items():
+        versions = served_at(records, name, before_hour), served_at(records, name, hours[-1])
+        if None in versions:
+            continue
+        for v in versions:
+            if (name, v) not in scores:
+                scores[name, v] = scorer.score(v, frame)
+        figures = forgetting(frame, scores[name, versions[0]], scores[name, versions[1]], categories, plan.seed)
+        out["arms"][name] = {"before_version": versions[0], "after_version": versions[1], **figures}
+        log(f"  {name}: v{versions[0]} -> v{versions[1]}: forgot {fmt(figures['drop'])} mean AUC "
+            f"(90% interval {fmt(figures['lo'])} .. {fmt(figures['hi'])})")
+    return out
+
+
 def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole benchmark: data, bootstrap, homes, then test-then-train hour by hour; writes the results."""
     began, stamped = time.perf_counter(), stamp(plan)  # the code that runs: stamped before the run
@@ -315,11 +336,14 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
             log(progress_line(records[-1], time.perf_counter() - loop_began, len(records),
                               len(hours) * len(state)))
     drift = (start + plan.drift_hour * HOUR).isoformat() if plan.drift_hour is not None else None
+    summary = summarize(records, plan.arms, [h.isoformat() for h in hours], drift, unchanged=unchanged_categories(plan))
+    probe = probe_forgetting(plan, scorers, records, [h.isoformat() for h in hours], log)
+    for name, figures in (probe or {}).get("arms", {}).items():
+        summary["arms"][name]["unchanged_forgetting_probe"] = figures
     result = {"stamp": stamped, "plan": asdict(plan), "configs": configs, "data": data_summary,
               "bootstrap": {**boot, "seconds": boot_seconds}, "anchor": {"sha256": anchor_info.sha256,
-              "rows": anchor_info.rows}, "hour_status": statuses, "records": records,
-              "summary": summarize(records, plan.arms, [h.isoformat() for h in hours], drift,
-                                   unchanged=unchanged_categories(plan)),
+              "rows": anchor_info.rows}, "probe": probe and {k: v for k, v in probe.items() if k != "arms"},
+              "hour_status": statuses, "records": records, "summary": summary,
               "seconds": time.perf_counter() - began}
     result["files"] = write_results(result, Path(plan.out))
     return result

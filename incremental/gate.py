@@ -33,7 +33,17 @@ and ``context`` = ``{"mode": "normal"|"adapt"|"catch_up", "anomalous": [evidence
 | ``anchor_auc_drop`` | change | champion anchor AUC - candidate's <= ``max_anchor_auc_drop`` (unchanged slices), or within noise |
 | ``anchor_worst_category_auc_drop`` | change | no unchanged category fell more than ``max_worst_category_auc_drop`` beyond noise |
 | ``anchor_ndcg_drop`` | change | champion anchor NDCG@10 - candidate's <= ``max_anchor_ndcg_drop`` (unchanged slices), or within noise |
+| ``anchor_cumulative_auc_drop`` | change | mean AUC over the protected categories, baseline's - candidate's <= ``max_cumulative_auc_drop``, or within noise |
 | ``hour_not_anomalous`` | hold | mode is not normal, or the champion's prequential metric did not fall this hour |
+
+**Cumulative budget.** The per-update limits compare the candidate with the champion it would
+replace, so losses within them add up over promoted updates: a ratchet (on the medium drift
+benchmark, 0.040 mean AUC lost on the unchanged categories, each promoted update within its
+limits). The anchor records its *baseline* (the champion when it was frozen or rolled at a drift
+declaration) and the categories held to it (a rolled anchor: the stable ones; otherwise all).
+``anchor_vs_baseline`` is the mean over those categories of candidate minus baseline AUC, with a
+paired bootstrap interval (`compare.category_mean_bootstrap`); an anchor frozen before any
+champion has no baseline and the check says it does not apply.
 
 **Noise margin on forgetting.** With ``anchor_vs_champion`` (the paired interval of candidate
 minus champion over anchor sessions), a drop above its limit fails only when it is also
@@ -310,6 +320,34 @@ def _worst_category_check(candidate: Mapping[str, Any], champion: Mapping[str, A
     return GateCheck(name, CHANGE, metric, drop, threshold, "<=", passed, detail)
 
 
+def _budget_check(candidate: Mapping[str, Any], budget: float) -> GateCheck:
+    """The cumulative forgetting budget: against the anchor's baseline, not only the champion."""
+    name, path = "anchor_cumulative_auc_drop", "anchor_vs_baseline.diff"
+    section = candidate.get("anchor_vs_baseline")
+    if not isinstance(section, Mapping):
+        return GateCheck(name, CHANGE, path, 0.0, budget, "<=", True,
+                         "not applicable: this evaluation has no anchor_vs_baseline section")
+    if not section.get("applicable"):
+        return GateCheck(name, CHANGE, path, 0.0, budget, "<=", True, f"not applicable: {section.get('why')}")
+    diff, lo, hi = (section.get(k) for k in ("diff", "lo", "hi"))
+    baseline = section.get("baseline_version")
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (diff, lo, hi)):
+        return GateCheck(name, CHANGE, path, math.nan, budget, "<=", False,
+                         f"the mean category AUC against version {baseline} cannot be computed "
+                         f"(diff {diff}, [{lo}, {hi}]): it cannot pass")
+    drop = -float(diff)
+    within, significant = drop <= budget, hi < 0
+    per = section.get("categories") or {}
+    figures = ", ".join(f"{c} {-m['diff']:+.3f}" for c, m in sorted(per.items())
+                        if isinstance(m.get("diff"), (int, float)) and math.isfinite(m["diff"]))
+    verdict = "within" if within else "more than" if significant else "more than, but within noise of,"
+    detail = (f"mean anchor AUC over {len(per)} protected categories {'fell' if drop > 0 else 'changed'} by "
+              f"{drop:+.4f} since version {baseline} (the champion when the anchor was frozen), {verdict} the "
+              f"budget {_fmt(budget)} (candidate - baseline interval [{lo:+.4f}, {hi:+.4f}]); drop per category: "
+              + figures)
+    return GateCheck(name, CHANGE, path, drop, budget, "<=", within or not significant, detail)
+
+
 def _forgetting_section(candidate: Mapping[str, Any], champion: Mapping[str, Any]) -> str:
     both = "anchor_unchanged" in candidate and "anchor_unchanged" in champion
     return "anchor_unchanged" if both else "anchor"
@@ -340,6 +378,7 @@ def decide(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, thr
                                   {c: i.get("auc") for c, i in noise.get("per_category", {}).items()}),
             _drop_check("anchor_ndcg_drop", candidate, champion, f"{section}.ndcg@10", t.max_anchor_ndcg_drop,
                         where.replace("AUC", "NDCG@10"), noise.get("ndcg@10")),
+            _budget_check(candidate, t.max_cumulative_auc_drop),
         ]
         if t.hold_anomalous_hours:
             checks.append(_hold_check(context))

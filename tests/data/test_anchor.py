@@ -130,6 +130,7 @@ def test_refresh_requires_the_flag_and_keeps_history(lake_root: Path) -> None:
     assert json.loads((folder / anchor.INFO_FILE).read_text())["sha256"] == new.sha256
     assert anchor.load(lake_root)[1] == new
     assert old.sha12 in anchor.show(lake_root) and "new categories" in anchor.show(lake_root)
+    assert "forgetting budget: none" in anchor.show(lake_root) and new.baseline_version is None
     anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=45, refresh=True)
     assert [r["sha256"] for r in anchor.history(lake_root)] == [old.sha256, new.sha256]
     assert (folder / f"anchor-{new.sha12}.parquet").is_file() and kept.is_file()
@@ -142,8 +143,11 @@ def test_a_rolled_anchor_carries_the_unchanged_slices_old_rows(lake_root: Path) 
     old, _ = anchor.load(lake_root)
     unchanged = old[old["category"] != "toys"]  # toys changed
     carry = pa.Table.from_pandas(unchanged, preserve_index=False)
-    rolled = anchor.freeze(lake_root, H0 + 3 * HOUR, H0 + 4 * HOUR, size=20, reason="drift", refresh=True, carry=carry)
+    rolled = anchor.freeze(lake_root, H0 + 3 * HOUR, H0 + 4 * HOUR, size=20, reason="drift", refresh=True, carry=carry,
+                           baseline_version="4", protected_categories=["books", "garden"])
     new, info = anchor.load(lake_root)
+    assert (info.baseline_version, info.protected_categories) == ("4", ["books", "garden"])  # the forgetting budget
+    assert "candidates held to version 4 on books, garden" in anchor.show(lake_root)
     assert info == rolled and anchor.history(lake_root)[0]["replaced_because"] == "drift"
     carried = new[new["source_hour"] < H0 + 3 * HOUR]
     assert len(carried) == min(20, len(unchanged)) and "toys" not in set(carried["category"])
@@ -183,3 +187,15 @@ def test_cache_computes_once_per_version_and_anchor(lake_root: Path) -> None:
         anchor.cached_scores(cache, "../x", info.sha256, compute("bad"))
     with pytest.raises(ValueError, match="48 rows"):
         anchor.cached_scores(cache, "6", info.sha256, lambda: np.zeros(3), rows=info.rows)
+
+
+def test_holdout_window_gives_only_unseen_rows_of_the_categories_asked(lake_root: Path) -> None:
+    """What a rolled anchor carries for the stable categories besides the old anchor's rows."""
+    from incremental.replay import holdout_mask
+
+    table = anchor.holdout_window(lake_root, H0, H0 + 5 * HOUR, 0.5, ["books"])
+    frame = table.to_pandas()
+    assert set(frame["category"]) == {"books"} and holdout_mask(frame["session_id"], 0.5).all()
+    assert H0 + 2 * HOUR not in set(frame["source_hour"])  # not validated: skipped
+    assert anchor.holdout_window(lake_root, H0, H0 + 5 * HOUR, 0.5, ["no-such-category"]) is None
+    assert anchor.holdout_window(lake_root, H0 + 5 * HOUR, H0 + 5 * HOUR, 0.5, ["books"]) is None

@@ -29,6 +29,7 @@ gate:
   max_anchor_auc_drop: 1.0
   max_worst_category_auc_drop: 1.0
   max_anchor_ndcg_drop: 1.0
+  max_cumulative_auc_drop: 1.0
   max_holdout_auc_deficit: 1.0
   max_holdout_ndcg_deficit: 1.0
   max_holdout_ece: 1.0

@@ -54,6 +54,15 @@ def test_the_small_preset_writes_json_summary_and_charts(run: dict) -> None:
         assert rec["anchor_auc_per_category"] and "peak_rss_mb" in rec and rec["pages"] == 0
     summary = result["summary"]["arms"]
     assert set(summary) == set(arms) and summary["full_retrain"]["recovery_hours"] == 0
+    # forgetting measured on a probe of pre-drift hours no arm trains on, with its interval; the
+    # frozen arm serves one model throughout: it forgets nothing, exactly
+    probe = result["probe"]
+    assert probe["rows"] > 0 and probe["hours"] == 3 and probe["categories"] == result["summary"]["unchanged_categories"]
+    assert summary["frozen"]["unchanged_forgetting_probe"]["drop"] == 0.0
+    for arm in arms:
+        figures = summary[arm]["unchanged_forgetting_probe"]
+        assert figures["lo"] <= figures["drop"] <= figures["hi"] and set(figures["per_category"]) == set(probe["categories"])
+    assert "forgetting on the probe (90% interval)" in md and "Forgetting on the probe:" in md
     cost = result["summary"]["cost_ratio_gated_vs_full_retrain"]
     # an update: 5 steps; the last full retrain: at least 10, and at least one pass over every hour so far
     assert 0 < cost["examples"] <= 0.5

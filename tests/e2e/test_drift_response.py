@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from incremental import drift, lake, metrics, pipeline, registry, tracking
+from incremental import anchor, drift, lake, metrics, pipeline, registry, tracking
 from incremental.config import load_settings
 from incremental.evaluate import score_dir
 from incremental.simulate import drift_mapping, simulate
@@ -125,6 +125,9 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
     # ones judged on their last K hours pooled), none of those the simulator's drift changed
     stable, truly_changed = set(episode["stable_slices"]), set(drift_mapping(11))
     assert stable and not stable & truly_changed, (stable, truly_changed)
+    # ... and every later candidate is held on them to the champion the drift replaced (the cumulative budget)
+    rolled = anchor.current(settings.lake)
+    assert (rolled.baseline_version, rolled.protected_categories) == (episode["replaced"], sorted(stable))
     promoted = episode["promoted"][-1]
     rows = {r["version"]: r for r in registry.history(settings)}
     assert rows[promoted]["decision"] == "approved" and not rows[promoted]["override"]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from incremental.compare import paired_bootstrap
+from incremental.compare import category_mean_bootstrap, paired_bootstrap
 
 
 def holdout(sessions: int = 60, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -53,3 +53,37 @@ def test_no_rows_or_no_clicks_is_undefined() -> None:
     frame["clicked"] = 0
     out = paired_bootstrap(frame, truth, truth, samples=100)
     assert out["ndcg@10"]["verdict"] == "undefined" and out["auc"]["verdict"] == "undefined"
+
+
+def categorized(sessions: int = 120) -> tuple[pd.DataFrame, np.ndarray]:
+    frame, truth = holdout(sessions)
+    frame["category"] = np.where(frame["session_id"].str[1:].astype(int) % 3 == 0, "garden", "tools")
+    frame.loc[frame["session_id"].str[1:].astype(int) % 3 == 1, "category"] = "paint"
+    return frame, truth
+
+
+def test_category_mean_counts_each_category_once_and_sees_a_loss_in_one() -> None:
+    frame, truth = categorized()
+    rng = np.random.default_rng(4)
+    good = np.clip(0.6 * truth + 0.4 * rng.random(len(truth)), 0, 1)
+    worse = good.copy()
+    garden = (frame["category"] == "garden").to_numpy()
+    worse[garden] = rng.random(garden.sum())  # forgot garden, kept the rest
+    out = category_mean_bootstrap(frame, worse, good, ["garden", "tools"], samples=300, seed=2)
+    per = out["categories"]
+    assert set(per) == {"garden", "tools"} and per["tools"]["diff"] == 0.0  # paint is not protected: left out
+    assert per["garden"]["rows"] == garden.sum() and per["garden"]["diff"] < -0.3
+    assert math.isclose(out["diff"], per["garden"]["diff"] / 2)  # a mean of categories, not a pooled AUC
+    assert out["hi"] < 0 and out["verdict"] == "worse"
+    same = category_mean_bootstrap(frame, good, good, ["garden", "tools"], samples=300, seed=2)
+    assert same["diff"] == 0.0 and same["lo"] == same["hi"] == 0.0
+
+
+def test_category_mean_leaves_out_a_one_class_category_and_is_undefined_with_none() -> None:
+    frame, truth = categorized()
+    scores = np.random.default_rng(5).random(len(truth))
+    frame.loc[frame["category"] == "paint", "clicked"] = 0
+    out = category_mean_bootstrap(frame, scores, scores * 0.5, ["paint", "tools"], samples=100)
+    assert math.isnan(out["categories"]["paint"]["diff"]) and math.isfinite(out["diff"])
+    none = category_mean_bootstrap(frame, scores, scores, ["paint"], samples=100)
+    assert none["verdict"] == "undefined" and math.isnan(none["hi"])

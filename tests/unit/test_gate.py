@@ -36,6 +36,7 @@ ALL_CHECKS = [
     "anchor_auc_drop",
     "anchor_worst_category_auc_drop",
     "anchor_ndcg_drop",
+    "anchor_cumulative_auc_drop",
     "hour_not_anomalous",
 ]
 BETTER = (0.03, 0.01, 0.05)  # (diff, lo, hi) of candidate minus champion
@@ -88,10 +89,10 @@ def test_a_good_candidate_passes_with_every_check_listed() -> None:
         assert math.isfinite(c.value) and math.isfinite(c.threshold)
     assert check(d, "anchor_auc_drop").value == pytest.approx(0.005)
     assert check(d, "holdout_auc").value == pytest.approx(0.705)
-    assert d.reasons[0].startswith("approved: all 10 checks passed; fresh holdout ndcg@10: candidate within noise")
+    assert d.reasons[0].startswith("approved: all 11 checks passed; fresh holdout ndcg@10: candidate within noise")
     payload = d.to_dict()
     json.dumps(payload, allow_nan=False)
-    assert payload["decision"] == "approved" and len(payload["checks"]) == 10
+    assert payload["decision"] == "approved" and len(payload["checks"]) == 11
 
 
 def test_first_model_is_judged_by_value_thresholds_only() -> None:
@@ -293,3 +294,37 @@ def test_forgetting_within_noise_of_the_anchor_passes_and_significant_forgetting
     undefined = with_noise(model(anchor_auc=0.69), (math.nan, math.nan, math.nan), NOISE)
     assert "no interval could be computed" in check(decide(undefined, champion, T), "anchor_auc_drop").detail
     assert not decide(undefined, champion, T).approved
+
+
+def budget(diff: float, lo: float, hi: float, **extra: Any) -> dict[str, Any]:
+    """An anchor_vs_baseline section: candidate minus the anchor's baseline, mean over categories."""
+    return {"applicable": True, "baseline_version": "7", "diff": diff, "lo": lo, "hi": hi,
+            "categories": {"books": {"diff": diff * 2}, "toys": {"diff": 0.0}}, **extra}
+
+
+@pytest.mark.parametrize(("section", "approved", "words"), [
+    (budget(-0.005, -0.02, 0.01), True, "within the budget 0.0100"),
+    (budget(-0.04, -0.06, -0.02), False, "more than the budget 0.0100"),
+    (budget(-0.03, -0.07, 0.01), True, "within noise of, the budget"),
+    (budget(0.02, 0.0, 0.04), True, "changed by -0.0200"),
+    ({"applicable": False, "why": "no champion when the anchor was frozen"}, True, "not applicable: no champion"),
+    (budget(math.nan, math.nan, math.nan), False, "cannot be computed"),
+])
+def test_the_cumulative_budget_holds_candidates_to_the_anchors_baseline(section: dict[str, Any], approved: bool,
+                                                                          words: str) -> None:
+    """Each update within its own limits against the champion, the sum of them not: the ratchet."""
+    candidate = model(anchor_auc=0.715)
+    candidate["anchor_vs_baseline"] = section
+    d = decide(candidate, model(), T)
+    found = check(d, "anchor_cumulative_auc_drop")
+    assert d.approved is approved and found.passed is approved
+    assert words in found.detail
+    assert all(c.passed for c in d.checks if c.name != "anchor_cumulative_auc_drop")
+    if not approved and math.isfinite(found.value):
+        assert "since version 7" in found.detail and "books +0.080" in found.detail
+        assert pipeline._forgot(d.to_dict())  # the shadow chain does not go on from it
+
+
+def test_an_evaluation_without_a_baseline_section_says_the_budget_does_not_apply() -> None:
+    found = check(decide(model(), model(), T), "anchor_cumulative_auc_drop")
+    assert found.passed and found.detail.startswith("not applicable")
