@@ -384,7 +384,7 @@ def show(lake: LakePath) -> str:
         f"  rows {info.rows} (asked {info.size}, seed {info.seed}) from [{info.start}, {info.end})",
         f"  created {info.created_at}" + (f": {info.reason}" if info.reason else ""),
         f"  file {anchor_dir(lake) / info.file}",
-        _budget_line(info),
+        f"  {budget_line(info)}",
         f"  per source hour ({len(info.per_hour)}):",
     ]
     for hour, n in info.per_hour.items():
@@ -405,12 +405,13 @@ def show(lake: LakePath) -> str:
     return "\n".join(lines)
 
 
-def _budget_line(info: AnchorInfo) -> str:
+def budget_line(info: AnchorInfo) -> str:
+    """The anchor's cumulative forgetting budget in words (`incremental.gate`)."""
     if not info.baseline_version:
-        return "  forgetting budget: none (no champion when the anchor was frozen)"
+        return "forgetting budget: none (no champion when the anchor was frozen)"
     where = ("every category" if info.protected_categories is None
              else ", ".join(info.protected_categories) or "no category")
-    return f"  forgetting budget: candidates held to version {info.baseline_version} on {where}"
+    return f"forgetting budget: candidates held to version {info.baseline_version} on {where}"
 
 
 # --------------------------------------------------------------------------- score cache

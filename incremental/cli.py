@@ -222,6 +222,12 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
     print(f"slices judged changed: {', '.join(state.changed_slices) or 'none'}")
     if state.declared_at:
         print(f"slices measured stable (protected on their old anchor rows): {', '.join(state.stable_slices) or 'none'}")
+    from incremental import anchor
+
+    info = anchor.current(settings.lake)
+    if info is not None and info.baseline_version:
+        print(f"{anchor.budget_line(info)} (mean category AUC at most {settings.gate.max_cumulative_auc_drop} "
+              "below it, beyond noise)")
     for line in state.evidence or (state.last or {}).get("evidence", []):
         print(f"  {line}")
     for episode in state.episodes:

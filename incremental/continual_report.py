@@ -156,7 +156,8 @@ def stamp(plan: Plan) -> dict[str, Any]:
 
 
 def result_name(plan: dict[str, Any]) -> str:
-    return f"continual-{plan['preset']}-{plan['scenario']}"
+    seed = plan.get("seed", 0)
+    return f"continual-{plan['preset']}-{plan['scenario']}" + (f"-seed{seed}" if seed else "")
 
 
 def summary_table(summary: dict[str, Any]) -> str:
