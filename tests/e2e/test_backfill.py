@@ -3,7 +3,8 @@
 PostgreSQL metadata (a throw-away database on the machine's server) with the LocalExecutor; an
 api-server (the Task Execution API), a scheduler and a dag-processor started here and stopped at the
 end. Scheduled runs are switched off (`use_job_schedule=False`) so only the backfill creates runs.
-Then the same hours are backfilled again with `--reprocess-behavior completed`: every run goes
+The first backfill is followed by the demo's watcher (`scripts/airflow_watch.py`) over the
+api-server's REST API. Then the same hours are backfilled again with `--reprocess-behavior completed`: every run goes
 through again; an approved hour reuses its version, a rejected one is retrained only if the
 champion moved since (never two versions for the same interval and parent).
 """
@@ -67,7 +68,12 @@ def test_backfill_runs_in_order_and_reprocessing_registers_nothing_twice(tmp_pat
             return bool(rows) and all(r[0] is not None for r in rows)
 
         env.sh(BACKFILL, timeout=120)
-        services.wait("the backfill", backfill_done, 1500, interval=10)
+        # the demo's watcher (scripts/airflow_watch.py) follows it over the real REST API
+        services_args = " ".join(f"--service {name}={proc.pid}:{services.logs / f'{name}.log'}"
+                                 for name, proc in services.procs)
+        watched = env.sh(f"python scripts/airflow_watch.py backfill {DAG_ID} --timeout 1500 {services_args}",
+                         timeout=1600).stdout
+        assert backfill_done()
         first = env.runs(DAG_ID)
         versions_after_first = env.history()
 
@@ -78,6 +84,11 @@ def test_backfill_runs_in_order_and_reprocessing_registers_nothing_twice(tmp_pat
     finally:
         services.stop()
 
+    # one block per hour, oldest first, each with its duration and run note, then the end
+    blocks = [line for line in watched.splitlines() if line.startswith("-- hour ")]
+    assert [b.split()[2] for b in blocks] == HOURS, watched
+    assert len([line for line in watched.splitlines() if line.startswith("   success in ")]) == 4, watched
+    assert "completed: 4 runs in" in watched.splitlines()[-1], watched
     for runs in (first, second):
         assert [r["hour"] for r in runs] == HOURS
         assert all(r["state"] == "success" and r["run_type"] == "backfill" for r in runs), runs
