@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
     "medium": Preset(hours=16, bootstrap_hours=4, drift_hour=8, rate=1000, retrain_every=4, anchor_size=1000,
                      training={"max_steps": 30},
                      description="16 hours (4 bootstrap, drift at hour 8), 1,000 impressions/h, 30 steps/update, "
-                                 "full retrain every 4 hours: about an hour on 2 CPU cores with minilm-l2"),
+                                 "full retrain every 4 hours: about 30 minutes on 2 CPU cores with minilm-l2 (4 arms)"),
     "full": Preset(hours=48, bootstrap_hours=6, drift_hour=24, rate=2000, retrain_every=1, anchor_size=2000,
                    training={}, description="48 hours (6 bootstrap, drift at hour 24), 2,000 impressions/h, "
                                             "the config's step counts; hours of CPU, use --retrain-every"),
