@@ -118,9 +118,10 @@ def roll_anchor(settings: Settings, start: datetime, reason: str, stable: list[s
     categories (in line with their reference this hour, or on their last K hours pooled,
     `drift.assess`) from the old anchor and earlier holdout sessions (`_stable_rows`): what the
     data show still holds stays protected, held to the champion of the declaration (the
-    anchor's baseline, `gate` ``anchor_cumulative_auc_drop``). A category unsure or too thin to judge is not carried (still replayed): protecting it on
-    old rows blocked the adaptation of one that had in fact changed (tried:
-    `tests/e2e/test_drift_response.py`, every adapt candidate rejected on `storage`)."""
+    anchor's baseline, `gate` ``anchor_cumulative_auc_drop``). A category unsure or too thin to
+    judge is not carried (still replayed): protecting it on old rows blocked the adaptation of
+    one that had in fact changed (tried: `tests/e2e/test_drift_response.py`, every adapt
+    candidate rejected on `storage`)."""
     from incremental import anchor
 
     current = anchor.current(settings.lake)
