@@ -409,8 +409,9 @@ def budget_line(info: AnchorInfo) -> str:
     """The anchor's cumulative forgetting budget in words (`incremental.gate`)."""
     if not info.baseline_version:
         return "forgetting budget: none (no champion when the anchor was frozen)"
-    where = ("every category" if info.protected_categories is None
-             else ", ".join(info.protected_categories) or "no category")
+    if info.protected_categories == []:
+        return f"forgetting budget: none (no category was measured stable when version {info.baseline_version} served)"
+    where = "every category" if info.protected_categories is None else ", ".join(info.protected_categories)
     return f"forgetting budget: candidates held to version {info.baseline_version} on {where}"
 
 

@@ -226,8 +226,9 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
 
     info = anchor.current(settings.lake)
     if info is not None and info.baseline_version:
-        print(f"{anchor.budget_line(info)} (mean category AUC at most {settings.gate.max_cumulative_auc_drop} "
-              "below it, beyond noise)")
+        limit = (f" (mean category AUC at most {settings.gate.max_cumulative_auc_drop} below it, beyond noise)"
+                 if info.protected_categories != [] else "")
+        print(anchor.budget_line(info) + limit)
     for line in state.evidence or (state.last or {}).get("evidence", []):
         print(f"  {line}")
     for episode in state.episodes:

@@ -148,6 +148,8 @@ def test_a_rolled_anchor_carries_the_unchanged_slices_old_rows(lake_root: Path) 
     new, info = anchor.load(lake_root)
     assert (info.baseline_version, info.protected_categories) == ("4", ["books", "garden"])  # the forgetting budget
     assert "candidates held to version 4 on books, garden" in anchor.show(lake_root)
+    anchor.freeze(lake_root, H0, H0 + 2 * HOUR, size=20, refresh=True, baseline_version="5", protected_categories=[])
+    assert "forgetting budget: none (no category was measured stable when version 5 served)" in anchor.show(lake_root)
     assert info == rolled and anchor.history(lake_root)[0]["replaced_because"] == "drift"
     carried = new[new["source_hour"] < H0 + 3 * HOUR]
     assert len(carried) == min(20, len(unchanged)) and "toys" not in set(carried["category"])
