@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from incremental import anchor, drift, lake, metrics, pipeline, registry, tracking
+from incremental.cli import main
 from incremental.config import load_settings
 from incremental.evaluate import score_dir
 from incremental.simulate import drift_mapping, simulate
@@ -71,7 +72,7 @@ def hour(i: int) -> datetime:
 
 
 def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
-    home: Path, monkeypatch: pytest.MonkeyPatch
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (home.parent / "small.yaml").write_text(SMALL)
     monkeypatch.setenv("INCREMENTAL_CONFIG", str(home.parent / "small.yaml"))
@@ -128,6 +129,11 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
     # ... and every later candidate is held on them to the champion the drift replaced (the cumulative budget)
     rolled = anchor.current(settings.lake)
     assert (rolled.baseline_version, rolled.protected_categories) == (episode["replaced"], sorted(stable))
+    capsys.readouterr()
+    assert main(["drift"]) == 0  # what a reviewer reads
+    shown = capsys.readouterr().out
+    assert (f"forgetting budget: candidates held to version {episode['replaced']} on {', '.join(sorted(stable))}"
+            in shown), shown
     promoted = episode["promoted"][-1]
     rows = {r["version"]: r for r in registry.history(settings)}
     assert rows[promoted]["decision"] == "approved" and not rows[promoted]["override"]
