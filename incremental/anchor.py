@@ -274,9 +274,6 @@ def freeze(
     sha = lk.sha256_file(staging)
     created = (now or datetime.now(UTC)).astimezone(UTC)
 
-    hours_col = pd.Series(chosen.column(SOURCE_HOUR).to_pandas())
-    cats = chosen.column("category").to_pandas().fillna(NULL_CATEGORY).astype(str)
-    available = pd.Series(table.column(SOURCE_HOUR).to_pandas()).value_counts()
     info = AnchorInfo(
         sha256=sha,
         rows=chosen.num_rows,
@@ -284,10 +281,7 @@ def freeze(
         end=lk.iso_hour(end),
         size=size,
         seed=seed,
-        source_hours={lk.iso_hour(p.start): str((p.manifest or {}).get("sha256", "")) for p in parts},
-        per_hour={lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(hours_col.value_counts().items())},
-        per_category={str(c): int(n) for c, n in sorted(cats.value_counts().items())},
-        available_per_hour={lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(available.items())},
+        **_counts(chosen, table, parts),
         skipped_hours=skipped,
         created_at=created.isoformat().replace("+00:00", "Z"),
         reason=reason,
@@ -301,6 +295,20 @@ def freeze(
     lakefs.move(staging, folder / ANCHOR_FILE)
     lk.atomic_write_json(folder / INFO_FILE, info.to_dict())
     return info
+
+
+def _counts(chosen: pa.Table, table: pa.Table, parts: list[lk.Partition]) -> dict[str, dict[str, Any]]:
+    """What anchor.json counts: the source partitions' hashes, the rows per hour and per category
+    chosen, and the rows per hour they were chosen from."""
+    hours_col = pd.Series(chosen.column(SOURCE_HOUR).to_pandas())
+    cats = chosen.column("category").to_pandas().fillna(NULL_CATEGORY).astype(str)
+    available = pd.Series(table.column(SOURCE_HOUR).to_pandas()).value_counts()
+    return {
+        "source_hours": {lk.iso_hour(p.start): str((p.manifest or {}).get("sha256", "")) for p in parts},
+        "per_hour": {lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(hours_col.value_counts().items())},
+        "per_category": {str(c): int(n) for c, n in sorted(cats.value_counts().items())},
+        "available_per_hour": {lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(available.items())},
+    }
 
 
 def _holdout_rows(table: pa.Table, fraction: float, start: datetime, end: datetime) -> pa.Table:

@@ -213,7 +213,7 @@ def _print_decision(result: dict) -> None:
 
 
 def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental import drift, replay
+    from incremental import anchor, drift, replay
 
     state = drift.load_state(settings)
     print(f"mode: {state.mode}" + (f" (drift declared at {state.declared_at}; catch-up {state.catch_up}; "
@@ -222,8 +222,6 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
     print(f"slices judged changed: {', '.join(state.changed_slices) or 'none'}")
     if state.declared_at:
         print(f"slices measured stable (protected on their old anchor rows): {', '.join(state.stable_slices) or 'none'}")
-    from incremental import anchor
-
     info = anchor.current(settings.lake)
     if info is not None and info.baseline_version:
         limit = (f" (mean category AUC at most {settings.gate.max_cumulative_auc_drop} below it, beyond noise)"

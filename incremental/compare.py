@@ -146,9 +146,10 @@ def category_mean_bootstrap(frame: pd.DataFrame, candidate: Any, baseline: Any, 
     reps = np.empty(samples)
     for b, drawn in enumerate(draws):
         idx = np.concatenate([rows_of[s] for s in drawn])
+        drawn_category = category[idx]  # once per draw, not once per category
         diffs = []
         for c in counted:
-            rows = idx[category[idx] == c]
+            rows = idx[drawn_category == c]
             diffs.append(metrics.roc_auc(labels[rows], candidate[rows]) - metrics.roc_auc(labels[rows], baseline[rows]))
         reps[b] = np.nanmean(diffs) if np.isfinite(diffs).any() else math.nan  # a draw may leave one class
     point = float(np.mean([per[c]["diff"] for c in counted]))
