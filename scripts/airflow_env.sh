@@ -4,6 +4,7 @@
 #   incremental_airflow_init               # once: migrate the metadata DB, create the `gpu` and `search_ranker_registry` pools, the UI user
 #   airflow standalone                     # UI on http://127.0.0.1:${AIRFLOW__API__PORT} (user admin / admin)
 #   airflow dags test search_ranker_hourly 2026-01-01T06:00:00+00:00   # covers [05:00, 06:00)
+#   incremental_airflow_backfill DAG_ID FROM TO   # before the scheduler starts: parse, unpause, create the runs
 #
 # Everything is overridable: set a variable before sourcing and it is kept. Defaults:
 #   INCREMENTAL_HOME                      ./var                 (the lake, the DuckDB warehouse, MLflow's SQLite store)
@@ -55,4 +56,19 @@ incremental_airflow_init() {
         printf '{"admin": "%s"}\n' "${INCREMENTAL_AIRFLOW_PASSWORD:-admin}" > "$passwords"
     fi
     echo "airflow ready: AIRFLOW_HOME=$AIRFLOW_HOME, metadata ${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN%%:*}, pools gpu and search_ranker_registry, user admin"
+}
+
+# The DAG parsed into the metadata DB, unpaused, and a backfill of [FROM, TO] (logical dates) created,
+# oldest first, one run at a time. Call it BEFORE the scheduler, dag-processor and api-server start:
+# on the embedded SQLite metadata, `airflow backfill create` reads and then inserts in one deferred
+# transaction, and a commit by another process in between fails the insert at once with "database
+# is locked" (SQLite's snapshot conflict; no busy timeout waits for it). It failed one `make demo` in
+# two when the services were already up; with nobody else writing it cannot.
+incremental_airflow_backfill() {
+    local dag_id=$1 from=$2 to=$3 log="$AIRFLOW_HOME/backfill-create.log"
+    airflow dags reserialize > "$log" 2>&1 || { tail -n 40 "$log" >&2; airflow dags list-import-errors >&2; return 1; }
+    airflow dags unpause "$dag_id" >> "$log" 2>&1 || { tail -n 40 "$log" >&2; return 1; }
+    airflow backfill create --dag-id "$dag_id" --from-date "$from" --to-date "$to" --max-active-runs 1 >> "$log" 2>&1 \
+        || { tail -n 40 "$log" >&2; return 1; }
+    echo "backfill of $dag_id created: $from ... $to, oldest first, one run at a time"
 }

@@ -8,8 +8,9 @@
 #      MiniLM, about 4x slower), which also freezes the anchor set (the forgetting benchmark);
 #   3. seven consecutive hourly runs of the real Airflow DAG, 06:00-13:00, as a user's would run:
 #      a backfill (`airflow backfill create ... --max-active-runs 1`, oldest hour first, one at a
-#      time) executed by a real scheduler (LocalExecutor), with the dag-processor and the api-server
-#      (the Task Execution API) it needs, all started here in the background and stopped on exit
+#      time, created before the services start) executed by a real scheduler (LocalExecutor), with
+#      the dag-processor and the api-server (the Task Execution API) it needs, all started here in
+#      the background and stopped on exit
 #      (logs in $INCREMENTAL_HOME/services/); scripts/airflow_watch.py follows the backfill over the
 #      REST API and prints each hour's outcome (the run note) as its run ends. One hour is
 #      quarantined; from 09:00 the champion's own prequential metrics fall, the first drifted hours
@@ -50,7 +51,7 @@ step "bootstrap the first champion from $INCREMENTAL_BASE_MODEL (judged by value
 incremental bootstrap --start ${DAY}T00:00 --end ${DAY}T06:00 --anchor-size 3000
 incremental benchmark show | sed -n 1,8p  # sed reads it all: head exits early, and pipefail fails on the broken pipe
 
-step "Airflow: api-server, scheduler and dag-processor in the background (logs in $INCREMENTAL_HOME/services/)"
+step "Airflow: a backfill of seven hours (06:00 ... 12:00), created before the scheduler starts"
 # As tests/e2e/test_backfill.py does: the LocalExecutor, whose tasks reach the metadata through the
 # api-server's Task Execution API; no scheduled runs (only the backfill makes runs, not the current
 # hour); the DAG files parsed once, not every 30 s while the hours train.
@@ -96,18 +97,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+PAUSE_ON_EXIT=1
+# parse, unpause and create the runs while no other process writes the SQLite metadata (see the
+# function in scripts/airflow_env.sh: with the services up, the insert met "database is locked")
+incremental_airflow_backfill search_ranker_hourly ${DAY}T06:00:00+00:00 ${DAY}T12:00:00+00:00
+
+step "Airflow: api-server, scheduler and dag-processor in the background (logs in $INCREMENTAL_HOME/services/) run the backfill"
 start_service api-server airflow api-server --port "$AIRFLOW__API__PORT"
 start_service scheduler airflow scheduler
 start_service dag-processor airflow dag-processor
 python scripts/airflow_watch.py wait-dag search_ranker_hourly "${SERVICES[@]}"
-PAUSE_ON_EXIT=1
-airflow dags unpause search_ranker_hourly > /dev/null
-
-step "seven hourly runs of the Airflow DAG search_ranker_hourly (06:00 ... 12:00): a backfill the scheduler runs"
-echo "airflow backfill create --dag-id search_ranker_hourly --from-date ${DAY}T06:00:00+00:00 --to-date ${DAY}T12:00:00+00:00 --max-active-runs 1"
-airflow backfill create --dag-id search_ranker_hourly --from-date ${DAY}T06:00:00+00:00 --to-date ${DAY}T12:00:00+00:00 \
-    --max-active-runs 1 > "$INCREMENTAL_HOME/services/backfill-create.log" 2>&1 \
-    || { tail -n 40 "$INCREMENTAL_HOME/services/backfill-create.log"; exit 1; }
 # one block per hour as its run ends: its duration and note (approved / rejected / quarantined), a
 # drift declared, the catch-up retrain; a line a minute while it runs; a failed task's log tail
 python scripts/airflow_watch.py backfill search_ranker_hourly "${SERVICES[@]}"
