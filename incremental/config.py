@@ -88,9 +88,16 @@ class TrainingSettings(_Section):
     l2sp_strength: float = Field(0.1, ge=0.0)  # pull toward the starting (champion) weights; 0 turns it off
     replay_fraction: float = Field(0.5, ge=0.0, lt=1.0)  # share of the training set drawn from earlier validated hours; 0 turns it off
     replay_hours: int = Field(48, ge=0)  # how far back replay looks
-    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # by hash of session_id
-    eval_every: int = Field(50, ge=1)  # steps between holdout evaluations (early stopping)
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # by hash of session_id: the gate's rows, never trained on
+    # early stopping judges on its own sessions, taken from the training side (a second hash of
+    # session_id): the gate never compares on the rows that chose the candidate's weights
+    early_stopping_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    eval_every: int = Field(50, ge=1)  # steps between early-stopping evaluations
     early_stopping_patience: int = Field(2, ge=1)  # evaluations without improvement before stopping
+    # clicks are position-biased: "pbm" trains on P(click) = examination[position] x P(relevant), with
+    # the examination curve estimated from the logs (incremental.propensity); "none": plain BCE on clicks
+    position_bias: Literal["pbm", "none"] = "pbm"
+    propensity_hours: int = Field(24, ge=1)  # validated hours, up to the update's last, the curve is fitted on
     checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
     max_length: int = Field(64, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically
     bf16_autocast: bool = True  # on CUDA only

@@ -1,7 +1,8 @@
 """The training loop itself: batches, optimiser, L2-SP, early stopping. No MLflow, no files.
 
-`fit` takes a model and tokenised rows and trains for `max_steps` steps (or until the holdout
-loss stops improving), reporting through callbacks: `on_metrics(step, metrics)` after every step
+`fit` takes a model and tokenised rows and trains for `max_steps` steps (or until the loss on
+the early-stopping rows stops improving; never the gate's holdout), reporting through callbacks:
+`on_metrics(step, metrics)` after every step
 and evaluation, `on_checkpoint(step, state)` every `checkpoint_every` steps. `train.run_update`
 wires those to MLflow and to resumable checkpoints; a benchmark can call `fit` alone.
 
@@ -29,6 +30,7 @@ from incremental.progress import Progress
 
 if TYPE_CHECKING:
     from incremental.config import TrainingSettings
+    from incremental.propensity import Examination
 
 log = logging.getLogger(__name__)
 
@@ -112,30 +114,50 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def holdout_eval(
-    model: torch.nn.Module, features: dict[str, list[list[int]]], labels: np.ndarray, pad_id: int, autocast: bool
-) -> dict[str, float]:
-    """Loss and AUC on the holdout (eval mode, no gradients)."""
+def click_loss(logits: torch.Tensor, clicks: torch.Tensor, examination: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of P(click) = examination x sigmoid(logit): the position term of PAL
+    (Guo et al. 2019), used in training only. With examination 1 it is plain BCE on the logits.
+
+    Unlike inverse propensity weights (1 / examination), nothing here grows without bound: an
+    unclicked row at a rarely examined position simply says little.
+    """
+    if bool((examination >= 1).all()):  # no correction: the exact, stable BCE
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, clicks)
+    log_click = torch.nn.functional.logsigmoid(logits) + torch.log(examination)
+    log_no_click = _log1mexp(log_click)
+    return -(clicks * log_click + (1 - clicks) * log_no_click).mean()
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate at both ends (Maechler 2012)."""
+    x = x.clamp(max=-1e-7)
+    return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def stopping_eval(model: torch.nn.Module, data: FitData, autocast: bool) -> dict[str, float]:
+    """The training objective and click AUC on the early-stopping rows (eval mode, no gradients)."""
     from incremental.metrics import roc_auc
 
-    raw = rk.logits(model, features, pad_id=pad_id, autocast=autocast)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.from_numpy(raw).double(), torch.from_numpy(labels).double()
-    ).item()
-    out = {"holdout_loss": loss}
-    if 0 < labels.sum() < len(labels):  # AUC needs both classes
-        out["holdout_auc"] = float(roc_auc(labels, raw))
+    raw = rk.logits(model, data.stopping, pad_id=data.pad_id, autocast=autocast)
+    loss = click_loss(torch.from_numpy(raw).double(), torch.from_numpy(data.stopping_labels).double(),
+                      data.stopping_examination.double()).item()
+    out = {"stopping_loss": loss}
+    if 0 < data.stopping_labels.sum() < len(data.stopping_labels):  # AUC needs both classes
+        out["stopping_auc"] = float(roc_auc(data.stopping_labels, raw))
     return out
 
 
 @dataclass
 class FitData:
-    """Tokenised pairs (`model.tokenize`) and their click labels."""
+    """Tokenised pairs (`model.tokenize`), their click labels and the examination probability of
+    their positions (1.0 everywhere without a position correction)."""
 
     train: dict[str, list[list[int]]]
     train_labels: torch.Tensor
-    holdout: dict[str, list[list[int]]]
-    holdout_labels: np.ndarray
+    train_examination: torch.Tensor
+    stopping: dict[str, list[list[int]]]
+    stopping_labels: np.ndarray
+    stopping_examination: torch.Tensor
     pad_id: int
 
     @property
@@ -143,14 +165,22 @@ class FitData:
         return len(self.train["input_ids"])
 
     @classmethod
-    def from_frames(cls, tokenizer: Any, train: Any, holdout: Any, max_length: int) -> FitData:
+    def from_frames(cls, tokenizer: Any, train: Any, stopping: Any, max_length: int,
+                    examination: Examination | None = None) -> FitData:
         """Tokenise once; batches are padded to their own longest pair (short queries and titles
         make that ~10x cheaper than padding to max_length)."""
+        def exam(frame: Any) -> torch.Tensor:
+            if examination is None:
+                return torch.ones(len(frame), dtype=torch.float32)
+            return torch.tensor(examination.of(frame["position"].to_numpy()), dtype=torch.float32)
+
         return cls(
             train=rk.tokenize(tokenizer, *rk.frame_texts(train), max_length),
             train_labels=torch.tensor(train["clicked"].to_numpy(dtype=np.float32)),
-            holdout=rk.tokenize(tokenizer, *rk.frame_texts(holdout), max_length),
-            holdout_labels=holdout["clicked"].to_numpy(dtype=np.float64),
+            train_examination=exam(train),
+            stopping=rk.tokenize(tokenizer, *rk.frame_texts(stopping), max_length),
+            stopping_labels=stopping["clicked"].to_numpy(dtype=np.float64),
+            stopping_examination=exam(stopping),
             pad_id=tokenizer.pad_token_id,
         )
 
@@ -191,10 +221,11 @@ class Trainer:
     def step(self, data: FitData, index: np.ndarray, max_grad_norm: float) -> dict[str, float]:
         batch = rk.collate(data.train, index, data.pad_id, self.device)
         labels = data.train_labels[index].to(self.device)
+        examination = data.train_examination[index].to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.model(**batch).logits.squeeze(-1)
-        # BCE on the logits, in fp32; never `labels=` (transformers would compute MSE).
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
+        # the loss on the logits, in fp32; never `labels=` (transformers would compute MSE)
+        loss = click_loss(logits.float(), labels, examination)
         loss.backward()
         penalty = add_l2sp_gradient(self.model, self.anchors, self.l2sp_strength) if self.anchors else 0.0
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_grad_norm)
@@ -231,8 +262,9 @@ def fit(
     on_checkpoint: Callable[[FitState], None] | None = None,
     label: str = "training",
 ) -> FitState:
-    """Train from `state` (a fresh run when None) to `max_steps`, stopping early when the holdout
-    loss has not improved for `early_stopping_patience` evaluations; end on the best weights."""
+    """Train from `state` (a fresh run when None) to `max_steps`, stopping early when the loss on
+    the early-stopping rows has not improved for `early_stopping_patience` evaluations; end on the
+    best weights."""
     state = state or FitState()
     progress = Progress(label, max_steps, done=state.step)
     model = trainer.model
@@ -248,21 +280,22 @@ def fit(
         state.seconds += took
         metrics["samples_per_s"] = len(index) / took
         stop = False
-        if len(data.holdout_labels) and (state.step % t.eval_every == 0 or state.step == max_steps):
-            evaluated = holdout_eval(model, data.holdout, data.holdout_labels, data.pad_id, trainer.autocast)
+        if len(data.stopping_labels) and (state.step % t.eval_every == 0 or state.step == max_steps):
+            evaluated = stopping_eval(model, data, trainer.autocast)
             metrics.update(evaluated)
-            stop = _early_stopping(state, model, evaluated["holdout_loss"], t.early_stopping_patience)
+            stop = _early_stopping(state, model, evaluated["stopping_loss"], t.early_stopping_patience)
         if on_metrics:
             on_metrics(state.step, metrics)
         progress.update(state.step, _detail(state))
         if on_checkpoint and state.step % t.checkpoint_every == 0 and state.step < max_steps and not stop:
             on_checkpoint(state)
         if stop:
-            log.info("early stop at step %d: holdout loss has not improved since step %d", state.step, state.best_step)
+            log.info("early stop at step %d: the early-stopping loss has not improved since step %d", state.step,
+                     state.best_step)
             break
     progress.finish(state.step, _detail(state))
     if state.best_weights is not None and state.best_step != state.step:
-        model.load_state_dict(state.best_weights)  # end with the best weights seen on the holdout
+        model.load_state_dict(state.best_weights)  # end with the best weights seen on the early-stopping rows
     return state
 
 

@@ -67,14 +67,15 @@ def stale_mask(stale: tuple[Stale, ...], hour: datetime, categories: pd.Series) 
     return drop
 
 
-def holdout_mask(session_ids: pd.Series | list[str], fraction: float) -> np.ndarray:
+def holdout_mask(session_ids: pd.Series | list[str], fraction: float, salt: str = "") -> np.ndarray:
     """True for rows whose session falls in the holdout: a hash of session_id, so a session is
-    always on one side (in every hour, for every stage), and the split needs no state."""
+    always on one side (in every hour, for every stage), and the split needs no state. Another
+    `salt` draws another split, independent of the first (the early-stopping sessions)."""
     if fraction <= 0:
         return np.zeros(len(session_ids), dtype=bool)
     cut = int(fraction * 2**32)
     return np.fromiter(
-        (int.from_bytes(hashlib.sha256(str(s).encode()).digest()[:4], "big") < cut for s in session_ids),
+        (int.from_bytes(hashlib.sha256((salt + str(s)).encode()).digest()[:4], "big") < cut for s in session_ids),
         dtype=bool,
         count=len(session_ids),
     )

@@ -44,11 +44,11 @@ from incremental.fit import (
     FitState,
     Trainer,
     fit,
-    holdout_eval,
     make_trainer,
     rng_state,
     seed_everything,
     set_rng_state,
+    stopping_eval,
 )
 from incremental.training_data import TrainingError, TrainingSet, digest, training_set
 
@@ -292,7 +292,7 @@ def run_update(
             done = _finished_run(client, experiment_id, identity.key)
             if done is not None and identity.holdout_path.is_file():
                 return _reuse(done, identity, parent_version, data)
-            inputs = FitData.from_frames(tokenizer, data.rows, data.holdout.to_pandas(), t.max_length)
+            inputs = FitData.from_frames(tokenizer, data.rows, data.stopping, t.max_length, data.examination)
             trainer = make_trainer(model, t, max_steps, new_head=parent_version is None)
             state, run_id = resume(identity, trainer)
             resumed_from_step = state.step if state else None
@@ -306,7 +306,7 @@ def run_update(
                         on_checkpoint=checkpointer(identity, trainer, run_id, metrics_log.flush),
                         label=f"{kind} update {identity.key[:13]}")
             metrics = _final_metrics(state, data, inputs, trainer, time.perf_counter() - started)
-            metrics_log.add(state.step, {f"final_{k}" if k.startswith("holdout") else k: v for k, v in metrics.items()})
+            metrics_log.add(state.step, {f"final_{k}" if k.startswith("stopping_") else k: v for k, v in metrics.items()})
             metrics_log.flush()
             publish(run_id, identity, trainer, tokenizer, data, t.max_length)
             log.info("update %s done: %s", identity.key, {k: round(v, 4) for k, v in metrics.items()})
@@ -330,8 +330,10 @@ def _reuse(done: Any, identity: UpdateIdentity, parent_version: str | None, data
 def _log_start(identity: UpdateIdentity, data: TrainingSet, inputs: FitData, trainer: Trainer, t: TrainingSettings,
                max_steps: int, parent_version: str | None, base_model: str) -> None:
     log.info("***** Running training (%s, %s) *****", data.lineage["kind"], identity.key)
-    log.info("  fresh rows = %d, replay rows = %d, holdout rows = %d", len(data.fresh), len(data.replayed),
-             len(inputs.holdout_labels))
+    log.info("  fresh rows = %d, replay rows = %d, early-stopping rows = %d, holdout rows (the gate's) = %d",
+             len(data.fresh), len(data.replayed), len(inputs.stopping_labels), data.holdout.num_rows)
+    log.info("  examination by position (%s) = %s", t.position_bias,
+             " ".join(f"{p:.2f}" for p in data.examination.probability))
     log.info("  starting point = %s, device = %s, autocast = %s", f"v{parent_version}" if parent_version
              else base_model, trainer.device, trainer.autocast)
     log.info("  batch size = %d, steps = %d (%.2f epochs), optimizer = %s, lr = %g, l2sp = %g", t.batch_size,
@@ -341,11 +343,11 @@ def _log_start(identity: UpdateIdentity, data: TrainingSet, inputs: FitData, tra
 def _final_metrics(state: FitState, data: TrainingSet, inputs: FitData, trainer: Trainer, elapsed: float) -> dict[str, float]:
     metrics = {"train_loss_last": state.last_loss, "steps": float(state.step), "best_step": float(state.best_step),
                "train_rows": float(len(data.fresh)), "replay_rows": float(len(data.replayed)),
-               "holdout_rows": float(len(inputs.holdout_labels)), "train_seconds": elapsed,
+               "stopping_rows": float(len(inputs.stopping_labels)), "holdout_rows": float(data.holdout.num_rows),
+               "train_seconds": elapsed,
                "samples_per_s_mean": state.seen / state.seconds if state.seconds > 0 else math.nan}
-    if len(inputs.holdout_labels):
-        metrics.update(holdout_eval(trainer.model, inputs.holdout, inputs.holdout_labels, inputs.pad_id,
-                                    trainer.autocast))
+    if len(inputs.stopping_labels):
+        metrics.update(stopping_eval(trainer.model, inputs, trainer.autocast))
     return metrics
 
 

@@ -1,7 +1,12 @@
-"""The rows an update trains on: validated hours split into training and holdout rows by a hash
-of session_id, plus replay, with their lineage and a data hash (`training_set`). No model, no
-MLflow: `train.run_update` builds its `TrainingSet` here first, so refusing an hour that is not
-validated costs no model load."""
+"""The rows an update trains on: validated hours split by hashes of session_id into training,
+early-stopping and holdout (the gate's) rows, plus replay, with their lineage, a data hash and the
+examination curve estimated from the logs (`training_set`). No model, no MLflow: `train.run_update`
+builds its `TrainingSet` here first, so refusing an hour that is not validated costs no model load.
+
+Three disjoint sets of sessions: the holdout (`holdout_fraction`) is what the gate compares the
+candidate and the champion on, and nothing trains or early-stops on it; the early-stopping rows
+(`early_stopping_fraction` of the other sessions, by a second hash) choose the best step; the rest
+trains. So the gate's interval is over rows that played no part in choosing the candidate."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from incremental import lake as lk
-from incremental import replay
+from incremental import propensity, replay
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 
@@ -31,11 +36,19 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class HourRows:
+    train: pd.DataFrame
+    stopping: pd.DataFrame  # early-stopping rows: training-side sessions, never trained on
+    holdout: pa.Table  # the gate's rows
+    parts: list[dict[str, Any]]
+
+
 def load_hours(
     settings: Settings, starts: list[datetime], *, strict: bool, stale: tuple[replay.Stale, ...] = (),
     holdout_from: datetime | None = None,
-) -> tuple[pd.DataFrame, pa.Table, list[dict[str, Any]]]:
-    """Training rows and holdout rows of validated hours, split by a hash of session_id.
+) -> HourRows:
+    """Training, early-stopping and holdout rows of validated hours, split by hashes of session_id.
 
     strict: every hour must be validated (an hourly update); otherwise hours that are not are
     skipped and reported (a bootstrap window may contain quarantined or empty hours).
@@ -44,7 +57,7 @@ def load_hours(
     on the new regime's hours, not on the whole window it trains on).
     """
     fraction = settings.training.holdout_fraction
-    train, holdout, parts = [], [], []
+    train, stopping, holdout, parts = [], [], [], []
     for start in starts:
         part = lk.partition(settings.lake, start)
         if part.status != "validated":
@@ -54,24 +67,44 @@ def load_hours(
             log.warning("%s (skipped)", message)
             continue
         table = lk.read_partition(part)
-        mask = replay.holdout_mask(table.column("session_id").to_pylist(), fraction)
+        sessions = table.column("session_id").to_pylist()
+        mask = replay.holdout_mask(sessions, fraction)
+        stop = replay.holdout_mask(sessions, settings.training.early_stopping_fraction, salt="early-stopping") & ~mask
         keep = ~replay.stale_mask(stale, start, table.column("category").to_pandas())
-        train.append(table.filter(pa.array(~mask & keep)).to_pandas())
+        train.append(table.filter(pa.array(~mask & ~stop & keep)).to_pandas())
+        stopping.append(table.filter(pa.array(stop & keep)).to_pandas())
         if holdout_from is None or start >= holdout_from:
             holdout.append(table.filter(pa.array(mask & keep)))
         parts.append({"hour": start.isoformat(), "sha256": part.manifest["sha256"], "rows": table.num_rows,
-                      "train_rows": int((~mask & keep).sum()), "holdout_rows": int((mask & keep).sum()),
+                      "train_rows": int((~mask & ~stop & keep).sum()), "stopping_rows": int((stop & keep).sum()),
+                      "holdout_rows": int((mask & keep).sum()),
                       "stale_rows": int((~keep).sum())})
     if not parts:
         raise TrainingError(f"no validated hour among {len(starts)} to train on")
-    return pd.concat(train, ignore_index=True), pa.concat_tables(holdout), parts
+    return HourRows(pd.concat(train, ignore_index=True), pd.concat(stopping, ignore_index=True),
+                    pa.concat_tables(holdout), parts)
+
+
+def examination_curve(settings: Settings, last: datetime) -> propensity.Examination:
+    """The examination curve, fitted on the validated hours of the `propensity_hours` up to `last`
+    (an hour's own rows are too few: a curve needs the same pair shown at several positions)."""
+    t = settings.training
+    if t.position_bias == "none":
+        return propensity.unbiased(0)
+    columns = ["query", "product_id", "position", "clicked"]
+    parts = lk.validated_partitions(settings.lake, last + lk.HOUR, t.propensity_hours)
+    frames = [lk.read_partition(part).select(columns).to_pandas() for part in parts]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return propensity.estimate(rows)
 
 
 @dataclass(frozen=True)
 class TrainingSet:
-    fresh: pd.DataFrame  # the hours' rows outside the holdout
+    fresh: pd.DataFrame  # the hours' training rows (outside the holdout and early-stopping sessions)
     replayed: pd.DataFrame
-    holdout: pa.Table
+    stopping: pd.DataFrame  # early-stopping rows
+    holdout: pa.Table  # the gate's rows
+    examination: propensity.Examination  # P(examined | position), for the training loss
     lineage: dict[str, Any]
     data_hash: str
 
@@ -84,20 +117,21 @@ def training_set(settings: Settings, starts: list[datetime], kind: str, stale: t
                  holdout_from: datetime | None = None) -> TrainingSet:
     """The hours' rows (less their holdout sessions and `stale` rows) plus replay, with lineage and a data hash."""
     t = settings.training
-    fresh, holdout, parts = load_hours(settings, starts, strict=kind == "hourly", stale=stale,
-                                       holdout_from=holdout_from)
+    loaded = load_hours(settings, starts, strict=kind == "hourly", stale=stale, holdout_from=holdout_from)
+    fresh, parts = loaded.train, loaded.parts
     replayed, replay_lineage = replay.sample(
         settings.lake, starts[0], fresh_rows=len(fresh), fraction=t.replay_fraction,
         replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
     )
+    examination = examination_curve(settings, starts[-1])
     lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + lk.HOUR).isoformat(),
-               "partitions": parts, "replay": replay_lineage}
+               "partitions": parts, "replay": replay_lineage, "examination": examination.to_dict()}
     identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
                 "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
-                "holdout_fraction": t.holdout_fraction}
+                "holdout_fraction": t.holdout_fraction, "early_stopping_fraction": t.early_stopping_fraction}
     if stale:  # only then: an update with nothing stale keeps the identity it always had
         identity["stale"] = [rule.to_dict() for rule in stale]
     if holdout_from is not None:
         identity["holdout_from"] = holdout_from.isoformat()
     lineage["data_hash"] = data_hash = digest(identity)
-    return TrainingSet(fresh, replayed, holdout, lineage, data_hash)
+    return TrainingSet(fresh, replayed, loaded.stopping, loaded.holdout, examination, lineage, data_hash)

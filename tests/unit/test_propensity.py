@@ -1,0 +1,59 @@
+"""The examination curve estimated from click logs (incremental.propensity) and the training loss
+that uses it (incremental.fit.click_loss)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from incremental.fit import click_loss
+from incremental.propensity import estimate, unbiased
+
+
+def _pbm_logs(exam: np.ndarray, rows: int = 30_000, pairs: int = 3_000, seed: int = 0) -> pd.DataFrame:
+    """Clicks from the position-based model with a known examination curve: each (query, product)
+    pair has its own relevance and is shown at random positions in different sessions."""
+    rng = np.random.default_rng(seed)
+    relevance = rng.beta(1, 3, pairs)
+    pair = rng.integers(0, pairs, rows)
+    position = rng.integers(1, len(exam) + 1, rows)
+    clicked = rng.random(rows) < relevance[pair] * exam[position - 1]
+    return pd.DataFrame({"query": (pair // 10).astype(str), "product_id": pair.astype(str),
+                         "position": position, "clicked": clicked.astype(int)})
+
+
+@pytest.mark.parametrize("eta", [0.7, 1.2])
+def test_estimate_recovers_a_known_position_bias(eta: float) -> None:
+    truth = np.arange(1, 11) ** -eta
+    found = estimate(_pbm_logs(truth))
+    assert found.probability[0] == 1.0
+    assert np.abs(np.array(found.probability) - truth).max() < 0.08, (found.probability, truth)
+    assert found.informative_rows > 0.9 * found.rows
+
+
+def test_no_bias_gives_a_flat_curve() -> None:
+    found = estimate(_pbm_logs(np.ones(10)))
+    assert min(found.probability) > 0.85, found.probability
+
+
+def test_pairs_seen_once_say_nothing() -> None:
+    logs = _pbm_logs(np.arange(1, 11) ** -0.7, rows=500, pairs=500_000)  # nearly every pair once
+    found = estimate(logs)
+    assert found.informative_rows < 0.05 * found.rows
+    assert found.probability == tuple(sorted(found.probability, reverse=True))  # non-increasing, bounded below
+    assert min(found.probability) >= 0.02
+
+
+def test_click_loss_is_bce_without_correction_and_discounts_unexamined_negatives() -> None:
+    logits = torch.tensor([2.0, -1.0, 0.5, 0.0])
+    clicks = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, clicks)
+    assert torch.isclose(click_loss(logits, clicks, torch.ones(4)), plain)
+    assert torch.isclose(click_loss(logits, clicks, torch.full((4,), 1 - 1e-6)), plain, atol=1e-4)
+    # an unclicked row far down the page (rarely examined) costs less than the same row at the top
+    top = click_loss(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.999]))
+    low = click_loss(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.2]))
+    assert low < top
+    assert unbiased(5).of(np.array([1, 7, 30])).tolist() == [1.0, 1.0, 1.0]
