@@ -77,7 +77,7 @@ def _trainer(preset: str, t, steps: int, *, l2sp: bool):
 def time_training(preset: str, t, frame, holdout, steps: int, device, autocast: bool, *, retrain: bool) -> dict:
     """Seconds for `steps` steps of the project's loop (after 10 warm-up steps on the same data);
     for a retrain, its holdout AUC on hour 48 (an hourly update from the base weights says nothing)."""
-    from incremental.fit import FitData, FitState, fit, holdout_eval
+    from incremental.fit import FitData, FitState, fit, stopping_eval
 
     trainer, tokenizer = _trainer(preset, t, steps + 10, l2sp=not retrain)
     trainer.autocast = autocast
@@ -93,8 +93,8 @@ def time_training(preset: str, t, frame, holdout, steps: int, device, autocast: 
     out = {"steps": steps, "train_rows": len(frame), "seconds": round(seconds, 3), "final_step": state.step,
            "samples_per_s": round(steps * t.batch_size / seconds, 1), "epochs": round(steps * t.batch_size / len(frame), 3)}
     if retrain:
-        check = holdout_eval(trainer.model, data.holdout, data.holdout_labels, data.pad_id, autocast)
-        out["holdout_auc_hour_48"] = round(check.get("holdout_auc", float("nan")), 4)
+        check = stopping_eval(trainer.model, data, autocast)
+        out["holdout_auc_hour_48"] = round(check.get("stopping_auc", float("nan")), 4)
     return out
 
 

@@ -64,9 +64,11 @@ class ValidationSettings(_Section):
     volume_ratio_critical: float = Field(20.0, ge=1.0)  # ... outside [1/x, x] -> quarantine
     ctr_change_warning: float = Field(0.05, ge=0.0, le=1.0)  # |ctr - reference ctr| above this -> warning
     ctr_change_critical: float = Field(0.30, ge=0.0, le=1.0)  # ... above this -> quarantine
-    # KL divergence of the hour's category mix from the reference mix (nats; see incremental.yaml for the measured figures)
-    category_kl_warning: float = Field(0.10, ge=0.0)  # above this -> warning
-    category_kl_critical: float = Field(2.0, ge=0.0)  # ... -> quarantine
+    # KL divergence of the hour's category mix from the reference mix (nats; see incremental.yaml for the measured
+    # figures). A warning only, never a quarantine: new categories or brands taking over an hour is the change
+    # the pipeline exists to adapt to (the drift response judges it); broken logging shows in schema, volume,
+    # click-through and duplicates, which quarantine on their own
+    category_kl_warning: float = Field(0.10, ge=0.0)
 
 
 class TrainingSettings(_Section):

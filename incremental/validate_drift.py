@@ -146,7 +146,8 @@ def code_categories(frame: pd.DataFrame, ref: DriftReference) -> tuple[pd.DataFr
 
 
 def drift_expectations(gx: Any, ref: DriftReference, settings: ValidationSettings) -> list[Any]:
-    """Two expectations (warning, critical) per rule that can be evaluated, severity and rule in each."""
+    """Two expectations (warning, critical) per rule that can be evaluated (the category mix: a warning
+    only), severity and rule in each."""
     E = gx.expectations
     out: list[tuple[str, str, Any]] = []
     if "drift_row_count" not in ref.skipped and ref.rows is not None:
@@ -159,10 +160,10 @@ def drift_expectations(gx: Any, ref: DriftReference, settings: ValidationSetting
                 column="clicked", min_value=round(ref.ctr - d, 6), max_value=round(ref.ctr + d, 6))))
     if "drift_category_mix" not in ref.skipped and ref.mix:
         partition = {"values": [category_code(k) for k in ref.mix], "weights": list(ref.mix.values())}
-        for grade, t in ((WARNING, settings.category_kl_warning), (CRITICAL, settings.category_kl_critical)):
-            out.append(("drift_category_mix", grade, E.ExpectColumnKLDivergenceToBeLessThan(
-                column="category", partition_object=partition, threshold=t,
-                tail_weight_holdout=UNSEEN_CATEGORY_WEIGHT)))
+        # a warning only: a mix shift is drift for the drift response to judge, not broken logging
+        out.append(("drift_category_mix", WARNING, E.ExpectColumnKLDivergenceToBeLessThan(
+            column="category", partition_object=partition, threshold=settings.category_kl_warning,
+            tail_weight_holdout=UNSEEN_CATEGORY_WEIGHT)))
     for rule, grade, exp in out:
         exp.severity = grade
         exp.meta = {"rule": rule, "severity": grade, "level": "table", "reference_hours": ref.hours}
@@ -232,7 +233,7 @@ def _ctr(result: dict[str, Any], ref: DriftReference, settings: ValidationSettin
 
 def _mix(result: dict[str, Any], ref: DriftReference, settings: ValidationSettings, grade: str | None,
          names: dict[str, str]) -> str:
-    label, limit = _limit(grade, settings.category_kl_warning, settings.category_kl_critical)
+    label, limit = f"{WARNING} limit", settings.category_kl_warning
     kl = result.get("observed_value")
     shown = f"{kl:.3f}" if isinstance(kl, int | float) else "infinite"  # GX reports an infinite one as None
     moves = _largest_moves(result.get("details") or {}, names, ref.mix or {}) if grade else ""
