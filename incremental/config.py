@@ -98,7 +98,7 @@ class TrainingSettings(_Section):
     early_stopping_patience: int = Field(2, ge=1)  # evaluations without improvement before stopping
     # clicks are position-biased: "pbm" trains on P(click) = examination[position] x P(relevant), with
     # the examination curve estimated from the logs (incremental.propensity); "none": plain BCE on clicks
-    position_bias: Literal["pbm", "none"] = "pbm"
+    position_bias: Literal["pbm", "none"] = "none"
     propensity_hours: int = Field(24, ge=1)  # validated hours, up to the update's last, the curve is fitted on
     checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
     max_length: int = Field(64, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically
@@ -118,7 +118,9 @@ class GateSettings(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a nan/inf threshold means nothing
 
     # sanity floors (the first model: value checks only)
-    min_holdout_auc: float = Field(0.55, ge=0.0, le=1.0)  # fresh holdout ROC AUC at least this
+    # fresh holdout ROC AUC at least this: chance. A first model is judged against a lexical floor fitted on
+    # its own hours (`holdout_vs_lexical_floor`), not by a constant tuned on one data set
+    min_holdout_auc: float = Field(0.5, ge=0.0, le=1.0)
     max_holdout_logloss: float = Field(0.69, gt=0.0)  # fresh holdout log loss at most this (ln 2 = 0.693: a coin)
     max_holdout_ece: float = Field(0.15, gt=0.0, le=1.0)  # calibration error on the fresh holdout at most this
     min_holdout_rows: int = Field(1, ge=1)  # a holdout with fewer rows rejects (an empty one always does)

@@ -25,7 +25,8 @@ and ``context`` = ``{"mode": "normal"|"adapt"|"catch_up", "anomalous": [evidence
 | name | kind | passes when |
 | --- | --- | --- |
 | ``holdout_rows`` | value | holdout rows >= ``min_holdout_rows`` (an empty holdout rejects) |
-| ``holdout_auc`` | value | AUC >= ``min_holdout_auc``, or (with a champion) >= the champion's |
+| ``holdout_vs_lexical_floor`` | relative | no champion yet: the NDCG@10 interval of candidate minus a BM25 floor fitted on the same hours is not wholly below 0 |
+| ``holdout_auc`` | value | AUC >= ``min_holdout_auc`` (chance), or (with a champion) >= the champion's |
 | ``holdout_logloss`` | value | log loss <= ``max_holdout_logloss``, or <= the champion's |
 | ``holdout_ece`` | value | ECE <= ``max_holdout_ece``, or <= the champion's |
 | ``holdout_ndcg_vs_champion`` | relative | upper end of the NDCG@10 interval >= -``max_holdout_ndcg_deficit`` |
@@ -183,6 +184,29 @@ def _relative_check(name: str, candidate: Mapping[str, Any], metric: str, defici
               f"({level} interval [{lo:+.4f}, {hi:+.4f}] over {section.get('sessions', '?')} sessions)"
               + ("" if passed else f": significantly worse, beyond the allowed {deficit:.4f}"))
     return GateCheck(name, RELATIVE, path + ".hi", float(hi), -deficit, ">=", passed, detail)
+
+
+def _floor_check(candidate: Mapping[str, Any]) -> GateCheck:
+    """A first model against the lexical floor fitted on its own hours, on the same holdout rows:
+    rejected when significantly worse (a ranker that loses to word overlap is not worth serving)."""
+    path = "lexical_floor.candidate_vs_floor.ndcg@10"
+    floor = candidate.get("lexical_floor")
+    interval = floor.get("candidate_vs_floor", {}).get("ndcg@10") if isinstance(floor, Mapping) else None
+    if not isinstance(interval, Mapping):
+        return GateCheck("holdout_vs_lexical_floor", RELATIVE, path, math.nan, 0.0, ">=", False,
+                         "no lexical floor was measured for this first model")
+    diff, lo, hi = (interval.get(k) for k in ("diff", "lo", "hi"))
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (diff, lo, hi)):
+        return GateCheck("holdout_vs_lexical_floor", RELATIVE, path, math.nan, 0.0, ">=", False,
+                         f"the interval against the lexical floor cannot be computed (diff {diff}, [{lo}, {hi}])")
+    assert isinstance(floor, Mapping)
+    verdict = "better than" if lo > 0 else "worse than" if hi < 0 else "within noise of"
+    own = candidate.get("holdout", {})
+    detail = (f"fresh holdout NDCG@10 {_fmt(own.get('ndcg@10', math.nan))} (AUC {_fmt(own.get('auc', math.nan))}) "
+              f"against the lexical floor's {_fmt(floor.get('ndcg@10', math.nan))} (AUC {_fmt(floor.get('auc', math.nan))}),"
+              f" BM25 fitted on the same hours: {verdict} the floor, {diff:+.4f} "
+              f"({floor['candidate_vs_floor'].get('confidence', 0.9):.0%} interval [{lo:+.4f}, {hi:+.4f}])")
+    return GateCheck("holdout_vs_lexical_floor", RELATIVE, path + ".hi", float(hi), 0.0, ">=", hi >= 0, detail)
 
 
 def _hold_check(context: Mapping[str, Any]) -> GateCheck:
@@ -363,6 +387,8 @@ def decide(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, thr
         _value_check("holdout_logloss", candidate, "holdout.logloss", "<=", t.max_holdout_logloss, champion),
         _value_check("holdout_ece", candidate, "holdout.ece", "<=", t.max_holdout_ece, champion),
     ]
+    if champion is None and "lexical_floor" in candidate:
+        checks.insert(1, _floor_check(candidate))
     if champion is not None:
         section = _forgetting_section(candidate, champion)
         changed = frozenset(context.get("changed_slices", []))

@@ -38,11 +38,15 @@ def test_bootstrap_then_hours_through_the_gate(tiny_home: Path, capsys: pytest.C
         pipeline.extract_step(settings, T0 + timedelta(hours=h))
         assert pipeline.validate_step(settings, T0 + timedelta(hours=h))["status"] == "validated"
 
-    # the first model: value thresholds only, and the anchor set is frozen on the window
+    # the first model: value thresholds and the lexical floor of its own hours (no champion to compare
+    # with), and the anchor set is frozen on the window
     first = pipeline.full_retrain(settings, T0, T0 + timedelta(hours=5), anchor_size=600)
     assert first["version"] == "1"
     evaluation = json.loads(next((settings.home / "evaluations").glob("*.json")).read_text())
-    assert {c["kind"] for c in evaluation["decision"]["checks"]} == {"value"}
+    checks = {c["name"]: c["kind"] for c in evaluation["decision"]["checks"]}
+    assert set(checks.values()) == {"value", "relative"} and checks["holdout_vs_lexical_floor"] == "relative"
+    assert "against the lexical floor's" in next(c["detail"] for c in evaluation["decision"]["checks"]
+                                                 if c["name"] == "holdout_vs_lexical_floor")
     assert (settings.lake / "anchor" / "anchor.json").is_file()
 
     # an hourly run: extract, validate, train from the champion (if any), evaluate, register

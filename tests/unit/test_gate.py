@@ -328,3 +328,20 @@ def test_the_cumulative_budget_holds_candidates_to_the_anchors_baseline(section:
 def test_an_evaluation_without_a_baseline_section_says_the_budget_does_not_apply() -> None:
     found = check(decide(model(), model(), T), "anchor_cumulative_auc_drop")
     assert found.passed and found.detail.startswith("not applicable")
+
+
+@pytest.mark.parametrize(("vs_floor", "approved", "verdict"), [
+    (BETTER, True, "better than the floor"), (NOISE, True, "within noise of the floor"),
+    (WORSE, False, "worse than the floor")])
+def test_a_first_model_is_judged_against_the_lexical_floor_of_its_own_hours(vs_floor, approved, verdict) -> None:
+    candidate = model()
+    candidate["lexical_floor"] = {"scorer": "bm25", "auc": 0.61, "ndcg@10": 0.58,
+                                  "candidate_vs_floor": {"confidence": 0.9, "ndcg@10": interval(*vs_floor)}}
+    d = decide(candidate, None, T)
+    floor = next(c for c in d.checks if c.name == "holdout_vs_lexical_floor")
+    assert d.approved is approved and floor.passed is approved
+    assert verdict in floor.detail and "lexical floor's 0.5800" in floor.detail, floor.detail
+    # without a floor measured (an older evaluation) the check is not made up: it is absent
+    assert "holdout_vs_lexical_floor" not in [c.name for c in decide(model(), None, T).checks]
+    # with a champion the relative gate judges; the floor is for first models
+    assert "holdout_vs_lexical_floor" not in [c.name for c in decide(candidate, model(), T).checks]
