@@ -247,6 +247,17 @@ def _description(decision: str, reasons: list[str], tags: dict[str, str]) -> str
     return "\n".join(lines)
 
 
+def _existing_version(client: mlflow.MlflowClient, name: str, version: str) -> ModelVersion:
+    """The registered version, or "no such version"; any other failure (the server is down) is
+    not mistaken for it."""
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise RegistryError(f"{name} has no version {version}") from None
+        raise
+
+
 def promote(settings: Settings, version: str, reason: str, who: str | None = None) -> dict[str, Any]:
     """A person overrides the gate: `version` becomes champion, with the reason recorded."""
     if not reason.strip():
@@ -254,12 +265,8 @@ def promote(settings: Settings, version: str, reason: str, who: str | None = Non
     client = tracking.configure(settings)
     name = settings.model_name
     with _registry_lock(settings):
-        try:
-            mv = client.get_model_version(name, str(version))
-        except MlflowException:
-            raise RegistryError(f"{name} has no version {version}") from None
+        version = str(_existing_version(client, name, version).version)
         when = lake.now_iso()
-        version = str(mv.version)
         previous = _move_champion(client, name, version, when)
         for key, value in {
             "override": "promoted",
@@ -288,10 +295,7 @@ def rollback(settings: Settings, reason: str, to: str | None = None, who: str | 
             if not earlier:
                 raise RegistryError(f"{name} has no earlier champion to roll back to")
             to = max(earlier)[1]
-        try:
-            client.get_model_version(name, str(to))
-        except MlflowException:
-            raise RegistryError(f"{name} has no version {to}") from None
+        _existing_version(client, name, to)
         when = lake.now_iso()
         _move_champion(client, name, str(to), when)
         for key, value in {"rollback_reason": reason, "rollback_by": who or getpass.getuser(), "rollback_at": when,
