@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, assert_clean_error, cli, cli_env
+from conftest import REPO, assert_clean_error, assert_ok, cli, cli_env, mlflow_state
 
 REGISTER = """
 import json, sys, tempfile, pathlib, mlflow
@@ -95,3 +95,22 @@ def test_a_registry_file_that_is_not_a_database_is_refused(fresh_home: Path, con
     line = assert_clean_error(cli(cli_env(fresh_home), "history", timeout=300), str(db))
     assert "empty (0 bytes)" in line if not content else "not an SQLite database" in line
     assert db.read_bytes() == content  # left as it was: not turned into a new registry
+
+
+def test_promote_and_rollback_refuse_a_version_whose_artifacts_are_gone(fresh_home: Path) -> None:
+    versions = register(fresh_home, "one", "two", "three")
+    env = cli_env(fresh_home)
+    assert_ok(cli(env, "promote", "--version", "1", "--reason", "the first reviewed model", timeout=300))
+    shutil.rmtree(versions["two"]["artifacts"].removeprefix("file://"))  # every artifact of version 2
+    (Path(versions["three"]["artifacts"].removeprefix("file://")) / "artifacts" / "model_dir"
+     / "model.safetensors").unlink()  # only the weights of version 3
+
+    for args in (["promote", "--version", "2", "--reason", "reviewed: better on the anchor"],
+                 ["rollback", "--to", "2", "--reason", "back to the one before"],
+                 ["promote", "--version", "3", "--reason", "reviewed: better on the anchor"]):
+        version = args[args.index("--version" if "--version" in args else "--to") + 1]
+        line = assert_clean_error(cli(env, *args, timeout=300), f"version {version} cannot be loaded",
+                                  "champion was not moved")
+        if version == "3":
+            assert "model.safetensors" in line
+    assert mlflow_state(fresh_home)["champion"] == "1"
