@@ -55,7 +55,7 @@ def redact_url(text: str) -> str:
     return _PASSWORD.sub(r"\1***@", str(text))
 
 
-# `user:` after the start, a `/` (`scheme://`), `:` or a delimiter, then the password: anything
-# up to the last `@` before the host (a password may hold an unquoted `@` or `:`), never across
-# a `/`, whitespace or a quote.
-_PASSWORD = re.compile(r"((?:^|[/:\s'\"(<=,;])[^:/@\s'\"]*:)[^/\s'\"]*@")
+# `user:` at the start or after a `/` (`scheme://`) or `:`, then the password: anything up to the
+# last `@` before the host (a password may hold an unquoted `@` or `:`), never across a `/`,
+# whitespace or a quote. Not after a space: "auc:0.7,ndcg@10" in a message is no URL.
+_PASSWORD = re.compile(r"((?:^|[/:])[^:/@\s'\"]*:)[^/\s'\"]*@")
