@@ -9,10 +9,8 @@ connection look-up, the settings and the alert webhook are functions called insi
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -118,11 +116,14 @@ def fail_fast(body: F) -> F:
 
     A service that may come back (the warehouse, MLflow, a serving replica) and anything
     unexpected keep the task's retries. Goes under `@task`: `@task(...)` then `@fail_fast`.
+    An error whose text quotes a URL with its password (MLflow's do) reaches the task log with
+    the password hidden: its traceback is logged redacted and an error of the same text, redacted,
+    is raised in its place (still retried).
     """
 
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Any:
-        from incremental.errors import IncrementalError
+        from incremental.errors import IncrementalError, redact_url
 
         try:
             return body(*args, **kwargs)
@@ -130,6 +131,14 @@ def fail_fast(body: F) -> F:
             if exc.retryable:
                 raise
             raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: it would fail the same way)") from exc
+        except Exception as exc:
+            import traceback
+
+            text = "".join(traceback.format_exception(exc))
+            if redact_url(text) == text:
+                raise
+            log.error("%s", redact_url(text))
+            raise IncrementalError(f"{type(exc).__name__}: {exc}", retryable=True) from None
 
     run.fails_fast = True  # type: ignore[attr-defined]  # what the DAG tests look for
     return run  # type: ignore[return-value]
@@ -234,13 +243,14 @@ def alert_line(context: dict[str, Any]) -> str:
     task_id = getattr(ti, "task_id", "?")
     run_id = getattr(ti, "run_id", "?")
     tries = getattr(ti, "try_number", "?")
+    from incremental.errors import redact_url
     from incremental.lake import iso_hour
 
     start = context.get("data_interval_start")
     hour = iso_hour(start) if start else "-"
     error = context.get("exception")
     reason = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
-    reason = " ".join(reason.split())[:500]
+    reason = redact_url(" ".join(reason.split()))[:500]  # an MLflow error repeats its URL, password included
     return f"ALERT search-ranker: {dag_id}.{task_id} failed for hour {hour} (run {run_id}, try {tries}): {reason}"
 
 
@@ -257,10 +267,6 @@ def alert_on_failure(context: dict[str, Any]) -> None:
     ti = context.get("ti")
     payload = {"text": line, "dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
                "run_id": getattr(ti, "run_id", None)}
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
-    except Exception as exc:  # noqa: BLE001 - see docstring
-        log.error("alert webhook %s failed: %s", url, exc)
+    from incremental.drift import post_alert
+
+    post_alert(url, payload)  # never raises; logs a failure with the password hidden

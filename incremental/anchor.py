@@ -451,7 +451,9 @@ def cached_scores(
 ) -> np.ndarray:
     """A registered model version's scores on an anchor, computed once and kept.
 
-    Model versions are immutable, so (version, anchor hash) names the scores for good. The
+    Model versions are immutable, so (version, anchor hash) names the scores for good, provided
+    `model_version` is a name the registry cannot give another model: `tracking.version_key`
+    (`<version>-<run id>`), not the bare number, which a recreated registry reuses. The
     array is stored as float64 ``.npy`` (written atomically). With `rows`, a stored array of
     another length (or an unreadable file) is recomputed and a computed one of the wrong length
     raises. Only cache *registered* versions: a candidate that is not yet a version has no

@@ -390,13 +390,15 @@ def _one_line(exc: BaseException, settings: Settings | None) -> str:
     from mlflow.exceptions import MlflowException
 
     if isinstance(exc, MlflowException):
-        where = redact_url(settings.mlflow_uri) if settings is not None else "INCREMENTAL_MLFLOW_URI"
+        where = settings.mlflow_uri if settings is not None else "INCREMENTAL_MLFLOW_URI"
         text = str(exc.message if hasattr(exc, "message") else exc).strip().splitlines()
-        return f"MLflow at {where}: {text[0] if text else type(exc).__name__}"
-    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename is not None:
+        line = f"MLflow at {where}: {text[0] if text else type(exc).__name__}"
+    elif isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename is not None:
         action = "cannot write" if isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.ENOSPC) else "cannot use"
-        return f"{action} {exc.filename}: {exc.strerror}"
-    return str(exc)
+        line = f"{action} {exc.filename}: {exc.strerror}"
+    else:
+        line = str(exc)
+    return redact_url(line)  # MLflow's own message repeats the URL, password included
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -410,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         args.handler(settings, args)
     except Quarantined as exc:
-        print(f"incremental: {exc}", file=sys.stderr)
+        print(f"incremental: {redact_url(str(exc))}", file=sys.stderr)
         return EXIT_QUARANTINED
     except IncrementalError as exc:
         print(f"incremental: error: {_one_line(exc, settings)}", file=sys.stderr)
@@ -422,6 +424,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"incremental: error: {_one_line(exc, settings)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug keeps its traceback, but never shows a password
+        import traceback
+
+        text = "".join(traceback.format_exception(exc))
+        if redact_url(text) == text:
+            raise
+        print(redact_url(text), file=sys.stderr, end="")
+        return 1
     return 0
 
 

@@ -16,6 +16,7 @@ settings never fall back to code defaults without the file that was reviewed.
 | `INCREMENTAL_BASE_MODEL` | `minilm` (or `tiny`, or a local Hugging Face directory) |
 | `INCREMENTAL_MODEL_NAME` | `search-ranker` |
 | `INCREMENTAL_CONFIG` | `incremental.yaml` at the repository root (it must exist) |
+| `INCREMENTAL_ALERT_WEBHOOK` | unset (an http(s) URL: drift alerts and pages are POSTed to it) |
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -202,6 +204,7 @@ class Settings(_Section):
     base_model: str = "minilm"
     model_name: str = "search-ranker"
     config_file: Path | None = None
+    alert_webhook: str | None = Field(None, repr=False)  # an http(s) URL (`webhook_url`); may hold a password
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
@@ -273,6 +276,23 @@ def reviewed_config_file(env: Mapping[str, str]) -> Path:
     return path
 
 
+def webhook_url(value: str | None) -> str | None:
+    """`INCREMENTAL_ALERT_WEBHOOK` checked when the settings load: an http(s) URL with a host, or
+    unset. Anything else would fail only when the first alert is sent (`unknown url type`),
+    in the middle of an hour."""
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        host = None
+    if not host or parts.scheme.lower() not in ("http", "https"):
+        raise SettingsError(f"INCREMENTAL_ALERT_WEBHOOK {value!r} is not an http(s) URL with a host "
+                            "(e.g. https://hooks.example.com/services/...)")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -289,6 +309,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_model=base_model,
         model_name=env.get("INCREMENTAL_MODEL_NAME", "search-ranker"),
         config_file=config_file,
+        alert_webhook=webhook_url(env.get("INCREMENTAL_ALERT_WEBHOOK")),
         validation=tuning.validation,
         training=tuning.training,
         gate=tuning.gate,

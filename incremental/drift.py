@@ -57,7 +57,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +71,7 @@ from incremental.drift_rule import (  # noqa: F401 - the rule, read through this
     assess,
     auc_standard_error,
 )
+from incremental.errors import redact_url
 from incremental.lakefs import LakePath
 
 log = logging.getLogger(__name__)
@@ -300,20 +300,33 @@ def after_decision(settings: Settings, hour: datetime, version: str | None, deci
 
 def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[str, Any]:
     """Record an alert (``alert``: for the record; ``page``: a person must look) and log it."""
+    message = redact_url(message)
     entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "message": message, **details}
     _append_line(settings, "alerts.jsonl", entry)
     log.warning("ALERT search-ranker (%s): %s", level, message)
-    webhook = os.environ.get("INCREMENTAL_ALERT_WEBHOOK")
-    if webhook:
-        _post(webhook, entry)
+    if settings.alert_webhook:
+        post_alert(settings.alert_webhook, entry)
     return entry
 
 
-def _post(url: str, entry: dict[str, Any]) -> None:
+def post_alert(url: str, payload: dict[str, Any]) -> None:
+    """POST an alert as JSON to a webhook (also the Airflow failure callback's); a user and
+    password in the URL go as HTTP basic auth (urllib would take them for part of the host). One
+    that cannot be delivered is logged, password hidden, and never raised: it must not fail the
+    hour (nor, since `paged` would not be saved, every retry of it)."""
+    import base64
     import urllib.request
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
-    request = urllib.request.Request(url, data=json.dumps(entry).encode(), headers={"Content-Type": "application/json"})
     try:
+        parts = urlsplit(url)
+        headers = {"Content-Type": "application/json"}
+        if parts.username is not None or parts.password is not None:
+            user_pass = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(user_pass.encode()).decode()
+            parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+        request = urllib.request.Request(urlunsplit(parts), data=json.dumps(payload).encode(), headers=headers,
+                                         method="POST")
         urllib.request.urlopen(request, timeout=5).close()
-    except OSError as exc:  # an alert that cannot be delivered must not fail the hour
-        log.warning("could not POST the alert to %s: %s", url, exc)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("could not POST the alert to %s: %s", redact_url(url), redact_url(str(exc)))

@@ -24,7 +24,8 @@ class IncrementalError(Exception):
     retryable: ClassVar[bool] = False
 
     def __init__(self, *args: object, retryable: bool | None = None) -> None:
-        super().__init__(*args)
+        # the message goes to terminals, task logs, alerts and HTTP answers: never a password
+        super().__init__(*(redact_url(a) if isinstance(a, str) else a for a in args))
         if retryable is not None:
             self.retryable = retryable  # type: ignore[misc]  # this one error, not its class
 
@@ -46,9 +47,15 @@ class TrackingError(IncrementalError):
     retryable = True
 
 
-def redact_url(url: str) -> str:
-    """`url` with any password hidden (`postgresql://user:***@host/db`), even when it is malformed."""
-    return _PASSWORD.sub(r"\1***@", str(url))
+def redact_url(text: str) -> str:
+    """`text` with the password of every URL in it hidden (`postgresql://user:***@host/db`): a
+    URL alone, even a malformed one, or any message, log line or answer that quotes URLs (an
+    MLflow error repeats the URL it was given, password included). The one function for it:
+    every edge that prints, logs or answers an error goes through it."""
+    return _PASSWORD.sub(r"\1***@", str(text))
 
 
-_PASSWORD = re.compile(r"((?:^|[/:])[^:/@\s]*:)[^@/\s]*@")
+# `user:` at the start or after a `/` (`scheme://`) or `:`, then the password: anything up to the
+# last `@` before the host (a password may hold an unquoted `@` or `:`), never across a `/`,
+# whitespace or a quote. Not after a space: "auc:0.7,ndcg@10" in a message is no URL.
+_PASSWORD = re.compile(r"((?:^|[/:])[^:/@\s'\"]*:)[^/\s'\"]*@")

@@ -126,7 +126,7 @@ def baseline_budget(settings: Settings, info: anchor.AnchorInfo, frame: pd.DataF
         return {**out, "applicable": False,
                 "why": f"no protected category has {settings.gate.min_category_rows}+ anchor rows"}
     baseline = anchor.cached_scores(
-        settings.lake, info.baseline_version, info.sha256,
+        settings.lake, tracking.version_key(settings, info.baseline_version), info.sha256,
         lambda: score_dir(tracking.version_model_dir(settings, info.baseline_version), frame, settings),
         rows=len(frame))
     g = settings.gate
@@ -187,7 +187,7 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
     champion = None
     if parent:
         parent_dir = tracking.version_model_dir(settings, parent)
-        parent_anchor = anchor.cached_scores(settings.lake, parent, info.sha256,
+        parent_anchor = anchor.cached_scores(settings.lake, tracking.version_key(settings, parent), info.sha256,
                                              lambda: score_dir(parent_dir, anchor_frame, settings),
                                              rows=len(anchor_frame))
         parent_holdout = score_dir(parent_dir, holdout, settings)

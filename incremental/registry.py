@@ -21,9 +21,11 @@ import hashlib
 import json
 import os
 import signal
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -247,6 +249,45 @@ def _description(decision: str, reasons: list[str], tags: dict[str, str]) -> str
     return "\n".join(lines)
 
 
+def _existing_version(client: mlflow.MlflowClient, name: str, version: str) -> ModelVersion:
+    """The registered version, or "no such version"; any other failure (the server is down) is
+    not mistaken for it."""
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise RegistryError(f"{name} has no version {version}") from None
+        raise
+
+
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def check_loadable(settings: Settings, version: str) -> None:
+    """Before the alias moves to `version` by hand: its model downloads from the registry (not
+    from this worker's cache: serving does not read it) and holds a ranker pyfunc: the MLmodel
+    file, the pickled wrapper, the Hugging Face config and weights. A version whose artifacts are
+    gone would otherwise become the champion, fail the next hour and every replica's start."""
+    from mlflow.models import Model
+
+    name = settings.model_name
+    refused = f"{name} version {version} cannot be loaded, the champion was not moved"
+    with tempfile.TemporaryDirectory(prefix=f"check-{version}-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp))
+            flavor = Model.load(str(local)).flavors.get("python_function", {})
+        except (MlflowException, OSError) as exc:
+            text = str(getattr(exc, "message", exc)).strip().splitlines()
+            raise RegistryError(f"{refused}: {text[0] if text else type(exc).__name__}") from None
+        model_dir = local / flavor.get("artifacts", {}).get("model_dir", {}).get("path", "artifacts/model_dir")
+        needed = [local / flavor.get("python_model", "python_model.pkl"), model_dir / "config.json"]
+        missing = [str(p.relative_to(local)) for p in needed if not p.is_file()]
+        if not any((model_dir / w).is_file() for w in WEIGHTS):
+            missing.append(" or ".join(str((model_dir / w).relative_to(local)) for w in WEIGHTS))
+        if missing:
+            raise RegistryError(f"{refused}: its model has no {', '.join(missing)}")
+
+
 def promote(settings: Settings, version: str, reason: str, who: str | None = None) -> dict[str, Any]:
     """A person overrides the gate: `version` becomes champion, with the reason recorded."""
     if not reason.strip():
@@ -254,12 +295,9 @@ def promote(settings: Settings, version: str, reason: str, who: str | None = Non
     client = tracking.configure(settings)
     name = settings.model_name
     with _registry_lock(settings):
-        try:
-            mv = client.get_model_version(name, str(version))
-        except MlflowException:
-            raise RegistryError(f"{name} has no version {version}") from None
+        version = str(_existing_version(client, name, version).version)
+        check_loadable(settings, version)
         when = lake.now_iso()
-        version = str(mv.version)
         previous = _move_champion(client, name, version, when)
         for key, value in {
             "override": "promoted",
@@ -288,10 +326,8 @@ def rollback(settings: Settings, reason: str, to: str | None = None, who: str | 
             if not earlier:
                 raise RegistryError(f"{name} has no earlier champion to roll back to")
             to = max(earlier)[1]
-        try:
-            client.get_model_version(name, str(to))
-        except MlflowException:
-            raise RegistryError(f"{name} has no version {to}") from None
+        _existing_version(client, name, to)
+        check_loadable(settings, str(to))
         when = lake.now_iso()
         _move_champion(client, name, str(to), when)
         for key, value in {"rollback_reason": reason, "rollback_by": who or getpass.getuser(), "rollback_at": when,

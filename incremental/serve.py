@@ -43,7 +43,7 @@ from typing import Any
 
 from incremental import tracking
 from incremental.config import Settings
-from incremental.errors import IncrementalError
+from incremental.errors import IncrementalError, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,9 @@ def create_app(holder: ChampionHolder) -> Any:
         try:
             result = await asyncio.to_thread(holder.reload)
         except Exception as exc:  # noqa: BLE001 - the old model keeps serving; the caller learns why
-            log.exception("reload failed")
-            return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=500)
+            error = _shown(exc)
+            log.error("reload failed: %s", error)
+            return JSONResponse({"error": error}, status_code=500)
         return JSONResponse(result)
 
     @app.post("/invocations")
@@ -164,13 +165,19 @@ def create_app(holder: ChampionHolder) -> Any:
     return app
 
 
+def _shown(exc: BaseException) -> str:
+    """An error as an answer or a log line shows it: one line, no traceback, passwords hidden
+    (MLflow's errors repeat the tracking URL with its password; /reload answers anyone)."""
+    return redact_url(f"{type(exc).__name__}: {exc}")
+
+
 def _poll(holder: ChampionHolder, every: float) -> None:
     while True:
         time.sleep(every)
         try:
             holder.reload()
-        except Exception:  # noqa: BLE001 - keep serving the loaded version; try again next time
-            log.exception("polling the champion failed")
+        except Exception as exc:  # noqa: BLE001 - keep serving the loaded version; try again next time
+            log.error("polling the champion failed: %s", _shown(exc))
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 0) -> None:

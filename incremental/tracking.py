@@ -1,16 +1,20 @@
 """MLflow set-up in one place: tracking URI, experiments, the champion, model directories.
 
 Every stage that talks to MLflow goes through here, so the URI, the artifact location of new
-experiments and the champion lookup are decided once.
+experiments and the champion lookup are decided once; so are the local copies of registered
+versions, keyed and checked so that a recreated registry never serves old weights.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import mlflow
@@ -103,12 +107,32 @@ def check_uri(uri: str, timeout: float = 5.0) -> None:
         with open(db.with_name(db.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                _check_sqlite_file(db)
                 client = MlflowClient(tracking_uri=uri, registry_uri=uri)
                 client.search_experiments(max_results=1)
                 client.search_registered_models(max_results=1)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
     _REACHED.add(uri)
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(db: Path) -> None:
+    """An existing registry file must be an SQLite database: MLflow would silently turn an empty
+    (0-byte) file into a new empty registry, whose version 1 is another model than the old one."""
+    try:
+        with open(db, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return  # no registry yet: MLflow creates it
+    except OSError as exc:
+        raise TrackingError(f"MLflow store {db} cannot be read: {exc.strerror}", retryable=False) from None
+    if head != _SQLITE_HEADER:
+        what = "is empty (0 bytes)" if not head else "is not an SQLite database"
+        raise TrackingError(f"MLflow store {db} {what}: it is not the registry; restore it from a backup, or "
+                            "remove it to start a new, empty registry", retryable=False)
 
 
 def configure(settings: Settings) -> MlflowClient:
@@ -176,17 +200,67 @@ def download_model_dir(model_uri: str, dst: Path | None = None) -> Path:
     return local / artifacts["model_dir"]["path"]
 
 
+IDENTITY_FILE = ".registry-identity.json"  # in a cached model directory: what it was downloaded as
+
+
+def version_identity(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
+    """What the registry says version `version` of `name` is: its run id, source and creation
+    time. A recreated registry (a new `mlflow.db`) numbers its versions from 1 again, but never
+    gives a version the run id (a random UUID) and creation time of an old one."""
+    mv = client.get_model_version(name, str(version))
+    return {"name": name, "version": str(mv.version), "run_id": mv.run_id or "", "source": mv.source or "",
+            "created": mv.creation_timestamp}
+
+
+def _key(identity: dict[str, Any]) -> str:
+    tail = identity["run_id"] or hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+    return f"{identity['version']}-{tail}"
+
+
+def version_key(settings: Settings, version: str) -> str:
+    """`<version>-<run id>`: the name under which version `version`'s derived files (its anchor
+    scores) are cached; the version number alone would name another model once the registry is
+    recreated."""
+    return _key(version_identity(configure(settings), settings.model_name, version))
+
+
+def _digest(folder: Path) -> str:
+    """sha256 over a directory's files (names and contents), the identity file left out."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != IDENTITY_FILE):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _cached(cache: Path, identity: dict[str, Any]) -> bool:
+    """`cache` holds what was downloaded for exactly this version, unchanged since."""
+    try:
+        recorded = json.loads((cache / IDENTITY_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(recorded, dict) and recorded.get("identity") == identity
+            and (cache / "config.json").is_file() and recorded.get("sha256") == _digest(cache))
+
+
 def version_model_dir(settings: Settings, version: str) -> Path:
     """The Hugging Face directory of registered version `version`, downloaded once and cached
-    under `<home>/models/<name>/<version>` (a version's files never change)."""
-    configure(settings)
-    cache = Path(settings.home) / "models" / settings.model_name / str(version)
-    if (cache / "config.json").is_file():
+    under `<home>/models/<name>/<version>-<run id>`. On every use the registry's identity of
+    the version (run id, source, creation time) and the files' sha256 are checked against what
+    was recorded at download: a registry recreated since (its new version 1 is another model)
+    or a damaged copy means a fresh download, never the old weights."""
+    client = configure(settings)
+    identity = version_identity(client, settings.model_name, version)
+    cache = Path(settings.home) / "models" / settings.model_name / _key(identity)
+    if _cached(cache, identity):
         return cache
     cache.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=cache.parent))
     try:
         found = download_model_dir(f"models:/{settings.model_name}/{version}", staging)
+        (found / IDENTITY_FILE).write_text(json.dumps({"identity": identity, "sha256": _digest(found)}, sort_keys=True))
         shutil.rmtree(cache, ignore_errors=True)
         os.replace(found, cache)  # whole directory at once: a concurrent reader never sees half
     finally:

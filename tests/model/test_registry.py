@@ -21,10 +21,17 @@ class Constant(mlflow.pyfunc.PythonModel):
 
 
 def log_run(settings: Settings) -> tuple[str, str]:
+    """A run with a ranker-shaped pyfunc: a `model_dir` with a config and weights, which promote and
+    rollback check before they move the alias (`registry.check_loadable`)."""
     tracking.get_or_create_experiment(settings)
     mlflow.set_experiment(tracking.UPDATES_EXPERIMENT)
+    model_dir = settings.home / "model_dir"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.json").write_text("{}")
+    (model_dir / "model.safetensors").write_bytes(b"weights")
     with mlflow.start_run() as run:
-        mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=["mlflow"])
+        mlflow.pyfunc.log_model(name="model", python_model=Constant(), artifacts={"model_dir": str(model_dir)},
+                                pip_requirements=["mlflow"])
     return run.info.run_id, f"runs:/{run.info.run_id}/model"
 
 
