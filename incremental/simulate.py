@@ -350,8 +350,10 @@ def generate(
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     """The rows `simulate` would write, without a warehouse: (products, impressions, summary).
 
-    The impressions table carries two extra columns for analysis, `query_category` and
-    `intent_category` (the hidden intent); `simulate` drops them before loading.
+    The impressions table carries three extra columns for analysis, `query_category`,
+    `intent_category` (the hidden intent) and `relevance` (the hidden relevance of the row's
+    product to the query's intent, the click probability at position 1); `simulate` drops them
+    before loading: the warehouse never holds them.
     """
     start, end = parse_hour(start), parse_hour(end)
     _check_args(start, end, rate, seed, scenario, faults)
@@ -382,7 +384,8 @@ def generate(
     names = np.array(CATEGORY_NAMES, dtype=object)
     impressions = _impressions_table(rows).append_column(
         "query_category", pa.array(names[rows["query_category"]], pa.string())
-    ).append_column("intent_category", pa.array(names[rows["intent_category"]], pa.string()))
+    ).append_column("intent_category", pa.array(names[rows["intent_category"]], pa.string())
+    ).append_column("relevance", pa.array(rows["relevance"], pa.float64()))
     launched = (cat.created_us >= to_us(start)) & (cat.created_us < to_us(end))
     summary: dict[str, Any] = {
         "start": iso_hour(start),
