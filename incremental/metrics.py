@@ -100,6 +100,7 @@ __all__ = [
     "forgetting_per_column",
     "forgetting_report",
     "log_loss",
+    "ndcg_against",
     "ndcg_at_k",
     "ndcg_per_group",
     "roc_auc",
@@ -229,6 +230,31 @@ def ndcg_at_k(gains: Any, scores: Any, groups: Any, k: int = NDCG_K) -> float:
     per_group = ndcg_per_group(gains, scores, groups, k)
     defined = per_group[~np.isnan(per_group)]
     return float(defined.mean()) if defined.size else math.nan
+
+
+def ndcg_against(
+    frame: pd.DataFrame,
+    scores: Any,
+    gains: Any,
+    *,
+    group_cols: Sequence[str] = ("session_id", "query"),
+    k: int = NDCG_K,
+) -> float:
+    """NDCG@k of `scores` against graded `gains` other than the clicks (e.g. a hidden or judged
+    relevance), grouped per (session, query) like `evaluate`'s: the same tie-averaged, linear-gain
+    definition, the mean over groups with some gain. Rows whose gain is unknown (nan) are left
+    out; nan when no row is known or any score is non-finite. Scores need not be probabilities.
+    """
+    g = np.asarray(gains, dtype=np.float64).reshape(-1)
+    s = _scores(scores, len(frame))
+    if g.shape[0] != len(frame):
+        raise ValueError(f"{g.shape[0]} gains for {len(frame)} rows")
+    known = np.isfinite(g)
+    if not known.any():
+        return math.nan
+    groups = frame.reset_index(drop=True).loc[known, list(group_cols)]
+    codes = groups.groupby(list(group_cols), sort=False, dropna=False).ngroup().to_numpy()
+    return ndcg_at_k(g[known], s[known], codes, k)
 
 
 def log_loss(labels: Any, scores: Any, eps: float = LOGLOSS_EPS) -> float:
