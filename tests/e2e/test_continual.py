@@ -114,6 +114,9 @@ def test_every_hour_was_scored_by_a_model_trained_only_on_earlier_hours(run: dic
     records = run["result"]["records"]
     assert continual.verify_lineage(plan, records) == []
     for rec in records:
+        if rec.get("scorer"):  # the oracle and lexical arms serve no model: nothing trained, no lineage
+            assert rec["served_version"] is None and rec["served_trained_through"] is None
+            continue
         assert datetime.fromisoformat(rec["served_trained_through"]) <= datetime.fromisoformat(rec["hour"])
     # the check does catch a model that had seen the hour it scores
     late = next(r for r in records if r["arm"] == "naive" and r["served_version"] == "3")
