@@ -1,5 +1,7 @@
 """Prequential (test-then-train) benchmark: gated hourly updates vs a naive fine-tune vs a full
-retrain vs a frozen model, on the same hours, with the cost of each.
+retrain vs a frozen model, between a lexical floor and an oracle ceiling, on the same hours, with
+the cost of each, judged on clicks and against the truth (NDCG@10 against the simulator's hidden
+relevance, or the judgment grades: `continual_truth`).
 
 Every hour h after the bootstrap window is first *scored* by the model each arm serves at the
 close of hour h-1 (its `champion` alias), on the hour's validated rows, and only then does the
@@ -10,14 +12,17 @@ Arms are data (`ARMS`: name -> config overrides + how it learns), each with its 
 INCREMENTAL_HOME (own MLflow registry, own lake, checkpoints) over one shared warehouse, and
 each driven by the pipeline's own functions, the ones the DAGs call:
 
-- ``frozen``: the bootstrap champion, never updated (the floor);
+- ``frozen``: the bootstrap champion, never updated (no learning at all);
 - ``naive``: `pipeline.run_hour` every hour with replay and L2-SP off, the gate's verdict
   overridden through the real registry (`force_promote_reason`): every update is served;
 - ``gated``: `pipeline.run_hour` with the reviewed config, exactly (whatever drift response it
   has); human interventions are the ``"level": "page"`` lines of ``<lake>/_drift/alerts.jsonl``;
 - ``full_retrain``: `pipeline.full_retrain` from the base weights on every validated hour so
   far, every K hours; always served (force-promoted with a reason when the gate rejects): it
-  is the quality reference.
+  is the quality reference;
+- ``lexical`` and ``oracle`` (no model, no home, no training; `continual_truth`): BM25 on the
+  words of query and title, its IDF fitted on the titles of the hours before (the floor), and
+  the ranking by the hidden relevance itself (the ceiling: truth NDCG@10 is 1 by construction).
 
 Bootstrap: the first champion is trained once (`pipeline.full_retrain` on the first B hours,
 which also freezes the anchor set) in a data home, which is then copied to every arm's home, so
@@ -31,8 +36,9 @@ stamped with the commit, the machine, the model and the configs.
 
 The code: `continual_plan` (arms, presets, the Plan, the options), `continual_homes` (an arm's
 home, config and settings), `continual_run` (the data, the bootstrap, the hour loop, scoring,
-lineage) and `continual_report` (summary maths, Markdown, charts); this module is the entry and
-re-exports their names.
+lineage), `continual_truth` (the truth side file and the two reference arms) and
+`continual_report` (summary maths, Markdown, charts); this module is the entry and re-exports
+their names.
 """
 
 from __future__ import annotations

@@ -28,10 +28,15 @@ class Arm:
     description: str
     config: dict[str, Any] = field(default_factory=dict)  # overrides of the YAML sections, e.g. {"training": {...}}
     force_reason: str | None = None  # promote even when the gate rejects (recorded in the registry)
+    scorer: str = "served"  # "served" (the arm's champion) | "oracle" | "lexical" (`continual_truth`: no model, no home)
+
+    @property
+    def has_model(self) -> bool:
+        return self.scorer == "served"
 
 
 ARMS: dict[str, Arm] = {
-    "frozen": Arm("frozen", "none", "the bootstrap champion, never updated (the floor)"),
+    "frozen": Arm("frozen", "none", "the bootstrap champion, never updated (no learning)"),
     "naive": Arm("naive", "hourly", "run_hour every hour, no replay, no L2-SP, no drift response, every update "
                  "served (no gate)",
                  # a fall of 1.0 AUC never happens: no hold, no adapt mode, no catch-up retrain
@@ -43,6 +48,10 @@ ARMS: dict[str, Arm] = {
     "full_retrain": Arm("full_retrain", "retrain", "full_retrain from the base weights on all validated hours so far,"
                         " every K hours, always served (the reference)",
                         force_reason="benchmark arm 'full_retrain': the quality reference is always served"),
+    "lexical": Arm("lexical", "none", "BM25 on query and title words, IDF refitted each hour on the titles of the "
+                   "hours before it; no clicks, no training (the floor a transformer must beat)", scorer="lexical"),
+    "oracle": Arm("oracle", "none", "ranks by the hidden relevance (the simulator's, or the judgment grades): "
+                  "truth NDCG@10 1 by construction, its click figures the ceiling", scorer="oracle"),
 }
 
 

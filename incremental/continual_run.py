@@ -12,11 +12,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from incremental.config import Settings
 from incremental.continual_homes import arm_settings, copy_home, count_pages, write_configs
 from incremental.continual_plan import HOUR, Arm, Plan, all_arms
 from incremental.continual_probe import build_probe, forgetting, served_at, unchanged_categories
 from incremental.continual_report import fmt, stamp, summarize, write_results
+from incremental.continual_truth import (
+    TRUTH_FILE,
+    Truth,
+    as_probability,
+    judgment_truth,
+    lexical_scores,
+    simulator_truth,
+    titles_of,
+)
 
 
 # --- measuring one step -------------------------------------------------------------------------
@@ -122,16 +133,65 @@ def _trim(evaluated: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def score_served(scorer: Scorer, version: str, frame: Any, anchor_frame: Any) -> dict[str, Any]:
-    """Prequential metrics of the served model on the hour, and its anchor AUC (overall, per category)."""
+def prequential(frame: Any, scores: Any, truth: Any, *, calibrated: bool = True) -> dict[str, Any]:
+    """The click metrics of `scores` on the hour's rows, and NDCG@10 against the truth (graded
+    gains, `metrics.ndcg_against`) with how many rows the truth knew. A scorer that is no click
+    model (`calibrated` False: the oracle, the lexical arm) has no log loss or ECE."""
     from incremental import metrics
 
-    out: dict[str, Any] = {"prequential": None}
-    if frame is not None and len(frame):
-        out["prequential"] = _trim(metrics.evaluate(frame, scorer.score(version, frame)))
-    anchor = metrics.evaluate(anchor_frame, scorer.anchor(version, anchor_frame))
+    out = _trim(metrics.evaluate(frame, scores))
+    if not calibrated:
+        out["logloss"] = out["ece"] = None
+        for m in out["per_category"].values():
+            m["logloss"] = m["ece"] = None
+    if truth is not None:
+        out["truth_ndcg@10"] = metrics.ndcg_against(frame, scores, truth)
+        out["truth_rows"] = int(np.isfinite(truth).sum())
+    return out
+
+
+def _anchor(out: dict[str, Any], anchor_frame: Any, scores: Any) -> dict[str, Any]:
+    from incremental import metrics
+
+    anchor = metrics.evaluate(anchor_frame, scores)
     out["anchor_auc"] = anchor["auc"]
     out["anchor_auc_per_category"] = {c: m["auc"] for c, m in anchor["per_category"].items()}
+    return out
+
+
+def score_served(scorer: Scorer, version: str, frame: Any, anchor_frame: Any, truth: Any = None) -> dict[str, Any]:
+    """Prequential metrics of the served model on the hour (truth NDCG@10 where `truth` is given:
+    one gain per row), and its anchor AUC (overall, per category)."""
+    out: dict[str, Any] = {"prequential": None}
+    if frame is not None and len(frame):
+        out["prequential"] = prequential(frame, scorer.score(version, frame), truth)
+    return _anchor(out, anchor_frame, scorer.anchor(version, anchor_frame))
+
+
+def reference_scores(arm: Arm, frame: Any, truth: Any, titles: set[str]) -> np.ndarray:
+    """The oracle's (the truth; unknown rows 0) or the lexical arm's scores, as [0, 1] numbers."""
+    if arm.scorer == "oracle":
+        return np.nan_to_num(np.asarray(truth, dtype=np.float64), nan=0.0)
+    if arm.scorer == "lexical":
+        return as_probability(lexical_scores(titles, frame))
+    raise ValueError(f"arm {arm.name}: no reference scorer {arm.scorer!r}")
+
+
+def step_reference(arm: Arm, hour: datetime, frame: Any, truth: Any, anchor_frame: Any, anchor_truth: Any,
+                   titles: set[str]) -> dict[str, Any]:
+    """An arm with no model (oracle, lexical): score the hour and the anchor; nothing to learn
+    (the lexical arm's IDF is refitted on `titles`, those of the hours before, at every hour:
+    its learn seconds)."""
+    began = time.perf_counter()
+    out: dict[str, Any] = {"hour": hour.isoformat(), "arm": arm.name, "served_version": None,
+                           "served_interval_end": None, "served_trained_through": None, "prequential": None,
+                           "scorer": arm.scorer, "fitted_titles": len(titles) if arm.scorer == "lexical" else None}
+    if frame is not None and len(frame):
+        out["prequential"] = prequential(frame, reference_scores(arm, frame, truth, titles), truth, calibrated=False)
+    _anchor(out, anchor_frame, reference_scores(arm, anchor_frame, anchor_truth, titles))
+    out.update({"version": None, "decision": None, "overridden": False, "examples": 0, "train_seconds": 0.0,
+                "learn_seconds": time.perf_counter() - began, "peak_rss_mb": None, "champion_after": None,
+                "promoted": False, "pages": 0})
     return out
 
 
@@ -183,7 +243,7 @@ def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -
 
 
 def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: datetime, due: bool,
-             frame: Any, anchor_frame: Any) -> dict[str, Any]:
+             frame: Any, anchor_frame: Any, truth: Any = None) -> dict[str, Any]:
     """Test, then train: score the hour with the served model, then let the arm learn from it."""
     from incremental import tracking
 
@@ -192,7 +252,7 @@ def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: dat
     rec: dict[str, Any] = {"hour": hour.isoformat(), "arm": arm.name, "served_version": served,
                            **served_lineage(settings, served)}
     if served is not None:
-        rec.update(score_served(scorer, served, frame, anchor_frame))
+        rec.update(score_served(scorer, served, frame, anchor_frame, truth))
     learned, seconds, rss = measured(lambda: learn(arm, settings, plan, hour, due))
     rec.update(learned)
     costs = [_run_cost(settings, v) for v in (learned["version"], learned.get("catch_up_version")) if v]
@@ -208,7 +268,9 @@ def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: dat
 
 # --- data, bootstrap, the loop ---------------------------------------------------------------
 def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
-    """Fill the shared warehouse: the simulator, or a judgment CSV (which sets the hours)."""
+    """Fill the shared warehouse: the simulator, or a judgment CSV (which sets the hours); and
+    write the truth of those rows to the benchmark's own `<work>/truth.parquet` (never to the
+    warehouse or a lake): the summary's "truth" says what it holds."""
     from incremental.warehouse import Warehouse
 
     warehouse = Warehouse(data.warehouse_url)
@@ -218,6 +280,7 @@ def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
 
         summary = import_judgments(warehouse, Path(plan.judgments["path"]), start=start, rate=plan.rate,
                                    seed=plan.seed, **{k: v for k, v in plan.judgments.items() if k != "path"})
+        summary["truth"] = Truth(judgment_truth(**plan.judgments)).save(Path(plan.work) / TRUTH_FILE)
         hours = min(plan.hours, int(summary["hours"]))
         if hours <= plan.bootstrap_hours:
             raise ValueError(f"{plan.judgments['path']} fills {summary['hours']} hours at --rate {plan.rate}: "
@@ -226,8 +289,10 @@ def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
     from incremental.simulate import simulate
 
     drift_at = start + plan.drift_hour * HOUR if plan.scenario == "drift" else None
-    summary = simulate(warehouse, start, start + plan.hours * HOUR, rate=plan.rate, seed=plan.seed,
-                       scenario=plan.scenario, drift_at=drift_at)
+    args = {"rate": plan.rate, "seed": plan.seed, "scenario": plan.scenario, "drift_at": drift_at}
+    summary = simulate(warehouse, start, start + plan.hours * HOUR, **args)
+    summary["truth"] = Truth(simulator_truth(start, start + plan.hours * HOUR, **args)).save(
+        Path(plan.work) / TRUTH_FILE)
     return plan, {k: v for k, v in summary.items() if k not in ("faults", "per_hour")}
 
 
@@ -252,13 +317,19 @@ def bootstrap(plan: Plan, data: Settings) -> dict[str, Any]:
 
 def prepare_hour(data: Settings, hour: datetime) -> tuple[str, Any]:
     """Extract and validate the hour in the data home; its validated rows (None if quarantined)."""
-    from incremental import lake, pipeline
+    from incremental import pipeline
 
     pipeline.extract_step(data, hour)
     status = pipeline.validate_step(data, hour)["status"]
     if status != "validated":
         return status, None
-    return status, lake.read_partition(lake.partition(data.lake, hour)).to_pandas()
+    return status, read_hour(data, hour)
+
+
+def read_hour(data: Settings, hour: datetime) -> Any:
+    from incremental import lake
+
+    return lake.read_partition(lake.partition(data.lake, hour)).to_pandas()
 
 
 def _clock(seconds: float) -> str:
@@ -269,9 +340,14 @@ def _clock(seconds: float) -> str:
 def progress_line(rec: dict[str, Any], elapsed: float, done: int, total: int) -> str:
     eta = elapsed / done * (total - done) if done else 0.0
     pre = rec.get("prequential") or {}
+    truth = f"truth NDCG@10 {fmt(pre.get('truth_ndcg@10'))} " if "truth_ndcg@10" in pre else ""
     learned = f"{rec.get('decision')} v{rec['version']}" if rec.get("version") else str(rec.get("decision"))
+    if rec.get("scorer"):  # the oracle, the lexical arm: no model
+        return (f"[{_clock(elapsed)} elapsed, ~{_clock(eta)} left] {rec['hour'][:16]} {rec['arm']:<13} "
+                f"no model, scores by {rec['scorer']}: {truth}NDCG@10 {fmt(pre.get('ndcg@10'))} AUC "
+                f"{fmt(pre.get('auc'))} anchor {fmt(rec.get('anchor_auc'))}, {rec.get('learn_seconds', 0):.1f}s")
     return (f"[{_clock(elapsed)} elapsed, ~{_clock(eta)} left] {rec['hour'][:16]} {rec['arm']:<13} "
-            f"served v{rec.get('served_version')}: NDCG@10 {fmt(pre.get('ndcg@10'))} AUC {fmt(pre.get('auc'))} "
+            f"served v{rec.get('served_version')}: {truth}NDCG@10 {fmt(pre.get('ndcg@10'))} AUC {fmt(pre.get('auc'))} "
             f"anchor {fmt(rec.get('anchor_auc'))} | learned: {learned}{' (forced)' if rec.get('overridden') else ''}"
             f", champion v{rec.get('champion_after')}, {rec.get('learn_seconds', 0):.1f}s, {rec.get('examples', 0)} ex")
 
@@ -312,37 +388,49 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     arms = all_arms(plan)
     work = Path(plan.work)
     shutil.rmtree(work, ignore_errors=True)
-    configs = write_configs(plan, arms)
+    models = tuple(name for name in plan.arms if arms[name].has_model)
+    configs = write_configs(replace(plan, arms=models), arms)
     data = arm_settings(plan, "data")
     plan, data_summary = load_data(plan, data)
+    truth = Truth.load(work / TRUTH_FILE)
     log(f"data: {plan.scenario}, {plan.hours} hours at {plan.rate}/h in {data.warehouse_url}")
     boot, boot_seconds, _ = measured(lambda: bootstrap(plan, data))
     log(f"bootstrap: v{boot['version']} ({boot['decision']}) on {plan.bootstrap_hours} hours in {boot_seconds:.0f}s")
-    for name in plan.arms:
+    for name in models:
         copy_home(data.home, work / "arms" / name)
     from incremental import anchor
 
     anchor_frame, anchor_info = anchor.load(data.lake)
-    state = {name: (arms[name], arm_settings(plan, name)) for name in plan.arms}
+    anchor_truth = truth.gains(anchor_frame)
+    # the lexical arm's corpus: the distinct titles of the validated hours an arm could have trained on
+    titles = set().union(*(titles_of(read_hour(data, datetime.fromisoformat(h)))
+                           for h, status in boot["hours"].items() if status == "validated"))
+    state = {name: (arms[name], arm_settings(plan, name)) for name in models}
     scorers = {name: Scorer(settings) for name, (_, settings) in state.items()}
     start = datetime.fromisoformat(plan.start)
     hours = [start + i * HOUR for i in range(plan.bootstrap_hours, plan.hours)]
     records, statuses, loop_began = [], {}, time.perf_counter()
     for i, hour in enumerate(hours):
         statuses[hour.isoformat()], frame = prepare_hour(data, hour)
+        gains = truth.gains(frame) if frame is not None else None
         due = (i + 1) % plan.retrain_every == 0 or i == len(hours) - 1
-        for name, (arm, settings) in state.items():
-            records.append(step_arm(arm, settings, scorers[name], plan, hour, due, frame, anchor_frame))
+        for name in plan.arms:
+            if name in state:
+                arm, settings = state[name]
+                records.append(step_arm(arm, settings, scorers[name], plan, hour, due, frame, anchor_frame, gains))
+            else:
+                records.append(step_reference(arms[name], hour, frame, gains, anchor_frame, anchor_truth, titles))
             log(progress_line(records[-1], time.perf_counter() - loop_began, len(records),
-                              len(hours) * len(state)))
+                              len(hours) * len(plan.arms)))
+        titles |= titles_of(frame)  # after every arm scored the hour: the lexical arm never sees it early
     drift = (start + plan.drift_hour * HOUR).isoformat() if plan.drift_hour is not None else None
     summary = summarize(records, plan.arms, [h.isoformat() for h in hours], drift, unchanged=unchanged_categories(plan))
     probe = probe_forgetting(plan, scorers, records, [h.isoformat() for h in hours], log)
     for name, figures in (probe or {}).get("arms", {}).items():
         summary["arms"][name]["unchanged_forgetting_probe"] = figures
     result = {"stamp": stamped, "plan": asdict(plan), "configs": configs, "data": data_summary,
-              "bootstrap": {**boot, "seconds": boot_seconds}, "anchor": {"sha256": anchor_info.sha256,
-              "rows": anchor_info.rows}, "probe": probe and {k: v for k, v in probe.items() if k != "arms"},
+              "bootstrap": {**boot, "seconds": boot_seconds}, "truth": data_summary.pop("truth", None),
+              "anchor": {"sha256": anchor_info.sha256, "rows": anchor_info.rows}, "probe": probe and {k: v for k, v in probe.items() if k != "arms"},
               "hour_status": statuses, "records": records, "summary": summary,
               "seconds": time.perf_counter() - began}
     result["files"] = write_results(result, Path(plan.out))

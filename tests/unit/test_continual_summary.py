@@ -147,7 +147,7 @@ def test_plan_from_the_presets_and_options(tmp_path: Path) -> None:
     plan = continual.plan_from_args(_args("--work", str(tmp_path)))
     small = continual.PRESETS["small"]
     assert (plan.preset, plan.scenario, plan.base_model) == ("small", "drift", "minilm-l2")
-    assert plan.arms == ("frozen", "naive", "gated", "full_retrain")
+    assert plan.arms == ("frozen", "naive", "gated", "full_retrain", "lexical", "oracle")  # the last two: no training
     assert (plan.hours, plan.drift_hour, plan.training) == (small.hours, small.drift_hour, small.training)
     full = continual.plan_from_args(_args("--preset", "full", "--retrain-every", "6", "--max-steps", "50",
                                           "--work", str(tmp_path)))
@@ -187,3 +187,95 @@ def test_forgetting_on_unchanged_categories_is_the_anchor_auc_drop_from_before_t
     summary = continual.summarize(records, ("gated",), hours, drift_hour="h2", unchanged=["garden"])
     assert summary["arms"]["gated"]["unchanged_anchor_auc_drop"] == pytest.approx(0.10)
     assert summary["unchanged_categories"] == ["garden"]
+
+
+# --- the truth: graded NDCG against the hidden relevance, the oracle and lexical arms ---------------
+def test_truth_ndcg_is_ndcg_against_graded_gains_with_unknown_rows_left_out() -> None:
+    frame = _frame()
+    gains = np.array([0.02, 0.9, 0.15, 0.7, 0.7, 0.02, np.nan, 0.15])
+    assert metrics.ndcg_against(frame, np.nan_to_num(gains), gains) == pytest.approx(1.0)  # the oracle
+    reverse = -np.nan_to_num(gains)
+    expected = metrics.ndcg_at_k(np.delete(gains, 6), np.delete(reverse, 6), ["a"] * 4 + ["b"] * 3)
+    assert metrics.ndcg_against(frame, reverse, gains) == pytest.approx(expected) and expected < 0.8
+    assert metrics.ndcg_against(frame, np.ones(8), gains) < 1.0  # a constant scorer: a random ranking's NDCG
+    assert math.isnan(metrics.ndcg_against(frame, np.ones(8), np.full(8, np.nan)))
+    with pytest.raises(ValueError, match="7 gains for 8 rows"):
+        metrics.ndcg_against(frame, np.ones(8), gains[:7])
+
+
+def _simulated_hours() -> pd.DataFrame:
+    """Two simulated hours, as the lake holds them (title and category joined): no warehouse."""
+    from incremental import simulate
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    products, impressions, _ = simulate.generate(start, start.replace(hour=2), rate=120, seed=3, scenario="drift",
+                                                 drift_at=start.replace(hour=1))
+    rows = impressions.select(list(simulate.IMPRESSION_COLUMNS)).to_pandas()  # what the warehouse gets
+    assert "relevance" not in rows
+    return rows.merge(products.to_pandas()[["product_id", "title", "category"]], on="product_id", how="left")
+
+
+def test_the_oracle_ranks_by_the_simulators_hidden_relevance_and_scores_1_the_lexical_arm_less() -> None:
+    from incremental import continual_run, continual_truth
+    from incremental.simulate import REL_ATTRIBUTE_BONUS, REL_CATEGORY, REL_EXACT, REL_UNRELATED
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    table = continual_truth.simulator_truth(start, start.replace(hour=2), rate=120, seed=3, scenario="drift",
+                                            drift_at=start.replace(hour=1))
+    truth = continual_truth.Truth(table)
+    frame = _simulated_hours().sample(frac=1.0, random_state=0)  # lookup follows the frame's order
+    gains = truth.gains(frame)
+    assert np.isfinite(gains).all() and set(np.round(gains, 6)) <= {
+        REL_UNRELATED, REL_CATEGORY, REL_EXACT, round(REL_EXACT + REL_ATTRIBUTE_BONUS, 6)}
+    oracle = continual_run.prequential(frame, continual_run.reference_scores(continual.ARMS["oracle"], frame, gains,
+                                                                             set()), gains, calibrated=False)
+    assert oracle["truth_ndcg@10"] == pytest.approx(1.0) and oracle["truth_rows"] == len(frame)
+    assert oracle["auc"] > 0.6 and oracle["logloss"] is None and oracle["ece"] is None
+    titles = continual_truth.titles_of(frame)
+    lexical = continual_run.prequential(frame, continual_run.reference_scores(continual.ARMS["lexical"], frame, gains,
+                                                                              titles), gains, calibrated=False)
+    assert 0.3 < lexical["truth_ndcg@10"] < 1.0
+    # a row the truth does not know is left out of truth NDCG, not counted as irrelevant
+    unknown = continual_truth.Truth(table.iloc[1:]).gains(frame)
+    assert np.isnan(unknown).sum() == 1
+
+
+def test_the_judgment_truth_is_the_grade_normalised_as_the_clicks_were_drawn(settings) -> None:  # noqa: ANN001
+    from incremental import continual_truth
+    from incremental.judgments import import_judgments
+    from incremental.warehouse import Warehouse
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "judgments_small.csv"
+    cols = {"query_col": "search", "title_col": "product_name", "grade_col": "score", "encoding": "latin-1"}
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    warehouse = Warehouse(settings.warehouse_url)
+    import_judgments(warehouse, fixture, start=start, rate=10, seed=0, **cols)
+    rows = warehouse.query_arrow("extract_search_logs", {"start": start, "end": start.replace(day=3)}).to_pandas()
+    gains = continual_truth.Truth(continual_truth.judgment_truth(fixture, **cols)).gains(rows)
+    grades = pd.read_csv(fixture, encoding="latin-1").groupby(["search", "product_name"])["score"].mean()
+    lo, hi = grades.min(), grades.max()
+    expected = [(grades[(q.strip(), t.strip())] - lo) / (hi - lo) for q, t in zip(rows["query"], rows["title"],
+                                                                                  strict=True)]
+    assert np.isfinite(gains).all() and gains == pytest.approx(expected)
+    assert metrics.ndcg_against(rows, gains, gains) == pytest.approx(1.0)
+
+
+def test_summary_and_table_carry_truth_ndcg_before_and_after_the_drift() -> None:
+    records = _records()
+    for i, rec in enumerate(records):
+        rec["prequential"]["truth_ndcg@10"] = {"frozen": 0.6, "gated": 0.7, "full_retrain": 0.75}[rec["arm"]] + i / 100
+    records += [_record("oracle", h, 0.9, auc=0.85) for h in HOURS]
+    for rec in records[-5:]:
+        rec["prequential"]["truth_ndcg@10"] = 1.0
+    summary = continual.summarize(records, ("frozen", "gated", "full_retrain", "oracle"), HOURS, drift_hour=HOURS[2])
+    gated, oracle = summary["arms"]["gated"], summary["arms"]["oracle"]
+    gated_truth = [0.7 + i / 100 for i, r in enumerate(records[:15]) if r["arm"] == "gated"]
+    assert gated["truth_ndcg@10"] == pytest.approx(np.mean(gated_truth))
+    assert gated["truth_ndcg@10_before_drift"] == pytest.approx(np.mean(gated_truth[:2]))
+    assert gated["truth_ndcg@10_after_drift"] == pytest.approx(np.mean(gated_truth[2:]))
+    assert oracle["truth_ndcg@10"] == oracle["truth_ndcg@10_after_drift"] == 1.0
+    table = continual.summary_table(summary)
+    assert "| arm | truth NDCG@10 | truth NDCG@10 before drift | truth NDCG@10 after drift |" in table
+    assert "| oracle | 1.000 | 1.000 | 1.000 |" in table
+    no_truth = continual.summarize(_records(), ("gated",), HOURS, drift_hour=None)
+    assert no_truth["arms"]["gated"]["truth_ndcg@10"] is None  # a run without truth: n/a, not an error
