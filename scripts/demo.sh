@@ -16,7 +16,9 @@
 #      quarantined; from 09:00 the champion's own prequential metrics fall, the first drifted hours
 #      are held back, then the drift is declared and the pipeline adapts by itself (adapt mode,
 #      rolled anchor, catch-up retrain) with no manual step;
-#   4. the registry's history, and how to look at it in the Airflow and MLflow UIs. The runs carry
+#   4. the registry's history, the drift record, the champions against the simulator's hidden
+#      relevance (scripts/demo_truth.py: the ceiling and a BM25 floor beside them), and how to
+#      look at it in the Airflow and MLflow UIs. The runs carry
 #      the times the scheduler ran them, so the grid shows durations of minutes (`airflow dags test`
 #      gave its runs their January logical date as start and today as end: '331 days').
 set -euo pipefail
@@ -117,6 +119,10 @@ step "the registry: every candidate, its decision, mode and reasons"
 incremental history
 step "the drift rule: the champion's prequential record, the episode"
 incremental drift
+
+step "the champions against the truth the simulator hides (the ceiling ranks by it; the floor is BM25)"
+python scripts/demo_truth.py --start ${DAY}T00:00 --end ${DAY}T13:00 --rate 2000 --seed 7 \
+    --drift-at ${DAY}T09:00 --bootstrap-end ${DAY}T06:00
 
 step "done in $((SECONDS - STARTED))s"
 cat <<MSG
