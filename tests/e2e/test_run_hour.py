@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from airflow_helpers import E2E_CONFIG
 
-from incremental import lake, pipeline, registry, tracking
+from incremental import drift, lake, pipeline, registry, tracking
 from incremental.cli import main
 from incremental.config import load_settings
 from incremental.simulate import simulate
@@ -99,6 +100,20 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     assert main(["history"]) == 0
     table = capsys.readouterr().out
     assert "2026-05-01T05:00Z" in table and "version" in table
+
+    # a catch-up found pending at hour 5 retrains on the window from 00:00; its decision, what it
+    # hands over (the champion asset's event) and its alert name hour 5, not the window's start
+    state = drift.load_state(settings)
+    state.mode, state.declared_at, state.catch_up = drift.ADAPT, lake.iso_hour(hour5), "pending"
+    drift.save_state(settings, state)
+    permissive = settings.gate.model_copy(update=yaml.safe_load(E2E_CONFIG)["gate"])  # approved: an alert
+    caught = pipeline.catch_up_step(settings.with_training(bootstrap_steps=40).model_copy(update={"gate": permissive}),
+                                    hour5)
+    assert (caught["hour"], caught["window"]) == ("2026-05-01T05:00Z", ["2026-05-01T00:00Z", "2026-05-01T06:00Z"])
+    assert caught["decision"] == "approved" and caught["champion"] == caught["version"] == "3", caught
+    assert client.get_model_version(settings.model_name, "3").tags["interval"] == "2026-05-01T00:00Z/2026-05-01T06:00Z"
+    alerts = [json.loads(line) for line in (settings.lake / "_drift" / "alerts.jsonl").read_text().splitlines()]
+    assert alerts[-1]["hour"] == "2026-05-01T05:00Z" and "version 3 (catch_up)" in alerts[-1]["message"], alerts
 
 
 def test_an_unvalidated_hour_cannot_be_trained(tiny_home: Path) -> None:
