@@ -4,7 +4,8 @@ few steps and a permissive gate), asserting each command's exit code and a key l
 
 One home is bootstrapped once for the module (`commands`); the tests after it read or extend it, in
 file order. Left to their own tests: `benchmark continual` (tests/e2e/test_continual.py runs it
-through the CLI) and `serve` (tests/model/test_serving.py starts `incremental serve` and queries it).
+through `incremental.cli.main`, in process) and `serve` (tests/model/test_serving.py starts
+`incremental serve` in a subprocess and queries it over HTTP).
 """
 
 from __future__ import annotations
