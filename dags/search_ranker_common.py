@@ -145,12 +145,15 @@ def fail_fast(body: F) -> F:
 
 
 def champion_event(decision: dict[str, Any]) -> dict[str, Any]:
-    """The champion-asset event for a register result, or skip: only a newly registered champion counts.
+    """The champion-asset event for a register (or catch-up) result, or skip: only a newly registered
+    champion counts.
 
-    Not for a dry run, a rejected candidate or a reprocessed hour that reused its existing version.
+    Not for a skipped catch-up, a dry run, a rejected candidate or a reprocessed hour that reused its existing version.
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
+    if decision.get("skipped"):  # a catch-up that had nothing to do
+        raise AirflowSkipException(f"no new champion: {decision['skipped']}")
     version, champion = decision.get("version"), decision.get("champion")
     if decision.get("dry_run") or decision.get("reused") or not version or str(champion) != str(version):
         reasons = "; ".join(decision.get("reasons") or [])

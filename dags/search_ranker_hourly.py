@@ -10,6 +10,10 @@ the mode: normal or adapt), **train** an incremental update (GPU worker: queue `
 **catch_up** retrains on the recent window through the same gate. The tasks only wire
 `incremental.pipeline`.
 
+* **Champion events**: `publish_champion` follows `register` directly; the catch-up's own champion
+  is announced by `publish_catch_up` (skipped when there was no catch-up or it was rejected), so an
+  ordinary promotion never waits for a GPU worker.
+
 * **Drift**: a slice whose champion prequential AUC fell for K hours in a row starts an episode
   (adapt mode, rolling anchor, catch-up retrain, an alert); one anomalous hour alone is held back.
   The run note names the mode and the evidence. Thresholds: `drift:` in `incremental.yaml`.
@@ -157,14 +161,17 @@ def search_ranker_hourly():
             banner(f"CATCH-UP {result['decision'].upper()} on {'/'.join(result['window'])}: version "
                    f"{result.get('version')}, champion {result.get('champion')}"
                    + "".join(f"\n- {reason}" for reason in result.get("reasons", [])))
-        # what publish_champion announces: the catch-up's version when it became the champion
-        return result if result.get("decision") == "approved" else decision
+        return result  # publish_catch_up announces its version when it became the champion
 
     validation = validate(extract())
     monitored = monitor(validation)
     check_validated(validation) >> monitored
     trained = train(monitored)
-    publish_champion(catch_up(register(trained, evaluate(trained))))
+    decision = register(trained, evaluate(trained))
+    # An ordinary promotion is announced at once; the catch-up (a GPU task, only after a declared
+    # drift) announces its own champion, so a run never waits for a GPU worker to publish one.
+    publish_champion(decision)
+    publish_champion.override(task_id="publish_catch_up")(catch_up(decision))
 
 
 search_ranker_hourly()

@@ -148,9 +148,10 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
     if result.get("reused_version"):
         print(f"hour already processed: version {result['reused_version']} (MLflow run {result['run_id']})")
         return
-    print(f"MLflow run {result['run_id']}")
-    print(f"candidate  {result['model_uri']}  (Hugging Face directory: {result['candidate_dir']})")
-    print(f"parent     {result['parent_version'] or 'base weights'}; holdout {result['holdout_path']}")
+    # train_step hands over what every worker can resolve (URIs, no local paths): print those
+    print(f"MLflow run {result['run_id']}  (mode {result['mode']})")
+    print(f"candidate  {result['model_uri']}")
+    print(f"parent     {result['parent_version'] or 'base weights'}; holdout {result['holdout_uri']}")
 
 
 def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:

@@ -337,9 +337,9 @@ def catch_up_step(settings: Settings, start: datetime, *, airflow_run_id: str | 
     window_start = min([p.start for p in window], default=recent_start)
     result = full_retrain(settings, window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
                           context={**context, "mode": "catch_up"}, stale=_stale_rows(context),
-                          holdout_from=recent_start)
-    return {"hour": lake.iso_hour(start), "window": [lake.iso_hour(window_start), lake.iso_hour(end)],
-            "judged_on": [lake.iso_hour(recent_start), lake.iso_hour(end)], **result}
+                          holdout_from=recent_start, hour=start)
+    return {**result, "hour": lake.iso_hour(start), "window": [lake.iso_hour(window_start), lake.iso_hour(end)],
+            "judged_on": [lake.iso_hour(recent_start), lake.iso_hour(end)]}
 
 
 def run_hour(
@@ -377,13 +377,16 @@ def full_retrain(
     settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None,
     anchor_size: int = 4000, dry_run: bool = False, kind: str = "full_retrain",
     context: dict[str, Any] | None = None, stale: tuple[replay.Stale, ...] = (), holdout_from: datetime | None = None,
+    hour: datetime | None = None,
 ) -> dict[str, Any]:
     """Train from the base weights on the validated hours of [start, end), through the same gate.
 
     Compared with (and compare-and-set against) the champion at the time training started; the
     first champion is judged by value thresholds only. Freezes the anchor set on the window if
     there is none yet, after training succeeded (anchor rows are holdout sessions, which
-    training never sees, so the order changes no model).
+    training never sees, so the order changes no model). `hour`: the hour it runs for (a
+    catch-up: the hour that found it pending, up to `replay_hours` after `start`); the decision,
+    its drift alerts and what it hands over name that hour (default: `start`).
     """
     from incremental import anchor
     from incremental.train import bootstrap, holdout_uri
@@ -409,7 +412,7 @@ def full_retrain(
         "train_metrics": {k: float(v) for k, v in result.metrics.items()},
     }
     evaluation = evaluate_step(settings, start, trained)
-    return register_step(settings, start, trained, evaluation, airflow_run_id=airflow_run_id, dry_run=dry_run)
+    return register_step(settings, hour or start, trained, evaluation, airflow_run_id=airflow_run_id, dry_run=dry_run)
 
 
 def freeze_anchor(settings: Settings, start: datetime, end: datetime, size: int, reason: str,

@@ -139,6 +139,14 @@ def _move_champion(client: mlflow.MlflowClient, name: str, to_version: str, when
     return current
 
 
+def stale_reason(expected: str | None, parent: str | None, champion_now: str | None) -> str:
+    """Why an approved candidate is rejected after all: the champion is no longer `expected`, the
+    one it was trained from (`parent`) or judged against. Both places that check say it so."""
+    how = "trained from" if (expected or BASE) == (parent or BASE) else "judged against"
+    return (f"stale: {how} version {expected or BASE} but the champion is now {champion_now or 'none'}; "
+            "retrain from the current champion")
+
+
 def register_candidate(
     settings: Settings,
     *,
@@ -184,11 +192,7 @@ def register_candidate(
         champion_now = tracking.champion_version(client, name)
         if approved and champion_now != expected:
             decision = "rejected"
-            reasons.append(
-                f"stale: {'trained from' if expected == parent_version else 'judged against'} version "
-                f"{expected or BASE} but the champion is now "
-                f"{champion_now or 'none'}; retrain from the current champion"
-            )
+            reasons.append(stale_reason(expected, parent_version, champion_now))
         _ensure_model(client, name)
         tags = {
             "candidate_key": key,
@@ -223,11 +227,7 @@ def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion,
     champion_now = tracking.champion_version(client, name)
     if decision == "approved" and champion_now != expected and champion_now != version:
         decision = "rejected"
-        parent = mv.tags.get("parent_version", BASE)
-        reasons.append(
-            f"stale: {'trained from' if (expected or BASE) == parent else 'judged against'} version "
-            f"{expected or BASE} but the champion is now {champion_now or 'none'}; retrain from the current champion"
-        )
+        reasons.append(stale_reason(expected, mv.tags.get("parent_version", BASE), champion_now))
         client.set_model_version_tag(name, version, "decision", decision)
         client.set_model_version_tag(name, version, "reasons", json.dumps(reasons))
     client.update_model_version(name, version, description=_description(decision, reasons, mv.tags))

@@ -4,7 +4,7 @@ Only real plugin features (no operators or hooks here):
 
 * **Extra links** on task instances of the `search_ranker_*` DAGs, read from the task's XCom return
   value by the API server: *MLflow run* (train, evaluate, register, full_retrain), *Model version*
-  (register, full_retrain, publish_champion) and *GX data docs* (validate, for a quarantined hour).
+  (register, full_retrain, publish_champion, publish_catch_up) and *GX data docs* (validate, for a quarantined hour).
 * **Data docs app**: the GX data docs live in the lake; `/search-ranker/data-docs/<path>` serves
   them (only files under a `data_docs/` folder of `$INCREMENTAL_LAKE`, to logged-in users). They are
   served from the API server's origin, so every response carries `DATA_DOCS_HEADERS`: a
@@ -143,7 +143,7 @@ class MlflowRunLink(_XComLink):
 
 class ModelVersionLink(_XComLink):
     name = "Model version"
-    task_ids = ("register", "full_retrain", "publish_champion")
+    task_ids = ("register", "full_retrain", "publish_champion", "publish_catch_up")
 
     def url(self, value: Any) -> str | None:
         return model_version_link(value)

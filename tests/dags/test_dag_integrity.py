@@ -54,7 +54,7 @@ def test_every_dag_has_tags_retries_and_docs(dagbag) -> None:
             assert task.doc_md, f"{dag.dag_id}.{task.task_id} has no docs"
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id} has no time-out"
             assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id} has no failure callback"
-            if task.task_id not in ("check_validated", "publish_champion"):  # decisions, not flaky I/O
+            if task.task_id not in ("check_validated", "publish_champion", "publish_catch_up"):  # decisions, not flaky I/O
                 assert task.retries >= 1 and task.retry_exponential_backoff >= 2, f"{dag.dag_id}.{task.task_id}"
 
 
@@ -75,12 +75,17 @@ def test_hourly_dag_wiring(dagbag) -> None:
     train = dag.get_task("train")
     assert (train.queue, train.pool) == ("gpu", "gpu")
     assert (dag.get_task("catch_up").queue, dag.get_task("catch_up").pool) == ("gpu", "gpu")
-    chain = ["extract", "validate", "check_validated", "monitor", "train", "evaluate", "register", "catch_up",
-             "publish_champion"]
+    chain = ["extract", "validate", "check_validated", "monitor", "train", "evaluate", "register", "publish_champion"]
     for upstream, downstream in zip(chain, chain[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+    # an ordinary promotion is published without waiting for the catch-up (a GPU task); the
+    # catch-up, after register, announces its own champion
+    assert "catch_up" not in dag.get_task("publish_champion").get_flat_relative_ids(upstream=True)
+    assert dag.get_task("register").downstream_task_ids >= {"publish_champion", "catch_up"}
+    assert dag.get_task("catch_up").downstream_task_ids == {"publish_catch_up"}
     assert {o.uri for o in dag.get_task("extract").outlets} == {"lake://search-ranker/search_logs"}
-    assert {o.uri for o in dag.get_task("publish_champion").outlets} == {"mlflow://models/search-ranker"}
+    for publish in ("publish_champion", "publish_catch_up"):
+        assert {o.uri for o in dag.get_task(publish).outlets} == {"mlflow://models/search-ranker"}
     full = dagbag.dags["search_ranker_full_retrain"].get_task("full_retrain")
     assert (full.queue, full.pool) == ("gpu", "gpu")
 
@@ -209,7 +214,8 @@ def test_alert_line_and_champion_event() -> None:
                     "(run scheduled__x, try 4): RuntimeError: CUDA out of memory at step 3")
     assert "\n" not in line
     assert common.champion_event({"decision": "approved", "version": "3", "champion": "3"})["version"] == "3"
-    for no in ({"decision": "rejected", "version": "3", "champion": "2"},
+    for no in ({"hour": "2026-01-01T05:00Z", "skipped": "mode normal, catch-up not needed"},  # no catch-up
+               {"decision": "rejected", "version": "3", "champion": "2"},
                {"decision": "approved", "version": "3", "champion": "3", "reused": True},
                {"decision": "approved", "version": None, "champion": "2", "dry_run": True}):
         with pytest.raises(AirflowSkipException):
@@ -261,5 +267,5 @@ def test_errors_that_would_fail_again_fail_the_task_without_retries(dagbag) -> N
     # every task that runs pipeline code is wrapped (the two decisions only read XCom)
     for dag in dagbag.dags.values():
         for t in dag.tasks:
-            if t.task_id not in ("check_validated", "publish_champion"):
+            if t.task_id not in ("check_validated", "publish_champion", "publish_catch_up"):
                 assert getattr(t.python_callable, "fails_fast", False), f"{dag.dag_id}.{t.task_id} is not @fail_fast"

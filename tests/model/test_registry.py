@@ -46,6 +46,26 @@ def candidate(settings: Settings, hour: int, parent: str | None, approved: bool 
     )
 
 
+def test_stale_is_said_the_same_at_registration_and_on_completing_an_interrupted_one(settings: Settings) -> None:
+    """The champion moved on: rejected as stale, in one wording, whether found when the version is
+    registered or when an interrupted registration is completed (the next run with the same key)."""
+    candidate(settings, 0, None)
+    assert candidate(settings, 1, "1")["champion"] == "2"
+    said = registry.stale_reason("1", "1", "2")
+    assert said == "stale: trained from version 1 but the champion is now 2; retrain from the current champion"
+    assert candidate(settings, 1, "1", data_hash="late")["reasons"][-1] == said  # found at registration
+
+    # an approved version whose registration stopped before the champion move (the process died)
+    waiting = candidate(settings, 1, "1", approved=False, data_hash="cut")["version"]
+    client = tracking.configure(settings)
+    for tag, value in (("decision", "approved"), ("reasons", '["all checks passed"]'),
+                       (registry.REGISTRATION_TAG, "pending")):
+        client.set_model_version_tag(settings.model_name, waiting, tag, value)
+    completed = candidate(settings, 1, "1", data_hash="cut")  # the rerun completes it
+    assert (completed["version"], completed["decision"], completed["reasons"][-1]) == (waiting, "rejected", said)
+    assert registry.stale_reason("2", "1", None).startswith("stale: judged against version 2 but the champion is now none")
+
+
 def test_compare_and_set_idempotency_promote_and_rollback(settings: Settings) -> None:
     first = candidate(settings, 0, None)
     assert first == {"version": "1", "decision": "approved", "reasons": ["all checks passed"], "champion": "1",
