@@ -16,7 +16,7 @@ difference the hourly intervals estimate.
 
     .venv/bin/python benchmarks/aa_gate_bench.py [--hours 96] [--rate 2000] [--pairs 3]
 
-Results: benchmarks/results/aa_gate.json.
+Results: benchmarks/results/aa_gate-rate<rate>.json.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def main() -> None:
         print(f"seed pair {k}", result, flush=True)
         pairs.append(result)
     coverage = {m: round(float(np.mean([p["coverage"][m] for p in pairs])), 3) for m in ("ndcg@10", "auc")}
-    record("aa_gate", {
+    record(f"aa_gate-rate{args.rate}", {
         "rate": args.rate, "hours": args.hours, "confidence": gate.confidence, "bootstrap_samples": gate.bootstrap_samples,
         "holdout_fraction": training.holdout_fraction, "perturbation_scale": args.scale,
         "null_update": null, "seed_only": pairs,
