@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -144,14 +145,29 @@ def _read_holdout(uri: str) -> pd.DataFrame:
 
 
 def candidate_dir(settings: Settings, run_id: str, model_uri: str) -> Path:
-    """The candidate's Hugging Face directory on this worker: downloaded once from its run."""
+    """The candidate's Hugging Face directory on this worker: downloaded once from its run.
+
+    Published whole with one rename, and never removed once there: two processes judging the same
+    candidate at once (two runs of one hour) both end up reading the same complete directory; the
+    one that loses the race drops its own copy. (Removing and moving it in place made the other
+    process read a half-moved directory: "no file named model.safetensors".)"""
     cache = settings.home / "candidates" / f"run-{run_id}"
-    if not (cache / "config.json").is_file():
-        tracking.configure(settings)
-        found = tracking.download_model_dir(model_uri)
-        shutil.rmtree(cache, ignore_errors=True)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(found), str(cache))
+    if (cache / "config.json").is_file():
+        return cache
+    tracking.configure(settings)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
+    try:
+        found = tracking.download_model_dir(model_uri, staging / "download")
+        if cache.is_dir() and not (cache / "config.json").is_file():
+            shutil.rmtree(cache, ignore_errors=True)  # a copy left half-written by an older version of this code
+        try:
+            os.replace(found, cache)
+        except OSError:
+            if not (cache / "config.json").is_file():  # not another process's complete copy: a real error
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return cache
 
 

@@ -76,8 +76,13 @@ def validate_step(settings: Settings, start: datetime) -> dict[str, Any]:
             "hour_validated": report.hour_validated}
 
 
-def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:
-    """The champion scores the validated hour (before anything trains on it); the drift rule decides the mode."""
+def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) -> dict[str, Any]:
+    """The champion scores the validated hour (before anything trains on it); the drift rule decides the mode.
+
+    Test, then train: an hour is scored once, by the champion served when it first arrived. A
+    re-run or backfill of the hour keeps that record (a later champion may have trained on the
+    hour: its score there would be train-on-test). A dry run records nothing and moves no
+    episode: it says what the rule would decide."""
     from incremental import drift
 
     start = lake.parse_hour(start)
@@ -87,10 +92,23 @@ def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:
         return {"hour": lake.iso_hour(start), "mode": state.mode, "note": "no champion yet: nothing to score"}
     version = found[0]
     recs = drift.records(settings)
-    if not any(lake.parse_hour(r["hour"]) == start and r["champion_version"] == version for r in recs):
-        _record(settings, version, start)
-    series = drift.usable(drift.records(settings), state.since)
+    scored = [r for r in recs if lake.parse_hour(r["hour"]) == start and r.get("source", drift.PREQUENTIAL)
+              == drift.PREQUENTIAL]
+    if not scored:
+        record = _record(settings, version, start)
+        if dry_run:
+            recs = [*recs, record]
+        else:
+            drift.append_record(settings, record)
+            recs = drift.records(settings)
+    elif scored[0]["champion_version"] != version:
+        log.info("hour %s was scored by version %s when it arrived: kept (test, then train), not scored again by %s",
+                 lake.iso_hour(start), scored[0]["champion_version"], version)
+    series = drift.usable(recs, state.since)
     assessment = drift.assess(series, start, settings.drift)
+    if dry_run:
+        return {"hour": lake.iso_hour(start), "champion_version": version, "mode": state.mode, "dry_run": True,
+                "assessment": assessment.to_dict()}
     observed = drift.observe(settings, state, assessment, start, champion=version)
     if observed["declared_now"]:
         observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {lake.iso_hour(start)}: "
@@ -99,8 +117,8 @@ def monitor_step(settings: Settings, start: datetime) -> dict[str, Any]:
     return {"hour": lake.iso_hour(start), "champion_version": version, **observed}
 
 
-def _record(settings: Settings, version: str, hour: datetime) -> None:
-    """Score `version` on all the hour's rows and record it (test, then train)."""
+def _record(settings: Settings, version: str, hour: datetime) -> dict[str, Any]:
+    """Score `version` on all the hour's rows: its prequential record (test, then train)."""
     from incremental import drift, metrics
     from incremental.evaluate import score_dir
 
@@ -109,7 +127,7 @@ def _record(settings: Settings, version: str, hour: datetime) -> None:
         raise PipelineError(f"hour {lake.iso_hour(hour)} is {part.status}, not validated: nothing to monitor")
     frame = lake.read_partition(part).to_pandas()
     scores = score_dir(tracking.version_model_dir(settings, version), frame, settings)
-    drift.append_record(settings, drift.make_record(hour, version, metrics.evaluate(frame, scores)))
+    return drift.make_record(hour, version, metrics.evaluate(frame, scores))
 
 
 def roll_anchor(settings: Settings, start: datetime, reason: str, stable: list[str]) -> dict[str, Any]:
@@ -359,7 +377,7 @@ def run_hour(
     if validated["status"] != "validated":
         return {"hour": lake.iso_hour(start), "status": "quarantined", "rows": extracted["rows"],
                 "summary": validated["summary"], "lake_key": validated["lake_key"]}
-    monitored = monitor_step(settings, start)
+    monitored = monitor_step(settings, start, dry_run=dry_run)
     trained = train_step(settings, start, overrides=overrides, airflow_run_id=airflow_run_id)
     evaluation = evaluate_step(settings, start, trained)
     registered = register_step(settings, start, trained, evaluation, airflow_run_id=airflow_run_id,

@@ -36,7 +36,7 @@ def truth_frame(args: argparse.Namespace) -> pd.DataFrame:
     frame = impressions.to_pandas().merge(products.select(["product_id", "title", "brand", "category"]).to_pandas(),
                                           on="product_id", how="left")
     frame["hour"] = pd.to_datetime(frame["ingested_at"], utc=True).dt.floor("h")
-    return frame
+    return frame[frame["hour"] < pd.Timestamp(end)]  # late rows of the last hours land after the window
 
 
 def figures(frame: pd.DataFrame, scores: np.ndarray, ceiling_auc: float) -> str:

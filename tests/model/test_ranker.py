@@ -177,3 +177,24 @@ def test_training_early_stopping_and_holdout_sessions_are_disjoint(bootstrapped)
     assert all(replay.holdout_mask(sorted(holdout), settings.training.holdout_fraction))
     # these rules do not depend on the position: the curve estimated from the logs is about flat
     assert min(data.examination.probability) > 0.7, data.examination
+
+
+def test_two_judges_of_one_candidate_at_once_both_read_a_complete_copy(bootstrapped, tmp_path) -> None:  # noqa: ANN001
+    """Two runs of one hour evaluate the same candidate together: each downloads it, one rename
+    publishes it, and neither ever reads a half-moved directory (issue 20, defect 5)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from incremental.evaluate import candidate_dir
+
+    settings, result = bootstrapped
+    settings = settings.model_copy(update={"home": tmp_path / "worker"})  # a worker with nothing cached
+
+    def judge(_: int) -> str:
+        folder = candidate_dir(settings, result.run_id, result.model_uri)
+        rk.load_dir(folder)  # raised "no file named model.safetensors" when a second judge moved the copy
+        return str(folder)
+
+    with ThreadPoolExecutor(4) as pool:
+        folders = set(pool.map(judge, range(4)))
+    assert len(folders) == 1
+    assert sorted(p.name for p in (tmp_path / "worker" / "candidates").iterdir()) == [f"run-{result.run_id}"]
