@@ -35,6 +35,13 @@ class InputError(IncrementalError, ValueError):
     interval, a base model that is not there."""
 
 
+class DamagedStateError(IncrementalError):
+    """A file the pipeline keeps (a manifest, a validation record, the drift state, the prequential
+    record, the anchor's record) cannot be read or is not what its schema says: the message names
+    the file (and the line of a JSON-lines file) and what is wrong. A person restores or repairs it;
+    trying again changes nothing."""
+
+
 class WarehouseError(IncrementalError):
     """The warehouse cannot be reached or does not hold what the SQL expects."""
 
