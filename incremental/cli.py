@@ -129,8 +129,12 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
         rows = part.manifest["rows"] if part.manifest and part.status != "quarantined" else ""
         counts = lake_quarantine.row_counts(settings.lake, hour)
         parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
-        print(f"{lake.iso_hour(hour)}  {part.status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
+        gone = lake.missing_parts(part)  # a validated hour whose file was deleted is not validated data
+        status = "damaged" if gone else part.status
+        print(f"{lake.iso_hour(hour)}  {status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
               f"{parts if part.manifest else '':>5}  {part.path or ''}")
+        if gone:
+            print(f"    {part.status} but missing part(s): {', '.join(gone)} (restore them from a backup)")
 
 
 def cmd_readmit(settings: Settings, args: argparse.Namespace) -> None:

@@ -539,7 +539,18 @@ def read_parquet(path: LakePath) -> pa.Table:
     return lakefs.read_parquet(path)
 
 
+def missing_parts(part: Partition) -> list[str]:
+    """The files of the hour's parts (for a validated hour: its validated parts) that are not in
+    its folder: the lake is damaged (a deleted or lost file); [] for an hour in order."""
+    if part.path is None:
+        return []
+    return [p["file"] for p in part.parts if not lakefs.is_file(part.path / p["file"])]
+
+
 def read_part(path: LakePath, sha256: str | None, verify: bool = True) -> pa.Table:
+    if not lakefs.is_file(path):
+        raise LakeError(f"{path} is missing: the part its manifest lists is gone (the lake is damaged; restore the "
+                        "file from a backup)")
     if verify and sha256 is not None:
         check_sha256(path, sha256)
     return read_parquet(path)
@@ -549,6 +560,10 @@ def read_partition(part: Partition, verify: bool = True) -> pa.Table:
     """Read all of a partition's parts (for a validated hour: its validated parts), checking each sha256."""
     if part.path is None or part.manifest is None:
         raise LakeError(f"hour {iso_hour(part.start)} has no partition in the lake")
+    gone = missing_parts(part)
+    if gone:
+        raise LakeError(f"hour {iso_hour(part.start)} is damaged: its {part.status} part(s) {', '.join(gone)} "
+                        f"missing from {part.path} (restore from a backup; `incremental partitions` lists such hours)")
     tables = [read_part(part.path / p["file"], p.get("sha256"), verify) for p in part.parts]
     if len(tables) == 1:
         return tables[0]

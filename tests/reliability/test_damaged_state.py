@@ -166,3 +166,25 @@ def test_damage_is_not_retryable(home: Path) -> None:
     with pytest.raises(IncrementalError) as caught:
         drift.load_state(settings_for(home))
     assert caught.value.retryable is False
+
+
+# --- a validated hour's Parquet part deleted (defect 9) ---------------------------------------------
+def test_a_deleted_part_shows_as_damaged_and_reading_it_names_the_hour_and_file(home: Path) -> None:
+    (hour_dir(home, T0 + lake.HOUR) / lake.DATA_FILE).unlink()
+    out = assert_ok(cli(cli_env(home), "partitions", *HOURS)).stdout
+    [line] = [line for line in out.splitlines() if line.startswith("2026-06-01T01:00Z")]
+    assert line.split()[1] == "damaged", out
+    assert "missing part(s): part-0.parquet" in out
+    assert "2026-06-01T00:00Z  validated" in out  # the other hour is in order
+
+    settings = settings_for(home)
+    part = lake.partition(settings.lake, T0 + lake.HOUR)
+    assert lake.missing_parts(part) == [lake.DATA_FILE]
+    with pytest.raises(IncrementalError, match=r"hour 2026-06-01T01:00Z is damaged: .*part-0\.parquet missing"):
+        lake.read_partition(part)
+    # the replay read of a later hour, whose window holds the damaged hour, names it too
+    from incremental import replay
+
+    with pytest.raises(IncrementalError, match="2026-06-01T01:00Z is damaged"):
+        replay.sample(settings.lake, T0 + 2 * lake.HOUR, fresh_rows=300, fraction=0.3, replay_hours=24,
+                      holdout_fraction=0.2, seed=0)
