@@ -163,9 +163,9 @@ def _lay_out_pages(pairs: pd.DataFrame, slice_by: str, rng: np.random.Generator)
 
 
 def _impressions(pairs: pd.DataFrame, start: datetime, start_us: int, rate: int, seed: int,
-                 rng: np.random.Generator) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+                 rng: np.random.Generator, digest: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """One impression per laid-out pair: its times, session, user and click; with the clicks and
-    the ingestion times (microseconds) for the summary."""
+    the ingestion times (microseconds) for the summary. Ids carry the import's `digest`."""
     n = len(pairs)
     lo, hi = pairs["grade"].min(), pairs["grade"].max()
     norm = (pairs["grade"] - lo) / (hi - lo) if hi > lo else pd.Series(1.0, index=pairs.index)
@@ -176,7 +176,7 @@ def _impressions(pairs: pd.DataFrame, start: datetime, start_us: int, rate: int,
     ingested_us = event_us + (delay_s * _US).astype(np.int64)
     n_pages = int(pairs["page_order"].max()) + 1
     users = (N_USERS * rng.random(n_pages) ** 2).astype(np.int64)
-    tag = f"{seed}-{start:%Y%m%d%H}"
+    tag = f"{seed}-{start:%Y%m%d%H}-{digest}"
     page_idx = pairs["page_order"].to_numpy()
     ts = pa.timestamp("us", tz="UTC")
     impressions = pa.table(
@@ -193,6 +193,18 @@ def _impressions(pairs: pd.DataFrame, start: datetime, start_us: int, rate: int,
         }
     )
     return impressions, clicked, ingested_us
+
+
+def import_digest(pairs: pd.DataFrame, *, slice_by: str, rate: int) -> str:
+    """12 hex digits naming what an import loads, with its seed and start (which the ids carry
+    as they are): the judged pairs and the options that lay them out. The same import again has
+    the same ids (it is recognised and changes nothing); another file, or the same file laid out
+    otherwise, has ids of its own."""
+    h = hashlib.sha256(f"{slice_by}|{rate}|".encode())
+    for column in ("query", "title"):
+        h.update("\x1f".join(pairs[column]).encode("utf-8", "surrogatepass") + b"\x1e")
+    h.update(pairs["grade"].to_numpy(dtype=np.float64).tobytes())
+    return h.hexdigest()[:12]
 
 
 def _product_table(products: pd.DataFrame, start_us: int) -> pa.Table:
@@ -226,7 +238,12 @@ def import_judgments(
 
     Summary: pairs (read and used), skipped (rows without query or title), products, hours
     (event hours filled, ceil(pairs / rate)), impressions, clicks, start/end (of the event hours), categories
-    (the slices, largest first), per_hour (rows by ingested hour), seconds.
+    (the slices, largest first), per_hour (rows by ingested hour), import_id (the prefix of its
+    event ids), already_imported (the same import was loaded before: nothing written), seconds.
+
+    Idempotent: the event ids name the import (seed, start, `import_digest`), so importing the
+    same file with the same options again writes nothing, and two different imports never share
+    an id. A partial earlier load of the same rows is refused with the way to remove it.
     """
     began = time.perf_counter()
     if slice_by not in SLICES:
@@ -237,17 +254,24 @@ def import_judgments(
     pairs, skipped = load_pairs(
         Path(path), query_col=query_col, title_col=title_col, grade_col=grade_col, encoding=encoding
     )
+    digest = import_digest(pairs, slice_by=slice_by, rate=rate)
     rng = np.random.default_rng([seed, 0x7D6])
     products = _categorise(pairs, slice_by)
     start_us = int(start.timestamp()) * _US
     pairs, group_size = _lay_out_pages(pairs, slice_by, rng)
-    impressions, clicked, ingested_us = _impressions(pairs, start, start_us, rate, seed, rng)
-
-    warehouse.init_schema()
-    warehouse.insert("products", _product_table(products, start_us))
-    warehouse.insert("search_impressions", impressions)
+    impressions, clicked, ingested_us = _impressions(pairs, start, start_us, rate, seed, rng, digest)
 
     n = len(pairs)
+    warehouse.init_schema()
+    prefix = f"j{seed}-{start:%Y%m%d%H}-{digest}-"
+    loaded = int(warehouse.scalar("count_import", {"prefix": f"{prefix}%"}) or 0)
+    if loaded not in (0, n):
+        raise JudgmentsError(f"{path}: {loaded} of its {n} impressions (event ids {prefix}*) are in the warehouse "
+                             "already, from an earlier import of the same rows that did not finish; remove them "
+                             "first (DELETE FROM search_impressions WHERE event_id LIKE '" + prefix + "%')")
+    if loaded == 0:  # the same import again changes nothing
+        warehouse.insert("products", _product_table(products, start_us))
+        warehouse.insert("search_impressions", impressions)
     hour_of = ingested_us // _HOUR_US
     keys, counts = np.unique(hour_of, return_counts=True)
     return {
@@ -265,5 +289,7 @@ def import_judgments(
         "per_hour": {
             iso_hour(datetime.fromtimestamp(int(k) * 3600, UTC)): int(c) for k, c in zip(keys, counts, strict=True)
         },
+        "import_id": prefix.rstrip("-"),
+        "already_imported": loaded == n,  # nothing was written
         "seconds": round(time.perf_counter() - began, 3),
     }
