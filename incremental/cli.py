@@ -42,6 +42,16 @@ def _hour(text: str) -> datetime:
     return hour
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port: use 1..65535")
+    return port
+
+
 def _hours(args: argparse.Namespace) -> list[datetime]:
     end = args.end or args.start + lake.HOUR
     if end <= args.start:
@@ -376,7 +386,7 @@ def _registry_commands(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "serve", cmd_serve,
                  "serve the champion over HTTP (MLflow's scoring protocol; POST /reload follows the alias)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1..65535")
     p.add_argument("--poll-seconds", type=float, default=0, help="also re-check the champion alias this often (0: off)")
 
 
