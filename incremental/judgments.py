@@ -27,6 +27,7 @@ Everything random (page order within a group, positions, clicks, users, delays) 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -51,8 +52,10 @@ SLICES = ("brand", "hash")
 TOP_BRANDS = 20
 HASH_BUCKETS = 20
 PAGE_SIZE = 10
+GRADE_OUTLIER_SPREADS = 1000  # a grade further than this many IQRs (or units) from the median is a typo
 N_USERS = 20_000
 
+log = logging.getLogger(__name__)
 _US = 1_000_000
 _HOUR_US = 3600 * _US
 
@@ -99,7 +102,11 @@ def _product_id(title: str) -> str:
 def load_pairs(
     path: Path, *, query_col: str, title_col: str, grade_col: str, encoding: str = "utf-8"
 ) -> tuple[pd.DataFrame, int]:
-    """The judged pairs as a frame (query, title, grade); and how many rows were skipped (no query/title)."""
+    """The judged pairs as a frame (query, title, grade); and how many rows were skipped (no query/title).
+
+    A grade far from the others (more than `GRADE_OUTLIER_SPREADS` interquartile ranges from the
+    median) is refused, naming its lines; a row repeating an earlier one exactly is imported once,
+    with a warning (`attrs["duplicates"]` counts the rows left out as repeats)."""
     flags = {"--query-col": query_col, "--title-col": title_col, "--grade-col": grade_col}
     raw = _read(Path(path), encoding, flags)
     grade_text = raw[grade_col]
@@ -120,9 +127,31 @@ def load_pairs(
         }
     )
     keep = (pairs["query"] != "") & (pairs["title"] != "")
-    pairs = pairs[keep].reset_index(drop=True)
+    pairs = pairs[keep]
     if pairs.empty:
         raise JudgmentsError(f"{path}: no row has both a query ({query_col!r}) and a title ({title_col!r})")
+    # grades are min-max normalised: one far from the others (a typo: 1e300) squashes the rest to one value
+    grades = pairs["grade"]
+    spread = grades.quantile(0.75) - grades.quantile(0.25)
+    far = (grades - grades.median()).abs() > GRADE_OUTLIER_SPREADS * (spread if spread > 0 else 1.0)
+    if far.any():
+        examples = ", ".join(f"line {i + 2}: {g!r}" for i, g in list(grades[far].items())[:5])
+        raise JudgmentsError(
+            f"{path}: {int(far.sum())} grade(s) in column {grade_col!r} far from the others ({examples}; median "
+            f"{grades.median():g}): every other grade would be squashed to one value; fix or remove them"
+        )
+    # a row repeated exactly (every column of the file) is one judgment recorded twice: imported
+    # once, else one product fills a page at every position (rows that differ elsewhere, e.g.
+    # two products with one title, stay two pairs)
+    repeated = raw.loc[pairs.index].duplicated()
+    duplicates = int(repeated.sum())
+    if duplicates:
+        lines = ", ".join(str(i + 2) for i in pairs.index[repeated.to_numpy()][:5])
+        log.warning("%s: %d row(s) repeat an earlier row exactly (lines %s%s): each is imported once", path,
+                    duplicates, lines, ", ..." if duplicates > 5 else "")
+        pairs = pairs[~repeated.to_numpy()]
+    pairs = pairs.reset_index(drop=True)
+    pairs.attrs["duplicates"] = duplicates
     return pairs, int((~keep).sum())
 
 
@@ -236,7 +265,8 @@ def import_judgments(
 ) -> dict[str, Any]:
     """Load a judgment CSV into the warehouse as products and impressions; returns a summary.
 
-    Summary: pairs (read and used), skipped (rows without query or title), products, hours
+    Summary: pairs (read and used), skipped (rows without query or title), duplicates (rows
+    repeating an earlier row exactly, imported once), products, hours
     (event hours filled, ceil(pairs / rate)), impressions, clicks, start/end (of the event hours), categories
     (the slices, largest first), per_hour (rows by ingested hour), import_id (the prefix of its
     event ids), already_imported (the same import was loaded before: nothing written), seconds.
@@ -254,6 +284,7 @@ def import_judgments(
     pairs, skipped = load_pairs(
         Path(path), query_col=query_col, title_col=title_col, grade_col=grade_col, encoding=encoding
     )
+    duplicates = int(pairs.attrs.get("duplicates", 0))
     digest = import_digest(pairs, slice_by=slice_by, rate=rate)
     rng = np.random.default_rng([seed, 0x7D6])
     products = _categorise(pairs, slice_by)
@@ -278,6 +309,7 @@ def import_judgments(
         "path": str(path),
         "pairs": n,
         "skipped": skipped,
+        "duplicates": duplicates,  # rows repeating an earlier row exactly: imported once
         "products": len(products),
         "impressions": n,
         "clicks": int(clicked.sum()),

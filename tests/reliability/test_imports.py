@@ -3,6 +3,8 @@
 - The same import twice changes nothing (its event ids name it: seed, start hour and a digest of
   its rows and options); two different files with the same --start and --seed get ids of their
   own, so no hour is later quarantined for duplicate event ids.
+- A row repeated exactly is imported once (a warning says so); a grade far from the
+  others (1e300), which would squash every other grade, is refused naming its line.
 """
 
 from __future__ import annotations
@@ -69,3 +71,25 @@ def test_a_partial_earlier_load_is_refused_with_the_way_out(warehouse: Warehouse
                     "(SELECT event_id FROM search_impressions ORDER BY event_id LIMIT 5)")
     with pytest.raises(JudgmentsError, match=f"55 of its 60 impressions .*{summary['import_id']}"):
         _import(warehouse)
+
+
+# --- defect 23: repeated rows and a far-off grade --------------------------------------------------
+def test_repeated_rows_are_one_pair_with_a_warning(warehouse: Warehouse, tmp_path: Path, caplog) -> None:
+    path = tmp_path / "repeated.csv"
+    rows = [("drill", "Voltrex Cordless Drill", 3)] * 400 + [("drill", f"Voltrex Bit {i}", 1) for i in range(9)]
+    pd.DataFrame(rows, columns=["q", "t", "g"]).to_csv(path, index=False)
+    summary = import_judgments(warehouse, path, query_col="q", title_col="t", grade_col="g", start=T0, rate=100)
+    assert summary["pairs"] == 10 and summary["duplicates"] == 399
+    assert "repeat an earlier row exactly" in caplog.text
+    frame = warehouse.query_arrow("extract_search_logs", {"start": T0 - H, "end": T0 + 48 * H}).to_pandas()
+    assert frame.groupby("session_id")["product_id"].agg(lambda p: p.is_unique).all()  # one product once a page
+
+
+def test_a_grade_far_from_the_others_is_refused_naming_its_line(warehouse: Warehouse, tmp_path: Path) -> None:
+    path = tmp_path / "typo.csv"
+    rows = [(f"query {i % 7}", f"Brand Thing {i}", 1 + i % 3) for i in range(50)]
+    rows[20] = ("query 6", "Brand Thing 20", 1e300)
+    pd.DataFrame(rows, columns=["q", "t", "g"]).to_csv(path, index=False)
+    with pytest.raises(JudgmentsError, match=r"1 grade\(s\) in column 'g' far from the others \(line 22: 1e\+300"):
+        import_judgments(warehouse, path, query_col="q", title_col="t", grade_col="g", start=T0, rate=100)
+    assert not Path(warehouse.duckdb_path).exists()  # refused before anything was loaded
