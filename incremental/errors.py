@@ -54,6 +54,21 @@ class TrackingError(IncrementalError):
     retryable = True
 
 
+MIN_REASON_CHARS = 10  # the one rule for every reason a person is asked for (the DAGs' Params say the same)
+
+
+def require_reason(reason: str | None, what: str, error: type[IncrementalError] = InputError) -> str:
+    """`reason` stripped, after checking it says something: at least `MIN_REASON_CHARS`
+    characters (`error`, an InputError unless told, naming `what` otherwise). Every recorded human decision goes through it:
+    promote, rollback, force-promote, readmit, refreshing the anchor."""
+    text = (reason or "").strip()
+    if len(text) < MIN_REASON_CHARS:
+        shown = f" ({text!r} is {len(text)})" if text else ""
+        raise error(f"{what} needs a reason of at least {MIN_REASON_CHARS} characters{shown}: "
+                         "say why; it is recorded")
+    return text
+
+
 def redact_url(text: str) -> str:
     """`text` with the password of every URL in it hidden (`postgresql://user:***@host/db`): a
     URL alone, even a malformed one, or any message, log line or answer that quotes URLs (an
