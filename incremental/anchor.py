@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import io
-import json
 import math
 import os
 import re
@@ -46,7 +45,7 @@ import pyarrow as pa
 
 from incremental import lake as lk
 from incremental import lakefs
-from incremental.errors import IncrementalError, InputError
+from incremental.errors import DamagedStateError, IncrementalError, InputError
 from incremental.lakefs import LakePath
 
 ANCHOR_DIR = "anchor"
@@ -117,7 +116,39 @@ def anchor_dir(lake: LakePath | str) -> LakePath:
 def current(lake: LakePath) -> AnchorInfo | None:
     """The frozen anchor's record (not verified against the file), or None when there is none."""
     path = anchor_dir(lake) / INFO_FILE
-    return AnchorInfo.from_dict(lk.read_json(path)) if lakefs.is_file(path) else None
+    if not lakefs.is_file(path):
+        return None
+    payload = lk.read_json(path)
+    problem = _check_info(payload)
+    if problem:
+        raise DamagedStateError(f"{path} is damaged: {problem}")
+    return AnchorInfo.from_dict(payload)
+
+
+_INFO_TYPES: dict[str, tuple[type, ...]] = {
+    "sha256": (str,), "rows": (int,), "start": (str,), "end": (str,), "size": (int,), "seed": (int,),
+    "source_hours": (dict,), "per_hour": (dict,), "per_category": (dict,), "available_per_hour": (dict,),
+    "skipped_hours": (dict,), "created_at": (str,), "reason": (str,),
+}
+_INFO_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "file": (str,), "schema_version": (int,), "previous_sha256": (str, type(None)),
+    "baseline_version": (str, type(None)), "protected_categories": (list, type(None)), "extra": (dict,),
+}
+
+
+def _check_info(payload: dict[str, Any]) -> str | None:
+    """What is wrong with an anchor.json (None: nothing); unknown keys are kept (`extra`)."""
+    missing = [k for k in _INFO_TYPES if k not in payload]
+    if missing:
+        return f"missing {', '.join(map(repr, missing))}"
+    for key, types in {**_INFO_TYPES, **_INFO_OPTIONAL}.items():
+        if key in payload and (not isinstance(payload[key], types) or isinstance(payload[key], bool)):
+            return f"'{key}' has the wrong type: {payload[key]!r:.80}"
+    if len(payload["sha256"]) != 64:
+        return f"'sha256' must be a sha256 (64 hex digits), found {payload['sha256']!r:.80}"
+    if "file" in payload and ("/" in payload["file"] or payload["file"].startswith(".")):
+        return f"'file' must be a file name in the anchor folder, found {payload['file']!r:.80}"
+    return None
 
 
 # --------------------------------------------------------------------------- sampling
@@ -352,9 +383,7 @@ def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replac
         "replaced_by_sha256": replaced_by.sha256,
         "replaced_because": replaced_by.reason,
     }
-    history = folder / HISTORY_FILE
-    text = lakefs.read_bytes(history).decode() if lakefs.is_file(history) else ""
-    lk.atomic_write_bytes(history, (text + json.dumps(record, sort_keys=True, default=str) + "\n").encode())
+    lk.append_jsonl(folder / HISTORY_FILE, record)
 
 
 def history(lake: LakePath) -> list[dict[str, Any]]:
@@ -362,7 +391,7 @@ def history(lake: LakePath) -> list[dict[str, Any]]:
     path = anchor_dir(lake) / HISTORY_FILE
     if not lakefs.is_file(path):
         return []
-    return [json.loads(line) for line in lakefs.read_bytes(path).decode().splitlines() if line.strip()]
+    return lk.read_jsonl(path)
 
 
 def load(lake: LakePath) -> tuple[pd.DataFrame, AnchorInfo]:

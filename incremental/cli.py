@@ -20,7 +20,7 @@ from typing import Any
 
 from incremental import continual, lake, lake_quarantine
 from incremental.config import Settings, load_settings
-from incremental.errors import IncrementalError, InputError, redact_url
+from incremental.errors import IncrementalError, InputError, redact_url, require_reason
 from incremental.faults import FAULTS
 from incremental.warehouse import Warehouse
 
@@ -35,11 +35,36 @@ class Quarantined(IncrementalError):
 def _hour(text: str) -> datetime:
     try:
         hour = lake.parse_hour(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    except OverflowError:  # the offset moves it out of datetime's range: before year 1 (or after 9999) in UTC
+        raise argparse.ArgumentTypeError(f"{text!r}: out of range in UTC (the offset moves it before year 1 or "
+                                         "after year 9999)") from None
+    try:
         hour + lake.HOUR  # an interval must be able to end: 9999-12-31T23:00 cannot  # noqa: B018
-    except (ValueError, OverflowError) as exc:
-        reason = str(exc) if isinstance(exc, ValueError) else "the hour after it is out of range (beyond year 9999)"
-        raise argparse.ArgumentTypeError(f"{text!r}: {reason}") from None
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the hour after it is out of range (beyond year 9999)") from None
     return hour
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port: use 1..65535")
+    return port
 
 
 def _hours(args: argparse.Namespace) -> list[datetime]:
@@ -63,6 +88,10 @@ def cmd_warehouse_init(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.simulate import simulate
 
+    if args.scenario == "drift" and args.drift_at is not None and args.end is not None and args.drift_at >= args.end:
+        # before the window is a drift simulated hour by hour (every hour drifted); after it, none would be
+        raise InputError(f"--drift-at {lake.iso_hour(args.drift_at)} is not before --end {lake.iso_hour(args.end)}: no "
+                         "hour of the window would drift (the hours before a drift are the steady scenario's)")
     summary = simulate(
         Warehouse(settings.warehouse_url),
         args.start,
@@ -129,8 +158,12 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
         rows = part.manifest["rows"] if part.manifest and part.status != "quarantined" else ""
         counts = lake_quarantine.row_counts(settings.lake, hour)
         parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
-        print(f"{lake.iso_hour(hour)}  {part.status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
+        gone = lake.missing_parts(part)  # a validated hour whose file was deleted is not validated data
+        status = "damaged" if gone else part.status
+        print(f"{lake.iso_hour(hour)}  {status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
               f"{parts if part.manifest else '':>5}  {part.path or ''}")
+        if gone:
+            print(f"    {part.status} but missing part(s): {', '.join(gone)} (restore them from a backup)")
 
 
 def cmd_readmit(settings: Settings, args: argparse.Namespace) -> None:
@@ -163,6 +196,8 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_benchmark_freeze(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.pipeline import freeze_anchor
 
+    if args.refresh:  # replacing the forgetting baseline is a recorded human decision (the DAG asks the same)
+        require_reason(args.reason, "benchmark freeze --refresh (--reason)")
     _print_json(freeze_anchor(settings, args.start, args.end, args.size, args.reason, refresh=args.refresh))
 
 
@@ -188,11 +223,19 @@ def cmd_benchmark_continual(settings: Settings, args: argparse.Namespace) -> Non
 def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.pipeline import run_hour
 
-    for hour in _hours(args):
+    hours = _hours(args)
+    if args.force_promote is not None:  # before any training: a short reason would fail after it
+        require_reason(args.force_promote, "--force-promote")
+    for i, hour in enumerate(hours):
         result = run_hour(settings, hour, force_promote_reason=args.force_promote, dry_run=args.dry_run)
         if result["status"] == "quarantined":
             print(f"{result['hour']}  QUARANTINED: not trained\n{result['summary']}")
-            raise Quarantined(f"hour {result['hour']} was quarantined; data kept at {settings.lake / result['lake_key']}")
+            # the range stops here: an update never skips an hour (the next trains on the champion of this one)
+            rest = hours[i + 1:]
+            untried = (f"; not attempted: {lake.iso_hour(rest[0])}" + (f" .. {lake.iso_hour(rest[-1])}" if len(rest) > 1 else "")
+                       + " (fix or re-admit the quarantined hour, then run them)" if rest else "")
+            raise Quarantined(f"hour {result['hour']} was quarantined; data kept at {settings.lake / result['lake_key']}"
+                              f"{untried}")
         _print_decision(result)
 
 
@@ -369,11 +412,11 @@ def _registry_commands(sub: argparse._SubParsersAction) -> None:
     _command(sub, "history", cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
     p = _command(sub, "drift", cmd_drift,
                  "the drift rule's state: mode, episode, changed slices, the champion's prequential record")
-    p.add_argument("--hours", type=int, default=12, help="how many recent hours of the record to show")
+    p.add_argument("--hours", type=_positive, default=12, help="how many recent hours of the record to show")
     p = _command(sub, "serve", cmd_serve,
                  "serve the champion over HTTP (MLflow's scoring protocol; POST /reload follows the alias)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1..65535")
     p.add_argument("--poll-seconds", type=float, default=0, help="also re-check the champion alias this often (0: off)")
 
 

@@ -71,7 +71,7 @@ from incremental.drift_rule import (  # noqa: F401 - the rule, read through this
     assess,
     auc_standard_error,
 )
-from incremental.errors import redact_url
+from incremental.errors import DamagedStateError, redact_url
 from incremental.lakefs import LakePath
 
 log = logging.getLogger(__name__)
@@ -87,26 +87,50 @@ def drift_dir(settings: Settings) -> LakePath:
     return settings.lake / DRIFT_DIR
 
 
-def _read_lines(path: LakePath) -> list[str]:
-    return lakefs.read_bytes(path).decode().splitlines() if lakefs.is_file(path) else []
-
-
 def _append_line(settings: Settings, name: str, entry: dict[str, Any]) -> None:
     """One JSON line more in ``<lake>/_drift/<name>``: read, add, publish, under the lake lock
-    (an object store has no append; two workers must not lose each other's line)."""
-    path = drift_dir(settings) / name
+    (an object store has no append; two workers must not lose each other's line). A torn last
+    line is set aside first (`lake.append_jsonl`); a damaged record is refused, never built on."""
     with lake_lock.lock(settings.lake, "drift"):
-        lines = _read_lines(path)
-        lakefs.write_bytes(path, "".join(f"{line}\n" for line in [*lines, json.dumps(entry, sort_keys=True)]).encode())
+        lake.append_jsonl(drift_dir(settings) / name, entry, _LINE_CHECKS.get(name))
+
+
+_METRICS = ("rows", "positives", "auc", "ndcg@10", "logloss")
+
+
+def check_record(r: dict[str, Any]) -> str | None:
+    """What is wrong with a prequential record (None: nothing)."""
+    hour = r.get("hour")
+    try:
+        lake.parse_hour(hour) if isinstance(hour, str) else None
+    except (ValueError, OverflowError):
+        hour = None
+    if not isinstance(hour, str):
+        return f"'hour' must be an ISO hour, found {r.get('hour')!r:.80}"
+    if not isinstance(r.get("champion_version"), str):
+        return f"'champion_version' must be a string, found {r.get('champion_version')!r:.80}"
+    if not isinstance(r.get("source", PREQUENTIAL), str):
+        return f"'source' must be a string, found {r.get('source')!r:.80}"
+    per_category = r.get("per_category", {})
+    if not isinstance(per_category, dict) or not all(isinstance(m, dict) for m in per_category.values()):
+        return "'per_category' must map categories to metrics"
+    for where, m in [("", r), *((f"per_category.{c}.", m) for c, m in per_category.items())]:
+        for key in _METRICS:
+            value = m.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                return f"'{where}{key}' must be a number or null, found {value!r:.80}"
+    return None
+
+
+_LINE_CHECKS = {"prequential.jsonl": check_record}
 
 
 def records(settings: Settings) -> list[dict[str, Any]]:
-    """Every record, oldest hour first (the last line for an (hour, version, source) wins)."""
+    """Every record, oldest hour first (the last line for an (hour, version, source) wins). Each
+    line is checked (`check_record`): a damaged one is named (file and line), never skipped."""
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for line in _read_lines(drift_dir(settings) / "prequential.jsonl"):
-        if line.strip():
-            r = json.loads(line)
-            found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = r
+    for r in lake.read_jsonl(drift_dir(settings) / "prequential.jsonl", check_record):
+        found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = r
     return [found[k] for k in sorted(found)]
 
 
@@ -164,8 +188,43 @@ class DriftState:
 
 
 def load_state(settings: Settings) -> DriftState:
+    """The drift state (a fresh one when there is none), checked field by field: an unknown key,
+    a missing or wrong-typed value or an unknown mode is `DamagedStateError` naming the file."""
     path = drift_dir(settings) / "state.json"
-    return DriftState(**lake.read_json(path)) if lakefs.is_file(path) else DriftState()
+    if not lakefs.is_file(path):
+        return DriftState()
+    payload = lake.read_json(path)
+    problem = _check_state(payload)
+    if problem:
+        raise DamagedStateError(f"{path} is damaged: {problem}")
+    return DriftState(**payload)
+
+
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "mode": (str,), "since": (str, type(None)), "declared_at": (str, type(None)),
+    "stale_champion": (str, type(None)), "changed_slices": (list,), "stable_slices": (list,),
+    "began": (str, type(None)), "evidence": (list,), "catch_up": (str, type(None)),
+    "shadow_version": (str, type(None)), "promoted": (list,), "flat_hours": (int,), "paged": (bool,),
+    "retired": (list,), "last": (dict,), "episodes": (list,),
+}
+
+
+def _check_state(payload: dict[str, Any]) -> str | None:
+    unknown = sorted(set(payload) - set(_STATE_TYPES))
+    if unknown:
+        return f"unknown key(s) {', '.join(map(repr, unknown))}"
+    for key, value in payload.items():
+        if not isinstance(value, _STATE_TYPES[key]) or (key == "flat_hours" and isinstance(value, bool)):
+            return f"'{key}' has the wrong type: {value!r:.80}"
+    if payload.get("mode", NORMAL) not in (NORMAL, ADAPT):
+        return f"'mode' must be {NORMAL!r} or {ADAPT!r}, found {payload['mode']!r:.80}"
+    for key in ("retired", "episodes"):
+        if not all(isinstance(e, dict) for e in payload.get(key, [])):
+            return f"'{key}' must be a list of objects"
+    for key in ("changed_slices", "stable_slices", "evidence", "promoted"):
+        if not all(isinstance(e, str) for e in payload.get(key, [])):
+            return f"'{key}' must be a list of strings"
+    return None
 
 
 def save_state(settings: Settings, state: DriftState) -> None:

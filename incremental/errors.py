@@ -35,6 +35,13 @@ class InputError(IncrementalError, ValueError):
     interval, a base model that is not there."""
 
 
+class DamagedStateError(IncrementalError):
+    """A file the pipeline keeps (a manifest, a validation record, the drift state, the prequential
+    record, the anchor's record) cannot be read or is not what its schema says: the message names
+    the file (and the line of a JSON-lines file) and what is wrong. A person restores or repairs it;
+    trying again changes nothing."""
+
+
 class WarehouseError(IncrementalError):
     """The warehouse cannot be reached or does not hold what the SQL expects."""
 
@@ -45,6 +52,21 @@ class TrackingError(IncrementalError):
     """MLflow (tracking or registry) cannot be reached or refused the request."""
 
     retryable = True
+
+
+MIN_REASON_CHARS = 10  # the one rule for every reason a person is asked for (the DAGs' Params say the same)
+
+
+def require_reason(reason: str | None, what: str, error: type[IncrementalError] = InputError) -> str:
+    """`reason` stripped, after checking it says something: at least `MIN_REASON_CHARS`
+    characters (`error`, an InputError unless told, naming `what` otherwise). Every recorded human decision goes through it:
+    promote, rollback, force-promote, readmit, refreshing the anchor."""
+    text = (reason or "").strip()
+    if len(text) < MIN_REASON_CHARS:
+        shown = f" ({text!r} is {len(text)})" if text else ""
+        raise error(f"{what} needs a reason of at least {MIN_REASON_CHARS} characters{shown}: "
+                         "say why; it is recorded")
+    return text
 
 
 def redact_url(text: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from incremental import __version__, lake, lake_quarantine, lakefs
+from incremental.errors import InputError
 from incremental.lakefs import LakePath
 from incremental.warehouse import Warehouse, sql_text
 
@@ -115,6 +116,10 @@ def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> 
     """
     start = lake.parse_hour(start)
     end = start + lake.HOUR
+    now = datetime.now(UTC)
+    if end > now:  # its rows are still arriving: a partition of it would be cut short, then "validated"
+        raise InputError(f"hour {lake.iso_hour(start)} has not closed yet (it ends at {lake.iso_hour(end)}; now is "
+                         f"{now:%Y-%m-%dT%H:%MZ}): an hour is extracted after it ends")
     table = warehouse.query_arrow(EXTRACT_SQL, {"start": start, "end": end})
     if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
         table = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result

@@ -27,6 +27,7 @@ Everything random (page order within a group, positions, clicks, users, delays) 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -51,8 +52,10 @@ SLICES = ("brand", "hash")
 TOP_BRANDS = 20
 HASH_BUCKETS = 20
 PAGE_SIZE = 10
+GRADE_OUTLIER_SPREADS = 1000  # a grade further than this many IQRs (or units) from the median is a typo
 N_USERS = 20_000
 
+log = logging.getLogger(__name__)
 _US = 1_000_000
 _HOUR_US = 3600 * _US
 
@@ -99,7 +102,11 @@ def _product_id(title: str) -> str:
 def load_pairs(
     path: Path, *, query_col: str, title_col: str, grade_col: str, encoding: str = "utf-8"
 ) -> tuple[pd.DataFrame, int]:
-    """The judged pairs as a frame (query, title, grade); and how many rows were skipped (no query/title)."""
+    """The judged pairs as a frame (query, title, grade); and how many rows were skipped (no query/title).
+
+    A grade far from the others (more than `GRADE_OUTLIER_SPREADS` interquartile ranges from the
+    median) is refused, naming its lines; a row repeating an earlier one exactly is imported once,
+    with a warning (`attrs["duplicates"]` counts the rows left out as repeats)."""
     flags = {"--query-col": query_col, "--title-col": title_col, "--grade-col": grade_col}
     raw = _read(Path(path), encoding, flags)
     grade_text = raw[grade_col]
@@ -120,9 +127,31 @@ def load_pairs(
         }
     )
     keep = (pairs["query"] != "") & (pairs["title"] != "")
-    pairs = pairs[keep].reset_index(drop=True)
+    pairs = pairs[keep]
     if pairs.empty:
         raise JudgmentsError(f"{path}: no row has both a query ({query_col!r}) and a title ({title_col!r})")
+    # grades are min-max normalised: one far from the others (a typo: 1e300) squashes the rest to one value
+    grades = pairs["grade"]
+    spread = grades.quantile(0.75) - grades.quantile(0.25)
+    far = (grades - grades.median()).abs() > GRADE_OUTLIER_SPREADS * (spread if spread > 0 else 1.0)
+    if far.any():
+        examples = ", ".join(f"line {i + 2}: {g!r}" for i, g in list(grades[far].items())[:5])
+        raise JudgmentsError(
+            f"{path}: {int(far.sum())} grade(s) in column {grade_col!r} far from the others ({examples}; median "
+            f"{grades.median():g}): every other grade would be squashed to one value; fix or remove them"
+        )
+    # a row repeated exactly (every column of the file) is one judgment recorded twice: imported
+    # once, else one product fills a page at every position (rows that differ elsewhere, e.g.
+    # two products with one title, stay two pairs)
+    repeated = raw.loc[pairs.index].duplicated()
+    duplicates = int(repeated.sum())
+    if duplicates:
+        lines = ", ".join(str(i + 2) for i in pairs.index[repeated.to_numpy()][:5])
+        log.warning("%s: %d row(s) repeat an earlier row exactly (lines %s%s): each is imported once", path,
+                    duplicates, lines, ", ..." if duplicates > 5 else "")
+        pairs = pairs[~repeated.to_numpy()]
+    pairs = pairs.reset_index(drop=True)
+    pairs.attrs["duplicates"] = duplicates
     return pairs, int((~keep).sum())
 
 
@@ -163,9 +192,9 @@ def _lay_out_pages(pairs: pd.DataFrame, slice_by: str, rng: np.random.Generator)
 
 
 def _impressions(pairs: pd.DataFrame, start: datetime, start_us: int, rate: int, seed: int,
-                 rng: np.random.Generator) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+                 rng: np.random.Generator, digest: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """One impression per laid-out pair: its times, session, user and click; with the clicks and
-    the ingestion times (microseconds) for the summary."""
+    the ingestion times (microseconds) for the summary. Ids carry the import's `digest`."""
     n = len(pairs)
     lo, hi = pairs["grade"].min(), pairs["grade"].max()
     norm = (pairs["grade"] - lo) / (hi - lo) if hi > lo else pd.Series(1.0, index=pairs.index)
@@ -176,7 +205,7 @@ def _impressions(pairs: pd.DataFrame, start: datetime, start_us: int, rate: int,
     ingested_us = event_us + (delay_s * _US).astype(np.int64)
     n_pages = int(pairs["page_order"].max()) + 1
     users = (N_USERS * rng.random(n_pages) ** 2).astype(np.int64)
-    tag = f"{seed}-{start:%Y%m%d%H}"
+    tag = f"{seed}-{start:%Y%m%d%H}-{digest}"
     page_idx = pairs["page_order"].to_numpy()
     ts = pa.timestamp("us", tz="UTC")
     impressions = pa.table(
@@ -193,6 +222,18 @@ def _impressions(pairs: pd.DataFrame, start: datetime, start_us: int, rate: int,
         }
     )
     return impressions, clicked, ingested_us
+
+
+def import_digest(pairs: pd.DataFrame, *, slice_by: str, rate: int) -> str:
+    """12 hex digits naming what an import loads, with its seed and start (which the ids carry
+    as they are): the judged pairs and the options that lay them out. The same import again has
+    the same ids (it is recognised and changes nothing); another file, or the same file laid out
+    otherwise, has ids of its own."""
+    h = hashlib.sha256(f"{slice_by}|{rate}|".encode())
+    for column in ("query", "title"):
+        h.update("\x1f".join(pairs[column]).encode("utf-8", "surrogatepass") + b"\x1e")
+    h.update(pairs["grade"].to_numpy(dtype=np.float64).tobytes())
+    return h.hexdigest()[:12]
 
 
 def _product_table(products: pd.DataFrame, start_us: int) -> pa.Table:
@@ -224,9 +265,15 @@ def import_judgments(
 ) -> dict[str, Any]:
     """Load a judgment CSV into the warehouse as products and impressions; returns a summary.
 
-    Summary: pairs (read and used), skipped (rows without query or title), products, hours
+    Summary: pairs (read and used), skipped (rows without query or title), duplicates (rows
+    repeating an earlier row exactly, imported once), products, hours
     (event hours filled, ceil(pairs / rate)), impressions, clicks, start/end (of the event hours), categories
-    (the slices, largest first), per_hour (rows by ingested hour), seconds.
+    (the slices, largest first), per_hour (rows by ingested hour), import_id (the prefix of its
+    event ids), already_imported (the same import was loaded before: nothing written), seconds.
+
+    Idempotent: the event ids name the import (seed, start, `import_digest`), so importing the
+    same file with the same options again writes nothing, and two different imports never share
+    an id. A partial earlier load of the same rows is refused with the way to remove it.
     """
     began = time.perf_counter()
     if slice_by not in SLICES:
@@ -237,23 +284,32 @@ def import_judgments(
     pairs, skipped = load_pairs(
         Path(path), query_col=query_col, title_col=title_col, grade_col=grade_col, encoding=encoding
     )
+    duplicates = int(pairs.attrs.get("duplicates", 0))
+    digest = import_digest(pairs, slice_by=slice_by, rate=rate)
     rng = np.random.default_rng([seed, 0x7D6])
     products = _categorise(pairs, slice_by)
     start_us = int(start.timestamp()) * _US
     pairs, group_size = _lay_out_pages(pairs, slice_by, rng)
-    impressions, clicked, ingested_us = _impressions(pairs, start, start_us, rate, seed, rng)
-
-    warehouse.init_schema()
-    warehouse.insert("products", _product_table(products, start_us))
-    warehouse.insert("search_impressions", impressions)
+    impressions, clicked, ingested_us = _impressions(pairs, start, start_us, rate, seed, rng, digest)
 
     n = len(pairs)
+    warehouse.init_schema()
+    prefix = f"j{seed}-{start:%Y%m%d%H}-{digest}-"
+    loaded = int(warehouse.scalar("count_import", {"prefix": f"{prefix}%"}) or 0)
+    if loaded not in (0, n):
+        raise JudgmentsError(f"{path}: {loaded} of its {n} impressions (event ids {prefix}*) are in the warehouse "
+                             "already, from an earlier import of the same rows that did not finish; remove them "
+                             "first (DELETE FROM search_impressions WHERE event_id LIKE '" + prefix + "%')")
+    if loaded == 0:  # the same import again changes nothing
+        warehouse.insert("products", _product_table(products, start_us))
+        warehouse.insert("search_impressions", impressions)
     hour_of = ingested_us // _HOUR_US
     keys, counts = np.unique(hour_of, return_counts=True)
     return {
         "path": str(path),
         "pairs": n,
         "skipped": skipped,
+        "duplicates": duplicates,  # rows repeating an earlier row exactly: imported once
         "products": len(products),
         "impressions": n,
         "clicks": int(clicked.sum()),
@@ -265,5 +321,7 @@ def import_judgments(
         "per_hour": {
             iso_hour(datetime.fromtimestamp(int(k) * 3600, UTC)): int(c) for k, c in zip(keys, counts, strict=True)
         },
+        "import_id": prefix.rstrip("-"),
+        "already_imported": loaded == n,  # nothing was written
         "seconds": round(time.perf_counter() - began, 3),
     }

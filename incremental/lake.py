@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,7 +52,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from incremental import lake_lock, lakefs
-from incremental.errors import IncrementalError, InputError
+from incremental.errors import DamagedStateError, IncrementalError, InputError
 from incremental.lakefs import LakePath
 
 SCHEMA_VERSION = 2
@@ -62,6 +64,7 @@ READMITTED_FILE = "readmitted.json"
 ROWS_DIR = "rows"  # row-level quarantine sets, under the hour's quarantine root
 REASON_COLUMN = "quarantine_reason"
 HOUR = timedelta(hours=1)
+log = logging.getLogger(__name__)
 
 # The contract of an extracted partition. Validation checks a partition against it exactly.
 SEARCH_LOG_SCHEMA = pa.schema(
@@ -176,7 +179,150 @@ def atomic_write_json(path: LakePath, payload: Any) -> None:
 
 
 def read_json(path: LakePath) -> dict[str, Any]:
-    return json.loads(lakefs.read_bytes(path))
+    """A JSON object the pipeline keeps, checked against the schema of its kind (by file name: a
+    manifest, a validation record; any other: an object). `DamagedStateError` naming the file and
+    what is wrong when it is truncated, not JSON, or not its schema."""
+    payload = _parse_json(path, lakefs.read_bytes(path))
+    if not isinstance(payload, dict):
+        raise DamagedStateError(f"{path} is damaged: a JSON object expected, found {_json_type(payload)}")
+    problem = _SCHEMAS.get(path.name, lambda _: None)(payload)
+    if problem:
+        raise DamagedStateError(f"{path} is damaged: {problem}")
+    return payload
+
+
+def read_jsonl(path: LakePath, check: Callable[[Any], str | None] | None = None) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file ([] when there is none), each an object passing `check`
+    (which returns what is wrong, or None).
+
+    A torn *last* line (a crash in the middle of an append) is recovered by design: it is left out
+    with a warning (`append_jsonl` moves it aside before the next line). A bad line anywhere else
+    is damage: `DamagedStateError` naming the file, the line and what is wrong."""
+    return _jsonl(path, check)[0]
+
+
+def append_jsonl(path: LakePath, entry: dict[str, Any], check: Callable[[Any], str | None] | None = None) -> None:
+    """Publish `path` with one line more (read, add, write: an object store has no append; the
+    caller holds the lock). A torn last line is moved to `<name>.torn` (nothing is lost) so the
+    new line starts on a line of its own; a bad line in the middle is refused (`read_jsonl`)."""
+    _, lines, torn = _jsonl(path, check)
+    if torn is not None:
+        aside = path.parent / f"{path.name}.torn"
+        before = lakefs.read_bytes(aside).decode(errors="replace") if lakefs.is_file(aside) else ""
+        lakefs.write_bytes(aside, f"{before}{torn}\n".encode())
+        log.warning("%s: its torn last line (a crash in the middle of an append) was moved to %s", path, aside)
+    lakefs.write_bytes(path, "".join(f"{line}\n" for line in [*lines, json.dumps(entry, sort_keys=True, default=str)]).encode())
+
+
+def _jsonl(path: LakePath, check: Callable[[Any], str | None] | None = None) -> tuple[
+        list[dict[str, Any]], list[str], str | None]:
+    """(records, their lines, the torn last line or None)."""
+    if not lakefs.is_file(path):
+        return [], [], None
+    try:
+        text = lakefs.read_bytes(path).decode()
+    except UnicodeDecodeError as exc:
+        raise DamagedStateError(f"{path} is damaged: not UTF-8 text (byte {exc.start})") from None
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    records: list[dict[str, Any]] = []
+    lines: list[str] = []
+    torn = None
+    for i, (n, line) in enumerate(numbered):
+        cut = False
+        try:
+            record = json.loads(line)
+            problem = (f"a JSON object expected, found {_json_type(record)}" if not isinstance(record, dict)
+                       else check(record) if check else None)
+        except json.JSONDecodeError as exc:
+            problem, cut = f"not valid JSON ({exc.msg}: column {exc.colno})", True
+        if problem is None:
+            records.append(record)
+            lines.append(line)
+        elif cut and i == len(numbered) - 1 and not text.endswith("\n"):
+            torn = line  # the last append was cut short: recovered, not damage
+            log.warning("%s: line %d is torn (a crash in the middle of an append); left out", path, n)
+        else:
+            raise DamagedStateError(f"{path} is damaged: line {n}: {problem}")
+    return records, lines, torn
+
+
+def _parse_json(path: LakePath, data: bytes) -> Any:
+    if not data.strip():
+        raise DamagedStateError(f"{path} is damaged: the file is empty")
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise DamagedStateError(f"{path} is damaged: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DamagedStateError(f"{path} is damaged: not valid JSON ({exc.msg}: line {exc.lineno} column "
+                                f"{exc.colno}; truncated?)") from None
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _is_part_file(value: Any) -> bool:
+    return isinstance(value, str) and value.endswith(".parquet") and "/" not in value and "\\" not in value \
+        and not value.startswith(".")
+
+
+def check_manifest(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest (None: nothing): its parts (file, rows, sha256 each), its identity."""
+    if "parts" not in manifest:  # written before parts existed: one file
+        if not _is_sha256(manifest.get("sha256")):
+            return "no 'parts' and no 'sha256' of its file"
+        return None
+    parts = manifest["parts"]
+    if not isinstance(parts, list):
+        return f"'parts' must be a list, found {_json_type(parts)}"
+    for i, part in enumerate(parts):
+        if not isinstance(part, dict):
+            return f"parts[{i}] must be an object, found {_json_type(part)}"
+        if not _is_part_file(part.get("file")):
+            return f"parts[{i}].file must be a Parquet file name in the hour's folder, found {part.get('file')!r}"
+        if not _is_count(part.get("rows")):
+            return f"parts[{i}].rows must be a count, found {part.get('rows')!r}"
+        if not _is_sha256(part.get("sha256")):
+            return f"parts[{i}].sha256 must be a sha256 (64 hex digits), found {part.get('sha256')!r}"
+    if parts and not _is_sha256(manifest.get("sha256")):
+        return f"'sha256' (the hour's identity) must be a sha256, found {manifest.get('sha256')!r}"
+    for key in ("events", "identities"):
+        if key in manifest and not (isinstance(manifest[key], list) and all(isinstance(e, dict) for e in manifest[key])):
+            return f"'{key}' must be a list of objects"
+    return None
+
+
+def check_validation(record: dict[str, Any]) -> str | None:
+    """What is wrong with a validation record (None: nothing): the parts it validated, its identity, its checks."""
+    if "parts" in record and not (isinstance(record["parts"], list) and all(_is_part_file(p) for p in record["parts"])):
+        return f"'parts' must be a list of Parquet file names, found {record['parts']!r:.200}"
+    if "sha256" not in record or not (record["sha256"] is None or _is_sha256(record["sha256"])):
+        return f"'sha256' must be the validated parts' sha256, found {record.get('sha256')!r}"
+    checks = record.get("checks", [])
+    fields = {"rule", "column", "severity", "success", "unexpected", "message"}
+    if not isinstance(checks, list):
+        return f"'checks' must be a list, found {_json_type(checks)}"
+    for i, c in enumerate(checks):
+        if not isinstance(c, dict) or set(c) != fields:
+            return f"checks[{i}] must be an object with exactly {', '.join(sorted(fields))}"
+    for key in ("rows", "live_rows", "bad_rows"):
+        if record.get(key) is not None and not _is_count(record[key]):
+            return f"'{key}' must be a count, found {record[key]!r}"
+    return None
+
+
+_SCHEMAS: dict[str, Callable[[dict[str, Any]], str | None]] = {MANIFEST_FILE: check_manifest,
+                                                               VALIDATION_FILE: check_validation}
 
 
 def write_parquet_atomic(path: LakePath, table: pa.Table) -> None:
@@ -393,7 +539,18 @@ def read_parquet(path: LakePath) -> pa.Table:
     return lakefs.read_parquet(path)
 
 
+def missing_parts(part: Partition) -> list[str]:
+    """The files of the hour's parts (for a validated hour: its validated parts) that are not in
+    its folder: the lake is damaged (a deleted or lost file); [] for an hour in order."""
+    if part.path is None:
+        return []
+    return [p["file"] for p in part.parts if not lakefs.is_file(part.path / p["file"])]
+
+
 def read_part(path: LakePath, sha256: str | None, verify: bool = True) -> pa.Table:
+    if not lakefs.is_file(path):
+        raise LakeError(f"{path} is missing: the part its manifest lists is gone (the lake is damaged; restore the "
+                        "file from a backup)")
     if verify and sha256 is not None:
         check_sha256(path, sha256)
     return read_parquet(path)
@@ -403,6 +560,10 @@ def read_partition(part: Partition, verify: bool = True) -> pa.Table:
     """Read all of a partition's parts (for a validated hour: its validated parts), checking each sha256."""
     if part.path is None or part.manifest is None:
         raise LakeError(f"hour {iso_hour(part.start)} has no partition in the lake")
+    gone = missing_parts(part)
+    if gone:
+        raise LakeError(f"hour {iso_hour(part.start)} is damaged: its {part.status} part(s) {', '.join(gone)} "
+                        f"missing from {part.path} (restore from a backup; `incremental partitions` lists such hours)")
     tables = [read_part(part.path / p["file"], p.get("sha256"), verify) for p in part.parts]
     if len(tables) == 1:
         return tables[0]

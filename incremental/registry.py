@@ -34,7 +34,7 @@ from mlflow.exceptions import MlflowException
 
 from incremental import lake, lake_lock, tracking
 from incremental.config import Settings
-from incremental.errors import IncrementalError
+from incremental.errors import IncrementalError, require_reason
 
 ALIAS = tracking.CHAMPION_ALIAS
 _q = tracking.quote  # every value in a search filter goes through it
@@ -290,8 +290,7 @@ def check_loadable(settings: Settings, version: str) -> None:
 
 def promote(settings: Settings, version: str, reason: str, who: str | None = None) -> dict[str, Any]:
     """A person overrides the gate: `version` becomes champion, with the reason recorded."""
-    if not reason.strip():
-        raise RegistryError("a manual promotion needs a reason")
+    reason = require_reason(reason, "a manual promotion (--reason)", RegistryError)
     client = tracking.configure(settings)
     name = settings.model_name
     with _registry_lock(settings):
@@ -311,8 +310,7 @@ def promote(settings: Settings, version: str, reason: str, who: str | None = Non
 
 def rollback(settings: Settings, reason: str, to: str | None = None, who: str | None = None) -> dict[str, Any]:
     """Make an earlier champion the champion again (default: the one before the current)."""
-    if not reason.strip():
-        raise RegistryError("a rollback needs a reason")
+    reason = require_reason(reason, "a rollback (--reason)", RegistryError)
     client = tracking.configure(settings)
     name = settings.model_name
     with _registry_lock(settings):
@@ -366,6 +364,20 @@ def history(settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
+def deciding_first(decision: str, reasons: list[str]) -> list[str]:
+    """A version's reasons with the one that decided first: for a version not approved, a stale
+    rejection (added after the gate approved it, whose approval line stays) before the gate's
+    failed checks, and those before any approval line."""
+    if decision == "approved":
+        return list(reasons)
+    rank = lambda r: 0 if r.startswith("stale:") else 2 if r.startswith("approved") else 1  # noqa: E731
+    return sorted(reasons, key=rank)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def format_history(rows: list[dict[str, Any]]) -> str:
     from tabulate import tabulate
 
@@ -384,7 +396,7 @@ def format_history(rows: list[dict[str, Any]]) -> str:
             r["anchor_auc"],
             r["worst_category_auc"],
             periods(r["champion_periods"]),
-            " | ".join(r["reasons"])[:110],
+            _cut(" | ".join(deciding_first(r["decision"], r["reasons"])), 110),
         ]
         for r in rows
     ]

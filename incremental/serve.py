@@ -110,6 +110,13 @@ class ChampionHolder:
                     "changed": version != previous, "champion": version}
 
 
+    def close(self) -> None:
+        """Remove the served version's downloaded files (at shutdown)."""
+        with self._reload_lock:
+            if self.served is not None and self.served.local_dir:
+                shutil.rmtree(self.served.local_dir, ignore_errors=True)
+
+
 def create_app(holder: ChampionHolder) -> Any:
     """The FastAPI app: MLflow's scoring handler on whatever `holder` serves at request time."""
     from fastapi import FastAPI, Request
@@ -149,20 +156,73 @@ def create_app(holder: ChampionHolder) -> Any:
             return not_ready()
         data = await request.body()
         content_type = request.headers.get("content-type", "application/json")
+        problem = check_json_body(data, content_type)
+        if problem:
+            return bad_request(problem)
         try:
             result = await asyncio.to_thread(invocations, data, content_type, served.model,
                                              served.model.metadata.get_input_schema())
         except Exception as exc:  # noqa: BLE001 - MLflow's handler raises MlflowException on bad input
             from mlflow.exceptions import MlflowException
 
-            if isinstance(exc, MlflowException):
-                return Response(exc.serialize_as_json(), status_code=exc.get_http_status_code(),
-                                media_type="application/json")
+            if isinstance(exc, MlflowException):  # its message may quote the whole body: cut
+                return JSONResponse({"error_code": exc.error_code, "message": _cut(exc.message)},
+                                    status_code=exc.get_http_status_code())
             raise
         return Response(result.response, status_code=result.status, media_type=result.mimetype,
                         headers={"X-Model-Name": served.name, "X-Model-Version": served.version})
 
     return app
+
+
+MAX_ERROR_CHARS = 500  # of a 400 answer's message: a huge bad body is never echoed whole
+
+
+def _cut(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters not shown)"
+
+
+def bad_request(message: str) -> Any:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error_code": "BAD_REQUEST", "message": _cut(message)}, status_code=400)
+
+
+def check_json_body(data: bytes, content_type: str) -> str | None:
+    """What is wrong with a JSON scoring request (None: nothing found; other content types and
+    shapes are left to MLflow's handler): not JSON, or a record whose query or title is not a
+    string, or whose brand or category is neither a string nor null (the signature says string;
+    MLflow would score `12345` or a list as text)."""
+    from incremental.model import INPUT_COLUMNS, REQUIRED_COLUMNS
+
+    if "json" not in content_type.split(";")[0].lower():
+        return None
+    try:
+        payload = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        shown = data[:100].decode(errors="replace")
+        return f"the body is not valid JSON ({exc}); it begins {shown!r} ({len(data)} bytes)"
+    if not isinstance(payload, dict):
+        return None
+    records: list[Any] = []
+    if isinstance(payload.get("dataframe_records"), list):
+        records = payload["dataframe_records"]
+    elif isinstance(payload.get("dataframe_split"), dict):
+        split = payload["dataframe_split"]
+        columns, rows = split.get("columns"), split.get("data")
+        if isinstance(columns, list) and isinstance(rows, list):
+            records = [dict(zip(columns, row, strict=False)) if isinstance(row, list) else row for row in rows]
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            return f"record {i}: an object with {', '.join(INPUT_COLUMNS)} expected, found {type(record).__name__}"
+        for column in INPUT_COLUMNS:
+            value = record.get(column)
+            if column in REQUIRED_COLUMNS and column not in record:
+                continue  # MLflow names missing columns itself
+            if not isinstance(value, str) and not (value is None and column not in REQUIRED_COLUMNS):
+                return (f"record {i}: {column!r} must be a string{'' if column in REQUIRED_COLUMNS else ' or null'}, "
+                        f"found {json.dumps(value)[:80]}")
+    return None
 
 
 def _shown(exc: BaseException) -> str:
@@ -180,19 +240,60 @@ def _poll(holder: ChampionHolder, every: float) -> None:
             log.error("polling the champion failed: %s", _shown(exc))
 
 
+def check_port(port: int) -> int:
+    """A TCP port to listen on: 1..65535 (0 would be a random port nobody can reach)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ServingError(f"port {port!r} is not a TCP port: use 1..65535", retryable=False)
+    return port
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail before loading a model when the address cannot be bound (in use, not ours)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServingError(f"cannot listen on {host}:{port}: {exc.strerror}", retryable=False) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServingError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 0) -> None:
-    """Load the champion (if there is one yet) and serve until stopped."""
+    """Load the champion (if there is one yet) and serve until stopped (SIGINT or SIGTERM); the
+    downloaded model is removed however it ends (a stop, a failure to bind, a failed load)."""
+    import signal
+    import sys
+
     import uvicorn
 
+    check_port(port)
+    _check_can_listen(host, port)
+    if threading.current_thread() is threading.main_thread():
+        # a SIGTERM while the model loads ends the process through `finally` (uvicorn handles it later)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     tracking.configure(settings)
     holder = ChampionHolder(settings)
-    result = holder.reload()
-    if result["version"] is None:
-        log.warning("%s has no champion yet: /invocations answers 503 until POST /reload finds one",
-                    settings.model_name)
-    if poll_seconds > 0:
-        threading.Thread(target=_poll, args=(holder, poll_seconds), daemon=True, name="champion-poll").start()
-    uvicorn.run(create_app(holder), host=host, port=port, log_level="info", workers=1)
+    try:
+        result = holder.reload()
+        if result["version"] is None:
+            log.warning("%s has no champion yet: /invocations answers 503 until POST /reload finds one",
+                        settings.model_name)
+        if poll_seconds > 0:
+            threading.Thread(target=_poll, args=(holder, poll_seconds), daemon=True, name="champion-poll").start()
+        try:
+            uvicorn.run(create_app(holder), host=host, port=port, log_level="info", workers=1)
+        except SystemExit as exc:  # uvicorn exits when it cannot start (the port taken since the check)
+            if exc.code in (0, None):
+                raise
+            raise ServingError(f"the server could not start on {host}:{port} (see the log above)") from None
+    finally:
+        holder.close()
 
 
 # --- the client side: what the deployment DAG runs ------------------------------------------

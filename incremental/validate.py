@@ -76,6 +76,7 @@ from incremental import lake as lk
 from incremental import lake_quarantine as lq
 from incremental import lakefs
 from incremental.config import ValidationSettings
+from incremental.errors import require_reason
 from incremental.lakefs import LakePath
 from incremental.validate_drift import drift_reference, is_drift, statistics_of, validated_history
 from incremental.validate_gx import GxRun, build_suite, for_gx, gx_check, gx_summary, run_gx
@@ -418,8 +419,7 @@ def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, 
     deleted. Rows that still fail are quarantined again, like any part's.
     """
     start = lk.parse_hour(start)
-    if not reason or len(reason.strip()) < 10:
-        raise ValidationError("readmit needs --reason: what was fixed (at least 10 characters; it is recorded)")
+    reason = require_reason(reason, "readmit (--reason: what was fixed)", ValidationError)
     with lk.hour_lock(lake, start):
         return _readmit_hour(lake, start, settings, reason)
 

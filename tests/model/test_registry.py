@@ -110,6 +110,6 @@ def test_overrides_need_reasons(settings: Settings) -> None:
     with pytest.raises(registry.RegistryError, match="needs a reason"):
         registry.promote(settings, "1", reason=" ")
     with pytest.raises(registry.RegistryError, match="no earlier champion"):
-        registry.rollback(settings, reason="x")
+        registry.rollback(settings, reason="x" * 10)
     with pytest.raises(registry.RegistryError, match="no version 9"):
-        registry.promote(settings, "9", reason="x")
+        registry.promote(settings, "9", reason="x" * 10)
