@@ -57,6 +57,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -231,6 +233,18 @@ def save_state(settings: Settings, state: DriftState) -> None:
     lake.atomic_write_json(drift_dir(settings) / "state.json", state.to_dict())
 
 
+@contextmanager
+def changing_state(settings: Settings) -> Iterator[DriftState]:
+    """The drift state, read and written back under the lake's `drift` lock: the way it changes.
+    Monitor (the episode moves on an hour), register (a candidate of an episode was decided) and
+    the catch-up run on different workers; a read-modify-write without the lock lost the other's
+    change when two met."""
+    with lake_lock.lock(settings.lake, "drift"):
+        state = load_state(settings)
+        yield state
+        save_state(settings, state)
+
+
 def declare(state: DriftState, assessment: Assessment, champion: str | None = None) -> None:
     state.mode, state.declared_at, state.stale_champion = ADAPT, assessment.hour, champion
     state.changed_slices, state.stable_slices = assessment.changed_slices, assessment.stable_slices
@@ -282,9 +296,15 @@ def hours_in_episode(state: DriftState, hour: datetime) -> float:
     return (hour - lake.parse_hour(state.declared_at)).total_seconds() / 3600
 
 
-def observe(settings: Settings, state: DriftState, assessment: Assessment, hour: datetime,
-            champion: str | None = None) -> dict[str, Any]:
-    """Move the episode on by one hour's assessment (declare, recover, page), save it, and say what holds now."""
+def observe(settings: Settings, assessment: Assessment, hour: datetime, champion: str | None = None) -> dict[str, Any]:
+    """Move the episode on by one hour's assessment (declare, recover, page), saved under the lock,
+    and say what holds now."""
+    with changing_state(settings) as state:
+        return _moved_on(settings, state, assessment, hour, champion)
+
+
+def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hour: datetime,
+              champion: str | None) -> dict[str, Any]:
     state.last = assessment.to_dict()
     declared_now = ended_now = False
     if state.mode == NORMAL and assessment.changed:
@@ -309,7 +329,6 @@ def observe(settings: Settings, state: DriftState, assessment: Assessment, hour:
             alert(settings, "page", f"drift declared at {state.declared_at}: no candidate has passed the gate in "
                   f"{waited:.0f}h; the champion is stale, a person must look", hour=assessment.hour,
                   evidence=state.evidence)
-    save_state(settings, state)
     return {"mode": state.mode, "declared_now": declared_now, "ended_now": ended_now,
             "declared_at": state.declared_at, "anomalous": assessment.evidence() if assessment.anomalous else [],
             "changed_slices": state.changed_slices, "assessment": assessment.to_dict()}
@@ -334,8 +353,15 @@ def after_decision(settings: Settings, hour: datetime, version: str | None, deci
     start of the next adapt update, which lost as much). `improved`: its fresh holdout says
     significantly better than the champion; after a promotion, `settle_hours` hourly candidates
     in a row that are not end the episode (settled)."""
-    state = load_state(settings)
-    if state.mode != ADAPT or version is None:
+    if version is None or load_state(settings).mode != ADAPT:
+        return
+    with changing_state(settings) as state:
+        _decided(settings, state, hour, version, decision, kind, improved, forgot)
+
+
+def _decided(settings: Settings, state: DriftState, hour: datetime, version: str, decision: str, kind: str,
+             improved: bool, forgot: bool) -> None:
+    if state.mode != ADAPT:  # the episode ended while this candidate was judged
         return
     approved = decision == "approved"
     if approved:
@@ -354,7 +380,6 @@ def after_decision(settings: Settings, hour: datetime, version: str | None, deci
             alert(settings, "alert", f"drift episode declared at {declared} ended at {lake.iso_hour(hour)}: "
                   f"{settings.drift.settle_hours} adapt candidates in a row were no better than the champion "
                   "(settled); back to normal updates", hour=lake.iso_hour(hour))
-    save_state(settings, state)
 
 
 def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[str, Any]:

@@ -109,7 +109,7 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
     if dry_run:
         return {"hour": lake.iso_hour(start), "champion_version": version, "mode": state.mode, "dry_run": True,
                 "assessment": assessment.to_dict()}
-    observed = drift.observe(settings, state, assessment, start, champion=version)
+    observed = drift.observe(settings, assessment, start, champion=version)
     if observed["declared_now"]:
         observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {lake.iso_hour(start)}: "
                                          + "; ".join(observed["assessment"]["evidence"])[:500],

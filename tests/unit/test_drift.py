@@ -100,7 +100,7 @@ def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> No
     state = drift.load_state(s)
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38]
     recs = records([0.8] * 7, toys)
-    out = drift.observe(s, state, drift.assess(recs, hour(6), S), hour(6), champion="4")
+    out = drift.observe(s, drift.assess(recs, hour(6), S), hour(6), champion="4")
     assert out["declared_now"] and out["mode"] == "adapt" and out["changed_slices"] == ["toys"]
     state = drift.load_state(s)
     assert state.catch_up == "pending" and state.declared_at == f"{hour(6):%Y-%m-%dT%H:%MZ}"
@@ -112,7 +112,7 @@ def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> No
     assert drift.load_state(s).shadow_version is None  # ... unless it broke what still holds: the champion again
     drift.after_decision(s, hour(6), "5", "rejected", "hourly")
     recs = records([0.8] * 9, [*toys, 0.36, 0.37])
-    drift.observe(s, drift.load_state(s), drift.assess(recs, hour(8), S), hour(8))
+    drift.observe(s, drift.assess(recs, hour(8), S), hour(8))
     levels = [line for line in (drift.drift_dir(s) / "alerts.jsonl").read_text().splitlines()]
     assert len(levels) == 2 and '"level": "page"' in levels[1]
     drift.after_decision(s, hour(8), "7", "approved", "catch_up")
@@ -124,7 +124,7 @@ def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> No
 def adapted(s, toys: list[float]):  # noqa: ANN001, ANN201 - the settings fixture; the state
     """An episode declared at 06:00 (toys fell from 04:00) with version 7 promoted at 07:00."""
     recs = records([0.8] * len(toys), toys)
-    drift.observe(s, drift.load_state(s), drift.assess(recs[:7], hour(6), S), hour(6), champion="4")
+    drift.observe(s, drift.assess(recs[:7], hour(6), S), hour(6), champion="4")
     drift.after_decision(s, hour(7), "7", "approved", "hourly", improved=True)
     return recs
 
@@ -132,9 +132,9 @@ def adapted(s, toys: list[float]):  # noqa: ANN001, ANN201 - the settings fixtur
 def test_an_episode_ends_when_the_champion_recovers(settings) -> None:  # noqa: ANN001 - conftest
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38, 0.50, 0.74]
     recs = adapted(settings, toys)
-    out = drift.observe(settings, drift.load_state(settings), drift.assess(recs[:8], hour(7), S), hour(7), "7")
+    out = drift.observe(settings, drift.assess(recs[:8], hour(7), S), hour(7), "7")
     assert out["mode"] == "adapt" and not out["ended_now"]  # 0.50: still anomalous against 0.745
-    out = drift.observe(settings, drift.load_state(settings), drift.assess(recs, hour(8), S), hour(8), "7")
+    out = drift.observe(settings, drift.assess(recs, hour(8), S), hour(8), "7")
     assert out["ended_now"] and out["mode"] == "normal"
     state = drift.load_state(settings)
     episode = state.episodes[0]
@@ -165,7 +165,7 @@ def test_a_drift_of_the_whole_traffic_leaves_out_all_but_the_stable_categories(s
     recs = records(overall, [0.75, 0.74, 0.77, 0.73, 0.74, 0.75, 0.74])
     for r in recs:
         r["per_category"]["books"] = {"rows": 20, "auc": 0.3}
-    out = drift.observe(settings, drift.load_state(settings), drift.assess(recs, hour(6), S), hour(6), champion="4")
+    out = drift.observe(settings, drift.assess(recs, hour(6), S), hour(6), champion="4")
     assert out["declared_now"] and out["changed_slices"] == []
     state = drift.load_state(settings)
     assert state.stable_slices == ["toys"]
@@ -182,10 +182,10 @@ def test_a_drift_of_the_whole_traffic_leaves_out_all_but_the_stable_categories(s
 def test_without_a_promotion_an_episode_neither_recovers_nor_settles(settings) -> None:  # noqa: ANN001
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38, 0.74]
     recs = records([0.8] * len(toys), toys)
-    drift.observe(settings, drift.load_state(settings), drift.assess(recs[:7], hour(6), S), hour(6), champion="4")
+    drift.observe(settings, drift.assess(recs[:7], hour(6), S), hour(6), champion="4")
     for h in (7, 8, 9, 10):
         drift.after_decision(settings, hour(h), str(h), "rejected", "hourly")
-    out = drift.observe(settings, drift.load_state(settings), drift.assess(recs, hour(7), S), hour(7), "4")
+    out = drift.observe(settings, drift.assess(recs, hour(7), S), hour(7), "4")
     assert out["mode"] == "adapt" and not drift.load_state(settings).episodes
 
 
@@ -251,3 +251,19 @@ def test_a_category_the_champion_never_learned_is_not_called_stable() -> None:
     assert a.changed == ["overall"] and a.stable_slices == ["books"]
     (toys,) = [v for v in a.verdicts if v.series == "toys" and not v.pooled]
     assert not toys.anomalous and not toys.informative and toys.line().endswith("-> ok")
+
+
+def test_two_writers_of_the_drift_state_never_lose_each_others_change(settings) -> None:  # noqa: ANN001 - conftest
+    """Register (a candidate decided) and monitor (the episode moves on) change the one state on
+    different workers: each is a read-modify-write under the lake's drift lock, so neither is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    recs = records([0.8] * 7, [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38])
+    drift.observe(settings, drift.assess(recs, hour(6), S), hour(6), champion="4")  # adapt mode
+
+    def decided(k: int) -> None:
+        drift.after_decision(settings, hour(7), str(10 + k), "approved", "hourly", improved=True)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(decided, range(16)))
+    assert sorted(drift.load_state(settings).promoted) == sorted(str(10 + k) for k in range(16))
