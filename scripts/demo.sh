@@ -49,7 +49,7 @@ step "history for the first champion: extract and validate 00:00-06:00"
 incremental extract --start ${DAY}T00:00 --end ${DAY}T06:00
 incremental validate --start ${DAY}T00:00 --end ${DAY}T06:00 | grep -v '^  note'
 
-step "bootstrap the first champion from $INCREMENTAL_BASE_MODEL (judged by value thresholds only)"
+step "bootstrap the first champion from $INCREMENTAL_BASE_MODEL (no champion yet: judged by value floors and against BM25 on its own hours)"
 incremental bootstrap --start ${DAY}T00:00 --end ${DAY}T06:00 --anchor-size 3000
 incremental benchmark show | sed -n 1,8p  # sed reads it all: head exits early, and pipefail fails on the broken pipe
 
