@@ -99,7 +99,7 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
         if dry_run:
             recs = [*recs, record]
         else:
-            drift.append_record(settings, record)
+            drift.record_once(settings, record)  # another run of the hour may have scored it meanwhile
             recs = drift.records(settings)
     elif scored[0]["champion_version"] != version:
         log.info("hour %s was scored by version %s when it arrived: kept (test, then train), not scored again by %s",
