@@ -264,6 +264,9 @@ def _check_can_listen(host: str, port: int) -> None:
             raise ServingError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+STOPPED_BY_SIGTERM = 128 + 15  # the exit status of a server stopped by SIGTERM
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 0) -> None:
     """Load the champion (if there is one yet) and serve until stopped (SIGINT or SIGTERM); the
     downloaded model is removed however it ends (a stop, a failure to bind, a failed load)."""
@@ -276,7 +279,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_se
     _check_can_listen(host, port)
     if threading.current_thread() is threading.main_thread():
         # a SIGTERM while the model loads ends the process through `finally` (uvicorn handles it later)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        # (after a graceful shutdown uvicorn raises the SIGTERM it caught again: this handler
+        # then ends the process with 143, which is a stop, not a failure to start)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(STOPPED_BY_SIGTERM))
     tracking.configure(settings)
     holder = ChampionHolder(settings)
     try:
@@ -289,7 +294,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_se
         try:
             uvicorn.run(create_app(holder), host=host, port=port, log_level="info", workers=1)
         except SystemExit as exc:  # uvicorn exits when it cannot start (the port taken since the check)
-            if exc.code in (0, None):
+            if exc.code in (0, None, STOPPED_BY_SIGTERM):
                 raise
             raise ServingError(f"the server could not start on {host}:{port} (see the log above)") from None
     finally:
