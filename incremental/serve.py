@@ -212,6 +212,12 @@ def check_json_body(data: bytes, content_type: str) -> str | None:
         columns, rows = split.get("columns"), split.get("data")
         if isinstance(columns, list) and isinstance(rows, list):
             records = [dict(zip(columns, row, strict=False)) if isinstance(row, list) else row for row in rows]
+    else:  # MLflow's other JSON shapes: `inputs` or `instances`, as records or as columns
+        given = payload.get("inputs", payload.get("instances"))
+        if isinstance(given, list) and all(isinstance(row, dict) for row in given):
+            records = given
+        elif isinstance(given, dict) and all(isinstance(v, list) for v in given.values()):
+            records = [dict(zip(given, row, strict=False)) for row in zip(*given.values(), strict=False)]
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             return f"record {i}: an object with {', '.join(INPUT_COLUMNS)} expected, found {type(record).__name__}"

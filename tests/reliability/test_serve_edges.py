@@ -57,7 +57,9 @@ def test_a_good_request_is_scored(client) -> None:
 ])
 def test_a_value_that_is_not_a_string_is_400(client, column: str, value: object) -> None:
     for body in ({"dataframe_records": [GOOD, {**GOOD, column: value}]},
-                 {"dataframe_split": {"columns": list(GOOD), "data": [list({**GOOD, column: value}.values())]}}):
+                 {"dataframe_split": {"columns": list(GOOD), "data": [list({**GOOD, column: value}.values())]}},
+                 {"inputs": [GOOD, {**GOOD, column: value}]}, {"instances": [{**GOOD, column: value}]},
+                 {"inputs": {k: [v, value if k == column else v] for k, v in GOOD.items()}}):
         answer = client.post("/invocations", json=body)
         assert answer.status_code == 400, answer.text
         assert column in answer.json()["message"] and "must be a string" in answer.json()["message"]
