@@ -128,26 +128,40 @@ _LINE_CHECKS = {"prequential.jsonl": check_record}
 
 
 def records(settings: Settings) -> list[dict[str, Any]]:
-    """Every record, oldest hour first (the last line for an (hour, version, source) wins). Each
-    line is checked (`check_record`): a damaged one is named (file and line), never skipped."""
+    """Every record, oldest hour first and, within an hour, in the order first written (the last
+    line for an (hour, version, source) wins). Each line is checked (`check_record`): a damaged
+    one is named (file and line), never skipped."""
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in lake.read_jsonl(drift_dir(settings) / "prequential.jsonl", check_record):
         found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = r
-    return [found[k] for k in sorted(found)]
+    # not sorted by version: "10" < "9", and the first written is the champion served on arrival
+    return sorted(found.values(), key=lambda r: r["hour"])
 
 
 def usable(recs: list[dict[str, Any]], since: str | None) -> list[dict[str, Any]]:
     """The series the rule reads: prequential records from `since` on, whichever champion was
-    served then (one per hour: the last written)."""
+    served then (one per hour: the first written, by the champion served when the hour arrived;
+    a later line for the hour, from an older home or a race, is by a champion that may have
+    trained on it)."""
     by_hour: dict[str, dict[str, Any]] = {}
     for r in recs:
         if r.get("source", PREQUENTIAL) == PREQUENTIAL and (since is None or r["hour"] >= since):
-            by_hour[r["hour"]] = r
+            by_hour.setdefault(r["hour"], r)
     return [by_hour[h] for h in sorted(by_hour)]
 
 
 def append_record(settings: Settings, record: dict[str, Any]) -> None:
     _append_line(settings, "prequential.jsonl", record)
+
+
+def record_once(settings: Settings, record: dict[str, Any]) -> bool:
+    """Append a prequential record unless its hour has one already, checked under the drift lock
+    (two runs of one hour score it at once: the first to write keeps it). True when written."""
+    with lake_lock.lock(settings.lake, "drift"):
+        if any(r["hour"] == record["hour"] and r.get("source", PREQUENTIAL) == PREQUENTIAL for r in records(settings)):
+            return False
+        append_record(settings, record)
+        return True
 
 
 def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = "prequential") -> dict[str, Any]:

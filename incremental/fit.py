@@ -124,14 +124,11 @@ def click_loss(logits: torch.Tensor, clicks: torch.Tensor, examination: torch.Te
     if bool((examination >= 1).all()):  # no correction: the exact, stable BCE
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, clicks)
     log_click = torch.nn.functional.logsigmoid(logits) + torch.log(examination)
-    log_no_click = _log1mexp(log_click)
+    # log(1 - e sigmoid(z)) = log(1 + (1 - e) exp(z)) - softplus(z): exact at e = 1 (plain BCE's
+    # log sigmoid(-z)) and for any logit; no clamp, so a confident wrong logit keeps its gradient
+    log_no_click = (torch.logaddexp(torch.zeros_like(logits), logits + torch.log1p(-examination))
+                    - torch.nn.functional.softplus(logits))
     return -(clicks * log_click + (1 - clicks) * log_no_click).mean()
-
-
-def _log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(x)) for x <= 0, accurate at both ends (Maechler 2012)."""
-    x = x.clamp(max=-1e-7)
-    return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 def stopping_eval(model: torch.nn.Module, data: FitData, autocast: bool) -> dict[str, float]:

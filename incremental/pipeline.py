@@ -94,12 +94,18 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
     recs = drift.records(settings)
     scored = [r for r in recs if lake.parse_hour(r["hour"]) == start and r.get("source", drift.PREQUENTIAL)
               == drift.PREQUENTIAL]
-    if not scored:
+    trained_until = _trained_until(settings, version) if not scored else None
+    if not scored and trained_until is not None and start < trained_until:
+        # never scored on arrival (a backfill of older hours, a window before the first champion):
+        # this champion (or an ancestor, or its replay) may have trained on it; no record
+        log.warning("hour %s is not scored: champion version %s trained on hours up to %s (train-on-test)",
+                    lake.iso_hour(start), version, lake.iso_hour(trained_until))
+    elif not scored:
         record = _record(settings, version, start)
         if dry_run:
             recs = [*recs, record]
         else:
-            drift.append_record(settings, record)
+            drift.record_once(settings, record)  # another run of the hour may have scored it meanwhile
             recs = drift.records(settings)
     elif scored[0]["champion_version"] != version:
         log.info("hour %s was scored by version %s when it arrived: kept (test, then train), not scored again by %s",
@@ -115,6 +121,17 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
                                          + "; ".join(observed["assessment"]["evidence"])[:500],
                                          stable=observed["assessment"]["stable_slices"])
     return {"hour": lake.iso_hour(start), "champion_version": version, **observed}
+
+
+def _trained_until(settings: Settings, version: str) -> datetime | None:
+    """The end of the interval version `version` trained on (its `interval` tag): every hour
+    before it may be in its training rows, its ancestors' or its replay. None when not recorded."""
+    mv = tracking.configure(settings).get_model_version(settings.model_name, str(version))
+    interval = (mv.tags or {}).get("interval", "")
+    try:
+        return lake.parse_hour(interval.split("/")[1])
+    except (IndexError, ValueError, TypeError):
+        return None
 
 
 def _record(settings: Settings, version: str, hour: datetime) -> dict[str, Any]:

@@ -212,6 +212,12 @@ def check_json_body(data: bytes, content_type: str) -> str | None:
         columns, rows = split.get("columns"), split.get("data")
         if isinstance(columns, list) and isinstance(rows, list):
             records = [dict(zip(columns, row, strict=False)) if isinstance(row, list) else row for row in rows]
+    else:  # MLflow's other JSON shapes: `inputs` or `instances`, as records or as columns
+        given = payload.get("inputs", payload.get("instances"))
+        if isinstance(given, list) and all(isinstance(row, dict) for row in given):
+            records = given
+        elif isinstance(given, dict) and all(isinstance(v, list) for v in given.values()):
+            records = [dict(zip(given, row, strict=False)) for row in zip(*given.values(), strict=False)]
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             return f"record {i}: an object with {', '.join(INPUT_COLUMNS)} expected, found {type(record).__name__}"
@@ -264,6 +270,9 @@ def _check_can_listen(host: str, port: int) -> None:
             raise ServingError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+STOPPED_BY_SIGTERM = 128 + 15  # the exit status of a server stopped by SIGTERM
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 0) -> None:
     """Load the champion (if there is one yet) and serve until stopped (SIGINT or SIGTERM); the
     downloaded model is removed however it ends (a stop, a failure to bind, a failed load)."""
@@ -276,7 +285,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_se
     _check_can_listen(host, port)
     if threading.current_thread() is threading.main_thread():
         # a SIGTERM while the model loads ends the process through `finally` (uvicorn handles it later)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        # (after a graceful shutdown uvicorn raises the SIGTERM it caught again: this handler
+        # then ends the process with 143, which is a stop, not a failure to start)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(STOPPED_BY_SIGTERM))
     tracking.configure(settings)
     holder = ChampionHolder(settings)
     try:
@@ -289,7 +300,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_se
         try:
             uvicorn.run(create_app(holder), host=host, port=port, log_level="info", workers=1)
         except SystemExit as exc:  # uvicorn exits when it cannot start (the port taken since the check)
-            if exc.code in (0, None):
+            if exc.code in (0, None, STOPPED_BY_SIGTERM):
                 raise
             raise ServingError(f"the server could not start on {host}:{port} (see the log above)") from None
     finally:

@@ -261,8 +261,13 @@ def version_model_dir(settings: Settings, version: str) -> Path:
     try:
         found = download_model_dir(f"models:/{settings.model_name}/{version}", staging)
         (found / IDENTITY_FILE).write_text(json.dumps({"identity": identity, "sha256": _digest(found)}, sort_keys=True))
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(found, cache)  # whole directory at once: a concurrent reader never sees half
+        if cache.exists() and not _cached(cache, identity):
+            shutil.rmtree(cache, ignore_errors=True)  # a damaged copy (never a complete one another process reads)
+        try:
+            os.replace(found, cache)  # whole directory at once: a concurrent reader never sees half
+        except OSError:
+            if not _cached(cache, identity):  # not another process's complete copy: a real error
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return cache

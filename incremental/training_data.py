@@ -133,5 +133,7 @@ def training_set(settings: Settings, starts: list[datetime], kind: str, stale: t
         identity["stale"] = [rule.to_dict() for rule in stale]
     if holdout_from is not None:
         identity["holdout_from"] = holdout_from.isoformat()
+    if t.position_bias != "none":  # the curve is fitted on hours outside `starts` too: part of what trains
+        identity["examination"] = examination.to_dict()
     lineage["data_hash"] = data_hash = digest(identity)
     return TrainingSet(fresh, replayed, loaded.stopping, loaded.holdout, examination, lineage, data_hash)

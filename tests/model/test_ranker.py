@@ -198,3 +198,20 @@ def test_two_judges_of_one_candidate_at_once_both_read_a_complete_copy(bootstrap
         folders = set(pool.map(judge, range(4)))
     assert len(folders) == 1
     assert sorted(p.name for p in (tmp_path / "worker" / "candidates").iterdir()) == [f"run-{result.run_id}"]
+
+
+def test_the_examination_curve_is_part_of_the_data_identity(lake, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """With position_bias pbm the curve (fitted on `propensity_hours` up to the update's hour, most of
+    them outside its own hours) is part of what trains: another curve is another update, never a
+    resumed checkpoint or a reused run of the old one."""
+    from incremental import propensity, training_data
+
+    settings = make_settings(tmp_path / "home", lake).with_training(position_bias="pbm")
+    first = training_data.training_set(settings, [DRIFT_HOUR], "hourly").data_hash
+    flat = propensity.unbiased(1)
+    monkeypatch.setattr(training_data, "examination_curve", lambda *_: flat)
+    assert training_data.training_set(settings, [DRIFT_HOUR], "hourly").data_hash != first
+    # without the correction the identity is what it always was
+    plain = make_settings(tmp_path / "home", lake)
+    assert training_data.training_set(plain, [DRIFT_HOUR], "hourly").data_hash == \
+        training_data.training_set(plain.with_training(propensity_hours=3), [DRIFT_HOUR], "hourly").data_hash

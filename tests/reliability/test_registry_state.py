@@ -87,6 +87,25 @@ def test_a_changed_local_copy_is_downloaded_again(fresh_home: Path) -> None:
     assert out.stdout.strip().endswith("b'weights'"), out.stdout
 
 
+def test_a_second_download_never_removes_a_complete_copy(fresh_home: Path) -> None:
+    # two processes miss the cache at once (first use of a version): the one that finishes second
+    # keeps the first one's complete copy, which a scorer may be reading, instead of removing it
+    register(fresh_home, "weights")
+    code = ("import os; from incremental import tracking; from incremental.config import load_settings\n"
+            "s = load_settings(); d = tracking.version_model_dir(s, '1'); before = os.stat(d).st_ino\n"
+            "real, calls = tracking._cached, []\n"
+            "def once(cache, identity):\n"
+            "    calls.append(1)\n"
+            "    return False if len(calls) == 1 else real(cache, identity)\n"
+            "tracking._cached = once\n"
+            "again = tracking.version_model_dir(s, '1')\n"
+            "print(again == d, os.stat(again).st_ino == before, (again / 'config.json').is_file())")
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env(fresh_home), capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", "True", "True"], out.stdout
+
+
 @pytest.mark.parametrize("content", [b"", b"not a database at all\n" * 4], ids=["empty", "garbage"])
 def test_a_registry_file_that_is_not_a_database_is_refused(fresh_home: Path, content: bytes) -> None:
     fresh_home.mkdir(parents=True)

@@ -267,3 +267,18 @@ def test_two_writers_of_the_drift_state_never_lose_each_others_change(settings) 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(decided, range(16)))
     assert sorted(drift.load_state(settings).promoted) == sorted(str(10 + k) for k in range(16))
+
+
+def test_an_hour_keeps_the_record_of_the_champion_served_when_it_arrived(settings) -> None:  # noqa: ANN001 - conftest
+    # an older home (or two runs of one hour at once) may hold several lines for an hour: the rule
+    # reads the first written, never the one that sorts last as a string ("2" > "10" > "1")
+    first, *later = [drift.make_record(hour(0), v, {"rows": 100, "auc": a}) for v, a in
+                     [("9", 0.7), ("10", 0.99), ("2", 0.98)]]
+    for r in (first, *later):
+        drift.append_record(settings, r)
+    assert [r["champion_version"] for r in drift.records(settings)] == ["9", "10", "2"]
+    assert [r["champion_version"] for r in drift.usable(drift.records(settings), None)] == ["9"]
+    # recording an hour that is scored already writes nothing (checked under the drift lock)
+    assert not drift.record_once(settings, drift.make_record(hour(0), "11", {"rows": 100, "auc": 0.5}))
+    assert drift.record_once(settings, drift.make_record(hour(1), "11", {"rows": 100, "auc": 0.5}))
+    assert [r["champion_version"] for r in drift.records(settings)] == ["9", "10", "2", "11"]

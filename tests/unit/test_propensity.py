@@ -57,3 +57,16 @@ def test_click_loss_is_bce_without_correction_and_discounts_unexamined_negatives
     low = click_loss(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.2]))
     assert low < top
     assert unbiased(5).of(np.array([1, 7, 30])).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_click_loss_keeps_the_gradient_of_a_confident_wrong_logit() -> None:
+    # an unclicked row at a fully examined position (position 1: examination 1) in a batch with a
+    # correction: its loss and gradient are plain BCE's at any logit (a clamp made them 16.1 and 0 past ~16)
+    logits = torch.tensor([25.0, 0.0], dtype=torch.float64, requires_grad=True)
+    loss = click_loss(logits, torch.tensor([0.0, 1.0], dtype=torch.float64),
+                      torch.tensor([1.0, 0.5], dtype=torch.float64))
+    (grad,) = torch.autograd.grad(loss, logits)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(25.0, dtype=torch.float64),
+                                                               torch.tensor(0.0, dtype=torch.float64))
+    assert torch.isclose(2 * loss - torch.log(torch.tensor(4.0, dtype=torch.float64)), bce)  # row 2: -log(0.25)
+    assert torch.isclose(2 * grad[0], torch.sigmoid(torch.tensor(25.0, dtype=torch.float64)))

@@ -1,0 +1,25 @@
+"""monitor_step never scores an hour the champion may have trained on (test, then train)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from incremental import drift, pipeline, tracking
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_an_hour_inside_the_champions_training_interval_is_not_scored(settings, monkeypatch) -> None:  # noqa: ANN001
+    scored: list[datetime] = []
+    monkeypatch.setattr(tracking, "champion", lambda s: ("1", "models:/search-ranker/1"))
+    registry = SimpleNamespace(get_model_version=lambda name, v: SimpleNamespace(  # bootstrapped on 00-06
+        tags={"interval": "2026-01-01T00:00Z/2026-01-01T06:00Z"}))
+    monkeypatch.setattr(tracking, "configure", lambda s: registry)
+    monkeypatch.setattr(pipeline, "_record", lambda s, v, hour: scored.append(hour) or drift.make_record(
+        hour, v, {"rows": 100, "auc": 0.9}))
+    inside = pipeline.monitor_step(settings, T0.replace(hour=3))
+    assert scored == [] and drift.records(settings) == []  # v1 trained on 03:00: no train-on-test record
+    assert "no prequential record" in inside["assessment"]["note"]
+    pipeline.monitor_step(settings, T0.replace(hour=6))  # the first hour after its interval: scored
+    assert scored == [T0.replace(hour=6)] and [r["hour"] for r in drift.records(settings)] == ["2026-01-01T06:00Z"]
