@@ -76,8 +76,8 @@ def _anchor_sections(frame: pd.DataFrame, scores: np.ndarray, sha256: str, chang
 
 
 def lexical_floor(holdout: pd.DataFrame, candidate_scores: np.ndarray, settings: Settings) -> dict[str, Any]:
-    """The floor a first model is judged against: BM25 (`incremental.lexical`, no training, its
-    IDF fitted on the titles of the same hours) on the same holdout, and the paired interval of
+    """The floor a first model is judged against: BM25 (`incremental.lexical`, no training, no
+    clicks: its IDF fitted on the distinct titles of the holdout, rows of the same hours) on the same holdout, and the paired interval of
     candidate minus floor over sessions. A constant AUC floor tuned on one data set says nothing
     about another (on a real judgment set the human grades themselves reach click AUC 0.65)."""
     from incremental.lexical import LexicalScorer

@@ -16,11 +16,13 @@ relevance, not the old ranker's order.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+log = logging.getLogger(__name__)
 MAX_POSITION = 10  # positions past this share its examination (a page holds 10 results)
 
 
@@ -31,6 +33,7 @@ class Examination:
     probability: tuple[float, ...]
     rows: int  # rows the estimate was fitted on
     informative_rows: int  # rows of (query, product) pairs shown at more than one position
+    note: str = ""  # why the curve is flat when it is (too little to estimate from)
 
     def of(self, positions: np.ndarray) -> np.ndarray:
         """The examination probability of each row's (1-based) position."""
@@ -39,17 +42,25 @@ class Examination:
 
     def to_dict(self) -> dict[str, object]:
         return {"probability": [round(p, 6) for p in self.probability], "rows": self.rows,
-                "informative_rows": self.informative_rows}
+                "informative_rows": self.informative_rows, **({"note": self.note} if self.note else {})}
 
 
-def estimate(frame: pd.DataFrame, *, iterations: int = 200, floor: float = 0.02) -> Examination:
+MIN_INFORMATIVE_ROWS = 2000  # below this the EM's curve is mostly noise: no correction (a warning, in the lineage)
+
+
+def estimate(frame: pd.DataFrame, *, iterations: int = 200, floor: float = 0.02,
+             min_informative_rows: int = MIN_INFORMATIVE_ROWS) -> Examination:
     """Fit the PBM by EM on rows with `query`, `product_id`, `position` and `clicked`.
 
     E-step, for an unclicked row: P(examined | no click) = e (1 - r) / (1 - e r) and
     P(relevant | no click) = r (1 - e) / (1 - e r); a clicked row was both. M-step: e per position
     and r per pair are the means of those posteriors. The curve is scaled to 1 at position 1 and
     kept non-increasing and at least `floor` (a weight of 1/floor at most: rows at rarely examined
-    positions stay bounded).
+    positions stay bounded). With fewer than `min_informative_rows` rows of pairs shown at two or
+    more positions the curve is not estimated: no correction, and the `note` says why. Even above
+    it the estimate is biased toward 1 near the top when pairs have few rows each (2-4; a review
+    measured positions 2-4 at about 1.0 against 0.7-0.35), and on the simulator it put position 2 at
+    1.0 against 0.62: one reason `training.position_bias` defaults to `none`.
     """
     position = np.clip(frame["position"].to_numpy(dtype=np.int64), 1, MAX_POSITION) - 1
     clicked = frame["clicked"].to_numpy(dtype=np.float64)
@@ -73,7 +84,6 @@ def estimate(frame: pd.DataFrame, *, iterations: int = 200, floor: float = 0.02)
         p_exam = np.where(clicked > 0, 1.0, e * (1.0 - r) / denom)
         p_rel = np.where(clicked > 0, 1.0, r * (1.0 - e) / denom)
         exam = np.clip(np.bincount(position, weights=p_exam, minlength=MAX_POSITION) / pos_rows, 1e-6, 1.0)
-        # one pseudo-row at the prior: a pair of two rows cannot claim certainty either way
         rel = np.clip(np.bincount(pair, weights=p_rel, minlength=n_pairs) / pair_rows, 1e-6, 1 - 1e-6)
     for k in range(1, MAX_POSITION):  # a position no informative row was shown at: as the one above it
         if not seen[k]:
@@ -81,6 +91,11 @@ def estimate(frame: pd.DataFrame, *, iterations: int = 200, floor: float = 0.02)
     curve = exam / exam[0] if seen[0] else np.ones(MAX_POSITION)
     curve = np.clip(np.minimum.accumulate(curve), floor, 1.0)  # examination does not rise down the page
     informative = int(keep.sum())
+    if informative < min_informative_rows:
+        note = (f"not estimated: {informative} rows of pairs shown at two or more positions, fewer than "
+                f"{min_informative_rows}; trained without a position correction")
+        log.warning("examination curve %s", note)
+        return Examination(tuple([1.0] * MAX_POSITION), len(frame), informative, note)
     return Examination(tuple(float(x) for x in curve), len(frame), informative)
 
 

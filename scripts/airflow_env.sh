@@ -66,7 +66,14 @@ incremental_airflow_init() {
 # two when the services were already up; with nobody else writing it cannot.
 incremental_airflow_backfill() {
     local dag_id=$1 from=$2 to=$3 log="$AIRFLOW_HOME/backfill-create.log"
-    airflow dags reserialize > "$log" 2>&1 || { tail -n 40 "$log" >&2; airflow dags list-import-errors >&2; return 1; }
+    airflow dags reserialize > "$log" 2>&1 || { tail -n 40 "$log" >&2; return 1; }
+    # reserialize exits 0 even when a DAG file fails to import: ask, and stop on any
+    local errors
+    errors=$(airflow dags list-import-errors -o json 2>/dev/null | tail -n 1)
+    if [[ "$errors" != "[]" ]]; then
+        echo "the DAG files do not import: $errors" >&2
+        return 1
+    fi
     airflow dags unpause "$dag_id" >> "$log" 2>&1 || { tail -n 40 "$log" >&2; return 1; }
     airflow backfill create --dag-id "$dag_id" --from-date "$from" --to-date "$to" --max-active-runs 1 >> "$log" 2>&1 \
         || { tail -n 40 "$log" >&2; return 1; }

@@ -58,8 +58,8 @@ def main() -> None:
     after = lake.parse_hour(args.bootstrap_end)
     window = frame[frame["hour"] < pd.Timestamp(after)]
     floor = LexicalScorer.fit(window["title"].drop_duplicates())
-    versions = [row for row in registry.history(settings) if row.get("decision") == "approved" or row.get("champion")]
-    first = next((str(r["version"]) for r in versions), None)
+    # the first version that served (approved, or promoted by a person), and the one serving now
+    first = next((str(r["version"]) for r in registry.history(settings) if r.get("champion_periods")), None)
     last = tracking.champion(settings)
     models = {f"first champion v{first}": first} if first else {}
     if last and last[0] != first:

@@ -38,12 +38,16 @@ def test_no_bias_gives_a_flat_curve() -> None:
     assert min(found.probability) > 0.85, found.probability
 
 
-def test_pairs_seen_once_say_nothing() -> None:
-    logs = _pbm_logs(np.arange(1, 11) ** -0.7, rows=500, pairs=500_000)  # nearly every pair once
+def test_pairs_seen_once_say_nothing_and_too_little_means_no_correction() -> None:
+    logs = _pbm_logs(np.arange(1, 11) ** -0.7, rows=5_000, pairs=5_000_000)  # nearly every pair once
     found = estimate(logs)
     assert found.informative_rows < 0.05 * found.rows
-    assert found.probability == tuple(sorted(found.probability, reverse=True))  # non-increasing, bounded below
-    assert min(found.probability) >= 0.02
+    assert found.probability == (1.0,) * 10 and "not estimated" in found.note  # flat, and it says why
+    assert "note" in found.to_dict()
+    # below the minimum, forced: still non-increasing and bounded below (weights at most 1 / 0.02)
+    forced = estimate(logs, min_informative_rows=0)
+    assert forced.probability == tuple(sorted(forced.probability, reverse=True))
+    assert min(forced.probability) >= 0.02
 
 
 def test_click_loss_is_bce_without_correction_and_discounts_unexamined_negatives() -> None:
