@@ -55,6 +55,8 @@ def commands(tmp_path_factory: pytest.TempPathFactory) -> tuple[Env, dict[str, s
                                         "--reason 'e2e: the commands test'")
     done["benchmark show"] = run(env, "benchmark show")
     done["bootstrap"] = run(env, f"bootstrap --start {BOOTSTRAP[0]} --end {BOOTSTRAP[1]}")
+    # the tiny random model loses to BM25 on its own hours: a person makes it the first champion
+    done["promote"] = run(env, "promote --version 1 --reason 'e2e: the tiny bootstrap is the first champion'")
     return env, done
 
 
@@ -70,8 +72,11 @@ def test_data_commands_and_the_first_champion(commands: tuple[Env, dict[str, str
     frozen = json.loads(done["benchmark freeze"])
     assert frozen["rows"] > 0 and len(frozen["sha256"]) == 64 and frozen["baseline_version"] is None, frozen
     assert f"anchor {frozen['sha256']}" in done["benchmark show"], done["benchmark show"]
-    # the permissive gate: the first model passes its value checks and becomes the champion
-    assert f"{BOOTSTRAP[0]}Z  APPROVED  version 1  champion 1" in done["bootstrap"], done["bootstrap"]
+    # the permissive gate passes its value checks, but the first model is also judged against BM25
+    # fitted on its own hours, which the tiny random model always loses to: rejected, then promoted
+    assert f"{BOOTSTRAP[0]}Z  REJECTED  version 1  champion None" in done["bootstrap"], done["bootstrap"]
+    assert "holdout_vs_lexical_floor: " in done["bootstrap"] and "worse than the floor" in done["bootstrap"]
+    assert json.loads(done["promote"])["champion"] == "1", done["promote"]
 
 
 def test_train_prints_the_run_and_the_candidate(commands: tuple[Env, dict[str, str]]) -> None:
