@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -224,3 +225,28 @@ def test_an_airflow_task_failing_on_mlflow_logs_no_password(caplog: pytest.LogCa
     assert "API request to" in caplog.text
     common.log.removeHandler(caplog.handler)
     assert not _leaks("".join(traceback.format_exception(raised.value)) + caplog.text)
+
+
+def test_serve_reload_fails_fast_while_the_registry_is_down(home: Path, dying_mlflow: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A /reload while the registry answers nothing useful: a 500 within seconds (it took 246 s with
+    MLflow's default retries), and the replica keeps serving what it had (issue 20, defect 3)."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from incremental.config import load_settings
+    from incremental.serve import REGISTRY_RETRIES, ChampionHolder, bounded_registry_calls, create_app
+
+    monkeypatch.setenv("INCREMENTAL_MLFLOW_URI", dying_mlflow)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    bounded_registry_calls()  # what `incremental serve` does first
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == str(REGISTRY_RETRIES)
+    with TestClient(create_app(ChampionHolder(load_settings()))) as client:
+        began = time.monotonic()
+        answer = client.post("/reload")
+        took = time.monotonic() - began
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    assert answer.status_code == 500 and took < 60, (answer.status_code, took)
