@@ -109,6 +109,7 @@ def run_case(name: str, preset: str, rate: int) -> dict:
         arms["bce" if bias == "none" else "pbm"] = judged(scored, scores, oracle["click_auc"])
         training["bce" if bias == "none" else "pbm"] = info
         print(name, bias, arms["bce" if bias == "none" else "pbm"], flush=True)
+    print(name, "oracle", arms["oracle"], "lexical", arms["lexical"], flush=True)
     return {"seed": seed, "scenario": scenario, "train_hours": f"00:00-{train_hours:02d}:00",
             "scored_hours": f"{train_hours:02d}:00-{train_hours + scored_hours:02d}:00", "rows_scored": len(scored),
             "arms": arms, "training": training}
@@ -122,9 +123,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("incremental.progress").setLevel(logging.INFO)  # steps, rate, time left
-    cases = {name: run_case(name, args.preset, args.rate) for name in args.cases.split(",")}
-    record("truth", {"preset": args.preset, "rate": args.rate, "cases": cases},
-           packages=("torch", "transformers"))
+    cases: dict[str, dict] = {}
+    for name in args.cases.split(","):  # recorded after each case: a run stopped early keeps what it measured
+        cases[name] = run_case(name, args.preset, args.rate)
+        record("truth", {"preset": args.preset, "rate": args.rate, "cases": cases},
+               packages=("torch", "transformers"))
 
 
 if __name__ == "__main__":
