@@ -204,6 +204,8 @@ def tokenize(
     tokenizer: PreTrainedTokenizerBase, queries: Sequence[str], texts: Sequence[str], max_length: int
 ) -> dict[str, list[list[int]]]:
     """Tokenise pairs once, unpadded (padding happens per batch, to the batch's longest)."""
+    if not len(queries):  # e.g. an hour whose sessions fell none in the early-stopping split
+        return {"input_ids": [], "token_type_ids": []}
     encoded = tokenizer(
         list(queries), list(texts), truncation="longest_first", max_length=max_length, padding=False
     )

@@ -34,6 +34,10 @@ training:
   eval_every: 30
   checkpoint_every: 30
   max_length: 48
+  # every step trains (no early-stopping sessions): with them, the 150-step first model stopped at
+  # holdout AUC 0.53, too weak for a poisoned hour to show in its prequential record. This test is
+  # about the gate's forgetting and hold checks, not early stopping (tests/model covers that)
+  early_stopping_fraction: 0.0
 """
 POISON_SQL = """
 UPDATE search_impressions AS s SET clicked = mirrored.clicked
