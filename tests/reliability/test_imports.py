@@ -9,24 +9,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from judgment_imports import COLS, FIXTURE, T0, H, import_fixture  # noqa: F401 - shared
 
 from incremental.judgments import JudgmentsError, import_judgments
 from incremental.warehouse import Warehouse
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "judgments_small.csv"
-T0 = datetime(2024, 5, 1, tzinfo=UTC)
-H = timedelta(hours=1)
-COLS = {"query_col": "search", "title_col": "product_name", "grade_col": "score"}
-
-
-def _import(warehouse: Warehouse, path: Path = FIXTURE, **overrides) -> dict:
-    kwargs = {**COLS, "encoding": "latin-1", "start": T0, "rate": 10, "seed": 0, **overrides}
-    return import_judgments(warehouse, path, **kwargs)
+_import = import_fixture
 
 
 def _event_ids(warehouse: Warehouse) -> pd.Series:
