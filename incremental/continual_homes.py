@@ -96,5 +96,6 @@ def write_configs(plan: Plan, arms: dict[str, Arm]) -> dict[str, Any]:
     common = {"training": plan.training} if plan.training else {}
     out = {"data": write_arm_config(base, configs / "data.yaml", common)}
     for name in plan.arms:
-        out[name] = write_arm_config(base, configs / f"{name}.yaml", common, arms[name].config)
+        reference = {"training": plan.reference_training} if arms[name].learns == "retrain" and plan.reference_training else {}
+        out[name] = write_arm_config(base, configs / f"{name}.yaml", common, arms[name].config, reference)
     return out

@@ -66,6 +66,8 @@ class Preset:
     training: dict[str, Any]  # applied to every arm (step counts that make the preset affordable)
     description: str
     probe_hours: int = 8  # pre-drift hours of the forgetting probe (`incremental.continual_probe`)
+    # over `training`, for the full_retrain arm only: the reference trains until early stopping ends it
+    reference_training: dict[str, Any] = field(default_factory=dict)
 
 
 PRESETS: dict[str, Preset] = {
@@ -76,8 +78,10 @@ PRESETS: dict[str, Preset] = {
                                 "learn the signal: its figures are no evidence of quality); the test suite runs it"),
     "medium": Preset(hours=16, bootstrap_hours=4, drift_hour=8, rate=1000, retrain_every=4, anchor_size=1000,
                      training={"max_steps": 30},
+                     # to convergence: up to 3 passes, ended by early stopping on its own sessions
+                     reference_training={"bootstrap_steps": 5000, "bootstrap_epochs": 3.0},
                      description="16 hours (4 bootstrap, drift at hour 8), 1,000 impressions/h, 30 steps/update, "
-                                 "full retrain every 4 hours: about 30 minutes on 2 CPU cores with minilm-l2 (4 arms)"),
+                                 "full retrain (to convergence) every 4 hours: about 40 minutes on 2 CPU cores with minilm-l2 (4 arms)"),
     "full": Preset(hours=48, bootstrap_hours=6, drift_hour=24, rate=2000, retrain_every=1, anchor_size=2000,
                    training={}, description="48 hours (6 bootstrap, drift at hour 24), 2,000 impressions/h, "
                                             "the config's step counts; hours of CPU, use --retrain-every"),
@@ -107,6 +111,7 @@ class Plan:
     judgments: dict[str, Any] | None = None  # path and import-judgments options (scenario "judgments")
     extra_arms: dict[str, Any] | None = None  # name -> {"path", "config"}: more run_hour arms (--arm-config)
     probe_hours: int = 0  # the drift scenario's forgetting probe: simulated pre-drift hours no arm trains on
+    reference_training: dict[str, Any] | None = None  # the full_retrain arm's training, over `training`
 
 
 def all_arms(plan: Plan) -> dict[str, Arm]:
@@ -200,7 +205,8 @@ def plan_from_args(args: argparse.Namespace, config_file: Path | None = None) ->
         judgments={"path": str(args.judgments), "query_col": args.query_col, "title_col": args.title_col,
                    "grade_col": args.grade_col, "encoding": args.encoding, "slice_by": args.slice_by}
         if args.scenario == "judgments" else None,
-        extra_arms=extra or None, probe_hours=pick(args.probe_hours, preset.probe_hours))
+        extra_arms=extra or None, probe_hours=pick(args.probe_hours, preset.probe_hours),
+        reference_training=dict(preset.reference_training) or None)
     if not 0 < plan.bootstrap_hours < plan.hours or plan.retrain_every < 1:
         raise ValueError("need 0 < --bootstrap-hours < --hours and --retrain-every >= 1")
     if plan.scenario == "drift" and not plan.bootstrap_hours < plan.drift_hour < plan.hours:

@@ -247,7 +247,9 @@ def markdown(result: dict[str, Any], charts: dict[str, str]) -> str:
         + (f", drift from {summary['drift_hour'][:16]}" if summary["drift_hour"] else "")
         + f"; full retrain every {plan['retrain_every']} h; anchor {result['anchor']['rows']} rows "
         f"({result['anchor']['sha256'][:12]}); step overrides for every arm: {plan['training'] or 'none'} "
-        f"(over the config, its `models.{plan['base_model']}` entry included).", "",
+        f"(over the config, its `models.{plan['base_model']}` entry included)"
+        + (f"; full_retrain's, to convergence: {plan['reference_training']}" if plan.get("reference_training") else "")
+        + ".", "",
         "Each hour is scored by the model the arm served at the close of the previous hour, then the arm "
         "learns from it. Means are over the scored hours; recovery is the hours from the drift until NDCG@10 "
         f"is within {RECOVERY_TOLERANCE} of full_retrain's and stays there; pages are the gated pipeline's human interventions.", "",
