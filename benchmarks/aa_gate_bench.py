@@ -10,6 +10,9 @@ difference the hourly intervals estimate.
 
 - `null update`: the candidate scores exactly as the champion (zero steps): every interval is
   [0, 0] and it is never rejected; checked, not assumed.
+Both resampling units are measured in one run: sessions alone (products held fixed) and sessions
+and products at once (`compare.replicate_weights`, the gate's default).
+
 - `seed-only`: champion and candidate are the same BM25 scorer with a small per-product
   perturbation drawn from two seeds (two candidates that differ only by their seed). Per hour:
   does the interval cover the population difference (its stated 90%)? Is the candidate rejected?
@@ -62,14 +65,14 @@ def population_diff(frame: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> dict[s
 
 
 def hourly(frame: pd.DataFrame, a: np.ndarray, b: np.ndarray, truth: dict[str, float], gate: GateSettings,
-           holdout_fraction: float) -> dict[str, object]:
+           holdout_fraction: float, by_product: bool) -> dict[str, object]:
     covered = {m: 0 for m in truth}
     rejected = sessions = hours = 0
     for _, rows in frame.groupby("hour").indices.items():
         part = frame.iloc[rows].reset_index(drop=True)
         keep = replay.holdout_mask(part["session_id"], holdout_fraction)
         out = compare.paired_bootstrap(part[keep], a[rows][keep], b[rows][keep], samples=gate.bootstrap_samples,
-                                       confidence=gate.confidence, seed=hours)
+                                       confidence=gate.confidence, seed=hours, by_product=by_product)
         hours += 1
         sessions += out["sessions"]
         for m in truth:
@@ -93,23 +96,30 @@ def main() -> None:
     frame = traffic(args.hours, args.rate, seed=3)
     base = LexicalScorer.fit(frame["title"].drop_duplicates()).score(frame["query"].to_numpy(),
                                                                      frame["title"].to_numpy())
-    null = hourly(frame, base, base, {"ndcg@10": 0.0, "auc": 0.0}, gate, training.holdout_fraction)
+    units = {"sessions": False, "sessions_and_products": True}
+    null = {u: hourly(frame, base, base, {"ndcg@10": 0.0, "auc": 0.0}, gate, training.holdout_fraction, p)
+            for u, p in units.items()}
     print("null update", null, flush=True)
-    pairs = []
+    pairs: dict[str, list] = {u: [] for u in units}
     for k in range(args.pairs):
         a = perturbed(base, frame["product_id"], 2 * k + 1, args.scale)
         b = perturbed(base, frame["product_id"], 2 * k + 2, args.scale)
-        result = hourly(frame, a, b, population_diff(frame, a, b), gate, training.holdout_fraction)
-        print(f"seed pair {k}", result, flush=True)
-        pairs.append(result)
-    coverage = {m: round(float(np.mean([p["coverage"][m] for p in pairs])), 3) for m in ("ndcg@10", "auc")}
+        truth = population_diff(frame, a, b)
+        for u, p in units.items():
+            pairs[u].append(hourly(frame, a, b, truth, gate, training.holdout_fraction, p))
+            print(f"seed pair {k}, resampling {u}", pairs[u][-1], flush=True)
+
+    def summary(u: str) -> dict[str, object]:
+        return {"null_update_rejected_share": null[u]["rejected_share"],
+                "seed_only_rejected_share": round(float(np.mean([p["rejected_share"] for p in pairs[u]])), 3),
+                "seed_only_coverage": {m: round(float(np.mean([p["coverage"][m] for p in pairs[u]])), 3)
+                                       for m in ("ndcg@10", "auc")}}
+
     record(f"aa_gate-rate{args.rate}", {
         "rate": args.rate, "hours": args.hours, "confidence": gate.confidence, "bootstrap_samples": gate.bootstrap_samples,
         "holdout_fraction": training.holdout_fraction, "perturbation_scale": args.scale,
-        "null_update": null, "seed_only": pairs,
-        "summary": {"null_update_rejected_share": null["rejected_share"],
-                    "seed_only_rejected_share": round(float(np.mean([p["rejected_share"] for p in pairs])), 3),
-                    "seed_only_coverage": coverage,
+        "gate_default_units": gate.bootstrap_units, "null_update": null, "seed_only": pairs,
+        "summary": {**{u: summary(u) for u in units},
                     "goal": "null updates rejected at most at the stated level (<= 10% at 90%); coverage near 0.90"},
     })
 

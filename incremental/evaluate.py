@@ -25,7 +25,7 @@ import pandas as pd
 
 from incremental import anchor, compare, gate, lake, metrics, tracking
 from incremental import model as ranker
-from incremental.config import Settings
+from incremental.config import GateSettings, Settings
 
 
 def score_dir(model_dir: Path, frame: pd.DataFrame, settings: Settings) -> np.ndarray:
@@ -90,7 +90,11 @@ def lexical_floor(holdout: pd.DataFrame, candidate_scores: np.ndarray, settings:
             "ndcg@10": metrics.ndcg_at_k(labels, floor, groups.to_numpy()),
             "candidate_vs_floor": compare.paired_bootstrap(holdout, candidate_scores, floor,
                                                            samples=g.bootstrap_samples, confidence=g.confidence,
-                                                           seed=settings.training.seed)}
+                                                           seed=settings.training.seed, by_product=by_product(g))}
+
+
+def by_product(gate: GateSettings) -> bool:
+    return gate.bootstrap_units == "sessions_and_products"
 
 
 def anchor_intervals(frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray, changed: list[str],
@@ -101,7 +105,7 @@ def anchor_intervals(frame: pd.DataFrame, candidate: np.ndarray, champion: np.nd
 
     def interval(rows: np.ndarray) -> dict[str, Any]:
         return compare.paired_bootstrap(frame[rows], candidate[rows], champion[rows], samples=g.bootstrap_samples,
-                                        confidence=g.confidence, seed=settings.training.seed)
+                                        confidence=g.confidence, seed=settings.training.seed, by_product=by_product(g))
 
     category = frame["category"].astype(str).to_numpy()
     out = interval(~np.isin(category, changed))
@@ -211,7 +215,7 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
                     **_anchor_sections(anchor_frame, parent_anchor, info.sha256, changed)}
         candidate["holdout_vs_champion"] = compare.paired_bootstrap(
             holdout, holdout_scores, parent_holdout, samples=settings.gate.bootstrap_samples,
-            confidence=settings.gate.confidence, seed=settings.training.seed)
+            confidence=settings.gate.confidence, seed=settings.training.seed, by_product=by_product(settings.gate))
         candidate["anchor_vs_champion"] = anchor_intervals(anchor_frame, anchor_scores, parent_anchor, changed,
                                                            settings)
         candidate["anchor_vs_baseline"] = baseline_budget(settings, info, anchor_frame, anchor_scores)

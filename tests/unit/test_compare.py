@@ -87,3 +87,45 @@ def test_category_mean_leaves_out_a_one_class_category_and_is_undefined_with_non
     assert math.isnan(out["categories"]["paint"]["diff"]) and math.isfinite(out["diff"])
     none = category_mean_bootstrap(frame, scores, scores, ["paint"], samples=100)
     assert none["verdict"] == "undefined" and math.isnan(none["hi"])
+
+
+def test_weighted_auc_with_unit_weights_is_the_auc_and_weights_count_rows() -> None:
+    from incremental import metrics
+    from incremental.compare import weighted_auc
+
+    rng = np.random.default_rng(4)
+    labels, scores = (rng.random(300) < 0.3).astype(float), np.round(rng.random(300), 1)  # ties included
+    assert math.isclose(weighted_auc(labels, scores, np.ones((1, 300)))[0], metrics.roc_auc(labels, scores))
+    twice = np.r_[np.arange(300), np.arange(50)]  # rows 0..49 drawn twice
+    weights = np.ones((1, 300))
+    weights[0, :50] = 2
+    assert math.isclose(weighted_auc(labels, scores, weights)[0], metrics.roc_auc(labels[twice], scores[twice]))
+
+
+def test_session_weights_are_draw_counts_and_products_multiply_them() -> None:
+    from incremental.compare import replicate_weights
+
+    frame, _ = holdout(sessions=20)
+    frame["product_id"] = [f"p{i % 7}" for i in range(len(frame))]
+    alone = replicate_weights(frame, 50, seed=1, by_product=False)
+    assert alone.shape == (50, 200)
+    per_session = alone.reshape(50, 20, 10)
+    assert (per_session == per_session[:, :, :1]).all() and (per_session[:, :, 0].sum(axis=1) == 20).all()
+    both = replicate_weights(frame, 50, seed=1, by_product=True)
+    assert not np.array_equal(alone, both) and both.mean() > 0
+
+
+def test_a_difference_by_product_widens_the_two_way_interval() -> None:
+    """Candidate and champion differ product by product (what an update does): resampling
+    products as well as sessions must see that spread; sessions alone treat it as fixed."""
+    rng = np.random.default_rng(8)
+    frame, truth = holdout(sessions=200, seed=3)
+    frame["product_id"] = rng.integers(0, 30, len(frame)).astype(str)
+    base = np.clip(0.3 * truth + rng.random(len(truth)), 0, None)
+    factor = np.exp(rng.normal(0, 0.5, 30))[frame["product_id"].astype(int)]
+    sessions = paired_bootstrap(frame, base * factor, base, samples=400, seed=2, by_product=False)
+    both = paired_bootstrap(frame, base * factor, base, samples=400, seed=2)
+    assert both["units"] == "sessions x products" and sessions["units"] == "sessions"
+    for metric in ("ndcg@10", "auc"):
+        assert both[metric]["diff"] == sessions[metric]["diff"]
+        assert both[metric]["hi"] - both[metric]["lo"] > 1.2 * (sessions[metric]["hi"] - sessions[metric]["lo"])
