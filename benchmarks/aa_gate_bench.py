@@ -16,6 +16,8 @@ and products at once (`compare.replicate_weights`, the gate's default).
 - `seed-only`: champion and candidate are the same BM25 scorer with a small per-product
   perturbation drawn from two seeds (two candidates that differ only by their seed). Per hour:
   does the interval cover the population difference (its stated 90%)? Is the candidate rejected?
+- `worse candidate`: the champion with a strong per-product perturbation (`--worse-scale`), worse
+  on average by its population difference: how often the gate rejects it (its power).
 
     .venv/bin/python benchmarks/aa_gate_bench.py [--hours 96] [--rate 2000] [--pairs 3]
 
@@ -91,6 +93,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--pairs", type=int, default=3, help="seed pairs of the seed-only comparison")
     parser.add_argument("--scale", type=float, default=0.3, help="spread of the per-product perturbation")
+    parser.add_argument("--worse-scale", type=float, default=1.0,
+                        help="the worse candidate: the champion with this spread of per-product perturbation")
     args = parser.parse_args()
     gate, training = GateSettings(), TrainingSettings()
     frame = traffic(args.hours, args.rate, seed=3)
@@ -109,16 +113,24 @@ def main() -> None:
             pairs[u].append(hourly(frame, a, b, truth, gate, training.holdout_fraction, p))
             print(f"seed pair {k}, resampling {u}", pairs[u][-1], flush=True)
 
+    worse = perturbed(base, frame["product_id"], 99, args.worse_scale)  # worse on average: its truth says how much
+    truth = population_diff(frame, worse, base)
+    worse_candidate = {u: hourly(frame, worse, base, truth, gate, training.holdout_fraction, p) for u, p in units.items()}
+    print("worse candidate", worse_candidate, flush=True)
+
     def summary(u: str) -> dict[str, object]:
         return {"null_update_rejected_share": null[u]["rejected_share"],
                 "seed_only_rejected_share": round(float(np.mean([p["rejected_share"] for p in pairs[u]])), 3),
                 "seed_only_coverage": {m: round(float(np.mean([p["coverage"][m] for p in pairs[u]])), 3)
-                                       for m in ("ndcg@10", "auc")}}
+                                       for m in ("ndcg@10", "auc")},
+                "worse_candidate_rejected_share": worse_candidate[u]["rejected_share"],
+                "worse_candidate_coverage": worse_candidate[u]["coverage"]}
 
     record(f"aa_gate-rate{args.rate}", {
         "rate": args.rate, "hours": args.hours, "confidence": gate.confidence, "bootstrap_samples": gate.bootstrap_samples,
         "holdout_fraction": training.holdout_fraction, "perturbation_scale": args.scale,
         "gate_default_units": gate.bootstrap_units, "null_update": null, "seed_only": pairs,
+        "worse_candidate": {"perturbation_scale": args.worse_scale, **worse_candidate},
         "summary": {**{u: summary(u) for u in units},
                     "goal": "null updates rejected at most at the stated level (<= 10% at 90%); coverage near 0.90"},
     })

@@ -180,9 +180,13 @@ def _relative_check(name: str, candidate: Mapping[str, Any], metric: str, defici
     passed = hi >= -deficit
     level = f"{section.get('confidence', 0.9):.0%}"
     verdict = "better than" if lo > 0 else "worse than" if hi < 0 else "within noise of"
+    units = section.get("units", "sessions")
     detail = (f"fresh holdout {metric}: candidate {verdict} the champion, {diff:+.4f} "
-              f"({level} interval [{lo:+.4f}, {hi:+.4f}] over {section.get('sessions', '?')} sessions)"
-              + ("" if passed else f": significantly worse, beyond the allowed {deficit:.4f}"))
+              f"({level} interval [{lo:+.4f}, {hi:+.4f}] over {section.get('sessions', '?')} sessions"
+              + (", resampling products too)" if units != "sessions" else ")")
+              + ("" if passed else f": significantly worse, beyond the allowed {deficit:.4f}")
+              # an honest interval on a small holdout is wide: say what it cannot see instead of deciding on noise
+              + (f"; this holdout cannot tell a change smaller than {(hi - lo) / 2:.3f}" if lo <= 0 <= hi else ""))
     return GateCheck(name, RELATIVE, path + ".hi", float(hi), -deficit, ">=", passed, detail)
 
 

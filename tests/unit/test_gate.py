@@ -139,6 +139,8 @@ def test_relative_gate_on_the_same_fresh_holdout(ndcg_vs: tuple, approved: bool,
     assert d.approved is approved and c.passed is approved
     assert words in c.detail and "90% interval" in c.detail and "40 sessions" in c.detail
     assert c.value == pytest.approx(ndcg_vs[2])  # the upper end of the interval is what is compared
+    # within noise, the decision says how large a change this holdout could have seen
+    assert ("this holdout cannot tell a change smaller than" in c.detail) is (ndcg_vs is NOISE)
 
 
 def test_a_tolerance_lets_a_slightly_worse_candidate_through() -> None:
