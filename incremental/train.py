@@ -17,7 +17,6 @@ a re-run of an update whose run already finished returns that run instead of tra
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
@@ -36,8 +35,8 @@ import torch
 from mlflow.entities import Metric
 
 from incremental import lake as lk
+from incremental import locks, replay, tracking
 from incremental import model as rk
-from incremental import replay, tracking
 from incremental.config import Settings, TrainingSettings
 from incremental.fit import (
     FitData,
@@ -101,13 +100,8 @@ def _finished_run(client: Any, experiment_id: str, key: str) -> Any | None:
 @contextmanager
 def _update_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on one update (its checkpoint folder's name + `.lock`), held while it trains."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locks.hold(folder.with_name(folder.name + ".lock")):
+        yield
 
 
 def _mark_failed(client: Any, run_id: str) -> None:
