@@ -115,7 +115,8 @@ def fail_fast(body: F) -> F:
     again: bad input, configuration or data (an `IncrementalError` that is not `retryable`).
 
     A service that may come back (the warehouse, MLflow, a serving replica) and anything
-    unexpected keep the task's retries. Goes under `@task`: `@task(...)` then `@fail_fast`.
+    unexpected keep the task's retries. Before the body runs, the task's process is prepared
+    as every process of the pipeline is at its edge (`incremental.runtime.prepare_process`). Goes under `@task`: `@task(...)` then `@fail_fast`.
     An error whose text quotes a URL with its password (MLflow's do) reaches the task log with
     the password hidden: its traceback is logged redacted and an error of the same text, redacted,
     is raised in its place (still retried).
@@ -124,7 +125,9 @@ def fail_fast(body: F) -> F:
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Any:
         from incremental.errors import IncrementalError, redact_url
+        from incremental.runtime import prepare_process
 
+        prepare_process()
         try:
             return body(*args, **kwargs)
         except IncrementalError as exc:

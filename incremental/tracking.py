@@ -30,10 +30,10 @@ CHAMPION_ALIAS = "champion"
 
 
 def _quiet() -> None:
-    """No progress bars or advice banners in CLI output and task logs (they are not errors)."""
+    """No advice banners in CLI output and task logs (they are not errors; the artifact progress
+    bars are switched off at the process's edge, `incremental.runtime.prepare_process`)."""
     import warnings
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=".*An input example was not provided.*")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle advice on every log_model
     logging.getLogger("mlflow.tracking._model_registry.fluent").setLevel(logging.ERROR)

@@ -236,13 +236,14 @@ def test_serve_reload_fails_fast_while_the_registry_is_down(home: Path, dying_ml
     from fastapi.testclient import TestClient
 
     from incremental.config import load_settings
-    from incremental.serve import REGISTRY_RETRIES, ChampionHolder, bounded_registry_calls, create_app
+    from incremental.runtime import SERVING_REGISTRY_RETRIES, prepare_process
+    from incremental.serve import ChampionHolder, create_app
 
     monkeypatch.setenv("INCREMENTAL_MLFLOW_URI", dying_mlflow)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
-    bounded_registry_calls()  # what `incremental serve` does first
-    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == str(REGISTRY_RETRIES)
+    prepare_process(serving=True)  # what `incremental serve` does first (the CLI's main)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == str(SERVING_REGISTRY_RETRIES)
     with TestClient(create_app(ChampionHolder(load_settings()))) as client:
         began = time.monotonic()
         answer = client.post("/reload")
