@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
+
+from incremental.config import dag_start
 
 if TYPE_CHECKING:
     from incremental.config import Settings
@@ -32,11 +33,11 @@ GPU_POOL = "gpu"  # one slot per GPU: created by scripts/airflow_env.sh (`airflo
 # One slot: the tasks that read or write the registry and the anchor set (hourly evaluate and
 # register, benchmark freeze) never overlap across DAGs; created like the gpu pool.
 REGISTRY_POOL = "search_ranker_registry"
-ALERT_WEBHOOK_ENV = "INCREMENTAL_ALERT_WEBHOOK"
 HOUR = timedelta(hours=1)
 
-# The first hour the hourly DAG knows about (a deployment sets it; backfills may go earlier).
-START_DATE = datetime.fromisoformat(os.environ.get("INCREMENTAL_DAG_START", "2026-01-01T00:00:00+00:00"))
+# The first hour the hourly DAG knows about (a deployment sets it, INCREMENTAL_DAG_START; backfills
+# may go earlier). Read without the rest of the settings: parsing must not depend on the reviewed file.
+START_DATE = dag_start()
 
 # Each hour extracted into the lake is an event on this asset (extra: hour, rows, sha256).
 SEARCH_LOGS = Asset(name="search_logs", uri="lake://search-ranker/search_logs", group="search-ranker")
@@ -261,13 +262,22 @@ def alert_line(context: dict[str, Any]) -> str:
 
 
 def alert_on_failure(context: dict[str, Any]) -> None:
-    """Task failure callback: log one alert line; POST it as JSON to $INCREMENTAL_ALERT_WEBHOOK if set.
+    """Task failure callback: log one alert line; POST it as JSON to the alert webhook if one is set
+    (`INCREMENTAL_ALERT_WEBHOOK`, read by `incremental.config.alert_webhook`).
 
-    A webhook that is down is logged, never raised: the alert must not hide the original failure.
+    A webhook that is down or misconfigured is logged, never raised: the alert must not hide the
+    original failure.
     """
+    from incremental.config import alert_webhook
+    from incremental.errors import IncrementalError
+
     line = alert_line(context)
     log.error(line)
-    url = os.environ.get(ALERT_WEBHOOK_ENV)
+    try:
+        url = alert_webhook()
+    except IncrementalError as exc:
+        log.error("the alert was not posted: %s", exc)
+        return
     if not url:
         return
     ti = context.get("ti")

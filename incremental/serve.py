@@ -47,7 +47,6 @@ from incremental.errors import IncrementalError, redact_url
 
 log = logging.getLogger(__name__)
 
-SERVE_URLS_ENV = "INCREMENTAL_SERVE_URLS"  # comma-separated base URLs of the replicas to reload
 
 
 class ServingError(IncrementalError, RuntimeError):
@@ -317,11 +316,6 @@ def _request(url: str, method: str = "GET", timeout: float = 600) -> dict[str, A
         raise ServingError(f"{method} {url}: HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         raise ServingError(f"{method} {url}: {exc}") from None
-
-
-def serve_urls(value: str | None) -> list[str]:
-    """The replicas' base URLs from a comma-separated list (e.g. $INCREMENTAL_SERVE_URLS)."""
-    return [u.strip().rstrip("/") for u in (value or "").split(",") if u.strip()]
 
 
 def deploy(settings: Settings, urls: Sequence[str], timeout: float = 600) -> list[dict[str, Any]]:
