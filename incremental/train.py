@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,9 +52,6 @@ from incremental.training_data import TrainingError, TrainingSet, digest, traini
 
 log = logging.getLogger(__name__)
 
-# Fault injection for the resume test: SIGKILL this process right after the checkpoint at or
-# after this step is on disk (as a crash or an evicted worker would).
-KILL_AT_STEP_ENV = "INCREMENTAL_FAULT_KILL_AT_STEP"
 HOLDOUT_ARTIFACT = "holdout"  # runs:/<run_id>/holdout/<update key>.parquet
 
 
@@ -180,7 +176,6 @@ def resume(identity: UpdateIdentity, trainer: Trainer) -> tuple[FitState | None,
 
 def checkpointer(identity: UpdateIdentity, trainer: Trainer, run_id: str, before: Any) -> Any:
     """What the loop calls every `checkpoint_every` steps: flush metrics (`before`), then save."""
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
 
     def save(state: FitState) -> None:
         before()
@@ -188,8 +183,6 @@ def checkpointer(identity: UpdateIdentity, trainer: Trainer, run_id: str, before
             "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict(), "state": state.to_dict(), "rng": rng_state(),
             "config": identity.config, "run_id": run_id})
-        if kill_at and state.step >= kill_at:  # the resume test's crash, right after a checkpoint
-            os.kill(os.getpid(), signal.SIGKILL)
 
     return save
 

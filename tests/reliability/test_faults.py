@@ -28,6 +28,7 @@ from conftest import (
     cli_command,
     cli_env,
     closed_port,
+    crash_env,
     mlflow_state,
 )
 
@@ -108,7 +109,7 @@ def test_kill_during_extract_then_rerun(world: Path, tmp_path: Path) -> None:
 
 
 def test_kill_during_training_then_rerun_resumes(world: Path) -> None:
-    killed = cli(cli_env(world, INCREMENTAL_FAULT_KILL_AT_STEP="10"), "run-hour", "--start", hour(5))
+    killed = cli(cli_env(world, **crash_env(kill_at_step="10")), "run-hour", "--start", hour(5))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     running = [r for r in mlflow_state(world)["runs"] if r["status"] == "RUNNING"]
     assert len(running) == 1 and list((world / "checkpoints").glob("*/last.pt"))
@@ -120,7 +121,7 @@ def test_kill_during_training_then_rerun_resumes(world: Path) -> None:
 
 
 def test_kill_during_registration_then_rerun_completes_it(world: Path) -> None:
-    killed = cli(cli_env(world, INCREMENTAL_FAULT_KILL_IN_REGISTRATION="1"), "run-hour", "--start", hour(6))
+    killed = cli(cli_env(world, **crash_env(kill_in_registration="1")), "run-hour", "--start", hour(6))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     before = mlflow_state(world)
     (pending,) = [v for v in before["versions"] if v["tags"]["interval_start"].startswith(tag(6))]
