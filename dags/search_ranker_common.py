@@ -1,8 +1,9 @@
-"""What the search-ranker DAGs share: assets, default task arguments, the run's hour, settings, alerts.
+"""What the search-ranker DAGs share: assets, default task arguments (with the failure alert, an
+Airflow notifier: `incremental.notifier.FailureAlert`), the run's hour, settings.
 
 DAG files import this module at parse time, so it imports nothing heavy (no torch, mlflow, pandas,
 transformers or great_expectations) and touches no database or network when imported: the
-connection look-up, the settings and the alert webhook are functions called inside tasks.
+connection look-up, the settings and the alert webhook are read inside tasks (or when one fails).
 `.airflowignore` keeps the DAG processor from parsing it as a DAG file.
 """
 
@@ -18,6 +19,7 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_con
 from airflow.sdk.exceptions import AirflowFailException
 
 from incremental.config import dag_start
+from incremental.notifier import FailureAlert
 
 if TYPE_CHECKING:
     from incremental.config import Settings
@@ -54,7 +56,7 @@ def hourly_timetable() -> CronDataIntervalTimetable:
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    """Retries with exponential back-off, a time-out and the alert callback, for every task."""
+    """Retries with exponential back-off, a time-out and the failure alert (a notifier), for every task."""
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": 3,
@@ -62,7 +64,7 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "retry_exponential_backoff": 2.0,  # 1, 2, 4 minutes
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(minutes=15),
-        "on_failure_callback": alert_on_failure,
+        "on_failure_callback": FailureAlert(),
     }
     args.update(overrides)
     return args
@@ -240,49 +242,3 @@ def task_settings() -> Settings:
 def banner(message: str) -> None:
     """A line nobody can miss in the task log."""
     log.warning("%s\n%s\n%s", "=" * 80, message, "=" * 80)
-
-
-# --- the failure alert -----------------------------------------------------------------------------
-def alert_line(context: dict[str, Any]) -> str:
-    """One line that says what failed, for which hour, after how many tries, and why."""
-    ti = context.get("ti") or context.get("task_instance")
-    dag_id = getattr(ti, "dag_id", "?")
-    task_id = getattr(ti, "task_id", "?")
-    run_id = getattr(ti, "run_id", "?")
-    tries = getattr(ti, "try_number", "?")
-    from incremental.errors import redact_url
-    from incremental.lake import iso_hour
-
-    start = context.get("data_interval_start")
-    hour = iso_hour(start) if start else "-"
-    error = context.get("exception")
-    reason = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
-    reason = redact_url(" ".join(reason.split()))[:500]  # an MLflow error repeats its URL, password included
-    return f"ALERT search-ranker: {dag_id}.{task_id} failed for hour {hour} (run {run_id}, try {tries}): {reason}"
-
-
-def alert_on_failure(context: dict[str, Any]) -> None:
-    """Task failure callback: log one alert line; POST it as JSON to the alert webhook if one is set
-    (`INCREMENTAL_ALERT_WEBHOOK`, read by `incremental.config.alert_webhook`).
-
-    A webhook that is down or misconfigured is logged, never raised: the alert must not hide the
-    original failure.
-    """
-    from incremental.config import alert_webhook
-    from incremental.errors import IncrementalError
-
-    line = alert_line(context)
-    log.error(line)
-    try:
-        url = alert_webhook()
-    except IncrementalError as exc:
-        log.error("the alert was not posted: %s", exc)
-        return
-    if not url:
-        return
-    ti = context.get("ti")
-    payload = {"text": line, "dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
-               "run_id": getattr(ti, "run_id", None)}
-    from incremental.drift import post_alert
-
-    post_alert(url, payload)  # never raises; logs a failure with the password hidden

@@ -118,16 +118,16 @@ def test_alert_webhook_failures_hide_the_password(home: Path, monkeypatch: pytes
     drift.alert(settings, "alert", f"MLflow at http://ops:{MLFLOW_SECRET}@host failed")
 
     pytest.importorskip("airflow")
-    from dags import search_ranker_common as common
+    from incremental import notifier
 
     class TI:
         dag_id, task_id, run_id, try_number = "search_ranker_hourly", "register", "manual__x", 1
 
-    for logger in (common.log, drift.log):  # importing Airflow may have replaced the root logger's handlers
+    for logger in (notifier.log, drift.log):  # importing Airflow may have replaced the root logger's handlers
         logger.addHandler(caplog.handler)
-    common.alert_on_failure({"ti": TI(), "data_interval_start": datetime(2026, 1, 1, 5, tzinfo=UTC),
+    notifier.FailureAlert()({"ti": TI(), "data_interval_start": datetime(2026, 1, 1, 5, tzinfo=UTC),
                              "exception": RuntimeError(f"API request to http://ops:{MLFLOW_SECRET}@host/api failed")})
-    for logger in (common.log, drift.log):
+    for logger in (notifier.log, drift.log):
         logger.removeHandler(caplog.handler)
     assert "ALERT search-ranker: search_ranker_hourly.register failed" in caplog.text
     assert caplog.text.count("could not POST the alert to http://alerts:***@127.0.0.1") >= 2
