@@ -1,8 +1,9 @@
-"""What the search-ranker DAGs share: assets, default task arguments, the run's hour, settings, alerts.
+"""What the search-ranker DAGs share: assets, default task arguments (with the failure alert, an
+Airflow notifier: `incremental.notifier.FailureAlert`), the run's hour, settings.
 
 DAG files import this module at parse time, so it imports nothing heavy (no torch, mlflow, pandas,
 transformers or great_expectations) and touches no database or network when imported: the
-connection look-up, the settings and the alert webhook are functions called inside tasks.
+connection look-up, the settings and the alert webhook are read inside tasks (or when one fails).
 `.airflowignore` keeps the DAG processor from parsing it as a DAG file.
 """
 
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
+
+from incremental.config import dag_start
+from incremental.notifier import FailureAlert
 
 if TYPE_CHECKING:
     from incremental.config import Settings
@@ -32,11 +35,11 @@ GPU_POOL = "gpu"  # one slot per GPU: created by scripts/airflow_env.sh (`airflo
 # One slot: the tasks that read or write the registry and the anchor set (hourly evaluate and
 # register, benchmark freeze) never overlap across DAGs; created like the gpu pool.
 REGISTRY_POOL = "search_ranker_registry"
-ALERT_WEBHOOK_ENV = "INCREMENTAL_ALERT_WEBHOOK"
 HOUR = timedelta(hours=1)
 
-# The first hour the hourly DAG knows about (a deployment sets it; backfills may go earlier).
-START_DATE = datetime.fromisoformat(os.environ.get("INCREMENTAL_DAG_START", "2026-01-01T00:00:00+00:00"))
+# The first hour the hourly DAG knows about (a deployment sets it, INCREMENTAL_DAG_START; backfills
+# may go earlier). Read without the rest of the settings: parsing must not depend on the reviewed file.
+START_DATE = dag_start()
 
 # Each hour extracted into the lake is an event on this asset (extra: hour, rows, sha256).
 SEARCH_LOGS = Asset(name="search_logs", uri="lake://search-ranker/search_logs", group="search-ranker")
@@ -53,7 +56,7 @@ def hourly_timetable() -> CronDataIntervalTimetable:
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    """Retries with exponential back-off, a time-out and the alert callback, for every task."""
+    """Retries with exponential back-off, a time-out and the failure alert (a notifier), for every task."""
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": 3,
@@ -61,7 +64,7 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "retry_exponential_backoff": 2.0,  # 1, 2, 4 minutes
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(minutes=15),
-        "on_failure_callback": alert_on_failure,
+        "on_failure_callback": FailureAlert(),
     }
     args.update(overrides)
     return args
@@ -115,7 +118,8 @@ def fail_fast(body: F) -> F:
     again: bad input, configuration or data (an `IncrementalError` that is not `retryable`).
 
     A service that may come back (the warehouse, MLflow, a serving replica) and anything
-    unexpected keep the task's retries. Goes under `@task`: `@task(...)` then `@fail_fast`.
+    unexpected keep the task's retries. Before the body runs, the task's process is prepared
+    as every process of the pipeline is at its edge (`incremental.runtime.prepare_process`). Goes under `@task`: `@task(...)` then `@fail_fast`.
     An error whose text quotes a URL with its password (MLflow's do) reaches the task log with
     the password hidden: its traceback is logged redacted and an error of the same text, redacted,
     is raised in its place (still retried).
@@ -124,7 +128,9 @@ def fail_fast(body: F) -> F:
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Any:
         from incremental.errors import IncrementalError, redact_url
+        from incremental.runtime import prepare_process
 
+        prepare_process()
         try:
             return body(*args, **kwargs)
         except IncrementalError as exc:
@@ -236,40 +242,3 @@ def task_settings() -> Settings:
 def banner(message: str) -> None:
     """A line nobody can miss in the task log."""
     log.warning("%s\n%s\n%s", "=" * 80, message, "=" * 80)
-
-
-# --- the failure alert -----------------------------------------------------------------------------
-def alert_line(context: dict[str, Any]) -> str:
-    """One line that says what failed, for which hour, after how many tries, and why."""
-    ti = context.get("ti") or context.get("task_instance")
-    dag_id = getattr(ti, "dag_id", "?")
-    task_id = getattr(ti, "task_id", "?")
-    run_id = getattr(ti, "run_id", "?")
-    tries = getattr(ti, "try_number", "?")
-    from incremental.errors import redact_url
-    from incremental.lake import iso_hour
-
-    start = context.get("data_interval_start")
-    hour = iso_hour(start) if start else "-"
-    error = context.get("exception")
-    reason = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
-    reason = redact_url(" ".join(reason.split()))[:500]  # an MLflow error repeats its URL, password included
-    return f"ALERT search-ranker: {dag_id}.{task_id} failed for hour {hour} (run {run_id}, try {tries}): {reason}"
-
-
-def alert_on_failure(context: dict[str, Any]) -> None:
-    """Task failure callback: log one alert line; POST it as JSON to $INCREMENTAL_ALERT_WEBHOOK if set.
-
-    A webhook that is down is logged, never raised: the alert must not hide the original failure.
-    """
-    line = alert_line(context)
-    log.error(line)
-    url = os.environ.get(ALERT_WEBHOOK_ENV)
-    if not url:
-        return
-    ti = context.get("ti")
-    payload = {"text": line, "dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
-               "run_id": getattr(ti, "run_id", None)}
-    from incremental.drift import post_alert
-
-    post_alert(url, payload)  # never raises; logs a failure with the password hidden

@@ -17,7 +17,6 @@ then checks with `GET /model` that each replica now serves the registry's curren
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 from airflow.sdk import dag, get_current_context, task
@@ -43,15 +42,15 @@ def search_ranker_deploy():
 
         from incremental import serve
 
-        urls = serve.serve_urls(os.environ.get(serve.SERVE_URLS_ENV))
-        if not urls:
-            raise AirflowSkipException(f"no serving replicas: set ${serve.SERVE_URLS_ENV} (comma-separated base URLs)")
+        settings = task_settings()
+        if not settings.serve_urls:
+            raise AirflowSkipException("no serving replicas: set $INCREMENTAL_SERVE_URLS (comma-separated base URLs)")
         try:  # the versions the triggering events announced (none on a manual run): for the log only
             events = get_current_context()["triggering_asset_events"][CHAMPION_MODEL]
             published = [(e.extra or {}).get("version") for e in events]
         except (KeyError, TypeError):
             published = []
-        results = serve.deploy(task_settings(), urls)
+        results = serve.deploy(settings, settings.serve_urls)
         banner(f"SERVING version {results[0]['version']} on {len(results)} replica(s) "
                f"(champion event(s): {published or 'none, manual run'})")
         return results

@@ -22,6 +22,7 @@ from incremental import continual, lake, lake_quarantine
 from incremental.config import Settings, load_settings
 from incremental.errors import IncrementalError, InputError, redact_url, require_reason
 from incremental.faults import FAULTS
+from incremental.runtime import prepare_process
 from incremental.warehouse import Warehouse
 
 EXIT_QUARANTINED = 1
@@ -446,9 +447,11 @@ def _one_line(exc: BaseException, settings: Settings | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    prepare_process(serving=args.command == "serve")  # this process's environment, set once, here
+
     from mlflow.exceptions import MlflowException
 
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("incremental.progress").setLevel(logging.INFO)  # long work always shows steps, rate, time left
     settings = None

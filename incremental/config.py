@@ -16,13 +16,21 @@ settings never fall back to code defaults without the file that was reviewed.
 | `INCREMENTAL_BASE_MODEL` | `minilm` (or `tiny`, or a local Hugging Face directory) |
 | `INCREMENTAL_MODEL_NAME` | `search-ranker` |
 | `INCREMENTAL_CONFIG` | `incremental.yaml` at the repository root (it must exist) |
-| `INCREMENTAL_ALERT_WEBHOOK` | unset (an http(s) URL: drift alerts and pages are POSTed to it) |
+| `INCREMENTAL_ALERT_WEBHOOK` | unset (an http(s) URL: drift alerts and pages are POSTed to it; also `alert_webhook()`) |
+| `INCREMENTAL_MLFLOW_UI_URL` | `http://127.0.0.1:5000` (where a person's browser reaches MLflow's UI: links) |
+| `INCREMENTAL_SERVE_URLS` | unset (comma-separated base URLs of the serving replicas the deploy DAG reloads) |
+| `INCREMENTAL_DAG_START` | `2026-01-01T00:00:00+00:00` (the DAGs' `start_date`; also `dag_start()`, read at parse time) |
+
+This module is the only one of the package, the DAGs and the plugin that reads the environment
+for a setting (what else reads it: the AWS_* variables, read by the AWS clients themselves, and
+the tests' fault hooks, which live under `tests/`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +43,8 @@ from incremental.lakefs import ObjectPath, root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = REPO_ROOT / "incremental.yaml"
+DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
+DEFAULT_DAG_START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class _Section(BaseModel):
@@ -207,6 +217,9 @@ class Settings(_Section):
     model_name: str = "search-ranker"
     config_file: Path | None = None
     alert_webhook: str | None = Field(None, repr=False)  # an http(s) URL (`webhook_url`); may hold a password
+    mlflow_ui_url: str = DEFAULT_MLFLOW_UI_URL  # MLflow's UI as a person's browser reaches it (no trailing /)
+    serve_urls: tuple[str, ...] = ()  # base URLs of the serving replicas (no trailing /)
+    dag_start: datetime = DEFAULT_DAG_START  # the DAGs' start_date (aware, UTC unless it says otherwise)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
@@ -278,6 +291,48 @@ def reviewed_config_file(env: Mapping[str, str]) -> Path:
     return path
 
 
+def _http_url(name: str, value: str) -> str:
+    """`value` if it is an http(s) URL with a host; else a SettingsError naming the variable."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        host = None
+    if not host or parts.scheme.lower() not in ("http", "https"):
+        raise SettingsError(f"{name} {value!r} is not an http(s) URL with a host")
+    return value
+
+
+def mlflow_ui_url(value: str | None) -> str:
+    """`INCREMENTAL_MLFLOW_UI_URL`: where a person's browser reaches MLflow's UI, which may differ
+    from the tracking URI the code writes to (links: `incremental.links`). Not checked: a path
+    (`/mlflow`, behind the same proxy as Airflow) is a fine link too."""
+    return value.rstrip("/") if value else DEFAULT_MLFLOW_UI_URL
+
+
+def serve_urls(value: str | None) -> tuple[str, ...]:
+    """`INCREMENTAL_SERVE_URLS`: the serving replicas' base URLs, comma-separated."""
+    urls = (u.strip() for u in (value or "").split(","))
+    return tuple(_http_url("INCREMENTAL_SERVE_URLS", u).rstrip("/") for u in urls if u)
+
+
+def dag_start(env: Mapping[str, str] | None = None) -> datetime:
+    """`INCREMENTAL_DAG_START`, the first hour the DAGs know about (UTC unless it names an offset).
+
+    The one setting the DAG files need when they are parsed, where loading the whole settings
+    (the reviewed file) would make every DAG fail to import on a configuration error that only
+    the tasks should report: it has this reader of its own, which `load_settings` uses too."""
+    value = (os.environ if env is None else env).get("INCREMENTAL_DAG_START")
+    if not value:
+        return DEFAULT_DAG_START
+    try:
+        start = datetime.fromisoformat(value)
+    except ValueError:
+        raise SettingsError(f"INCREMENTAL_DAG_START {value!r} is not an ISO date and time "
+                            "(e.g. 2026-01-01T00:00:00+00:00)") from None
+    return start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+
+
 def webhook_url(value: str | None) -> str | None:
     """`INCREMENTAL_ALERT_WEBHOOK` checked when the settings load: an http(s) URL with a host, or
     unset. Anything else would fail only when the first alert is sent (`unknown url type`),
@@ -293,6 +348,13 @@ def webhook_url(value: str | None) -> str | None:
         raise SettingsError(f"INCREMENTAL_ALERT_WEBHOOK {value!r} is not an http(s) URL with a host "
                             "(e.g. https://hooks.example.com/services/...)")
     return value
+
+
+def alert_webhook(env: Mapping[str, str] | None = None) -> str | None:
+    """`INCREMENTAL_ALERT_WEBHOOK` alone (checked as `webhook_url`), which `load_settings` uses too:
+    a failed task's alert is sent even when the rest of the settings cannot be loaded (that may
+    be why the task failed)."""
+    return webhook_url((os.environ if env is None else env).get("INCREMENTAL_ALERT_WEBHOOK"))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -311,7 +373,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_model=base_model,
         model_name=env.get("INCREMENTAL_MODEL_NAME", "search-ranker"),
         config_file=config_file,
-        alert_webhook=webhook_url(env.get("INCREMENTAL_ALERT_WEBHOOK")),
+        alert_webhook=alert_webhook(env),
+        mlflow_ui_url=mlflow_ui_url(env.get("INCREMENTAL_MLFLOW_UI_URL")),
+        serve_urls=serve_urls(env.get("INCREMENTAL_SERVE_URLS")),
+        dag_start=dag_start(env),
         validation=tuning.validation,
         training=tuning.training,
         gate=tuning.gate,

@@ -1,15 +1,15 @@
 """The lake lock: one name, one holder, across every worker that reaches the lake.
 
-Local lake: `flock` on ``<lake>/_locks/<name>.lock``. Object store: a create-only conditional PUT
-(``If-None-Match: *``) of that object, a lease with an expiry; released by a delete conditional
-on its ETag, and an expired lease (its holder died) is broken the same way, so two breakers
-cannot both win. Re-entrant within a thread.
+Local lake: a file lock (`incremental.locks`: `filelock`, an `flock`) on
+``<lake>/_locks/<name>.lock``. Object store: a create-only conditional PUT (``If-None-Match: *``)
+of that object, a lease with an expiry; released by a delete conditional on its ETag, and an
+expired lease (its holder died) is broken the same way, so two breakers cannot both win.
+Re-entrant within a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -18,14 +18,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from incremental import locks
 from incremental.lakefs import LOCKS_DIR, LakePath, ObjectPath
 
-
-class LockTimeout(TimeoutError):
-    """Another worker held the lake lock for longer than we were willing to wait."""
+LockTimeout = locks.LockTimeout  # another worker held the lake lock for longer than we were willing to wait
 
 
 _held = threading.local()
@@ -41,7 +39,7 @@ def _s3_client():  # pragma: no cover - exercised by the S3 lake test
 @contextlib.contextmanager
 def lock(lake: LakePath, name: str, *, timeout: float = 600.0, lease: float = 900.0) -> Iterator[None]:
     """An exclusive lock named `name`, shared by every worker that reaches the lake; re-entrant
-    within a thread. Local lake: `flock` on ``<lake>/_locks/<name>.lock``. Object store: a
+    within a thread. Local lake: a file lock on ``<lake>/_locks/<name>.lock``. Object store: a
     create-only conditional PUT of that object (a lease with an expiry; see the module docstring)."""
     held = _held.__dict__.setdefault("names", {})
     ident = (str(lake), name)
@@ -56,32 +54,13 @@ def lock(lake: LakePath, name: str, *, timeout: float = 600.0, lease: float = 90
     if isinstance(path, ObjectPath):
         cm = _object_lock(path, timeout, lease)
     else:
-        cm = _local_lock(path, timeout)
+        cm = locks.hold(path, timeout, what="lake lock")
     with cm:
         held[ident] = 1
         try:
             yield
         finally:
             held.pop(ident, None)
-
-
-@contextlib.contextmanager
-def _local_lock(path: Path, timeout: float) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockTimeout(f"lake lock {path} held by another process for more than {timeout:g} s") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -104,7 +83,7 @@ def _object_lock(path: ObjectPath, timeout: float, lease: float) -> Iterator[Non
                 raise
         _break_if_expired(client, bucket, key_)
         if time.monotonic() > deadline:
-            raise LockTimeout(f"lake lock {path} held by another worker for more than {timeout:g} s")
+            raise LockTimeout(f"lake lock {path} held by another worker for more than {timeout:g} s", path=str(path))
         time.sleep(wait)
         wait = min(wait * 2, 1.0)
     try:

@@ -19,8 +19,8 @@ Where the two stores differ by nature, and what the lake relies on:
   are copied with the manifest last, then the source manifest is deleted first and the rest after
   it, so at every moment the hour is either live (its manifest is there) or in quarantine, and a
   crash in between leaves a copy that validating again moves aside, as locally.
-* **The lock** (`lake_lock.lock`): locally an exclusive `flock` on a file under ``<lake>/_locks``; on S3 a
-  create-only conditional PUT (``If-None-Match: *``) of ``<lake>/_locks/<name>.lock`` holding the
+* **The lock** (`lake_lock.lock`): locally an exclusive file lock (`incremental.locks`) under
+  ``<lake>/_locks``; on S3 a create-only conditional PUT (``If-None-Match: *``) of ``<lake>/_locks/<name>.lock`` holding the
   owner and an expiry (a lease), released by a delete conditional on its ETag (``If-Match``). A
   lease older than its expiry (a worker that died holding it) is broken the same way. No
   shared disk is assumed: every worker that reaches the bucket takes turns.

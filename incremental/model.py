@@ -17,7 +17,6 @@ probabilities; `brand` and `category` are optional (a serving client may not hav
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
-# Never reach a model hub, whatever the caller's environment says.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import transformers  # noqa: E402
-from transformers import (  # noqa: E402
+import transformers
+from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -42,15 +36,10 @@ from transformers import (  # noqa: E402
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
-from transformers.modeling_outputs import SequenceClassifierOutput  # noqa: E402
+from transformers.modeling_outputs import SequenceClassifierOutput
 
-from incremental.errors import InputError  # noqa: E402
-from incremental.progress import Progress  # noqa: E402
-
-# The "newly initialized: classifier.*" notice and the weight-loading progress bar go through
-# transformers' own logger, not `warnings`.
-transformers.utils.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
+from incremental.errors import InputError
+from incremental.progress import Progress
 
 INPUT_COLUMNS = ("query", "title", "brand", "category")
 REQUIRED_COLUMNS = ("query", "title")  # brand and category may be absent (or null): they only add text
@@ -113,7 +102,15 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _quiet() -> None:
+    """The "newly initialized: classifier.*" notice and the weight-loading progress bar go through
+    transformers' own logger, not `warnings`: silenced when a model is first loaded, not on import."""
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    _quiet()
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
@@ -154,6 +151,7 @@ def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedM
 
 def load_dir(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A ranker saved by `save_dir` (a candidate, or a champion downloaded from MLflow)."""
+    _quiet()
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     mean = getattr(config, "ranker_pooling", "cls") == "mean"
     loader = MeanPoolRanker if mean else AutoModelForSequenceClassification

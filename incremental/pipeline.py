@@ -45,9 +45,9 @@ def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> 
     if run_id:
         client = tracking.configure(settings)
         experiment = client.get_run(run_id).info.experiment_id
-        urls["mlflow_run_url"] = links.run_url(run_id, experiment)
+        urls["mlflow_run_url"] = links.run_url(settings.mlflow_ui_url, run_id, experiment)
     if version:
-        urls["model_version_url"] = links.model_version_url(settings.model_name, version)
+        urls["model_version_url"] = links.model_version_url(settings.mlflow_ui_url, settings.model_name, version)
     return urls
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import os
-import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,9 +45,6 @@ TAG_NAMES = {k: k.replace("@", "_at_") for k in KEY_METRICS}  # MLflow tag names
 # description written); a version that stays "pending" was interrupted and is completed by the
 # rerun (register_candidate finds it by its key). Versions without the tag predate it: done.
 REGISTRATION_TAG = "registration"
-# Fault injection for the reliability tests: SIGKILL this process right after the version is
-# created, before the champion moves (as a crash or an evicted worker would).
-KILL_IN_REGISTRATION_ENV = "INCREMENTAL_FAULT_KILL_IN_REGISTRATION"
 
 
 class RegistryError(IncrementalError, RuntimeError):
@@ -211,8 +206,6 @@ def register_candidate(
             **{k: v for k, v in (extra_tags or {}).items() if v},
         }
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)
-        if os.environ.get(KILL_IN_REGISTRATION_ENV):
-            os.kill(os.getpid(), signal.SIGKILL)
         return _complete(client, settings, client.get_model_version(name, version), expected, reused=False)
 
 

@@ -30,7 +30,6 @@ balancer, each one reloaded by the deployment DAG.
 import asyncio
 import json
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -48,7 +47,6 @@ from incremental.errors import IncrementalError, redact_url
 
 log = logging.getLogger(__name__)
 
-SERVE_URLS_ENV = "INCREMENTAL_SERVE_URLS"  # comma-separated base URLs of the replicas to reload
 
 
 class ServingError(IncrementalError, RuntimeError):
@@ -272,16 +270,6 @@ def _check_can_listen(host: str, port: int) -> None:
 
 
 STOPPED_BY_SIGTERM = 128 + 15  # the exit status of a server stopped by SIGTERM
-# How long a registry call of a serving process may take: MLflow's client retries 7 times with
-# backoff by default, so a /reload while the registry was down answered after 246 s (a concurrent
-# one after 487 s). A replica must fail fast and keep serving what it has.
-REGISTRY_RETRIES, REGISTRY_TIMEOUT_S = 2, 10
-
-
-def bounded_registry_calls() -> None:
-    """Bound this serving process's MLflow calls (unless the operator set them)."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(REGISTRY_RETRIES))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REGISTRY_TIMEOUT_S))
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 0) -> None:
@@ -294,7 +282,6 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, poll_se
 
     check_port(port)
     _check_can_listen(host, port)
-    bounded_registry_calls()
     if threading.current_thread() is threading.main_thread():
         # a SIGTERM while the model loads ends the process through `finally` (uvicorn handles it later)
         # (after a graceful shutdown uvicorn raises the SIGTERM it caught again: this handler
@@ -329,11 +316,6 @@ def _request(url: str, method: str = "GET", timeout: float = 600) -> dict[str, A
         raise ServingError(f"{method} {url}: HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         raise ServingError(f"{method} {url}: {exc}") from None
-
-
-def serve_urls(value: str | None) -> list[str]:
-    """The replicas' base URLs from a comma-separated list (e.g. $INCREMENTAL_SERVE_URLS)."""
-    return [u.strip().rstrip("/") for u in (value or "").split(",") if u.strip()]
 
 
 def deploy(settings: Settings, urls: Sequence[str], timeout: float = 600) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from incremental import locks
 from incremental.config import Settings
 from incremental.errors import InputError, TrackingError, redact_url
 
@@ -29,10 +30,10 @@ CHAMPION_ALIAS = "champion"
 
 
 def _quiet() -> None:
-    """No progress bars or advice banners in CLI output and task logs (they are not errors)."""
+    """No advice banners in CLI output and task logs (they are not errors; the artifact progress
+    bars are switched off at the process's edge, `incremental.runtime.prepare_process`)."""
     import warnings
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=".*An input example was not provided.*")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle advice on every log_model
     logging.getLogger("mlflow.tracking._model_registry.fluent").setLevel(logging.ERROR)
@@ -102,17 +103,11 @@ def check_uri(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(f"MLflow store {shown}: cannot create {db.parent}: {exc.strerror}") from None
         # MLflow creates and migrates a new SQLite store on first use, and two processes doing so
         # at once collide ("duplicate column name"): the first use in each process is serialised.
-        import fcntl
-
-        with open(db.with_name(db.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                _check_sqlite_file(db)
-                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-                client.search_experiments(max_results=1)
-                client.search_registered_models(max_results=1)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with locks.hold(db.with_name(db.name + ".lock")):
+            _check_sqlite_file(db)
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
     _REACHED.add(uri)
 
 

@@ -17,12 +17,10 @@ a re-run of an update whose run already finished returns that run instead of tra
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,8 +34,8 @@ import torch
 from mlflow.entities import Metric
 
 from incremental import lake as lk
+from incremental import locks, replay, tracking
 from incremental import model as rk
-from incremental import replay, tracking
 from incremental.config import Settings, TrainingSettings
 from incremental.fit import (
     FitData,
@@ -54,9 +52,6 @@ from incremental.training_data import TrainingError, TrainingSet, digest, traini
 
 log = logging.getLogger(__name__)
 
-# Fault injection for the resume test: SIGKILL this process right after the checkpoint at or
-# after this step is on disk (as a crash or an evicted worker would).
-KILL_AT_STEP_ENV = "INCREMENTAL_FAULT_KILL_AT_STEP"
 HOLDOUT_ARTIFACT = "holdout"  # runs:/<run_id>/holdout/<update key>.parquet
 
 
@@ -101,13 +96,8 @@ def _finished_run(client: Any, experiment_id: str, key: str) -> Any | None:
 @contextmanager
 def _update_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on one update (its checkpoint folder's name + `.lock`), held while it trains."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locks.hold(folder.with_name(folder.name + ".lock")):
+        yield
 
 
 def _mark_failed(client: Any, run_id: str) -> None:
@@ -186,7 +176,6 @@ def resume(identity: UpdateIdentity, trainer: Trainer) -> tuple[FitState | None,
 
 def checkpointer(identity: UpdateIdentity, trainer: Trainer, run_id: str, before: Any) -> Any:
     """What the loop calls every `checkpoint_every` steps: flush metrics (`before`), then save."""
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
 
     def save(state: FitState) -> None:
         before()
@@ -194,8 +183,6 @@ def checkpointer(identity: UpdateIdentity, trainer: Trainer, run_id: str, before
             "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict(), "state": state.to_dict(), "rng": rng_state(),
             "config": identity.config, "run_id": run_id})
-        if kill_at and state.step >= kill_at:  # the resume test's crash, right after a checkpoint
-            os.kill(os.getpid(), signal.SIGKILL)
 
     return save
 

@@ -18,7 +18,6 @@ and the Airflow plugin serves the docs with a sandboxing Content-Security-Policy
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,9 +31,6 @@ from incremental import lake as lk
 from incremental.config import ValidationSettings
 from incremental.validate_report import CRITICAL, ROWS, Check
 from incremental.validate_rows import NOT_NULL_COLUMNS, REPLAY_KEY, WHITESPACE_REGEX
-
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 SUITE_NAME = "search_logs_hour"
 # one result format for every run: no value samples (GX's data docs would render them as raw HTML,

@@ -13,14 +13,13 @@ SQLAlchemy dialect works through SQLAlchemy.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 import sqlparse
 
+from incremental import locks
 from incremental.errors import WarehouseError, redact_url
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -172,27 +172,25 @@ class Warehouse:
                 con.close()
             return
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{path}.lock", "a") as lock:
-            deadline = time.monotonic() + self.lock_timeout
-            held = f"{self.lock_timeout:g} s"
-            # our own processes queue on the lock file ...
-            _retry_until(deadline, 0.05, lambda: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB),
-                         lambda exc: (f"warehouse {path} is busy: another process held {path}.lock for more than "
-                                      f"{held} (a long load, or a stuck process: see `fuser {path}.lock`)")
-                         if isinstance(exc, BlockingIOError) else None)
+        deadline = time.monotonic() + self.lock_timeout
+        held = f"{self.lock_timeout:g} s"
+        with ExitStack() as turn:
+            try:  # our own processes queue on the lock file ...
+                turn.enter_context(locks.hold(Path(f"{path}.lock"), self.lock_timeout))
+            except locks.LockTimeout as exc:
+                who = exc.holder or f"see `fuser {path}.lock`"
+                raise WarehouseError(f"warehouse {path} is busy: another process held {path}.lock for more than "
+                                     f"{held} (a long load, or a stuck process: {who})") from None
+            # ... and anything else that opens the file (a DuckDB shell) is waited for too
+            con = _retry_until(deadline, 0.2, lambda: duckdb.connect(path),
+                               lambda exc: (f"warehouse {path} is locked by another program for more than "
+                                            f"{held}: {str(exc).splitlines()[0]}")
+                               if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower() else None)
             try:
-                # ... and anything else that opens the file (a DuckDB shell) is waited for too
-                con = _retry_until(deadline, 0.2, lambda: duckdb.connect(path),
-                                   lambda exc: (f"warehouse {path} is locked by another program for more than "
-                                                f"{held}: {str(exc).splitlines()[0]}")
-                                   if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower() else None)
-                try:
-                    con.execute("SET TimeZone = 'UTC'")
-                    yield con
-                finally:
-                    con.close()
+                con.execute("SET TimeZone = 'UTC'")
+                yield con
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                con.close()
 
     def _engine(self) -> sa.Engine:
         url = self._url

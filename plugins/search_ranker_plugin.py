@@ -17,8 +17,10 @@ Only real plugin features (no operators or hooks here):
   Execution API offers no such call), so the scheduler does it here, in the session that is
   finishing the run; a note a person already wrote is never replaced.
 
-`INCREMENTAL_MLFLOW_UI_URL` (default http://127.0.0.1:5000) is where MLflow's UI is (the links are
-built by `incremental.links`). This module is imported by every Airflow process: it imports nothing
+Where MLflow's UI is, the model's name and the lake come from the pipeline's settings
+(`incremental.config.load_settings`: `INCREMENTAL_MLFLOW_UI_URL`, `INCREMENTAL_MODEL_NAME`,
+`INCREMENTAL_LAKE`), loaded when a link, a view or a data docs file is asked for; the links are
+built by `incremental.links`. This module is imported by every Airflow process: it imports nothing
 heavy and does no I/O at import time.
 """
 
@@ -26,9 +28,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.listeners import hookimpl
@@ -36,6 +37,9 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
 from incremental import links
+
+if TYPE_CHECKING:
+    from incremental.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +60,23 @@ DATA_DOCS_HEADERS = {
 }
 
 
-def model_name() -> str:
-    return os.environ.get("INCREMENTAL_MODEL_NAME", "search-ranker")
+def settings() -> Settings | None:
+    """The pipeline's settings, as its tasks load them; None (and one logged error) when they
+    cannot be loaded, and then the plugin offers no MLflow link, view or data docs file."""
+    from incremental.config import load_settings
+    from incremental.errors import IncrementalError
+
+    try:
+        return load_settings()
+    except IncrementalError as exc:
+        log.error("search_ranker plugin: no MLflow links or data docs, the settings cannot be loaded: %s", exc)
+        return None
 
 
-def lake_root() -> Path:
-    home = Path(os.environ.get("INCREMENTAL_HOME", "var"))
-    return Path(os.environ.get("INCREMENTAL_LAKE", str(home / "lake"))).absolute()
+def lake_root() -> Path | None:
+    """The lake's local folder; None for a lake on object storage (its data docs are not served here)."""
+    found = settings()
+    return found.lake if found is not None and isinstance(found.lake, Path) else None
 
 
 # --- links: pure functions of the task's return value --------------------------------------------
@@ -71,8 +85,8 @@ def mlflow_run_link(value: Any) -> str | None:
         return None
     if value.get("mlflow_run_url"):
         return str(value["mlflow_run_url"])
-    run_id = value.get("run_id")
-    return links.run_url(run_id) if run_id else None
+    run_id, found = value.get("run_id"), settings()
+    return links.run_url(found.mlflow_ui_url, run_id) if run_id and found is not None else None
 
 
 def model_version_link(value: Any) -> str | None:
@@ -80,8 +94,8 @@ def model_version_link(value: Any) -> str | None:
         return None
     if value.get("model_version_url"):
         return str(value["model_version_url"])
-    version = value.get("version") or value.get("reused_version")
-    return links.model_version_url(model_name(), version) if version else None
+    version, found = value.get("version") or value.get("reused_version"), settings()
+    return links.model_version_url(found.mlflow_ui_url, found.model_name, version) if version and found else None
 
 
 def data_docs_link(value: Any, base_url: str = "") -> str | None:
@@ -94,10 +108,10 @@ def data_docs_link(value: Any, base_url: str = "") -> str | None:
         return docs
     relative = Path(docs)  # a lake key, relative to the lake root (what tasks hand over)
     if relative.is_absolute():
-        try:
-            relative = relative.relative_to(lake_root())
-        except ValueError:
+        root = lake_root()
+        if root is None or not relative.is_relative_to(root):
             return None  # outside the lake: not served
+        relative = relative.relative_to(root)
     return f"{base_url.rstrip('/')}{DATA_DOCS_ROUTE}/data-docs/{quote(relative.as_posix())}"
 
 
@@ -175,6 +189,8 @@ def _data_docs_app():
     @app.get("/data-docs/{path:path}")
     def data_docs(path: str) -> FileResponse:
         root = lake_root()
+        if root is None:
+            raise HTTPException(404, "no such data docs file")
         target = (root / path).resolve()
         if (not target.is_relative_to(root.resolve()) or "data_docs" not in target.relative_to(root.resolve()).parts
                 or not target.is_file()):
@@ -256,19 +272,17 @@ class SearchRankerPlugin(AirflowPlugin):
     name = "search_ranker"
     global_operator_extra_links = [MlflowRunLink(), ModelVersionLink(), DataDocsLink()]
     listeners = [RunNoteListener()]
-    external_views = [
-        {
-            "name": "Model review (MLflow)",
-            "href": links.model_url(model_name()),
-            "destination": "nav",
-            "category": "browse",
-        },
-        {
-            "name": "Model review (MLflow)",
-            "href": links.model_url(model_name()),
-            "destination": "dag",
-        },
-    ]
+
+    @property
+    def external_views(self) -> list[dict[str, Any]]:  # built when asked for (the settings are not read on import)
+        found = settings()
+        if found is None:
+            return []
+        href = links.model_url(found.mlflow_ui_url, found.model_name)
+        return [
+            {"name": "Model review (MLflow)", "href": href, "destination": "nav", "category": "browse"},
+            {"name": "Model review (MLflow)", "href": href, "destination": "dag"},
+        ]
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # built on first use, in the API server only

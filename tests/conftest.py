@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from incremental.config import Settings, load_settings
+from incremental.runtime import prepare_process
+
+prepare_process()  # the test session is a process's edge too: set up as the CLI and the DAG tasks are
 
 POSTGRES_ADMIN_URL = os.environ.get("INCREMENTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("INCREMENTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379")

@@ -46,6 +46,8 @@ def test_dagbag_imports_without_errors(dagbag) -> None:
 
 
 def test_every_dag_has_tags_retries_and_docs(dagbag) -> None:
+    from incremental.notifier import FailureAlert
+
     for dag in dagbag.dags.values():
         assert dag.tags and "search-ranker" in dag.tags, dag.dag_id
         assert dag.doc_md and dag.doc_md.strip().startswith(f"# {dag.dag_id}"), dag.dag_id
@@ -53,7 +55,8 @@ def test_every_dag_has_tags_retries_and_docs(dagbag) -> None:
         for task in dag.tasks:
             assert task.doc_md, f"{dag.dag_id}.{task.task_id} has no docs"
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id} has no time-out"
-            assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id} has no failure callback"
+            callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+            assert any(isinstance(c, FailureAlert) for c in callbacks), f"{dag.dag_id}.{task.task_id} has no failure alert"
             if task.task_id not in ("check_validated", "publish_champion", "publish_catch_up"):  # decisions, not flaky I/O
                 assert task.retries >= 1 and task.retry_exponential_backoff >= 2, f"{dag.dag_id}.{task.task_id}"
 
@@ -142,7 +145,9 @@ from airflow.dag_processing.dagbag import BundleDagBag
 dags = sys.argv[1]
 bag = BundleDagBag(dag_folder=dags, bundle_path=dags, bundle_name="dags-folder")
 heavy = [m for m in ("torch", "mlflow", "pandas", "transformers", "great_expectations") if m in sys.modules]
-pipeline = [m for m in sys.modules if m.startswith("incremental.") and m != "incremental.config" and m != "incremental.lake"]
+light = {"incremental.config", "incremental.errors", "incremental.lakefs",  # the DAG start: config and what it imports
+         "incremental.notifier"}  # the failure alert
+pipeline = [m for m in sys.modules if m.startswith("incremental.") and m not in light]
 print("RESULT " + json.dumps({"errors": {k: v[-300:] for k, v in bag.import_errors.items()},
                               "dags": sorted(bag.dag_ids), "heavy": heavy, "pipeline": pipeline}))
 """
@@ -203,13 +208,19 @@ def test_alert_line_and_champion_event() -> None:
         import search_ranker_common as common
     finally:
         sys.path.remove(str(DAGS))
+    from airflow.sdk import BaseNotifier
     from airflow.sdk.exceptions import AirflowSkipException
+
+    from incremental.notifier import FailureAlert, alert_line
+
+    assert isinstance(common.default_args()["on_failure_callback"], FailureAlert)
+    assert issubclass(FailureAlert, BaseNotifier)  # Airflow 3's notifier API, not a hand-written callback
 
     class TI:
         dag_id, task_id, run_id, try_number = "search_ranker_hourly", "train", "scheduled__x", 4
 
-    line = common.alert_line({"ti": TI(), "data_interval_start": datetime(2026, 1, 1, 5, tzinfo=UTC),
-                              "exception": RuntimeError("CUDA out of memory\nat step 3")})
+    line = alert_line({"ti": TI(), "data_interval_start": datetime(2026, 1, 1, 5, tzinfo=UTC),
+                       "exception": RuntimeError("CUDA out of memory\nat step 3")})
     assert line == ("ALERT search-ranker: search_ranker_hourly.train failed for hour 2026-01-01T05:00Z "
                     "(run scheduled__x, try 4): RuntimeError: CUDA out of memory at step 3")
     assert "\n" not in line

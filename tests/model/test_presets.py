@@ -12,17 +12,22 @@ from incremental import model as rk
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to open a connection fails the test (the presets load from the packaged files)."""
+    """Any attempt to open a connection fails the test (the presets load from the packaged files),
+    with the Hub's offline mode off: `local_files_only=True` on every load is what keeps it off the
+    network, not the caller's HF_HUB_OFFLINE (which the package no longer sets)."""
+    import huggingface_hub.constants
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access while loading a preset: {args}")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read once, when it was imported
 
 
-def test_fast_preset_is_minilm_first_two_layers(no_network: None) -> None:
+def test_fast_preset_is_minilm_first_two_layers(no_network: None, tmp_path) -> None:
     fast, fast_tokenizer = rk.load_base("minilm-l2")
     full, full_tokenizer = rk.load_base("minilm")
     assert rk.FAST_LAYERS == 2
@@ -41,6 +46,9 @@ def test_fast_preset_is_minilm_first_two_layers(no_network: None) -> None:
     assert not any(k.startswith("bert.encoder.layer.2.") for k in fast_state)
     assert fast.config.num_labels == 1 and fast.classifier.out_features == 1
     assert set(fast_state) - set(shared) <= {k for k in fast_state if k.startswith(("bert.pooler.", "classifier."))}
+    # a saved candidate (or a downloaded champion) loads back offline too
+    again, _ = rk.load_dir(rk.save_dir(fast, fast_tokenizer, tmp_path / "candidate"))
+    torch.testing.assert_close(again.state_dict()["classifier.weight"], fast_state["classifier.weight"], rtol=0, atol=0)
 
 
 def test_presets_head_is_seeded() -> None:

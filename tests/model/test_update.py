@@ -18,9 +18,10 @@ from sklearn.metrics import roc_auc_score
 
 from incremental import model as rk
 from incremental import tracking
-from incremental.train import KILL_AT_STEP_ENV, train_hour
+from incremental.train import train_hour
 
 REPO = Path(__file__).resolve().parents[2]
+FAULTS_DIR = REPO / "tests" / "faults"  # sitecustomize.py: the test-only crash, loaded by the child
 RESUME_TRAINING = TINY_TRAINING.model_copy(update={"max_steps": 60, "checkpoint_every": 20, "eval_every": 30})
 
 # One process as the scheduler would start it: train the hour, print the result as JSON.
@@ -40,10 +41,10 @@ print(json.dumps({"run_id": result.run_id, "resumed_from_step": result.resumed_f
 
 def _train_in_child(home: Path, lake: Path, kill_at: int | None) -> subprocess.CompletedProcess[str]:
     args = json.dumps([str(REPO), str(Path(__file__).parent), str(home), str(lake), RESUME_TRAINING.model_dump()])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    env.pop(KILL_AT_STEP_ENV, None)
-    if kill_at is not None:
-        env[KILL_AT_STEP_ENV] = str(kill_at)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INCREMENTAL_TEST_FAULT_")}
+    env.update({"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    if kill_at is not None:  # killed right after the checkpoint at that step (tests/faults/sitecustomize.py)
+        env.update(PYTHONPATH=f"{FAULTS_DIR}{os.pathsep}{REPO}", INCREMENTAL_TEST_FAULT_KILL_AT_STEP=str(kill_at))
     return subprocess.run([sys.executable, "-c", CHILD, args], env=env, capture_output=True, text=True, timeout=600)
 
 

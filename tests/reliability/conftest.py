@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_CONFIG = Path(__file__).resolve().parent / "fast.yaml"
-FAULT_ENVS = ("INCREMENTAL_FAULT_KILL_AT_STEP", "INCREMENTAL_FAULT_KILL_IN_REGISTRATION")
+FAULTS_DIR = Path(__file__).resolve().parents[1] / "faults"  # sitecustomize.py: test-only crashes
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
@@ -31,6 +31,13 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     })
     env.update(extra)
     return env
+
+
+def crash_env(**fault: str) -> dict[str, str]:
+    """What a child needs to crash where a test wants it (`tests/faults/sitecustomize.py`): that
+    folder first on PYTHONPATH, and `kill_at_step="N"` or `kill_in_registration="1"`."""
+    return {"PYTHONPATH": f"{FAULTS_DIR}{os.pathsep}{REPO}",
+            **{f"INCREMENTAL_TEST_FAULT_{name.upper()}": value for name, value in fault.items()}}
 
 
 def cli_command(*args: str) -> list[str]:

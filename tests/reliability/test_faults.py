@@ -12,7 +12,6 @@ case then works on hours of its own.
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from conftest import (
     cli_command,
     cli_env,
     closed_port,
+    crash_env,
     mlflow_state,
 )
 
@@ -79,23 +79,22 @@ def test_a_failed_bootstrap_freezes_nothing(prepared: Path, tmp_path: Path) -> N
     assert_clean_error(refused, "--refresh")
 
 
-def _holds(pid: int, path: Path) -> bool:
-    try:
-        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return False
+def _waits_for(stderr: Path, lock_path: Path) -> bool:
+    """The child said it waits for `lock_path` (`incremental.locks`: a line after 2 s of waiting)."""
+    return f"waiting for {lock_path}," in stderr.read_text(errors="replace")
 
 
-def test_kill_during_extract_then_rerun(world: Path) -> None:
+def test_kill_during_extract_then_rerun(world: Path, tmp_path: Path) -> None:
     """The extraction is stopped while it waits for its turn on the DuckDB file (held here)."""
     lock_path = world / "warehouse.duckdb.lock"
-    with open(lock_path, "a") as lock:
+    stderr = tmp_path / "stderr"
+    with open(lock_path, "a") as lock, open(stderr, "w") as err:
         fcntl.flock(lock, fcntl.LOCK_EX)
         child = subprocess.Popen(cli_command("run-hour", "--start", hour(4)), env=cli_env(world),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 stdout=subprocess.DEVNULL, stderr=err, text=True)
         deadline = time.monotonic() + 120
-        while not _holds(child.pid, lock_path):
-            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        while not _waits_for(stderr, lock_path):
+            assert child.poll() is None and time.monotonic() < deadline, stderr.read_text()[-3000:]
             time.sleep(0.2)
         time.sleep(0.5)
         child.send_signal(signal.SIGKILL)
@@ -110,7 +109,7 @@ def test_kill_during_extract_then_rerun(world: Path) -> None:
 
 
 def test_kill_during_training_then_rerun_resumes(world: Path) -> None:
-    killed = cli(cli_env(world, INCREMENTAL_FAULT_KILL_AT_STEP="10"), "run-hour", "--start", hour(5))
+    killed = cli(cli_env(world, **crash_env(kill_at_step="10")), "run-hour", "--start", hour(5))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     running = [r for r in mlflow_state(world)["runs"] if r["status"] == "RUNNING"]
     assert len(running) == 1 and list((world / "checkpoints").glob("*/last.pt"))
@@ -122,7 +121,7 @@ def test_kill_during_training_then_rerun_resumes(world: Path) -> None:
 
 
 def test_kill_during_registration_then_rerun_completes_it(world: Path) -> None:
-    killed = cli(cli_env(world, INCREMENTAL_FAULT_KILL_IN_REGISTRATION="1"), "run-hour", "--start", hour(6))
+    killed = cli(cli_env(world, **crash_env(kill_in_registration="1")), "run-hour", "--start", hour(6))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     before = mlflow_state(world)
     (pending,) = [v for v in before["versions"] if v["tags"]["interval_start"].startswith(tag(6))]
@@ -144,7 +143,7 @@ def test_mlflow_unreachable_then_retried(world: Path) -> None:
     assert_consistent(world, [tag(7)])
 
 
-def test_two_hours_at_once_on_duckdb(world: Path) -> None:
+def test_two_hours_at_once_on_duckdb(world: Path, tmp_path: Path) -> None:
     """Two run-hour processes on the same DuckDB file, MLflow store and lake, made to overlap: the
     registry lock is held here until both have trained (from the same champion) and wait to
     register. The first to register becomes champion, the other is rejected as stale; run
@@ -153,17 +152,21 @@ def test_two_hours_at_once_on_duckdb(world: Path) -> None:
     env = cli_env(world)
     lock_path = world / "lake" / "_locks" / "registry.lock"  # the lake lock (`incremental.lake_lock`)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
+    stderrs = [tmp_path / f"stderr-{k}" for k in (8, 9)]
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        children = [subprocess.Popen(cli_command("run-hour", "--start", hour(k)), env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True) for k in (8, 9)]
+        children = []
+        for k, stderr in zip((8, 9), stderrs, strict=True):
+            with open(stderr, "w") as err:
+                children.append(subprocess.Popen(cli_command("run-hour", "--start", hour(k)), env=env,
+                                                 stdout=subprocess.PIPE, stderr=err, text=True))
         deadline = time.monotonic() + 600
-        while not all(_holds(c.pid, lock_path) for c in children):
-            assert all(c.poll() is None for c in children), [c.communicate() for c in children]
+        while not all(_waits_for(stderr, lock_path) for stderr in stderrs):
+            assert all(c.poll() is None for c in children), [s.read_text()[-3000:] for s in stderrs]
             assert time.monotonic() < deadline
             time.sleep(0.5)
         fcntl.flock(lock, fcntl.LOCK_UN)
-    outputs = [c.communicate(timeout=900) for c in children]
+    outputs = [(c.communicate(timeout=900)[0], stderr.read_text()) for c, stderr in zip(children, stderrs, strict=True)]
     for child, (out, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, f"{out[-2000:]}\n{err[-5000:]}"
         assert "Could not set lock" not in err

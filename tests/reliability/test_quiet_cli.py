@@ -9,6 +9,7 @@ is `model.signature()`). Warnings are shown here whatever the defaults (`PYTHONW
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,31 @@ from pathlib import Path
 from conftest import REPO, cli, cli_env
 
 EVERY_HELP = r"""
-import argparse, contextlib, io
+import argparse, contextlib, io, json, os, sys
+for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "GX_ANALYTICS_ENABLED", "TQDM_DISABLE",
+             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+    os.environ.pop(name, None)  # what the package used to set on import, when the caller had not
+changed = {}  # variables written by the package's own code (libraries set some of their own, lazily)
+
+class Watched(type(os.environ)):
+    def _note(self, key, value):
+        frame = sys._getframe(2)
+        while frame.f_code.co_filename.endswith(("os.py", "_collections_abc.py", "os>", "_collections_abc>")):
+            frame = frame.f_back
+        if "/incremental/" in frame.f_code.co_filename:
+            changed[key] = f"{value} ({frame.f_code.co_filename}:{frame.f_lineno})"
+    def __setitem__(self, key, value):
+        self._note(key, value)
+        super().__setitem__(key, value)
+    def __delitem__(self, key):
+        self._note(key, None)
+        super().__delitem__(key)
+
+os.environ.__class__ = Watched
+import transformers
+verbosity = transformers.logging.get_verbosity()
 import incremental.evaluate, incremental.model, incremental.serve, incremental.train  # what the commands import
+import incremental.pipeline, incremental.tracking, incremental.validate_gx
 from incremental.cli import build_parser, main
 
 def commands(parser, path=()):
@@ -36,6 +60,7 @@ for path in paths:
         except SystemExit:
             pass
 print(len(paths), "commands")
+print(json.dumps({"environment": changed, "transformers_verbosity": transformers.logging.get_verbosity() == verbosity}))
 """
 
 UNHINTED = r"""
@@ -59,12 +84,15 @@ def test_validate_help_prints_no_warning(fresh_home: Path) -> None:
     assert result.stderr == "", result.stderr
 
 
-def test_every_command_help_and_the_model_imports_print_no_warning(fresh_home: Path) -> None:
+def test_every_command_help_and_the_package_imports_print_no_warning_and_change_nothing(fresh_home: Path) -> None:
     fresh_home.mkdir(parents=True)
     result = _python(fresh_home, EVERY_HELP)
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout.split()[0]) >= 15  # every command was asked for its help
     assert "warning" not in result.stderr.lower(), result.stderr[-3000:]
+    # and importing the package changed nothing: no environment variable, no library's verbosity
+    # (the process's edge sets them: incremental.runtime.prepare_process)
+    assert json.loads(result.stdout.splitlines()[-1]) == {"environment": {}, "transformers_verbosity": True}
 
 
 def test_the_check_would_see_mlflows_type_hint_warning(fresh_home: Path) -> None:

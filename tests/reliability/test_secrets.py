@@ -118,16 +118,16 @@ def test_alert_webhook_failures_hide_the_password(home: Path, monkeypatch: pytes
     drift.alert(settings, "alert", f"MLflow at http://ops:{MLFLOW_SECRET}@host failed")
 
     pytest.importorskip("airflow")
-    from dags import search_ranker_common as common
+    from incremental import notifier
 
     class TI:
         dag_id, task_id, run_id, try_number = "search_ranker_hourly", "register", "manual__x", 1
 
-    for logger in (common.log, drift.log):  # importing Airflow may have replaced the root logger's handlers
+    for logger in (notifier.log, drift.log):  # importing Airflow may have replaced the root logger's handlers
         logger.addHandler(caplog.handler)
-    common.alert_on_failure({"ti": TI(), "data_interval_start": datetime(2026, 1, 1, 5, tzinfo=UTC),
+    notifier.FailureAlert()({"ti": TI(), "data_interval_start": datetime(2026, 1, 1, 5, tzinfo=UTC),
                              "exception": RuntimeError(f"API request to http://ops:{MLFLOW_SECRET}@host/api failed")})
-    for logger in (common.log, drift.log):
+    for logger in (notifier.log, drift.log):
         logger.removeHandler(caplog.handler)
     assert "ALERT search-ranker: search_ranker_hourly.register failed" in caplog.text
     assert caplog.text.count("could not POST the alert to http://alerts:***@127.0.0.1") >= 2
@@ -236,13 +236,14 @@ def test_serve_reload_fails_fast_while_the_registry_is_down(home: Path, dying_ml
     from fastapi.testclient import TestClient
 
     from incremental.config import load_settings
-    from incremental.serve import REGISTRY_RETRIES, ChampionHolder, bounded_registry_calls, create_app
+    from incremental.runtime import SERVING_REGISTRY_RETRIES, prepare_process
+    from incremental.serve import ChampionHolder, create_app
 
     monkeypatch.setenv("INCREMENTAL_MLFLOW_URI", dying_mlflow)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
-    bounded_registry_calls()  # what `incremental serve` does first
-    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == str(REGISTRY_RETRIES)
+    prepare_process(serving=True)  # what `incremental serve` does first (the CLI's main)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == str(SERVING_REGISTRY_RETRIES)
     with TestClient(create_app(ChampionHolder(load_settings()))) as client:
         began = time.monotonic()
         answer = client.post("/reload")

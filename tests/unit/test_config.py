@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pydantic
 import pytest
 
-from incremental.config import DEFAULT_CONFIG_FILE, SettingsError, load_settings
+from incremental.config import DEFAULT_CONFIG_FILE, SettingsError, dag_start, load_settings
 
 
 def test_embedded_defaults_live_under_home(tmp_path: Path) -> None:
@@ -18,6 +19,24 @@ def test_embedded_defaults_live_under_home(tmp_path: Path) -> None:
     assert s.mlflow_artifacts == tmp_path / "mlartifacts"
     assert s.base_model == "minilm" and s.model_name == "search-ranker"
     assert s.config_file == DEFAULT_CONFIG_FILE  # the reviewed file at the repository root
+    assert s.mlflow_ui_url == "http://127.0.0.1:5000" and s.serve_urls == ()
+    assert s.dag_start == datetime(2026, 1, 1, tzinfo=UTC) and s.alert_webhook is None
+
+
+def test_the_settings_read_outside_the_pipeline_are_settings_too(tmp_path: Path) -> None:
+    """The MLflow UI's address, the serving replicas and the DAGs' start (before: read from the
+    environment by links.py, the deploy DAG and the DAG files themselves)."""
+    s = load_settings({"INCREMENTAL_HOME": str(tmp_path), "INCREMENTAL_MLFLOW_UI_URL": "https://mlflow.example/",
+                       "INCREMENTAL_SERVE_URLS": " http://a:8000/, http://b:8000 ,",
+                       "INCREMENTAL_DAG_START": "2026-03-01T05:00:00+02:00"})
+    assert s.mlflow_ui_url == "https://mlflow.example"
+    assert s.serve_urls == ("http://a:8000", "http://b:8000")
+    assert s.dag_start == datetime(2026, 3, 1, 5, tzinfo=timezone(timedelta(hours=2)))
+    # the DAG files read the start alone at parse time; without an offset it is UTC
+    assert dag_start({"INCREMENTAL_DAG_START": "2026-02-01T00:00"}) == datetime(2026, 2, 1, tzinfo=UTC)
+    for name, bad in (("INCREMENTAL_DAG_START", "yesterday"), ("INCREMENTAL_SERVE_URLS", "serving:8000")):
+        with pytest.raises(SettingsError, match=name):
+            load_settings({"INCREMENTAL_HOME": str(tmp_path), name: bad})
 
 
 def test_environment_overrides(tmp_path: Path) -> None:

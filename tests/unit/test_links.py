@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from incremental import links
+from incremental.config import load_settings
 
 
-def test_links_follow_the_ui_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(links.MLFLOW_UI_URL_ENV, "https://mlflow.example/")
-    assert links.run_url("abc", "3") == "https://mlflow.example/#/experiments/3/runs/abc"
-    assert links.run_url("abc") == "https://mlflow.example/#/runs/abc"
-    assert links.model_url("search ranker") == "https://mlflow.example/#/models/search%20ranker"
-    assert links.model_version_url("search-ranker", 7) == "https://mlflow.example/#/models/search-ranker/versions/7"
-    monkeypatch.delenv(links.MLFLOW_UI_URL_ENV)
-    assert links.model_url("m") == "http://127.0.0.1:5000/#/models/m"
+def test_links_follow_the_ui_url(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INCREMENTAL_MLFLOW_UI_URL", "https://mlflow.example/")
+    ui = load_settings().mlflow_ui_url
+    assert ui == "https://mlflow.example"
+    assert links.run_url(ui, "abc", "3") == "https://mlflow.example/#/experiments/3/runs/abc"
+    assert links.run_url(ui, "abc") == "https://mlflow.example/#/runs/abc"
+    assert links.model_url(ui, "search ranker") == "https://mlflow.example/#/models/search%20ranker"
+    assert links.model_version_url(ui, "search-ranker", 7) == "https://mlflow.example/#/models/search-ranker/versions/7"
+    monkeypatch.delenv("INCREMENTAL_MLFLOW_UI_URL")
+    assert links.model_url(load_settings().mlflow_ui_url, "m") == "http://127.0.0.1:5000/#/models/m"

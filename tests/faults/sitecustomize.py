@@ -1,0 +1,61 @@
+"""Test-only crashes, injected from outside the production code.
+
+A test that needs a process of the pipeline to die at a given point starts it with this folder
+first on its PYTHONPATH and one of the variables below (`crash_env` in
+`tests/reliability/conftest.py`). Python imports `sitecustomize` at start-up, before the command
+runs; this module then wraps the one function after which the crash belongs, and kills the process
+with SIGKILL (as the kernel's OOM killer or an evicted worker would: no handler, no `finally`).
+Without these variables it does nothing.
+
+* `INCREMENTAL_TEST_FAULT_KILL_AT_STEP=N`: right after the training checkpoint at or after step N
+  is on disk (`incremental.train.save_checkpoint`).
+* `INCREMENTAL_TEST_FAULT_KILL_IN_REGISTRATION=1`: right after a model version is created in the
+  registry (`mlflow.register_model`, which `incremental.registry` calls), before its decision
+  (the champion alias, the `registration` tag) is carried out.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+
+KILL_AT_STEP = "INCREMENTAL_TEST_FAULT_KILL_AT_STEP"
+KILL_IN_REGISTRATION = "INCREMENTAL_TEST_FAULT_KILL_IN_REGISTRATION"
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _kill_after_checkpoint(at_step: int) -> None:
+    from incremental import train
+
+    save = train.save_checkpoint
+
+    @functools.wraps(save)
+    def save_then_die(path, checkpoint):
+        save(path, checkpoint)
+        if checkpoint["state"]["step"] >= at_step:
+            _die()
+
+    train.save_checkpoint = save_then_die
+
+
+def _kill_after_register_model() -> None:
+    import mlflow
+
+    register = mlflow.register_model
+
+    @functools.wraps(register)
+    def register_then_die(*args, **kwargs):
+        register(*args, **kwargs)
+        _die()
+
+    mlflow.register_model = register_then_die
+
+
+if os.environ.get(KILL_AT_STEP):
+    _kill_after_checkpoint(int(os.environ[KILL_AT_STEP]))
+if os.environ.get(KILL_IN_REGISTRATION):
+    _kill_after_register_model()
