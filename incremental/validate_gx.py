@@ -181,14 +181,14 @@ def run_gx(frame: pd.DataFrame, suite_factory, docs_dir: Path | None) -> GxRun:
     validated again by the validation definition alone, without docs, and a warning is logged.
     """
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.checkpoint import UpdateDataDocsAction, ValidationAction
 
     context = _context(docs_dir)
     suite = context.suites.add(suite_factory(gx))
     asset = context.data_sources.add_pandas("lake").add_dataframe_asset("search_logs_hour")
     batch = asset.add_batch_definition_whole_dataframe("hour")
     definition = context.validation_definitions.add(gx.ValidationDefinition(name="hour", data=batch, suite=suite))
-    actions = [UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])] if docs_dir is not None else []
+    actions: list[ValidationAction] = [UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])] if docs_dir is not None else []
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name=SUITE_NAME, validation_definitions=[definition], actions=actions, result_format=RESULT_FORMAT))
     params = {"dataframe": frame}
