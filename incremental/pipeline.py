@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -35,7 +34,7 @@ class PipelineError(IncrementalError, RuntimeError):
     """A stage cannot run on this hour; the message says why."""
 
 
-def lake_key(settings: Settings, path: Path | str) -> str:
+def lake_key(settings: Settings, path: lakefs.LakePath | str) -> str:
     """A lake object as its key under the lake root: what every worker can resolve, never a local path."""
     return lakefs.key(settings.lake, path)
 
@@ -219,6 +218,7 @@ def train_step(
     part = lake.partition(settings.lake, start)
     if part.status != "validated":
         raise PipelineError(f"hour {lake.iso_hour(start)} is {part.status}, not validated: it cannot be trained on")
+    assert part.manifest is not None  # a validated hour has one
     sha = part.manifest["sha256"]
     champion = tracking.champion(settings)  # reuse only what the current champion would make again
     existing = registry.find_processed(settings, start, sha, champion[0] if champion else None)
@@ -297,7 +297,7 @@ def register_step(
     decision = full["decision"]
     if dry_run:
         return {"hour": lake.iso_hour(start), "version": None, "decision": decision["decision"], "dry_run": True,
-                "reasons": decision["reasons"], "champion": tracking.champion(settings) and tracking.champion(settings)[0],
+                "reasons": decision["reasons"], "champion": (champion := tracking.champion(settings)) and champion[0],
                 **mlflow_urls(settings, trained["run_id"], None)}
     registered = registry.register_candidate(
         settings,
