@@ -366,7 +366,8 @@ def generate(
     intent = _drift_intent(seed) if scenario == "drift" else np.arange(N_CATEGORIES)
 
     cat = catalogue(seed, start, end)
-    parts, damaged, extra_products = [], {f: {} for f in faults}, []
+    parts, extra_products = [], []
+    damaged: dict[str, dict[str, list[str]]] = {f: {} for f in faults}
     for hour in span:
         rows = _hour_rows(seed, hour, int(rate), cat, drift_at, intent)
         hour_damage, products = apply_faults(rows, seed, hour, faults)
