@@ -204,7 +204,8 @@ def _pools(cat: Catalogue, hour: datetime, rng: np.random.Generator) -> tuple[np
     return members, offsets, counts
 
 
-def _pick(members, offsets, counts, group: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _pick(members: np.ndarray, offsets: np.ndarray, counts: np.ndarray, group: np.ndarray, k: int,
+          rng: np.random.Generator) -> np.ndarray:
     """k distinct products from each session's group: (sessions, k) product indices."""
     start = rng.integers(0, counts[group])
     steps = (start[:, None] + np.arange(k)[None, :]) % counts[group][:, None]

@@ -55,7 +55,7 @@ def _quiet_gx() -> None:
     _gx_ready = True
 
 
-def _context(docs_dir: Path | None = None):
+def _context(docs_dir: Path | None = None) -> Any:  # an ephemeral GX data context
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -87,9 +87,9 @@ def _context(docs_dir: Path | None = None):
 
 
 def build_suite(
-    gx, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True,
+    gx: Any, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True,
     drift: Sequence[Any] = (),
-):
+) -> Any:  # gx: the great_expectations module; returns a gx.ExpectationSuite
     """The GX suite. Row-level expectations carry `mostly` = 1 - max_bad_row_fraction and meta level "row";
     `drift`: the drift expectations (`validate_drift.drift_expectations`), with their own severity and meta."""
     E = gx.expectations
@@ -174,7 +174,7 @@ class GxRun:
     docs: Path | None = None  # index.html of the site the checkpoint's UpdateDataDocsAction built
 
 
-def run_gx(frame: pd.DataFrame, suite_factory, docs_dir: Path | None) -> GxRun:
+def run_gx(frame: pd.DataFrame, suite_factory: Any, docs_dir: Path | None) -> GxRun:  # suite_factory(gx) -> suite
     """Run the suite through a GX Checkpoint; with `docs_dir`, its UpdateDataDocsAction builds the local site.
 
     Docs are a convenience (the JSON result is the record): when the checkpoint fails, the hour is

@@ -161,7 +161,7 @@ class DataDocsLink(_XComLink):
 
 # --- the data docs app ---------------------------------------------------------------------------
 @functools.cache
-def _data_docs_app():
+def _data_docs_app() -> Any:  # a FastAPI app
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import FileResponse
 
