@@ -26,6 +26,7 @@ import pyarrow as pa
 from incremental import lake, lakefs, links, replay, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
+from incremental.handover import Evaluated
 
 log = logging.getLogger(__name__)
 
@@ -250,28 +251,28 @@ def train_step(
     }
 
 
-def evaluate_step(settings: Settings, start: datetime, trained: dict[str, Any]) -> dict[str, Any]:
+def evaluate_step(settings: Settings, start: datetime, trained: dict[str, Any]) -> Evaluated:
     """Score the candidate (and its parent) on the fresh holdout and the anchor set; apply the gate."""
     from incremental import evaluate
 
     if trained.get("reused_version"):
-        return {"hour": trained["hour"], "reused_version": trained["reused_version"]}
+        return Evaluated(hour=trained["hour"], reused_version=trained["reused_version"])
     evaluation = evaluate.evaluate_candidate(settings, trained, trained.get("drift"))
-    return {
-        "hour": trained["hour"],
-        "run_id": trained["run_id"],
-        "evaluation_uri": evaluation["uri"],
-        "decision": evaluation["decision"]["decision"],
-        "reasons": evaluation["decision"]["reasons"],
-        "key_metrics": evaluation["key_metrics"],
-    }
+    return Evaluated(
+        hour=trained["hour"],
+        run_id=trained["run_id"],
+        evaluation_uri=evaluation["uri"],
+        decision=evaluation["decision"]["decision"],
+        reasons=tuple(evaluation["decision"]["reasons"]),
+        key_metrics=evaluation["key_metrics"],
+    )
 
 
 def register_step(
     settings: Settings,
     start: datetime,
     trained: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: Evaluated,
     *,
     airflow_run_id: str | None = None,
     force_promote_reason: str | None = None,
