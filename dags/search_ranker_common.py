@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -147,7 +147,7 @@ def fail_fast(body: F) -> F:
             raise IncrementalError(f"{type(exc).__name__}: {exc}", retryable=True) from None
 
     run.fails_fast = True  # type: ignore[attr-defined]  # what the DAG tests look for
-    return run  # type: ignore[return-value]
+    return cast(F, run)  # same signature: `run` passes its arguments through
 
 
 def champion_event(decision: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def publish_champion(decision: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def run_hour(context: dict[str, Any]) -> datetime:
+def run_hour(context: Mapping[str, Any]) -> datetime:
     """The hour this run covers: its data interval, which must be exactly one whole UTC hour."""
     start, end = context["data_interval_start"], context["data_interval_end"]
     if start is None or end is None:

@@ -130,17 +130,18 @@ def search_ranker_hourly():
         """Score candidate and champion on the anchor set (forgetting) and the fresh holdout."""
         from incremental import pipeline
 
-        return pipeline.evaluate_step(task_settings(), run_hour(get_current_context()), trained)
+        return pipeline.evaluate_step(task_settings(), run_hour(get_current_context()), trained).to_dict()
 
     @task(execution_timeout=timedelta(minutes=10), pool="search_ranker_registry")
     @fail_fast
     def register(trained: dict, evaluation: dict) -> dict:
         """Apply the gate: register the version, tag the decision and reasons, move `@champion` if approved."""
         from incremental import pipeline
+        from incremental.handover import Evaluated
 
         context = get_current_context()
         params = context["params"]
-        decision = pipeline.register_step(task_settings(), run_hour(context), trained, evaluation,
+        decision = pipeline.register_step(task_settings(), run_hour(context), trained, Evaluated.from_dict(evaluation),
                                           airflow_run_id=context["run_id"],
                                           force_promote_reason=params.get("force_promote"),
                                           dry_run=bool(params.get("dry_run")))

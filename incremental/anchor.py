@@ -37,7 +37,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -200,7 +200,9 @@ def _sample_key(seed: int, event_ids: pd.Series) -> np.ndarray:
 
 
 def _read_window(lake: LakePath, start: datetime, end: datetime) -> tuple[pa.Table, list[lk.Partition], dict[str, str]]:
-    tables, used, skipped = [], [], {}
+    tables: list[pa.Table] = []
+    used: list[lk.Partition] = []
+    skipped: dict[str, str] = {}
     for hour in lk.hours(start, end):
         part = lk.partition(lake, hour)
         if part.status != "validated":
@@ -328,7 +330,14 @@ def freeze(
     return info
 
 
-def _counts(chosen: pa.Table, table: pa.Table, parts: list[lk.Partition]) -> dict[str, dict[str, Any]]:
+class _Counts(TypedDict):
+    source_hours: dict[str, str]
+    per_hour: dict[str, int]
+    per_category: dict[str, int]
+    available_per_hour: dict[str, int]
+
+
+def _counts(chosen: pa.Table, table: pa.Table, parts: list[lk.Partition]) -> _Counts:
     """What anchor.json counts: the source partitions' hashes, the rows per hour and per category
     chosen, and the rows per hour they were chosen from."""
     hours_col = pd.Series(chosen.column(SOURCE_HOUR).to_pandas())

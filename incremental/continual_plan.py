@@ -209,6 +209,7 @@ def plan_from_args(args: argparse.Namespace, config_file: Path | None = None) ->
         reference_training=dict(preset.reference_training) or None)
     if not 0 < plan.bootstrap_hours < plan.hours or plan.retrain_every < 1:
         raise ValueError("need 0 < --bootstrap-hours < --hours and --retrain-every >= 1")
-    if plan.scenario == "drift" and not plan.bootstrap_hours < plan.drift_hour < plan.hours:
+    if plan.scenario == "drift" and (plan.drift_hour is None
+                                     or not plan.bootstrap_hours < plan.drift_hour < plan.hours):
         raise ValueError("--drift-hour must fall among the scored hours (after the bootstrap window)")
     return plan

@@ -40,9 +40,9 @@ def recovery_hours(arm: Sequence[float | None], ref: Sequence[float | None], dri
     the last hour. Hours where either is unknown are skipped. Staying, not touching: an arm that
     is within tolerance at the drift hour only because both collapsed, then falls behind, has
     not recovered."""
-    known = [i for i in range(drift_index, min(len(arm), len(ref)))
-             if arm[i] is not None and ref[i] is not None and math.isfinite(arm[i]) and math.isfinite(ref[i])]
-    behind = [i for i in known if arm[i] < ref[i] - tolerance]
+    a, r = ([math.nan if v is None else v for v in values] for values in (arm, ref))  # unknown: nan
+    known = [i for i in range(drift_index, min(len(a), len(r))) if math.isfinite(a[i]) and math.isfinite(r[i])]
+    behind = [i for i in known if a[i] < r[i] - tolerance]
     if not known or (behind and behind[-1] == known[-1]):
         return None
     back = known[known.index(behind[-1]) + 1] if behind else known[0]  # the first hour of the final run within
@@ -275,8 +275,9 @@ def charts(result: dict[str, Any], folder: Path, name: str) -> dict[str, str]:
     if has_truth:
         files["truth_ndcg_per_hour"] = f"{name}-truth.png"
     styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--")]
-    reference_style = {ORACLE: {"color": "black", "linestyle": "-", "linewidth": 2.5, "marker": "*"},
-                       LEXICAL: {"color": "grey", "linestyle": ":", "linewidth": 2, "marker": "x"}}
+    reference_style: dict[str, dict[str, Any]] = {
+        ORACLE: {"color": "black", "linestyle": "-", "linewidth": 2.5, "marker": "*"},
+        LEXICAL: {"color": "grey", "linestyle": ":", "linewidth": 2, "marker": "x"}}
     for key, file, label in (("ndcg@10", "ndcg_per_hour", "prequential NDCG@10 (clicks)"),
                              (TRUTH, "truth_ndcg_per_hour", "prequential NDCG@10 against the truth")):
         if file not in files:
@@ -284,7 +285,7 @@ def charts(result: dict[str, Any], folder: Path, name: str) -> dict[str, str]:
         fig, ax = plt.subplots(figsize=(9, 4.5))
         models = [a for a in plan["arms"] if a not in reference_style]
         for arm in plan["arms"]:  # markers and dashes: arms that serve the same model overlap
-            series = _series(result["records"], arm, key, hours)
+            series = [math.nan if v is None else v for v in _series(result["records"], arm, key, hours)]  # a gap
             if arm in reference_style:  # the oracle's line is the ceiling, the lexical arm's the floor
                 ax.plot(range(len(hours)), series, label=arm, markersize=9, **reference_style[arm])
                 continue

@@ -68,14 +68,22 @@ def _tag_hours(tag: str, fields: int) -> list[datetime]:
     return hours
 
 
-def served_lineage(settings: Settings, version: str | None) -> dict[str, Any]:
-    """From the served version's MLflow run: its interval end and the last hour it trained on."""
+def _version_run(settings: Settings, version: str) -> Any:
+    """The MLflow run that made a registered version (every version here is registered from one)."""
     from incremental import tracking
 
+    client = tracking.configure(settings)
+    run_id = client.get_model_version(settings.model_name, version).run_id
+    if run_id is None:
+        raise ValueError(f"version {version} of {settings.model_name} was not made by an MLflow run")
+    return client.get_run(run_id)
+
+
+def served_lineage(settings: Settings, version: str | None) -> dict[str, Any]:
+    """From the served version's MLflow run: its interval end and the last hour it trained on."""
     if version is None:
         return {"served_interval_end": None, "served_trained_through": None}
-    client = tracking.configure(settings)
-    tags = client.get_run(client.get_model_version(settings.model_name, version).run_id).data.tags
+    tags = _version_run(settings, version).data.tags
     hours = (_tag_hours(tags.get("lineage.partitions", ""), 1)
              + _tag_hours(tags.get("lineage.replay_partitions", ""), 2))
     return {"served_interval_end": tags.get("interval_end"),
@@ -198,12 +206,9 @@ def step_reference(arm: Arm, hour: datetime, frame: Any, truth: Any, anchor_fram
 # --- how an arm learns: the pipeline's own functions ------------------------------------------
 def _run_cost(settings: Settings, version: str | None) -> dict[str, Any]:
     """Steps x batch size and the training loop's seconds, from the version's MLflow run."""
-    from incremental import tracking
-
     if version is None:
         return {"examples": 0, "train_seconds": 0.0}
-    client = tracking.configure(settings)
-    run = client.get_run(client.get_model_version(settings.model_name, version).run_id)
+    run = _version_run(settings, version)
     steps = run.data.metrics.get("steps", 0.0)
     batch = int(run.data.params.get("training.batch_size", settings.training.batch_size))
     return {"examples": int(steps * batch), "train_seconds": run.data.metrics.get("train_seconds", 0.0)}
@@ -278,18 +283,20 @@ def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
     if plan.scenario == "judgments":
         from incremental.judgments import import_judgments
 
-        summary = import_judgments(warehouse, Path(plan.judgments["path"]), start=start, rate=plan.rate,
-                                   seed=plan.seed, **{k: v for k, v in plan.judgments.items() if k != "path"})
-        summary["truth"] = Truth(judgment_truth(**plan.judgments)).save(Path(plan.work) / TRUTH_FILE)
+        judgments = plan.judgments
+        assert judgments is not None  # plan_from_args sets it for this scenario
+        summary = import_judgments(warehouse, Path(judgments["path"]), start=start, rate=plan.rate,
+                                   seed=plan.seed, **{k: v for k, v in judgments.items() if k != "path"})
+        summary["truth"] = Truth(judgment_truth(**judgments)).save(Path(plan.work) / TRUTH_FILE)
         hours = min(plan.hours, int(summary["hours"]))
         if hours <= plan.bootstrap_hours:
-            raise ValueError(f"{plan.judgments['path']} fills {summary['hours']} hours at --rate {plan.rate}: "
+            raise ValueError(f"{judgments['path']} fills {summary['hours']} hours at --rate {plan.rate}: "
                              f"not more than the {plan.bootstrap_hours} bootstrap hours")
         return replace(plan, hours=hours), summary
     from incremental.simulate import simulate
 
-    drift_at = start + plan.drift_hour * HOUR if plan.scenario == "drift" else None
-    args = {"rate": plan.rate, "seed": plan.seed, "scenario": plan.scenario, "drift_at": drift_at}
+    drift_at = start + plan.drift_hour * HOUR if plan.scenario == "drift" and plan.drift_hour is not None else None
+    args: dict[str, Any] = {"rate": plan.rate, "seed": plan.seed, "scenario": plan.scenario, "drift_at": drift_at}
     summary = simulate(warehouse, start, start + plan.hours * HOUR, **args)
     summary["truth"] = Truth(simulator_truth(start, start + plan.hours * HOUR, **args)).save(
         Path(plan.work) / TRUTH_FILE)
@@ -369,9 +376,10 @@ def probe_forgetting(plan: Plan, scorers: dict[str, Scorer], records: list[dict[
                            "before_hour": before_hour, "after_hour": hours[-1], "arms": {}}
     scores: dict[tuple[str, str], Any] = {}
     for name, scorer in scorers.items():
-        versions = served_at(records, name, before_hour), served_at(records, name, hours[-1])
-        if None in versions:
+        before, after = served_at(records, name, before_hour), served_at(records, name, hours[-1])
+        if before is None or after is None:
             continue
+        versions = before, after
         for v in versions:
             if (name, v) not in scores:
                 scores[name, v] = scorer.score(v, frame)

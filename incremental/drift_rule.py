@@ -197,14 +197,14 @@ def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Asse
     hourly = {name: [p for p, n in zip(points, rows[name], strict=True) if name == OVERALL or n >= s.slice_min_rows]
               for name, points in series.items()}
     recent, before = _pooling_hours(series.get(OVERALL, []), s)
-    verdicts = []
+    found: list[SeriesVerdict | None] = []
     for name in sorted(series, key=lambda n: (n != OVERALL, n)):
         threshold = s.overall_auc_drop if name == OVERALL else s.slice_auc_drop
         verdict = _verdict(name, hourly[name], at, threshold, s)
-        verdicts.append(verdict)
+        found.append(verdict)
         if name != OVERALL and not (verdict and verdict.changed):  # a second look: the last K hours together
-            verdicts.append(_pooled_verdict(name, series[name], rows[name], recent, before, s))
-    verdicts = [v for v in verdicts if v is not None]
+            found.append(_pooled_verdict(name, series[name], rows[name], recent, before, s))
+    verdicts = [v for v in found if v is not None]
     note = "" if verdicts else f"fewer than {s.min_reference_hours} earlier hours to compare with"
     return Assessment(at, tuple(verdicts), note)
 

@@ -120,19 +120,20 @@ def baseline_budget(settings: Settings, info: anchor.AnchorInfo, frame: pd.DataF
     (the champion when the anchor was frozen or rolled) on the protected categories large enough
     to judge. Per-update limits alone let small losses add up over promoted updates (a ratchet:
     0.040 mean AUC lost on the medium benchmark's unchanged categories, each update within its limit)."""
-    if not info.baseline_version:
+    baseline_version = info.baseline_version
+    if not baseline_version:
         return {"applicable": False, "why": "no champion when the anchor was frozen: no baseline to hold candidates to"}
     category = frame["category"].astype(str)
     protected = info.protected_categories if info.protected_categories is not None else sorted(set(category))
     sizes = category.value_counts()
     judged = [c for c in protected if sizes.get(c, 0) >= settings.gate.min_category_rows]
-    out: dict[str, Any] = {"baseline_version": info.baseline_version, "protected": list(protected)}
+    out: dict[str, Any] = {"baseline_version": baseline_version, "protected": list(protected)}
     if not judged:
         return {**out, "applicable": False,
                 "why": f"no protected category has {settings.gate.min_category_rows}+ anchor rows"}
     baseline = anchor.cached_scores(
-        settings.lake, tracking.version_key(settings, info.baseline_version), info.sha256,
-        lambda: score_dir(tracking.version_model_dir(settings, info.baseline_version), frame, settings),
+        settings.lake, tracking.version_key(settings, baseline_version), info.sha256,
+        lambda: score_dir(tracking.version_model_dir(settings, baseline_version), frame, settings),
         rows=len(frame))
     g = settings.gate
     return {**out, "applicable": True,

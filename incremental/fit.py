@@ -45,7 +45,8 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     """Rows of the batch at `step`: epoch e is a permutation seeded by (seed, e), and step s
     takes positions [s*B, (s+1)*B) of their concatenation. No iterator state, so resuming at
     step s reproduces the rest of the run exactly."""
-    out, position = [], step * batch_size
+    out: list[int] = []
+    position = step * batch_size
     while len(out) < batch_size:
         epoch, offset = divmod(position, n)
         perm = np.random.default_rng([seed, epoch]).permutation(n)
@@ -58,7 +59,8 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only: not on biases or LayerNorm (as BERT was trained)."""
     norm_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

@@ -137,6 +137,11 @@ def _lookup(metrics: Mapping[str, Any] | None, path: str) -> tuple[float, str | 
     return value, None
 
 
+def _figures(interval: Mapping[str, Any], *keys: str) -> tuple[Any, ...]:
+    """The entries at `keys` (None where missing), for the caller to check are finite numbers."""
+    return tuple(interval.get(k) for k in keys)
+
+
 def _compare(value: float, comparison: str, threshold: float) -> bool:
     if not math.isfinite(value):
         return False
@@ -173,10 +178,11 @@ def _relative_check(name: str, candidate: Mapping[str, Any], metric: str, defici
     interval = section.get(metric) if isinstance(section, Mapping) else None
     if not isinstance(interval, Mapping):
         return GateCheck(name, RELATIVE, path, math.nan, -deficit, ">=", False, f"candidate {path} is missing")
-    diff, lo, hi = (interval.get(k) for k in ("diff", "lo", "hi"))
+    diff, lo, hi = _figures(interval, "diff", "lo", "hi")
     if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (diff, lo, hi)):
         return GateCheck(name, RELATIVE, path, math.nan, -deficit, ">=", False,
                          f"the {metric} interval cannot be computed on this holdout (diff {diff}, [{lo}, {hi}])")
+    assert isinstance(section, Mapping)  # it held the interval
     passed = hi >= -deficit
     level = f"{section.get('confidence', 0.9):.0%}"
     verdict = "better than" if lo > 0 else "worse than" if hi < 0 else "within noise of"
@@ -199,7 +205,7 @@ def _floor_check(candidate: Mapping[str, Any]) -> GateCheck:
     if not isinstance(interval, Mapping):
         return GateCheck("holdout_vs_lexical_floor", RELATIVE, path, math.nan, 0.0, ">=", False,
                          "no lexical floor was measured for this first model")
-    diff, lo, hi = (interval.get(k) for k in ("diff", "lo", "hi"))
+    diff, lo, hi = _figures(interval, "diff", "lo", "hi")
     if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (diff, lo, hi)):
         return GateCheck("holdout_vs_lexical_floor", RELATIVE, path, math.nan, 0.0, ">=", False,
                          f"the interval against the lexical floor cannot be computed (diff {diff}, [{lo}, {hi}])")
@@ -254,7 +260,7 @@ def _significant(interval: Any) -> tuple[bool, str]:
     """Is candidate minus champion significantly below 0? (no usable interval: assume so), and the figures."""
     if not isinstance(interval, Mapping):
         return True, ""
-    lo, hi = interval.get("lo"), interval.get("hi")
+    lo, hi = _figures(interval, "lo", "hi")
     if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (lo, hi)):
         return True, " (no interval could be computed)"
     return hi < 0, f" (candidate - champion interval [{lo:+.4f}, {hi:+.4f}])"
@@ -357,7 +363,7 @@ def _budget_check(candidate: Mapping[str, Any], budget: float) -> GateCheck:
                          "not applicable: this evaluation has no anchor_vs_baseline section")
     if not section.get("applicable"):
         return GateCheck(name, CHANGE, path, 0.0, budget, "<=", True, f"not applicable: {section.get('why')}")
-    diff, lo, hi = (section.get(k) for k in ("diff", "lo", "hi"))
+    diff, lo, hi = _figures(section, "diff", "lo", "hi")
     baseline = section.get("baseline_version")
     if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (diff, lo, hi)):
         return GateCheck(name, CHANGE, path, math.nan, budget, "<=", False,

@@ -422,7 +422,7 @@ def add_part(lake: LakePath, start: datetime, table: pa.Table, *, kind: str, eve
     """
     folder = partition_dir(lake, start)
     keep = validated_files(folder)
-    manifest = read_json(folder / MANIFEST_FILE) if lakefs.is_file(folder / MANIFEST_FILE) else {
+    manifest: dict[str, Any] = read_json(folder / MANIFEST_FILE) if lakefs.is_file(folder / MANIFEST_FILE) else {
         "interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(), "parts": []}
     parts = [p for p in parts_of(manifest) if p["file"] in keep]
     used = {p["file"] for p in parts_of(manifest)} | {p.name for p in lakefs.children(folder)

@@ -29,7 +29,7 @@ LockTimeout = locks.LockTimeout  # another worker held the lake lock for longer 
 _held = threading.local()
 
 
-def _s3_client():  # pragma: no cover - exercised by the S3 lake test
+def _s3_client() -> Any:  # pragma: no cover - exercised by the S3 lake test
     import boto3
 
     # boto3 reads AWS_ENDPOINT_URL, the credentials and the region from the environment

@@ -114,7 +114,7 @@ def quarantine_rows(lake: LakePath, start: datetime, part: dict[str, Any], clean
     entry = write_part(live, clean_name, clean, **{k: v for k, v in part.items()
                                                    if k not in ("file", "rows", "sha256", "bytes")})
     entry.update({"extracted_file": part["file"], "extracted_sha256": part["sha256"], "extracted_rows": part["rows"],
-                  "quarantined_rows": bad.num_rows, "row_quarantine": str(target.relative_to(lake))})
+                  "quarantined_rows": bad.num_rows, "row_quarantine": str(lakefs.relative_to(target, lake))})
     manifest = read_json(live / MANIFEST_FILE)
     manifest["parts"] = [entry if p["file"] == part["file"] else p for p in parts_of(manifest)]
     manifest.setdefault("events", []).append({"event": "rows_quarantined", "part": part["file"], "rows": bad.num_rows,

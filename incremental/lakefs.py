@@ -33,7 +33,7 @@ import functools
 import os
 import shutil
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -112,7 +112,7 @@ class ObjectPath:
     def with_name(self, name: str) -> ObjectPath:
         return ObjectPath(self.scheme, self.bucket, self.key.with_name(name))
 
-    def relative_to(self, other: ObjectPath) -> PurePosixPath:
+    def relative_to(self, other: ObjectPath | Path) -> PurePosixPath:
         if not isinstance(other, ObjectPath) or (other.scheme, other.bucket) != (self.scheme, self.bucket):
             raise ValueError(f"{self} is not under {other}")
         return self.key.relative_to(other.key)
@@ -356,7 +356,7 @@ def put_tree(local: Path, dst: LakePath) -> None:
                 write_bytes(target, item.read_bytes())
         else:
             dst.mkdir(parents=True, exist_ok=True)
-            os.replace(item, target)
+            os.replace(item, dst / item.name)
     shutil.rmtree(local, ignore_errors=True)
 
 
@@ -374,6 +374,17 @@ def scratch_dir(lake: LakePath) -> Path:
 def key(lake: LakePath, path: LakePath | str) -> str:
     """`path` as a key relative to the lake root (what travels between tasks)."""
     if isinstance(lake, ObjectPath):
-        target = path if isinstance(path, ObjectPath) else root(path)
-        return target.relative_to(lake).as_posix()  # type: ignore[union-attr]
+        return relative_to(path if isinstance(path, ObjectPath) else root(path), lake).as_posix()
+    if isinstance(path, ObjectPath):
+        raise ValueError(f"{path} is not under {lake}")
     return Path(path).absolute().relative_to(Path(lake).absolute()).as_posix()
+
+
+def relative_to(path: LakePath, base: LakePath) -> PurePath:
+    """`path.relative_to(base)` for either kind of lake path; ValueError when `path` is not under
+    `base` (a local path is never under an object store prefix, nor the other way round)."""
+    if isinstance(path, ObjectPath):
+        return path.relative_to(base)
+    if isinstance(base, ObjectPath):
+        raise ValueError(f"{path} is not under {base}")
+    return path.relative_to(base)

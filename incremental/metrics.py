@@ -383,7 +383,7 @@ def _through(trained_through: Mapping[Hashable, Any] | Sequence[Any] | None, row
 
 
 def accuracy_matrix(
-    R: Mapping[Hashable, Mapping[Hashable, float]] | np.ndarray | Sequence[Sequence[float]],
+    R: Mapping[Any, Mapping[Any, float]] | np.ndarray | Sequence[Sequence[float]],  # keys: sortable
     trained_through: Mapping[Hashable, Any] | Sequence[Any] | None = None,
 ) -> AccuracyMatrix:
     """Normalise R (a mapping ``model -> {source_hour: metric}`` or a 2-D array, nan unknown).

@@ -48,8 +48,8 @@ REQUIRED_COLUMNS = ("query", "title")  # brand and category may be absent (or nu
 # most of them the 30,522-token embedding). Measured on a colour-match click rule at lr 1e-3:
 # hidden 128 / 4 heads reaches AUC 0.74-0.79 in 200-300 steps for every seed tried, hidden 64 /
 # 2 heads needed 300-500+ depending on the seed, and dropout 0.1 delayed learning past 500 steps.
-TINY = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 256,
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+TINY: dict[str, Any] = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 256,
+                        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 
 
 # The fast preset `minilm-l2`: all-MiniLM-L6-v2's pre-trained embeddings and first two of its
@@ -127,12 +127,13 @@ def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedM
     tokenizer = load_tokenizer(source)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        model: PreTrainedModel
         if base_model == "tiny":
             config = BertConfig(
                 vocab_size=tokenizer.vocab_size,
                 pad_token_id=tokenizer.pad_token_id,
                 max_position_embeddings=512,
-                num_labels=1,
+                num_labels=1,  # type: ignore[call-arg]  # taken by PreTrainedConfig.__post_init__(**kwargs), not a field
                 **TINY,
             )
             model = BertForSequenceClassification(config)
@@ -211,7 +212,7 @@ def tokenize(
 
 
 def collate(
-    features: dict[str, list[list[int]]], index: Sequence[int], pad_id: int, device: torch.device
+    features: dict[str, list[list[int]]], index: Sequence[int] | np.ndarray, pad_id: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
     """Pad the selected pairs to the longest among them (dynamic padding) and move them to `device`."""
     width = max(len(features["input_ids"][i]) for i in index)
@@ -239,7 +240,7 @@ def _by_length(features: dict[str, list[list[int]]], batch_size: int) -> Iterato
 
 
 def logits(
-    model: PreTrainedModel,
+    model: torch.nn.Module,  # a PreTrainedModel; only its torch Module side is used
     features: dict[str, list[list[int]]],
     *,
     pad_id: int,
@@ -268,7 +269,7 @@ def logits(
 
 
 def score(
-    model: PreTrainedModel,
+    model: torch.nn.Module,  # a PreTrainedModel; only its torch Module side is used
     tokenizer: PreTrainedTokenizerBase,
     queries: Sequence[str],
     texts: Sequence[str],
@@ -290,7 +291,7 @@ def score(
 
 
 def score_frame(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: Any, **kwargs: Any
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, frame: Any, **kwargs: Any
 ) -> np.ndarray:
     """`score` on a frame with columns query, title, brand, category."""
     queries, texts = frame_texts(frame)
@@ -328,7 +329,7 @@ class RankerPyfunc(_PythonModel):
     def load_context(self, context: Any) -> None:
         self.device = pick_device()
         self.model, self.tokenizer = load_dir(context.artifacts["model_dir"])
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' functools.wraps on PreTrainedModel.to loses the bound self
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

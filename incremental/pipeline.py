@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +26,7 @@ import pyarrow as pa
 from incremental import lake, lakefs, links, replay, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
+from incremental.handover import Evaluated
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class PipelineError(IncrementalError, RuntimeError):
     """A stage cannot run on this hour; the message says why."""
 
 
-def lake_key(settings: Settings, path: Path | str) -> str:
+def lake_key(settings: Settings, path: lakefs.LakePath | str) -> str:
     """A lake object as its key under the lake root: what every worker can resolve, never a local path."""
     return lakefs.key(settings.lake, path)
 
@@ -219,6 +219,7 @@ def train_step(
     part = lake.partition(settings.lake, start)
     if part.status != "validated":
         raise PipelineError(f"hour {lake.iso_hour(start)} is {part.status}, not validated: it cannot be trained on")
+    assert part.manifest is not None  # a validated hour has one
     sha = part.manifest["sha256"]
     champion = tracking.champion(settings)  # reuse only what the current champion would make again
     existing = registry.find_processed(settings, start, sha, champion[0] if champion else None)
@@ -250,28 +251,28 @@ def train_step(
     }
 
 
-def evaluate_step(settings: Settings, start: datetime, trained: dict[str, Any]) -> dict[str, Any]:
+def evaluate_step(settings: Settings, start: datetime, trained: dict[str, Any]) -> Evaluated:
     """Score the candidate (and its parent) on the fresh holdout and the anchor set; apply the gate."""
     from incremental import evaluate
 
     if trained.get("reused_version"):
-        return {"hour": trained["hour"], "reused_version": trained["reused_version"]}
+        return Evaluated(hour=trained["hour"], reused_version=trained["reused_version"])
     evaluation = evaluate.evaluate_candidate(settings, trained, trained.get("drift"))
-    return {
-        "hour": trained["hour"],
-        "run_id": trained["run_id"],
-        "evaluation_uri": evaluation["uri"],
-        "decision": evaluation["decision"]["decision"],
-        "reasons": evaluation["decision"]["reasons"],
-        "key_metrics": evaluation["key_metrics"],
-    }
+    return Evaluated(
+        hour=trained["hour"],
+        run_id=trained["run_id"],
+        evaluation_uri=evaluation["uri"],
+        decision=evaluation["decision"]["decision"],
+        reasons=tuple(evaluation["decision"]["reasons"]),
+        key_metrics=evaluation["key_metrics"],
+    )
 
 
 def register_step(
     settings: Settings,
     start: datetime,
     trained: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: Evaluated,
     *,
     airflow_run_id: str | None = None,
     force_promote_reason: str | None = None,
@@ -297,7 +298,7 @@ def register_step(
     decision = full["decision"]
     if dry_run:
         return {"hour": lake.iso_hour(start), "version": None, "decision": decision["decision"], "dry_run": True,
-                "reasons": decision["reasons"], "champion": tracking.champion(settings) and tracking.champion(settings)[0],
+                "reasons": decision["reasons"], "champion": (champion := tracking.champion(settings)) and champion[0],
                 **mlflow_urls(settings, trained["run_id"], None)}
     registered = registry.register_candidate(
         settings,

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -110,7 +110,8 @@ def find_processed(
     done = sorted((v for v in found if v.tags.get(REGISTRATION_TAG, "done") == "done"), key=lambda v: int(v.version))
     approved = [v for v in done if v.tags.get("decision") == "approved" or v.tags.get("override") == "promoted"]
     same_parent = [v for v in done if v.tags.get("parent_version") == (parent_version or BASE)]
-    return (approved or same_parent or [None])[0]
+    reusable = approved or same_parent
+    return reusable[0] if reusable else None
 
 
 def _periods(version: ModelVersion) -> list[list[str | None]]:
@@ -167,7 +168,7 @@ def register_candidate(
     mode, drift evidence, changed slices) are recorded on the version.
     Returns {"version", "decision", "reasons", "champion", "reused"}.
     """
-    expected = parent_version if expected_champion is SAME_AS_PARENT else expected_champion
+    expected = parent_version if expected_champion is SAME_AS_PARENT else cast("str | None", expected_champion)
     client = tracking.configure(settings)
     name = settings.model_name
     key = candidate_key(interval_start, parent_version, data_hash)
@@ -374,7 +375,7 @@ def _cut(text: str, limit: int) -> str:
 def format_history(rows: list[dict[str, Any]]) -> str:
     from tabulate import tabulate
 
-    def periods(p: list[list[str | None]]) -> str:
+    def periods(p: list[list[Any]]) -> str:  # [start, end or None] pairs
         return "; ".join(f"{a[5:16]}..{(b or 'now')[5:16]}" for a, b in p)
 
     table = [

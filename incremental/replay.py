@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from incremental import lake as lk
+from incremental.lakefs import LakePath
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def replay_size(fresh_rows: int, fraction: float) -> int:
 
 
 def sample(
-    lake: Path,
+    lake: LakePath,
     start: datetime,
     *,
     fresh_rows: int,
@@ -113,7 +113,8 @@ def sample(
     if wanted == 0:
         return pd.DataFrame(columns=lk.SEARCH_LOG_SCHEMA.names), lineage
 
-    frames, parts = [], []
+    frames: list[pd.DataFrame] = []
+    parts: list[lk.Partition] = []
     for part in lk.validated_partitions(lake, start, replay_hours):
         frame = lk.read_partition(part).to_pandas()
         frame = frame[~holdout_mask(frame["session_id"], holdout_fraction)]

@@ -50,8 +50,8 @@ def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str |
     evaluations: dict[str, dict[str, Any]] = {}
     for row in registry.history(settings)[-MAX_VERSIONS:]:
         mv = client.get_model_version(settings.model_name, row["version"])
-        if mv.tags.get("anchor_sha256") != sha or row["version"] == version:
-            continue
+        if mv.tags.get("anchor_sha256") != sha or row["version"] == version or mv.run_id is None:
+            continue  # (a version made outside a run has no evaluation)
         try:
             past = load_evaluation(settings, mv.run_id)
         except (OSError, MlflowException):  # a version registered before evaluations were logged

@@ -204,7 +204,8 @@ def _pools(cat: Catalogue, hour: datetime, rng: np.random.Generator) -> tuple[np
     return members, offsets, counts
 
 
-def _pick(members, offsets, counts, group: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _pick(members: np.ndarray, offsets: np.ndarray, counts: np.ndarray, group: np.ndarray, k: int,
+          rng: np.random.Generator) -> np.ndarray:
     """k distinct products from each session's group: (sessions, k) product indices."""
     start = rng.integers(0, counts[group])
     steps = (start[:, None] + np.arange(k)[None, :]) % counts[group][:, None]
@@ -366,7 +367,8 @@ def generate(
     intent = _drift_intent(seed) if scenario == "drift" else np.arange(N_CATEGORIES)
 
     cat = catalogue(seed, start, end)
-    parts, damaged, extra_products = [], {f: {} for f in faults}, []
+    parts, extra_products = [], []
+    damaged: dict[str, dict[str, list[str]]] = {f: {} for f in faults}
     for hour in span:
         rows = _hour_rows(seed, hour, int(rate), cat, drift_at, intent)
         hour_damage, products = apply_faults(rows, seed, hour, faults)

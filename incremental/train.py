@@ -191,7 +191,8 @@ class MetricLog:
     """Per-step metrics, sent to the run in batches (one database write each)."""
 
     def __init__(self, client: Any, run_id: str) -> None:
-        self.client, self.run_id, self.pending = client, run_id, []
+        self.client, self.run_id = client, run_id
+        self.pending: list[Metric] = []
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
         now_ms = int(time.time() * 1000)
@@ -230,7 +231,7 @@ def publish(run_id: str, identity: UpdateIdentity, trainer: Trainer, tokenizer: 
     """The holdout for the evaluator, the HF directory, and the pyfunc in the run."""
     lk.write_parquet_atomic(identity.holdout_path, data.holdout)
     shutil.rmtree(identity.candidate_dir, ignore_errors=True)
-    rk.save_dir(trainer.model.to("cpu"), tokenizer, identity.candidate_dir)
+    rk.save_dir(trainer.model.to("cpu"), tokenizer, identity.candidate_dir)  # type: ignore[arg-type]  # Trainer keeps the PreTrainedModel as a torch Module
     with mlflow.start_run(run_id=run_id):
         mlflow.log_artifact(str(identity.holdout_path), HOLDOUT_ARTIFACT)  # the evaluator reads it back by URI
         mlflow.log_dict(data.lineage, "lineage.json")

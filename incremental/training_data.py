@@ -66,6 +66,7 @@ def load_hours(
                 raise TrainingError(message)
             log.warning("%s (skipped)", message)
             continue
+        assert part.manifest is not None  # a validated hour has one
         table = lk.read_partition(part)
         sessions = table.column("session_id").to_pylist()
         mask = replay.holdout_mask(sessions, fraction)

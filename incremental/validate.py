@@ -131,7 +131,7 @@ def _validate(
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     n = len(frame)
     types = schema_checks_frame(frame) if type_checks is None else type_checks
-    typed_ok = {c.column for c in types if c.success and c.column in frame.columns}
+    typed_ok = {c.column for c in types if c.success and c.column is not None and c.column in frame.columns}
     masks = row_masks(frame, start, end, settings, typed_ok)
     text, gx_frame = text_checks(frame, typed_ok, masks)
     gx_frame = for_gx(gx_frame, typed_ok)
@@ -237,10 +237,10 @@ def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings
     live = lk.partition_dir(lake, start)
     hour = lk.iso_hour(start)
     if not lakefs.is_file(live / lk.MANIFEST_FILE):
-        part = lk.partition(lake, start)
-        if part.status == "quarantined":
+        found = lk.partition(lake, start)
+        if found.status == "quarantined":
             raise ValidationError(
-                f"hour {hour} has no live partition: it was quarantined to {part.path}; after a fix, re-admit it "
+                f"hour {hour} has no live partition: it was quarantined to {found.path}; after a fix, re-admit it "
                 f"with `incremental readmit --start {hour} --reason TEXT`"
             )
         raise ValidationError(f"hour {hour} has no partition in {lake / 'search_logs'}: extract it first")
@@ -395,7 +395,8 @@ def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _P
         clean = p.frame[~out.bad]
     validated = [*p.earlier_parts, entry]
     view = _concat([p.earlier, clean]) if p.earlier is not None else clean
-    typed = {c.column for c in out.checks if c.rule == "expect_column_values_to_be_of_type" and c.success}
+    typed = {c.column for c in out.checks
+             if c.rule == "expect_column_values_to_be_of_type" and c.success and c.column is not None}
     record.update({
         "parts": [q["file"] for q in validated],
         "sha256": lk.identity(validated),
@@ -438,7 +439,7 @@ def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings,
     for attempt in attempts:
         tables += [lk.read_parquet(attempt / p["file"]) for p in lk.parts_of(lk.read_json(attempt / lk.MANIFEST_FILE))]
     table = pa.concat_tables(tables, promote_options="permissive")
-    sources = [str(p.relative_to(lake)) for p in [*sets, *attempts]]
+    sources = [str(lakefs.relative_to(p, lake)) for p in [*sets, *attempts]]
     manifest = lk.add_part(lake, start, table, kind="readmitted",
                            event={"event": "readmit", "reason": reason.strip(), "sources": sources})
     into = manifest["parts"][-1]["file"]

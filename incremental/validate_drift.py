@@ -260,15 +260,16 @@ _MESSAGES = {"drift_row_count": _volume, "drift_ctr": _ctr, "drift_category_mix"
 
 def validated_history(lake: LakePath, start: datetime, settings: ValidationSettings) -> list[dict[str, Any]]:
     """Statistics of the latest `drift_window_hours` validated hours within `drift_lookback_hours`, oldest first."""
-    out = []
+    out: list[dict[str, Any]] = []
     for k in range(1, settings.drift_lookback_hours + 1):
         if len(out) >= settings.drift_window_hours:
             break
         part = lk.partition(lake, start - lk.HOUR * k)
         if part.status != "validated":
             continue
+        assert part.path is not None  # a validated hour has its folder
         try:
-            record = lk.read_json(part.path / lk.VALIDATION_FILE)  # type: ignore[operator]
+            record = lk.read_json(part.path / lk.VALIDATION_FILE)
         except (OSError, ValueError):
             continue
         if record.get("statistics"):

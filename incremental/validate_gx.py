@@ -51,7 +51,7 @@ def _quiet_gx() -> None:
     _gx_ready = True
 
 
-def _context(docs_dir: Path | None = None):
+def _context(docs_dir: Path | None = None) -> Any:  # an ephemeral GX data context
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -83,9 +83,9 @@ def _context(docs_dir: Path | None = None):
 
 
 def build_suite(
-    gx, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True,
+    gx: Any, start: datetime, end: datetime, settings: ValidationSettings, typed_ok: set[str], table_stats: bool = True,
     drift: Sequence[Any] = (),
-):
+) -> Any:  # gx: the great_expectations module; returns a gx.ExpectationSuite
     """The GX suite. Row-level expectations carry `mostly` = 1 - max_bad_row_fraction and meta level "row";
     `drift`: the drift expectations (`validate_drift.drift_expectations`), with their own severity and meta."""
     E = gx.expectations
@@ -170,21 +170,21 @@ class GxRun:
     docs: Path | None = None  # index.html of the site the checkpoint's UpdateDataDocsAction built
 
 
-def run_gx(frame: pd.DataFrame, suite_factory, docs_dir: Path | None) -> GxRun:
+def run_gx(frame: pd.DataFrame, suite_factory: Any, docs_dir: Path | None) -> GxRun:  # suite_factory(gx) -> suite
     """Run the suite through a GX Checkpoint; with `docs_dir`, its UpdateDataDocsAction builds the local site.
 
     Docs are a convenience (the JSON result is the record): when the checkpoint fails, the hour is
     validated again by the validation definition alone, without docs, and a warning is logged.
     """
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.checkpoint import UpdateDataDocsAction, ValidationAction
 
     context = _context(docs_dir)
     suite = context.suites.add(suite_factory(gx))
     asset = context.data_sources.add_pandas("lake").add_dataframe_asset("search_logs_hour")
     batch = asset.add_batch_definition_whole_dataframe("hour")
     definition = context.validation_definitions.add(gx.ValidationDefinition(name="hour", data=batch, suite=suite))
-    actions = [UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])] if docs_dir is not None else []
+    actions: list[ValidationAction] = [UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])] if docs_dir is not None else []
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name=SUITE_NAME, validation_definitions=[definition], actions=actions, result_format=RESULT_FORMAT))
     params = {"dataframe": frame}

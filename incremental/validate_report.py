@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from incremental import lake as lk
 from incremental.errors import IncrementalError
+from incremental.lakefs import LakePath
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -56,10 +56,10 @@ class ValidationReport:
     status: str  # "validated" | "quarantined"
     rows: int  # rows of the part(s) this validation looked at
     checks: tuple[Check, ...]
-    path: Path  # the live folder (validated) or the quarantine folder
-    data_docs: Path | None  # index.html of the GX data docs site (quarantined hour or rows)
+    path: LakePath  # the live folder (validated) or the quarantine folder
+    data_docs: LakePath | None  # index.html of the GX data docs site (quarantined hour or rows)
     quarantined_rows: int = 0  # rows moved to quarantine while the hour was validated
-    rows_path: Path | None = None  # where those rows went
+    rows_path: LakePath | None = None  # where those rows went
     part: str | None = None  # the part validated now (None: nothing was pending)
     live_rows: int | None = None  # rows of the hour's validated view afterwards
     hour_validated: bool = False  # quarantined: only this part went; the hour keeps its validated parts

@@ -293,8 +293,8 @@ def cross_part_checks(frame: pd.DataFrame, earlier: pd.DataFrame, typed_ok: set[
     return out
 
 
-def value_samples(frame: pd.DataFrame, masks: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], str]:
-    out = {}
+def value_samples(frame: pd.DataFrame, masks: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str | None], str]:
+    out: dict[tuple[str, str | None], str] = {}
     for (rule, column), mask in masks.items():
         if not mask.any():
             continue

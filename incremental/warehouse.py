@@ -265,7 +265,7 @@ class Warehouse:
         """
         query = _psycopg_params(statement.strip().rstrip(";"))
         engine = self._engine()
-        raw = engine.raw_connection()
+        raw: Any = engine.raw_connection()  # psycopg's: its cursor is a context manager, with copy()
         try:
             with raw.cursor() as cur:
                 for setting in _PG_READ_SESSION:
@@ -324,7 +324,7 @@ class Warehouse:
         pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
         staging = f"CREATE TEMP TABLE incoming_rows (LIKE {table_name}) ON COMMIT DROP"  # whitelisted name
         copy_in = f"COPY incoming_rows ({', '.join(rows.column_names)}) FROM STDIN WITH (FORMAT csv)"
-        raw = engine.raw_connection()
+        raw: Any = engine.raw_connection()  # psycopg's: its cursor is a context manager, with copy()
         try:
             with raw.cursor() as cur:
                 cur.execute(staging)

@@ -175,16 +175,18 @@ class DataDocsLink(_XComLink):
 
 # --- the data docs app ---------------------------------------------------------------------------
 @functools.cache
-def _data_docs_app():
+def _data_docs_app() -> Any:  # a FastAPI app
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import FileResponse
 
     try:  # the API server's own login check (the session cookie); the app is not exposed without it
         from airflow.api_fastapi.core_api.security import get_user
-    except ImportError:  # pragma: no cover - other Airflow versions
-        get_user = None
 
-    app = FastAPI(title="search-ranker data docs", dependencies=[Depends(get_user)] if get_user else [])
+        dependencies = [Depends(get_user)]
+    except ImportError:  # pragma: no cover - other Airflow versions
+        dependencies = []
+
+    app = FastAPI(title="search-ranker data docs", dependencies=dependencies)
 
     @app.get("/data-docs/{path:path}")
     def data_docs(path: str) -> FileResponse:
@@ -274,7 +276,7 @@ class SearchRankerPlugin(AirflowPlugin):
     listeners = [RunNoteListener()]
 
     @property
-    def external_views(self) -> list[dict[str, Any]]:  # built when asked for (the settings are not read on import)
+    def external_views(self) -> list[dict[str, Any]]:  # type: ignore[override]  # AirflowPlugin declares a list; built when asked for (the settings are not read on import)
         found = settings()
         if found is None:
             return []
@@ -285,5 +287,5 @@ class SearchRankerPlugin(AirflowPlugin):
         ]
 
     @property
-    def fastapi_apps(self) -> list[dict[str, Any]]:  # built on first use, in the API server only
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # AirflowPlugin declares a list; built on first use, in the API server only
         return [{"app": _data_docs_app(), "url_prefix": DATA_DOCS_ROUTE, "name": "search-ranker data docs"}]

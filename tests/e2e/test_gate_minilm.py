@@ -75,15 +75,15 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
     default = pipeline.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT))
     naive_overrides = {"replay_fraction": 0.0, "l2sp_strength": 0.0, "learning_rate": 3e-4}
     naive = pipeline.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT, overrides=naive_overrides))
-    print("default:", default["key_metrics"], default["reasons"])
-    print("naive:", naive["key_metrics"], naive["reasons"])
-    assert default["decision"] == "approved", default["reasons"]
-    assert naive["decision"] == "rejected"
+    print("default:", default.key_metrics, default.reasons)
+    print("naive:", naive.key_metrics, naive.reasons)
+    assert default.decision == "approved", default.reasons
+    assert naive.decision == "rejected"
     # a forgetting check on the anchor rejects it (AUC, or NDCG@10 when the first model ranks weakly:
     # its early stopping no longer picks the step on the rows the gate judges)
     assert any(r.startswith(("anchor_auc_drop", "anchor_ndcg_drop", "anchor_worst_category_auc_drop"))
-               for r in naive["reasons"]), naive["reasons"]
-    assert naive["key_metrics"]["anchor_auc"] < default["key_metrics"]["anchor_auc"] - 0.05
+               for r in naive.reasons), naive.reasons
+    assert naive.key_metrics["anchor_auc"] < default.key_metrics["anchor_auc"] - 0.05
 
     # the default candidate becomes champion; the poisoned hour's candidate is rejected
     registered = pipeline.register_step(settings, DRIFT, pipeline.train_step(settings, DRIFT), default)

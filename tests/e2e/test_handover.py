@@ -15,6 +15,7 @@ import pytest
 
 from incremental import pipeline
 from incremental.config import load_settings
+from incremental.handover import Evaluated
 from incremental.simulate import simulate
 from incremental.warehouse import Warehouse
 
@@ -51,14 +52,16 @@ def test_tasks_hand_over_uris_not_local_paths(home: Path, monkeypatch: pytest.Mo
     shutil.rmtree(settings.home / "candidates")
     shutil.rmtree(settings.home / "holdout")
     shutil.rmtree(settings.home / "evaluations", ignore_errors=True)
-    evaluation = returned["evaluate"] = pipeline.evaluate_step(settings, hour, trained)
+    evaluation = pipeline.evaluate_step(settings, hour, trained)
+    returned["evaluate"] = evaluation.to_dict()  # what the DAG's XCom carries
+    assert Evaluated.from_dict(json.loads(json.dumps(returned["evaluate"]))) == evaluation
     shutil.rmtree(settings.home / "evaluations")
     returned["register"] = pipeline.register_step(settings, hour, trained, evaluation)
     returned["catch_up"] = pipeline.catch_up_step(settings, hour)
     json.dumps(returned)  # small JSON
     assert {k: local_paths(v, settings.home) for k, v in returned.items() if local_paths(v, settings.home)} == {}
     assert trained["holdout_uri"].startswith(f"runs:/{trained['run_id']}/")
-    assert evaluation["evaluation_uri"] == f"runs:/{trained['run_id']}/evaluation/evaluation.json"
+    assert evaluation.evaluation_uri == f"runs:/{trained['run_id']}/evaluation/evaluation.json"
     assert returned["register"]["version"] == "2" and returned["extract"]["lake_key"].startswith("search_logs/")
 
 
