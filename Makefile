@@ -15,7 +15,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 DEMO_HOME ?= $(CURDIR)/var/demo
 
-.PHONY: setup demo test typecheck lint bench airflow mlflow screenshots clean
+.PHONY: docs-check setup demo test typecheck lint bench airflow mlflow screenshots clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,12 @@ $(STAMP): requirements.txt pyproject.toml
 demo: setup
 	bash scripts/demo.sh
 
-test: setup typecheck
-	$(BIN)/python -m pytest -q
+test: setup typecheck docs-check
+	$(BIN)/python -m pytest -q --durations=25
+
+# every link and backticked path in README.md, CHANGELOG.md and docs/ resolves (a second)
+docs-check:
+	bash scripts/check_docs.sh
 
 # mypy over incremental/, dags/ and plugins/ ([tool.mypy] in pyproject.toml): zero errors, or the
 # tests do not run. About a minute on a fresh clone, seconds with its cache (.mypy_cache).
