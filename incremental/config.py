@@ -137,7 +137,8 @@ class GateSettings(_Section):
     max_holdout_ece: float = Field(0.15, gt=0.0, le=1.0)  # calibration error on the fresh holdout at most this
     min_holdout_rows: int = Field(1, ge=1)  # a holdout with fewer rows rejects (an empty one always does)
     # relative: candidate minus champion on the same fresh holdout, paired bootstrap over sessions
-    # and products ("sessions": products held fixed; the A/A benchmark measures both, see docs/judging.md)
+    # and products ("sessions": products held fixed; the A/A benchmark measures both, see
+    # docs/benchmarks.md). The frozen anchor's intervals resample its sessions only.
     bootstrap_units: Literal["sessions", "sessions_and_products"] = "sessions_and_products"
     bootstrap_samples: int = Field(1000, ge=100)
     confidence: float = Field(0.9, gt=0.5, lt=1.0)  # of the two-sided interval

@@ -104,8 +104,10 @@ def anchor_intervals(frame: pd.DataFrame, candidate: np.ndarray, champion: np.nd
     g = settings.gate
 
     def interval(rows: np.ndarray) -> dict[str, Any]:
+        # sessions only: the anchor is a frozen set whose products are the benchmark itself, not a
+        # sample of the products to come (and resampling them cost the forgetting checks their power)
         return compare.paired_bootstrap(frame[rows], candidate[rows], champion[rows], samples=g.bootstrap_samples,
-                                        confidence=g.confidence, seed=settings.training.seed, by_product=by_product(g))
+                                        confidence=g.confidence, seed=settings.training.seed, by_product=False)
 
     category = frame["category"].astype(str).to_numpy()
     out = interval(~np.isin(category, changed))
