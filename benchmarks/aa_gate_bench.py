@@ -11,7 +11,7 @@ difference the hourly intervals estimate.
 - `null update`: the candidate scores exactly as the champion (zero steps): every interval is
   [0, 0] and it is never rejected; checked, not assumed.
 Both resampling units are measured in one run: sessions alone (products held fixed) and sessions
-and products at once (`compare.replicate_weights`, the gate's default).
+and products at once (`compare.replicate_weights`, `gate.bootstrap_units: sessions_and_products`).
 
 - `seed-only`: champion and candidate are the same BM25 scorer with a small per-product
   perturbation drawn from two seeds (two candidates that differ only by their seed). Per hour:

@@ -3,8 +3,8 @@
 The relative gate (`incremental.gate`) asks one question of the fresh holdout: is the candidate
 better, no different, or worse than the champion *on the same rows*? Rows of one session are
 not independent (one query, one page, clicks that compete), and two models differ product by
-product while an hour sees only some products; so each bootstrap replicate draws sessions and
-products with replacement (`replicate_weights`) and recomputes both models' metrics with the
+product while an hour sees only some products; so each bootstrap replicate draws sessions (and,
+with `by_product`, products) with replacement (`replicate_weights`) and recomputes both models' metrics with the
 rows weighted by those draws, the same draw for both (paired). The interval of the difference
 (candidate minus champion) then says:
 
@@ -124,7 +124,7 @@ def _auc_diffs(frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray,
 
 
 def paired_bootstrap(frame: pd.DataFrame, candidate: Any, champion: Any, *, samples: int = 1000,
-                     confidence: float = 0.9, seed: int = 0, by_product: bool = True) -> dict[str, Any]:
+                     confidence: float = 0.9, seed: int = 0, by_product: bool = False) -> dict[str, Any]:
     """Intervals of candidate minus champion for NDCG@10 and AUC on the same rows of `frame`.
 
     Resamples sessions and, with `by_product` and a ``product_id`` column, products too

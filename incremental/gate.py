@@ -1,8 +1,8 @@
 """The promotion gate: a pure function from metric dicts, thresholds and drift context to a decision.
 
 The core is **relative**, in the style of TFX's change thresholds: the candidate against the
-champion on the *same* fresh holdout, with a paired bootstrap interval over sessions and
-products (`incremental.compare`). A candidate is rejected when it is significantly worse than the
+champion on the *same* fresh holdout, with a paired bootstrap interval over sessions (and
+products, with `bootstrap_units: sessions_and_products`; `incremental.compare`). A candidate is rejected when it is significantly worse than the
 champion on fresh data; absolute values are only **sanity floors**: they judge the first model
 alone and afterwards never block a candidate that is at least as good as the champion on the
 same rows. **Forgetting limits** apply to the anchor slices that have *not* changed: a slice

@@ -124,7 +124,7 @@ def test_a_difference_by_product_widens_the_two_way_interval() -> None:
     base = np.clip(0.3 * truth + rng.random(len(truth)), 0, None)
     factor = np.exp(rng.normal(0, 0.5, 30))[frame["product_id"].astype(int)]
     sessions = paired_bootstrap(frame, base * factor, base, samples=400, seed=2, by_product=False)
-    both = paired_bootstrap(frame, base * factor, base, samples=400, seed=2)
+    both = paired_bootstrap(frame, base * factor, base, samples=400, seed=2, by_product=True)
     assert both["units"] == "sessions x products" and sessions["units"] == "sessions"
     for metric in ("ndcg@10", "auc"):
         assert both[metric]["diff"] == sessions[metric]["diff"]
