@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
-from incremental import lake, lakefs, links, replay, tracking
+from incremental import lake, lake_lock, lakefs, links, replay, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 from incremental.handover import Evaluated
@@ -388,8 +390,57 @@ def run_hour(
     airflow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """The whole hour without Airflow: extract -> validate -> monitor -> train -> evaluate ->
-    register/reject -> catch-up (only when a drift was declared)."""
+    register/reject -> catch-up (only when a drift was declared).
+
+    Two runs of the same hour take turns (`run_lock`): the second waits for the first to finish,
+    saying so, then finds what the first made (its version, reused; or its skip) instead of
+    judging the same candidate again."""
     start = lake.parse_hour(start)
+    with run_lock(settings, start):
+        return _run_hour(settings, start, overrides=overrides, force_promote_reason=force_promote_reason,
+                         dry_run=dry_run, airflow_run_id=airflow_run_id)
+
+
+# The longest a run of an hour waits for another run of the same hour: the hourly DAG's run
+# timeout, longer than any one run. On an object-store lake the lock is a lease of RUN_LEASE_S
+# (a run that died holding it blocks the next one that long at most).
+RUN_WAIT_S = 3 * 3600.0
+RUN_LEASE_S = 3600.0
+
+
+def run_lock_name(start: datetime) -> str:
+    """The lake lock (`incremental.lake_lock`) that a run of the hour holds from extract to catch-up."""
+    return f"run-{lake.parse_hour(start):%Y%m%dT%H}"
+
+
+@contextmanager
+def run_lock(settings: Settings, start: datetime, timeout: float = RUN_WAIT_S) -> Iterator[None]:
+    """Hold the hour's run lock: one run of an hour at a time, the next one waiting (and saying so)."""
+    hour, name = lake.iso_hour(start), run_lock_name(start)
+    with ExitStack() as held:
+        try:  # free: most runs
+            held.enter_context(lake_lock.lock(settings.lake, name, timeout=0.0, lease=RUN_LEASE_S))
+        except lake_lock.LockTimeout as busy:
+            log.warning("hour %s is being run by another process: waiting for it to finish (up to %.0f min; "
+                        "the lock is held by %s), then going on with what it made", hour, timeout / 60,
+                        getattr(busy, "holder", None) or "a process this worker cannot name")
+            try:
+                held.enter_context(lake_lock.lock(settings.lake, name, timeout=timeout, lease=RUN_LEASE_S))
+            except lake_lock.LockTimeout:
+                raise PipelineError(f"hour {hour} has been run by another process for more than {timeout / 60:.0f} "
+                                    f"min (lake lock {name}): is it stuck? Stop it, then run the hour again") from None
+        yield
+
+
+def _run_hour(
+    settings: Settings,
+    start: datetime,
+    *,
+    overrides: dict[str, Any] | None,
+    force_promote_reason: str | None,
+    dry_run: bool,
+    airflow_run_id: str | None,
+) -> dict[str, Any]:
     extracted = extract_step(settings, start)
     validated = validate_step(settings, start)
     if validated["status"] != "validated":
