@@ -1,4 +1,6 @@
-"""Hours run again (issue 20, item 5): two `run-hour` of the same hour at once take turns.
+"""Hours run again: two `run-hour` of the same hour at once take turns (issue 20, item 5); an
+hour the champion's lineage already trained on is not trained again, and an hour that arrives
+after a later one is trained once and not scored as test-then-train (item 7).
 
 One DuckDB home (`world`) is prepared once per module, as in `test_faults.py`: nine simulated
 hours (600 impressions each), the first four extracted and validated, a first champion
@@ -16,7 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import assert_consistent, bootstrap_champion, cli_command, cli_env, prepare_home
+from conftest import (
+    assert_consistent,
+    assert_ok,
+    bootstrap_champion,
+    cli,
+    cli_command,
+    cli_env,
+    mlflow_state,
+    prepare_home,
+)
 
 from incremental import lake, pipeline
 
@@ -93,3 +104,65 @@ def test_two_runs_of_the_same_hour_at_once_take_turns(world: Path, tmp_path: Pat
     assert f"version {version['version']}" in first[0] and f"version {version['version']}" in second[0]
     assert [r["run_id"] for r in update_runs_of(state, 4)] == [version["run_id"]]
     assert len(prequential(world, 4)) == 1
+
+
+def test_an_hour_of_the_bootstrap_window_is_not_trained_again(world: Path) -> None:
+    """Before: `run-hour` of an hour the first champion was bootstrapped on trained it into the
+    champion a second time (a new version, approved here)."""
+    env = cli_env(world)
+    before = mlflow_state(world)
+    champion = before["champion"]
+    for args in (["run-hour", "--start", hour(2)], ["train", "--start", hour(2)]):
+        result = assert_ok(cli(env, *args))
+        assert "Traceback" not in result.stderr, result.stderr
+        assert f"2026-07-01T02:00Z  skipped: hour 2026-07-01T02:00Z is already in champion v{champion}'s training data " \
+               "(trained through 2026-07-01T" in result.stdout, result.stdout
+        assert "hourly update" not in result.stderr  # nothing trained
+    after = mlflow_state(world)
+    assert after["versions"] == before["versions"] and after["champion"] == champion  # no new version
+    assert len(after["runs"]) == len(before["runs"])  # no MLflow run
+    assert prequential(world, 2) == []  # and not scored: the champion trained on it
+
+
+def test_an_hour_after_a_later_one_is_trained_once_and_not_scored(world: Path) -> None:
+    """Hour 06 runs after 07 (it reached the lake late): the champion that learnt 07 never
+    trained on it, so it is trained, once, from that champion; it is not scored as test-then-train
+    (a model that saw a later hour scores it); and neither hour is trained again when run again."""
+    env = cli_env(world)
+    assert_ok(cli(env, "run-hour", "--start", hour(7)))
+    late = assert_ok(cli(env, "run-hour", "--start", hour(6)))
+    assert "is not scored" in late.stderr and "hourly update" in late.stderr, late.stderr
+    state = mlflow_state(world)
+    (seven,), (six,) = versions_of(state, 7), versions_of(state, 6)
+    assert six["tags"]["parent_version"] == seven["version"] == str(int(six["version"]) - 1)
+    assert state["champion"] == six["version"]  # fast.yaml's gate approves what is not stale
+    assert len(prequential(world, 7)) == 1 and prequential(world, 6) == []
+
+    again = assert_ok(cli(env, "run-hour", "--start", hour(6), "--end", hour(8)))
+    assert "hourly update" not in again.stderr and "Traceback" not in again.stderr, again.stderr
+    assert again.stdout.count("(already processed: existing version)") == 2, again.stdout
+    after = assert_consistent(world, [tag(6), tag(7)])
+    assert after["versions"] == state["versions"] and len(after["runs"]) == len(state["runs"])
+    assert len(prequential(world, 7)) == 1 and prequential(world, 6) == []
+
+
+def test_late_rows_of_a_trained_hour_are_not_an_update_of_their_own(world: Path) -> None:
+    """Rows of hour 08 that reach the warehouse after it was trained: a delta part, validated, the
+    hour's identity changes (as before); but the hour is not trained again, whole, into the
+    champion that already learnt it (before: a second version of hour 08, its old rows trained twice)."""
+    env = cli_env(world)
+    assert_ok(cli(env, "run-hour", "--start", hour(8)))
+    state = mlflow_state(world)
+    (eight,) = versions_of(state, 8)
+    assert state["champion"] == eight["version"]
+    assert_ok(cli(env, "simulate", "--start", hour(9), "--end", hour(10), "--rate", "600", "--seed", "5",
+                  "--fault", "late_rows_for_trained_hour"))
+    again = assert_ok(cli(env, "run-hour", "--start", hour(8)))
+    assert "Traceback" not in again.stderr and "hourly update" not in again.stderr, again.stderr
+    assert (f"skipped: hour 2026-07-01T08:00Z is already in champion v{eight['version']}'s training data "
+            "(trained through 2026-07-01T09:00Z): not trained again; rows that reached the hour since") in again.stdout
+    part = lake.partition(world / "lake", T0 + timedelta(hours=8))
+    assert part.status == "validated" and len(part.manifest["parts"]) == 2  # the delta, validated
+    assert part.manifest["sha256"] != eight["tags"]["partition_sha256"]
+    after = mlflow_state(world)
+    assert after["versions"] == state["versions"] and len(after["runs"]) == len(state["runs"])
