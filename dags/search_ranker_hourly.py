@@ -29,7 +29,9 @@ the mode: normal or adapt), **train** an incremental update (GPU worker: queue `
   `airflow backfill create --dag-id search_ranker_hourly --from-date ... --to-date ... --max-active-runs 1`.
   Keep *max active runs* at 1 (Airflow's backfill default is 10 and the DAG's limit does not apply to
   backfills): each hour warm-starts from the previous hour's champion. Reprocessing an hour reuses
-  the model version registered for the same inputs.
+  the model version registered for the same inputs; an hour the champion's lineage already trained
+  on (its bootstrap window, an hour it learnt) is skipped, not trained into it twice (the run's note
+  says so).
 * **Warehouse**: the Airflow connection `search_warehouse` when defined, else `INCREMENTAL_WAREHOUSE_URL`.
 * **Alerts**: a failed task logs one `ALERT search-ranker: ...` line (and POSTs it to
   `$INCREMENTAL_ALERT_WEBHOOK` when set).
@@ -120,9 +122,12 @@ def search_ranker_hourly():
         from incremental import pipeline
 
         context = get_current_context()
-        return pipeline.train_step(task_settings(), run_hour(context),
-                                   overrides=training_overrides(context["params"]),
-                                   airflow_run_id=context["run_id"])
+        trained = pipeline.train_step(task_settings(), run_hour(context),
+                                      overrides=training_overrides(context["params"]),
+                                      airflow_run_id=context["run_id"])
+        if trained.get("skipped"):  # evaluate and register pass it on; no version, no new champion
+            banner(f"HOUR {trained['hour']} NOT TRAINED: {trained['skipped']}")
+        return trained
 
     @task(execution_timeout=timedelta(minutes=20), pool="search_ranker_registry")
     @fail_fast

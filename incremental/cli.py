@@ -179,6 +179,9 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.pipeline import train_step
 
     result = train_step(settings, args.start)
+    if result.get("skipped"):
+        print(f"{result['hour']}  skipped: {result['skipped']}")
+        return
     if result.get("reused_version"):
         print(f"hour already processed: version {result['reused_version']} (MLflow run {result['run_id']})")
         return
@@ -241,14 +244,17 @@ def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _print_decision(result: dict) -> None:
-    reused = " (already processed: existing version)" if result.get("reused") else ""
-    mode = f"  mode {result['mode']}" if result.get("mode") else ""
-    print(f"{result['hour']}  {str(result['decision']).upper()}  version {result['version']}{reused}  "
-          f"champion {result.get('champion')}{mode}")
-    for line in (result.get("drift") or {}).get("evidence", []):
-        print(f"    drift: {line}")
-    for reason in result.get("reasons", []):
-        print(f"    - {reason}")
+    if result.get("decision") == "skipped":  # nothing trained: the hour is already in the champion's lineage
+        print(f"{result['hour']}  skipped: {result['skipped']}  (champion {result.get('champion')})")
+    else:
+        reused = " (already processed: existing version)" if result.get("reused") else ""
+        mode = f"  mode {result['mode']}" if result.get("mode") else ""
+        print(f"{result['hour']}  {str(result['decision']).upper()}  version {result['version']}{reused}  "
+              f"champion {result.get('champion')}{mode}")
+        for line in (result.get("drift") or {}).get("evidence", []):
+            print(f"    drift: {line}")
+        for reason in result.get("reasons", []):
+            print(f"    - {reason}")
     caught = result.get("catch_up")
     if caught:
         print(f"    catch-up retrain on {'/'.join(caught['window'])}: {str(caught['decision']).upper()} "
@@ -371,14 +377,17 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
 
 def _training_commands(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "train", cmd_train,
-                 "update the champion on one validated hour (prints the MLflow run and the candidate)")
+                 "update the champion on one validated hour (prints the MLflow run and the candidate); an hour "
+                 "the champion's lineage already trained on is skipped (a full retrain retrains old hours)")
     p.add_argument("--start", type=_hour, required=True)
     p = _command(sub, "bootstrap", cmd_bootstrap,
                  "train from the base weights on a window of validated hours, through the gate")
     _interval(p, end_required=True)
     p.add_argument("--anchor-size", type=int, default=4000, help="rows of the anchor set frozen if none exists yet")
     p = _command(sub, "run-hour", cmd_run_hour,
-                 "extract -> validate -> monitor -> train -> evaluate -> register/reject (-> catch-up), for each hour")
+                 "extract -> validate -> monitor -> train -> evaluate -> register/reject (-> catch-up), for each "
+                 "hour; an hour the champion's lineage already trained on is skipped, not trained again; two runs "
+                 "of one hour take turns")
     _interval(p)
     p.add_argument("--force-promote", metavar="REASON", help="promote even if the gate rejects (recorded)")
     p.add_argument("--dry-run", action="store_true", help="decide but register nothing")

@@ -16,7 +16,8 @@ from typing import Any
 @dataclass(frozen=True)
 class Evaluated:
     """What `evaluate_step` hands `register_step`: the hour, and either the version reprocessing
-    reuses (nothing was evaluated), or where the full evaluation is and the gate's verdict on it."""
+    reuses (nothing was evaluated), why the hour was not trained (`skipped`: the champion's
+    lineage already trained on it), or where the full evaluation is and the gate's verdict on it."""
 
     hour: str  # ISO hour
     reused_version: str | None = None  # reprocessing an hour: the version made from the same inputs
@@ -25,6 +26,7 @@ class Evaluated:
     decision: str | None = None  # "approved" | "rejected" (None: reused)
     reasons: tuple[str, ...] = ()
     key_metrics: Mapping[str, float | None] = field(default_factory=dict)  # registry.KEY_METRICS and more
+    skipped: str | None = None  # the hour was not trained on: why (pipeline.already_trained)
 
     @property
     def reused(self) -> bool:
@@ -32,6 +34,8 @@ class Evaluated:
 
     def to_dict(self) -> dict[str, Any]:
         """The XCom's JSON."""
+        if self.skipped is not None:
+            return {"hour": self.hour, "skipped": self.skipped}
         if self.reused_version is not None:
             return {"hour": self.hour, "reused_version": self.reused_version}
         return {"hour": self.hour, "run_id": self.run_id, "evaluation_uri": self.evaluation_uri,
@@ -40,6 +44,8 @@ class Evaluated:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluated:
         """Back from the XCom's JSON (`to_dict`)."""
+        if data.get("skipped"):
+            return cls(hour=data["hour"], skipped=data["skipped"])
         if data.get("reused_version"):
             return cls(hour=data["hour"], reused_version=data["reused_version"])
         return cls(hour=data["hour"], run_id=data["run_id"], evaluation_uri=data["evaluation_uri"],

@@ -11,19 +11,23 @@ Each takes the settings and the hour and returns a small JSON-able dict: lake ke
 the lake root), MLflow run ids, `runs:/` and `models:/` URIs, versions and metrics. That is all
 that travels between Airflow tasks, which may run on machines that share no disk: data stays in
 the lake, models, holdouts and evaluations in MLflow (read back by URI). Reprocessing an hour whose partition was already turned into a model version
-returns that version instead of training again (no second version for the same inputs).
+returns that version instead of training again (no second version for the same inputs); an hour
+the champion's lineage already trained on (`incremental.lineage`) is skipped, never trained into
+it twice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
-from incremental import lake, lakefs, links, replay, tracking
+from incremental import lake, lake_lock, lakefs, lineage, links, replay, tracking
 from incremental.config import Settings
 from incremental.errors import IncrementalError
 from incremental.handover import Evaluated
@@ -94,11 +98,12 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
     recs = drift.records(settings)
     scored = [r for r in recs if lake.parse_hour(r["hour"]) == start and r.get("source", drift.PREQUENTIAL)
               == drift.PREQUENTIAL]
-    trained_until = _trained_until(settings, version) if not scored else None
+    trained_until = lineage.of(settings, version).trained_through if not scored else None
     if not scored and trained_until is not None and start < trained_until:
-        # never scored on arrival (a backfill of older hours, a window before the first champion):
-        # this champion (or an ancestor, or its replay) may have trained on it; no record
-        log.warning("hour %s is not scored: champion version %s trained on hours up to %s (train-on-test)",
+        # never scored on arrival (a backfill of older hours, a window before the first champion,
+        # an hour that arrived after a later one): this champion, an ancestor or their replay may
+        # have trained on it; no record
+        log.warning("hour %s is not scored: champion version %s's lineage trained on hours up to %s (train-on-test)",
                     lake.iso_hour(start), version, lake.iso_hour(trained_until))
     elif not scored:
         record = _record(settings, version, start)
@@ -121,17 +126,6 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
                                          + "; ".join(observed["assessment"]["evidence"])[:500],
                                          stable=observed["assessment"]["stable_slices"])
     return {"hour": lake.iso_hour(start), "champion_version": version, **observed}
-
-
-def _trained_until(settings: Settings, version: str) -> datetime | None:
-    """The end of the interval version `version` trained on (its `interval` tag): every hour
-    before it may be in its training rows, its ancestors' or its replay. None when not recorded."""
-    mv = tracking.configure(settings).get_model_version(settings.model_name, str(version))
-    interval = (mv.tags or {}).get("interval", "")
-    try:
-        return lake.parse_hour(interval.split("/")[1])
-    except (IndexError, ValueError, TypeError):
-        return None
 
 
 def _record(settings: Settings, version: str, hour: datetime) -> dict[str, Any]:
@@ -209,7 +203,8 @@ def _stale_rows(context: dict[str, Any]) -> tuple[replay.Stale, ...]:
 def train_step(
     settings: Settings, start: datetime, *, overrides: dict[str, Any] | None = None, airflow_run_id: str | None = None
 ) -> dict[str, Any]:
-    """Update the champion on the hour, or find the version this partition already produced."""
+    """Update the champion on the hour, or find the version this partition already produced, or
+    skip an hour the champion's lineage already trained on (never trained into it twice)."""
     from incremental import drift, registry
     from incremental.train import holdout_uri, train_hour
 
@@ -228,8 +223,13 @@ def train_step(
                  existing.version)
         return {"hour": lake.iso_hour(start), "reused_version": str(existing.version), "run_id": existing.run_id,
                 "partition_sha256": sha}
-    champion = tracking.champion(settings)
     adapting = context["mode"] == "adapt"
+    skipped = already_trained(settings, start, champion[0] if champion else None, sha,
+                              start_version=state.shadow_version if adapting else None)
+    if skipped is not None:
+        log.info("hour %s: %s", lake.iso_hour(start), skipped["skipped"])
+        return {"hour": lake.iso_hour(start), "reused_version": None, "partition_sha256": sha, **skipped}
+    champion = tracking.champion(settings)
     result = train_hour(_mode_settings(settings, context["mode"]), start, airflow_run_id=airflow_run_id,
                         overrides=overrides, start_version=state.shadow_version if adapting else None,
                         stale=_stale_rows(context))
@@ -251,10 +251,40 @@ def train_step(
     }
 
 
+def already_trained(settings: Settings, start: datetime, champion: str | None, sha256: str, *,
+                    start_version: str | None = None) -> dict[str, Any] | None:
+    """Why the hour is not trained on, when the champion's lineage already trained on it as a fresh
+    hour (`incremental.lineage`): a re-run or backfill of an hour the champion learnt, an hour of
+    the window it was bootstrapped on, or (`start_version`, a drift episode's shadow chain) of the
+    model the update would start from. Training overrides do not change that: an hour is never
+    trained into the champion twice; a full retrain (`incremental bootstrap`) retrains old hours.
+    Rows that reached the hour since (late or re-admitted rows: a new partition identity) are not
+    trained as an update of their own either; they reach the champion through the replay of the
+    hours after it and through a full retrain. None: no such lineage trained on the hour."""
+    for version, whose in ((champion, "champion"), (start_version, "the drift episode's shadow chain at")):
+        if version is None or (whose != "champion" and version == champion):
+            continue
+        found = lineage.of(settings, version)
+        trained = found.trained(start)
+        if trained is None:
+            continue
+        through = lake.iso_hour(found.trained_through) if found.trained_through else "?"
+        by = "" if trained.version == str(version) else f", by its ancestor v{trained.version}"
+        changed = ("" if trained.same_data(sha256) else "; rows that reached the hour since (late or re-admitted) "
+                   "are not trained as an update of their own: the replay of later hours and a full retrain use them")
+        message = (f"hour {lake.iso_hour(start)} is already in {whose} v{version}'s training data (trained through "
+                   f"{through}{by}): not trained again{changed}; a full retrain (incremental bootstrap --start ... "
+                   "--end ...) retrains old hours")
+        return {"skipped": message, "champion": champion, "trained_by": trained.version, "trained_through": through}
+    return None
+
+
 def evaluate_step(settings: Settings, start: datetime, trained: dict[str, Any]) -> Evaluated:
     """Score the candidate (and its parent) on the fresh holdout and the anchor set; apply the gate."""
     from incremental import evaluate
 
+    if trained.get("skipped"):
+        return Evaluated(hour=trained["hour"], skipped=trained["skipped"])
     if trained.get("reused_version"):
         return Evaluated(hour=trained["hour"], reused_version=trained["reused_version"])
     evaluation = evaluate.evaluate_candidate(settings, trained, trained.get("drift"))
@@ -282,6 +312,10 @@ def register_step(
     from incremental import registry, report
 
     start = lake.parse_hour(start)
+    if trained.get("skipped"):  # nothing trained: no version, the champion unchanged
+        return {"hour": lake.iso_hour(start), "version": None, "decision": "skipped", "skipped": trained["skipped"],
+                "reasons": [trained["skipped"]], "reused": False, "trained_by": trained.get("trained_by"),
+                "champion": tracking.champion_version(tracking.configure(settings), settings.model_name)}
     if trained.get("reused_version"):
         version = trained["reused_version"]
         mv = tracking.configure(settings).get_model_version(settings.model_name, version)
@@ -388,8 +422,57 @@ def run_hour(
     airflow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """The whole hour without Airflow: extract -> validate -> monitor -> train -> evaluate ->
-    register/reject -> catch-up (only when a drift was declared)."""
+    register/reject -> catch-up (only when a drift was declared).
+
+    Two runs of the same hour take turns (`run_lock`): the second waits for the first to finish,
+    saying so, then finds what the first made (its version, reused; or its skip) instead of
+    judging the same candidate again."""
     start = lake.parse_hour(start)
+    with run_lock(settings, start):
+        return _run_hour(settings, start, overrides=overrides, force_promote_reason=force_promote_reason,
+                         dry_run=dry_run, airflow_run_id=airflow_run_id)
+
+
+# The longest a run of an hour waits for another run of the same hour: the hourly DAG's run
+# timeout, longer than any one run. On an object-store lake the lock is a lease of RUN_LEASE_S
+# (a run that died holding it blocks the next one that long at most).
+RUN_WAIT_S = 3 * 3600.0
+RUN_LEASE_S = 3600.0
+
+
+def run_lock_name(start: datetime) -> str:
+    """The lake lock (`incremental.lake_lock`) that a run of the hour holds from extract to catch-up."""
+    return f"run-{lake.parse_hour(start):%Y%m%dT%H}"
+
+
+@contextmanager
+def run_lock(settings: Settings, start: datetime, timeout: float = RUN_WAIT_S) -> Iterator[None]:
+    """Hold the hour's run lock: one run of an hour at a time, the next one waiting (and saying so)."""
+    hour, name = lake.iso_hour(start), run_lock_name(start)
+    with ExitStack() as held:
+        try:  # free: most runs
+            held.enter_context(lake_lock.lock(settings.lake, name, timeout=0.0, lease=RUN_LEASE_S))
+        except lake_lock.LockTimeout as busy:
+            log.warning("hour %s is being run by another process: waiting for it to finish (up to %.0f min; "
+                        "the lock is held by %s), then going on with what it made", hour, timeout / 60,
+                        getattr(busy, "holder", None) or "a process this worker cannot name")
+            try:
+                held.enter_context(lake_lock.lock(settings.lake, name, timeout=timeout, lease=RUN_LEASE_S))
+            except lake_lock.LockTimeout:
+                raise PipelineError(f"hour {hour} has been run by another process for more than {timeout / 60:.0f} "
+                                    f"min (lake lock {name}): is it stuck? Stop it, then run the hour again") from None
+        yield
+
+
+def _run_hour(
+    settings: Settings,
+    start: datetime,
+    *,
+    overrides: dict[str, Any] | None,
+    force_promote_reason: str | None,
+    dry_run: bool,
+    airflow_run_id: str | None,
+) -> dict[str, Any]:
     extracted = extract_step(settings, start)
     validated = validate_step(settings, start)
     if validated["status"] != "validated":

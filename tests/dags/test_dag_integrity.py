@@ -200,6 +200,10 @@ def test_plugin_loads_and_links(airflow_home: Path) -> None:
                               {"decision": "approved", "version": "6", "champion": "6"})
     assert "mode adapt" in adapted and "changed (not protected): paint" in adapted and "Drift: paint" in adapted
     assert "Catch-up retrain: approved (version 6, champion 6)" in adapted
+    why = "hour h is already in champion v2's training data (trained through t): not trained again"
+    assert plugin.run_note({"status": "validated"}, {"decision": "skipped", "reasons": [why], "hour": "h",
+                                                     "version": None, "champion": "2"}).startswith(
+        f"Hour h: skipped (mode normal, version None, champion 2). {why}")
 
 
 def test_alert_line_and_champion_event() -> None:
@@ -228,7 +232,9 @@ def test_alert_line_and_champion_event() -> None:
     for no in ({"hour": "2026-01-01T05:00Z", "skipped": "mode normal, catch-up not needed"},  # no catch-up
                {"decision": "rejected", "version": "3", "champion": "2"},
                {"decision": "approved", "version": "3", "champion": "3", "reused": True},
-               {"decision": "approved", "version": None, "champion": "2", "dry_run": True}):
+               {"decision": "approved", "version": None, "champion": "2", "dry_run": True},
+               {"decision": "skipped", "version": None, "champion": "2",  # an hour already in the lineage
+                "skipped": "hour 2026-01-01T02:00Z is already in champion v2's training data"}):
         with pytest.raises(AirflowSkipException):
             common.champion_event(no)
     assert common.training_overrides({"learning_rate": None, "max_steps": 5, "replay_fraction": 0.0}) == {

@@ -13,6 +13,7 @@ import duckdb
 import pytest
 from conftest import REPO, assert_ok, cli, cli_command, cli_env
 
+from incremental.config import Settings
 from incremental.errors import WarehouseError
 from incremental.warehouse import Warehouse
 
@@ -88,3 +89,26 @@ print(json.dumps({f"{d}.{t.task_id}": t.pool for d, dag in bag.dags.items() for 
     # the pool exists wherever the DAGs run: the local set-up and the compose stack create it
     assert "airflow pools set search_ranker_registry 1" in (REPO / "scripts" / "airflow_env.sh").read_text()
     assert "airflow pools set search_ranker_registry 1" in (REPO / "docker-compose.yaml").read_text()
+
+
+def test_a_run_of_an_hour_held_too_long_by_another_is_a_clear_error(settings: Settings,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """The hour's run lock (two `run-hour` of one hour take turns): the one that waits says so, and
+    a wait past its limit is one line naming the hour and the lock, not a TimeoutError traceback."""
+    from datetime import UTC, datetime
+
+    from incremental import pipeline
+    from incremental.errors import IncrementalError
+
+    start = datetime(2026, 7, 1, 4, tzinfo=UTC)
+    path = settings.lake / "_locks" / f"{pipeline.run_lock_name(start)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as held:  # another run of the hour (another open file: flock makes it wait)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(IncrementalError, match=r"hour 2026-07-01T04:00Z has been run by another process .*"
+                           r"run-20260701T04.*Stop it, then run the hour again"):
+            with pipeline.run_lock(settings, start, timeout=0.3):
+                pass
+    assert "is being run by another process: waiting for it to finish" in caplog.text
+    with pipeline.run_lock(settings, start, timeout=0.3):  # released: it goes through at once
+        pass

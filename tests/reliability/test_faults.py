@@ -24,12 +24,14 @@ from conftest import (
     assert_clean_error,
     assert_consistent,
     assert_ok,
+    bootstrap_champion,
     cli,
     cli_command,
     cli_env,
     closed_port,
     crash_env,
     mlflow_state,
+    prepare_home,
 )
 
 pytestmark = pytest.mark.slow
@@ -47,22 +49,12 @@ def tag(k: int) -> str:  # how interval_start is tagged on a version
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("faults") / "var"
-    env = cli_env(home)
-    assert_ok(cli(env, "simulate", "--start", hour(0), "--end", hour(10), "--rate", "600", "--seed", "5"))
-    assert_ok(cli(env, "extract", "--start", hour(0), "--end", hour(4)))
-    assert_ok(cli(env, "validate", "--start", hour(0), "--end", hour(4)))
-    return home
+    return prepare_home(tmp_path_factory.mktemp("faults") / "var", (hour(0), hour(10)), (hour(0), hour(4)))
 
 
 @pytest.fixture(scope="module")
 def world(prepared: Path) -> Path:
-    env = cli_env(prepared)
-    result = assert_ok(cli(env, "bootstrap", "--start", hour(0), "--end", hour(4), "--anchor-size", "300"))
-    if "APPROVED  version 1" not in result.stdout:  # the tiny random model loses to BM25 on its own hours
-        assert "REJECTED  version 1" in result.stdout and "holdout_vs_lexical_floor" in result.stdout, result.stdout
-        assert_ok(cli(env, "promote", "--version", "1", "--reason", "faults: the tiny bootstrap is the champion"))
-    return prepared
+    return bootstrap_champion(prepared, hour(0), hour(4))
 
 
 def test_a_failed_bootstrap_freezes_nothing(prepared: Path, tmp_path: Path) -> None:
