@@ -343,14 +343,9 @@ def webhook_url(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
-        host = None
-    if not host or parts.scheme.lower() not in ("http", "https"):
-        raise SettingsError(f"INCREMENTAL_ALERT_WEBHOOK {value!r} is not an http(s) URL with a host "
-                            "(e.g. https://hooks.example.com/services/...)")
-    return value
+        return _http_url("INCREMENTAL_ALERT_WEBHOOK", value)
+    except SettingsError as e:
+        raise SettingsError(f"{e} (e.g. https://hooks.example.com/services/...)") from None
 
 
 def alert_webhook(env: Mapping[str, str] | None = None) -> str | None:
