@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,13 @@ def bootstrap_champion(home: Path, start: str, end: str, *, anchor_size: int = 3
         assert "REJECTED  version 1" in result.stdout and "holdout_vs_lexical_floor" in result.stdout, result.stdout
         assert_ok(cli(env, "promote", "--version", "1", "--reason", "tests: the tiny bootstrap is the champion"))
     return home
+
+
+def hour_of(t0: datetime, k: int) -> str:
+    """The CLI's spelling of hour `k` after `t0`."""
+    return f"{t0 + timedelta(hours=k):%Y-%m-%dT%H:%M}"
+
+
+def tag_of(t0: datetime, k: int) -> str:
+    """How interval_start is tagged on a version, for hour `k` after `t0`."""
+    return (t0 + timedelta(hours=k)).isoformat()[:19]

@@ -30,8 +30,10 @@ from conftest import (
     cli_env,
     closed_port,
     crash_env,
+    hour_of,
     mlflow_state,
     prepare_home,
+    tag_of,
 )
 
 pytestmark = pytest.mark.slow
@@ -40,11 +42,11 @@ T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
 
 
 def hour(k: int) -> str:
-    return f"{T0 + timedelta(hours=k):%Y-%m-%dT%H:%M}"
+    return hour_of(T0, k)
 
 
-def tag(k: int) -> str:  # how interval_start is tagged on a version
-    return (T0 + timedelta(hours=k)).isoformat()[:19]
+def tag(k: int) -> str:
+    return tag_of(T0, k)
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,10 @@ from conftest import (
     cli,
     cli_command,
     cli_env,
+    hour_of,
     mlflow_state,
     prepare_home,
+    tag_of,
 )
 
 from incremental import lake, pipeline
@@ -37,11 +39,11 @@ T0 = datetime(2026, 7, 1, 0, tzinfo=UTC)
 
 
 def hour(k: int) -> str:
-    return f"{T0 + timedelta(hours=k):%Y-%m-%dT%H:%M}"
+    return hour_of(T0, k)
 
 
-def tag(k: int) -> str:  # how interval_start is tagged on a version
-    return (T0 + timedelta(hours=k)).isoformat()[:19]
+def tag(k: int) -> str:
+    return tag_of(T0, k)
 
 
 def versions_of(state: dict, k: int) -> list[dict]:
