@@ -3,7 +3,7 @@ and how often would it reject a candidate that is no different from the champion
 
 The gate compares candidate and champion on one hour's holdout sessions (`holdout_fraction` of the
 hour, by the pipeline's own hash) with a paired bootstrap interval over sessions
-(`incremental.compare.paired_bootstrap`, 90%), and rejects when the interval lies wholly below 0.
+(`incremental.judge.compare.paired_bootstrap`, 90%), and rejects when the interval lies wholly below 0.
 Here both "models" are fixed scorers of simulated traffic, so the truth of their difference is
 known: measured on all hours pooled (tens of thousands of sessions), it is the population
 difference the hourly intervals estimate.
@@ -37,10 +37,11 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(__file__))
 from _record import record  # noqa: E402
 
-from incremental import compare, metrics, replay  # noqa: E402
 from incremental.config import GateSettings, TrainingSettings  # noqa: E402
-from incremental.lexical import LexicalScorer  # noqa: E402
-from incremental.simulate import generate  # noqa: E402
+from incremental.judge import compare, metrics
+from incremental.judge.lexical import LexicalScorer  # noqa: E402
+from incremental.model import replay  # noqa: E402
+from incremental.sim.simulate import generate  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

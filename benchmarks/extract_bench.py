@@ -30,8 +30,11 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import record  # noqa: E402
 
-from incremental import extract, lake  # noqa: E402
-from incremental.warehouse import Warehouse, _duckdb_params, sql_text  # noqa: E402
+from incremental.data import (
+    extract,
+    lake,  # noqa: E402
+)
+from incremental.data.warehouse import Warehouse, _duckdb_params, sql_text  # noqa: E402
 
 HOUR = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

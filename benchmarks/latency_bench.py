@@ -7,7 +7,7 @@ champion (`--bootstrap-steps`, few: only its existence matters here; promoted by
 rejects it), freeze the anchor set (`--anchor-size`, 3,000 as in the demo). Then the hour is
 processed with the reviewed incremental.yaml (training: 100 steps of 32, replay, L2-SP) by:
 
-- `run-hour`: `python -m incremental.stage_clock run-hour --start H`, a subprocess running the CLI's
+- `run-hour`: `python -m benchmarks.stage_clock run-hour --start H`, a subprocess running the CLI's
   own `main` with a timer on each pipeline stage (process start + imports, extract, validate,
   train, evaluate, register, CLI rest). Wall time is from the spawn to the exit of the process.
 - `dag`: `airflow dags test search_ranker_hourly <H+1h>` (a subprocess, scripts/airflow_env.sh
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import RESULTS, record  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-from incremental.lake import iso_hour  # noqa: E402
+from incremental.data.lake import iso_hour  # noqa: E402
 
 DAY = datetime(2026, 1, 1, 0, tzinfo=UTC)
 DAG_ID = "search_ranker_hourly"
@@ -116,7 +116,7 @@ def prepare(home: Home, hour: datetime, history: int, rate: int, anchor_size: in
 
 
 def measure_run_hour(home: Home, hour: datetime) -> dict:
-    command = [sys.executable, "-m", "incremental.stage_clock", "run-hour", "--start", iso_hour(hour)]
+    command = [sys.executable, "-m", "benchmarks.stage_clock", "run-hour", "--start", iso_hour(hour)]
     spawned = time.time()
     out = subprocess.run(command, cwd=REPO, env=home.env, capture_output=True, text=True, timeout=3600)
     wall = time.time() - spawned
@@ -126,7 +126,7 @@ def measure_run_hour(home: Home, hour: datetime) -> dict:
     total = stages.pop("total")
     stages["exit"] = round(wall - total, 3)  # after the last line: interpreter shutdown
     return {"wall_seconds": round(wall, 2), "decision": out.stdout.strip().splitlines()[0],
-            "stages": stages, "command": "python -m incremental.stage_clock " + shlex.join(command[3:])}
+            "stages": stages, "command": "python -m benchmarks.stage_clock " + shlex.join(command[3:])}
 
 
 def measure_dag(home: Home, hour: datetime) -> dict:

@@ -67,10 +67,11 @@ def _env(home: Path, preset: str) -> dict[str, str]:
 def prepare(home: Path, hours: int, rate: int, seed: int) -> dict:
     """Simulate, extract and validate every hour; freeze the anchor on the bootstrap window."""
     os.environ.update({k: v for k, v in _env(home, "minilm").items() if k.startswith("INCREMENTAL_")})
-    from incremental import lake, pipeline
+    from incremental import pipeline
     from incremental.config import load_settings
-    from incremental.simulate import simulate
-    from incremental.warehouse import Warehouse
+    from incremental.data import lake
+    from incremental.data.warehouse import Warehouse
+    from incremental.sim.simulate import simulate
 
     settings = load_settings()
     warehouse = Warehouse(settings.warehouse_url)
@@ -95,10 +96,13 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
 
     if threads:
         torch.set_num_threads(threads)
-    from incremental import lake, metrics, pipeline, tracking
-    from incremental import model as rk
+    from incremental import pipeline
     from incremental.config import load_settings
-    from incremental.train import bootstrap, holdout_uri
+    from incremental.data import lake
+    from incremental.judge import metrics
+    from incremental.model import ranker as rk
+    from incremental.model.update import bootstrap, holdout_uri
+    from incremental.registry import tracking
 
     settings = load_settings()
     if steps:
@@ -165,10 +169,10 @@ def run_speed(home: Path, presets: list[str], hours: int, rounds: int, steps: in
 
     if threads:
         torch.set_num_threads(threads)
-    from incremental import lake
-    from incremental import model as rk
     from incremental.config import TrainingSettings
-    from incremental.fit import batch_indices, make_optimizer
+    from incremental.data import lake
+    from incremental.model import ranker as rk
+    from incremental.model.fit import batch_indices, make_optimizer
 
     lake_dir = home / "lake"
     frames = [lake.read_partition(lake.partition(lake_dir, T0 + timedelta(hours=h))).to_pandas() for h in range(hours)]

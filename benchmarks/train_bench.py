@@ -3,7 +3,7 @@
 Both train the same MiniLM weights on the same (query, product) pairs on the CPU, AdamW, batch 32:
 
 - ours: tokenise the whole set once, pad each batch to its own longest pair (dynamic padding),
-  BCE on the logits (`incremental.model` / `incremental.train` helpers);
+  BCE on the logits (`incremental.model.ranker` / `incremental.model.update` helpers);
 - seed: the article's loop shape: tokenise every example separately, padded to max_length 256,
   stack into batches, `BertForSequenceClassification(num_labels=1)` with `labels=` (so MSE, its
   bug, kept here because it is the loop being compared), AdamW.
@@ -41,7 +41,7 @@ def make_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str], list[float]
     """Search-log-like pairs: short queries, product texts of title | brand | category."""
     import numpy as np
 
-    from incremental.model import product_text
+    from incremental.model.ranker import product_text
 
     rng = np.random.default_rng(seed)
     queries, texts, labels = [], [], []
@@ -62,9 +62,9 @@ def run_variant(variant: str, examples: int, batch_size: int) -> dict:
     import numpy as np
     import torch
 
-    from incremental import model as rk
     from incremental.config import TrainingSettings
-    from incremental.fit import batch_indices, make_optimizer
+    from incremental.model import ranker as rk
+    from incremental.model.fit import batch_indices, make_optimizer
 
     torch.manual_seed(0)
     queries, texts, labels = make_pairs(examples + batch_size)

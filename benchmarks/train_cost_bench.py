@@ -1,6 +1,6 @@
 """The cost side of the promise: an hourly update against a full retrain, through the project's loop.
 
-The seconds (`incremental.fit`, on CUDA when there is one, else the CPU) of an hourly
+The seconds (`incremental.model.fit`, on CUDA when there is one, else the CPU) of an hourly
 update (the reviewed `max_steps` of `batch_size` rows: one hour plus replay) against a full retrain
 from the base weights at hour 48 (`bootstrap_epochs` passes over 48 hours' training rows), for
 each preset (fp32, and bf16 autocast on a GPU), plus scoring rows/s. On a CPU the retrain is
@@ -41,7 +41,7 @@ def make_data(path: Path) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from incremental.simulate import generate
+    from incremental.sim.simulate import generate
 
     products, impressions, _ = generate(T0, T0 + timedelta(hours=HOURS), rate=RATE, seed=0)
     products = products.select(["product_id", "title", "brand", "category"])
@@ -65,8 +65,8 @@ def _sync(device) -> None:
 def _trainer(preset: str, t, steps: int, *, l2sp: bool):
     """The project's trainer from the packaged weights; an hourly update pulls toward its
     starting weights (L2-SP), a retrain from the base does not."""
-    from incremental import model as rk
-    from incremental.fit import make_trainer
+    from incremental.model import ranker as rk
+    from incremental.model.fit import make_trainer
 
     model, tokenizer = rk.load_base(preset, seed=t.seed)
     model.float()  # weights may be stored in half precision to travel
@@ -77,7 +77,7 @@ def _trainer(preset: str, t, steps: int, *, l2sp: bool):
 def time_training(preset: str, t, frame, holdout, steps: int, device, autocast: bool, *, retrain: bool) -> dict:
     """Seconds for `steps` steps of the project's loop (after 10 warm-up steps on the same data);
     for a retrain, its holdout AUC on hour 48 (an hourly update from the base weights says nothing)."""
-    from incremental.fit import FitData, FitState, fit, stopping_eval
+    from incremental.model.fit import FitData, FitState, fit, stopping_eval
 
     trainer, tokenizer = _trainer(preset, t, steps + 10, l2sp=not retrain)
     trainer.autocast = autocast
@@ -99,7 +99,7 @@ def time_training(preset: str, t, frame, holdout, steps: int, device, autocast: 
 
 
 def time_scoring(preset: str, frame, device, autocast: bool, max_length: int) -> dict:
-    from incremental import model as rk
+    from incremental.model import ranker as rk
 
     model, tokenizer = rk.load_base(preset)
     model = model.float().to(device)
@@ -118,9 +118,9 @@ def run(rows_path: Path, presets: list[str], out: Path, cpu_steps: int) -> dict:
     import torch
     import yaml
 
-    from incremental import model as rk
     from incremental.config import TrainingSettings
-    from incremental.replay import holdout_mask, replay_size
+    from incremental.model import ranker as rk
+    from incremental.model.replay import holdout_mask, replay_size
 
     t = TrainingSettings(**yaml.safe_load((REPO / "incremental.yaml").read_text())["training"])
     rows = pd.read_parquet(rows_path)

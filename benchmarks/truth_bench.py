@@ -10,7 +10,7 @@ sessions, early stopping on its own sessions), then score the hours after it, wh
   (AUC - 0.5) / (oracle AUC - 0.5), the demo's goal for its first champion (>= 70%);
 - arms: `oracle` (ranks by the hidden relevance), `lexical` (BM25, IDF fitted on the window's
   titles), `bce` (`training.position_bias: none`) and `pbm` (the examination curve estimated from
-  the window's logs, `incremental.propensity`).
+  the window's logs, `incremental.model.propensity`).
 
 The case `demo` is `make demo`'s own traffic (seed 7, the drift scenario from 09:00, bootstrap on
 00:00-06:00, scored on 06:00-09:00, before the drift). Results: benchmarks/results/truth.json.
@@ -34,12 +34,16 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(__file__))
 from _record import record  # noqa: E402
 
-from incremental import metrics, propensity, replay  # noqa: E402
-from incremental import model as rk  # noqa: E402
 from incremental.config import load_settings  # noqa: E402
-from incremental.fit import FitData, fit, make_trainer, seed_everything  # noqa: E402
-from incremental.lexical import LexicalScorer  # noqa: E402
-from incremental.simulate import generate  # noqa: E402
+from incremental.judge import metrics
+from incremental.judge.lexical import LexicalScorer  # noqa: E402
+from incremental.model import (
+    propensity,
+    replay,  # noqa: E402
+)
+from incremental.model import ranker as rk  # noqa: E402
+from incremental.model.fit import FitData, fit, make_trainer, seed_everything  # noqa: E402
+from incremental.sim.simulate import generate  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CASES = {  # name: (seed, scenario, drift hour, train hours, scored hours)

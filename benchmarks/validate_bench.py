@@ -28,9 +28,9 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from incremental import lake as lk  # noqa: E402
 from incremental.config import ValidationSettings  # noqa: E402
-from incremental.validate import validate_hour  # noqa: E402
+from incremental.data import lake as lk  # noqa: E402
+from incremental.validation.validate import validate_hour  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "validate.json"
 START = datetime(2026, 1, 1, 5, tzinfo=UTC)

@@ -192,7 +192,7 @@ def run_hour(context: Mapping[str, Any]) -> datetime:
 
 def parse_window(params: dict[str, Any]) -> tuple[datetime, datetime]:
     """`window_start`/`window_end` params as aware UTC datetimes on the hour, start before end."""
-    from incremental.lake import iso_hour, parse_hour
+    from incremental.data.lake import iso_hour, parse_hour
 
     start = parse_hour(str(params["window_start"]).replace("Z", "+00:00"))
     end = parse_hour(str(params["window_end"]).replace("Z", "+00:00"))

@@ -40,7 +40,7 @@ def search_ranker_deploy():
         """POST /reload to every serving replica, then check each one serves the current champion."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from incremental import serve
+        from incremental.serving import server as serve
 
         settings = task_settings()
         if not settings.serve_urls:

@@ -49,7 +49,8 @@ def search_ranker_full_retrain():
     @fail_fast
     def full_retrain() -> dict:
         """Train from the base weights on the window, evaluate, and gate it like an hourly candidate."""
-        from incremental import lake, pipeline
+        from incremental import pipeline
+        from incremental.data import lake
 
         context = get_current_context()
         start, end = parse_window(context["params"])

@@ -18,12 +18,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from incremental import continual, lake, lake_quarantine
 from incremental.config import Settings, load_settings
+from incremental.data import lake
+from incremental.data import quarantine as lake_quarantine
+from incremental.data.warehouse import Warehouse
 from incremental.errors import IncrementalError, InputError, redact_url, require_reason
-from incremental.faults import FAULTS
 from incremental.runtime import prepare_process
-from incremental.warehouse import Warehouse
+from incremental.sim.faults import FAULTS
 
 EXIT_QUARANTINED = 1
 EXIT_BAD_INPUT = 2
@@ -87,7 +88,7 @@ def cmd_warehouse_init(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.simulate import simulate
+    from incremental.sim.simulate import simulate
 
     if args.scenario == "drift" and args.drift_at is not None and args.end is not None and args.drift_at >= args.end:
         # before the window is a drift simulated hour by hour (every hour drifted); after it, none would be
@@ -107,7 +108,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_import_judgments(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.judgments import import_judgments
+    from incremental.sim.judgments import import_judgments
 
     summary = import_judgments(
         Warehouse(settings.warehouse_url),
@@ -125,7 +126,7 @@ def cmd_import_judgments(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.extract import extract_hour
+    from incremental.data.extract import extract_hour
 
     warehouse = Warehouse(settings.warehouse_url)
     for hour in _hours(args):
@@ -147,7 +148,7 @@ def _each_hour(args: argparse.Namespace, validate: Callable[[datetime], Any], wh
 
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.validate import validate_hour
+    from incremental.validation.validate import validate_hour
 
     _each_hour(args, lambda hour: validate_hour(settings.lake, hour, settings.validation), "quarantined")
 
@@ -168,7 +169,7 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_readmit(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.validate import readmit_hour
+    from incremental.validation.validate import readmit_hour
 
     _each_hour(args, lambda hour: readmit_hour(settings.lake, hour, settings.validation, args.reason),
                "still quarantined after re-admission")
@@ -206,22 +207,9 @@ def cmd_benchmark_freeze(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark_show(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental import anchor
+    from incremental.judge import anchor
 
     print(anchor.show(settings.lake))
-
-
-def cmd_benchmark_continual(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental import continual
-
-    try:
-        continual.main(args, settings.config_file)
-    except ValueError as exc:
-        if isinstance(exc, IncrementalError):
-            raise
-        # incremental.continual still says "bad arguments" (unknown arm, a drift hour outside the
-        # scored hours, a judgment file too short) with a plain ValueError
-        raise InputError(str(exc)) from exc
 
 
 def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
@@ -264,7 +252,8 @@ def _print_decision(result: dict) -> None:
 
 
 def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental import anchor, drift, replay
+    from incremental.judge import anchor, drift
+    from incremental.model import replay
 
     state = drift.load_state(settings)
     print(f"mode: {state.mode}" + (f" (drift declared at {state.declared_at}; catch-up {state.catch_up}; "
@@ -298,25 +287,25 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_promote(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental import registry
+    from incremental.registry import champion as registry
 
     _print_json(registry.promote(settings, args.version, args.reason))
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental import registry
+    from incremental.registry import champion as registry
 
     _print_json(registry.rollback(settings, args.reason, to=args.to))
 
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental import registry
+    from incremental.registry import champion as registry
 
     print(registry.format_history(registry.history(settings)))
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.serve import serve
+    from incremental.serving.server import serve
 
     serve(settings, host=args.host, port=args.port, poll_seconds=args.poll_seconds)
 
@@ -404,11 +393,6 @@ def _benchmark_commands(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(handler=cmd_benchmark_freeze)
     b = bsub.add_parser("show", help="what the anchor set holds")
     b.set_defaults(handler=cmd_benchmark_show)
-    b = bsub.add_parser("continual", help="prequential benchmark: gated hourly updates vs naive vs full retrain vs frozen",
-                        description="Test-then-train over a window of hours: each hour is scored by the model every arm "
-                                    "served before it, then the arm learns from it (incremental.continual).")
-    continual.add_arguments(b)
-    b.set_defaults(handler=cmd_benchmark_continual)
 
 
 def _registry_commands(sub: argparse._SubParsersAction) -> None:
@@ -458,15 +442,21 @@ def _one_line(exc: BaseException, settings: Settings | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prepare_process(serving=args.command == "serve")  # this process's environment, set once, here
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_guarded(lambda settings: args.handler(settings, args))
 
+
+def run_guarded(work: Callable[[Settings], None]) -> int:
+    """Run `work` with the settings; bad input or a refusal of the environment is one line on
+    stderr and exit 2, a bug keeps its traceback (never a password). Also the entry of
+    `python -m benchmarks.continual`."""
     from mlflow.exceptions import MlflowException
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("incremental.progress").setLevel(logging.INFO)  # long work always shows steps, rate, time left
     settings = None
     try:
         settings = load_settings()
-        args.handler(settings, args)
+        work(settings)
     except Quarantined as exc:
         print(f"incremental: {redact_url(str(exc))}", file=sys.stderr)
         return EXIT_QUARANTINED

@@ -11,7 +11,7 @@ settings never fall back to code defaults without the file that was reviewed.
 | --- | --- |
 | `INCREMENTAL_HOME` | `./var` |
 | `INCREMENTAL_WAREHOUSE_URL` | `duckdb:///$INCREMENTAL_HOME/warehouse.duckdb` (any SQLAlchemy URL) |
-| `INCREMENTAL_LAKE` | `$INCREMENTAL_HOME/lake` (a path, or `s3://bucket/prefix`: see `incremental.lakefs`) |
+| `INCREMENTAL_LAKE` | `$INCREMENTAL_HOME/lake` (a path, or `s3://bucket/prefix`: see `incremental.data.storage`) |
 | `INCREMENTAL_MLFLOW_URI` | `sqlite:///$INCREMENTAL_HOME/mlflow.db` (artifacts in `$INCREMENTAL_HOME/mlartifacts`) |
 | `INCREMENTAL_BASE_MODEL` | `minilm` (or `tiny`, or a local Hugging Face directory) |
 | `INCREMENTAL_MODEL_NAME` | `search-ranker` |
@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from incremental.data.storage import ObjectPath, root
 from incremental.errors import IncrementalError
-from incremental.lakefs import ObjectPath, root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = REPO_ROOT / "incremental.yaml"
@@ -109,7 +109,7 @@ class TrainingSettings(_Section):
     eval_every: int = Field(50, ge=1)  # steps between early-stopping evaluations
     early_stopping_patience: int = Field(2, ge=1)  # evaluations without improvement before stopping
     # clicks are position-biased: "pbm" trains on P(click) = examination[position] x P(relevant), with
-    # the examination curve estimated from the logs (incremental.propensity); "none": plain BCE on clicks
+    # the examination curve estimated from the logs (incremental.model.propensity); "none": plain BCE on clicks
     position_bias: Literal["pbm", "none"] = "none"
     propensity_hours: int = Field(24, ge=1)  # validated hours, up to the update's last, the curve is fitted on
     checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
@@ -118,13 +118,13 @@ class TrainingSettings(_Section):
 
 
 class GateSettings(_Section):
-    """Promotion thresholds, read by `incremental.gate.decide` (see its docstring for each check).
+    """Promotion thresholds, read by `incremental.judge.gate.decide` (see its docstring for each check).
 
     The core is relative: the candidate against the champion on the same fresh holdout, with a
     paired bootstrap interval over sessions. Value thresholds are sanity floors: they judge the
     first model alone, and afterwards never block a candidate that is at least as good as the
     champion on the same fresh rows. Forgetting limits protect the anchor slices that have not
-    changed (`incremental.drift`). A drop is champion minus candidate (positive = worse).
+    changed (`incremental.judge.drift`). A drop is champion minus candidate (positive = worse).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a nan/inf threshold means nothing
@@ -155,7 +155,7 @@ class GateSettings(_Section):
     # fall at most this below the anchor's baseline (the champion when it was frozen or rolled)
     max_cumulative_auc_drop: float = Field(0.01, ge=0.0)
     # transient versus sustained: a candidate trained on an hour where the champion's own
-    # prequential metric fell (`incremental.drift`) is held back in normal mode
+    # prequential metric fell (`incremental.judge.drift`) is held back in normal mode
     hold_anomalous_hours: bool = True
 
 
@@ -173,7 +173,7 @@ class AdaptSettings(_Section):
 
 
 class DriftSettings(_Section):
-    """The drift rule and response (`incremental.drift`): when to adapt, and how."""
+    """The drift rule and response (`incremental.judge.drift`): when to adapt, and how."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -308,7 +308,7 @@ def _http_url(name: str, value: str) -> str:
 
 def mlflow_ui_url(value: str | None) -> str:
     """`INCREMENTAL_MLFLOW_UI_URL`: where a person's browser reaches MLflow's UI, which may differ
-    from the tracking URI the code writes to (links: `incremental.links`). Not checked: a path
+    from the tracking URI the code writes to (links: `incremental.registry.links`). Not checked: a path
     (`/mlflow`, behind the same proxy as Airflow) is a fine link too."""
     return value.rstrip("/") if value else DEFAULT_MLFLOW_UI_URL
 

@@ -3,7 +3,7 @@ task of the search-ranker DAGs has as its `on_failure_callback` (`search_ranker_
 
 It logs one alert line (what failed, for which hour, after how many tries, and why, passwords
 hidden) and, when a webhook is set (`INCREMENTAL_ALERT_WEBHOOK`), POSTs it through the pipeline's
-one poster, `incremental.drift.post_alert`, which the CLI's drift alerts and pages use too.
+one poster, `incremental.judge.drift.post_alert`, which the CLI's drift alerts and pages use too.
 
 The DAG files import this module when they are parsed: it imports nothing heavy, and reads no
 setting until a task fails.
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 def alert_line(context: Any) -> str:
     """One line that says what failed, for which hour, after how many tries, and why."""
+    from incremental.data.lake import iso_hour
     from incremental.errors import redact_url
-    from incremental.lake import iso_hour
 
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", "?")
@@ -47,8 +47,8 @@ class FailureAlert(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         from incremental.config import alert_webhook
-        from incremental.drift import post_alert
         from incremental.errors import IncrementalError
+        from incremental.judge.drift import post_alert
 
         line = alert_line(context)
         log.error(line)

@@ -4,7 +4,7 @@
                                                                                -> catch_up_step
 
 `monitor_step` is test-then-train: the champion scores the hour before anything trains on it,
-and the drift rule (`incremental.drift`) reads that record to choose the hour's mode (normal or
+and the drift rule (`incremental.judge.drift`) reads that record to choose the hour's mode (normal or
 adapt); `catch_up_step` retrains on the recent window when a drift was declared.
 
 Each takes the settings and the hour and returns a small JSON-able dict: lake keys (relative to
@@ -12,7 +12,7 @@ the lake root), MLflow run ids, `runs:/` and `models:/` URIs, versions and metri
 that travels between Airflow tasks, which may run on machines that share no disk: data stays in
 the lake, models, holdouts and evaluations in MLflow (read back by URI). Reprocessing an hour whose partition was already turned into a model version
 returns that version instead of training again (no second version for the same inputs); an hour
-the champion's lineage already trained on (`incremental.lineage`) is skipped, never trained into
+the champion's lineage already trained on (`incremental.registry.lineage`) is skipped, never trained into
 it twice.
 """
 
@@ -27,10 +27,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from incremental import lake, lake_lock, lakefs, lineage, links, replay, tracking
 from incremental.config import Settings
+from incremental.data import lake, lake_lock, storage
 from incremental.errors import IncrementalError
 from incremental.handover import Evaluated
+from incremental.model import replay
+from incremental.registry import lineage, links, tracking
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,9 @@ class PipelineError(IncrementalError, RuntimeError):
     """A stage cannot run on this hour; the message says why."""
 
 
-def lake_key(settings: Settings, path: lakefs.LakePath | str) -> str:
+def lake_key(settings: Settings, path: storage.LakePath | str) -> str:
     """A lake object as its key under the lake root: what every worker can resolve, never a local path."""
-    return lakefs.key(settings.lake, path)
+    return storage.key(settings.lake, path)
 
 
 def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> dict[str, str]:
@@ -57,8 +59,8 @@ def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> 
 
 # --- the stages ----------------------------------------------------------------------------
 def extract_step(settings: Settings, start: datetime) -> dict[str, Any]:
-    from incremental.extract import extract_hour
-    from incremental.warehouse import Warehouse
+    from incremental.data.extract import extract_hour
+    from incremental.data.warehouse import Warehouse
 
     start = lake.parse_hour(start)
     manifest = extract_hour(Warehouse(settings.warehouse_url), settings.lake, start)
@@ -68,7 +70,7 @@ def extract_step(settings: Settings, start: datetime) -> dict[str, Any]:
 
 
 def validate_step(settings: Settings, start: datetime) -> dict[str, Any]:
-    from incremental.validate import validate_hour
+    from incremental.validation.validate import validate_hour
 
     start = lake.parse_hour(start)
     report = validate_hour(settings.lake, start, settings.validation)
@@ -87,7 +89,7 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
     re-run or backfill of the hour keeps that record (a later champion may have trained on the
     hour: its score there would be train-on-test). A dry run records nothing and moves no
     episode: it says what the rule would decide."""
-    from incremental import drift
+    from incremental.judge import drift
 
     start = lake.parse_hour(start)
     state = drift.load_state(settings)
@@ -130,8 +132,8 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
 
 def _record(settings: Settings, version: str, hour: datetime) -> dict[str, Any]:
     """Score `version` on all the hour's rows: its prequential record (test, then train)."""
-    from incremental import drift, metrics
-    from incremental.evaluate import score_dir
+    from incremental.judge import drift, metrics
+    from incremental.judge.evaluate import score_dir
 
     part = lake.partition(settings.lake, hour)
     if part.status != "validated":
@@ -151,7 +153,7 @@ def roll_anchor(settings: Settings, start: datetime, reason: str, stable: list[s
     judge is not carried (still replayed): protecting it on old rows blocked the adaptation of
     one that had in fact changed (tried: `tests/e2e/test_drift_response.py`, every adapt
     candidate rejected on `storage`)."""
-    from incremental import anchor
+    from incremental.judge import anchor
 
     current = anchor.current(settings.lake)
     window = _recent_window(settings, start)
@@ -166,7 +168,7 @@ def _stable_rows(settings: Settings, stable: list[str], before: datetime) -> pa.
     for a stable category any hour is as good as another). More rows give the forgetting checks
     more power: on `medium` the old anchor alone left 368 rows in five stable categories, a 90%
     interval of about ±0.035 AUC on their mean."""
-    from incremental import anchor
+    from incremental.judge import anchor
 
     frame, _ = anchor.load(settings.lake)
     old = pa.Table.from_pandas(frame[frame["category"].astype(str).isin(stable)], preserve_index=False)
@@ -205,8 +207,9 @@ def train_step(
 ) -> dict[str, Any]:
     """Update the champion on the hour, or find the version this partition already produced, or
     skip an hour the champion's lineage already trained on (never trained into it twice)."""
-    from incremental import drift, registry
-    from incremental.train import holdout_uri, train_hour
+    from incremental.judge import drift
+    from incremental.model.update import holdout_uri, train_hour
+    from incremental.registry import champion as registry
 
     start = lake.parse_hour(start)
     state = drift.load_state(settings)
@@ -254,7 +257,7 @@ def train_step(
 def already_trained(settings: Settings, start: datetime, champion: str | None, sha256: str, *,
                     start_version: str | None = None) -> dict[str, Any] | None:
     """Why the hour is not trained on, when the champion's lineage already trained on it as a fresh
-    hour (`incremental.lineage`): a re-run or backfill of an hour the champion learnt, an hour of
+    hour (`incremental.registry.lineage`): a re-run or backfill of an hour the champion learnt, an hour of
     the window it was bootstrapped on, or (`start_version`, a drift episode's shadow chain) of the
     model the update would start from. Training overrides do not change that: an hour is never
     trained into the champion twice; a full retrain (`incremental bootstrap`) retrains old hours.
@@ -281,7 +284,7 @@ def already_trained(settings: Settings, start: datetime, champion: str | None, s
 
 def evaluate_step(settings: Settings, start: datetime, trained: dict[str, Any]) -> Evaluated:
     """Score the candidate (and its parent) on the fresh holdout and the anchor set; apply the gate."""
-    from incremental import evaluate
+    from incremental.judge import evaluate
 
     if trained.get("skipped"):
         return Evaluated(hour=trained["hour"], skipped=trained["skipped"])
@@ -309,7 +312,8 @@ def register_step(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Register the candidate as a version; approved -> champion (compare-and-set); report to MLflow."""
-    from incremental import registry, report
+    from incremental.registry import champion as registry
+    from incremental.registry import review as report
 
     start = lake.parse_hour(start)
     if trained.get("skipped"):  # nothing trained: no version, the champion unchanged
@@ -326,7 +330,7 @@ def register_step(
         out["champion"] = tracking.champion_version(tracking.configure(settings), settings.model_name)
         return {**out, **mlflow_urls(settings, trained.get("run_id"), version)}
 
-    from incremental.evaluate import load_evaluation
+    from incremental.judge.evaluate import load_evaluation
 
     full = load_evaluation(settings, trained["run_id"])
     decision = full["decision"]
@@ -352,7 +356,7 @@ def register_step(
         extra_tags=_drift_tags(full),
     )
     if not registered["reused"]:
-        from incremental import drift
+        from incremental.judge import drift
 
         drift.after_decision(settings, start, registered["version"], registered["decision"],
                              trained.get("kind", "hourly"), improved=_improved(full), forgot=_forgot(decision))
@@ -395,7 +399,7 @@ def catch_up_step(settings: Settings, start: datetime, *, airflow_run_id: str | 
     before the drift), judged on the holdout of the last `catch_up_hours` hours (the new regime).
     Tried before: a retrain on those last hours alone ranked the drifted slices well and had
     forgotten the others (anchor AUC of unchanged categories from 0.75-0.86 down to 0.24-0.47)."""
-    from incremental import drift
+    from incremental.judge import drift
 
     start = lake.parse_hour(start)
     state = drift.load_state(settings)
@@ -441,7 +445,7 @@ RUN_LEASE_S = 3600.0
 
 
 def run_lock_name(start: datetime) -> str:
-    """The lake lock (`incremental.lake_lock`) that a run of the hour holds from extract to catch-up."""
+    """The lake lock (`incremental.data.lake_lock`) that a run of the hour holds from extract to catch-up."""
     return f"run-{lake.parse_hour(start):%Y%m%dT%H}"
 
 
@@ -507,8 +511,8 @@ def full_retrain(
     catch-up: the hour that found it pending, up to `replay_hours` after `start`); the decision,
     its drift alerts and what it hands over name that hour (default: `start`).
     """
-    from incremental import anchor
-    from incremental.train import bootstrap, holdout_uri
+    from incremental.judge import anchor
+    from incremental.model.update import bootstrap, holdout_uri
 
     start, end = lake.parse_hour(start), lake.parse_hour(end)
     incumbent = tracking.champion(settings)
@@ -538,7 +542,7 @@ def freeze_anchor(settings: Settings, start: datetime, end: datetime, size: int,
                   refresh: bool = False, carry: Any = None, protected: list[str] | None = None) -> dict[str, Any]:
     """Freeze (or refresh) the anchor; the champion of the moment becomes its forgetting baseline,
     held on the `protected` categories (None: all of them)."""
-    from incremental import anchor
+    from incremental.judge import anchor
 
     champion = tracking.champion(settings)
     info = anchor.freeze(settings.lake, lake.parse_hour(start), lake.parse_hour(end), size,

@@ -7,9 +7,9 @@ imported or used.
 What is not here, because the libraries take it as an option:
 
 * **No network for model weights**: every Hugging Face load passes `local_files_only=True`
-  (`incremental.model`), whatever HF_HUB_OFFLINE says.
+  (`incremental.model.ranker`), whatever HF_HUB_OFFLINE says.
 * **Great Expectations**: analytics off and progress bars off in the context's own config
-  (`incremental.validate_gx._context`).
+  (`incremental.validation.gx_suite._context`).
 * Log levels of chatty libraries are set where each is first used (`model._quiet`,
   `tracking._quiet`, `validate_gx._quiet_gx`): a library configures its loggers when imported,
   which would undo an earlier setting.

@@ -10,7 +10,7 @@ Only real plugin features (no operators or hooks here):
   served from the API server's origin, so every response carries `DATA_DOCS_HEADERS`: a
   Content-Security-Policy `sandbox` (an opaque origin: no script runs, nothing can reach the
   Airflow session or API) with no script sources, and `nosniff`. The docs themselves carry no data
-  values (see `incremental.validate`): this is the second line of defence.
+  values (see `incremental.validation.validate`): this is the second line of defence.
 * **External views**: *Model review (MLflow)* in the navigation and on each DAG page.
 * **Listener**: when an hourly run ends, its note says what happened to the hour (quarantined and
   why, or the gate's decision). A task cannot write its own run's note in Airflow 3 (the Task
@@ -20,7 +20,7 @@ Only real plugin features (no operators or hooks here):
 Where MLflow's UI is, the model's name and the lake come from the pipeline's settings
 (`incremental.config.load_settings`: `INCREMENTAL_MLFLOW_UI_URL`, `INCREMENTAL_MODEL_NAME`,
 `INCREMENTAL_LAKE`), loaded when a link, a view or a data docs file is asked for; the links are
-built by `incremental.links`. This module is imported by every Airflow process: it imports nothing
+built by `incremental.registry.links`. This module is imported by every Airflow process: it imports nothing
 heavy and does no I/O at import time.
 """
 
@@ -36,7 +36,7 @@ from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from incremental import links
+from incremental.registry import links
 
 if TYPE_CHECKING:
     from incremental.config import Settings

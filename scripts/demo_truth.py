@@ -1,7 +1,7 @@
 """The demo's champions against the truth: the simulator knows what the logs hide.
 
 `make demo` simulates its traffic from a seed, so the hidden relevance of every impression can be
-generated again (`incremental.simulate.generate`, the same arguments as scripts/demo.sh). For each
+generated again (`incremental.sim.simulate.generate`, the same arguments as scripts/demo.sh). For each
 hour after the bootstrap this scores the rows with the first champion and with the champion at
 the end, and prints them beside the ceiling (ranking by the hidden relevance) and the floor (BM25
 fitted on the bootstrap window's titles):
@@ -22,11 +22,14 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from incremental import lake, metrics, registry, tracking
-from incremental import model as rk
 from incremental.config import load_settings
-from incremental.lexical import LexicalScorer
-from incremental.simulate import generate
+from incremental.data import lake
+from incremental.judge import metrics
+from incremental.judge.lexical import LexicalScorer
+from incremental.model import ranker as rk
+from incremental.registry import champion as registry
+from incremental.registry import tracking
+from incremental.sim.simulate import generate
 
 
 def truth_frame(args: argparse.Namespace) -> pd.DataFrame:

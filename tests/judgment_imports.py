@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from incremental.judgments import import_judgments
-from incremental.warehouse import Warehouse
+from incremental.data.warehouse import Warehouse
+from incremental.sim.judgments import import_judgments
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "judgments_small.csv"
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

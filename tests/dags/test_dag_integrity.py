@@ -145,7 +145,7 @@ from airflow.dag_processing.dagbag import BundleDagBag
 dags = sys.argv[1]
 bag = BundleDagBag(dag_folder=dags, bundle_path=dags, bundle_name="dags-folder")
 heavy = [m for m in ("torch", "mlflow", "pandas", "transformers", "great_expectations") if m in sys.modules]
-light = {"incremental.config", "incremental.errors", "incremental.lakefs",  # the DAG start: config and what it imports
+light = {"incremental.config", "incremental.errors", "incremental.data", "incremental.data.storage",  # config and what it imports
          "incremental.notifier"}  # the failure alert
 pipeline = [m for m in sys.modules if m.startswith("incremental.") and m not in light]
 print("RESULT " + json.dumps({"errors": {k: v[-300:] for k, v in bag.import_errors.items()},
@@ -252,10 +252,10 @@ def test_errors_that_would_fail_again_fail_the_task_without_retries(dagbag) -> N
     from airflow.sdk.exceptions import AirflowFailException
 
     from incremental.config import SettingsError
+    from incremental.data.lake import LakeError, parse_hour
     from incremental.errors import IncrementalError, TrackingError, WarehouseError
-    from incremental.lake import LakeError, parse_hour
     from incremental.pipeline import PipelineError
-    from incremental.validate_report import ValidationError
+    from incremental.validation.report import ValidationError
 
     def raising(exc: BaseException):
         @common.fail_fast

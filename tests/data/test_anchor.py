@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from incremental import anchor, lake
+from incremental.data import lake
+from incremental.judge import anchor
 
 H0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -193,7 +194,7 @@ def test_cache_computes_once_per_version_and_anchor(lake_root: Path) -> None:
 
 def test_holdout_window_gives_only_unseen_rows_of_the_categories_asked(lake_root: Path) -> None:
     """What a rolled anchor carries for the stable categories besides the old anchor's rows."""
-    from incremental.replay import holdout_mask
+    from incremental.model.replay import holdout_mask
 
     table = anchor.holdout_window(lake_root, H0, H0 + 5 * HOUR, 0.5, ["books"])
     frame = table.to_pandas()

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from incremental import extract, lake
-from incremental.warehouse import Warehouse
+from incremental.data import extract, lake
+from incremental.data.warehouse import Warehouse
 
 T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")

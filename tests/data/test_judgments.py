@@ -10,8 +10,8 @@ import pytest
 from judgment_imports import COLS, FIXTURE, T0, H, import_fixture  # noqa: F401 - shared
 
 from incremental.config import Settings
-from incremental.judgments import JudgmentsError, import_judgments
-from incremental.warehouse import Warehouse
+from incremental.data.warehouse import Warehouse
+from incremental.sim.judgments import JudgmentsError, import_judgments
 
 _import = import_fixture
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from incremental import simulate as sim
 from incremental.config import Settings
-from incremental.warehouse import Warehouse
+from incremental.data.warehouse import Warehouse
+from incremental.sim import simulate as sim
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)  # a Friday
 H = timedelta(hours=1)

@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from incremental import lake as lk
 from incremental.config import ValidationSettings
-from incremental.validate import (
+from incremental.data import lake as lk
+from incremental.validation.validate import (
     CRITICAL,
     WARNING,
     ValidationError,

@@ -16,12 +16,12 @@ import pytest
 from great_expectations.checkpoint.actions import UpdateDataDocsAction
 from test_validate import CATEGORIES, ROWS, START, good_frame, write_hour
 
-from incremental import lake as lk
 from incremental.config import ValidationSettings
-from incremental.validate import CRITICAL, WARNING, _validate, validate_frame, validate_hour
-from incremental.validate_drift import UNSEEN_CATEGORY_WEIGHT, category_code
-from incremental.validate_gx import gx_summary
-from incremental.validate_report import DRIFT_RULES
+from incremental.data import lake as lk
+from incremental.validation.gx_suite import gx_summary
+from incremental.validation.hour_drift import UNSEEN_CATEGORY_WEIGHT, category_code
+from incremental.validation.report import DRIFT_RULES
+from incremental.validation.validate import CRITICAL, WARNING, _validate, validate_frame, validate_hour
 
 END = START + lk.HOUR
 UNIFORM = {c: 1 / len(CATEGORIES) for c in CATEGORIES}

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pyarrow as pa
 import sqlalchemy as sa
 
-from incremental.warehouse import Warehouse
+from incremental.data.warehouse import Warehouse
 
 TEXTS = ["plain", "", None, "comma, \"quote\" and 'apostrophe'", "two\nlines\r\nthree", "100% _x\\y", "naïve ☃",
          "NULL", "\\N", "t"]
@@ -71,8 +71,8 @@ def test_other_types_are_left_to_the_row_read(postgres_url: str) -> None:
 
 def test_many_csv_blocks_give_duckdbs_bytes(tmp_path, postgres_url: str, monkeypatch) -> None:
     """An hour bigger than one block of Arrow's CSV reader: still one partition byte-identical to DuckDB's."""
-    import incremental.warehouse as wh
-    from incremental import extract
+    import incremental.data.warehouse as wh
+    from incremental.data import extract
 
     hour = datetime(2026, 3, 1, 10, tzinfo=UTC)
     n = 3000

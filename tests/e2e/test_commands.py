@@ -3,8 +3,8 @@ subprocess, on one small home (the embedded default, the tiny model, `airflow_he
 few steps and a permissive gate), asserting each command's exit code and a key line of its output.
 
 One home is bootstrapped once for the module (`commands`); the tests after it read or extend it, in
-file order. Left to their own tests: `benchmark continual` (tests/e2e/test_continual.py runs it
-through `incremental.cli.main`, in process) and `serve` (tests/model/test_serving.py starts
+file order. Left to their own tests: `python -m benchmarks.continual` (tests/e2e/test_continual.py runs
+its entry in process) and `serve` (tests/model/test_serving.py starts
 `incremental serve` in a subprocess and queries it over HTTP).
 """
 

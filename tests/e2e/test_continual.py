@@ -1,4 +1,4 @@
-"""`incremental benchmark continual` end to end: the small preset's drift scenario, every arm.
+"""`python -m benchmarks.continual` end to end: the small preset's drift scenario, every arm.
 
 The tiny model (plumbing only: it does not learn the simulator's signal) and fewer steps keep it
 to a few minutes on 2 cores; the arms, the homes, the pipeline calls, the scoring and the files
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from incremental import continual
-from incremental.cli import main
+from benchmarks import continual
+from benchmarks.continual.__main__ import run as run_benchmark
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "tiny.yaml"
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         mp.setenv("INCREMENTAL_HOME", str(root / "unused-home"))
         for name in ("INCREMENTAL_WAREHOUSE_URL", "INCREMENTAL_LAKE", "INCREMENTAL_MLFLOW_URI", "INCREMENTAL_CONFIG"):
             mp.delenv(name, raising=False)
-        code = main(["benchmark", "continual", "--preset", "small", "--scenario", "drift", "--model", "tiny",
+        code = run_benchmark(["--preset", "small", "--scenario", "drift", "--model", "tiny",
                      "--config", str(TINY_CONFIG), "--max-steps", "5", "--bootstrap-steps", "10",
                      "--out", str(root / "out"), "--work", str(root / "work")])
     assert code == 0

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from incremental import lake
 from incremental.config import Settings
-from incremental.extract import extract_hour, warehouse_count
-from incremental.simulate import simulate
-from incremental.validate import validate_hour
-from incremental.warehouse import Warehouse
+from incremental.data import lake
+from incremental.data.extract import extract_hour, warehouse_count
+from incremental.data.warehouse import Warehouse
+from incremental.sim.simulate import simulate
+from incremental.validation.validate import validate_hour
 
 T0 = datetime(2026, 4, 1, 0, tzinfo=UTC)
 # fault -> the rule (and column) its quarantine message must name

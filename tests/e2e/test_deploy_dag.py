@@ -20,7 +20,9 @@ import json, sys, tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 import mlflow, pandas as pd
-from incremental import model as rk, registry, tracking
+from incremental.model import ranker as rk
+from incremental.registry import champion as registry
+from incremental.registry import tracking
 from incremental.config import load_settings
 seed, hour, parent = int(sys.argv[1]), int(sys.argv[2]), (sys.argv[3] if sys.argv[3] != "-" else None)
 settings = load_settings()

@@ -23,12 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from incremental import anchor, drift, lake, metrics, pipeline, registry, tracking
+from incremental import pipeline
 from incremental.cli import main
 from incremental.config import load_settings
-from incremental.evaluate import score_dir
-from incremental.simulate import drift_mapping, simulate
-from incremental.warehouse import Warehouse
+from incremental.data import lake
+from incremental.data.warehouse import Warehouse
+from incremental.judge import anchor, drift, metrics
+from incremental.judge.evaluate import score_dir
+from incremental.registry import champion as registry
+from incremental.registry import tracking
+from incremental.sim.simulate import drift_mapping, simulate
 
 # In the suite (slow): the fast preset, about 2 minutes on a quiet 2-core machine (22 under load 6). Last run: the poisoned hour held; the first drifted hour held, the drift declared
 # on the second; the adapt candidate of that hour approved (its replay left out the changed

@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from incremental import pipeline, registry
+from incremental import pipeline
 from incremental.cli import main
 from incremental.config import DEFAULT_CONFIG_FILE, load_settings
-from incremental.simulate import simulate
-from incremental.warehouse import Warehouse
+from incremental.data.warehouse import Warehouse
+from incremental.registry import champion as registry
+from incremental.sim.simulate import simulate
 
 pytestmark = pytest.mark.slow
 T0 = datetime(2026, 1, 1, 0, tzinfo=UTC)

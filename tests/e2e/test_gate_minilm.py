@@ -17,10 +17,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from incremental import lake, pipeline, registry
+from incremental import pipeline
 from incremental.config import load_settings
-from incremental.simulate import simulate
-from incremental.warehouse import Warehouse
+from incremental.data import lake
+from incremental.data.warehouse import Warehouse
+from incremental.registry import champion as registry
+from incremental.sim.simulate import simulate
 
 pytestmark = pytest.mark.slow
 T0 = datetime(2026, 1, 1, 0, tzinfo=UTC)

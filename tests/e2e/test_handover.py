@@ -15,9 +15,9 @@ import pytest
 
 from incremental import pipeline
 from incremental.config import load_settings
+from incremental.data.warehouse import Warehouse
 from incremental.handover import Evaluated
-from incremental.simulate import simulate
-from incremental.warehouse import Warehouse
+from incremental.sim.simulate import simulate
 
 T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "tiny.yaml"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from airflow_helpers import Env, seed_and_bootstrap
 
-from incremental import lake
+from incremental.data import lake
 
 HOURS = ["2026-01-01T04:00", "2026-01-01T05:00", "2026-01-01T06:00"]
 SKIPPED = {"train", "evaluate", "register", "publish_champion"}

@@ -14,11 +14,15 @@ import pytest
 import yaml
 from airflow_helpers import E2E_CONFIG
 
-from incremental import drift, lake, pipeline, registry, tracking
+from incremental import pipeline
 from incremental.cli import main
 from incremental.config import load_settings
-from incremental.simulate import simulate
-from incremental.warehouse import Warehouse
+from incremental.data import lake
+from incremental.data.warehouse import Warehouse
+from incremental.judge import drift
+from incremental.registry import champion as registry
+from incremental.registry import tracking
+from incremental.sim.simulate import simulate
 
 T0 = datetime(2026, 5, 1, 0, tzinfo=UTC)
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "tiny.yaml"

@@ -18,11 +18,15 @@ from pathlib import Path
 import boto3
 import pytest
 
-from incremental import anchor, lake, lake_lock, lake_quarantine, lakefs, pipeline, replay
+from incremental import pipeline
 from incremental.config import Settings, load_settings
-from incremental.extract import warehouse_count
-from incremental.simulate import simulate
-from incremental.warehouse import Warehouse
+from incremental.data import lake, lake_lock, storage
+from incremental.data import quarantine as lake_quarantine
+from incremental.data.extract import warehouse_count
+from incremental.data.warehouse import Warehouse
+from incremental.judge import anchor
+from incremental.model import replay
+from incremental.sim.simulate import simulate
 
 T0 = datetime(2026, 4, 1, 0, tzinfo=UTC)
 RATE = 2000  # 10 damaged rows per fault and hour: 0.5%, under max_bad_row_fraction (1%): row quarantine
@@ -46,13 +50,13 @@ def s3_settings(home: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -
 
 def _keys(settings: Settings) -> set[str]:
     root = settings.lake
-    assert isinstance(root, lakefs.ObjectPath)
+    assert isinstance(root, storage.ObjectPath)
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=root.bucket, Prefix="lake/")
     return {o["Key"].removeprefix("lake/") for page in pages for o in page.get("Contents", [])}
 
 
 def test_the_settings_name_an_object_store_lake(s3_settings: Settings, home: Path) -> None:
-    assert isinstance(s3_settings.lake, lakefs.ObjectPath)
+    assert isinstance(s3_settings.lake, storage.ObjectPath)
     assert str(s3_settings.lake).startswith("s3://lake-") and str(s3_settings.lake).endswith("/lake")
     assert isinstance(load_settings({"INCREMENTAL_HOME": str(home)}).lake, Path)  # the embedded default: a folder
 
@@ -98,7 +102,7 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
         assert lake_quarantine.row_counts(settings.lake, hour)["total"] == warehouse_count(warehouse, hour)
     for hour in (good, after):
         part = lake.partition(settings.lake, hour)
-        assert part.status == "validated" and isinstance(part.path, lakefs.ObjectPath)
+        assert part.status == "validated" and isinstance(part.path, storage.ObjectPath)
         assert lake.read_partition(part).num_rows == warehouse_count(warehouse, hour)
     bad_part = lake.partition(settings.lake, rows_bad)
     assert lake.read_partition(bad_part).num_rows == warehouse_count(warehouse, rows_bad) - 10
@@ -186,7 +190,7 @@ def test_the_lake_lock_is_a_conditional_put_and_excludes(s3_settings: Settings) 
 
 def test_the_registry_lock_lives_in_the_lake_when_it_is_on_s3(s3_settings: Settings, home: Path) -> None:
     """Workers that share no disk share the lake: the promotion compare-and-set locks there."""
-    from incremental import registry
+    from incremental.registry import champion as registry
 
     with registry._registry_lock(s3_settings):
         assert "_locks/registry.lock" in _keys(s3_settings)
@@ -197,7 +201,7 @@ def test_the_registry_lock_lives_in_the_lake_when_it_is_on_s3(s3_settings: Setti
 def test_the_drift_record_state_and_alerts_live_in_the_lake(s3_settings: Settings, home: Path) -> None:
     """The monitor task and the train task may run on machines that share no disk: the drift
     rule's record, the episode state and the alert log are objects in the lake."""
-    from incremental import drift
+    from incremental.judge import drift
 
     settings = s3_settings
     for i, auc in enumerate((0.8, 0.79, 0.81)):
@@ -215,5 +219,5 @@ def test_the_drift_record_state_and_alerts_live_in_the_lake(s3_settings: Setting
 def test_a_missing_bucket_is_named(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INCREMENTAL_LAKE", "s3://no-such-bucket-here/lake")
     settings = load_settings()
-    with pytest.raises((lakefs.StoreError, FileNotFoundError), match="no-such-bucket-here"):
+    with pytest.raises((storage.StoreError, FileNotFoundError), match="no-such-bucket-here"):
         lake.write_partition(settings.lake, T0, lake.SEARCH_LOG_SCHEMA.empty_table())

@@ -8,9 +8,9 @@ with SIGKILL (as the kernel's OOM killer or an evicted worker would: no handler,
 Without these variables it does nothing.
 
 * `INCREMENTAL_TEST_FAULT_KILL_AT_STEP=N`: right after the training checkpoint at or after step N
-  is on disk (`incremental.train.save_checkpoint`).
+  is on disk (`incremental.model.update.save_checkpoint`).
 * `INCREMENTAL_TEST_FAULT_KILL_IN_REGISTRATION=1`: right after a model version is created in the
-  registry (`mlflow.register_model`, which `incremental.registry` calls), before its decision
+  registry (`mlflow.register_model`, which `incremental.registry.champion` calls), before its decision
   (the champion alias, the `registration` tag) is carried out.
 """
 
@@ -29,7 +29,7 @@ def _die() -> None:
 
 
 def _kill_after_checkpoint(at_step: int) -> None:
-    from incremental import train
+    from incremental.model import update as train
 
     save = train.save_checkpoint
 

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from incremental import lake as lk
 from incremental.config import Settings, TrainingSettings
+from incremental.data import lake as lk
 
 COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
 CONFLICTING = set(COLOURS[:4])  # the words whose meaning the drift inverts
@@ -99,7 +99,7 @@ def write_hour(lake: Path, start: datetime, frame: pd.DataFrame, *, validated: b
 # The tiny model learns these rules in a few hundred steps at this learning rate (the learning
 # tests here rely on it: test_tiny_model_learns, test_ranks_exact_match_above_unrelated, the
 # forgetting test). It does not learn the simulator's clicks, but neither does the fast preset
-# `minilm-l2` (see incremental/model.py), and on these rules `minilm-l2` bootstrapped 150 steps
+# `minilm-l2` (see incremental/model/ranker.py), and on these rules `minilm-l2` bootstrapped 150 steps
 # at lr 2e-4 reached holdout AUC 0.52 with the same score for every pair: so they stay on `tiny`.
 TINY_TRAINING = TrainingSettings(
     learning_rate=1e-3, bootstrap_learning_rate=1e-3, batch_size=32, max_steps=100, bootstrap_steps=400, warmup_fraction=0.1,
@@ -136,7 +136,7 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bootstrapped(shared_home: Path, lake: Path):
     """The first champion: the tiny model bootstrapped on the "match" hours."""
-    from incremental.train import bootstrap
+    from incremental.model.update import bootstrap
 
     settings = make_settings(shared_home, lake, model_name="ranker-bootstrap")
     return settings, bootstrap(settings, OLD_HOURS[0], OLD_HOURS[-1] + lk.HOUR)

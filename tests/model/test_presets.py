@@ -7,7 +7,7 @@ import socket
 import pytest
 import torch
 
-from incremental import model as rk
+from incremental.model import ranker as rk
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ import pytest
 from conftest import CONFLICTING, DRIFT_HOUR, OLD_HOURS, UNVALIDATED_HOUR, inverted, make_settings, match
 from sklearn.metrics import roc_auc_score
 
-from incremental import lake as lk
-from incremental import model as rk
-from incremental import replay, tracking
-from incremental.fit import batch_indices
-from incremental.train import TrainingError, train_hour
+from incremental.data import lake as lk
+from incremental.model import ranker as rk
+from incremental.model import replay
+from incremental.model.fit import batch_indices
+from incremental.model.update import TrainingError, train_hour
+from incremental.registry import tracking
 
 
 def test_tiny_model_learns(bootstrapped) -> None:
@@ -124,7 +125,7 @@ def test_adapt_replay_leaves_out_the_changed_slices_rows_from_before_the_drift(l
 
 
 def test_a_catch_up_window_leaves_out_stale_rows_and_is_judged_on_its_recent_hours(lake, tmp_path) -> None:  # noqa: ANN001
-    from incremental.training_data import load_hours
+    from incremental.model.examples import load_hours
 
     settings = make_settings(tmp_path / "home", lake)
     hours = [*OLD_HOURS, DRIFT_HOUR]
@@ -165,7 +166,7 @@ def test_drift_rules_conflict() -> None:
 def test_training_early_stopping_and_holdout_sessions_are_disjoint(bootstrapped) -> None:
     """The gate compares on the holdout; early stopping chose the weights on other sessions; the
     rest trained: three disjoint sets of sessions, none empty."""
-    from incremental.training_data import training_set
+    from incremental.model.examples import training_set
 
     settings, _ = bootstrapped
     data = training_set(settings, OLD_HOURS, "bootstrap")
@@ -184,7 +185,7 @@ def test_two_judges_of_one_candidate_at_once_both_read_a_complete_copy(bootstrap
     publishes it, and neither ever reads a half-moved directory (issue 20, defect 5)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from incremental.evaluate import candidate_dir
+    from incremental.judge.evaluate import candidate_dir
 
     settings, result = bootstrapped
     settings = settings.model_copy(update={"home": tmp_path / "worker"})  # a worker with nothing cached
@@ -204,7 +205,8 @@ def test_the_examination_curve_is_part_of_the_data_identity(lake, tmp_path, monk
     """With position_bias pbm the curve (fitted on `propensity_hours` up to the update's hour, most of
     them outside its own hours) is part of what trains: another curve is another update, never a
     resumed checkpoint or a reused run of the old one."""
-    from incremental import propensity, training_data
+    from incremental.model import examples as training_data
+    from incremental.model import propensity
 
     settings = make_settings(tmp_path / "home", lake).with_training(position_bias="pbm")
     first = training_data.training_set(settings, [DRIFT_HOUR], "hourly").data_hash

@@ -9,8 +9,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from incremental import registry, tracking
 from incremental.config import Settings
+from incremental.registry import champion as registry
+from incremental.registry import tracking
 
 H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
 

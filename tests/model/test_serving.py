@@ -26,8 +26,10 @@ import pandas as pd
 import pytest
 from conftest import make_settings
 
-from incremental import model as rk
-from incremental import registry, serve, tracking
+from incremental.model import ranker as rk
+from incremental.registry import champion as registry
+from incremental.registry import tracking
+from incremental.serving import server as serve
 
 H0 = datetime(2026, 4, 1, 0, tzinfo=UTC)
 ROWS = pd.DataFrame({
@@ -192,7 +194,7 @@ def test_serves_the_champion_and_follows_a_promotion(server, tmp_path: Path) -> 
 
 def test_no_type_hint_warning_on_import() -> None:
     """MLflow 3 checks PythonModel.predict's type hints when the class is defined (at import)."""
-    out = subprocess.run([sys.executable, "-W", "always", "-c", "import incremental.model, incremental.train"],
+    out = subprocess.run([sys.executable, "-W", "always", "-c", "import incremental.model.ranker, incremental.model.update"],
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.returncode == 0, out.stderr[-2000:]

@@ -16,9 +16,9 @@ from conftest import DRIFT_HOUR, OLD_HOURS, TINY_TRAINING, make_hour_frame, make
 from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
-from incremental import model as rk
-from incremental import tracking
-from incremental.train import train_hour
+from incremental.model import ranker as rk
+from incremental.model.update import train_hour
+from incremental.registry import tracking
 
 REPO = Path(__file__).resolve().parents[2]
 FAULTS_DIR = REPO / "tests" / "faults"  # sitecustomize.py: the test-only crash, loaded by the child
@@ -31,7 +31,7 @@ from pathlib import Path
 repo, here, home, lake, training = json.loads(sys.argv[1])
 sys.path[:0] = [repo, here]
 from conftest import OLD_HOURS, TINY_TRAINING, make_settings
-from incremental.train import train_hour
+from incremental.model.update import train_hour
 settings = make_settings(Path(home), Path(lake), model_name="ranker-resume",
                          training=TINY_TRAINING.model_copy(update=training))
 result = train_hour(settings, OLD_HOURS[1])

@@ -14,8 +14,8 @@ import pytest
 from conftest import REPO, assert_ok, cli, cli_command, cli_env
 
 from incremental.config import Settings
+from incremental.data.warehouse import Warehouse
 from incremental.errors import WarehouseError
-from incremental.warehouse import Warehouse
 
 START, END = "2026-07-01T00:00", "2026-07-01T06:00"
 

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from conftest import assert_clean_error, assert_ok, cli, cli_env
 
-from incremental import anchor, drift, lake
 from incremental.config import Settings, load_settings
+from incremental.data import lake
 from incremental.errors import DamagedStateError, IncrementalError
+from incremental.judge import anchor, drift
 
 T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
 HOURS = ("--start", "2026-06-01T00:00", "--end", "2026-06-01T02:00")
@@ -35,10 +36,10 @@ def settings_for(home: Path) -> Settings:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home with two validated hours (about 300 rows each)."""
-    from incremental.extract import extract_hour
-    from incremental.simulate import simulate
-    from incremental.validate import validate_hour
-    from incremental.warehouse import Warehouse
+    from incremental.data.extract import extract_hour
+    from incremental.data.warehouse import Warehouse
+    from incremental.sim.simulate import simulate
+    from incremental.validation.validate import validate_hour
 
     home = tmp_path_factory.mktemp("damaged") / "var"
     settings = settings_for(home)
@@ -183,7 +184,7 @@ def test_a_deleted_part_shows_as_damaged_and_reading_it_names_the_hour_and_file(
     with pytest.raises(IncrementalError, match=r"hour 2026-06-01T01:00Z is damaged: .*part-0\.parquet missing"):
         lake.read_partition(part)
     # the replay read of a later hour, whose window holds the damaged hour, names it too
-    from incremental import replay
+    from incremental.model import replay
 
     with pytest.raises(IncrementalError, match="2026-06-01T01:00Z is damaged"):
         replay.sample(settings.lake, T0 + 2 * lake.HOUR, fresh_rows=300, fraction=0.3, replay_hours=24,

@@ -94,7 +94,7 @@ def test_kill_during_extract_then_rerun(world: Path, tmp_path: Path) -> None:
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=30) == -signal.SIGKILL
         fcntl.flock(lock, fcntl.LOCK_UN)
-    from incremental import lake
+    from incremental.data import lake
 
     assert lake.partition(world / "lake", T0 + timedelta(hours=4)).status == "missing"  # nothing half-written
     result = assert_ok(cli(cli_env(world), "run-hour", "--start", hour(4)))  # no stuck lock: it goes through
@@ -144,7 +144,7 @@ def test_two_hours_at_once_on_duckdb(world: Path, tmp_path: Path) -> None:
     again, the stale hour is retrained from the new champion (before the fix: the stale version
     was handed back forever)."""
     env = cli_env(world)
-    lock_path = world / "lake" / "_locks" / "registry.lock"  # the lake lock (`incremental.lake_lock`)
+    lock_path = world / "lake" / "_locks" / "registry.lock"  # the lake lock (`incremental.data.lake_lock`)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     stderrs = [tmp_path / f"stderr-{k}" for k in (8, 9)]
     with open(lock_path, "a") as lock:

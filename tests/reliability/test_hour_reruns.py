@@ -31,7 +31,8 @@ from conftest import (
     tag_of,
 )
 
-from incremental import lake, pipeline
+from incremental import pipeline
+from incremental.data import lake
 
 pytestmark = pytest.mark.slow
 

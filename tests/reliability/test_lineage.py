@@ -11,8 +11,10 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from incremental import lineage, pipeline, registry, tracking
+from incremental import pipeline
 from incremental.config import Settings
+from incremental.registry import champion as registry
+from incremental.registry import lineage, tracking
 
 H0 = datetime(2026, 3, 1, 0, tzinfo=UTC)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import assert_clean_error, cli, cli_env
 
-from incremental import lake
+from incremental.data import lake
 from incremental.errors import MIN_REASON_CHARS, InputError, require_reason
-from incremental.registry import format_history
+from incremental.registry.champion import format_history
 
 
 def _usage_error(result, *needles: str) -> None:

@@ -40,8 +40,8 @@ class Watched(type(os.environ)):
 os.environ.__class__ = Watched
 import transformers
 verbosity = transformers.logging.get_verbosity()
-import incremental.evaluate, incremental.model, incremental.serve, incremental.train  # what the commands import
-import incremental.pipeline, incremental.tracking, incremental.validate_gx
+import incremental.judge.evaluate, incremental.model.ranker, incremental.serving.server, incremental.model.update  # what the commands import
+import incremental.pipeline, incremental.registry.tracking, incremental.validation.gx_suite
 from incremental.cli import build_parser, main
 
 def commands(parser, path=()):

@@ -23,7 +23,7 @@ from conftest import REPO, assert_clean_error, assert_ok, cli, cli_env, mlflow_s
 
 REGISTER = """
 import json, sys, tempfile, pathlib, mlflow
-from incremental import tracking
+from incremental.registry import tracking
 from incremental.config import load_settings
 
 class Ranker(mlflow.pyfunc.PythonModel):

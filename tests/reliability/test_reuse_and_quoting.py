@@ -12,8 +12,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from incremental import registry, tracking
 from incremental.config import Settings, load_settings
+from incremental.registry import champion as registry
+from incremental.registry import tracking
 
 H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
 
@@ -96,7 +97,7 @@ def test_a_failing_update_marks_its_run_failed(home: Path, tmp_path: Path) -> No
                                                                        "checkpoint_every": 2}))
     home.mkdir(parents=True, exist_ok=True)
     (home / "holdout").write_text("not a folder")
-    from incremental.train import train_hour
+    from incremental.model.update import train_hour
 
     with pytest.raises(OSError):
         train_hour(settings, OLD_HOURS[0])

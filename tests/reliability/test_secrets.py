@@ -89,7 +89,7 @@ def test_serve_reload_answer_and_log_hide_the_password(home: Path, dying_mlflow:
     from fastapi.testclient import TestClient
 
     from incremental.config import load_settings
-    from incremental.serve import ChampionHolder, create_app
+    from incremental.serving.server import ChampionHolder, create_app
 
     monkeypatch.setenv("INCREMENTAL_MLFLOW_URI", dying_mlflow)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -108,8 +108,8 @@ def test_alert_webhook_failures_hide_the_password(home: Path, monkeypatch: pytes
                                                    caplog: pytest.LogCaptureFixture) -> None:
     """The drift alert and the Airflow failure callback both POST to the webhook; one that cannot
     be reached is logged with its password hidden, and never fails the caller."""
-    from incremental import drift
     from incremental.config import load_settings
+    from incremental.judge import drift
 
     webhook = f"http://alerts:{HOOK_SECRET}@127.0.0.1:{closed_port()}/hook"
     monkeypatch.setenv("INCREMENTAL_ALERT_WEBHOOK", webhook)
@@ -170,8 +170,8 @@ def test_a_webhook_with_a_password_gets_the_alert_with_basic_auth(home: Path, mo
     """urllib takes `user:password@` for part of the host name: the alert never arrived."""
     import base64
 
-    from incremental import drift
     from incremental.config import load_settings
+    from incremental.judge import drift
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -194,7 +194,7 @@ def test_a_webhook_that_is_not_an_http_url_is_refused_when_settings_load(fresh_h
 
 
 def test_an_alert_that_cannot_be_posted_never_raises(caplog: pytest.LogCaptureFixture) -> None:
-    from incremental import drift
+    from incremental.judge import drift
 
     caplog.set_level(logging.WARNING)
     post = getattr(drift, "post_alert", getattr(drift, "_post", None))  # `_post` before the fix
@@ -237,7 +237,7 @@ def test_serve_reload_fails_fast_while_the_registry_is_down(home: Path, dying_ml
 
     from incremental.config import load_settings
     from incremental.runtime import SERVING_REGISTRY_RETRIES, prepare_process
-    from incremental.serve import ChampionHolder, create_app
+    from incremental.serving.server import ChampionHolder, create_app
 
     monkeypatch.setenv("INCREMENTAL_MLFLOW_URI", dying_mlflow)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)

@@ -20,7 +20,7 @@ import pytest
 from conftest import assert_clean_error, cli, cli_command, cli_env, closed_port
 
 from incremental.config import load_settings
-from incremental.serve import ChampionHolder, Served, create_app
+from incremental.serving.server import ChampionHolder, Served, create_app
 
 GOOD = {"query": "drill", "title": "Cordless Drill 18V", "brand": "Voltrex", "category": None}
 
@@ -30,7 +30,7 @@ def client(tmp_path_factory: pytest.TempPathFactory):
     import mlflow
     from fastapi.testclient import TestClient
 
-    from incremental import model as rk
+    from incremental.model import ranker as rk
 
     class Half(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input, params=None):

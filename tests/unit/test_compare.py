@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from incremental.compare import category_mean_bootstrap, paired_bootstrap
+from incremental.judge.compare import category_mean_bootstrap, paired_bootstrap
 
 
 def holdout(sessions: int = 60, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -90,8 +90,8 @@ def test_category_mean_leaves_out_a_one_class_category_and_is_undefined_with_non
 
 
 def test_weighted_auc_with_unit_weights_is_the_auc_and_weights_count_rows() -> None:
-    from incremental import metrics
-    from incremental.compare import weighted_auc
+    from incremental.judge import metrics
+    from incremental.judge.compare import weighted_auc
 
     rng = np.random.default_rng(4)
     labels, scores = (rng.random(300) < 0.3).astype(float), np.round(rng.random(300), 1)  # ties included
@@ -103,7 +103,7 @@ def test_weighted_auc_with_unit_weights_is_the_auc_and_weights_count_rows() -> N
 
 
 def test_session_weights_are_draw_counts_and_products_multiply_them() -> None:
-    from incremental.compare import replicate_weights
+    from incremental.judge.compare import replicate_weights
 
     frame, _ = holdout(sessions=20)
     frame["product_id"] = [f"p{i % 7}" for i in range(len(frame))]

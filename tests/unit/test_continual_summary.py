@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from incremental import continual, drift, metrics
-from incremental.cli import build_parser, main
+from benchmarks import continual
+from benchmarks.continual.__main__ import build_parser, run
 from incremental.config import SettingsError
+from incremental.judge import drift, metrics
 
 HOURS = [f"2026-01-01T{h:02d}:00:00+00:00" for h in range(2, 7)]
 
@@ -140,7 +141,7 @@ def test_arm_configs_merge_over_the_reviewed_file_and_are_checked(tmp_path: Path
 
 
 def _args(*argv: str):
-    return build_parser().parse_args(["benchmark", "continual", *argv])
+    return build_parser().parse_args(list(argv))
 
 
 def test_plan_from_the_presets_and_options(tmp_path: Path) -> None:
@@ -167,7 +168,7 @@ def test_plan_from_the_presets_and_options(tmp_path: Path) -> None:
 
 def test_help_documents_arms_scenarios_and_presets(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["benchmark", "continual", "--help"])
+        run(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     for word in (*continual.ARMS, "steady", "drift", "judgments", "--judgments", "--query-col", "small", "full",
@@ -205,7 +206,7 @@ def test_truth_ndcg_is_ndcg_against_graded_gains_with_unknown_rows_left_out() ->
 
 def _simulated_hours() -> pd.DataFrame:
     """Two simulated hours, as the lake holds them (title and category joined): no warehouse."""
-    from incremental import simulate
+    from incremental.sim import simulate
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     products, impressions, _ = simulate.generate(start, start.replace(hour=2), rate=120, seed=3, scenario="drift",
@@ -216,8 +217,9 @@ def _simulated_hours() -> pd.DataFrame:
 
 
 def test_the_oracle_ranks_by_the_simulators_hidden_relevance_and_scores_1_the_lexical_arm_less() -> None:
-    from incremental import continual_run, continual_truth
-    from incremental.simulate import REL_ATTRIBUTE_BONUS, REL_CATEGORY, REL_EXACT, REL_UNRELATED
+    from benchmarks.continual import loop as continual_loop
+    from benchmarks.continual import truth as continual_truth
+    from incremental.sim.simulate import REL_ATTRIBUTE_BONUS, REL_CATEGORY, REL_EXACT, REL_UNRELATED
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     table = continual_truth.simulator_truth(start, start.replace(hour=2), rate=120, seed=3, scenario="drift",
@@ -227,12 +229,12 @@ def test_the_oracle_ranks_by_the_simulators_hidden_relevance_and_scores_1_the_le
     gains = truth.gains(frame)
     assert np.isfinite(gains).all() and set(np.round(gains, 6)) <= {
         REL_UNRELATED, REL_CATEGORY, REL_EXACT, round(REL_EXACT + REL_ATTRIBUTE_BONUS, 6)}
-    oracle = continual_run.prequential(frame, continual_run.reference_scores(continual.ARMS["oracle"], frame, gains,
+    oracle = continual_loop.prequential(frame, continual_loop.reference_scores(continual.ARMS["oracle"], frame, gains,
                                                                              set()), gains, calibrated=False)
     assert oracle["truth_ndcg@10"] == pytest.approx(1.0) and oracle["truth_rows"] == len(frame)
     assert oracle["auc"] > 0.6 and oracle["logloss"] is None and oracle["ece"] is None
     titles = continual_truth.titles_of(frame)
-    lexical = continual_run.prequential(frame, continual_run.reference_scores(continual.ARMS["lexical"], frame, gains,
+    lexical = continual_loop.prequential(frame, continual_loop.reference_scores(continual.ARMS["lexical"], frame, gains,
                                                                               titles), gains, calibrated=False)
     assert 0.3 < lexical["truth_ndcg@10"] < 1.0
     # a row the truth does not know is left out of truth NDCG, not counted as irrelevant
@@ -241,9 +243,9 @@ def test_the_oracle_ranks_by_the_simulators_hidden_relevance_and_scores_1_the_le
 
 
 def test_the_judgment_truth_is_the_grade_normalised_as_the_clicks_were_drawn(settings) -> None:  # noqa: ANN001
-    from incremental import continual_truth
-    from incremental.judgments import import_judgments
-    from incremental.warehouse import Warehouse
+    from benchmarks.continual import truth as continual_truth
+    from incremental.data.warehouse import Warehouse
+    from incremental.sim.judgments import import_judgments
 
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "judgments_small.csv"
     cols = {"query_col": "search", "title_col": "product_name", "grade_col": "score", "encoding": "latin-1"}

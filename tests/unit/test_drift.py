@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from incremental import drift, replay
 from incremental.config import DriftSettings
+from incremental.judge import drift
+from incremental.model import replay
 
 S = DriftSettings(overall_auc_drop=0.05, slice_auc_drop=0.15, slice_min_rows=100, sustained_hours=3,
                   reference_hours=12, min_reference_hours=3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from incremental.fit import add_l2sp_gradient
+from incremental.model.fit import add_l2sp_gradient
 
 
 def test_l2sp_gradient_matches_autograd() -> None:

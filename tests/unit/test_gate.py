@@ -16,7 +16,7 @@ import pytest
 
 from incremental import pipeline
 from incremental.config import GateSettings
-from incremental.gate import Decision, decide
+from incremental.judge.gate import Decision, decide
 
 T = GateSettings(
     min_holdout_auc=0.55,

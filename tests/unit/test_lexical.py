@@ -1,4 +1,4 @@
-"""The BM25 floor (`incremental.lexical`): same words for query and title, exact matches first,
+"""The BM25 floor (`incremental.judge.lexical`): same words for query and title, exact matches first,
 deterministic, equal to the textbook formula."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from incremental.lexical import K1, B, LexicalScorer, tokenize
+from incremental.judge.lexical import K1, B, LexicalScorer, tokenize
 
 CATALOGUE = ["Voltrex Brushless Cordless Drill", "Ampwerk Cordless Compact Drill", "Greenfield Garden Hose 50ft",
              "Ampwerk Orbital Sander", "Hexforge Corded Drill", "Lumina LED Ceiling Light"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from incremental import links
 from incremental.config import load_settings
+from incremental.registry import links
 
 
 def test_links_follow_the_ui_url(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

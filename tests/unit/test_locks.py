@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from incremental import lake_lock, locks
+from incremental import locks
+from incremental.data import lake_lock
 from incremental.errors import IncrementalError
 
 

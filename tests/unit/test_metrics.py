@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from incremental import metrics
+from incremental.judge import metrics
 
 
 def log2(x: float) -> float:

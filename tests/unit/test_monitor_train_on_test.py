@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from incremental import drift, pipeline, tracking
+from incremental import pipeline
+from incremental.judge import drift
+from incremental.registry import tracking
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -15,7 +17,7 @@ def test_an_hour_inside_the_champions_training_interval_is_not_scored(settings, 
     monkeypatch.setattr(tracking, "champion", lambda s: ("1", "models:/search-ranker/1"))
     v1 = SimpleNamespace(version="1", run_id=None,  # bootstrapped on 00-06
                          tags={"interval": "2026-01-01T00:00Z/2026-01-01T06:00Z", "parent_version": "base"})
-    registry = SimpleNamespace(get_model_version=lambda name, v: v1,  # the registry's answers (incremental.lineage)
+    registry = SimpleNamespace(get_model_version=lambda name, v: v1,  # the registry's answers (incremental.registry.lineage)
                                search_model_versions=lambda filter_string, page_token=None: [v1])
     monkeypatch.setattr(tracking, "configure", lambda s: registry)
     monkeypatch.setattr(pipeline, "_record", lambda s, v, hour: scored.append(hour) or drift.make_record(

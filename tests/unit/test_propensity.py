@@ -1,5 +1,5 @@
-"""The examination curve estimated from click logs (incremental.propensity) and the training loss
-that uses it (incremental.fit.click_loss)."""
+"""The examination curve estimated from click logs (incremental.model.propensity) and the training loss
+that uses it (incremental.model.fit.click_loss)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from incremental.fit import click_loss
-from incremental.propensity import estimate, unbiased
+from incremental.model.fit import click_loss
+from incremental.model.propensity import estimate, unbiased
 
 
 def _pbm_logs(exam: np.ndarray, rows: int = 30_000, pairs: int = 3_000, seed: int = 0) -> pd.DataFrame:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incremental import lake, report
+from incremental.data import lake
+from incremental.registry import review as report
 
 H9, H10 = datetime(2026, 1, 1, 9, tzinfo=UTC), datetime(2026, 1, 1, 10, tzinfo=UTC)
 

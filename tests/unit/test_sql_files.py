@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from incremental import warehouse
+from incremental.data import warehouse
 
 
 def test_statements_keep_semicolons_and_dashes_inside_literals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,168 @@
+"""Extract one hour of search logs from the warehouse into the lake.
+
+`sql/extract_search_logs.sql` selects the rows *ingested* in [start, end) (late events land in
+the hour they arrived; nothing falls between hours), joined with the catalogue. The result is
+conformed to `lake.SEARCH_LOG_SCHEMA` where that is a lossless change of representation
+(integer width, timestamp unit, string kind) and left as it is otherwise, so a schema change
+in the warehouse reaches validation, which quarantines it, instead of being cast away here.
+The Parquet file is written atomically and deterministically: re-extracting the same hour
+gives the same bytes and the same sha256.
+
+Validated data is never overwritten. Once any part of an hour was validated or quarantined,
+re-extracting it (a backfill, `run-hour`, a sweep for late rows) writes only the rows the lake
+does not hold yet, as a new part (a *delta*, validated on its own); when there are none, nothing
+is written. Which rows are new is a multiset difference on the impression columns
+(`lake.IMPRESSION_KEY`), so an exact replay of a row is still caught by validation's duplicate
+checks rather than hidden here, and a catalogue fix (title, brand) does not make a row "new".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from incremental import __version__
+from incremental.data import lake, storage
+from incremental.data import quarantine as lake_quarantine
+from incremental.data.storage import LakePath
+from incremental.data.warehouse import Warehouse, sql_text
+from incremental.errors import InputError
+
+log = logging.getLogger(__name__)
+EXTRACT_SQL = "extract_search_logs"
+
+
+def _same_family(have: pa.DataType, want: pa.DataType) -> bool:
+    if pa.types.is_integer(have) and pa.types.is_integer(want):
+        return True
+    if pa.types.is_floating(have) and pa.types.is_floating(want):
+        return True
+    if pa.types.is_timestamp(have) and pa.types.is_timestamp(want):
+        return True
+    string = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    if any(f(have) for f in string) and any(f(want) for f in string):
+        return True
+    return pa.types.is_null(have)  # an all-null column from a backend that could not type it
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Cast columns to the lake schema when only the representation differs; keep the rest as is."""
+    wanted = {f.name: f.type for f in lake.SEARCH_LOG_SCHEMA}
+    columns, fields = [], []
+    for name in table.column_names:
+        column = table.column(name)
+        target = wanted.get(name)
+        if target is not None and column.type != target and _same_family(column.type, target):
+            column = column.cast(target)
+        columns.append(column)
+        fields.append(pa.field(name, column.type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _details(table: pa.Table, backend: str) -> dict[str, Any]:
+    """What the extractor adds to the manifest: the event_ts range, the SQL and where it ran."""
+    event_ts = table.column("event_ts") if "event_ts" in table.column_names else None
+    bounds = pc.min_max(event_ts) if event_ts is not None and table.num_rows else None
+    return {
+        "min_event_ts": bounds["min"].as_py().isoformat() if bounds and bounds["min"].is_valid else None,
+        "max_event_ts": bounds["max"].as_py().isoformat() if bounds and bounds["max"].is_valid else None,
+        "sql": f"sql/{EXTRACT_SQL}.sql",
+        "sql_sha256": hashlib.sha256(sql_text(EXTRACT_SQL).encode()).hexdigest(),
+        "columns": {f.name: str(f.type) for f in table.schema},
+        "source": backend,
+        "extracted_by": f"incremental {__version__}",
+        "extracted_at": lake.now_iso(),
+    }
+
+
+def fingerprints(table: pa.Table) -> np.ndarray:
+    """A 64-bit hash per row of the impression columns (types normalised to text, so nulls and
+    integer widths do not change it)."""
+    columns = {}
+    for name in lake.IMPRESSION_KEY:
+        if name in table.column_names:
+            column = table.column(name)
+            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                column = pc.cast(column, pa.string())
+            columns[name] = column.to_pandas().astype(object)
+    frame = pd.DataFrame(columns)
+    if frame.empty:
+        return np.zeros(table.num_rows, dtype=np.uint64)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def new_rows(table: pa.Table, accounted: list[pa.Table]) -> pa.Table:
+    """The rows of `table` not in `accounted`, as a multiset (two identical rows, one accounted: one is new)."""
+    if not accounted:
+        return table
+    held = pd.Series(np.concatenate([fingerprints(t) for t in accounted])).value_counts()
+    fresh = pd.Series(fingerprints(table))
+    rank = fresh.groupby(fresh).cumcount().to_numpy()
+    keep = rank >= fresh.map(held).fillna(0).to_numpy()
+    return table.filter(pa.array(keep))
+
+
+def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> dict[str, Any]:
+    """Write the partition for the hour starting at `start` (or its delta) and return its manifest.
+
+    An empty hour gives an empty partition (with the schema) and its manifest, not an error. An
+    hour the lake already holds rows of gets a delta part with the rows not held yet, or nothing;
+    the manifest returned then says `delta_rows` (0 when nothing was new).
+    """
+    start = lake.parse_hour(start)
+    end = start + lake.HOUR
+    now = datetime.now(UTC)
+    if end > now:  # its rows are still arriving: a partition of it would be cut short, then "validated"
+        raise InputError(f"hour {lake.iso_hour(start)} has not closed yet (it ends at {lake.iso_hour(end)}; now is "
+                         f"{now:%Y-%m-%dT%H:%MZ}): an hour is extracted after it ends")
+    table = warehouse.query_arrow(EXTRACT_SQL, {"start": start, "end": end})
+    if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
+        table = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result
+    table = conform(table)
+    with lake.hour_lock(lake_root, start):
+        return _write(warehouse, lake_root, start, table)
+
+
+def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa.Table) -> dict[str, Any]:
+    """The partition or its delta, under the hour's lock (see `extract_hour`)."""
+    folder = lake.partition_dir(lake_root, start)
+    accounted = lake_quarantine.accounted_tables(lake_root, start)
+    has_history = bool(accounted) or bool(lake.quarantine_attempts(lake_root, start, include_readmitted=True))
+    if not has_history:
+        manifest = lake.write_partition(lake_root, start, table, **_details(table, warehouse.backend))
+        log.info("extracted %s: %d rows, sha256 %s", lake.hour_key(start), table.num_rows, manifest["sha256"][:12])
+        return manifest
+    delta = new_rows(table, accounted)
+    live_manifest = folder / lake.MANIFEST_FILE
+    if delta.num_rows == 0:
+        if storage.is_file(live_manifest):
+            manifest = lake.read_json(live_manifest)
+        else:  # everything of the hour sits in quarantine: say so, write nothing
+            attempt = lake.latest_quarantine(lake_root, start)
+            manifest = lake.read_json(attempt / lake.MANIFEST_FILE) if attempt else {"rows": 0, "sha256": None}
+            manifest = {**manifest, "quarantined": str(attempt) if attempt else None}
+        log.info("extracted %s: nothing new (%d rows already in the lake)", lake.hour_key(start), table.num_rows)
+        return {**manifest, "delta_rows": 0}
+    details = _details(delta, warehouse.backend)
+    manifest = lake.add_part(
+        lake_root, start, delta, kind="delta",
+        event={"event": "delta", "why": "rows reached the warehouse after the hour was extracted"},
+        min_event_ts=details["min_event_ts"], max_event_ts=details["max_event_ts"], columns=details["columns"],
+        sql_sha256=details["sql_sha256"],
+    )
+    log.info("extracted %s: delta of %d new rows (%s), hour sha256 %s", lake.hour_key(start), delta.num_rows,
+             manifest["parts"][-1]["file"], manifest["sha256"][:12])
+    return {**manifest, "delta_rows": delta.num_rows}
+
+
+def warehouse_count(warehouse: Warehouse, start: datetime) -> int:
+    """Rows the warehouse holds for the hour (by ingested_at): what the partition must hold."""
+    start = lake.parse_hour(start)
+    return int(warehouse.scalar("count_search_logs", {"start": start, "end": start + lake.HOUR}))

@@ -1,0 +1,514 @@
+"""The frozen anchor benchmark (the forgetting test set) and the per-anchor score cache.
+
+The anchor is a content-hashed, stratified sample of earlier *validated* hours. It stays fixed
+so that every model is measured on the same rows; refreshing it is a deliberate act
+(`incremental benchmark freeze --refresh --reason ...`) and leaves the previous anchor and its record behind.
+
+Layout (under the lake root)::
+
+    anchor/anchor.parquet             the rows: SEARCH_LOG_SCHEMA + source_hour (UTC hour start)
+    anchor/anchor.json                AnchorInfo: sha256 of anchor.parquet, source hours and their
+                                      partition sha256s, counts per hour and per category, ...
+    anchor/history.jsonl              one line per replaced anchor (its anchor.json + when/why replaced)
+    anchor/anchor-<sha12>.parquet     a replaced anchor's file, kept
+    anchor/scores/<sha12>/v<version>.npy   cached scores of a model version on that anchor
+
+Sampling
+--------
+Strata are (source hour, category). The ``size`` rows are allocated proportionally to stratum
+sizes by the largest-remainder (Hamilton) method, with at least one row for every non-empty
+stratum; when there are more strata than ``size``, the ``size`` largest strata get one row each
+(ties by hour, then category). Within a stratum the rows with the smallest
+``sha256(f"{seed}:{event_id}")`` are taken, so the sample depends only on the rows, the window,
+``size`` and ``seed``: not on read order, and a stratum's picks only grow or shrink at the
+edge when its allocation changes. The file is written sorted by (source_hour, category,
+event_id) with deterministic Parquet settings, so the same inputs give the same bytes and the
+same sha256 (for a given pyarrow version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import io
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from incremental.data import lake as lk
+from incremental.data import storage
+from incremental.data.storage import LakePath
+from incremental.errors import DamagedStateError, IncrementalError, InputError
+
+ANCHOR_DIR = "anchor"
+ANCHOR_FILE = "anchor.parquet"
+INFO_FILE = "anchor.json"
+HISTORY_FILE = "history.jsonl"
+SCORES_DIR = "scores"
+SOURCE_HOUR = "source_hour"
+ANCHOR_SCHEMA = lk.SEARCH_LOG_SCHEMA.append(pa.field(SOURCE_HOUR, pa.timestamp("us", tz="UTC")))
+NULL_CATEGORY = "<null>"
+
+
+class AnchorError(IncrementalError, RuntimeError):
+    """The anchor is missing, altered, or cannot be built from the window asked for."""
+
+
+class AnchorExistsError(AnchorError):
+    """An anchor is already frozen: refreshing it must be asked for (refresh=True)."""
+
+
+@dataclass(frozen=True)
+class AnchorInfo:
+    """What anchor.json records about a frozen anchor."""
+
+    sha256: str  # of anchor.parquet
+    rows: int
+    start: str  # the window [start, end) it was sampled from, ISO UTC
+    end: str
+    size: int  # rows asked for
+    seed: int
+    source_hours: dict[str, str]  # ISO hour -> sha256 of that partition's file
+    per_hour: dict[str, int]  # ISO hour -> anchor rows
+    per_category: dict[str, int]
+    available_per_hour: dict[str, int]  # ISO hour -> validated rows it was sampled from
+    skipped_hours: dict[str, str]  # ISO hour in the window -> status, for hours not validated
+    created_at: str
+    reason: str
+    file: str = ANCHOR_FILE
+    schema_version: int = lk.SCHEMA_VERSION
+    previous_sha256: str | None = None
+    # the forgetting budget: the champion when the anchor was frozen, and the categories it is held
+    # to on them (None: every category); see `incremental.judge.gate`, ``anchor_cumulative_auc_drop``
+    baseline_version: str | None = None
+    protected_categories: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha12(self) -> str:
+        return self.sha256[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> AnchorInfo:
+        known = {f for f in cls.__dataclass_fields__}
+        extra = {k: v for k, v in payload.items() if k not in known}
+        args = {k: v for k, v in payload.items() if k in known}
+        if extra:
+            args["extra"] = {**args.get("extra", {}), **extra}
+        return cls(**args)
+
+
+def anchor_dir(lake: LakePath | str) -> LakePath:
+    return storage.root(lake) / ANCHOR_DIR
+
+
+def current(lake: LakePath) -> AnchorInfo | None:
+    """The frozen anchor's record (not verified against the file), or None when there is none."""
+    path = anchor_dir(lake) / INFO_FILE
+    if not storage.is_file(path):
+        return None
+    payload = lk.read_json(path)
+    problem = _check_info(payload)
+    if problem:
+        raise DamagedStateError(f"{path} is damaged: {problem}")
+    return AnchorInfo.from_dict(payload)
+
+
+_INFO_TYPES: dict[str, tuple[type, ...]] = {
+    "sha256": (str,), "rows": (int,), "start": (str,), "end": (str,), "size": (int,), "seed": (int,),
+    "source_hours": (dict,), "per_hour": (dict,), "per_category": (dict,), "available_per_hour": (dict,),
+    "skipped_hours": (dict,), "created_at": (str,), "reason": (str,),
+}
+_INFO_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "file": (str,), "schema_version": (int,), "previous_sha256": (str, type(None)),
+    "baseline_version": (str, type(None)), "protected_categories": (list, type(None)), "extra": (dict,),
+}
+
+
+def _check_info(payload: dict[str, Any]) -> str | None:
+    """What is wrong with an anchor.json (None: nothing); unknown keys are kept (`extra`)."""
+    missing = [k for k in _INFO_TYPES if k not in payload]
+    if missing:
+        return f"missing {', '.join(map(repr, missing))}"
+    for key, types in {**_INFO_TYPES, **_INFO_OPTIONAL}.items():
+        if key in payload and (not isinstance(payload[key], types) or isinstance(payload[key], bool)):
+            return f"'{key}' has the wrong type: {payload[key]!r:.80}"
+    if len(payload["sha256"]) != 64:
+        return f"'sha256' must be a sha256 (64 hex digits), found {payload['sha256']!r:.80}"
+    if "file" in payload and ("/" in payload["file"] or payload["file"].startswith(".")):
+        return f"'file' must be a file name in the anchor folder, found {payload['file']!r:.80}"
+    return None
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def allocate(counts: Mapping[Any, int], size: int) -> dict[Any, int]:
+    """Rows per stratum: proportional (largest remainder), >= 1 per non-empty stratum where possible.
+
+    The result sums to ``min(size, total)`` and never exceeds a stratum's count. Ties are broken
+    by stratum key order, so the result is deterministic.
+    """
+    keys = sorted(k for k, n in counts.items() if n > 0)
+    total = sum(counts[k] for k in keys)
+    if size < 0:
+        raise ValueError("size must be non-negative")
+    if size >= total:
+        return {k: counts[k] for k in keys}
+    if size < len(keys):  # not even one row each: the largest strata get one
+        chosen = sorted(keys, key=lambda k: -counts[k])[:size]  # stable: ties keep key order
+        return {k: (1 if k in chosen else 0) for k in keys}
+    quota = [size * counts[k] / total for k in keys]
+    alloc = [max(1, min(counts[k], math.floor(q))) for k, q in zip(keys, quota, strict=True)]
+    surplus = sum(alloc) - size
+    if surplus > 0:  # the minimum of one pushed some strata up: take from those furthest above quota
+        heap = [(quota[i] - alloc[i], i) for i in range(len(keys)) if alloc[i] > 1]
+        heapq.heapify(heap)
+        for _ in range(surplus):
+            _, i = heapq.heappop(heap)
+            alloc[i] -= 1
+            if alloc[i] > 1:
+                heapq.heappush(heap, (quota[i] - alloc[i], i))
+    elif surplus < 0:  # give the rest to the largest remainders that still have rows
+        heap = [(alloc[i] - quota[i], i) for i in range(len(keys)) if alloc[i] < counts[keys[i]]]
+        heapq.heapify(heap)
+        for _ in range(-surplus):
+            _, i = heapq.heappop(heap)
+            alloc[i] += 1
+            if alloc[i] < counts[keys[i]]:
+                heapq.heappush(heap, (alloc[i] - quota[i], i))
+    return dict(zip(keys, alloc, strict=True))
+
+
+def _sample_key(seed: int, event_ids: pd.Series) -> np.ndarray:
+    prefix = f"{seed}:".encode()
+    return np.array(
+        [int.from_bytes(hashlib.sha256(prefix + str(e).encode()).digest()[:8], "big") for e in event_ids],
+        dtype=np.uint64,
+    )
+
+
+def _read_window(lake: LakePath, start: datetime, end: datetime) -> tuple[pa.Table, list[lk.Partition], dict[str, str]]:
+    tables: list[pa.Table] = []
+    used: list[lk.Partition] = []
+    skipped: dict[str, str] = {}
+    for hour in lk.hours(start, end):
+        part = lk.partition(lake, hour)
+        if part.status != "validated":
+            skipped[lk.iso_hour(hour)] = part.status
+            continue
+        table = lk.read_partition(part).select(lk.SEARCH_LOG_SCHEMA.names).cast(lk.SEARCH_LOG_SCHEMA)
+        source = pa.array(np.full(table.num_rows, np.datetime64(hour.replace(tzinfo=None), "us")),
+                          type=pa.timestamp("us", tz="UTC"))
+        tables.append(table.append_column(ANCHOR_SCHEMA.field(SOURCE_HOUR), source))
+        used.append(part)
+    if not used:
+        raise AnchorError(f"no validated hour in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
+    return pa.concat_tables(tables), used, skipped
+
+
+def sample(table: pa.Table, size: int, seed: int) -> pa.Table:
+    """The stratified sample of `table` (with a source_hour column), sorted deterministically."""
+    frame = pd.DataFrame(
+        {
+            "hour": table.column(SOURCE_HOUR).to_numpy(),
+            "category": table.column("category").to_pandas().fillna(NULL_CATEGORY).astype(str),
+            "event_id": table.column("event_id").to_pandas().astype(str),
+        }
+    )
+    frame["key"] = _sample_key(seed, frame["event_id"])
+    strata = frame.groupby(["hour", "category"], sort=True).indices
+    alloc = allocate({k: len(v) for k, v in strata.items()}, size)
+    picked: list[np.ndarray] = []
+    for k, idx in strata.items():
+        n = alloc.get(k, 0)
+        if n:
+            order = np.lexsort((frame["event_id"].to_numpy()[idx], frame["key"].to_numpy()[idx]))
+            picked.append(idx[order[:n]])
+    chosen = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
+    sub = frame.iloc[chosen]
+    final = chosen[np.lexsort((sub["event_id"].to_numpy(), sub["category"].to_numpy(), sub["hour"].to_numpy()))]
+    return table.take(pa.array(final, type=pa.int64()))
+
+
+# --------------------------------------------------------------------------- freeze / load / show
+
+
+def freeze(
+    lake: LakePath | str,
+    start: datetime,
+    end: datetime,
+    size: int,
+    seed: int = 0,
+    reason: str = "",
+    *,
+    refresh: bool = False,
+    now: datetime | None = None,
+    holdout_fraction: float | None = None,
+    carry: pa.Table | None = None,
+    baseline_version: str | None = None,
+    protected_categories: list[str] | None = None,
+) -> AnchorInfo:
+    """Sample the validated hours in [start, end) into a new frozen anchor.
+
+    `carry`: rows kept in the new one besides the sample (at most `size`, sampled the same way): a
+    drift episode keeps the stable slices' rows (the previous anchor's and earlier holdout sessions'),
+    so what still holds is measured on what it was.
+
+    `baseline_version` (the champion at the time) and `protected_categories` (None: all) set the
+    cumulative forgetting budget: every later candidate is held, on those categories' anchor
+    rows, to the baseline and not only to the champion it would replace.
+
+    With `holdout_fraction` (the training setting), only rows of holdout sessions are sampled:
+    the same session hash that keeps them out of every update and every replay sample, so no
+    model is ever trained on an anchor row and forgetting is measured on unseen data.
+
+    Raises `AnchorExistsError` when an anchor exists and `refresh` is false. With `refresh`,
+    the previous anchor's file is kept as ``anchor-<sha12>.parquet`` and its record appended to
+    ``history.jsonl`` (with ``replaced_at`` and the new anchor's reason) before the new one
+    replaces it. Hours in the window that are not validated are skipped and listed.
+    """
+    lake = storage.root(lake)
+    start, end = lk.parse_hour(start), lk.parse_hour(end)
+    if end <= start:
+        raise InputError("the anchor window [start, end) is empty")
+    if size < 1:
+        raise InputError("size must be at least 1")
+    folder = anchor_dir(lake)
+    previous = current(lake)
+    if previous is not None and not refresh:
+        raise AnchorExistsError(
+            f"an anchor is already frozen ({previous.sha12}, {previous.rows} rows, {previous.created_at}):"
+            " refreshing it changes every model's forgetting baseline; to do so deliberately run"
+            " `incremental benchmark freeze --refresh --reason TEXT` (or the benchmark DAG with refresh on)"
+        )
+    table, parts, skipped = _read_window(lake, start, end)
+    if holdout_fraction is not None:
+        table = _holdout_rows(table, holdout_fraction, start, end)
+    chosen = sample(table, size, seed)
+    if carry is not None and carry.num_rows:
+        kept = sample(carry.select(chosen.schema.names).cast(chosen.schema), size, seed)
+        chosen = pa.concat_tables([kept, chosen])
+
+    storage.mkdir(folder)
+    staging = folder / f".staging-{os.getpid()}.parquet"
+    lk.write_parquet_atomic(staging, chosen)
+    sha = lk.sha256_file(staging)
+    created = (now or datetime.now(UTC)).astimezone(UTC)
+
+    info = AnchorInfo(
+        sha256=sha,
+        rows=chosen.num_rows,
+        start=lk.iso_hour(start),
+        end=lk.iso_hour(end),
+        size=size,
+        seed=seed,
+        **_counts(chosen, table, parts),
+        skipped_hours=skipped,
+        created_at=created.isoformat().replace("+00:00", "Z"),
+        reason=reason,
+        previous_sha256=previous.sha256 if previous is not None else None,
+        baseline_version=baseline_version,
+        protected_categories=sorted(protected_categories) if protected_categories is not None else None,
+    )
+
+    if previous is not None:
+        _archive(folder, previous, replaced_at=info.created_at, replaced_by=info)
+    storage.move(staging, folder / ANCHOR_FILE)
+    lk.atomic_write_json(folder / INFO_FILE, info.to_dict())
+    return info
+
+
+class _Counts(TypedDict):
+    source_hours: dict[str, str]
+    per_hour: dict[str, int]
+    per_category: dict[str, int]
+    available_per_hour: dict[str, int]
+
+
+def _counts(chosen: pa.Table, table: pa.Table, parts: list[lk.Partition]) -> _Counts:
+    """What anchor.json counts: the source partitions' hashes, the rows per hour and per category
+    chosen, and the rows per hour they were chosen from."""
+    hours_col = pd.Series(chosen.column(SOURCE_HOUR).to_pandas())
+    cats = chosen.column("category").to_pandas().fillna(NULL_CATEGORY).astype(str)
+    available = pd.Series(table.column(SOURCE_HOUR).to_pandas()).value_counts()
+    return {
+        "source_hours": {lk.iso_hour(p.start): str((p.manifest or {}).get("sha256", "")) for p in parts},
+        "per_hour": {lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(hours_col.value_counts().items())},
+        "per_category": {str(c): int(n) for c, n in sorted(cats.value_counts().items())},
+        "available_per_hour": {lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(available.items())},
+    }
+
+
+def _holdout_rows(table: pa.Table, fraction: float, start: datetime, end: datetime) -> pa.Table:
+    """The rows of holdout sessions: no model is ever trained on them (`replay.holdout_mask`)."""
+    from incremental.model.replay import holdout_mask
+
+    table = table.filter(pa.array(holdout_mask(table.column("session_id").to_pandas(), fraction)))
+    if table.num_rows == 0:
+        raise AnchorError(f"no holdout-session rows in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
+    return table
+
+
+def holdout_window(lake: LakePath | str, start: datetime, end: datetime, fraction: float,
+                   categories: list[str]) -> pa.Table | None:
+    """The holdout-session rows of `categories` in the validated hours of [start, end), with their
+    source_hour (rows no model trained on), or None when there are none."""
+    lake, start, end = storage.root(lake), lk.parse_hour(start), lk.parse_hour(end)
+    if end <= start:
+        return None
+    try:
+        table = _holdout_rows(_read_window(lake, start, end)[0], fraction, start, end)
+    except AnchorError:
+        return None
+    keep = table.column("category").to_pandas().astype(str).isin(categories).to_numpy()
+    table = table.filter(pa.array(keep))
+    return table if table.num_rows else None
+
+
+def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replaced_by: AnchorInfo) -> None:
+    """Keep the previous anchor's file under its hash and append its record to the history."""
+    old_file = folder / ANCHOR_FILE
+    actual = lk.sha256_file(old_file) if storage.is_file(old_file) else None
+    kept = folder / f"anchor-{(actual or previous.sha256)[:12]}.parquet"  # named by what it holds
+    if actual is not None and not storage.exists(kept):
+        lk.atomic_write_bytes(kept, storage.read_bytes(old_file))
+    record = {
+        **previous.to_dict(),
+        "archived_file": kept.name if storage.exists(kept) else None,
+        "archived_sha256": actual,
+        "replaced_at": replaced_at,
+        "replaced_by_sha256": replaced_by.sha256,
+        "replaced_because": replaced_by.reason,
+    }
+    lk.append_jsonl(folder / HISTORY_FILE, record)
+
+
+def history(lake: LakePath) -> list[dict[str, Any]]:
+    """The records of replaced anchors, oldest first."""
+    path = anchor_dir(lake) / HISTORY_FILE
+    if not storage.is_file(path):
+        return []
+    return lk.read_jsonl(path)
+
+
+def load(lake: LakePath) -> tuple[pd.DataFrame, AnchorInfo]:
+    """The anchor's rows and record, after checking the file's sha256 against the record."""
+    info = current(lake)
+    if info is None:
+        raise AnchorError(f"no anchor is frozen under {anchor_dir(lake)}: run freeze first")
+    path = anchor_dir(lake) / info.file
+    if not storage.is_file(path):
+        raise AnchorError(f"{path} is missing although {INFO_FILE} records anchor {info.sha12}")
+    actual = lk.sha256_file(path)
+    if actual != info.sha256:
+        raise AnchorError(
+            f"{path} has sha256 {actual[:12]} but {INFO_FILE} records {info.sha12}: the anchor changed after"
+            " it was frozen (or a refresh was interrupted); refresh it deliberately"
+        )
+    return lk.read_parquet(path).to_pandas(), info
+
+
+def show(lake: LakePath) -> str:
+    """A human-readable account of the anchor: hash, rows, per hour, per category, history."""
+    info = current(lake)
+    if info is None:
+        return f"no anchor frozen under {anchor_dir(lake)}"
+    lines = [
+        f"anchor {info.sha256}",
+        f"  rows {info.rows} (asked {info.size}, seed {info.seed}) from [{info.start}, {info.end})",
+        f"  created {info.created_at}" + (f": {info.reason}" if info.reason else ""),
+        f"  file {anchor_dir(lake) / info.file}",
+        f"  {budget_line(info)}",
+        f"  per source hour ({len(info.per_hour)}):",
+    ]
+    for hour, n in info.per_hour.items():
+        lines.append(f"    {hour}  {n:>6} of {info.available_per_hour.get(hour, 0):>7}"
+                     f"  partition {info.source_hours.get(hour, '')[:12]}")
+    if info.skipped_hours:
+        lines.append(f"  skipped hours ({len(info.skipped_hours)}): "
+                     + ", ".join(f"{h} {s}" for h, s in info.skipped_hours.items()))
+    lines.append(f"  per category ({len(info.per_category)}):")
+    width = max((len(c) for c in info.per_category), default=0)
+    lines += [f"    {c:<{width}}  {n:>6}" for c, n in info.per_category.items()]
+    past = history(lake)
+    lines.append(f"  history ({len(past)} replaced):")
+    for rec in past:
+        lines.append(f"    {str(rec.get('sha256', ''))[:12]}  {rec.get('rows')} rows  created {rec.get('created_at')}"
+                     f"  replaced {rec.get('replaced_at')} ({rec.get('replaced_because') or 'no reason given'})"
+                     f"  kept as {rec.get('archived_file')}")
+    return "\n".join(lines)
+
+
+def budget_line(info: AnchorInfo) -> str:
+    """The anchor's cumulative forgetting budget in words (`incremental.judge.gate`)."""
+    if not info.baseline_version:
+        return "forgetting budget: none (no champion when the anchor was frozen)"
+    if info.protected_categories == []:
+        return f"forgetting budget: none (no category was measured stable when version {info.baseline_version} served)"
+    where = "every category" if info.protected_categories is None else ", ".join(info.protected_categories)
+    return f"forgetting budget: candidates held to version {info.baseline_version} on {where}"
+
+
+# --------------------------------------------------------------------------- score cache
+
+_VERSION = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def scores_path(lake_or_cache_dir: LakePath | str, model_version: str, anchor_sha: str) -> LakePath:
+    """``<cache>/scores/<anchor_sha12>/v<version>.npy``; a lake root means ``<lake>/anchor``."""
+    root = storage.root(lake_or_cache_dir)
+    if storage.is_file(root / ANCHOR_DIR / INFO_FILE) or storage.is_dir(root / "search_logs"):
+        root = root / ANCHOR_DIR
+    version = str(model_version)
+    version = version[1:] if version.startswith("v") and version[1:].isdigit() else version
+    if not _VERSION.match(version) or version in (".", ".."):
+        raise ValueError(f"model version {model_version!r} cannot name a cache file")
+    if len(anchor_sha) < 12:
+        raise ValueError("anchor_sha must be the anchor's sha256 (at least 12 hex digits)")
+    return root / SCORES_DIR / anchor_sha[:12] / f"v{version}.npy"
+
+
+def cached_scores(
+    lake_or_cache_dir: LakePath | str,
+    model_version: str,
+    anchor_sha: str,
+    compute: Callable[[], np.ndarray],
+    rows: int | None = None,
+) -> np.ndarray:
+    """A registered model version's scores on an anchor, computed once and kept.
+
+    Model versions are immutable, so (version, anchor hash) names the scores for good, provided
+    `model_version` is a name the registry cannot give another model: `tracking.version_key`
+    (`<version>-<run id>`), not the bare number, which a recreated registry reuses. The
+    array is stored as float64 ``.npy`` (written atomically). With `rows`, a stored array of
+    another length (or an unreadable file) is recomputed and a computed one of the wrong length
+    raises. Only cache *registered* versions: a candidate that is not yet a version has no
+    stable name.
+    """
+    path = scores_path(lake_or_cache_dir, model_version, anchor_sha)
+    if storage.is_file(path):
+        try:
+            stored = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
+            if stored.ndim == 1 and (rows is None or stored.shape[0] == rows):
+                return stored
+        except (OSError, ValueError):
+            pass  # a damaged file: recompute and overwrite
+    result = np.asarray(compute(), dtype=np.float64).reshape(-1)
+    if rows is not None and result.shape[0] != rows:
+        raise ValueError(f"compute() returned {result.shape[0]} scores for an anchor of {rows} rows")
+    buffer = io.BytesIO()
+    np.save(buffer, result, allow_pickle=False)
+    lk.atomic_write_bytes(path, buffer.getvalue())
+    return result

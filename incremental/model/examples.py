@@ -1,0 +1,140 @@
+"""The rows an update trains on: validated hours split by hashes of session_id into training,
+early-stopping and holdout (the gate's) rows, plus replay, with their lineage, a data hash and the
+examination curve estimated from the logs (`training_set`). No model, no MLflow: `train.run_update`
+builds its `TrainingSet` here first, so refusing an hour that is not validated costs no model load.
+
+Three disjoint sets of sessions: the holdout (`holdout_fraction`) is what the gate compares the
+candidate and the champion on, and nothing trains or early-stops on it; the early-stopping rows
+(`early_stopping_fraction` of the other sessions, by a second hash) choose the best step; the rest
+trains. So the gate's interval is over rows that played no part in choosing the candidate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from incremental.config import Settings
+from incremental.data import lake as lk
+from incremental.errors import IncrementalError
+from incremental.model import propensity, replay
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(IncrementalError, RuntimeError):
+    """The update cannot run (an hour that is not validated, no rows to train on)."""
+
+
+def digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class HourRows:
+    train: pd.DataFrame
+    stopping: pd.DataFrame  # early-stopping rows: training-side sessions, never trained on
+    holdout: pa.Table  # the gate's rows
+    parts: list[dict[str, Any]]
+
+
+def load_hours(
+    settings: Settings, starts: list[datetime], *, strict: bool, stale: tuple[replay.Stale, ...] = (),
+    holdout_from: datetime | None = None,
+) -> HourRows:
+    """Training, early-stopping and holdout rows of validated hours, split by hashes of session_id.
+
+    strict: every hour must be validated (an hourly update); otherwise hours that are not are
+    skipped and reported (a bootstrap window may contain quarantined or empty hours).
+    stale: rows left out on both sides (`replay.Stale`: what a drift contradicted).
+    holdout_from: the holdout keeps only the hours from this one on (a catch-up retrain is judged
+    on the new regime's hours, not on the whole window it trains on).
+    """
+    fraction = settings.training.holdout_fraction
+    train, stopping, holdout, parts = [], [], [], []
+    for start in starts:
+        part = lk.partition(settings.lake, start)
+        if part.status != "validated":
+            message = f"hour {lk.iso_hour(start)} is {part.status}, not validated: refusing to train on it"
+            if strict:
+                raise TrainingError(message)
+            log.warning("%s (skipped)", message)
+            continue
+        assert part.manifest is not None  # a validated hour has one
+        table = lk.read_partition(part)
+        sessions = table.column("session_id").to_pylist()
+        mask = replay.holdout_mask(sessions, fraction)
+        stop = replay.holdout_mask(sessions, settings.training.early_stopping_fraction, salt="early-stopping") & ~mask
+        keep = ~replay.stale_mask(stale, start, table.column("category").to_pandas())
+        train.append(table.filter(pa.array(~mask & ~stop & keep)).to_pandas())
+        stopping.append(table.filter(pa.array(stop & keep)).to_pandas())
+        if holdout_from is None or start >= holdout_from:
+            holdout.append(table.filter(pa.array(mask & keep)))
+        parts.append({"hour": start.isoformat(), "sha256": part.manifest["sha256"], "rows": table.num_rows,
+                      "train_rows": int((~mask & ~stop & keep).sum()), "stopping_rows": int((stop & keep).sum()),
+                      "holdout_rows": int((mask & keep).sum()),
+                      "stale_rows": int((~keep).sum())})
+    if not parts:
+        raise TrainingError(f"no validated hour among {len(starts)} to train on")
+    return HourRows(pd.concat(train, ignore_index=True), pd.concat(stopping, ignore_index=True),
+                    pa.concat_tables(holdout), parts)
+
+
+def examination_curve(settings: Settings, last: datetime) -> propensity.Examination:
+    """The examination curve, fitted on the validated hours of the `propensity_hours` up to `last`
+    (an hour's own rows are too few: a curve needs the same pair shown at several positions)."""
+    t = settings.training
+    if t.position_bias == "none":
+        return propensity.unbiased(0)
+    columns = ["query", "product_id", "position", "clicked"]
+    parts = lk.validated_partitions(settings.lake, last + lk.HOUR, t.propensity_hours)
+    frames = [lk.read_partition(part).select(columns).to_pandas() for part in parts]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return propensity.estimate(rows)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    fresh: pd.DataFrame  # the hours' training rows (outside the holdout and early-stopping sessions)
+    replayed: pd.DataFrame
+    stopping: pd.DataFrame  # early-stopping rows
+    holdout: pa.Table  # the gate's rows
+    examination: propensity.Examination  # P(examined | position), for the training loss
+    lineage: dict[str, Any]
+    data_hash: str
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        return pd.concat([self.fresh, self.replayed], ignore_index=True) if len(self.replayed) else self.fresh
+
+
+def training_set(settings: Settings, starts: list[datetime], kind: str, stale: tuple[replay.Stale, ...] = (),
+                 holdout_from: datetime | None = None) -> TrainingSet:
+    """The hours' rows (less their holdout sessions and `stale` rows) plus replay, with lineage and a data hash."""
+    t = settings.training
+    loaded = load_hours(settings, starts, strict=kind == "hourly", stale=stale, holdout_from=holdout_from)
+    fresh, parts = loaded.train, loaded.parts
+    replayed, replay_lineage = replay.sample(
+        settings.lake, starts[0], fresh_rows=len(fresh), fraction=t.replay_fraction,
+        replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
+    )
+    examination = examination_curve(settings, starts[-1])
+    lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + lk.HOUR).isoformat(),
+               "partitions": parts, "replay": replay_lineage, "examination": examination.to_dict()}
+    identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
+                "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
+                "holdout_fraction": t.holdout_fraction, "early_stopping_fraction": t.early_stopping_fraction}
+    if stale:  # only then: an update with nothing stale keeps the identity it always had
+        identity["stale"] = [rule.to_dict() for rule in stale]
+    if holdout_from is not None:
+        identity["holdout_from"] = holdout_from.isoformat()
+    if t.position_bias != "none":  # the curve is fitted on hours outside `starts` too: part of what trains
+        identity["examination"] = examination.to_dict()
+    lineage["data_hash"] = data_hash = digest(identity)
+    return TrainingSet(fresh, replayed, loaded.stopping, loaded.holdout, examination, lineage, data_hash)

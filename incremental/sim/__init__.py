@@ -1,0 +1,1 @@
+"""Test and demo data, not the pipeline: the traffic simulator, its catalogue, fault injection, judgment import."""

@@ -1,0 +1,449 @@
+"""Validate one extracted hour: a Great Expectations (GX Core 1.x) suite plus hour-over-hour drift.
+
+Pure core: `validate_frame(frame, start, end, settings, history)` -> (checks, statistics).
+I/O edge: `validate_hour(lake, start, settings)` validates the hour's pending part (the first
+extraction, or a delta of late or re-admitted rows) and then, by what failed:
+
+* nothing: the part is validated (`_validation.json` lists the validated parts);
+* only **row-level** rules, on at most `max_bad_row_fraction` of the part's rows: the failing
+  *rows* move to `quarantine/.../rows/<part>-<sha12>/rows.parquet` with a `quarantine_reason`
+  column naming every rule each row broke (plus the GX result and data docs), the other rows stay
+  live (`part-N.valid.parquet`) and are validated: the hour goes on;
+* more bad rows than that, or any **table-level** rule: the whole hour (or, when earlier parts of
+  the hour are validated already, the whole delta part) moves to quarantine with the full GX
+  result (`gx_result.json`) and GX's own data docs (`data_docs/`).
+
+Live rows plus quarantined rows always equal the warehouse rows of the hour (`lake_quarantine.row_counts`).
+`readmit_hour` puts quarantined rows back (after a fix: a reviewed settings change, a repaired
+source), as a new part that is validated like any other; the manifest records it.
+
+Every check has a rule name (the GX expectation type where GX evaluates it), a column, a severity
+("critical" quarantines the hour, "rows" quarantines the failing rows, "warning" is recorded
+only), and how many rows failed.
+
+The parts: `validate_report` (severities, `Check`, `ValidationReport`), `validate_rows` (pandas
+checks and row masks), `validate_gx` (the GX suite, run through a Checkpoint whose action builds the
+data docs), `validate_drift` (hour statistics; drift as GX expectations, a warning and a critical one
+per rule, read back as one check with the worst grade). This module runs them together and keeps
+the lake I/O: which part is pending, what goes to quarantine, what is recorded.
+
+| rule | level | where |
+| --- | --- | --- |
+| expect_table_columns_to_match_set | table | GX |
+| expect_column_values_to_be_of_type (per column) | table | Arrow schema (partition) or pandas dtypes (frame) |
+| expect_table_row_count_to_be_between (min_rows) | table | GX |
+| expect_column_values_to_be_unique (event_id; also across the hour's parts) | table | GX (+ `validate_rows`) |
+| expect_compound_columns_to_be_unique (event_ts, session_id, product_id, position): replayed rows | table | GX (+ `validate_rows`) |
+| expect_column_mean_to_be_between (clicked in [min_ctr, max_ctr]): zero-click, all-clicked hours | table | GX |
+| expect_session_share_to_be_at_most (session_id): one session flooding the hour | table | `validate_rows` |
+| drift_row_count: expect_table_row_count_to_be_between (reference median / x, * x) | table (warning or critical) | GX, bounds from history (`validate_drift`) |
+| drift_ctr: expect_column_mean_to_be_between (clicked, reference median -/+ limit) | table (warning or critical) | GX, bounds from history |
+| drift_category_mix: expect_column_kl_divergence_to_be_less_than (category, reference mix) | table (warning or critical) | GX, bounds from history |
+| expect_bad_row_fraction_to_be_at_most (max_bad_row_fraction) | table | here |
+| expect_column_values_to_not_be_null (9 columns) | row | GX, `mostly` |
+| expect_column_values_to_be_in_set (clicked in {0, 1}) | row | GX, `mostly` |
+| expect_column_values_to_be_between (position; event_ts; ingested_at) | row | GX, `mostly` |
+| expect_column_pair_values_a_to_be_greater_than_b (ingested_at >= event_ts) | row | GX, `mostly` |
+| expect_column_value_lengths_to_be_between (query [1, max]; title [0, max]) | row | GX, `mostly` |
+| expect_column_values_to_not_match_regex (query: whitespace only) | row | GX, `mostly` |
+| expect_column_values_to_be_valid_text (query, title; any non-Arrow text column) | row | `validate_rows` |
+
+Row-level rules use GX's `mostly` = 1 - `max_bad_row_fraction`; which rows failed is computed in
+`validate_rows` with the same definitions (vectorised), and the counts are cross-checked against GX's: a
+disagreement quarantines the hour (`validation_consistency`), never a silent drop. Table-level
+statistics checks (row count, click-through bounds, session share, drift) apply to a first
+extraction, and to a delta only when it has at least `min_rows` rows. Columns that are missing or
+of the wrong type get their schema failure and no value checks (GX would raise on them); the hour
+is quarantined cleanly with a message naming the column.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from incremental.config import ValidationSettings
+from incremental.data import lake as lk
+from incremental.data import quarantine as lq
+from incremental.data import storage
+from incremental.data.storage import LakePath
+from incremental.errors import require_reason
+from incremental.validation.gx_suite import GxRun, build_suite, for_gx, gx_check, gx_summary, run_gx
+from incremental.validation.hour_drift import drift_reference, is_drift, statistics_of, validated_history
+from incremental.validation.report import (
+    CRITICAL,
+    ROWS,
+    WARNING,
+    Check,
+    ValidationError,
+    ValidationReport,
+)
+from incremental.validation.rows import (
+    cross_part_checks,
+    row_masks,
+    schema_checks_arrow,
+    schema_checks_frame,
+    session_share_check,
+    text_checks,
+    value_samples,
+)
+
+__all__ = ["CRITICAL", "ROWS", "WARNING", "Check", "ValidationError", "ValidationReport", "read_frame",
+           "readmit_hour", "statistics_of", "validate_frame", "validate_hour"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the pure core
+
+
+@dataclass
+class _Outcome:
+    checks: list[Check]
+    stats: dict[str, Any]
+    gx: GxRun | None
+    bad: np.ndarray  # per row: failed at least one row-level rule
+    reasons: np.ndarray  # per row: the rules it failed, ";"-separated ("" when none)
+    codes: dict[str, str]  # the category codes GX saw -> the names (`validate_drift.code_categories`)
+
+
+def _validate(
+    frame: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+    settings: ValidationSettings,
+    history: Sequence[dict],
+    type_checks: list[Check] | None = None,
+    docs_dir: Path | None = None,
+    *,
+    table_stats: bool = True,
+    earlier: pd.DataFrame | None = None,
+) -> _Outcome:
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    n = len(frame)
+    types = schema_checks_frame(frame) if type_checks is None else type_checks
+    typed_ok = {c.column for c in types if c.success and c.column is not None and c.column in frame.columns}
+    masks = row_masks(frame, start, end, settings, typed_ok)
+    text, gx_frame = text_checks(frame, typed_ok, masks)
+    gx_frame = for_gx(gx_frame, typed_ok)
+    samples = value_samples(frame, masks)
+    ref = drift_reference(history, settings, typed_ok, n, delta=not table_stats)
+    gx_frame, codes = ref.coded(gx_frame)  # GX sees category codes, never names (see validate_drift)
+    run = run_gx(gx_frame, lambda gx: build_suite(gx, start, end, settings, typed_ok, table_stats,
+                                                  ref.expectations(gx, settings)), docs_dir)
+    gx_checks = [gx_check(r, n, samples) for r in run.result.results if not is_drift(r)]
+    extra = _consistency_checks(gx_checks, masks)
+    if table_stats:
+        extra.append(session_share_check(frame, typed_ok, settings))
+    if earlier is not None and len(earlier):
+        extra += cross_part_checks(frame, earlier, typed_ok)
+    stats = statistics_of(frame, typed_ok)
+    drift = ref.checks(run.result.results, settings, codes)
+    bad, reasons = _bad_rows(masks, n)
+    fraction = _fraction_check(int(bad.sum()), n + (len(earlier) if earlier is not None else 0), settings)
+    checks = gx_checks[:1] + types + gx_checks[1:] + text + extra + [fraction] + drift
+    if not fraction.success:  # too many bad rows: the row rules that failed quarantine the hour
+        checks = [replace(c, severity=CRITICAL) if c.severity == ROWS and not c.success else c for c in checks]
+    return _Outcome(checks, stats, run, bad, reasons, codes)
+
+
+def _consistency_checks(gx_checks: list[Check], masks: dict[tuple[str, str], np.ndarray]) -> list[Check]:
+    """GX and the row masks must agree on every row-level rule."""
+    out: list[Check] = []
+    for c in gx_checks:
+        key = (c.rule, c.column)
+        if c.severity == ROWS and key in masks and c.unexpected is not None and c.unexpected != int(masks[key].sum()):
+            out.append(Check("validation_consistency", c.column, CRITICAL, False, None,
+                             f"validation_consistency: {c.name}: GX counts {c.unexpected} failing rows, the row "
+                             f"mask {int(masks[key].sum())}: the hour is quarantined rather than guess"))
+    return out
+
+
+def _bad_rows(masks: dict[tuple[str, str], np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: whether it failed a row-level rule, and the rules it failed (";"-separated)."""
+    bad = np.zeros(n, dtype=bool)
+    reasons = np.full(n, "", dtype=object)
+    for (rule, column), mask in masks.items():
+        if mask.any():
+            bad |= mask
+            name = f"{rule}({column})"
+            reasons[mask] = np.where(reasons[mask] == "", name, reasons[mask] + ";" + name)
+    return bad, reasons
+
+
+def _fraction_check(n_bad: int, of: int, settings: ValidationSettings) -> Check:
+    """Too many bad rows to quarantine row by row. `of`: a delta is judged with the hour's validated
+    rows (a few late rows, one of them bad, are not "10% bad")."""
+    limit = settings.max_bad_row_fraction
+    over = n_bad > limit * of
+    return Check(
+        "expect_bad_row_fraction_to_be_at_most", None, CRITICAL, not over, n_bad,
+        f"expect_bad_row_fraction_to_be_at_most: {n_bad} of {of} rows ({(n_bad / of if of else 0):.2%}) failed "
+        f"row-level rules (limit {limit:.2%})" + (": too many to quarantine row by row, the hour is quarantined"
+                                                 if over else ""),
+    )
+
+
+def validate_frame(frame: pd.DataFrame, start: datetime, end: datetime, settings: ValidationSettings,
+                   history: Sequence[dict] = ()) -> tuple[list[Check], dict]:
+    """Run every check on one hour's rows; returns (checks, statistics). `history`: earlier hours' statistics."""
+    out = _validate(frame, start, end, settings, history)
+    return out.checks, out.stats
+
+
+# ---------------------------------------------------------------------------------------------
+# the I/O edge
+
+
+_INT_TYPES = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+}
+
+
+def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
+    """The partition's Arrow schema and a pandas frame (integers as nullable dtypes, so a null stays a null)."""
+    table = lk.read_parquet(path)
+    return table.schema, table.to_pandas(types_mapper=_INT_TYPES.get)
+
+
+def _stored_report(start: datetime, live: LakePath) -> ValidationReport:
+    """Nothing pending: the hour's last validation, as recorded (validating again changes nothing)."""
+    record = lk.read_json(live / lk.VALIDATION_FILE)
+    checks = tuple(Check(**c) for c in record.get("checks", []))
+    return ValidationReport(start, "validated", int(record.get("rows", 0)), checks, live, None,
+                            part=None, live_rows=record.get("live_rows"))
+
+
+def validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
+    """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
+    start = lk.parse_hour(start)
+    with lk.hour_lock(lake, start):
+        return _validate_hour(lake, start, settings)
+
+
+def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
+    live = lk.partition_dir(lake, start)
+    hour = lk.iso_hour(start)
+    if not storage.is_file(live / lk.MANIFEST_FILE):
+        found = lk.partition(lake, start)
+        if found.status == "quarantined":
+            raise ValidationError(
+                f"hour {hour} has no live partition: it was quarantined to {found.path}; after a fix, re-admit it "
+                f"with `incremental readmit --start {hour} --reason TEXT`"
+            )
+        raise ValidationError(f"hour {hour} has no partition in {lake / 'search_logs'}: extract it first")
+    good = set(lk.validated_files(live))
+    pending = [p for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE)) if p["file"] not in good]
+    if not pending:
+        return _stored_report(start, live)
+    report = None
+    for part in pending:
+        report = _validate_part(lake, start, settings, part)
+        if not storage.is_file(live / lk.MANIFEST_FILE):
+            break  # the whole hour went to quarantine
+    assert report is not None
+    return report
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+@dataclass
+class _Part:
+    """A pending part of the hour, read and checked against its manifest, and the hour's validated parts."""
+
+    entry: dict[str, Any]  # the part's manifest entry
+    path: LakePath
+    sha256: str
+    schema: pa.Schema
+    frame: pd.DataFrame
+    earlier_parts: list[dict[str, Any]]  # the hour's parts validated already
+    earlier: pd.DataFrame | None  # their rows
+
+
+def _load_part(lake: LakePath, start: datetime, part: dict[str, Any]) -> _Part:
+    live = lk.partition_dir(lake, start)
+    data_file = live / part["file"]
+    sha = lk.check_sha256(data_file, part.get("sha256"))
+    schema, frame = read_frame(data_file)
+    manifest = lk.read_json(live / lk.MANIFEST_FILE)
+    good = set(lk.validated_files(live))
+    earlier_parts = [p for p in lk.parts_of(manifest) if p["file"] in good]
+    earlier = _concat([read_frame(live / p["file"])[1] for p in earlier_parts])
+    return _Part(part, data_file, sha, schema, frame, earlier_parts, earlier)
+
+
+def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings, part: dict[str, Any]) -> ValidationReport:
+    end = start + lk.HOUR
+    p = _load_part(lake, start, part)
+    table_stats = not p.earlier_parts or len(p.frame) >= settings.min_rows
+    history = validated_history(lake, start, settings)
+    staging = Path(tempfile.mkdtemp(prefix=f"{start:%Y%m%d%H}-", dir=lk.scratch_dir(lake)))
+    try:
+        out = _validate(p.frame, start, end, settings, history, schema_checks_arrow(p.schema), staging / "data_docs",
+                        table_stats=table_stats, earlier=p.earlier)
+        critical = [c for c in out.checks if not c.success and c.severity == CRITICAL]
+        n_bad = int(out.bad.sum())
+        if not critical and p.earlier_parts and len(p.frame) and n_bad == len(p.frame):
+            # nothing of this delta is good: it goes to quarantine as a part (the hour's identity stays)
+            whole = Check("expect_part_to_have_valid_rows", None, CRITICAL, False, n_bad,
+                          f"expect_part_to_have_valid_rows: all {n_bad} rows of {part['file']} failed row-level "
+                          f"rules: the part is quarantined whole, the hour keeps its validated parts")
+            out.checks.append(whole)
+            critical = [whole]
+        record = _record(start, end, settings, p, out, critical)
+        if critical or n_bad:  # the full GX result and GX's data docs go with the data
+            _stage_gx_result(out, record, staging)
+        if critical:
+            return _quarantine(lake, start, p, out, record, staging)
+        return _accept(lake, start, settings, p, out, record, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
+            critical: list[Check]) -> dict[str, Any]:
+    """The validation record of a part (`_validation.json`, or the quarantine's record)."""
+    return {
+        "status": "validated" if not critical else "quarantined",
+        "interval_start": start.isoformat(),
+        "interval_end": end.isoformat(),
+        "part": p.entry["file"],
+        "part_sha256": p.sha256,
+        "rows": len(p.frame),
+        "bad_rows": int(out.bad.sum()),
+        "max_bad_row_fraction": settings.max_bad_row_fraction,
+        "statistics": out.stats,
+        "warnings": [c.as_dict() for c in out.checks if not c.success and c.severity == WARNING],
+        "row_failures": [c.as_dict() for c in out.checks if not c.success and c.severity == ROWS],
+        "failures": [c.as_dict() for c in critical],
+        "checks": [c.as_dict() for c in out.checks],
+        "gx": gx_summary(out.gx.result) if out.gx else None,
+        "validated_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _stage_gx_result(out: _Outcome, record: dict[str, Any], staging: Path) -> None:
+    """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantined data."""
+    docs_tmp = staging / "data_docs"
+    gx_json = out.gx.result.to_json_dict() if out.gx else {}
+    lk.atomic_write_json(staging / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats,
+                                                       "category_codes": out.codes})
+    if out.gx is None or out.gx.docs is None:  # the checkpoint built none
+        shutil.rmtree(docs_tmp, ignore_errors=True)
+
+
+def _quarantine(lake: LakePath, start: datetime, p: _Part, out: _Outcome, record: dict[str, Any],
+                staging: Path) -> ValidationReport:
+    """A critical failure: the hour goes to quarantine, or only this delta when the hour has validated parts."""
+    if p.earlier_parts:
+        target = lq.quarantine_part(lake, start, p.entry, record, staging)
+    else:
+        live = lk.partition_dir(lake, start)
+        stale = live / lk.VALIDATION_FILE
+        if storage.exists(stale):  # a record for other bytes: keep it, under another name
+            storage.move(stale, live / f"_validation.superseded.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json")
+        target = lq.quarantine(lake, start, record, staging)
+    index = target / "data_docs" / "index.html"
+    return ValidationReport(start, "quarantined", len(p.frame), tuple(out.checks), target,
+                            index if storage.is_file(index) else None, part=p.entry["file"],
+                            hour_validated=bool(p.earlier_parts))
+
+
+def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
+                     record: dict[str, Any], staging: Path) -> dict[str, Any]:
+    """Move the part's bad rows to quarantine (with the rules each broke); the part's new manifest entry."""
+    table = lk.read_parquet(p.path)
+    mask = pa.array(out.bad)
+    bad_rows = table.filter(mask).append_column(
+        lk.REASON_COLUMN, pa.array(out.reasons[out.bad].tolist(), pa.string()))
+    rules: dict[str, int] = {}
+    for reason in out.reasons[out.bad]:
+        for name in reason.split(";"):
+            rules[name] = rules.get(name, 0) + 1
+    report = {"status": "rows_quarantined", "interval_start": start.isoformat(), "part": p.entry["file"],
+              "extracted_sha256": p.sha256, "rows": int(out.bad.sum()), "of_rows": len(p.frame), "rules": rules,
+              "max_bad_row_fraction": settings.max_bad_row_fraction,
+              "row_failures": record["row_failures"], "at": record["validated_at"]}
+    return lq.quarantine_rows(lake, start, p.entry, table.filter(pc.invert(mask)), bad_rows, report, staging)
+
+
+def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
+            record: dict[str, Any], staging: Path) -> ValidationReport:
+    """The part is validated (its bad rows, if any, quarantined): record the hour's validated view."""
+    entry, rows_path, docs, clean = p.entry, None, None, p.frame
+    n_bad = int(out.bad.sum())
+    if n_bad:
+        entry = _quarantine_rows(lake, start, settings, p, out, record, staging)
+        rows_path = lake / entry["row_quarantine"]
+        index = rows_path / "data_docs" / "index.html"
+        docs = index if storage.is_file(index) else None
+        clean = p.frame[~out.bad]
+    validated = [*p.earlier_parts, entry]
+    view = _concat([p.earlier, clean]) if p.earlier is not None else clean
+    typed = {c.column for c in out.checks
+             if c.rule == "expect_column_values_to_be_of_type" and c.success and c.column is not None}
+    record.update({
+        "parts": [q["file"] for q in validated],
+        "sha256": lk.identity(validated),
+        "live_rows": int(sum(int(q["rows"]) for q in validated)),
+        "part_statistics": out.stats,
+        "statistics": statistics_of(view, typed) if view is not None else out.stats,
+    })
+    live = lk.partition_dir(lake, start)
+    lk.atomic_write_json(live / lk.VALIDATION_FILE, record)
+    return ValidationReport(start, "validated", len(p.frame), tuple(out.checks), live, docs,
+                            quarantined_rows=n_bad, rows_path=rows_path, part=p.entry["file"],
+                            live_rows=record["live_rows"])
+
+
+def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
+    """Put an hour's quarantined rows (row sets and quarantined hours/parts) back, and validate them again.
+
+    For after a fix: a reviewed change of the rules (incremental.yaml), or a source repaired. The
+    rows become a new part of the hour (kind "readmitted"); the manifest's events record when, why
+    and from where; the quarantine folders are marked re-admitted (`readmitted.json`), never
+    deleted. Rows that still fail are quarantined again, like any part's.
+    """
+    start = lk.parse_hour(start)
+    reason = require_reason(reason, "readmit (--reason: what was fixed)", ValidationError)
+    with lk.hour_lock(lake, start):
+        return _readmit_hour(lake, start, settings, reason)
+
+
+def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
+    hour = lk.iso_hour(start)
+    live = lk.partition_dir(lake, start)
+    if storage.is_file(live / lk.MANIFEST_FILE):
+        good = set(lk.validated_files(live))
+        if any(p["file"] not in good for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE))):
+            validate_hour(lake, start, settings)  # a pending part first: readmission must not replace it
+    sets, attempts = lq.row_sets(lake, start), lk.quarantine_attempts(lake, start)
+    if not sets and not attempts:
+        raise ValidationError(f"hour {hour} has nothing in quarantine to re-admit")
+    tables = [lk.read_parquet(s / "rows.parquet").drop_columns([lk.REASON_COLUMN]) for s in sets]
+    for attempt in attempts:
+        tables += [lk.read_parquet(attempt / p["file"]) for p in lk.parts_of(lk.read_json(attempt / lk.MANIFEST_FILE))]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    sources = [str(storage.relative_to(p, lake)) for p in [*sets, *attempts]]
+    manifest = lk.add_part(lake, start, table, kind="readmitted",
+                           event={"event": "readmit", "reason": reason.strip(), "sources": sources})
+    into = manifest["parts"][-1]["file"]
+    for folder in [*sets, *attempts]:
+        lq.mark_readmitted(folder, {"reason": reason.strip(), "into": f"{lk.hour_key(start)}/{into}",
+                                    "at": lk.now_iso(), "rows": None})
+    return validate_hour(lake, start, settings)
