@@ -24,7 +24,7 @@ from incremental.data import lake, lake_lock, storage
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import warehouse_count
 from incremental.data.warehouse import Warehouse
-from incremental.judge import anchor
+from incremental.judge import anchor, score_cache
 from incremental.model import replay
 from incremental.sim.simulate import simulate
 
@@ -130,8 +130,8 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     frame, loaded = anchor.load(settings.lake)
     assert len(frame) == info.rows == loaded.rows == 300 and loaded.sha256 == info.sha256
     assert f"anchor/{anchor.ANCHOR_FILE}" in _keys(settings)
-    scores = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: [0.5] * 300, rows=300)
-    again = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: pytest.fail("not cached"), rows=300)
+    scores = score_cache.cached_scores(settings.lake, "3", info.sha256, lambda: [0.5] * 300, rows=300)
+    again = score_cache.cached_scores(settings.lake, "3", info.sha256, lambda: pytest.fail("not cached"), rows=300)
     assert list(again) == list(scores)
     refreshed = anchor.freeze(settings.lake, good, after + lake.HOUR, size=200, seed=2, reason="refresh", refresh=True)
     assert anchor.current(settings.lake).sha256 == refreshed.sha256
