@@ -201,12 +201,12 @@ def test_the_registry_lock_lives_in_the_lake_when_it_is_on_s3(s3_settings: Setti
 def test_the_drift_record_state_and_alerts_live_in_the_lake(s3_settings: Settings, home: Path) -> None:
     """The monitor task and the train task may run on machines that share no disk: the drift
     rule's record, the episode state and the alert log are objects in the lake."""
-    from incremental.judge import drift
+    from incremental.judge import drift, prequential
 
     settings = s3_settings
     for i, auc in enumerate((0.8, 0.79, 0.81)):
-        drift.append_record(settings, drift.make_record(T0 + i * lake.HOUR, "1", {"rows": 100, "auc": auc}))
-    assert [r["auc"] for r in drift.records(settings)] == [0.8, 0.79, 0.81]  # appended, none lost
+        prequential.append_record(settings, prequential.make_record(T0 + i * lake.HOUR, "1", {"rows": 100, "auc": auc}))
+    assert [r["auc"] for r in prequential.records(settings)] == [0.8, 0.79, 0.81]  # appended, none lost
     state = drift.load_state(settings)
     state.mode, state.declared_at = drift.ADAPT, "2026-01-01T02:00Z"
     drift.save_state(settings, state)
