@@ -32,7 +32,8 @@ from incremental.judge import anchor, drift, metrics, prequential
 from incremental.judge.evaluate import score_dir
 from incremental.registry import champion as registry
 from incremental.registry import tracking
-from incremental.sim.simulate import drift_mapping, simulate
+from incremental.sim.simulate import simulate
+from incremental.sim.traffic import drift_mapping
 
 # In the suite (slow): the fast preset, about 2 minutes on a quiet 2-core machine (22 under load 6). Last run: the poisoned hour held; the first drifted hour held, the drift declared
 # on the second; the adapt candidate of that hour approved (its replay left out the changed

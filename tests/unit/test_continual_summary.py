@@ -219,7 +219,7 @@ def _simulated_hours() -> pd.DataFrame:
 def test_the_oracle_ranks_by_the_simulators_hidden_relevance_and_scores_1_the_lexical_arm_less() -> None:
     from benchmarks.continual import loop as continual_loop
     from benchmarks.continual import truth as continual_truth
-    from incremental.sim.simulate import REL_ATTRIBUTE_BONUS, REL_CATEGORY, REL_EXACT, REL_UNRELATED
+    from incremental.sim.traffic import REL_ATTRIBUTE_BONUS, REL_CATEGORY, REL_EXACT, REL_UNRELATED
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     table = continual_truth.simulator_truth(start, start.replace(hour=2), rate=120, seed=3, scenario="drift",
