@@ -89,7 +89,7 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
     re-run or backfill of the hour keeps that record (a later champion may have trained on the
     hour: its score there would be train-on-test). A dry run records nothing and moves no
     episode: it says what the rule would decide."""
-    from incremental.judge import drift
+    from incremental.judge import drift, drift_rule, prequential
 
     start = lake.parse_hour(start)
     state = drift.load_state(settings)
@@ -97,9 +97,9 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
     if found is None:
         return {"hour": lake.iso_hour(start), "mode": state.mode, "note": "no champion yet: nothing to score"}
     version = found[0]
-    recs = drift.records(settings)
-    scored = [r for r in recs if lake.parse_hour(r["hour"]) == start and r.get("source", drift.PREQUENTIAL)
-              == drift.PREQUENTIAL]
+    recs = prequential.records(settings)
+    scored = [r for r in recs if lake.parse_hour(r["hour"]) == start and r.get("source", prequential.PREQUENTIAL)
+              == prequential.PREQUENTIAL]
     trained_until = lineage.of(settings, version).trained_through if not scored else None
     if not scored and trained_until is not None and start < trained_until:
         # never scored on arrival (a backfill of older hours, a window before the first champion,
@@ -112,13 +112,13 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
         if dry_run:
             recs = [*recs, record]
         else:
-            drift.record_once(settings, record)  # another run of the hour may have scored it meanwhile
-            recs = drift.records(settings)
+            prequential.record_once(settings, record)  # another run of the hour may have scored it meanwhile
+            recs = prequential.records(settings)
     elif scored[0]["champion_version"] != version:
         log.info("hour %s was scored by version %s when it arrived: kept (test, then train), not scored again by %s",
                  lake.iso_hour(start), scored[0]["champion_version"], version)
-    series = drift.usable(recs, state.since)
-    assessment = drift.assess(series, start, settings.drift)
+    series = prequential.usable(recs, state.since)
+    assessment = drift_rule.assess(series, start, settings.drift)
     if dry_run:
         return {"hour": lake.iso_hour(start), "champion_version": version, "mode": state.mode, "dry_run": True,
                 "assessment": assessment.to_dict()}
@@ -132,7 +132,7 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
 
 def _record(settings: Settings, version: str, hour: datetime) -> dict[str, Any]:
     """Score `version` on all the hour's rows: its prequential record (test, then train)."""
-    from incremental.judge import drift, metrics
+    from incremental.judge import metrics, prequential
     from incremental.judge.evaluate import score_dir
 
     part = lake.partition(settings.lake, hour)
@@ -140,14 +140,14 @@ def _record(settings: Settings, version: str, hour: datetime) -> dict[str, Any]:
         raise PipelineError(f"hour {lake.iso_hour(hour)} is {part.status}, not validated: nothing to monitor")
     frame = lake.read_partition(part).to_pandas()
     scores = score_dir(tracking.version_model_dir(settings, version), frame, settings)
-    return drift.make_record(hour, version, metrics.evaluate(frame, scores))
+    return prequential.make_record(hour, version, metrics.evaluate(frame, scores))
 
 
 def roll_anchor(settings: Settings, start: datetime, reason: str, stable: list[str]) -> dict[str, Any]:
     """Replace the anchor by a sample of the holdout sessions of the last `catch_up_hours`
     validated hours (recorded in the anchor history), carrying over the rows of the `stable`
     categories (in line with their reference this hour, or on their last K hours pooled,
-    `drift.assess`) from the old anchor and earlier holdout sessions (`_stable_rows`): what the
+    `drift_rule.assess`) from the old anchor and earlier holdout sessions (`_stable_rows`): what the
     data show still holds stays protected, held to the champion of the declaration (the
     anchor's baseline, `gate` ``anchor_cumulative_auc_drop``). A category unsure or too thin to
     judge is not carried (still replayed): protecting it on old rows blocked the adaptation of

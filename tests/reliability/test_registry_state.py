@@ -71,7 +71,7 @@ def test_a_recreated_registry_never_serves_the_old_weights(fresh_home: Path) -> 
     new = register(fresh_home, "new-weights")["new-weights"]
     assert new["version"] == "1"
     assert new["cached"] == "new-weights", "the old version 1's weights were served for the new version 1"
-    assert new["key"] != old["key"]  # the anchor-score cache key (anchor.cached_scores) differs too
+    assert new["key"] != old["key"]  # the anchor-score cache key (score_cache.cached_scores) differs too
     assert cached[0] in {p.name for p in (fresh_home / "models" / "search-ranker").iterdir()}  # old copy untouched
 
 
