@@ -19,6 +19,7 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_con
 from airflow.sdk.exceptions import AirflowFailException
 
 from incremental.config import dag_start
+from incremental.hours import HOUR
 from incremental.notifier import FailureAlert
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ GPU_POOL = "gpu"  # one slot per GPU: created by scripts/airflow_env.sh (`airflo
 # One slot: the tasks that read or write the registry and the anchor set (hourly evaluate and
 # register, benchmark freeze) never overlap across DAGs; created like the gpu pool.
 REGISTRY_POOL = "search_ranker_registry"
-HOUR = timedelta(hours=1)
 
 # The first hour the hourly DAG knows about (a deployment sets it, INCREMENTAL_DAG_START; backfills
 # may go earlier). Read without the rest of the settings: parsing must not depend on the reviewed file.
@@ -192,7 +192,7 @@ def run_hour(context: Mapping[str, Any]) -> datetime:
 
 def parse_window(params: dict[str, Any]) -> tuple[datetime, datetime]:
     """`window_start`/`window_end` params as aware UTC datetimes on the hour, start before end."""
-    from incremental.data.lake import iso_hour, parse_hour
+    from incremental.hours import iso_hour, parse_hour
 
     start = parse_hour(str(params["window_start"]).replace("Z", "+00:00"))
     end = parse_hour(str(params["window_end"]).replace("Z", "+00:00"))

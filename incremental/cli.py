@@ -23,6 +23,7 @@ from incremental.data import lake
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.warehouse import Warehouse
 from incremental.errors import IncrementalError, InputError, redact_url, require_reason
+from incremental.hours import HOUR, hours, iso_hour, parse_hour
 from incremental.runtime import prepare_process
 from incremental.sim.faults import FAULTS
 
@@ -36,14 +37,14 @@ class Quarantined(IncrementalError):
 
 def _hour(text: str) -> datetime:
     try:
-        hour = lake.parse_hour(text)
+        hour = parse_hour(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
     except OverflowError:  # the offset moves it out of datetime's range: before year 1 (or after 9999) in UTC
         raise argparse.ArgumentTypeError(f"{text!r}: out of range in UTC (the offset moves it before year 1 or "
                                          "after year 9999)") from None
     try:
-        hour + lake.HOUR  # an interval must be able to end: 9999-12-31T23:00 cannot  # noqa: B018
+        hour + HOUR  # an interval must be able to end: 9999-12-31T23:00 cannot  # noqa: B018
     except OverflowError:
         raise argparse.ArgumentTypeError(f"{text!r}: the hour after it is out of range (beyond year 9999)") from None
     return hour
@@ -70,10 +71,10 @@ def _port(text: str) -> int:
 
 
 def _hours(args: argparse.Namespace) -> list[datetime]:
-    end = args.end or args.start + lake.HOUR
+    end = args.end or args.start + HOUR
     if end <= args.start:
-        raise InputError(f"--end {lake.iso_hour(end)} must be after --start {lake.iso_hour(args.start)}")
-    return lake.hours(args.start, end)
+        raise InputError(f"--end {iso_hour(end)} must be after --start {iso_hour(args.start)}")
+    return hours(args.start, end)
 
 
 def _print_json(payload: object) -> None:
@@ -92,7 +93,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.scenario == "drift" and args.drift_at is not None and args.end is not None and args.drift_at >= args.end:
         # before the window is a drift simulated hour by hour (every hour drifted); after it, none would be
-        raise InputError(f"--drift-at {lake.iso_hour(args.drift_at)} is not before --end {lake.iso_hour(args.end)}: no "
+        raise InputError(f"--drift-at {iso_hour(args.drift_at)} is not before --end {iso_hour(args.end)}: no "
                          "hour of the window would drift (the hours before a drift are the steady scenario's)")
     summary = simulate(
         Warehouse(settings.warehouse_url),
@@ -131,7 +132,7 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
     warehouse = Warehouse(settings.warehouse_url)
     for hour in _hours(args):
         manifest = extract_hour(warehouse, settings.lake, hour)
-        print(f"{lake.iso_hour(hour)}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  "
+        print(f"{iso_hour(hour)}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  "
               f"{lake.partition_dir(settings.lake, hour)}")
 
 
@@ -142,7 +143,7 @@ def _each_hour(args: argparse.Namespace, validate: Callable[[datetime], Any], wh
         report = validate(hour)
         print(report.summary())
         if report.status == "quarantined":
-            quarantined.append(lake.iso_hour(hour))
+            quarantined.append(iso_hour(hour))
     if quarantined:
         raise Quarantined(f"{what}: {', '.join(quarantined)}")
 
@@ -162,7 +163,7 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
         parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
         gone = lake.missing_parts(part)  # a validated hour whose file was deleted is not validated data
         status = "damaged" if gone else part.status
-        print(f"{lake.iso_hour(hour)}  {status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
+        print(f"{iso_hour(hour)}  {status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
               f"{parts if part.manifest else '':>5}  {part.path or ''}")
         if gone:
             print(f"    {part.status} but missing part(s): {', '.join(gone)} (restore them from a backup)")
@@ -224,7 +225,7 @@ def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
             print(f"{result['hour']}  QUARANTINED: not trained\n{result['summary']}")
             # the range stops here: an update never skips an hour (the next trains on the champion of this one)
             rest = hours[i + 1:]
-            untried = (f"; not attempted: {lake.iso_hour(rest[0])}" + (f" .. {lake.iso_hour(rest[-1])}" if len(rest) > 1 else "")
+            untried = (f"; not attempted: {iso_hour(rest[0])}" + (f" .. {iso_hour(rest[-1])}" if len(rest) > 1 else "")
                        + " (fix or re-admit the quarantined hour, then run them)" if rest else "")
             raise Quarantined(f"hour {result['hour']} was quarantined; data kept at {settings.lake / result['lake_key']}"
                               f"{untried}")

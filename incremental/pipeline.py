@@ -31,6 +31,7 @@ from incremental.config import Settings
 from incremental.data import lake, lake_lock, storage
 from incremental.errors import IncrementalError
 from incremental.handover import Evaluated
+from incremental.hours import HOUR, iso_hour, parse_hour
 from incremental.model import replay
 from incremental.registry import lineage, links, tracking
 
@@ -62,9 +63,9 @@ def extract_step(settings: Settings, start: datetime) -> dict[str, Any]:
     from incremental.data.extract import extract_hour
     from incremental.data.warehouse import Warehouse
 
-    start = lake.parse_hour(start)
+    start = parse_hour(start)
     manifest = extract_hour(Warehouse(settings.warehouse_url), settings.lake, start)
-    return {"hour": lake.iso_hour(start), "rows": manifest["rows"], "sha256": manifest["sha256"],
+    return {"hour": iso_hour(start), "rows": manifest["rows"], "sha256": manifest["sha256"],
             "delta_rows": manifest.get("delta_rows"),
             "lake_key": lake_key(settings, lake.partition_dir(settings.lake, start))}
 
@@ -72,9 +73,9 @@ def extract_step(settings: Settings, start: datetime) -> dict[str, Any]:
 def validate_step(settings: Settings, start: datetime) -> dict[str, Any]:
     from incremental.validation.validate import validate_hour
 
-    start = lake.parse_hour(start)
+    start = parse_hour(start)
     report = validate_hour(settings.lake, start, settings.validation)
-    return {"hour": lake.iso_hour(start), "status": report.status, "rows": report.rows, "summary": report.summary(),
+    return {"hour": iso_hour(start), "status": report.status, "rows": report.rows, "summary": report.summary(),
             "warnings": [c.message for c in report.warnings], "lake_key": lake_key(settings, report.path),
             "data_docs": lake_key(settings, report.data_docs) if report.data_docs else None,
             "part": report.part, "quarantined_rows": report.quarantined_rows,
@@ -91,14 +92,14 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
     episode: it says what the rule would decide."""
     from incremental.judge import drift
 
-    start = lake.parse_hour(start)
+    start = parse_hour(start)
     state = drift.load_state(settings)
     found = tracking.champion(settings)
     if found is None:
-        return {"hour": lake.iso_hour(start), "mode": state.mode, "note": "no champion yet: nothing to score"}
+        return {"hour": iso_hour(start), "mode": state.mode, "note": "no champion yet: nothing to score"}
     version = found[0]
     recs = drift.records(settings)
-    scored = [r for r in recs if lake.parse_hour(r["hour"]) == start and r.get("source", drift.PREQUENTIAL)
+    scored = [r for r in recs if parse_hour(r["hour"]) == start and r.get("source", drift.PREQUENTIAL)
               == drift.PREQUENTIAL]
     trained_until = lineage.of(settings, version).trained_through if not scored else None
     if not scored and trained_until is not None and start < trained_until:
@@ -106,7 +107,7 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
         # an hour that arrived after a later one): this champion, an ancestor or their replay may
         # have trained on it; no record
         log.warning("hour %s is not scored: champion version %s's lineage trained on hours up to %s (train-on-test)",
-                    lake.iso_hour(start), version, lake.iso_hour(trained_until))
+                    iso_hour(start), version, iso_hour(trained_until))
     elif not scored:
         record = _record(settings, version, start)
         if dry_run:
@@ -116,18 +117,18 @@ def monitor_step(settings: Settings, start: datetime, *, dry_run: bool = False) 
             recs = drift.records(settings)
     elif scored[0]["champion_version"] != version:
         log.info("hour %s was scored by version %s when it arrived: kept (test, then train), not scored again by %s",
-                 lake.iso_hour(start), scored[0]["champion_version"], version)
+                 iso_hour(start), scored[0]["champion_version"], version)
     series = drift.usable(recs, state.since)
     assessment = drift.assess(series, start, settings.drift)
     if dry_run:
-        return {"hour": lake.iso_hour(start), "champion_version": version, "mode": state.mode, "dry_run": True,
+        return {"hour": iso_hour(start), "champion_version": version, "mode": state.mode, "dry_run": True,
                 "assessment": assessment.to_dict()}
     observed = drift.observe(settings, assessment, start, champion=version)
     if observed["declared_now"]:
-        observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {lake.iso_hour(start)}: "
+        observed["anchor"] = roll_anchor(settings, start, reason=f"drift declared at {iso_hour(start)}: "
                                          + "; ".join(observed["assessment"]["evidence"])[:500],
                                          stable=observed["assessment"]["stable_slices"])
-    return {"hour": lake.iso_hour(start), "champion_version": version, **observed}
+    return {"hour": iso_hour(start), "champion_version": version, **observed}
 
 
 def _record(settings: Settings, version: str, hour: datetime) -> dict[str, Any]:
@@ -137,7 +138,7 @@ def _record(settings: Settings, version: str, hour: datetime) -> dict[str, Any]:
 
     part = lake.partition(settings.lake, hour)
     if part.status != "validated":
-        raise PipelineError(f"hour {lake.iso_hour(hour)} is {part.status}, not validated: nothing to monitor")
+        raise PipelineError(f"hour {iso_hour(hour)} is {part.status}, not validated: nothing to monitor")
     frame = lake.read_partition(part).to_pandas()
     scores = score_dir(tracking.version_model_dir(settings, version), frame, settings)
     return drift.make_record(hour, version, metrics.evaluate(frame, scores))
@@ -172,7 +173,7 @@ def _stable_rows(settings: Settings, stable: list[str], before: datetime) -> pa.
 
     frame, _ = anchor.load(settings.lake)
     old = pa.Table.from_pandas(frame[frame["category"].astype(str).isin(stable)], preserve_index=False)
-    since = before - settings.drift.adapt.replay_hours * lake.HOUR
+    since = before - settings.drift.adapt.replay_hours * HOUR
     more = anchor.holdout_window(settings.lake, since, before, settings.training.holdout_fraction, stable)
     if more is None:
         return old
@@ -182,7 +183,7 @@ def _stable_rows(settings: Settings, stable: list[str], before: datetime) -> pa.
 
 def _recent_window(settings: Settings, start: datetime) -> tuple[datetime, datetime]:
     """[first, start + 1h) over the last `catch_up_hours` validated hours up to `start`."""
-    end = start + lake.HOUR
+    end = start + HOUR
     parts = lake.validated_partitions(settings.lake, end, settings.drift.catch_up_hours * 4)
     recent = sorted(p.start for p in parts)[-settings.drift.catch_up_hours:]
     return (recent[0] if recent else start), end
@@ -211,34 +212,34 @@ def train_step(
     from incremental.model.update import holdout_uri, train_hour
     from incremental.registry import champion as registry
 
-    start = lake.parse_hour(start)
+    start = parse_hour(start)
     state = drift.load_state(settings)
     context = drift.context(state, start, settings.drift)
     part = lake.partition(settings.lake, start)
     if part.status != "validated":
-        raise PipelineError(f"hour {lake.iso_hour(start)} is {part.status}, not validated: it cannot be trained on")
+        raise PipelineError(f"hour {iso_hour(start)} is {part.status}, not validated: it cannot be trained on")
     assert part.manifest is not None  # a validated hour has one
     sha = part.manifest["sha256"]
     champion = tracking.champion(settings)  # reuse only what the current champion would make again
     existing = registry.find_processed(settings, start, sha, champion[0] if champion else None)
     if existing is not None and not overrides:
-        log.info("hour %s (partition %s) already produced version %s: reusing it", lake.iso_hour(start), sha[:12],
+        log.info("hour %s (partition %s) already produced version %s: reusing it", iso_hour(start), sha[:12],
                  existing.version)
-        return {"hour": lake.iso_hour(start), "reused_version": str(existing.version), "run_id": existing.run_id,
+        return {"hour": iso_hour(start), "reused_version": str(existing.version), "run_id": existing.run_id,
                 "partition_sha256": sha}
     adapting = context["mode"] == "adapt"
     skipped = already_trained(settings, start, champion[0] if champion else None, sha,
                               start_version=state.shadow_version if adapting else None)
     if skipped is not None:
-        log.info("hour %s: %s", lake.iso_hour(start), skipped["skipped"])
-        return {"hour": lake.iso_hour(start), "reused_version": None, "partition_sha256": sha, **skipped}
+        log.info("hour %s: %s", iso_hour(start), skipped["skipped"])
+        return {"hour": iso_hour(start), "reused_version": None, "partition_sha256": sha, **skipped}
     champion = tracking.champion(settings)
     result = train_hour(_mode_settings(settings, context["mode"]), start, airflow_run_id=airflow_run_id,
                         overrides=overrides, start_version=state.shadow_version if adapting else None,
                         stale=_stale_rows(context))
     return {
-        "hour": lake.iso_hour(start),
-        "interval_end": lake.iso_hour(start + lake.HOUR),
+        "hour": iso_hour(start),
+        "interval_end": iso_hour(start + HOUR),
         "reused_version": None,
         "mode": context["mode"],
         "drift": context,
@@ -271,11 +272,11 @@ def already_trained(settings: Settings, start: datetime, champion: str | None, s
         trained = found.trained(start)
         if trained is None:
             continue
-        through = lake.iso_hour(found.trained_through) if found.trained_through else "?"
+        through = iso_hour(found.trained_through) if found.trained_through else "?"
         by = "" if trained.version == str(version) else f", by its ancestor v{trained.version}"
         changed = ("" if trained.same_data(sha256) else "; rows that reached the hour since (late or re-admitted) "
                    "are not trained as an update of their own: the replay of later hours and a full retrain use them")
-        message = (f"hour {lake.iso_hour(start)} is already in {whose} v{version}'s training data (trained through "
+        message = (f"hour {iso_hour(start)} is already in {whose} v{version}'s training data (trained through "
                    f"{through}{by}): not trained again{changed}; a full retrain (incremental bootstrap --start ... "
                    "--end ...) retrains old hours")
         return {"skipped": message, "champion": champion, "trained_by": trained.version, "trained_through": through}
@@ -315,15 +316,15 @@ def register_step(
     from incremental.registry import champion as registry
     from incremental.registry import review as report
 
-    start = lake.parse_hour(start)
+    start = parse_hour(start)
     if trained.get("skipped"):  # nothing trained: no version, the champion unchanged
-        return {"hour": lake.iso_hour(start), "version": None, "decision": "skipped", "skipped": trained["skipped"],
+        return {"hour": iso_hour(start), "version": None, "decision": "skipped", "skipped": trained["skipped"],
                 "reasons": [trained["skipped"]], "reused": False, "trained_by": trained.get("trained_by"),
                 "champion": tracking.champion_version(tracking.configure(settings), settings.model_name)}
     if trained.get("reused_version"):
         version = trained["reused_version"]
         mv = tracking.configure(settings).get_model_version(settings.model_name, version)
-        out = {"hour": lake.iso_hour(start), "version": version, "decision": mv.tags.get("decision"),
+        out = {"hour": iso_hour(start), "version": version, "decision": mv.tags.get("decision"),
                "reasons": json.loads(mv.tags.get("reasons", "[]")), "reused": True}
         if force_promote_reason and not dry_run:
             out["override"] = registry.promote(settings, version, force_promote_reason)
@@ -335,15 +336,15 @@ def register_step(
     full = load_evaluation(settings, trained["run_id"])
     decision = full["decision"]
     if dry_run:
-        return {"hour": lake.iso_hour(start), "version": None, "decision": decision["decision"], "dry_run": True,
+        return {"hour": iso_hour(start), "version": None, "decision": decision["decision"], "dry_run": True,
                 "reasons": decision["reasons"], "champion": (champion := tracking.champion(settings)) and champion[0],
                 **mlflow_urls(settings, trained["run_id"], None)}
     registered = registry.register_candidate(
         settings,
         model_uri=trained["model_uri"],
         run_id=trained["run_id"],
-        interval_start=lake.parse_hour(full["interval_start"]),
-        interval_end=lake.parse_hour(full["interval_end"]),
+        interval_start=parse_hour(full["interval_start"]),
+        interval_end=parse_hour(full["interval_end"]),
         parent_version=trained["parent_version"],
         expected_champion=trained.get("compare_with", trained["parent_version"]),
         data_hash=trained["data_hash"],
@@ -366,7 +367,7 @@ def register_step(
     if not registered["reused"]:
         report.log_report(settings, trained["run_id"], full, registered)
     context = full.get("drift") or {}
-    return {"hour": lake.iso_hour(start), **registered, "mode": full.get("mode", "normal"),
+    return {"hour": iso_hour(start), **registered, "mode": full.get("mode", "normal"),
             "changed_slices": context.get("changed_slices", []),
             "drift_evidence": context.get("anomalous", []) or context.get("evidence", []),
             **mlflow_urls(settings, trained["run_id"], registered["version"])}
@@ -401,10 +402,10 @@ def catch_up_step(settings: Settings, start: datetime, *, airflow_run_id: str | 
     forgotten the others (anchor AUC of unchanged categories from 0.75-0.86 down to 0.24-0.47)."""
     from incremental.judge import drift
 
-    start = lake.parse_hour(start)
+    start = parse_hour(start)
     state = drift.load_state(settings)
     if state.mode != drift.ADAPT or state.catch_up != "pending":
-        return {"hour": lake.iso_hour(start), "skipped": f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"}
+        return {"hour": iso_hour(start), "skipped": f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"}
     context = drift.context(state, start, settings.drift)
     recent_start, end = _recent_window(settings, start)
     window = lake.validated_partitions(settings.lake, end, settings.drift.adapt.replay_hours)
@@ -412,8 +413,8 @@ def catch_up_step(settings: Settings, start: datetime, *, airflow_run_id: str | 
     result = full_retrain(settings, window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
                           context={**context, "mode": "catch_up"}, stale=_stale_rows(context),
                           holdout_from=recent_start, hour=start)
-    return {**result, "hour": lake.iso_hour(start), "window": [lake.iso_hour(window_start), lake.iso_hour(end)],
-            "judged_on": [lake.iso_hour(recent_start), lake.iso_hour(end)]}
+    return {**result, "hour": iso_hour(start), "window": [iso_hour(window_start), iso_hour(end)],
+            "judged_on": [iso_hour(recent_start), iso_hour(end)]}
 
 
 def run_hour(
@@ -431,7 +432,7 @@ def run_hour(
     Two runs of the same hour take turns (`run_lock`): the second waits for the first to finish,
     saying so, then finds what the first made (its version, reused; or its skip) instead of
     judging the same candidate again."""
-    start = lake.parse_hour(start)
+    start = parse_hour(start)
     with run_lock(settings, start):
         return _run_hour(settings, start, overrides=overrides, force_promote_reason=force_promote_reason,
                          dry_run=dry_run, airflow_run_id=airflow_run_id)
@@ -446,13 +447,13 @@ RUN_LEASE_S = 3600.0
 
 def run_lock_name(start: datetime) -> str:
     """The lake lock (`incremental.data.lake_lock`) that a run of the hour holds from extract to catch-up."""
-    return f"run-{lake.parse_hour(start):%Y%m%dT%H}"
+    return f"run-{parse_hour(start):%Y%m%dT%H}"
 
 
 @contextmanager
 def run_lock(settings: Settings, start: datetime, timeout: float = RUN_WAIT_S) -> Iterator[None]:
     """Hold the hour's run lock: one run of an hour at a time, the next one waiting (and saying so)."""
-    hour, name = lake.iso_hour(start), run_lock_name(start)
+    hour, name = iso_hour(start), run_lock_name(start)
     with ExitStack() as held:
         try:  # free: most runs
             held.enter_context(lake_lock.lock(settings.lake, name, timeout=0.0, lease=RUN_LEASE_S))
@@ -480,7 +481,7 @@ def _run_hour(
     extracted = extract_step(settings, start)
     validated = validate_step(settings, start)
     if validated["status"] != "validated":
-        return {"hour": lake.iso_hour(start), "status": "quarantined", "rows": extracted["rows"],
+        return {"hour": iso_hour(start), "status": "quarantined", "rows": extracted["rows"],
                 "summary": validated["summary"], "lake_key": validated["lake_key"]}
     monitored = monitor_step(settings, start, dry_run=dry_run)
     trained = train_step(settings, start, overrides=overrides, airflow_run_id=airflow_run_id)
@@ -514,14 +515,14 @@ def full_retrain(
     from incremental.judge import anchor
     from incremental.model.update import bootstrap, holdout_uri
 
-    start, end = lake.parse_hour(start), lake.parse_hour(end)
+    start, end = parse_hour(start), parse_hour(end)
     incumbent = tracking.champion(settings)
     result = bootstrap(settings, start, end, airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
     if anchor.current(settings.lake) is None:  # only once training worked: a failed bootstrap freezes nothing
         freeze_anchor(settings, start, end, anchor_size, reason="first bootstrap: no anchor yet", refresh=False)
     trained = {
-        "hour": lake.iso_hour(start),
-        "interval_end": lake.iso_hour(end),
+        "hour": iso_hour(start),
+        "interval_end": iso_hour(end),
         "reused_version": None,
         "run_id": result.run_id,
         "model_uri": result.model_uri,
@@ -545,7 +546,7 @@ def freeze_anchor(settings: Settings, start: datetime, end: datetime, size: int,
     from incremental.judge import anchor
 
     champion = tracking.champion(settings)
-    info = anchor.freeze(settings.lake, lake.parse_hour(start), lake.parse_hour(end), size,
+    info = anchor.freeze(settings.lake, parse_hour(start), parse_hour(end), size,
                          seed=settings.training.seed, reason=reason, refresh=refresh,
                          holdout_fraction=settings.training.holdout_fraction, carry=carry,
                          baseline_version=champion[0] if champion else None, protected_categories=protected)

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.continual.homes import PAGE_LEVEL, copy_home, count_pages, home_settings, write_arm_config
+from benchmarks.continual.loop import _tag_hours, _trim, run, served_lineage, verify_lineage
 from benchmarks.continual.plan import (
     ARMS,
     DEFAULT_OUT,
@@ -77,7 +78,6 @@ from benchmarks.continual.report import (
     unchanged_forgetting,
     write_results,
 )
-from benchmarks.continual.loop import _tag_hours, _trim, run, served_lineage, verify_lineage
 
 __all__ = [
     "ARMS", "DEFAULT_OUT", "HOUR", "PAGE_LEVEL", "PRESETS", "PRESET_MODEL", "RECOVERY_TOLERANCE", "REFERENCE",

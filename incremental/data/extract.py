@@ -34,6 +34,7 @@ from incremental.data import quarantine as lake_quarantine
 from incremental.data.storage import LakePath
 from incremental.data.warehouse import Warehouse, sql_text
 from incremental.errors import InputError
+from incremental.hours import HOUR, iso_hour, parse_hour
 
 log = logging.getLogger(__name__)
 EXTRACT_SQL = "extract_search_logs"
@@ -116,11 +117,11 @@ def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> 
     hour the lake already holds rows of gets a delta part with the rows not held yet, or nothing;
     the manifest returned then says `delta_rows` (0 when nothing was new).
     """
-    start = lake.parse_hour(start)
-    end = start + lake.HOUR
+    start = parse_hour(start)
+    end = start + HOUR
     now = datetime.now(UTC)
     if end > now:  # its rows are still arriving: a partition of it would be cut short, then "validated"
-        raise InputError(f"hour {lake.iso_hour(start)} has not closed yet (it ends at {lake.iso_hour(end)}; now is "
+        raise InputError(f"hour {iso_hour(start)} has not closed yet (it ends at {iso_hour(end)}; now is "
                          f"{now:%Y-%m-%dT%H:%MZ}): an hour is extracted after it ends")
     table = warehouse.query_arrow(EXTRACT_SQL, {"start": start, "end": end})
     if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
@@ -164,5 +165,5 @@ def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa
 
 def warehouse_count(warehouse: Warehouse, start: datetime) -> int:
     """Rows the warehouse holds for the hour (by ingested_at): what the partition must hold."""
-    start = lake.parse_hour(start)
-    return int(warehouse.scalar("count_search_logs", {"start": start, "end": start + lake.HOUR}))
+    start = parse_hour(start)
+    return int(warehouse.scalar("count_search_logs", {"start": start, "end": start + HOUR}))

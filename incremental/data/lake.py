@@ -45,7 +45,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +53,8 @@ import pyarrow as pa
 
 from incremental.data import lake_lock, storage
 from incremental.data.storage import LakePath
-from incremental.errors import DamagedStateError, IncrementalError, InputError
+from incremental.errors import DamagedStateError, IncrementalError
+from incremental.hours import HOUR, iso_hour
 
 SCHEMA_VERSION = 2
 DATA_FILE = "part-0.parquet"  # the first part of an hour
@@ -63,7 +64,6 @@ QUARANTINE_FILE = "quarantine.json"
 READMITTED_FILE = "readmitted.json"
 ROWS_DIR = "rows"  # row-level quarantine sets, under the hour's quarantine root
 REASON_COLUMN = "quarantine_reason"
-HOUR = timedelta(hours=1)
 log = logging.getLogger(__name__)
 
 # The contract of an extracted partition. Validation checks a partition against it exactly.
@@ -95,36 +95,8 @@ class LakeError(IncrementalError, RuntimeError):
     """A partition is missing, unreadable or inconsistent with its manifest."""
 
 
-def parse_hour(text: str | datetime) -> datetime:
-    """An ISO time (naive means UTC) that must fall on the hour; returns an aware UTC datetime."""
-    value = datetime.fromisoformat(text) if isinstance(text, str) else text
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if (value.minute, value.second, value.microsecond) != (0, 0, 0):
-        raise InputError(f"{text!r} is not on the hour: intervals are whole UTC hours")
-    # a plain datetime, whatever came in (Airflow hands out pendulum DateTimes)
-    return datetime(value.year, value.month, value.day, value.hour, tzinfo=UTC)
-
-
-def iso_hour(hour: datetime) -> str:
-    """The one way an hour is written in records, keys and messages: ``2026-01-01T09:00Z``.
-
-    The inverse of `parse_hour`: hours travel as aware datetimes and become text only here
-    (a naive datetime is taken as UTC, as `parse_hour` does; pandas Timestamps are datetimes).
-    """
-    value = hour.replace(tzinfo=UTC) if hour.tzinfo is None else hour.astimezone(UTC)
-    return f"{value:%Y-%m-%dT%H:%MZ}"
-
-
-def hours(start: datetime, end: datetime) -> list[datetime]:
-    """The hour starts in [start, end)."""
-    out, hour = [], start
-    while hour < end:
-        out.append(hour)
-        hour += HOUR
-    return out
-
-
 def hour_key(start: datetime) -> str:
+    """The hour's folder under a lake root: ``dt=YYYY-MM-DD/hour=HH``."""
     return f"dt={start:%Y-%m-%d}/hour={start:%H}"
 
 

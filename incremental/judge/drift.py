@@ -67,6 +67,7 @@ from incremental.config import DriftSettings, Settings
 from incremental.data import lake, lake_lock, storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, redact_url
+from incremental.hours import HOUR, iso_hour, parse_hour
 from incremental.judge.drift_rule import (  # noqa: F401 - the rule, read through this module too
     NOISE_Z,
     OVERALL,
@@ -104,7 +105,7 @@ def check_record(r: dict[str, Any]) -> str | None:
     """What is wrong with a prequential record (None: nothing)."""
     hour = r.get("hour")
     try:
-        lake.parse_hour(hour) if isinstance(hour, str) else None
+        parse_hour(hour) if isinstance(hour, str) else None
     except (ValueError, OverflowError):
         hour = None
     if not isinstance(hour, str):
@@ -171,7 +172,7 @@ def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source:
     def small(m: dict[str, Any]) -> dict[str, Any]:
         return {k: _finite(m.get(k)) for k in ("rows", "positives", "auc", "ndcg@10", "logloss")}
 
-    return {"hour": lake.iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
+    return {"hour": iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
             "per_category": {c: small(m) for c, m in evaluated.get("per_category", {}).items()}}
 
 
@@ -273,7 +274,7 @@ def drift_began(state: DriftState, s: DriftSettings) -> str | None:
     than K - 1 hours before the declaration; that is the fallback for a state without it)."""
     if state.declared_at is None:
         return None
-    return state.began or lake.iso_hour(lake.parse_hour(state.declared_at) - (s.sustained_hours - 1) * lake.HOUR)
+    return state.began or iso_hour(parse_hour(state.declared_at) - (s.sustained_hours - 1) * HOUR)
 
 
 def stale_rules(state: DriftState, s: DriftSettings) -> list[dict[str, Any]]:
@@ -298,7 +299,7 @@ def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> Non
                            "promoted": list(state.promoted), "replaced": state.stale_champion,
                            "changed_slices": state.changed_slices, "stable_slices": state.stable_slices,
                            "evidence": state.evidence})
-    next_hour = lake.iso_hour(lake.parse_hour(hour) + lake.HOUR)
+    next_hour = iso_hour(parse_hour(hour) + HOUR)
     state.mode, state.since, state.declared_at, state.stale_champion = NORMAL, next_hour, None, None
     state.changed_slices, state.evidence, state.catch_up, state.shadow_version = [], [], None, None
     state.promoted, state.flat_hours, state.paged, state.stable_slices, state.began = [], 0, False, [], None
@@ -307,7 +308,7 @@ def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> Non
 def hours_in_episode(state: DriftState, hour: datetime) -> float:
     if state.declared_at is None:
         return 0.0
-    return (hour - lake.parse_hour(state.declared_at)).total_seconds() / 3600
+    return (hour - parse_hour(state.declared_at)).total_seconds() / 3600
 
 
 def observe(settings: Settings, assessment: Assessment, hour: datetime, champion: str | None = None) -> dict[str, Any]:
@@ -351,7 +352,7 @@ def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hou
 def context(state: DriftState, hour: datetime, s: DriftSettings) -> dict[str, Any]:
     """What the update and the gate read for `hour`: mode, this hour's anomalies, changed slices,
     and the stale rules replay applies."""
-    last = state.last if state.last.get("hour") == lake.iso_hour(hour) else {}
+    last = state.last if state.last.get("hour") == iso_hour(hour) else {}
     return {"mode": state.mode, "anomalous": last.get("evidence", []) if last.get("anomalous") else [],
             "changed_slices": list(state.changed_slices) if state.mode == ADAPT else [],
             "declared_at": state.declared_at, "evidence": list(state.evidence),
@@ -382,7 +383,7 @@ def _decided(settings: Settings, state: DriftState, hour: datetime, version: str
         state.promoted.append(version)
         alert(settings, "alert", f"drift episode declared at {state.declared_at}: version {version} ({kind}) "
               "passed the relative gate and is the champion; adapting goes on until it recovers or settles",
-              hour=lake.iso_hour(hour))
+              hour=iso_hour(hour))
     state.shadow_version = None if approved or forgot else version
     if kind == "catch_up":
         state.catch_up = decision
@@ -390,10 +391,10 @@ def _decided(settings: Settings, state: DriftState, hour: datetime, version: str
         state.flat_hours = 0 if improved else state.flat_hours + 1
         if state.flat_hours >= settings.drift.settle_hours:
             declared = state.declared_at
-            end_episode(state, lake.iso_hour(hour), "settled", settings.drift)
-            alert(settings, "alert", f"drift episode declared at {declared} ended at {lake.iso_hour(hour)}: "
+            end_episode(state, iso_hour(hour), "settled", settings.drift)
+            alert(settings, "alert", f"drift episode declared at {declared} ended at {iso_hour(hour)}: "
                   f"{settings.drift.settle_hours} adapt candidates in a row were no better than the champion "
-                  "(settled); back to normal updates", hour=lake.iso_hour(hour))
+                  "(settled); back to normal updates", hour=iso_hour(hour))
 
 
 def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[str, Any]:

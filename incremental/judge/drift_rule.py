@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from incremental.config import DriftSettings
-from incremental.data import lake
+from incremental.hours import iso_hour
 
 OVERALL = "overall"
 NOISE_Z = 2.0  # a fall smaller than this many standard errors of the hour's AUC is noise
@@ -189,7 +189,7 @@ def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Asse
     """The verdict of every series at `hour`, from the (usable) records up to it: hour by hour for
     the overall series and the categories with `slice_min_rows` rows this hour, pooled over the
     last K hours for the thinner ones."""
-    at = lake.iso_hour(hour)
+    at = iso_hour(hour)
     recs = [r for r in recs if r["hour"] <= at]
     if not recs or recs[-1]["hour"] != at:
         return Assessment(at, note="no prequential record for this hour (no champion yet?)")

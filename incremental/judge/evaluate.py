@@ -25,6 +25,7 @@ import pandas as pd
 
 from incremental.config import GateSettings, Settings
 from incremental.data import lake
+from incremental.hours import iso_hour
 from incremental.judge import anchor, compare, gate, metrics
 from incremental.model import ranker
 from incremental.registry import tracking
@@ -42,7 +43,7 @@ def by_source_hour(frame: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
     hours = pd.to_datetime(frame[anchor.SOURCE_HOUR], utc=True)
     out = {}
     for hour, index in sorted(hours.groupby(hours).indices.items()):
-        out[lake.iso_hour(hour)] = metrics.roc_auc(frame["clicked"].to_numpy()[index], scores[index])
+        out[iso_hour(hour)] = metrics.roc_auc(frame["clicked"].to_numpy()[index], scores[index])
     return out
 
 

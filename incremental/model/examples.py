@@ -23,6 +23,7 @@ import pyarrow as pa
 from incremental.config import Settings
 from incremental.data import lake as lk
 from incremental.errors import IncrementalError
+from incremental.hours import HOUR, iso_hour
 from incremental.model import propensity, replay
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def load_hours(
     for start in starts:
         part = lk.partition(settings.lake, start)
         if part.status != "validated":
-            message = f"hour {lk.iso_hour(start)} is {part.status}, not validated: refusing to train on it"
+            message = f"hour {iso_hour(start)} is {part.status}, not validated: refusing to train on it"
             if strict:
                 raise TrainingError(message)
             log.warning("%s (skipped)", message)
@@ -93,7 +94,7 @@ def examination_curve(settings: Settings, last: datetime) -> propensity.Examinat
     if t.position_bias == "none":
         return propensity.unbiased(0)
     columns = ["query", "product_id", "position", "clicked"]
-    parts = lk.validated_partitions(settings.lake, last + lk.HOUR, t.propensity_hours)
+    parts = lk.validated_partitions(settings.lake, last + HOUR, t.propensity_hours)
     frames = [lk.read_partition(part).select(columns).to_pandas() for part in parts]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return propensity.estimate(rows)
@@ -125,7 +126,7 @@ def training_set(settings: Settings, starts: list[datetime], kind: str, stale: t
         replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
     )
     examination = examination_curve(settings, starts[-1])
-    lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + lk.HOUR).isoformat(),
+    lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + HOUR).isoformat(),
                "partitions": parts, "replay": replay_lineage, "examination": examination.to_dict()}
     identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
                 "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],

@@ -26,6 +26,7 @@ import pandas as pd
 
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
+from incremental.hours import iso_hour, parse_hour
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,12 @@ class Stale:
     @classmethod
     def from_dict(cls, rule: dict[str, Any]) -> Stale:
         all_but = "all_but" in rule
-        return cls(frozenset(rule["all_but" if all_but else "categories"]), lk.parse_hour(rule["before"]), all_but)
+        return cls(frozenset(rule["all_but" if all_but else "categories"]), parse_hour(rule["before"]), all_but)
 
     def describe(self) -> str:
         listed = ", ".join(sorted(self.categories)) or "none"
         which = (f"every category but {listed}" if self.categories else "every category") if self.all_but else listed
-        return f"{which}: rows from before {lk.iso_hour(self.before)}"
+        return f"{which}: rows from before {iso_hour(self.before)}"
 
     def drops(self, hour: datetime, categories: pd.Series) -> np.ndarray:
         """True for the rows of an hour's `categories` that are stale."""

@@ -33,6 +33,7 @@ from mlflow.exceptions import MlflowException
 from incremental.config import Settings
 from incremental.data import lake, lake_lock
 from incremental.errors import IncrementalError, require_reason
+from incremental.hours import iso_hour
 from incremental.registry import tracking
 
 ALIAS = tracking.CHAMPION_ALIAS
@@ -195,7 +196,7 @@ def register_candidate(
             "candidate_key": key,
             "decision": decision,
             "reasons": json.dumps(reasons),
-            "interval": f"{lake.iso_hour(interval_start)}/{lake.iso_hour(interval_end)}",
+            "interval": f"{iso_hour(interval_start)}/{iso_hour(interval_end)}",
             "interval_start": interval_start.isoformat(),
             "parent_version": parent_version or BASE,
             "data_hash": data_hash,

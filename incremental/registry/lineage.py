@@ -29,7 +29,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from incremental.config import Settings
-from incremental.data import lake
+from incremental.hours import HOUR, hours, parse_hour
 from incremental.registry import tracking
 
 BASE = "base"  # registry.BASE: the parent "version" of a model trained from the base weights
@@ -62,13 +62,13 @@ class Lineage:
 
     def trained(self, hour: datetime) -> Trained | None:
         """Which version of the lineage trained on `hour` as a fresh hour, if one did."""
-        return self.hours.get(lake.parse_hour(hour))
+        return self.hours.get(parse_hour(hour))
 
 
 def _interval(tags: dict[str, str]) -> tuple[datetime, datetime] | None:
     try:
         start, end = tags.get("interval", "").split("/")
-        return lake.parse_hour(start), lake.parse_hour(end)
+        return parse_hour(start), parse_hour(end)
     except (ValueError, TypeError):
         return None
 
@@ -78,13 +78,13 @@ def _is_root(tags: dict[str, str], interval: tuple[datetime, datetime] | None) -
     (full retrain, catch-up), not where its weights came from."""
     if tags.get("kind") in ROOT_KINDS or tags.get("parent_version", BASE) in ("", BASE, "none"):
         return True
-    return interval is not None and interval[1] - interval[0] > lake.HOUR  # a window: only a retrain has one
+    return interval is not None and interval[1] - interval[0] > HOUR  # a window: only a retrain has one
 
 
 def _window_hours(client: Any, run_id: str | None, interval: tuple[datetime, datetime]) -> dict[datetime, str]:
     """The hours a window's version trained on (hour -> sha256 prefix), from its run's lineage tag;
     every hour of its interval when the tag is missing or may have been cut short."""
-    every = {h: "" for h in lake.hours(*interval)}
+    every = {h: "" for h in hours(*interval)}
     if not run_id:
         return every
     try:
@@ -97,7 +97,7 @@ def _window_hours(client: Any, run_id: str | None, interval: tuple[datetime, dat
     for item in tag.split(","):
         hour, _, sha = item.rpartition(":")  # "<hour isoformat>:<sha256[:12]>"; the hour holds ':' too
         try:
-            out[lake.parse_hour(hour)] = sha
+            out[parse_hour(hour)] = sha
         except (ValueError, TypeError):
             return every
     return out
@@ -129,7 +129,7 @@ def of(settings: Settings, version: str) -> Lineage:
         root = _is_root(tags, interval)
         if interval is not None:
             through = interval[1] if through is None else max(through, interval[1])
-            if root and interval[1] - interval[0] > lake.HOUR:
+            if root and interval[1] - interval[0] > HOUR:
                 trained = _window_hours(client, mv.run_id, interval)
             else:
                 trained = {interval[0]: tags.get("partition_sha256", "")}

@@ -26,7 +26,7 @@ from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from incremental.config import Settings  # noqa: E402
-from incremental.data import lake
+from incremental.hours import HOUR, parse_hour
 from incremental.judge import metrics
 from incremental.judge.evaluate import load_evaluation  # noqa: E402
 from incremental.registry import champion as registry
@@ -43,7 +43,7 @@ def _fmt(x: Any) -> str:
 
 def trained_through(evaluation: dict[str, Any]) -> datetime:
     """The last hour the evaluated model was trained on: its interval's end is exclusive."""
-    return lake.parse_hour(evaluation["interval_end"]) - lake.HOUR
+    return parse_hour(evaluation["interval_end"]) - HOUR
 
 
 def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str | None) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def r_matrix(r: dict[str, Any]) -> tuple[list[str], list[datetime], np.ndarray, 
     (hours compared as datetimes, whatever text the evaluations wrote them in).
     """
     labels = sorted(r["rows"], key=lambda k: (r["trained_through"][k], k))
-    rows = {m: {lake.parse_hour(h): v for h, v in r["rows"][m].items()} for m in labels}
+    rows = {m: {parse_hour(h): v for h, v in r["rows"][m].items()} for m in labels}
     hours = sorted({h for row in rows.values() for h in row})
     values = np.array([[v if (v := rows[m].get(h)) is not None else np.nan for h in hours] for m in labels],
                       dtype=float).reshape(len(labels), len(hours))

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from incremental.data.lake import HOUR, hours, parse_hour
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR, hours, parse_hour
 from incremental.sim.catalogue import CATALOGUE_EPOCH, CATEGORIES, HOUR_US, hour_index, stream_rng, to_us
 
 FAULTS = (

@@ -79,9 +79,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from incremental.data.lake import HOUR, hours, iso_hour, parse_hour
 from incremental.data.warehouse import Warehouse
 from incremental.errors import IncrementalError
+from incremental.hours import HOUR, hours, iso_hour, parse_hour
 from incremental.sim.catalogue import (
     CATALOGUE_EPOCH,
     CATEGORIES,

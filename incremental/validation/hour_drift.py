@@ -47,6 +47,7 @@ import pandas as pd
 from incremental.config import ValidationSettings
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
+from incremental.hours import HOUR
 from incremental.validation.report import CRITICAL, DRIFT_RULES, WARNING, Check
 
 UNSEEN_CATEGORY_WEIGHT = 0.01  # GX tail_weight_holdout: expected mass shared by categories the reference never saw
@@ -264,7 +265,7 @@ def validated_history(lake: LakePath, start: datetime, settings: ValidationSetti
     for k in range(1, settings.drift_lookback_hours + 1):
         if len(out) >= settings.drift_window_hours:
             break
-        part = lk.partition(lake, start - lk.HOUR * k)
+        part = lk.partition(lake, start - HOUR * k)
         if part.status != "validated":
             continue
         assert part.path is not None  # a validated hour has its folder

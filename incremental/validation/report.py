@@ -14,6 +14,7 @@ from typing import Any
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.errors import IncrementalError
+from incremental.hours import iso_hour
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -77,7 +78,7 @@ class ValidationReport:
         return tuple(c for c in self.checks if not c.success and c.severity == ROWS)
 
     def summary(self) -> str:
-        hour = lk.iso_hour(self.start)
+        hour = iso_hour(self.start)
         failures, warns = self.failures, self.warnings
         what = f"part {self.part}" if self.part and self.part != lk.DATA_FILE else None
         if self.status == "quarantined" and self.hour_validated:

@@ -78,6 +78,7 @@ from incremental.data import quarantine as lq
 from incremental.data import storage
 from incremental.data.storage import LakePath
 from incremental.errors import require_reason
+from incremental.hours import HOUR, iso_hour, parse_hour
 from incremental.validation.gx_suite import GxRun, build_suite, for_gx, gx_check, gx_summary, run_gx
 from incremental.validation.hour_drift import drift_reference, is_drift, statistics_of, validated_history
 from incremental.validation.report import (
@@ -228,14 +229,14 @@ def _stored_report(start: datetime, live: LakePath) -> ValidationReport:
 
 def validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
-    start = lk.parse_hour(start)
+    start = parse_hour(start)
     with lk.hour_lock(lake, start):
         return _validate_hour(lake, start, settings)
 
 
 def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     live = lk.partition_dir(lake, start)
-    hour = lk.iso_hour(start)
+    hour = iso_hour(start)
     if not storage.is_file(live / lk.MANIFEST_FILE):
         found = lk.partition(lake, start)
         if found.status == "quarantined":
@@ -288,7 +289,7 @@ def _load_part(lake: LakePath, start: datetime, part: dict[str, Any]) -> _Part:
 
 
 def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings, part: dict[str, Any]) -> ValidationReport:
-    end = start + lk.HOUR
+    end = start + HOUR
     p = _load_part(lake, start, part)
     table_stats = not p.earlier_parts or len(p.frame) >= settings.min_rows
     history = validated_history(lake, start, settings)
@@ -419,14 +420,14 @@ def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, 
     and from where; the quarantine folders are marked re-admitted (`readmitted.json`), never
     deleted. Rows that still fail are quarantined again, like any part's.
     """
-    start = lk.parse_hour(start)
+    start = parse_hour(start)
     reason = require_reason(reason, "readmit (--reason: what was fixed)", ValidationError)
     with lk.hour_lock(lake, start):
         return _readmit_hour(lake, start, settings, reason)
 
 
 def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
-    hour = lk.iso_hour(start)
+    hour = iso_hour(start)
     live = lk.partition_dir(lake, start)
     if storage.is_file(live / lk.MANIFEST_FILE):
         good = set(lk.validated_files(live))

@@ -11,6 +11,7 @@ import pytest
 
 from incremental.data import extract, lake
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR
 
 T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -76,8 +77,8 @@ def test_hour_holds_exactly_the_rows_ingested_in_it(warehouse: Warehouse, tmp_pa
     # the late event's event_ts is in the manifest's range
     assert manifest["min_event_ts"] == (T0 - timedelta(hours=5)).isoformat()
     # neighbouring hours get the boundary rows: nothing lost, nothing twice
-    before = extract.extract_hour(warehouse, tmp_path / "lake", T0 - lake.HOUR)
-    after = extract.extract_hour(warehouse, tmp_path / "lake", T0 + lake.HOUR)
+    before = extract.extract_hour(warehouse, tmp_path / "lake", T0 - HOUR)
+    after = extract.extract_hour(warehouse, tmp_path / "lake", T0 + HOUR)
     assert before["rows"] == 1 and after["rows"] == 1
 
 

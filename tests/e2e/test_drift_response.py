@@ -28,6 +28,7 @@ from incremental.cli import main
 from incremental.config import load_settings
 from incremental.data import lake
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR
 from incremental.judge import anchor, drift, metrics
 from incremental.judge.evaluate import score_dir
 from incremental.registry import champion as registry
@@ -84,8 +85,8 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
     settings = load_settings()
     warehouse = Warehouse(settings.warehouse_url)
     simulate(warehouse, T0, POISONED, rate=RATE, seed=11)
-    simulate(warehouse, POISONED, POISONED + lake.HOUR, rate=RATE, seed=11, faults=["poisoned_clicks"])
-    simulate(warehouse, POISONED + lake.HOUR, END, rate=RATE, seed=11, scenario="drift", drift_at=DRIFT)
+    simulate(warehouse, POISONED, POISONED + HOUR, rate=RATE, seed=11, faults=["poisoned_clicks"])
+    simulate(warehouse, POISONED + HOUR, END, rate=RATE, seed=11, scenario="drift", drift_at=DRIFT)
     for h in range(BOOTSTRAP_HOURS):
         pipeline.extract_step(settings, hour(h))
         assert pipeline.validate_step(settings, hour(h))["status"] == "validated"

@@ -19,8 +19,8 @@ import pytest
 
 from incremental import pipeline
 from incremental.config import load_settings
-from incremental.data import lake
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR, hours
 from incremental.registry import champion as registry
 from incremental.sim.simulate import simulate
 
@@ -63,9 +63,9 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
     warehouse = Warehouse(settings.warehouse_url)
     simulate(warehouse, T0, T0 + timedelta(hours=6), rate=800, seed=4, scenario="drift", drift_at=DRIFT)
     con = duckdb.connect(warehouse.duckdb_path)
-    con.execute(POISON_SQL, {"start": POISONED, "end": POISONED + lake.HOUR})
+    con.execute(POISON_SQL, {"start": POISONED, "end": POISONED + HOUR})
     con.close()
-    for hour in lake.hours(T0, T0 + timedelta(hours=6)):
+    for hour in hours(T0, T0 + timedelta(hours=6)):
         pipeline.extract_step(settings, hour)
         assert pipeline.validate_step(settings, hour)["status"] == "validated"
 

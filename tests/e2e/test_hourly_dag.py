@@ -13,6 +13,7 @@ import pytest
 from airflow_helpers import Env, seed_and_bootstrap
 
 from incremental.data import lake
+from incremental.hours import HOUR, parse_hour
 
 HOURS = ["2026-01-01T04:00", "2026-01-01T05:00", "2026-01-01T06:00"]
 SKIPPED = {"train", "evaluate", "register", "publish_champion"}
@@ -25,7 +26,7 @@ def test_three_hours_approved_quarantined_approved(tmp_path: Path) -> None:
     champion_before = next(row["version"] for row in env.history() if row["champion"])
 
     for hour in HOURS:  # a manual run at H+1 covers [H, H+1): the timetable infers the closed hour
-        logical = lake.parse_hour(hour) + lake.HOUR
+        logical = parse_hour(hour) + HOUR
         env.sh(f"airflow dags test search_ranker_hourly {logical.isoformat()}", timeout=900)
 
     runs = {run["hour"]: run for run in env.runs("search_ranker_hourly")}
@@ -43,9 +44,9 @@ def test_three_hours_approved_quarantined_approved(tmp_path: Path) -> None:
 
     # the lake: two validated hours, one in quarantine with the GX result and data docs
     settings_lake = env.home / "lake"
-    states = [lake.partition(settings_lake, lake.parse_hour(h)).status for h in HOURS]
+    states = [lake.partition(settings_lake, parse_hour(h)).status for h in HOURS]
     assert states == ["validated", "quarantined", "validated"]
-    quarantined = lake.partition(settings_lake, lake.parse_hour(HOURS[1]))
+    quarantined = lake.partition(settings_lake, parse_hour(HOURS[1]))
     assert (quarantined.path / "quarantine.json").is_file()
 
     # the registry: one new version per good hour, each the champion in turn, trained on its parent

@@ -17,8 +17,8 @@ from airflow_helpers import E2E_CONFIG
 from incremental import pipeline
 from incremental.cli import main
 from incremental.config import load_settings
-from incremental.data import lake
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR, iso_hour
 from incremental.judge import drift
 from incremental.registry import champion as registry
 from incremental.registry import tracking
@@ -58,7 +58,7 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     warehouse = Warehouse(settings.warehouse_url)
     simulate(warehouse, T0, T0 + timedelta(hours=7), rate=600, seed=2)
     bad = T0 + timedelta(hours=6)
-    simulate(warehouse, bad, bad + lake.HOUR, rate=100, seed=99, faults=["null_query"])
+    simulate(warehouse, bad, bad + HOUR, rate=100, seed=99, faults=["null_query"])
     for h in range(5):
         pipeline.extract_step(settings, T0 + timedelta(hours=h))
         assert pipeline.validate_step(settings, T0 + timedelta(hours=h))["status"] == "validated"
@@ -116,7 +116,7 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     # a catch-up found pending at hour 5 retrains on the window from 00:00; its decision, what it
     # hands over (the champion asset's event) and its alert name hour 5, not the window's start
     state = drift.load_state(settings)
-    state.mode, state.declared_at, state.catch_up = drift.ADAPT, lake.iso_hour(hour5), "pending"
+    state.mode, state.declared_at, state.catch_up = drift.ADAPT, iso_hour(hour5), "pending"
     drift.save_state(settings, state)
     permissive = settings.gate.model_copy(update=yaml.safe_load(E2E_CONFIG)["gate"])  # approved: an alert
     caught = pipeline.catch_up_step(settings.with_training(bootstrap_steps=40).model_copy(update={"gate": permissive}),
@@ -130,7 +130,7 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     # test, then train: hour 5 keeps the record of the champion served when it arrived (version 1);
     # version 3 trained on it, and a re-run (or a backfill) does not score it again
     def records_of(hour: datetime) -> list[str]:
-        return [r["champion_version"] for r in drift.records(settings) if r["hour"] == lake.iso_hour(hour)]
+        return [r["champion_version"] for r in drift.records(settings) if r["hour"] == iso_hour(hour)]
 
     assert records_of(hour5) == ["1"]
     pipeline.monitor_step(settings, hour5)
@@ -140,7 +140,7 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     before = state_file.read_bytes(), (settings.lake / "_drift" / "prequential.jsonl").read_bytes()
     hour3 = T0 + timedelta(hours=3)  # validated, never monitored (it came before the first champion)
     dry = pipeline.monitor_step(settings, hour3, dry_run=True)
-    assert dry["dry_run"] and dry["champion_version"] == "3" and dry["assessment"]["hour"] == lake.iso_hour(hour3)
+    assert dry["dry_run"] and dry["champion_version"] == "3" and dry["assessment"]["hour"] == iso_hour(hour3)
     assert (state_file.read_bytes(), (settings.lake / "_drift" / "prequential.jsonl").read_bytes()) == before
     assert records_of(hour3) == []
 

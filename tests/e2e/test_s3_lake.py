@@ -24,6 +24,7 @@ from incremental.data import lake, lake_lock, storage
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import warehouse_count
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR
 from incremental.judge import anchor
 from incremental.model import replay
 from incremental.sim.simulate import simulate
@@ -65,10 +66,10 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     settings = s3_settings
     warehouse = Warehouse(settings.warehouse_url)
     good, rows_bad, outage, after = (T0 + timedelta(hours=i) for i in range(4))
-    simulate(warehouse, good, good + lake.HOUR, rate=RATE, seed=SEED)
-    simulate(warehouse, rows_bad, rows_bad + lake.HOUR, rate=RATE, seed=SEED, faults=["null_query"])
-    simulate(warehouse, outage, outage + lake.HOUR, rate=RATE, seed=SEED, faults=["empty_hour"])  # arrives later
-    simulate(warehouse, after, after + lake.HOUR, rate=RATE, seed=SEED)
+    simulate(warehouse, good, good + HOUR, rate=RATE, seed=SEED)
+    simulate(warehouse, rows_bad, rows_bad + HOUR, rate=RATE, seed=SEED, faults=["null_query"])
+    simulate(warehouse, outage, outage + HOUR, rate=RATE, seed=SEED, faults=["empty_hour"])  # arrives later
+    simulate(warehouse, after, after + HOUR, rate=RATE, seed=SEED)
 
     results = {}
     for hour in (good, rows_bad, outage, after):
@@ -107,7 +108,7 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     bad_part = lake.partition(settings.lake, rows_bad)
     assert lake.read_partition(bad_part).num_rows == warehouse_count(warehouse, rows_bad) - 10
     assert lake.partition(settings.lake, outage).status == "quarantined"
-    frame, lineage = replay.sample(settings.lake, after + lake.HOUR, fresh_rows=500, fraction=0.5, replay_hours=4,
+    frame, lineage = replay.sample(settings.lake, after + HOUR, fresh_rows=500, fraction=0.5, replay_hours=4,
                                    holdout_fraction=0.2, seed=1)
     assert len(frame) == 500 and [p["hour"] for p in lineage["partitions"]] == [
         h.isoformat() for h in (good, rows_bad, after)]
@@ -115,8 +116,8 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     # re-extracting writes nothing new; late rows become a delta part, validated on its own
     assert pipeline.extract_step(settings, after)["delta_rows"] == 0
     lineage_sha = lake.partition(settings.lake, after).manifest["sha256"]
-    late_hour = after + lake.HOUR
-    simulate(warehouse, late_hour, late_hour + lake.HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
+    late_hour = after + HOUR
+    simulate(warehouse, late_hour, late_hour + HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
     delta = pipeline.extract_step(settings, after)
     assert delta["delta_rows"] > 0
     assert pipeline.validate_step(settings, after)["status"] == "validated"
@@ -126,14 +127,14 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     assert lake.read_partition(grown).num_rows == warehouse_count(warehouse, after)
 
     # the anchor (forgetting benchmark) is frozen from the validated hours into the lake, and read back
-    info = anchor.freeze(settings.lake, good, after + lake.HOUR, size=300, seed=1, reason="s3 test")
+    info = anchor.freeze(settings.lake, good, after + HOUR, size=300, seed=1, reason="s3 test")
     frame, loaded = anchor.load(settings.lake)
     assert len(frame) == info.rows == loaded.rows == 300 and loaded.sha256 == info.sha256
     assert f"anchor/{anchor.ANCHOR_FILE}" in _keys(settings)
     scores = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: [0.5] * 300, rows=300)
     again = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: pytest.fail("not cached"), rows=300)
     assert list(again) == list(scores)
-    refreshed = anchor.freeze(settings.lake, good, after + lake.HOUR, size=200, seed=2, reason="refresh", refresh=True)
+    refreshed = anchor.freeze(settings.lake, good, after + HOUR, size=200, seed=2, reason="refresh", refresh=True)
     assert anchor.current(settings.lake).sha256 == refreshed.sha256
     assert [r["sha256"] for r in anchor.history(settings.lake)] == [info.sha256]
     assert not (home / "lake").exists()
@@ -205,7 +206,7 @@ def test_the_drift_record_state_and_alerts_live_in_the_lake(s3_settings: Setting
 
     settings = s3_settings
     for i, auc in enumerate((0.8, 0.79, 0.81)):
-        drift.append_record(settings, drift.make_record(T0 + i * lake.HOUR, "1", {"rows": 100, "auc": auc}))
+        drift.append_record(settings, drift.make_record(T0 + i * HOUR, "1", {"rows": 100, "auc": auc}))
     assert [r["auc"] for r in drift.records(settings)] == [0.8, 0.79, 0.81]  # appended, none lost
     state = drift.load_state(settings)
     state.mode, state.declared_at = drift.ADAPT, "2026-01-01T02:00Z"

@@ -18,6 +18,7 @@ from conftest import assert_clean_error, cli, cli_env
 
 from incremental.data import lake
 from incremental.errors import MIN_REASON_CHARS, InputError, require_reason
+from incremental.hours import iso_hour
 from incremental.registry.champion import format_history
 
 
@@ -48,7 +49,7 @@ def test_an_hour_that_has_not_closed_is_not_extracted(fresh_home: Path) -> None:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     for start in (now, now + timedelta(days=182)):
         result = cli(cli_env(fresh_home), "extract", "--start", start.strftime("%Y-%m-%dT%H:%M"))
-        assert_clean_error(result, lake.iso_hour(start), "has not closed yet")
+        assert_clean_error(result, iso_hour(start), "has not closed yet")
     assert not (fresh_home / "lake" / "search_logs").exists()
 
 
