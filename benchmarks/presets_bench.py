@@ -69,7 +69,7 @@ def _env(home: Path, preset: str) -> dict[str, str]:
 def prepare(home: Path, hours: int, rate: int, seed: int) -> dict:
     """Simulate, extract and validate every hour; freeze the anchor on the bootstrap window."""
     os.environ.update({k: v for k, v in _env(home, "minilm").items() if k.startswith("INCREMENTAL_")})
-    from incremental import pipeline
+    from incremental import pipeline, retrain
     from incremental.config import load_settings
     from incremental.data.warehouse import Warehouse
     from incremental.sim.simulate import simulate
@@ -81,12 +81,12 @@ def prepare(home: Path, hours: int, rate: int, seed: int) -> dict:
     rows = {}
     for h in range(hours):
         hour = T0 + timedelta(hours=h)
-        rows[iso_hour(hour)] = pipeline.extract_step(settings, hour)["rows"]
-        status = pipeline.validate_step(settings, hour)["status"]
+        rows[iso_hour(hour)] = pipeline.extract_step(settings, hour).rows
+        status = pipeline.validate_step(settings, hour).status
         if status != "validated":
             raise RuntimeError(f"hour {hour} was {status}")
-    anchor = pipeline.freeze_anchor(settings, T0, T0 + timedelta(hours=hours - 1), ANCHOR_ROWS, reason="presets bench")
-    return {"rows_per_hour": rows, "anchor_rows": anchor["rows"]}
+    anchor = retrain.freeze_anchor(settings, T0, T0 + timedelta(hours=hours - 1), ANCHOR_ROWS, reason="presets bench")
+    return {"rows_per_hour": rows, "anchor_rows": anchor.rows}
 
 
 def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: int | None) -> dict:
@@ -100,6 +100,7 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     from incremental import pipeline
     from incremental.config import load_settings
     from incremental.data import lake
+    from incremental.handover import Trained
     from incremental.judge import metrics
     from incremental.model import ranker as rk
     from incremental.model.update import bootstrap, holdout_uri
@@ -114,10 +115,8 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     result = bootstrap(settings, T0, end)
     bootstrap_s = time.perf_counter() - started
     per_step = [m.value for m in tracking.configure(settings).get_metric_history(result.run_id, "samples_per_s")]
-    trained = {"hour": iso_hour(T0), "interval_end": iso_hour(end), "reused_version": None,
-               "run_id": result.run_id, "model_uri": result.model_uri, "candidate_dir": str(result.candidate_dir),
-               "parent_version": None, "holdout_uri": holdout_uri(result.run_id, result.holdout_path),
-               "kind": "full_retrain"}
+    trained = Trained(hour=T0, interval_end=end, kind="full_retrain", run_id=result.run_id,
+                      model_uri=result.model_uri, holdout_uri=holdout_uri(result.run_id, result.holdout_path))
     started = time.perf_counter()
     gated = pipeline.evaluate_step(settings, T0, trained)
     evaluate_s = time.perf_counter() - started

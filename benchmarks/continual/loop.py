@@ -226,12 +226,12 @@ def _force(settings: Settings, arm: Arm, result: dict[str, Any]) -> bool:
 
 def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -> dict[str, Any]:
     """The arm learns from `hour` (after it was scored); returns version, decision, override."""
-    from incremental import pipeline
+    from incremental import pipeline, retrain
 
     if arm.learns == "none":
         return {"version": None, "decision": None, "overridden": False}
     if arm.learns == "hourly":
-        result = pipeline.run_hour(settings, hour, force_promote_reason=arm.force_reason)
+        result = pipeline.run_hour(settings, hour, force_promote_reason=arm.force_reason).to_dict()
         if result["status"] == "quarantined":
             return {"version": None, "decision": "quarantined", "overridden": False}
         caught = result.get("catch_up") or {}  # a drift episode's catch-up retrain counts in the cost
@@ -239,11 +239,11 @@ def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -
                 "overridden": bool(result.get("override")), "mode": result.get("mode"),
                 "catch_up_version": caught.get("version"), "catch_up_decision": caught.get("decision")}
     pipeline.extract_step(settings, hour)
-    status = pipeline.validate_step(settings, hour)["status"]
+    status = pipeline.validate_step(settings, hour).status
     if not due:
         return {"version": None, "decision": f"not due ({status})", "overridden": False}
     start = datetime.fromisoformat(plan.start)
-    result = pipeline.full_retrain(settings, start, hour + HOUR, anchor_size=plan.anchor_size)
+    result = retrain.full_retrain(settings, start, hour + HOUR, anchor_size=plan.anchor_size).to_dict()
     return {"version": result["version"], "decision": result["decision"], "overridden": _force(settings, arm, result)}
 
 
@@ -304,9 +304,9 @@ def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
 
 
 def bootstrap(plan: Plan, data: Settings) -> dict[str, Any]:
-    """The first champion, once, in the data home (through pipeline.full_retrain and the gate;
+    """The first champion, once, in the data home (through retrain.full_retrain and the gate;
     served even if the gate's value thresholds reject it, with the reason recorded)."""
-    from incremental import pipeline
+    from incremental import pipeline, retrain
     from incremental.registry import champion as registry
 
     start = datetime.fromisoformat(plan.start)
@@ -314,8 +314,8 @@ def bootstrap(plan: Plan, data: Settings) -> dict[str, Any]:
     statuses = {}
     for hour in window:
         pipeline.extract_step(data, hour)
-        statuses[hour.isoformat()] = pipeline.validate_step(data, hour)["status"]
-    result = pipeline.full_retrain(data, start, start + plan.bootstrap_hours * HOUR, anchor_size=plan.anchor_size)
+        statuses[hour.isoformat()] = pipeline.validate_step(data, hour).status
+    result = retrain.full_retrain(data, start, start + plan.bootstrap_hours * HOUR, anchor_size=plan.anchor_size).to_dict()
     if result["decision"] != "approved":
         registry.promote(data, result["version"], "benchmark bootstrap: every arm starts from this model",
                          who="benchmark")
@@ -328,7 +328,7 @@ def prepare_hour(data: Settings, hour: datetime) -> tuple[str, Any]:
     from incremental import pipeline
 
     pipeline.extract_step(data, hour)
-    status = pipeline.validate_step(data, hour)["status"]
+    status = pipeline.validate_step(data, hour).status
     if status != "validated":
         return status, None
     return status, read_hour(data, hour)

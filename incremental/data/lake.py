@@ -42,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,7 +173,7 @@ def read_jsonl(path: LakePath, check: Callable[[Any], str | None] | None = None)
     return _jsonl(path, check)[0]
 
 
-def append_jsonl(path: LakePath, entry: dict[str, Any], check: Callable[[Any], str | None] | None = None) -> None:
+def append_jsonl(path: LakePath, entry: Mapping[str, Any], check: Callable[[Any], str | None] | None = None) -> None:
     """Publish `path` with one line more (read, add, write: an object store has no append; the
     caller holds the lock). A torn last line is moved to `<name>.torn` (nothing is lost) so the
     new line starts on a line of its own; a bad line in the middle is refused (`read_jsonl`)."""

@@ -35,7 +35,7 @@ This module decides, from data, which of the two an hour calls for.
    can tell them apart. When a series has changed (sustained drift), the episode starts:
    mode ``adapt`` (faster updates, see `DriftSettings.adapt`), the anchor set rolls to recent
    holdout sessions (keeping the old rows of the slices measured stable), a catch-up retrain
-   from the base weights on what still holds (`pipeline.catch_up_step`) runs through the same
+   from the base weights on what still holds (`retrain.catch_up_step`) runs through the same
    gate, and an alert says so. Rejected candidates of the episode are not
    thrown away: the next update warm-starts from the last one (the shadow chain). A promotion
    does not end the episode: one adapted model is rarely the end of adapting (tried: the medium
@@ -57,11 +57,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from incremental.config import DriftSettings, Settings
 from incremental.data import lake, lake_lock, storage
@@ -72,10 +72,16 @@ from incremental.judge.drift_rule import (  # noqa: F401 - the rule, read throug
     NOISE_Z,
     OVERALL,
     Assessment,
+    DriftContext,
+    PrequentialRecord,
     SeriesVerdict,
+    SliceMetrics,
     assess,
     auc_standard_error,
 )
+
+if TYPE_CHECKING:
+    from incremental.model.replay import StaleRule
 
 log = logging.getLogger(__name__)
 PREQUENTIAL = "prequential"
@@ -90,7 +96,7 @@ def drift_dir(settings: Settings) -> LakePath:
     return settings.lake / DRIFT_DIR
 
 
-def _append_line(settings: Settings, name: str, entry: dict[str, Any]) -> None:
+def _append_line(settings: Settings, name: str, entry: Mapping[str, Any]) -> None:
     """One JSON line more in ``<lake>/_drift/<name>``: read, add, publish, under the lake lock
     (an object store has no append; two workers must not lose each other's line). A torn last
     line is set aside first (`lake.append_jsonl`); a damaged record is refused, never built on."""
@@ -128,34 +134,34 @@ def check_record(r: dict[str, Any]) -> str | None:
 _LINE_CHECKS = {"prequential.jsonl": check_record}
 
 
-def records(settings: Settings) -> list[dict[str, Any]]:
+def records(settings: Settings) -> list[PrequentialRecord]:
     """Every record, oldest hour first and, within an hour, in the order first written (the last
     line for an (hour, version, source) wins). Each line is checked (`check_record`): a damaged
     one is named (file and line), never skipped."""
-    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    found: dict[tuple[str, str, str], PrequentialRecord] = {}
     for r in lake.read_jsonl(drift_dir(settings) / "prequential.jsonl", check_record):
-        found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = r
+        found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = cast(PrequentialRecord, r)
     # not sorted by version: "10" < "9", and the first written is the champion served on arrival
     return sorted(found.values(), key=lambda r: r["hour"])
 
 
-def usable(recs: list[dict[str, Any]], since: str | None) -> list[dict[str, Any]]:
+def usable(recs: list[PrequentialRecord], since: str | None) -> list[PrequentialRecord]:
     """The series the rule reads: prequential records from `since` on, whichever champion was
     served then (one per hour: the first written, by the champion served when the hour arrived;
     a later line for the hour, from an older home or a race, is by a champion that may have
     trained on it)."""
-    by_hour: dict[str, dict[str, Any]] = {}
+    by_hour: dict[str, PrequentialRecord] = {}
     for r in recs:
         if r.get("source", PREQUENTIAL) == PREQUENTIAL and (since is None or r["hour"] >= since):
             by_hour.setdefault(r["hour"], r)
     return [by_hour[h] for h in sorted(by_hour)]
 
 
-def append_record(settings: Settings, record: dict[str, Any]) -> None:
+def append_record(settings: Settings, record: PrequentialRecord) -> None:
     _append_line(settings, "prequential.jsonl", record)
 
 
-def record_once(settings: Settings, record: dict[str, Any]) -> bool:
+def record_once(settings: Settings, record: PrequentialRecord) -> bool:
     """Append a prequential record unless its hour has one already, checked under the drift lock
     (two runs of one hour score it at once: the first to write keeps it). True when written."""
     with lake_lock.lock(settings.lake, "drift"):
@@ -165,12 +171,13 @@ def record_once(settings: Settings, record: dict[str, Any]) -> bool:
         return True
 
 
-def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = "prequential") -> dict[str, Any]:
+def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = "prequential") -> PrequentialRecord:
     """The line for one hour from `metrics.evaluate` of the champion's scores on all its rows,
     before anything trains on them."""
 
-    def small(m: dict[str, Any]) -> dict[str, Any]:
-        return {k: _finite(m.get(k)) for k in ("rows", "positives", "auc", "ndcg@10", "logloss")}
+    def small(m: dict[str, Any]) -> SliceMetrics:
+        return {"rows": _finite(m.get("rows")), "positives": _finite(m.get("positives")), "auc": _finite(m.get("auc")),
+                "ndcg@10": _finite(m.get("ndcg@10")), "logloss": _finite(m.get("logloss"))}
 
     return {"hour": iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
             "per_category": {c: small(m) for c, m in evaluated.get("per_category", {}).items()}}
@@ -196,7 +203,7 @@ class DriftState:
     promoted: list[str] = field(default_factory=list)  # versions promoted during the episode
     flat_hours: int = 0  # adapt candidates in a row, since the last promotion, no better than the champion
     paged: bool = False
-    retired: list[dict[str, Any]] = field(default_factory=list)  # `stale_rules` of ended episodes: never replayed again
+    retired: list[StaleRule] = field(default_factory=list)  # `stale_rules` of ended episodes: never replayed again
     last: dict[str, Any] = field(default_factory=dict)  # the last hour's assessment
     episodes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -277,7 +284,7 @@ def drift_began(state: DriftState, s: DriftSettings) -> str | None:
     return state.began or iso_hour(parse_hour(state.declared_at) - (s.sustained_hours - 1) * HOUR)
 
 
-def stale_rules(state: DriftState, s: DriftSettings) -> list[dict[str, Any]]:
+def stale_rules(state: DriftState, s: DriftSettings) -> list[StaleRule]:
     """What replay (and the catch-up) leave out, for the current episode and every earlier one:
     the changed slices' rows from before the drift began; when the whole traffic changed and no
     single slice did, the rows of every category but those measured stable (`replay.Stale`).
@@ -287,6 +294,7 @@ def stale_rules(state: DriftState, s: DriftSettings) -> list[dict[str, Any]]:
     rules = list(state.retired)
     if state.mode == ADAPT:
         began = drift_began(state, s)
+        assert began is not None  # adapt mode: a drift was declared
         rules.append({"categories": sorted(state.changed_slices), "before": began} if state.changed_slices
                      else {"all_but": sorted(state.stable_slices), "before": began})
     return rules
@@ -320,7 +328,7 @@ def observe(settings: Settings, assessment: Assessment, hour: datetime, champion
 
 def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hour: datetime,
               champion: str | None) -> dict[str, Any]:
-    state.last = assessment.to_dict()
+    state.last = dict(assessment.to_dict())
     declared_now = ended_now = False
     if state.mode == NORMAL and assessment.changed:
         declare(state, assessment, champion)
@@ -349,7 +357,7 @@ def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hou
             "changed_slices": state.changed_slices, "assessment": assessment.to_dict()}
 
 
-def context(state: DriftState, hour: datetime, s: DriftSettings) -> dict[str, Any]:
+def context(state: DriftState, hour: datetime, s: DriftSettings) -> DriftContext:
     """What the update and the gate read for `hour`: mode, this hour's anomalies, changed slices,
     and the stale rules replay applies."""
     last = state.last if state.last.get("hour") == iso_hour(hour) else {}

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -25,10 +25,14 @@ import pandas as pd
 
 from incremental.config import GateSettings, Settings
 from incremental.data import lake
-from incremental.hours import iso_hour
+from incremental.hours import HOUR, iso_hour
 from incremental.judge import anchor, compare, gate, metrics
 from incremental.model import ranker
 from incremental.registry import tracking
+
+if TYPE_CHECKING:
+    from incremental.handover import Trained
+    from incremental.judge.drift_rule import DriftContext
 
 
 def score_dir(model_dir: Path, frame: pd.DataFrame, settings: Settings) -> np.ndarray:
@@ -190,18 +194,19 @@ def load_evaluation(settings: Settings, run_id: str) -> dict[str, Any]:
     return mlflow.artifacts.load_dict(f"runs:/{run_id}/{EVALUATION_ARTIFACT}")
 
 
-def evaluate_candidate(settings: Settings, trained: dict[str, Any],
-                       context: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score the candidate and the champion it must beat; `context` is the drift context
-    (mode, anomalous evidence, changed slices) that the gate reads. The candidate and its holdout
-    are read back by URI from the training run, so this may run on another worker."""
-    context = context or {"mode": "normal", "anomalous": [], "changed_slices": []}
+def evaluate_candidate(settings: Settings, trained: Trained) -> dict[str, Any]:
+    """Score the candidate and the champion it must beat; its drift context (mode, anomalous
+    evidence, changed slices) is what the gate reads. The candidate and its holdout are read back
+    by URI from the training run, so this may run on another worker."""
+    if trained.run_id is None or trained.model_uri is None or trained.holdout_uri is None:
+        raise ValueError(f"hour {iso_hour(trained.hour)} has no candidate to evaluate (reused or skipped)")
+    context: DriftContext = trained.drift or {"mode": "normal", "anomalous": [], "changed_slices": []}
     changed = list(context.get("changed_slices", []))
     tracking.configure(settings)
-    holdout = _read_holdout(trained["holdout_uri"])
+    holdout = _read_holdout(trained.holdout_uri)
     anchor_frame, info = anchor.load(settings.lake)
 
-    candidate_dir_ = candidate_dir(settings, trained["run_id"], trained["model_uri"])
+    candidate_dir_ = candidate_dir(settings, trained.run_id, trained.model_uri)
     holdout_scores = score_dir(candidate_dir_, holdout, settings)
     anchor_scores = score_dir(candidate_dir_, anchor_frame, settings)
     candidate = {"holdout": metrics.evaluate(holdout, holdout_scores),
@@ -209,7 +214,7 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
 
     # The champion to beat: the one in production when training started (for an update of the
     # shadow chain that is not the model it warm-started from).
-    parent = trained.get("compare_with", trained.get("parent_version"))
+    parent = trained.compare_with
     champion = None
     if parent:
         parent_dir = tracking.version_model_dir(settings, parent)
@@ -229,13 +234,12 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
         candidate["lexical_floor"] = lexical_floor(holdout, holdout_scores, settings)
 
     decision = gate.decide(candidate, champion, settings.gate, context)
-    interval_start = trained["hour"]
     evaluation = {
-        "interval_start": interval_start,
-        "interval_end": trained["interval_end"],
-        "kind": trained.get("kind", "hourly"),
-        "run_id": trained["run_id"],
-        "parent_version": trained.get("parent_version"),
+        "interval_start": iso_hour(trained.hour),
+        "interval_end": iso_hour(trained.interval_end or trained.hour + HOUR),
+        "kind": trained.kind,
+        "run_id": trained.run_id,
+        "parent_version": trained.parent_version,
         "compared_with": parent,
         "mode": context.get("mode", "normal"),
         "drift": context,
@@ -247,10 +251,31 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
         "thresholds": settings.gate.model_dump(),
     }
     evaluation = strict_json(evaluation)
-    lake.atomic_write_json(settings.home / "evaluations" / f"{trained['run_id']}.json", evaluation)
-    tracking.configure(settings).log_dict(trained["run_id"], evaluation, EVALUATION_ARTIFACT)
-    evaluation["uri"] = f"runs:/{trained['run_id']}/{EVALUATION_ARTIFACT}"
+    lake.atomic_write_json(settings.home / "evaluations" / f"{trained.run_id}.json", evaluation)
+    tracking.configure(settings).log_dict(trained.run_id, evaluation, EVALUATION_ARTIFACT)
+    evaluation["uri"] = f"runs:/{trained.run_id}/{EVALUATION_ARTIFACT}"
     return evaluation
+
+
+# --- what an evaluation says, for the registration --------------------------------------------------
+def improved(evaluation: dict[str, Any]) -> bool:
+    """The candidate is significantly better than the champion on its fresh holdout (NDCG@10 or AUC)."""
+    relative = (evaluation.get("candidate") or {}).get("holdout_vs_champion") or {}
+    return any((relative.get(m) or {}).get("verdict") == "better" for m in ("ndcg@10", "auc"))
+
+
+def forgot(decision: dict[str, Any]) -> bool:
+    """A forgetting check failed: the candidate broke what still holds on the anchor set."""
+    return any(c["name"].startswith("anchor_") and not c["passed"] for c in decision.get("checks", []))
+
+
+def drift_tags(evaluation: dict[str, Any]) -> dict[str, str]:
+    """What a reviewer needs on the version: the mode, the drift evidence, the slices judged changed."""
+    context = evaluation.get("drift") or {}
+    return {"mode": evaluation.get("mode", "normal"), "kind": evaluation.get("kind", "hourly"),
+            "compared_with": str(evaluation.get("compared_with") or ""),
+            "changed_slices": ",".join(context.get("changed_slices", [])),
+            "drift_evidence": " | ".join(context.get("anomalous", []) or context.get("evidence", []))[:4000]}
 
 
 def strict_json(value: Any) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,14 @@ import pandas as pd
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.hours import iso_hour, parse_hour
+
+
+class StaleRule(TypedDict, total=False):
+    """`Stale` as JSON (the drift state's rules, the drift context): one of `categories`/`all_but`."""
+
+    categories: list[str]
+    all_but: list[str]
+    before: str  # ISO hour
 
 
 @dataclass(frozen=True)
@@ -39,11 +47,13 @@ class Stale:
     before: datetime
     all_but: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"all_but" if self.all_but else "categories": sorted(self.categories), "before": self.before.isoformat()}
+    def to_dict(self) -> StaleRule:
+        rule: StaleRule = {"before": self.before.isoformat()}
+        rule["all_but" if self.all_but else "categories"] = sorted(self.categories)
+        return rule
 
     @classmethod
-    def from_dict(cls, rule: dict[str, Any]) -> Stale:
+    def from_dict(cls, rule: StaleRule) -> Stale:
         all_but = "all_but" in rule
         return cls(frozenset(rule["all_but" if all_but else "categories"]), parse_hour(rule["before"]), all_but)
 

@@ -26,6 +26,7 @@ from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from incremental.config import Settings  # noqa: E402
+from incremental.handover import Registered  # noqa: E402
 from incremental.hours import HOUR, parse_hour
 from incremental.judge import metrics
 from incremental.judge.evaluate import load_evaluation  # noqa: E402
@@ -166,20 +167,20 @@ def _drift_lines(evaluation: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting: dict[str, Any]) -> str:
+def markdown(evaluation: dict[str, Any], registered: Registered, forgetting: dict[str, Any]) -> str:
     decision = evaluation["decision"]
     lines = [
         f"# Candidate for {evaluation['interval_start']} .. {evaluation['interval_end']}: "
-        f"**{registered['decision'].upper()}**",
+        f"**{str(registered.decision).upper()}**",
         "",
-        f"- model version: {registered['version']}  (parent: {evaluation['parent_version'] or 'base weights'})",
-        f"- champion now: {registered['champion']}",
+        f"- model version: {registered.version}  (parent: {evaluation['parent_version'] or 'base weights'})",
+        f"- champion now: {registered.champion}",
         f"- anchor set: {evaluation['anchor']['sha256'][:12]} ({evaluation['anchor']['rows']} rows)",
         f"- backward transfer {_fmt(forgetting.get('backward_transfer'))}, "
         f"average forgetting {_fmt(forgetting.get('average_forgetting'))}",
         "",
         "## Reasons",
-        *[f"- {r}" for r in registered["reasons"]],
+        *[f"- {r}" for r in registered.reasons],
         "",
         *_drift_lines(evaluation),
         "## Gate checks",
@@ -193,17 +194,17 @@ def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting:
     return "\n".join(lines) + "\n"
 
 
-def log_report(settings: Settings, run_id: str, evaluation: dict[str, Any], registered: dict[str, Any]) -> None:
+def log_report(settings: Settings, run_id: str, evaluation: dict[str, Any], registered: Registered) -> None:
     """Attach the review to the candidate's MLflow run under `review/`; the forgetting summary
     as metrics and the decision as tags, in one batch."""
     client = tracking.configure(settings)
-    r_matrix_figure, forgetting = _r_matrix_chart(accuracy_rows(settings, evaluation, registered["version"]))
+    r_matrix_figure, forgetting = _r_matrix_chart(accuracy_rows(settings, evaluation, registered.version))
     figures = {"r_matrix.png": r_matrix_figure, "forgetting_per_category.png": _category_chart(evaluation),
                "metric_history.png": _history_chart(settings)}
     for name, figure in figures.items():
         client.log_figure(run_id, figure, f"{REVIEW}/{name}", save_kwargs={"dpi": DPI})
         plt.close(figure)
-    decision = {**evaluation["decision"], "registration": registered, "forgetting": forgetting,
+    decision = {**evaluation["decision"], "registration": registered.to_dict(), "forgetting": forgetting,
                 "key_metrics": evaluation["key_metrics"]}
     client.log_text(run_id, json.dumps(decision, indent=2, default=str), f"{REVIEW}/decision.json")
     client.log_text(run_id, markdown(evaluation, registered, forgetting), f"{REVIEW}/report.md")
@@ -213,5 +214,5 @@ def log_report(settings: Settings, run_id: str, evaluation: dict[str, Any], regi
         run_id,
         metrics=[Metric(f"anchor_{name}", float(value), now, 0) for name, value in forgetting.items()
                  if value is not None and math.isfinite(value)],
-        tags=[RunTag("decision", registered["decision"]), RunTag("model_version", str(registered["version"]))],
+        tags=[RunTag("decision", str(registered.decision)), RunTag("model_version", str(registered.version))],
     )

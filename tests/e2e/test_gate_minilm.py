@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from incremental import pipeline
+from incremental import pipeline, retrain
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR, hours
@@ -67,12 +67,12 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
     con.close()
     for hour in hours(T0, T0 + timedelta(hours=6)):
         pipeline.extract_step(settings, hour)
-        assert pipeline.validate_step(settings, hour)["status"] == "validated"
+        assert pipeline.validate_step(settings, hour).validated
 
-    first = pipeline.full_retrain(settings, T0, POISONED, anchor_size=800)
-    if first["decision"] != "approved":  # a first model judged against BM25 on its own hours may lose to it
-        assert all(r.startswith("holdout_vs_lexical_floor") for r in first["reasons"]), first["reasons"]
-        registry.promote(settings, first["version"], "e2e: the first champion, though BM25 ranks these hours better")
+    first = retrain.full_retrain(settings, T0, POISONED, anchor_size=800)
+    if first.decision != "approved":  # a first model judged against BM25 on its own hours may lose to it
+        assert all(r.startswith("holdout_vs_lexical_floor") for r in first.reasons), first.reasons
+        registry.promote(settings, first.version, "e2e: the first champion, though BM25 ranks these hours better")
 
     default = pipeline.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT))
     naive_overrides = {"replay_fraction": 0.0, "l2sp_strength": 0.0, "learning_rate": 3e-4}
@@ -89,7 +89,8 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
 
     # the default candidate becomes champion; the poisoned hour's candidate is rejected
     registered = pipeline.register_step(settings, DRIFT, pipeline.train_step(settings, DRIFT), default)
-    assert registered["decision"] == "approved" and registered["champion"] == registered["version"]
-    poisoned = pipeline.run_hour(settings, POISONED)
-    print("poisoned:", poisoned["reasons"])
-    assert poisoned["decision"] == "rejected" and poisoned["champion"] == registered["version"]
+    assert registered.decision == "approved" and registered.champion == registered.version
+    poisoned = pipeline.run_hour(settings, POISONED).registered
+    assert poisoned is not None  # not quarantined: it passes validation
+    print("poisoned:", poisoned.reasons)
+    assert poisoned.decision == "rejected" and poisoned.champion == registered.version

@@ -74,18 +74,18 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     results = {}
     for hour in (good, rows_bad, outage, after):
         extracted = pipeline.extract_step(settings, hour)
-        assert extracted["rows"] == warehouse_count(warehouse, hour)
-        assert extracted["lake_key"] == lake.hour_key(hour).join(("search_logs/", ""))
+        assert extracted.rows == warehouse_count(warehouse, hour)
+        assert extracted.lake_key == lake.hour_key(hour).join(("search_logs/", ""))
         results[hour] = pipeline.validate_step(settings, hour)
 
     # a clean hour, an hour with bad rows (moved out row by row), an outage (the whole hour moved
     # to quarantine: a "folder move" on S3), and the hour after it
-    assert results[good]["status"] == "validated", results[good]["summary"]
-    assert results[rows_bad]["status"] == "validated" and results[rows_bad]["quarantined_rows"] == 10
-    assert results[outage]["status"] == "quarantined", results[outage]["summary"]
-    assert results[after]["status"] == "validated", results[after]["summary"]
-    assert results[outage]["lake_key"].startswith("quarantine/search_logs/" + lake.hour_key(outage) + "/")
-    assert results[rows_bad]["quarantined_rows_key"].startswith("quarantine/search_logs/")
+    assert results[good].status == "validated", results[good].summary
+    assert results[rows_bad].status == "validated" and results[rows_bad].quarantined_rows == 10
+    assert results[outage].status == "quarantined", results[outage].summary
+    assert results[after].status == "validated", results[after].summary
+    assert results[outage].lake_key.startswith("quarantine/search_logs/" + lake.hour_key(outage) + "/")
+    assert str(results[rows_bad].quarantined_rows_key).startswith("quarantine/search_logs/")
 
     keys = _keys(settings)
     for hour in (good, rows_bad, after):
@@ -93,9 +93,9 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
         assert f"search_logs/{lake.hour_key(hour)}/{lake.VALIDATION_FILE}" in keys
     assert f"search_logs/{lake.hour_key(rows_bad)}/part-0.valid.parquet" in keys
     assert f"search_logs/{lake.hour_key(outage)}/{lake.MANIFEST_FILE}" not in keys  # moved whole
-    assert f"{results[outage]['lake_key']}/{lake.MANIFEST_FILE}" in keys
-    assert f"{results[outage]['lake_key']}/gx_result.json" in keys
-    assert f"{results[outage]['lake_key']}/data_docs/index.html" in keys
+    assert f"{results[outage].lake_key}/{lake.MANIFEST_FILE}" in keys
+    assert f"{results[outage].lake_key}/gx_result.json" in keys
+    assert f"{results[outage].lake_key}/data_docs/index.html" in keys
     assert not (home / "lake").exists(), "the lake is on S3: nothing of it may be on the local disk"
 
     # read back as training, replay and monitoring read it: every row of the warehouse accounted for
@@ -114,13 +114,13 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
         h.isoformat() for h in (good, rows_bad, after)]
 
     # re-extracting writes nothing new; late rows become a delta part, validated on its own
-    assert pipeline.extract_step(settings, after)["delta_rows"] == 0
+    assert pipeline.extract_step(settings, after).delta_rows == 0
     lineage_sha = lake.partition(settings.lake, after).manifest["sha256"]
     late_hour = after + HOUR
     simulate(warehouse, late_hour, late_hour + HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
     delta = pipeline.extract_step(settings, after)
-    assert delta["delta_rows"] > 0
-    assert pipeline.validate_step(settings, after)["status"] == "validated"
+    assert delta.delta_rows is not None and delta.delta_rows > 0
+    assert pipeline.validate_step(settings, after).validated
     grown = lake.partition(settings.lake, after)
     assert grown.manifest["sha256"] != lineage_sha and [p["file"] for p in grown.parts] == ["part-0.parquet",
                                                                                            "part-1.parquet"]
