@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
+from pydantic import JsonValue  # a task's return type: Airflow reads it (multiple_outputs)
 
 from incremental.config import dag_start
 from incremental.errors import InputError
@@ -59,7 +60,7 @@ def hourly_timetable() -> CronDataIntervalTimetable:
 
 def default_args(**overrides: Any) -> dict[str, Any]:
     """Retries with exponential back-off, a time-out and the failure alert (a notifier), for every task."""
-    args: dict[str, Any] = {
+    return {
         "owner": OWNER,
         "retries": 3,
         "retry_delay": timedelta(minutes=1),
@@ -67,9 +68,8 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(minutes=15),
         "on_failure_callback": FailureAlert(),
+        **overrides,
     }
-    args.update(overrides)
-    return args
 
 
 # --- manual-run params (validated by Airflow's JSON Schema before a run is created) ----------------
@@ -109,7 +109,8 @@ def window_params() -> dict[str, Param]:
     }
 
 
-def training_overrides(params: dict[str, Any]) -> dict[str, Any] | None:
+def training_overrides(params: Mapping[str, Any]) -> dict[str, float | int] | None:
+    """The training settings a manual run overrides (its params), None when none is set."""
     overrides = {k: params[k] for k in ("learning_rate", "max_steps", "replay_fraction") if params.get(k) is not None}
     return overrides or None
 
@@ -152,9 +153,9 @@ def fail_fast(body: F) -> F:
     return cast(F, run)  # same signature: `run` passes its arguments through
 
 
-def champion_event(decision: Mapping[str, Any]) -> dict[str, Any]:
-    """The champion-asset event for a register, catch-up or full-retrain result (its XCom), or skip:
-    only a newly registered champion counts.
+def champion_event(decision: Mapping[str, Any]) -> dict[str, JsonValue]:
+    """The champion-asset event (its `extra`: version, hour, decision, model_version_url) for a
+    register, catch-up or full-retrain result (its XCom), or skip: only a newly registered champion counts.
 
     Not for a skipped hour or catch-up, a dry run, a rejected candidate or a reprocessed hour that reused its existing version.
     """
@@ -173,7 +174,7 @@ def champion_event(decision: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @task(outlets=[CHAMPION_MODEL], retries=0)
-def publish_champion(decision: dict[str, Any]) -> dict[str, Any]:
+def publish_champion(decision: Mapping[str, Any]) -> dict[str, JsonValue]:
     """Emit an event on the champion-model asset when this run made a new champion; skipped otherwise."""
     context = get_current_context()
     event = champion_event(decision)  # raises AirflowSkipException when there is no new champion

@@ -1,7 +1,8 @@
 """What the stages hand each other, as typed values (issue 19, item 4).
 
 A hand-over crosses Airflow's XCom as JSON: each type here is a frozen dataclass with `to_dict()`
-(the JSON the XCom stores, with the keys the stage returned when it was a plain dict) and
+(the JSON the XCom stores, with the keys the stage returned when it was a plain dict; its values
+are `object`: written out, never read back but through `from_dict`) and
 `from_dict()` (back, in the next task). The DAG converts at the task boundary; the pipeline, the
 CLI and the tests read attributes. Hours travel as aware UTC datetimes and become text only in
 `to_dict` (`incremental.hours.iso_hour`); `from_dict` parses them back.
@@ -30,11 +31,11 @@ class Extracted:
 
     hour: datetime
     rows: int
-    sha256: str  # the hour's identity: what a model version's lineage names
+    sha256: str | None  # the hour's identity: what a model version's lineage names (None: none of it is live)
     lake_key: str  # the partition's folder, relative to the lake root
     delta_rows: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"hour": iso_hour(self.hour), "rows": self.rows, "sha256": self.sha256, "delta_rows": self.delta_rows,
                 "lake_key": self.lake_key}
 
@@ -64,7 +65,7 @@ class Validated:
     def validated(self) -> bool:
         return self.status == "validated"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"hour": iso_hour(self.hour), "status": self.status, "rows": self.rows, "summary": self.summary,
                 "warnings": list(self.warnings), "lake_key": self.lake_key, "data_docs": self.data_docs,
                 "part": self.part, "quarantined_rows": self.quarantined_rows,
@@ -90,7 +91,7 @@ class AnchorFrozen:
     protected_categories: list[str] | None  # the categories it is held on (None: all)
     lake_key: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"sha256": self.sha256, "rows": self.rows, "reason": self.reason,
                 "baseline_version": self.baseline_version, "protected_categories": self.protected_categories,
                 "lake_key": self.lake_key}
@@ -125,17 +126,17 @@ class Monitored:
     changed_slices: tuple[str, ...] = ()
     anchor: AnchorFrozen | None = None  # rolled when a drift was declared now
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"hour": iso_hour(self.hour), "mode": self.mode, "context": self.context,
-                               "start_version": self.start_version}
+    def to_dict(self) -> dict[str, object]:
+        out = {"hour": iso_hour(self.hour), "mode": self.mode, "context": self.context, "start_version": self.start_version}
         if self.note is not None:
             return {**out, "note": self.note}
-        out.update(champion_version=self.champion_version, assessment=self.assessment)
+        scored = {**out, "champion_version": self.champion_version, "assessment": self.assessment}
         if self.dry_run:
-            return {**out, "dry_run": True}
-        out.update(declared_now=self.declared_now, ended_now=self.ended_now, declared_at=self.declared_at,
-                   anomalous=list(self.anomalous), changed_slices=list(self.changed_slices))
-        return {**out, "anchor": self.anchor.to_dict()} if self.anchor is not None else out
+            return {**scored, "dry_run": True}
+        observed: dict[str, object] = {**scored, "declared_now": self.declared_now, "ended_now": self.ended_now,
+                                       "declared_at": self.declared_at, "anomalous": list(self.anomalous),
+                                       "changed_slices": list(self.changed_slices)}
+        return {**observed, "anchor": self.anchor.to_dict()} if self.anchor is not None else observed
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Monitored:
@@ -179,7 +180,7 @@ class Trained:
     def mode(self) -> str:
         return self.drift["mode"] if self.drift is not None else "normal"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         hour = iso_hour(self.hour)
         if self.reused_version is not None:
             return {"hour": hour, "reused_version": self.reused_version, "run_id": self.run_id,
@@ -229,7 +230,7 @@ class Evaluated:
     def reused(self) -> bool:
         return self.reused_version is not None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         hour = iso_hour(self.hour)
         if self.skipped is not None:
             return {"hour": hour, "skipped": self.skipped}
@@ -257,7 +258,7 @@ class ChampionMove:
     previous: str | None
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"champion": self.champion, "previous": self.previous, "reason": self.reason}
 
     @classmethod
@@ -293,9 +294,9 @@ class Registered:
         return (not self.dry_run and not self.reused and self.version is not None
                 and str(self.champion) == str(self.version))
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"hour": iso_hour(self.hour), "version": self.version, "decision": self.decision,
-                               "reasons": list(self.reasons), "champion": self.champion}
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"hour": iso_hour(self.hour), "version": self.version, "decision": self.decision,
+                                  "reasons": list(self.reasons), "champion": self.champion}
         if self.dry_run:
             out["dry_run"] = True
         else:
@@ -333,7 +334,7 @@ class CaughtUp:
     window: tuple[datetime, datetime] | None = None
     judged_on: tuple[datetime, datetime] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         if self.registered is None or self.window is None or self.judged_on is None:
             return {"hour": iso_hour(self.hour), "skipped": self.skipped}
         return {**self.registered.to_dict(), "hour": iso_hour(self.hour), "window": [iso_hour(h) for h in self.window],
@@ -377,7 +378,7 @@ class HourRun:
             return self.catch_up.registered.champion
         return self.registered.champion if self.registered is not None else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         if self.registered is None:
             return {"hour": iso_hour(self.hour), "status": self.status, "rows": self.rows, "summary": self.summary,
                     "lake_key": self.lake_key}

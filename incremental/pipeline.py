@@ -90,7 +90,7 @@ def extract_step(settings: Settings, hour: datetime) -> Extracted:
     from incremental.data.warehouse import Warehouse
 
     manifest = extract_hour(Warehouse(settings.warehouse_url), settings.lake, hour)
-    return Extracted(hour=hour, rows=manifest["rows"], sha256=manifest["sha256"], delta_rows=manifest.get("delta_rows"),
+    return Extracted(hour=hour, rows=manifest["rows"], sha256=manifest.get("sha256"), delta_rows=manifest.get("delta_rows"),
                      lake_key=lake_key(settings, lake.partition_dir(settings.lake, hour)))
 
 

@@ -28,6 +28,7 @@ from benchmarks.continual.truth import (
     titles_of,
 )
 from incremental.config import Settings
+from incremental.handover import Registered
 
 
 # --- measuring one step -------------------------------------------------------------------------
@@ -214,14 +215,14 @@ def _run_cost(settings: Settings, version: str | None) -> dict[str, Any]:
     return {"examples": int(steps * batch), "train_seconds": run.data.metrics.get("train_seconds", 0.0)}
 
 
-def _force(settings: Settings, arm: Arm, result: dict[str, Any]) -> bool:
+def _force(settings: Settings, arm: Arm, result: Registered) -> bool:
     """Serve the arm's new version even if the gate rejected it (recorded as an override)."""
     from incremental.registry import champion as registry
 
-    if arm.force_reason and result.get("version") and result.get("champion") != result["version"]:
-        registry.promote(settings, result["version"], arm.force_reason, who="benchmark")
+    if arm.force_reason and result.version and result.champion != result.version:
+        registry.promote(settings, result.version, arm.force_reason, who="benchmark")
         return True
-    return bool(result.get("override"))
+    return result.override is not None
 
 
 def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -> dict[str, Any]:
@@ -231,20 +232,22 @@ def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -
     if arm.learns == "none":
         return {"version": None, "decision": None, "overridden": False}
     if arm.learns == "hourly":
-        result = pipeline.run_hour(settings, hour, force_promote_reason=arm.force_reason).to_dict()
-        if result["status"] == "quarantined":
+        run = pipeline.run_hour(settings, hour, force_promote_reason=arm.force_reason)
+        if run.registered is None:
             return {"version": None, "decision": "quarantined", "overridden": False}
-        caught = result.get("catch_up") or {}  # a drift episode's catch-up retrain counts in the cost
-        return {"version": result.get("version"), "decision": result.get("decision"),
-                "overridden": bool(result.get("override")), "mode": result.get("mode"),
-                "catch_up_version": caught.get("version"), "catch_up_decision": caught.get("decision")}
+        # a drift episode's catch-up retrain counts in the cost
+        caught = run.catch_up.registered if run.catch_up is not None else None
+        return {"version": run.registered.version, "decision": run.registered.decision,
+                "overridden": run.registered.override is not None, "mode": run.mode,
+                "catch_up_version": caught.version if caught else None,
+                "catch_up_decision": caught.decision if caught else None}
     pipeline.extract_step(settings, hour)
     status = pipeline.validate_step(settings, hour).status
     if not due:
         return {"version": None, "decision": f"not due ({status})", "overridden": False}
     start = datetime.fromisoformat(plan.start)
-    result = retrain.full_retrain(settings, start, hour + HOUR, anchor_size=plan.anchor_size).to_dict()
-    return {"version": result["version"], "decision": result["decision"], "overridden": _force(settings, arm, result)}
+    result = retrain.full_retrain(settings, start, hour + HOUR, anchor_size=plan.anchor_size)
+    return {"version": result.version, "decision": result.decision, "overridden": _force(settings, arm, result)}
 
 
 def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: datetime, due: bool,
@@ -315,12 +318,13 @@ def bootstrap(plan: Plan, data: Settings) -> dict[str, Any]:
     for hour in window:
         pipeline.extract_step(data, hour)
         statuses[hour.isoformat()] = pipeline.validate_step(data, hour).status
-    result = retrain.full_retrain(data, start, start + plan.bootstrap_hours * HOUR, anchor_size=plan.anchor_size).to_dict()
-    if result["decision"] != "approved":
-        registry.promote(data, result["version"], "benchmark bootstrap: every arm starts from this model",
+    result = retrain.full_retrain(data, start, start + plan.bootstrap_hours * HOUR, anchor_size=plan.anchor_size)
+    assert result.version is not None  # not a dry run
+    if result.decision != "approved":
+        registry.promote(data, result.version, "benchmark bootstrap: every arm starts from this model",
                          who="benchmark")
-    return {"version": result["version"], "decision": result["decision"], "reasons": result.get("reasons"),
-            "hours": statuses, **_run_cost(data, result["version"])}
+    return {"version": result.version, "decision": result.decision, "reasons": list(result.reasons),
+            "hours": statuses, **_run_cost(data, result.version)}
 
 
 def prepare_hour(data: Settings, hour: datetime) -> tuple[str, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +30,7 @@ import pyarrow.compute as pc
 from incremental import __version__
 from incremental.data import lake, storage
 from incremental.data import quarantine as lake_quarantine
+from incremental.data.manifest import ExtractDetails, Manifest
 from incremental.data.storage import LakePath
 from incremental.data.warehouse import Warehouse, sql_text
 from incremental.errors import InputError
@@ -67,7 +67,7 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def _details(table: pa.Table, backend: str) -> dict[str, Any]:
+def _details(table: pa.Table, backend: str) -> ExtractDetails:
     """What the extractor adds to the manifest: the event_ts range, the SQL and where it ran."""
     event_ts = table.column("event_ts") if "event_ts" in table.column_names else None
     bounds = pc.min_max(event_ts) if event_ts is not None and table.num_rows else None
@@ -110,7 +110,7 @@ def new_rows(table: pa.Table, accounted: list[pa.Table]) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
-def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> dict[str, Any]:
+def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> Manifest:
     """Write the partition for the hour starting at `start` (or its delta) and return its manifest.
 
     An empty hour gives an empty partition (with the schema) and its manifest, not an error. An
@@ -131,7 +131,7 @@ def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> 
         return _write(warehouse, lake_root, start, table)
 
 
-def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa.Table) -> dict[str, Any]:
+def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa.Table) -> Manifest:
     """The partition or its delta, under the hour's lock (see `extract_hour`)."""
     folder = lake.partition_dir(lake_root, start)
     accounted = lake_quarantine.accounted_tables(lake_root, start)
@@ -144,10 +144,10 @@ def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa
     live_manifest = folder / lake.MANIFEST_FILE
     if delta.num_rows == 0:
         if storage.is_file(live_manifest):
-            manifest = lake.read_json(live_manifest)
+            manifest = lake.read_manifest(folder)
         else:  # everything of the hour sits in quarantine: say so, write nothing
             attempt = lake.latest_quarantine(lake_root, start)
-            manifest = lake.read_json(attempt / lake.MANIFEST_FILE) if attempt else {"rows": 0, "sha256": None}
+            manifest = lake.read_manifest(attempt) if attempt else {"rows": 0}  # no identity: nothing of it
             manifest = {**manifest, "quarantined": str(attempt) if attempt else None}
         log.info("extracted %s: nothing new (%d rows already in the lake)", lake.hour_key(start), table.num_rows)
         return {**manifest, "delta_rows": 0}

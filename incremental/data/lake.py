@@ -42,16 +42,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack, cast
 
 import pyarrow as pa
 
 from incremental.data import lake_lock, storage
+from incremental.data.manifest import (
+    DeltaDetails,
+    ExtractDetails,
+    Manifest,
+    ManifestEvent,
+    PartDetails,
+    PartEntry,
+    PartIdentity,
+)
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, IncrementalError
 from incremental.hours import HOUR, iso_hour
@@ -315,7 +324,12 @@ def now_iso() -> str:
 
 
 # --- manifests -------------------------------------------------------------------------------------
-def identity(parts: list[dict[str, Any]]) -> str:
+def read_manifest(folder: LakePath) -> Manifest:
+    """The manifest of an hour's folder (live or in quarantine), checked (`check_manifest`)."""
+    return cast(Manifest, read_json(folder / MANIFEST_FILE))
+
+
+def identity(parts: Sequence[PartEntry | PartIdentity]) -> str:
     """The identity of a set of parts: the sha256 of the only part, else of the list of (file, sha256)."""
     if len(parts) == 1:
         return parts[0]["sha256"]
@@ -325,7 +339,7 @@ def identity(parts: list[dict[str, Any]]) -> str:
     return digest.hexdigest()
 
 
-def parts_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def parts_of(manifest: Mapping[str, Any]) -> list[PartEntry]:
     """The parts a manifest lists (a manifest written before parts existed has one: its file)."""
     if "parts" in manifest:
         return list(manifest["parts"])
@@ -333,7 +347,7 @@ def parts_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
              "bytes": manifest.get("bytes"), "kind": "initial"}]
 
 
-def _remember_identity(manifest: dict[str, Any]) -> None:
+def _remember_identity(manifest: Manifest) -> None:
     ids = manifest.setdefault("identities", [])
     sha = manifest["sha256"]
     if not any(i["sha256"] == sha for i in ids):
@@ -341,7 +355,7 @@ def _remember_identity(manifest: dict[str, Any]) -> None:
                     "at": now_iso()})
 
 
-def finish_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+def finish_manifest(manifest: Manifest) -> Manifest:
     """Recompute what the parts determine: rows, identity, first file, bytes; remember the identity."""
     parts = manifest["parts"]
     manifest["schema_version"] = SCHEMA_VERSION
@@ -353,7 +367,7 @@ def finish_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def write_part(folder: LakePath, name: str, table: pa.Table, **details: Any) -> dict[str, Any]:
+def write_part(folder: LakePath, name: str, table: pa.Table, **details: Unpack[PartDetails]) -> PartEntry:
     """Write one part file (atomic, deterministic) and return its manifest entry."""
     path = folder / name
     write_parquet_atomic(path, table)
@@ -361,7 +375,7 @@ def write_part(folder: LakePath, name: str, table: pa.Table, **details: Any) -> 
             **details}
 
 
-def write_partition(lake: LakePath, start: datetime, table: pa.Table, **details: Any) -> dict[str, Any]:
+def write_partition(lake: LakePath, start: datetime, table: pa.Table, **details: Unpack[ExtractDetails]) -> Manifest:
     """Write an hour's first part and its manifest (a new hour, or one nothing of which is validated yet).
 
     The manifest holds the interval, the parts (file, rows, sha256), the hour's identity sha256 and
@@ -373,19 +387,15 @@ def write_partition(lake: LakePath, start: datetime, table: pa.Table, **details:
     if validated_files(folder):
         raise LakeError(f"hour {iso_hour(start)} has validated data: it is never overwritten (add a delta part)")
     part = write_part(folder, DATA_FILE, table, kind="initial", extracted_at=details.get("extracted_at") or now_iso())
-    manifest = {
-        "interval_start": start.isoformat(),
-        "interval_end": (start + HOUR).isoformat(),
-        "parts": [part],
-        **details,
-    }
+    manifest = cast(Manifest, {"interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(),
+                               "parts": [part], **details})  # the identity and totals: `finish_manifest`
     finish_manifest(manifest)
     atomic_write_json(folder / MANIFEST_FILE, manifest)
     return manifest
 
 
-def add_part(lake: LakePath, start: datetime, table: pa.Table, *, kind: str, event: dict[str, Any],
-             **details: Any) -> dict[str, Any]:
+def add_part(lake: LakePath, start: datetime, table: pa.Table, *, kind: str, event: ManifestEvent,
+             **details: Unpack[DeltaDetails]) -> Manifest:
     """Add a part to an hour (a delta of late rows, or re-admitted rows); pending parts are replaced.
 
     Validated parts are kept as they are; a part not validated yet is dropped from the manifest
@@ -394,7 +404,7 @@ def add_part(lake: LakePath, start: datetime, table: pa.Table, *, kind: str, eve
     """
     folder = partition_dir(lake, start)
     keep = validated_files(folder)
-    manifest: dict[str, Any] = read_json(folder / MANIFEST_FILE) if storage.is_file(folder / MANIFEST_FILE) else {
+    manifest: Manifest = read_manifest(folder) if storage.is_file(folder / MANIFEST_FILE) else {
         "interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(), "parts": []}
     parts = [p for p in parts_of(manifest) if p["file"] in keep]
     used = {p["file"] for p in parts_of(manifest)} | {p.name for p in storage.children(folder)
@@ -439,7 +449,7 @@ class Partition:
     start: datetime
     status: Status
     path: LakePath | None  # the folder holding the part files (live or quarantine), None when missing
-    manifest: dict[str, Any] | None
+    manifest: Manifest | None
     pending_parts: int = 0
 
     @property
@@ -454,7 +464,7 @@ class Partition:
         return self.path / (self.manifest or {}).get("file", DATA_FILE)
 
     @property
-    def parts(self) -> list[dict[str, Any]]:
+    def parts(self) -> list[PartEntry]:
         return parts_of(self.manifest) if self.manifest else []
 
     @property
@@ -484,19 +494,18 @@ def latest_quarantine(lake: LakePath, start: datetime) -> LakePath | None:
 def partition(lake: LakePath, start: datetime) -> Partition:
     live = partition_dir(lake, start)
     if storage.is_file(live / MANIFEST_FILE):
-        manifest = read_json(live / MANIFEST_FILE)
+        manifest = read_manifest(live)
         good = validated_files(live)
         if good:
             parts = [p for p in parts_of(manifest) if p["file"] in good]
-            view = {**manifest, "parts": parts}
-            view["rows"] = sum(int(p["rows"]) for p in parts)
-            view["sha256"], view["file"] = identity(parts), parts[0]["file"]
-            view["bytes"] = sum(int(p.get("bytes") or 0) for p in parts)
+            view: Manifest = {**manifest, "parts": parts, "rows": sum(int(p["rows"]) for p in parts),
+                              "sha256": identity(parts), "file": parts[0]["file"],
+                              "bytes": sum(int(p.get("bytes") or 0) for p in parts)}
             return Partition(start, "validated", live, view, len(parts_of(manifest)) - len(parts))
         return Partition(start, "extracted", live, manifest, len(parts_of(manifest)))
     quarantined = latest_quarantine(lake, start)
     if quarantined is not None:
-        return Partition(start, "quarantined", quarantined, read_json(quarantined / MANIFEST_FILE))
+        return Partition(start, "quarantined", quarantined, read_manifest(quarantined))
     return Partition(start, "missing", None, None)
 
 

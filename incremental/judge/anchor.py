@@ -97,7 +97,7 @@ class AnchorInfo:
     def sha12(self) -> str:
         return self.sha256[:12]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod

@@ -73,6 +73,8 @@ from incremental.judge.drift_rule import (  # noqa: F401 - the rule, read throug
     OVERALL,
     Assessment,
     DriftContext,
+    Episode,
+    Observed,
     PrequentialRecord,
     SeriesVerdict,
     SliceMetrics,
@@ -205,9 +207,9 @@ class DriftState:
     paged: bool = False
     retired: list[StaleRule] = field(default_factory=list)  # `stale_rules` of ended episodes: never replayed again
     last: dict[str, Any] = field(default_factory=dict)  # the last hour's assessment
-    episodes: list[dict[str, Any]] = field(default_factory=list)
+    episodes: list[Episode] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -319,7 +321,7 @@ def hours_in_episode(state: DriftState, hour: datetime) -> float:
     return (hour - parse_hour(state.declared_at)).total_seconds() / 3600
 
 
-def observe(settings: Settings, assessment: Assessment, hour: datetime, champion: str | None = None) -> dict[str, Any]:
+def observe(settings: Settings, assessment: Assessment, hour: datetime, champion: str | None = None) -> Observed:
     """Move the episode on by one hour's assessment (declare, recover, page), saved under the lock,
     and say what holds now."""
     with changing_state(settings) as state:
@@ -327,7 +329,7 @@ def observe(settings: Settings, assessment: Assessment, hour: datetime, champion
 
 
 def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hour: datetime,
-              champion: str | None) -> dict[str, Any]:
+              champion: str | None) -> Observed:
     state.last = dict(assessment.to_dict())
     declared_now = ended_now = False
     if state.mode == NORMAL and assessment.changed:
@@ -405,7 +407,7 @@ def _decided(settings: Settings, state: DriftState, hour: datetime, version: str
                   "(settled); back to normal updates", hour=iso_hour(hour))
 
 
-def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[str, Any]:
+def alert(settings: Settings, level: str, message: str, **details: object) -> dict[str, object]:
     """Record an alert (``alert``: for the record; ``page``: a person must look) and log it."""
     message = redact_url(message)
     entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "message": message, **details}
@@ -416,7 +418,7 @@ def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[
     return entry
 
 
-def post_alert(url: str, payload: dict[str, Any]) -> None:
+def post_alert(url: str, payload: Mapping[str, object]) -> None:
     """POST an alert as JSON to a webhook (also the Airflow failure callback's); a user and
     password in the URL go as HTTP basic auth (urllib would take them for part of the host). One
     that cannot be delivered is logged, password hidden, and never raised: it must not fail the

@@ -1,5 +1,7 @@
 """The drift rule (pure): the verdict of each series (overall, each category) at an hour, from the
-champion's prequential record. `incremental.judge.drift` explains the rule and runs the episode on it."""
+champion's prequential record. `incremental.judge.drift` explains the rule and runs the episode on it.
+The JSON shapes of the drift record (the prequential lines, an assessment, an episode, what
+monitor hands train) are typed here too."""
 
 from __future__ import annotations
 
@@ -45,6 +47,31 @@ class DriftContext(TypedDict):
     declared_at: NotRequired[str | None]
     evidence: NotRequired[list[str]]
     stale: NotRequired[list[StaleRule]]
+
+
+class Episode(TypedDict):
+    """An ended drift episode, in the drift state's `episodes`."""
+
+    declared_at: str | None
+    ended_at: str
+    how: str  # "recovered" | "settled"
+    promoted: list[str]
+    replaced: str | None  # the champion when it was declared
+    changed_slices: list[str]
+    stable_slices: list[str]
+    evidence: list[str]
+
+
+class Observed(TypedDict):
+    """The episode after an hour's assessment (`drift.observe`): what monitor reports."""
+
+    mode: str
+    declared_now: bool
+    ended_now: bool
+    declared_at: str | None
+    anomalous: list[str]  # this hour's evidence, when it was anomalous
+    changed_slices: list[str]
+    assessment: AssessmentRecord
 
 
 class AssessmentRecord(TypedDict):

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 import mlflow
 import numpy as np
@@ -27,12 +27,12 @@ from incremental.config import GateSettings, Settings
 from incremental.data import lake
 from incremental.hours import HOUR, iso_hour
 from incremental.judge import anchor, compare, gate, metrics
+from incremental.judge.drift_rule import DriftContext
 from incremental.model import ranker
 from incremental.registry import tracking
 
 if TYPE_CHECKING:
     from incremental.handover import Trained
-    from incremental.judge.drift_rule import DriftContext
 
 
 def score_dir(model_dir: Path, frame: pd.DataFrame, settings: Settings) -> np.ndarray:
@@ -82,7 +82,18 @@ def _anchor_sections(frame: pd.DataFrame, scores: np.ndarray, sha256: str, chang
     }
 
 
-def lexical_floor(holdout: pd.DataFrame, candidate_scores: np.ndarray, settings: Settings) -> dict[str, Any]:
+# The lexical floor a first model is judged against (`lexical_floor`).
+LexicalFloor = TypedDict("LexicalFloor", {"scorer": str, "auc": float, "ndcg@10": float,
+                                          "candidate_vs_floor": compare.PairedBootstrap})
+
+
+class AnchorIntervals(compare.PairedBootstrap):
+    """The forgetting checks' intervals on the anchor's unchanged slices, and per category."""
+
+    per_category: dict[str, compare.PairedBootstrap]
+
+
+def lexical_floor(holdout: pd.DataFrame, candidate_scores: np.ndarray, settings: Settings) -> LexicalFloor:
     """The floor a first model is judged against: BM25 (`incremental.judge.lexical`, no training, no
     clicks: its IDF fitted on the distinct titles of the holdout, rows of the same hours) on the same holdout, and the paired interval of
     candidate minus floor over sessions. A constant AUC floor tuned on one data set says nothing
@@ -105,22 +116,21 @@ def by_product(gate: GateSettings) -> bool:
 
 
 def anchor_intervals(frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray, changed: list[str],
-                     settings: Settings) -> dict[str, Any]:
+                     settings: Settings) -> AnchorIntervals:
     """The forgetting checks' noise margin: paired intervals of candidate minus champion over the
     anchor sessions of the unchanged slices, overall and per category large enough to be judged."""
     g = settings.gate
 
-    def interval(rows: np.ndarray) -> dict[str, Any]:
+    def interval(rows: np.ndarray) -> compare.PairedBootstrap:
         # sessions only: the anchor is a frozen set whose products are the benchmark itself, not a
         # sample of the products to come (and resampling them cost the forgetting checks their power)
         return compare.paired_bootstrap(frame[rows], candidate[rows], champion[rows], samples=g.bootstrap_samples,
                                         confidence=g.confidence, seed=settings.training.seed, by_product=False)
 
     category = frame["category"].astype(str).to_numpy()
-    out = interval(~np.isin(category, changed))
-    out["per_category"] = {c: interval(category == c) for c in sorted(set(category) - set(changed))
-                           if (category == c).sum() >= g.min_category_rows}
-    return out
+    per_category = {c: interval(category == c) for c in sorted(set(category) - set(changed))
+                    if (category == c).sum() >= g.min_category_rows}
+    return {**interval(~np.isin(category, changed)), "per_category": per_category}
 
 
 def baseline_budget(settings: Settings, info: anchor.AnchorInfo, frame: pd.DataFrame,
@@ -185,16 +195,37 @@ def candidate_dir(settings: Settings, run_id: str, model_uri: str) -> Path:
     return cache
 
 
-def load_evaluation(settings: Settings, run_id: str) -> dict[str, Any]:
+class Evaluation(TypedDict):
+    """A candidate's evaluation (`evaluation/evaluation.json` in its run): the figures the gate
+    decided on, the decision, the thresholds applied. Strict JSON (`strict_json`: nan is null)."""
+
+    interval_start: str  # ISO hours: the window the candidate was trained on
+    interval_end: str
+    kind: str  # "hourly" | "full_retrain" | "catch_up"
+    run_id: str
+    parent_version: str | None
+    compared_with: str | None  # the champion it was judged against (None: a first model)
+    mode: str
+    drift: DriftContext
+    anchor: dict[str, Any]  # the anchor set's record (`anchor.AnchorInfo`)
+    candidate: dict[str, Any]  # its metrics (fresh holdout, anchor), its intervals against the champion or floor
+    champion: dict[str, Any] | None  # the champion's metrics on the same rows
+    decision: dict[str, Any]  # `gate.Decision`: approved, every check, the reasons
+    key_metrics: dict[str, float | None]
+    thresholds: dict[str, Any]  # `GateSettings`
+    uri: NotRequired[str]  # runs:/<run_id>/evaluation/evaluation.json (not stored in it)
+
+
+def load_evaluation(settings: Settings, run_id: str) -> Evaluation:
     """A run's evaluation: the local copy when this worker wrote it, else the run's artifact."""
     local = settings.home / "evaluations" / f"{run_id}.json"
     if local.is_file():
-        return json.loads(local.read_text())
+        return cast(Evaluation, json.loads(local.read_text()))
     tracking.configure(settings)
-    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{EVALUATION_ARTIFACT}")
+    return cast(Evaluation, mlflow.artifacts.load_dict(f"runs:/{run_id}/{EVALUATION_ARTIFACT}"))
 
 
-def evaluate_candidate(settings: Settings, trained: Trained) -> dict[str, Any]:
+def evaluate_candidate(settings: Settings, trained: Trained) -> Evaluation:
     """Score the candidate and the champion it must beat; its drift context (mode, anomalous
     evidence, changed slices) is what the gate reads. The candidate and its holdout are read back
     by URI from the training run, so this may run on another worker."""
@@ -234,7 +265,7 @@ def evaluate_candidate(settings: Settings, trained: Trained) -> dict[str, Any]:
         candidate["lexical_floor"] = lexical_floor(holdout, holdout_scores, settings)
 
     decision = gate.decide(candidate, champion, settings.gate, context)
-    evaluation = {
+    evaluation: Evaluation = strict_json({
         "interval_start": iso_hour(trained.hour),
         "interval_end": iso_hour(trained.interval_end or trained.hour + HOUR),
         "kind": trained.kind,
@@ -249,16 +280,15 @@ def evaluate_candidate(settings: Settings, trained: Trained) -> dict[str, Any]:
         "decision": decision.to_dict(),
         "key_metrics": key_metrics(candidate),
         "thresholds": settings.gate.model_dump(),
-    }
-    evaluation = strict_json(evaluation)
+    })
     lake.atomic_write_json(settings.home / "evaluations" / f"{trained.run_id}.json", evaluation)
-    tracking.configure(settings).log_dict(trained.run_id, evaluation, EVALUATION_ARTIFACT)
+    tracking.configure(settings).log_dict(trained.run_id, {**evaluation}, EVALUATION_ARTIFACT)
     evaluation["uri"] = f"runs:/{trained.run_id}/{EVALUATION_ARTIFACT}"
     return evaluation
 
 
 # --- what an evaluation says, for the registration --------------------------------------------------
-def improved(evaluation: dict[str, Any]) -> bool:
+def improved(evaluation: Evaluation) -> bool:
     """The candidate is significantly better than the champion on its fresh holdout (NDCG@10 or AUC)."""
     relative = (evaluation.get("candidate") or {}).get("holdout_vs_champion") or {}
     return any((relative.get(m) or {}).get("verdict") == "better" for m in ("ndcg@10", "auc"))
@@ -269,7 +299,7 @@ def forgot(decision: dict[str, Any]) -> bool:
     return any(c["name"].startswith("anchor_") and not c["passed"] for c in decision.get("checks", []))
 
 
-def drift_tags(evaluation: dict[str, Any]) -> dict[str, str]:
+def drift_tags(evaluation: Evaluation) -> dict[str, str]:
     """What a reviewer needs on the version: the mode, the drift evidence, the slices judged changed."""
     context = evaluation.get("drift") or {}
     return {"mode": evaluation.get("mode", "normal"), "kind": evaluation.get("kind", "hourly"),

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
 import pyarrow as pa
@@ -37,12 +37,36 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class TrainedHour(TypedDict):
+    """One hour of a training set: its partition's identity and how its rows were split."""
+
+    hour: str  # ISO time of the hour's start
+    sha256: str
+    rows: int
+    train_rows: int
+    stopping_rows: int
+    holdout_rows: int
+    stale_rows: int
+
+
+class TrainingLineage(TypedDict):
+    """What an update trained on (its MLflow run's `lineage.json`): the hours, replay, the data hash."""
+
+    kind: str
+    interval_start: str
+    interval_end: str
+    partitions: list[TrainedHour]
+    replay: replay.ReplayLineage
+    examination: dict[str, object]  # `propensity.Examination.to_dict`
+    data_hash: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class HourRows:
     train: pd.DataFrame
     stopping: pd.DataFrame  # early-stopping rows: training-side sessions, never trained on
     holdout: pa.Table  # the gate's rows
-    parts: list[dict[str, Any]]
+    parts: list[TrainedHour]
 
 
 def load_hours(
@@ -58,7 +82,8 @@ def load_hours(
     on the new regime's hours, not on the whole window it trains on).
     """
     fraction = settings.training.holdout_fraction
-    train, stopping, holdout, parts = [], [], [], []
+    train, stopping, holdout = [], [], []
+    parts: list[TrainedHour] = []
     for start in starts:
         part = lk.partition(settings.lake, start)
         if part.status != "validated":
@@ -107,7 +132,7 @@ class TrainingSet:
     stopping: pd.DataFrame  # early-stopping rows
     holdout: pa.Table  # the gate's rows
     examination: propensity.Examination  # P(examined | position), for the training loss
-    lineage: dict[str, Any]
+    lineage: TrainingLineage
     data_hash: str
 
     @property
@@ -126,8 +151,9 @@ def training_set(settings: Settings, starts: list[datetime], kind: str, stale: t
         replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
     )
     examination = examination_curve(settings, starts[-1])
-    lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + HOUR).isoformat(),
-               "partitions": parts, "replay": replay_lineage, "examination": examination.to_dict()}
+    lineage: TrainingLineage = {"kind": kind, "interval_start": starts[0].isoformat(),
+                                "interval_end": (starts[-1] + HOUR).isoformat(), "partitions": parts,
+                                "replay": replay_lineage, "examination": examination.to_dict()}
     identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
                 "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
                 "holdout_fraction": t.holdout_fraction, "early_stopping_fraction": t.early_stopping_fraction}

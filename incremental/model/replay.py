@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,25 @@ import pandas as pd
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.hours import iso_hour, parse_hour
+
+
+class ReplayedPartition(TypedDict):
+    hour: str  # ISO time of the hour's start
+    sha256: str | None  # the partition's identity
+    rows: int  # its rows after removing its holdout sessions
+    sampled: int  # how many of them were replayed
+
+
+class ReplayLineage(TypedDict):
+    """What an update replayed, from where (its MLflow run's `lineage.json`, under `replay`)."""
+
+    rows: int
+    fraction: float
+    seed: int
+    window_hours: int
+    stale: list[StaleRule] | None
+    stale_rows_left_out: int
+    partitions: list[ReplayedPartition]
 
 
 class StaleRule(TypedDict, total=False):
@@ -111,16 +130,12 @@ def sample(
     holdout_fraction: float,
     seed: int,
     stale: tuple[Stale, ...] = (),
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The replay rows for the update of hour `start`, and their lineage.
-
-    Lineage: {"rows", "fraction", "seed", "window_hours", "stale", "stale_rows_left_out",
-    "partitions": [{"hour", "sha256", "rows", "sampled"}]}.
-    """
+) -> tuple[pd.DataFrame, ReplayLineage]:
+    """The replay rows for the update of hour `start`, and their lineage (`ReplayLineage`)."""
     wanted = replay_size(fresh_rows, fraction)
-    lineage: dict[str, Any] = {"rows": 0, "fraction": fraction, "seed": seed, "window_hours": replay_hours,
-                               "stale": [rule.to_dict() for rule in stale] or None, "stale_rows_left_out": 0,
-                               "partitions": []}
+    lineage: ReplayLineage = {"rows": 0, "fraction": fraction, "seed": seed, "window_hours": replay_hours,
+                              "stale": [rule.to_dict() for rule in stale] or None, "stale_rows_left_out": 0,
+                              "partitions": []}
     if wanted == 0:
         return pd.DataFrame(columns=lk.SEARCH_LOG_SCHEMA.names), lineage
 

@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,7 +78,7 @@ class TrainResult:
 # --- helpers, in the order the update uses them -----------------------------------------------
 
 
-def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, checkpoint: Mapping[str, object]) -> None:
     """Temp file + rename: a kill mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -219,7 +219,7 @@ def start_run(client: Any, experiment_id: str, settings: Settings, identity: Upd
             "interval_end": lineage["interval_end"], "parent_version": parent_version or "none",
             "data_hash": data.data_hash, "device": str(trainer.device), "autocast": "bf16" if trainer.autocast else "off",
             "lineage.partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}" for p in lineage["partitions"])[:4000],
-            "lineage.replay_partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}:{p['sampled']}"
+            "lineage.replay_partitions": ",".join(f"{p['hour']}:{(p['sha256'] or '')[:12]}:{p['sampled']}"
                                                   for p in replay_parts)[:4000],
             "lineage.replay_rows": str(lineage["replay"]["rows"])}
     if airflow_run_id:
@@ -237,7 +237,7 @@ def publish(run_id: str, identity: UpdateIdentity, trainer: Trainer, tokenizer: 
     rk.save_dir(trainer.model.to("cpu"), tokenizer, identity.candidate_dir)  # type: ignore[arg-type]  # Trainer keeps the PreTrainedModel as a torch Module
     with mlflow.start_run(run_id=run_id):
         mlflow.log_artifact(str(identity.holdout_path), HOLDOUT_ARTIFACT)  # the evaluator reads it back by URI
-        mlflow.log_dict(data.lineage, "lineage.json")
+        mlflow.log_dict({**data.lineage}, "lineage.json")
         mlflow.log_dict(identity.config, "config.json")
         mlflow.pyfunc.log_model(
             name="model",

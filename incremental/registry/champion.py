@@ -20,7 +20,7 @@ import getpass
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -180,7 +180,7 @@ def register_candidate(
     data_hash: str,
     approved: bool,
     reasons: list[str],
-    metrics: dict[str, float],
+    metrics: Mapping[str, float | None],
     airflow_run_id: str | None = None,
     partition_sha256: str | None = None,
     anchor_sha256: str | None = None,

@@ -237,7 +237,7 @@ def _page(cat: Catalogue, hour: datetime, rng: np.random.Generator, lex: np.ndar
 
 def _hour_rows(
     seed: int, hour: datetime, rate: int, cat: Catalogue, drift_at: datetime | None, intent: np.ndarray
-) -> dict[str, Any]:
+) -> dict[str, np.ndarray]:
     rng = stream_rng(seed, hour_index(hour), 1)
     drifted = drift_at is not None and hour >= drift_at
     n_sess = math.ceil(rate / PAGE_SIZE)
@@ -306,7 +306,7 @@ IMPRESSION_COLUMNS = ("event_id", "event_ts", "ingested_at", "session_id", "user
                       "position", "clicked")
 
 
-def _impressions_table(rows: dict[str, Any]) -> pa.Table:
+def _impressions_table(rows: dict[str, np.ndarray]) -> pa.Table:
     ts = pa.timestamp("us", tz="UTC")
     return pa.table(
         {
@@ -410,7 +410,7 @@ def generate(
     return products, impressions, summary
 
 
-def _per_hour(rows: dict[str, Any]) -> dict[str, int]:
+def _per_hour(rows: dict[str, np.ndarray]) -> dict[str, int]:
     """Rows by *ingested* hour (ISO keys)."""
     keys, counts = np.unique(rows["ingested_at"] // HOUR_US, return_counts=True)
     return {iso_hour(datetime.fromtimestamp(int(k) * 3600, UTC)): int(c) for k, c in zip(keys, counts, strict=True)}

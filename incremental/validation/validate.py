@@ -65,7 +65,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,17 +75,19 @@ from incremental.config import ValidationSettings
 from incremental.data import lake as lk
 from incremental.data import quarantine as lq
 from incremental.data import storage
+from incremental.data.manifest import PartEntry
 from incremental.data.storage import LakePath
 from incremental.errors import require_reason
 from incremental.hours import HOUR, iso_hour, parse_hour
 from incremental.validation.gx_suite import GxRun, build_suite, for_gx, gx_check, gx_summary, run_gx
-from incremental.validation.hour_drift import drift_reference, is_drift, statistics_of, validated_history
+from incremental.validation.hour_drift import HourStats, drift_reference, is_drift, statistics_of, validated_history
 from incremental.validation.report import (
     CRITICAL,
     ROWS,
     WARNING,
     Check,
     ValidationError,
+    ValidationRecord,
     ValidationReport,
 )
 from incremental.validation.rows import (
@@ -110,7 +111,7 @@ __all__ = ["CRITICAL", "ROWS", "WARNING", "Check", "ValidationError", "Validatio
 @dataclass
 class _Outcome:
     checks: list[Check]
-    stats: dict[str, Any]
+    stats: HourStats
     gx: GxRun | None
     bad: np.ndarray  # per row: failed at least one row-level rule
     reasons: np.ndarray  # per row: the rules it failed, ";"-separated ("" when none)
@@ -122,7 +123,7 @@ def _validate(
     start: datetime,
     end: datetime,
     settings: ValidationSettings,
-    history: Sequence[dict],
+    history: Sequence[HourStats],
     type_checks: list[Check] | None = None,
     docs_dir: Path | None = None,
     *,
@@ -195,7 +196,7 @@ def _fraction_check(n_bad: int, of: int, settings: ValidationSettings) -> Check:
 
 
 def validate_frame(frame: pd.DataFrame, start: datetime, end: datetime, settings: ValidationSettings,
-                   history: Sequence[dict] = ()) -> tuple[list[Check], dict]:
+                   history: Sequence[HourStats] = ()) -> tuple[list[Check], HourStats]:
     """Run every check on one hour's rows; returns (checks, statistics). `history`: earlier hours' statistics."""
     out = _validate(frame, start, end, settings, history)
     return out.checks, out.stats
@@ -267,16 +268,16 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
 class _Part:
     """A pending part of the hour, read and checked against its manifest, and the hour's validated parts."""
 
-    entry: dict[str, Any]  # the part's manifest entry
+    entry: PartEntry  # the part's manifest entry
     path: LakePath
     sha256: str
     schema: pa.Schema
     frame: pd.DataFrame
-    earlier_parts: list[dict[str, Any]]  # the hour's parts validated already
+    earlier_parts: list[PartEntry]  # the hour's parts validated already
     earlier: pd.DataFrame | None  # their rows
 
 
-def _load_part(lake: LakePath, start: datetime, part: dict[str, Any]) -> _Part:
+def _load_part(lake: LakePath, start: datetime, part: PartEntry) -> _Part:
     live = lk.partition_dir(lake, start)
     data_file = live / part["file"]
     sha = lk.check_sha256(data_file, part.get("sha256"))
@@ -288,7 +289,7 @@ def _load_part(lake: LakePath, start: datetime, part: dict[str, Any]) -> _Part:
     return _Part(part, data_file, sha, schema, frame, earlier_parts, earlier)
 
 
-def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings, part: dict[str, Any]) -> ValidationReport:
+def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings, part: PartEntry) -> ValidationReport:
     end = start + HOUR
     p = _load_part(lake, start, part)
     table_stats = not p.earlier_parts or len(p.frame) >= settings.min_rows
@@ -317,7 +318,7 @@ def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings
 
 
 def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
-            critical: list[Check]) -> dict[str, Any]:
+            critical: list[Check]) -> ValidationRecord:
     """The validation record of a part (`_validation.json`, or the quarantine's record)."""
     return {
         "status": "validated" if not critical else "quarantined",
@@ -338,7 +339,7 @@ def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Pa
     }
 
 
-def _stage_gx_result(out: _Outcome, record: dict[str, Any], staging: Path) -> None:
+def _stage_gx_result(out: _Outcome, record: ValidationRecord, staging: Path) -> None:
     """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantined data."""
     docs_tmp = staging / "data_docs"
     gx_json = out.gx.result.to_json_dict() if out.gx else {}
@@ -348,7 +349,7 @@ def _stage_gx_result(out: _Outcome, record: dict[str, Any], staging: Path) -> No
         shutil.rmtree(docs_tmp, ignore_errors=True)
 
 
-def _quarantine(lake: LakePath, start: datetime, p: _Part, out: _Outcome, record: dict[str, Any],
+def _quarantine(lake: LakePath, start: datetime, p: _Part, out: _Outcome, record: ValidationRecord,
                 staging: Path) -> ValidationReport:
     """A critical failure: the hour goes to quarantine, or only this delta when the hour has validated parts."""
     if p.earlier_parts:
@@ -366,7 +367,7 @@ def _quarantine(lake: LakePath, start: datetime, p: _Part, out: _Outcome, record
 
 
 def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
-                     record: dict[str, Any], staging: Path) -> dict[str, Any]:
+                     record: ValidationRecord, staging: Path) -> PartEntry:
     """Move the part's bad rows to quarantine (with the rules each broke); the part's new manifest entry."""
     table = lk.read_parquet(p.path)
     mask = pa.array(out.bad)
@@ -384,7 +385,7 @@ def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettin
 
 
 def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
-            record: dict[str, Any], staging: Path) -> ValidationReport:
+            record: ValidationRecord, staging: Path) -> ValidationReport:
     """The part is validated (its bad rows, if any, quarantined): record the hour's validated view."""
     entry, rows_path, docs, clean = p.entry, None, None, p.frame
     n_bad = int(out.bad.sum())
