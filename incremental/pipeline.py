@@ -293,7 +293,7 @@ def register_step(
                           **mlflow_urls(settings, trained.run_id, None))
     registered = registry.register_candidate(
         settings, model_uri=trained.model_uri, run_id=trained.run_id,
-        interval_start=parse_hour(full["interval_start"]), interval_end=parse_hour(full["interval_end"]),
+        interval_start=trained.hour, interval_end=trained.interval_end or trained.hour + HOUR,
         parent_version=trained.parent_version, expected_champion=trained.compare_with, data_hash=trained.data_hash,
         partition_sha256=trained.partition_sha256, approved=decision["approved"], reasons=decision["reasons"],
         metrics=full["key_metrics"], airflow_run_id=airflow_run_id, anchor_sha256=full.get("anchor", {}).get("sha256"),

@@ -34,7 +34,7 @@ from incremental.data.manifest import ExtractDetails, Manifest
 from incremental.data.storage import LakePath
 from incremental.data.warehouse import Warehouse, sql_text
 from incremental.errors import InputError
-from incremental.hours import HOUR, iso_hour, parse_hour
+from incremental.hours import HOUR, iso_hour
 
 log = logging.getLogger(__name__)
 EXTRACT_SQL = "extract_search_logs"
@@ -115,9 +115,9 @@ def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> 
 
     An empty hour gives an empty partition (with the schema) and its manifest, not an error. An
     hour the lake already holds rows of gets a delta part with the rows not held yet, or nothing;
-    the manifest returned then says `delta_rows` (0 when nothing was new).
+    the manifest returned then says `delta_rows` (0 when nothing was new). `start` is an aware UTC
+    datetime on the hour, as the CLI and the DAGs parse it (`incremental.hours.parse_hour`).
     """
-    start = parse_hour(start)
     end = start + HOUR
     now = datetime.now(UTC)
     if end > now:  # its rows are still arriving: a partition of it would be cut short, then "validated"
@@ -165,5 +165,4 @@ def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa
 
 def warehouse_count(warehouse: Warehouse, start: datetime) -> int:
     """Rows the warehouse holds for the hour (by ingested_at): what the partition must hold."""
-    start = parse_hour(start)
     return int(warehouse.scalar("count_search_logs", {"start": start, "end": start + HOUR}))

@@ -36,7 +36,7 @@ from mlflow.entities import Metric
 from incremental import locks
 from incremental.config import Settings, TrainingSettings
 from incremental.data import lake as lk
-from incremental.hours import HOUR, hours, parse_hour
+from incremental.hours import HOUR, hours
 from incremental.model import ranker as rk
 from incremental.model import replay
 from incremental.model.examples import TrainingError, TrainingSet, digest, training_set
@@ -349,7 +349,6 @@ def train_hour(
     """Update the champion (or `start_version`) on the validated hour [start, start + 1h), with replay
     (less the `stale` rows) and L2-SP."""
     settings = settings.with_training(**overrides) if overrides else settings
-    start = parse_hour(start)
     return run_update(settings, [start], kind="hourly", from_champion=True, start_version=start_version,
                       max_steps=settings.training.max_steps, airflow_run_id=airflow_run_id, stale=stale)
 
@@ -362,7 +361,7 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
     the data) and no L2-SP (the base weights are not a ranker to stay close to)."""
     settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0,
                                       learning_rate=settings.training.bootstrap_learning_rate)
-    starts = hours(parse_hour(start), parse_hour(end))
+    starts = hours(start, end)
     if not starts:
         raise TrainingError(f"empty bootstrap window [{start}, {end})")
     return run_update(settings, starts, kind="bootstrap", from_champion=False,

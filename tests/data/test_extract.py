@@ -135,12 +135,6 @@ def test_a_changed_column_type_reaches_validation_unchanged(tmp_path: Path) -> N
     assert manifest["columns"]["clicked"] == "string"
 
 
-def test_hours_must_be_whole(tmp_path: Path) -> None:
-    w = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
-    with pytest.raises(ValueError, match="not on the hour"):
-        extract.extract_hour(w, tmp_path / "lake", datetime(2026, 3, 1, 10, 30, tzinfo=UTC))
-
-
 def test_loading_names_only_known_tables_and_columns(tmp_path: Path) -> None:
     w = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
     w.init_schema()

@@ -85,6 +85,14 @@ def test_drift_at_after_the_window_is_refused(fresh_home: Path) -> None:
     assert not (fresh_home / "warehouse.duckdb").exists()
 
 
+def test_an_hour_not_on_the_hour_is_refused_where_it_is_parsed(fresh_home: Path) -> None:
+    """The hour is parsed once, at the edge (the CLI's arguments; the DAGs' data interval, tested in
+    tests/dags): below it, the stages take the datetime as it is (extract_hour checked it again)."""
+    for command in ("extract", "run-hour", "train"):
+        _usage_error(cli(cli_env(fresh_home), command, "--start", "2026-06-01T10:30"), "--start", "not on the hour")
+    assert not (fresh_home / "lake").exists()
+
+
 def test_a_start_moved_before_year_1_by_its_offset_gets_the_right_reason(fresh_home: Path) -> None:
     result = cli(cli_env(fresh_home), "partitions", "--start", "0001-01-01T00:00+01:00")
     _usage_error(result, "before year 1")
