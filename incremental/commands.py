@@ -224,7 +224,7 @@ def _print_catch_up(caught: CaughtUp) -> None:
 
 
 def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.judge import anchor, drift
+    from incremental.judge import anchor, drift, prequential
     from incremental.model import replay
 
     state = drift.load_state(settings)
@@ -248,7 +248,7 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
               f"stable: {', '.join(episode.get('stable_slices', [])) or 'none measured'}")
     for rule in drift.stale_rules(state, settings.drift):
         print(f"left out of replay and catch-up: {replay.Stale.from_dict(rule).describe()}")
-    records = drift.records(settings)[-args.hours:]
+    records = prequential.records(settings)[-args.hours:]
     if records:
         print("champion's prequential AUC (before training), last hours:")
         shown = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731

@@ -108,6 +108,9 @@ class TrainingSettings(_Section):
     early_stopping_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     eval_every: int = Field(50, ge=1)  # steps between early-stopping evaluations
     early_stopping_patience: int = Field(2, ge=1)  # evaluations without improvement before stopping
+    # what early stopping watches on its rows: "loss" (the training objective) or "auc" (click AUC, the
+    # ranking): benchmarks/early_stopping_bench.py measures both on a full retrain
+    early_stopping_metric: Literal["loss", "auc"] = "loss"
     # clicks are position-biased: "pbm" trains on P(click) = examination[position] x P(relevant), with
     # the examination curve estimated from the logs (incremental.model.propensity); "none": plain BCE on clicks
     position_bias: Literal["pbm", "none"] = "none"

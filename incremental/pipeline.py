@@ -114,7 +114,7 @@ def monitor_step(settings: Settings, hour: datetime, *, dry_run: bool = False) -
     hour: its score there would be train-on-test). A dry run records nothing and moves no
     episode: it says what the rule would decide. What `train` reads of the episode for this hour
     (`Monitored.context`, `start_version`) is taken here, once the episode has moved on."""
-    from incremental.judge import drift
+    from incremental.judge import drift, drift_rule, prequential
 
     found = tracking.champion(settings)
     if found is None:
@@ -124,7 +124,7 @@ def monitor_step(settings: Settings, hour: datetime, *, dry_run: bool = False) -
     version = found[0]
     recs = _scored(settings, version, hour, dry_run)
     state = drift.load_state(settings)
-    assessment = drift.assess(drift.usable(recs, state.since), hour, settings.drift)
+    assessment = drift_rule.assess(prequential.usable(recs, state.since), hour, settings.drift)
     if dry_run:
         return Monitored(hour=hour, mode=state.mode, champion_version=version, dry_run=True,
                          assessment=assessment.to_dict(), **_episode(settings, state, hour))
@@ -146,10 +146,11 @@ def monitor_step(settings: Settings, hour: datetime, *, dry_run: bool = False) -
 def _scored(settings: Settings, version: str, hour: datetime, dry_run: bool) -> list[PrequentialRecord]:
     """The prequential record with the hour scored by `version`, unless it was scored before (by
     the champion served when it arrived) or the champion's lineage may have trained on it."""
-    from incremental.judge import drift
+    from incremental.judge import prequential
 
-    recs = drift.records(settings)
-    scored = [r for r in recs if parse_hour(r["hour"]) == hour and r.get("source", drift.PREQUENTIAL) == drift.PREQUENTIAL]
+    recs = prequential.records(settings)
+    scored = [r for r in recs if parse_hour(r["hour"]) == hour
+              and r.get("source", prequential.PREQUENTIAL) == prequential.PREQUENTIAL]
     trained_until = lineage.of(settings, version).trained_through if not scored else None
     if not scored and trained_until is not None and hour < trained_until:
         # never scored on arrival (a backfill of older hours, a window before the first champion,
@@ -161,8 +162,8 @@ def _scored(settings: Settings, version: str, hour: datetime, dry_run: bool) -> 
         record = _record(settings, version, hour)
         if dry_run:
             return [*recs, record]
-        drift.record_once(settings, record)  # another run of the hour may have scored it meanwhile
-        return drift.records(settings)
+        prequential.record_once(settings, record)  # another run of the hour may have scored it meanwhile
+        return prequential.records(settings)
     elif scored[0]["champion_version"] != version:
         log.info("hour %s was scored by version %s when it arrived: kept (test, then train), not scored again by %s",
                  iso_hour(hour), scored[0]["champion_version"], version)
@@ -171,13 +172,13 @@ def _scored(settings: Settings, version: str, hour: datetime, dry_run: bool) -> 
 
 def _record(settings: Settings, version: str, hour: datetime) -> PrequentialRecord:
     """Score `version` on all the hour's rows: its prequential record (test, then train)."""
-    from incremental.judge import drift, metrics
+    from incremental.judge import metrics, prequential
     from incremental.judge.evaluate import score_dir
 
     part = validated_partition(settings, hour, "nothing to monitor")
     frame = lake.read_partition(part).to_pandas()
     scores = score_dir(tracking.version_model_dir(settings, version), frame, settings)
-    return drift.make_record(hour, version, metrics.evaluate(frame, scores))
+    return prequential.make_record(hour, version, metrics.evaluate(frame, scores))
 
 
 class Episode(TypedDict):

@@ -101,7 +101,7 @@ def roll_anchor(settings: Settings, hour: datetime, reason: str, stable: list[st
     """Replace the anchor by a sample of the holdout sessions of the last `catch_up_hours`
     validated hours (recorded in the anchor history), carrying over the rows of the `stable`
     categories (in line with their reference this hour, or on their last K hours pooled,
-    `drift.assess`) from the old anchor and earlier holdout sessions (`_stable_rows`): what the
+    `drift_rule.assess`) from the old anchor and earlier holdout sessions (`_stable_rows`): what the
     data show still holds stays protected, held to the champion of the declaration (the
     anchor's baseline, `gate` ``anchor_cumulative_auc_drop``). A category unsure or too thin to
     judge is not carried (still replayed): protecting it on old rows blocked the adaptation of

@@ -10,7 +10,7 @@ Only real plugin features (no operators or hooks here):
   served from the API server's origin, so every response carries `DATA_DOCS_HEADERS`: a
   Content-Security-Policy `sandbox` (an opaque origin: no script runs, nothing can reach the
   Airflow session or API) with no script sources, and `nosniff`. The docs themselves carry no data
-  values (see `incremental.validation.validate`): this is the second line of defence.
+  values (see `incremental.validation.gx_suite`): this is the second line of defence.
 * **External views**: *Model review (MLflow)* in the navigation and on each DAG page.
 * **Listener**: when an hourly run ends, its note says what happened to the hour (quarantined and
   why, or the gate's decision). A task cannot write its own run's note in Airflow 3 (the Task

@@ -53,7 +53,7 @@ step "bootstrap the first champion from $INCREMENTAL_BASE_MODEL (no champion yet
 incremental bootstrap --start ${DAY}T00:00 --end ${DAY}T06:00 --anchor-size 3000
 # the gate may reject it (worse than BM25 on its own hours): then a person's override, recorded, so
 # that the demo can go on to show the hourly flow; a real site would improve the first model first
-if ! python -c 'import sys; from incremental import tracking; from incremental.config import load_settings
+if ! python -c 'import sys; from incremental.registry import tracking; from incremental.config import load_settings
 sys.exit(0 if tracking.champion(load_settings()) else 1)'; then
     echo "no champion: the first model was rejected (the reasons above); promoted by hand to show the hourly flow"
     incremental promote --version 1 --reason "demo: the first model was rejected by the gate; promoted to show the hourly flow"

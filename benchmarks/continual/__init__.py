@@ -34,11 +34,11 @@ each arm writes only under its own home.
 Results (JSON, a Markdown summary, PNG charts) go to `benchmarks/results/continual/` by default,
 stamped with the commit, the machine, the model and the configs.
 
-The code: `plan` (arms, presets, the Plan, the options), `homes` (an arm's
-home, config and settings), `loop` (the data, the bootstrap, the hour loop, scoring,
-lineage), `truth` (the truth side file and the two reference arms) and
-`report` (summary maths, Markdown, charts); this module is the entry and re-exports
-their names.
+The code: `plan` (arms, presets, the Plan, the options), `homes` (an arm's home, config and
+settings), `loop` (the data, the bootstrap, the hour loop), `step` (one arm's hour: scoring the
+served model, learning, what it cost), `lineage` (what each served model was trained on),
+`probe` (the forgetting probe), `truth` (the truth side file and the two reference arms) and
+`report` (summary maths, Markdown, charts); this module is the entry and re-exports their names.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.continual.homes import PAGE_LEVEL, copy_home, count_pages, home_settings, write_arm_config
-from benchmarks.continual.loop import _tag_hours, _trim, run, served_lineage, verify_lineage
+from benchmarks.continual.lineage import served_lineage, verify_lineage
+from benchmarks.continual.loop import run
 from benchmarks.continual.plan import (
     ARMS,
     DEFAULT_OUT,
@@ -81,11 +82,10 @@ from benchmarks.continual.report import (
 
 __all__ = [
     "ARMS", "DEFAULT_OUT", "HOUR", "PAGE_LEVEL", "PRESETS", "PRESET_MODEL", "RECOVERY_TOLERANCE", "REFERENCE",
-    "SCENARIOS", "T0", "Arm", "Plan", "Preset", "_tag_hours", "_trim", "add_arguments", "all_arms", "copy_home",
-    "count_pages", "help_epilog", "home_settings", "largest_loss", "main", "markdown", "mean", "plan_from_args",
-    "ratio", "recovery_hours", "run", "served_lineage", "summarize", "summary_table", "unchanged_forgetting",
-    "verify_lineage",
-    "write_arm_config", "write_results",
+    "SCENARIOS", "T0", "Arm", "Plan", "Preset", "add_arguments", "all_arms", "copy_home", "count_pages",
+    "help_epilog", "home_settings", "largest_loss", "main", "markdown", "mean", "plan_from_args", "ratio",
+    "recovery_hours", "run", "served_lineage", "summarize", "summary_table", "unchanged_forgetting",
+    "verify_lineage", "write_arm_config", "write_results",
 ]
 
 

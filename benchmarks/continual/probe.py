@@ -30,7 +30,7 @@ def unchanged_categories(plan: Plan) -> list[str]:
     if plan.scenario != "drift":
         return []
     from incremental.sim.catalogue import CATEGORIES
-    from incremental.sim.simulate import drift_mapping
+    from incremental.sim.traffic import drift_mapping
 
     return sorted({c.name for c in CATEGORIES} - set(drift_mapping(plan.seed)))
 

@@ -5,7 +5,7 @@ The pipeline never does: the truth is a side file in the benchmark's own work fo
 (`TRUTH_FILE`), never in the warehouse or a lake.
 
 - Simulator scenarios (steady, drift): the simulator's hidden relevance of each impression
-  (`incremental.sim.simulate`, 0.02 / 0.15 / 0.7 / 0.9: the click probability at position 1),
+  (`incremental.sim.traffic`, 0.02 / 0.15 / 0.7 / 0.9: the click probability at position 1),
   regenerated from the same arguments the benchmark simulated the warehouse with (the simulator
   is deterministic by seed), keyed by ``event_id``.
 - Judgments scenario: the human grade of each judged (query, product) pair, min-max normalised

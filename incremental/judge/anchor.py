@@ -1,4 +1,4 @@
-"""The frozen anchor benchmark (the forgetting test set) and the per-anchor score cache.
+"""The frozen anchor benchmark (the forgetting test set): freezing it, reading it, its record.
 
 The anchor is a content-hashed, stratified sample of earlier *validated* hours. It stays fixed
 so that every model is measured on the same rows; refreshing it is a deliberate act
@@ -12,29 +12,18 @@ Layout (under the lake root)::
     anchor/history.jsonl              one line per replaced anchor (its anchor.json + when/why replaced)
     anchor/anchor-<sha12>.parquet     a replaced anchor's file, kept
     anchor/scores/<sha12>/v<version>.npy   cached scores of a model version on that anchor
+                                      (`incremental.judge.score_cache`)
 
-Sampling
---------
-Strata are (source hour, category). The ``size`` rows are allocated proportionally to stratum
-sizes by the largest-remainder (Hamilton) method, with at least one row for every non-empty
-stratum; when there are more strata than ``size``, the ``size`` largest strata get one row each
-(ties by hour, then category). Within a stratum the rows with the smallest
-``sha256(f"{seed}:{event_id}")`` are taken, so the sample depends only on the rows, the window,
-``size`` and ``seed``: not on read order, and a stratum's picks only grow or shrink at the
-edge when its allocation changes. The file is written sorted by (source_hour, category,
-event_id) with deterministic Parquet settings, so the same inputs give the same bytes and the
-same sha256 (for a given pyarrow version).
+The rows are a stratified sample by (source hour, category), chosen by `incremental.judge.strata`
+from the rows alone (not their read order). The file is written in the sample's order
+(source_hour, category, event_id) with deterministic Parquet settings, so the same inputs give
+the same bytes and the same sha256 (for a given pyarrow version).
 """
 
 from __future__ import annotations
 
-import hashlib
-import heapq
-import io
-import math
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypedDict
@@ -48,15 +37,13 @@ from incremental.data import storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, IncrementalError, InputError
 from incremental.hours import hours, iso_hour, parse_hour
+from incremental.judge.strata import NULL_CATEGORY, SOURCE_HOUR, sample
 
 ANCHOR_DIR = "anchor"
 ANCHOR_FILE = "anchor.parquet"
 INFO_FILE = "anchor.json"
 HISTORY_FILE = "history.jsonl"
-SCORES_DIR = "scores"
-SOURCE_HOUR = "source_hour"
 ANCHOR_SCHEMA = lk.SEARCH_LOG_SCHEMA.append(pa.field(SOURCE_HOUR, pa.timestamp("us", tz="UTC")))
-NULL_CATEGORY = "<null>"
 
 
 class AnchorError(IncrementalError, RuntimeError):
@@ -152,98 +139,7 @@ def _check_info(payload: dict[str, Any]) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- sampling
-
-
-def allocate(counts: Mapping[Any, int], size: int) -> dict[Any, int]:
-    """Rows per stratum: proportional (largest remainder), >= 1 per non-empty stratum where possible.
-
-    The result sums to ``min(size, total)`` and never exceeds a stratum's count. Ties are broken
-    by stratum key order, so the result is deterministic.
-    """
-    keys = sorted(k for k, n in counts.items() if n > 0)
-    total = sum(counts[k] for k in keys)
-    if size < 0:
-        raise ValueError("size must be non-negative")
-    if size >= total:
-        return {k: counts[k] for k in keys}
-    if size < len(keys):  # not even one row each: the largest strata get one
-        chosen = sorted(keys, key=lambda k: -counts[k])[:size]  # stable: ties keep key order
-        return {k: (1 if k in chosen else 0) for k in keys}
-    quota = [size * counts[k] / total for k in keys]
-    alloc = [max(1, min(counts[k], math.floor(q))) for k, q in zip(keys, quota, strict=True)]
-    surplus = sum(alloc) - size
-    if surplus > 0:  # the minimum of one pushed some strata up: take from those furthest above quota
-        heap = [(quota[i] - alloc[i], i) for i in range(len(keys)) if alloc[i] > 1]
-        heapq.heapify(heap)
-        for _ in range(surplus):
-            _, i = heapq.heappop(heap)
-            alloc[i] -= 1
-            if alloc[i] > 1:
-                heapq.heappush(heap, (quota[i] - alloc[i], i))
-    elif surplus < 0:  # give the rest to the largest remainders that still have rows
-        heap = [(alloc[i] - quota[i], i) for i in range(len(keys)) if alloc[i] < counts[keys[i]]]
-        heapq.heapify(heap)
-        for _ in range(-surplus):
-            _, i = heapq.heappop(heap)
-            alloc[i] += 1
-            if alloc[i] < counts[keys[i]]:
-                heapq.heappush(heap, (alloc[i] - quota[i], i))
-    return dict(zip(keys, alloc, strict=True))
-
-
-def _sample_key(seed: int, event_ids: pd.Series) -> np.ndarray:
-    prefix = f"{seed}:".encode()
-    return np.array(
-        [int.from_bytes(hashlib.sha256(prefix + str(e).encode()).digest()[:8], "big") for e in event_ids],
-        dtype=np.uint64,
-    )
-
-
-def _read_window(lake: LakePath, start: datetime, end: datetime) -> tuple[pa.Table, list[lk.Partition], dict[str, str]]:
-    tables: list[pa.Table] = []
-    used: list[lk.Partition] = []
-    skipped: dict[str, str] = {}
-    for hour in hours(start, end):
-        part = lk.partition(lake, hour)
-        if part.status != "validated":
-            skipped[iso_hour(hour)] = part.status
-            continue
-        table = lk.read_partition(part).select(lk.SEARCH_LOG_SCHEMA.names).cast(lk.SEARCH_LOG_SCHEMA)
-        source = pa.array(np.full(table.num_rows, np.datetime64(hour.replace(tzinfo=None), "us")),
-                          type=pa.timestamp("us", tz="UTC"))
-        tables.append(table.append_column(ANCHOR_SCHEMA.field(SOURCE_HOUR), source))
-        used.append(part)
-    if not used:
-        raise AnchorError(f"no validated hour in [{iso_hour(start)}, {iso_hour(end)}): nothing to freeze")
-    return pa.concat_tables(tables), used, skipped
-
-
-def sample(table: pa.Table, size: int, seed: int) -> pa.Table:
-    """The stratified sample of `table` (with a source_hour column), sorted deterministically."""
-    frame = pd.DataFrame(
-        {
-            "hour": table.column(SOURCE_HOUR).to_numpy(),
-            "category": table.column("category").to_pandas().fillna(NULL_CATEGORY).astype(str),
-            "event_id": table.column("event_id").to_pandas().astype(str),
-        }
-    )
-    frame["key"] = _sample_key(seed, frame["event_id"])
-    strata = frame.groupby(["hour", "category"], sort=True).indices
-    alloc = allocate({k: len(v) for k, v in strata.items()}, size)
-    picked: list[np.ndarray] = []
-    for k, idx in strata.items():
-        n = alloc.get(k, 0)
-        if n:
-            order = np.lexsort((frame["event_id"].to_numpy()[idx], frame["key"].to_numpy()[idx]))
-            picked.append(idx[order[:n]])
-    chosen = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
-    sub = frame.iloc[chosen]
-    final = chosen[np.lexsort((sub["event_id"].to_numpy(), sub["category"].to_numpy(), sub["hour"].to_numpy()))]
-    return table.take(pa.array(final, type=pa.int64()))
-
-
-# --------------------------------------------------------------------------- freeze / load / show
+# --------------------------------------------------------------------------- freeze
 
 
 def freeze(
@@ -294,13 +190,7 @@ def freeze(
             " refreshing it changes every model's forgetting baseline; to do so deliberately run"
             " `incremental benchmark freeze --refresh --reason TEXT` (or the benchmark DAG with refresh on)"
         )
-    table, parts, skipped = _read_window(lake, start, end)
-    if holdout_fraction is not None:
-        table = _holdout_rows(table, holdout_fraction, start, end)
-    chosen = sample(table, size, seed)
-    if carry is not None and carry.num_rows:
-        kept = sample(carry.select(chosen.schema.names).cast(chosen.schema), size, seed)
-        chosen = pa.concat_tables([kept, chosen])
+    chosen, table, parts, skipped = _choose_rows(lake, start, end, size, seed, holdout_fraction, carry)
 
     storage.mkdir(folder)
     staging = folder / f".staging-{os.getpid()}.parquet"
@@ -329,6 +219,42 @@ def freeze(
     storage.move(staging, folder / ANCHOR_FILE)
     lk.atomic_write_json(folder / INFO_FILE, info.to_dict())
     return info
+
+
+def _choose_rows(lake: LakePath, start: datetime, end: datetime, size: int, seed: int,
+                 holdout_fraction: float | None, carry: pa.Table | None
+                 ) -> tuple[pa.Table, pa.Table, list[lk.Partition], dict[str, str]]:
+    """The rows to freeze (the carried rows' sample, then the window's) and what they were chosen
+    from: the window's rows, its validated partitions, and the hours it skipped."""
+    table, parts, skipped = _read_window(lake, start, end)
+    if holdout_fraction is not None:
+        table = _holdout_rows(table, holdout_fraction, start, end)
+    chosen = sample(table, size, seed)
+    if carry is not None and carry.num_rows:
+        kept = sample(carry.select(chosen.schema.names).cast(chosen.schema), size, seed)
+        chosen = pa.concat_tables([kept, chosen])
+    return chosen, table, parts, skipped
+
+
+def _read_window(lake: LakePath, start: datetime, end: datetime) -> tuple[pa.Table, list[lk.Partition], dict[str, str]]:
+    """The validated hours' rows with their source_hour, those hours' partitions, and the status of
+    each hour skipped."""
+    tables: list[pa.Table] = []
+    used: list[lk.Partition] = []
+    skipped: dict[str, str] = {}
+    for hour in hours(start, end):
+        part = lk.partition(lake, hour)
+        if part.status != "validated":
+            skipped[iso_hour(hour)] = part.status
+            continue
+        table = lk.read_partition(part).select(lk.SEARCH_LOG_SCHEMA.names).cast(lk.SEARCH_LOG_SCHEMA)
+        source = pa.array(np.full(table.num_rows, np.datetime64(hour.replace(tzinfo=None), "us")),
+                          type=pa.timestamp("us", tz="UTC"))
+        tables.append(table.append_column(ANCHOR_SCHEMA.field(SOURCE_HOUR), source))
+        used.append(part)
+    if not used:
+        raise AnchorError(f"no validated hour in [{iso_hour(start)}, {iso_hour(end)}): nothing to freeze")
+    return pa.concat_tables(tables), used, skipped
 
 
 class _Counts(TypedDict):
@@ -396,6 +322,9 @@ def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replac
     lk.append_jsonl(folder / HISTORY_FILE, record)
 
 
+# --------------------------------------------------------------------------- read and show
+
+
 def history(lake: LakePath) -> list[dict[str, Any]]:
     """The records of replaced anchors, oldest first."""
     path = anchor_dir(lake) / HISTORY_FILE
@@ -460,56 +389,3 @@ def budget_line(info: AnchorInfo) -> str:
         return f"forgetting budget: none (no category was measured stable when version {info.baseline_version} served)"
     where = "every category" if info.protected_categories is None else ", ".join(info.protected_categories)
     return f"forgetting budget: candidates held to version {info.baseline_version} on {where}"
-
-
-# --------------------------------------------------------------------------- score cache
-
-_VERSION = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-def scores_path(lake_or_cache_dir: LakePath | str, model_version: str, anchor_sha: str) -> LakePath:
-    """``<cache>/scores/<anchor_sha12>/v<version>.npy``; a lake root means ``<lake>/anchor``."""
-    root = storage.root(lake_or_cache_dir)
-    if storage.is_file(root / ANCHOR_DIR / INFO_FILE) or storage.is_dir(root / "search_logs"):
-        root = root / ANCHOR_DIR
-    version = str(model_version)
-    version = version[1:] if version.startswith("v") and version[1:].isdigit() else version
-    if not _VERSION.match(version) or version in (".", ".."):
-        raise ValueError(f"model version {model_version!r} cannot name a cache file")
-    if len(anchor_sha) < 12:
-        raise ValueError("anchor_sha must be the anchor's sha256 (at least 12 hex digits)")
-    return root / SCORES_DIR / anchor_sha[:12] / f"v{version}.npy"
-
-
-def cached_scores(
-    lake_or_cache_dir: LakePath | str,
-    model_version: str,
-    anchor_sha: str,
-    compute: Callable[[], np.ndarray],
-    rows: int | None = None,
-) -> np.ndarray:
-    """A registered model version's scores on an anchor, computed once and kept.
-
-    Model versions are immutable, so (version, anchor hash) names the scores for good, provided
-    `model_version` is a name the registry cannot give another model: `tracking.version_key`
-    (`<version>-<run id>`), not the bare number, which a recreated registry reuses. The
-    array is stored as float64 ``.npy`` (written atomically). With `rows`, a stored array of
-    another length (or an unreadable file) is recomputed and a computed one of the wrong length
-    raises. Only cache *registered* versions: a candidate that is not yet a version has no
-    stable name.
-    """
-    path = scores_path(lake_or_cache_dir, model_version, anchor_sha)
-    if storage.is_file(path):
-        try:
-            stored = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
-            if stored.ndim == 1 and (rows is None or stored.shape[0] == rows):
-                return stored
-        except (OSError, ValueError):
-            pass  # a damaged file: recompute and overwrite
-    result = np.asarray(compute(), dtype=np.float64).reshape(-1)
-    if rows is not None and result.shape[0] != rows:
-        raise ValueError(f"compute() returned {result.shape[0]} scores for an anchor of {rows} rows")
-    buffer = io.BytesIO()
-    np.save(buffer, result, allow_pickle=False)
-    lk.atomic_write_bytes(path, buffer.getvalue())
-    return result

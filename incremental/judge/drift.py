@@ -1,11 +1,11 @@
-"""Drift: the champion's prequential record, the slice-change rule, and the drift episode.
+"""Drift: the episode the slice-change rule starts and ends, its state, and its alerts.
 
 Adapting and not forgetting pull against each other (DESIGN.md, "Adapting versus forgetting").
-This module decides, from data, which of the two an hour calls for.
+This module, with the record and the rule it reads, decides from data which of the two an hour
+calls for.
 
-1. **Prequential record.** Before anything trains on a validated hour, the champion scores all
-   of its rows (test-then-train). One line per (hour, champion version) in
-   ``<lake>/_drift/prequential.jsonl`` (in the lake, so every worker shares it): AUC, NDCG@10 and log loss, overall and per category.
+1. **Prequential record** (`incremental.judge.prequential`). Before anything trains on a
+   validated hour, the champion scores all of its rows (test-then-train), one line per hour.
    The rule reads these alone. After a bootstrap, or after a drift episode, it waits for
    ``min_reference_hours`` of them before it judges anything. The champion's scores on its own
    training window's holdout sessions are no fair reference: early stopping chose its weights on
@@ -56,137 +56,41 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from incremental.config import DriftSettings, Settings
 from incremental.data import lake, lake_lock, storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, redact_url
 from incremental.hours import HOUR, iso_hour, parse_hour
-from incremental.judge.drift_rule import (  # noqa: F401 - the rule, read through this module too
-    NOISE_Z,
-    OVERALL,
-    Assessment,
-    DriftContext,
-    Episode,
-    Observed,
-    PrequentialRecord,
-    SeriesVerdict,
-    SliceMetrics,
-    assess,
-    auc_standard_error,
-)
+from incremental.judge.drift_rule import Assessment, DriftContext, Episode, Observed
 
 if TYPE_CHECKING:
     from incremental.model.replay import StaleRule
 
 log = logging.getLogger(__name__)
-PREQUENTIAL = "prequential"
 NORMAL, ADAPT = "normal", "adapt"
-
-
-# --- the prequential record ---------------------------------------------------------------------
-DRIFT_DIR = "_drift"  # in the lake: every worker reads and writes the one record and state
+DRIFT_DIR = "_drift"  # in the lake: every worker reads and writes the one record, state and alert log
+STATE_FILE = "state.json"
+ALERTS_FILE = "alerts.jsonl"
 
 
 def drift_dir(settings: Settings) -> LakePath:
     return settings.lake / DRIFT_DIR
 
 
-def _append_line(settings: Settings, name: str, entry: Mapping[str, Any]) -> None:
+def append_line(settings: Settings, name: str, entry: Mapping[str, object],
+                check: Callable[[Any], str | None] | None = None) -> None:
     """One JSON line more in ``<lake>/_drift/<name>``: read, add, publish, under the lake lock
     (an object store has no append; two workers must not lose each other's line). A torn last
-    line is set aside first (`lake.append_jsonl`); a damaged record is refused, never built on."""
+    line is set aside first (`lake.append_jsonl`); with `check`, a damaged file is refused, never
+    built on."""
     with lake_lock.lock(settings.lake, "drift"):
-        lake.append_jsonl(drift_dir(settings) / name, entry, _LINE_CHECKS.get(name))
-
-
-_METRICS = ("rows", "positives", "auc", "ndcg@10", "logloss")
-
-
-def check_record(r: dict[str, Any]) -> str | None:
-    """What is wrong with a prequential record (None: nothing)."""
-    hour = r.get("hour")
-    try:
-        parse_hour(hour) if isinstance(hour, str) else None
-    except (ValueError, OverflowError):
-        hour = None
-    if not isinstance(hour, str):
-        return f"'hour' must be an ISO hour, found {r.get('hour')!r:.80}"
-    if not isinstance(r.get("champion_version"), str):
-        return f"'champion_version' must be a string, found {r.get('champion_version')!r:.80}"
-    if not isinstance(r.get("source", PREQUENTIAL), str):
-        return f"'source' must be a string, found {r.get('source')!r:.80}"
-    per_category = r.get("per_category", {})
-    if not isinstance(per_category, dict) or not all(isinstance(m, dict) for m in per_category.values()):
-        return "'per_category' must map categories to metrics"
-    for where, m in [("", r), *((f"per_category.{c}.", m) for c, m in per_category.items())]:
-        for key in _METRICS:
-            value = m.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                return f"'{where}{key}' must be a number or null, found {value!r:.80}"
-    return None
-
-
-_LINE_CHECKS = {"prequential.jsonl": check_record}
-
-
-def records(settings: Settings) -> list[PrequentialRecord]:
-    """Every record, oldest hour first and, within an hour, in the order first written (the last
-    line for an (hour, version, source) wins). Each line is checked (`check_record`): a damaged
-    one is named (file and line), never skipped."""
-    found: dict[tuple[str, str, str], PrequentialRecord] = {}
-    for r in lake.read_jsonl(drift_dir(settings) / "prequential.jsonl", check_record):
-        found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = cast(PrequentialRecord, r)
-    # not sorted by version: "10" < "9", and the first written is the champion served on arrival
-    return sorted(found.values(), key=lambda r: r["hour"])
-
-
-def usable(recs: list[PrequentialRecord], since: str | None) -> list[PrequentialRecord]:
-    """The series the rule reads: prequential records from `since` on, whichever champion was
-    served then (one per hour: the first written, by the champion served when the hour arrived;
-    a later line for the hour, from an older home or a race, is by a champion that may have
-    trained on it)."""
-    by_hour: dict[str, PrequentialRecord] = {}
-    for r in recs:
-        if r.get("source", PREQUENTIAL) == PREQUENTIAL and (since is None or r["hour"] >= since):
-            by_hour.setdefault(r["hour"], r)
-    return [by_hour[h] for h in sorted(by_hour)]
-
-
-def append_record(settings: Settings, record: PrequentialRecord) -> None:
-    _append_line(settings, "prequential.jsonl", record)
-
-
-def record_once(settings: Settings, record: PrequentialRecord) -> bool:
-    """Append a prequential record unless its hour has one already, checked under the drift lock
-    (two runs of one hour score it at once: the first to write keeps it). True when written."""
-    with lake_lock.lock(settings.lake, "drift"):
-        if any(r["hour"] == record["hour"] and r.get("source", PREQUENTIAL) == PREQUENTIAL for r in records(settings)):
-            return False
-        append_record(settings, record)
-        return True
-
-
-def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = "prequential") -> PrequentialRecord:
-    """The line for one hour from `metrics.evaluate` of the champion's scores on all its rows,
-    before anything trains on them."""
-
-    def small(m: dict[str, Any]) -> SliceMetrics:
-        return {"rows": _finite(m.get("rows")), "positives": _finite(m.get("positives")), "auc": _finite(m.get("auc")),
-                "ndcg@10": _finite(m.get("ndcg@10")), "logloss": _finite(m.get("logloss"))}
-
-    return {"hour": iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
-            "per_category": {c: small(m) for c, m in evaluated.get("per_category", {}).items()}}
-
-
-def _finite(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+        lake.append_jsonl(drift_dir(settings) / name, entry, check)
 
 
 # --- the episode ----------------------------------------------------------------------------------
@@ -216,7 +120,7 @@ class DriftState:
 def load_state(settings: Settings) -> DriftState:
     """The drift state (a fresh one when there is none), checked field by field: an unknown key,
     a missing or wrong-typed value or an unknown mode is `DamagedStateError` naming the file."""
-    path = drift_dir(settings) / "state.json"
+    path = drift_dir(settings) / STATE_FILE
     if not storage.is_file(path):
         return DriftState()
     payload = lake.read_json(path)
@@ -254,7 +158,7 @@ def _check_state(payload: dict[str, Any]) -> str | None:
 
 
 def save_state(settings: Settings, state: DriftState) -> None:
-    lake.atomic_write_json(drift_dir(settings) / "state.json", state.to_dict())
+    lake.atomic_write_json(drift_dir(settings) / STATE_FILE, state.to_dict())
 
 
 @contextmanager
@@ -411,7 +315,7 @@ def alert(settings: Settings, level: str, message: str, **details: object) -> di
     """Record an alert (``alert``: for the record; ``page``: a person must look) and log it."""
     message = redact_url(message)
     entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "message": message, **details}
-    _append_line(settings, "alerts.jsonl", entry)
+    append_line(settings, ALERTS_FILE, entry)
     log.warning("ALERT search-ranker (%s): %s", level, message)
     if settings.alert_webhook:
         post_alert(settings.alert_webhook, entry)

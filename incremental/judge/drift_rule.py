@@ -27,7 +27,7 @@ SliceMetrics = TypedDict("SliceMetrics", {"rows": float | None, "positives": flo
 
 
 class PrequentialRecord(SliceMetrics):
-    """One line of the champion's prequential record (`drift.make_record`): how the champion served
+    """One line of the champion's prequential record (`prequential.make_record`): how the champion served
     when the hour arrived scored all of its rows, overall and per category; what the rule reads."""
 
     hour: str  # ISO hour

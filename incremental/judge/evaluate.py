@@ -26,8 +26,9 @@ import pandas as pd
 from incremental.config import GateSettings, Settings
 from incremental.data import lake
 from incremental.hours import HOUR, iso_hour
-from incremental.judge import anchor, compare, gate, metrics
+from incremental.judge import anchor, compare, gate, metrics, score_cache
 from incremental.judge.drift_rule import DriftContext
+from incremental.judge.strata import SOURCE_HOUR
 from incremental.model import ranker
 from incremental.registry import tracking
 
@@ -44,7 +45,7 @@ def score_dir(model_dir: Path, frame: pd.DataFrame, settings: Settings) -> np.nd
 
 def by_source_hour(frame: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
     """One row of R: AUC per anchor source hour."""
-    hours = pd.to_datetime(frame[anchor.SOURCE_HOUR], utc=True)
+    hours = pd.to_datetime(frame[SOURCE_HOUR], utc=True)
     out = {}
     for hour, index in sorted(hours.groupby(hours).indices.items()):
         out[iso_hour(hour)] = metrics.roc_auc(frame["clicked"].to_numpy()[index], scores[index])
@@ -150,7 +151,7 @@ def baseline_budget(settings: Settings, info: anchor.AnchorInfo, frame: pd.DataF
     if not judged:
         return {**out, "applicable": False,
                 "why": f"no protected category has {settings.gate.min_category_rows}+ anchor rows"}
-    baseline = anchor.cached_scores(
+    baseline = score_cache.cached_scores(
         settings.lake, tracking.version_key(settings, baseline_version), info.sha256,
         lambda: score_dir(tracking.version_model_dir(settings, baseline_version), frame, settings),
         rows=len(frame))
@@ -249,9 +250,9 @@ def evaluate_candidate(settings: Settings, trained: Trained) -> Evaluation:
     champion = None
     if parent:
         parent_dir = tracking.version_model_dir(settings, parent)
-        parent_anchor = anchor.cached_scores(settings.lake, tracking.version_key(settings, parent), info.sha256,
-                                             lambda: score_dir(parent_dir, anchor_frame, settings),
-                                             rows=len(anchor_frame))
+        parent_anchor = score_cache.cached_scores(settings.lake, tracking.version_key(settings, parent), info.sha256,
+                                                  lambda: score_dir(parent_dir, anchor_frame, settings),
+                                                  rows=len(anchor_frame))
         parent_holdout = score_dir(parent_dir, holdout, settings)
         champion = {"version": parent, "holdout": metrics.evaluate(holdout, parent_holdout),
                     **_anchor_sections(anchor_frame, parent_anchor, info.sha256, changed)}

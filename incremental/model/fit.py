@@ -270,9 +270,9 @@ def fit(
     on_checkpoint: Callable[[FitState], None] | None = None,
     label: str = "training",
 ) -> FitState:
-    """Train from `state` (a fresh run when None) to `max_steps`, stopping early when the loss on
-    the early-stopping rows has not improved for `early_stopping_patience` evaluations; end on the
-    best weights."""
+    """Train from `state` (a fresh run when None) to `max_steps`, stopping early when the loss (or
+    the click AUC: `early_stopping_metric`) on the early-stopping rows has not improved for
+    `early_stopping_patience` evaluations; end on the best weights."""
     state = state or FitState()
     progress = Progress(label, max_steps, done=state.step)
     model = trainer.model
@@ -291,15 +291,15 @@ def fit(
         if len(data.stopping_labels) and (state.step % t.eval_every == 0 or state.step == max_steps):
             evaluated = stopping_eval(model, data, trainer.autocast)
             metrics.update(evaluated)
-            stop = _early_stopping(state, model, evaluated["stopping_loss"], t.early_stopping_patience)
+            stop = _early_stopping(state, model, _stopping_score(evaluated, t), t.early_stopping_patience)
         if on_metrics:
             on_metrics(state.step, metrics)
         progress.update(state.step, _detail(state))
         if on_checkpoint and state.step % t.checkpoint_every == 0 and state.step < max_steps and not stop:
             on_checkpoint(state)
         if stop:
-            log.info("early stop at step %d: the early-stopping loss has not improved since step %d", state.step,
-                     state.best_step)
+            log.info("early stop at step %d: the early-stopping %s has not improved since step %d", state.step,
+                     t.early_stopping_metric, state.best_step)
             break
     progress.finish(state.step, _detail(state))
     if state.best_weights is not None and state.best_step != state.step:
@@ -311,7 +311,15 @@ def _detail(state: FitState) -> str:
     return f"{state.seen / max(state.seconds, 1e-9):.1f} samples/s | loss {state.last_loss:.4f}"
 
 
+def _stopping_score(evaluated: dict[str, float], t: TrainingSettings) -> float:
+    """Lower is better: the loss, or the AUC negated (a split with one class has no AUC: its loss then)."""
+    if t.early_stopping_metric == "auc" and "stopping_auc" in evaluated:
+        return -evaluated["stopping_auc"]
+    return evaluated["stopping_loss"]
+
+
 def _early_stopping(state: FitState, model: torch.nn.Module, loss: float, patience: int) -> bool:
+    """`loss`: the stopping score, lower is better (`best_loss` keeps its name: checkpoints carry it)."""
     if loss < state.best_loss:
         weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         state.best_loss, state.best_step, state.bad_evals, state.best_weights = loss, state.step, 0, weights

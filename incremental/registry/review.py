@@ -5,7 +5,7 @@
 - `forgetting_per_category.png`: anchor AUC per category, parent vs candidate
 - `metric_history.png`: holdout and anchor AUC across the registered versions
 - `r_matrix.png`: the accuracy matrix R[model version][anchor source hour] as a heatmap,
-  with backward transfer and average forgetting (definitions in `incremental.judge.metrics`)
+  with backward transfer and average forgetting (definitions in `incremental.judge.forgetting`)
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from incremental.config import Settings  # noqa: E402
 from incremental.handover import Registered  # noqa: E402
 from incremental.hours import HOUR, parse_hour
-from incremental.judge import metrics
 from incremental.judge.evaluate import Evaluation, load_evaluation  # noqa: E402
+from incremental.judge.forgetting import forgetting_report
 from incremental.registry import champion as registry
 from incremental.registry import tracking  # noqa: E402
 
@@ -92,7 +92,7 @@ def r_matrix(r: AccuracyRows) -> tuple[list[str], list[datetime], np.ndarray, di
                       dtype=float).reshape(len(labels), len(hours))
     ordered = {i: dict(zip(hours, values[i], strict=True)) for i in range(len(labels))}
     through = [r["trained_through"][m] for m in labels]
-    summary = metrics.forgetting_report(ordered, through) if len(labels) > 1 else {}
+    summary = forgetting_report(ordered, through) if len(labels) > 1 else {}
     return labels, hours, values, summary
 
 

@@ -9,7 +9,7 @@ every UTC day at a random time, are shown from the first hour that starts after 
 discontinued, which keeps the catalogue bounded for any date).
 
 Everything is deterministic by ``seed``: the catalogue comes from an RNG seeded by the seed (and,
-for launches, the UTC day). See `incremental.sim.simulate` for the traffic.
+for launches, the UTC day). See `incremental.sim.traffic` for the traffic.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ import pyarrow as pa
 from incremental.data.warehouse import Warehouse
 from incremental.errors import IncrementalError
 from incremental.hours import iso_hour, parse_hour
-from incremental.sim.simulate import (
+from incremental.sim.traffic import (
     SHORT_DELAY_MAX_S,
     SHORT_DELAY_MEAN_S,
     SHORT_DELAY_MIN_S,

@@ -11,7 +11,7 @@ naming the drift rule. One result format for every run (`RESULT_FORMAT`), throug
 (`partial_unexpected_list`) unescaped, so a query like `<script>...</script>` became stored XSS
 wherever the docs are served: GX is asked for no value samples (`partial_unexpected_count: 0`),
 the samples are in the text summary and `gx_result.json` only (as Python reprs), the category
-column reaches GX as codes (its KL chart embeds values raw in a `<script>`: see `validate_drift`),
+column reaches GX as codes (its KL chart embeds values raw in a `<script>`: see `incremental.validation.hour_drift`),
 and the Airflow plugin serves the docs with a sandboxing Content-Security-Policy.
 """
 
@@ -87,7 +87,7 @@ def build_suite(
     drift: Sequence[Any] = (),
 ) -> Any:  # gx: the great_expectations module; returns a gx.ExpectationSuite
     """The GX suite. Row-level expectations carry `mostly` = 1 - max_bad_row_fraction and meta level "row";
-    `drift`: the drift expectations (`validate_drift.drift_expectations`), with their own severity and meta."""
+    `drift`: the drift expectations (`hour_drift.drift_expectations`), with their own severity and meta."""
     E = gx.expectations
     columns = [f.name for f in lk.SEARCH_LOG_SCHEMA]
     earliest = start - timedelta(hours=settings.allowed_lateness_hours)

@@ -2,7 +2,8 @@
 
 Every check has a rule name (the GX expectation type where GX evaluates it), a column, a severity
 ("critical" quarantines the hour, "rows" quarantines the failing rows, "warning" is recorded
-only), and how many rows failed. See `incremental.validation.validate` for the rules and what follows.
+only), and how many rows failed. See `incremental.validation.frame` for the rules
+and `incremental.validation.validate` for what follows.
 """
 
 from __future__ import annotations

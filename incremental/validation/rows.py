@@ -3,7 +3,7 @@ one session's share of the hour, and uniqueness across the hour's parts.
 
 Row-level rules use the same definitions as the GX suite's row expectations (`incremental.validation.gx_suite`),
 vectorised, so that the failing *rows* are known (GX only counts them); the counts are
-cross-checked against GX's by `incremental.validation.validate`.
+cross-checked against GX's by `incremental.validation.frame`.
 
 **Mojibake and control characters.** Text with C0/C1 control characters other than tab and
 newline (e.g. the Home Depot title `'... (6 LED\x89\xdb\xaas per Light)'`, cp1252/Mac Roman

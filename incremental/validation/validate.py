@@ -1,8 +1,9 @@
-"""Validate one extracted hour: a Great Expectations (GX Core 1.x) suite plus hour-over-hour drift.
+"""Validate one extracted hour in the lake: its pending part checked, then validated or quarantined.
 
-Pure core: `validate_frame(frame, start, end, settings, history)` -> (checks, statistics).
-I/O edge: `validate_hour(lake, start, settings)` validates the hour's pending part (the first
-extraction, or a delta of late or re-admitted rows) and then, by what failed:
+The checks themselves (a Great Expectations suite plus hour-over-hour drift) are the pure core,
+`incremental.validation.frame`. This module is the lake side: `validate_hour(lake, start,
+settings)` validates the hour's pending part (the first extraction, or a delta of late or
+re-admitted rows) and then, by what failed:
 
 * nothing: the part is validated (`_validation.json` lists the validated parts);
 * only **row-level** rules, on at most `max_bad_row_fraction` of the part's rows: the failing
@@ -13,60 +14,19 @@ extraction, or a delta of late or re-admitted rows) and then, by what failed:
   the hour are validated already, the whole delta part) moves to quarantine with the full GX
   result (`gx_result.json`) and GX's own data docs (`data_docs/`).
 
-Live rows plus quarantined rows always equal the warehouse rows of the hour (`lake_quarantine.row_counts`).
+Live rows plus quarantined rows always equal the warehouse rows of the hour (`incremental.data.quarantine.row_counts`).
 `readmit_hour` puts quarantined rows back (after a fix: a reviewed settings change, a repaired
 source), as a new part that is validated like any other; the manifest records it.
-
-Every check has a rule name (the GX expectation type where GX evaluates it), a column, a severity
-("critical" quarantines the hour, "rows" quarantines the failing rows, "warning" is recorded
-only), and how many rows failed.
-
-The parts: `validate_report` (severities, `Check`, `ValidationReport`), `validate_rows` (pandas
-checks and row masks), `validate_gx` (the GX suite, run through a Checkpoint whose action builds the
-data docs), `validate_drift` (hour statistics; drift as GX expectations, a warning and a critical one
-per rule, read back as one check with the worst grade). This module runs them together and keeps
-the lake I/O: which part is pending, what goes to quarantine, what is recorded.
-
-| rule | level | where |
-| --- | --- | --- |
-| expect_table_columns_to_match_set | table | GX |
-| expect_column_values_to_be_of_type (per column) | table | Arrow schema (partition) or pandas dtypes (frame) |
-| expect_table_row_count_to_be_between (min_rows) | table | GX |
-| expect_column_values_to_be_unique (event_id; also across the hour's parts) | table | GX (+ `validate_rows`) |
-| expect_compound_columns_to_be_unique (event_ts, session_id, product_id, position): replayed rows | table | GX (+ `validate_rows`) |
-| expect_column_mean_to_be_between (clicked in [min_ctr, max_ctr]): zero-click, all-clicked hours | table | GX |
-| expect_session_share_to_be_at_most (session_id): one session flooding the hour | table | `validate_rows` |
-| drift_row_count: expect_table_row_count_to_be_between (reference median / x, * x) | table (warning or critical) | GX, bounds from history (`validate_drift`) |
-| drift_ctr: expect_column_mean_to_be_between (clicked, reference median -/+ limit) | table (warning or critical) | GX, bounds from history |
-| drift_category_mix: expect_column_kl_divergence_to_be_less_than (category, reference mix) | table (warning or critical) | GX, bounds from history |
-| expect_bad_row_fraction_to_be_at_most (max_bad_row_fraction) | table | here |
-| expect_column_values_to_not_be_null (9 columns) | row | GX, `mostly` |
-| expect_column_values_to_be_in_set (clicked in {0, 1}) | row | GX, `mostly` |
-| expect_column_values_to_be_between (position; event_ts; ingested_at) | row | GX, `mostly` |
-| expect_column_pair_values_a_to_be_greater_than_b (ingested_at >= event_ts) | row | GX, `mostly` |
-| expect_column_value_lengths_to_be_between (query [1, max]; title [0, max]) | row | GX, `mostly` |
-| expect_column_values_to_not_match_regex (query: whitespace only) | row | GX, `mostly` |
-| expect_column_values_to_be_valid_text (query, title; any non-Arrow text column) | row | `validate_rows` |
-
-Row-level rules use GX's `mostly` = 1 - `max_bad_row_fraction`; which rows failed is computed in
-`validate_rows` with the same definitions (vectorised), and the counts are cross-checked against GX's: a
-disagreement quarantines the hour (`validation_consistency`), never a silent drop. Table-level
-statistics checks (row count, click-through bounds, session share, drift) apply to a first
-extraction, and to a delta only when it has at least `min_rows` rows. Columns that are missing or
-of the wrong type get their schema failure and no value checks (GX would raise on them); the hour
-is quarantined cleanly with a message naming the column.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,8 +39,9 @@ from incremental.data.manifest import PartEntry
 from incremental.data.storage import LakePath
 from incremental.errors import require_reason
 from incremental.hours import HOUR, iso_hour, parse_hour
-from incremental.validation.gx_suite import GxRun, build_suite, for_gx, gx_check, gx_summary, run_gx
-from incremental.validation.hour_drift import HourStats, drift_reference, is_drift, statistics_of, validated_history
+from incremental.validation.frame import Outcome, check_frame
+from incremental.validation.gx_suite import gx_summary
+from incremental.validation.hour_drift import statistics_of, validated_history
 from incremental.validation.report import (
     CRITICAL,
     ROWS,
@@ -90,121 +51,7 @@ from incremental.validation.report import (
     ValidationRecord,
     ValidationReport,
 )
-from incremental.validation.rows import (
-    cross_part_checks,
-    row_masks,
-    schema_checks_arrow,
-    schema_checks_frame,
-    session_share_check,
-    text_checks,
-    value_samples,
-)
-
-__all__ = ["CRITICAL", "ROWS", "WARNING", "Check", "ValidationError", "ValidationReport", "read_frame",
-           "readmit_hour", "statistics_of", "validate_frame", "validate_hour"]
-
-
-# ---------------------------------------------------------------------------------------------
-# the pure core
-
-
-@dataclass
-class _Outcome:
-    checks: list[Check]
-    stats: HourStats
-    gx: GxRun | None
-    bad: np.ndarray  # per row: failed at least one row-level rule
-    reasons: np.ndarray  # per row: the rules it failed, ";"-separated ("" when none)
-    codes: dict[str, str]  # the category codes GX saw -> the names (`validate_drift.code_categories`)
-
-
-def _validate(
-    frame: pd.DataFrame,
-    start: datetime,
-    end: datetime,
-    settings: ValidationSettings,
-    history: Sequence[HourStats],
-    type_checks: list[Check] | None = None,
-    docs_dir: Path | None = None,
-    *,
-    table_stats: bool = True,
-    earlier: pd.DataFrame | None = None,
-) -> _Outcome:
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
-    n = len(frame)
-    types = schema_checks_frame(frame) if type_checks is None else type_checks
-    typed_ok = {c.column for c in types if c.success and c.column is not None and c.column in frame.columns}
-    masks = row_masks(frame, start, end, settings, typed_ok)
-    text, gx_frame = text_checks(frame, typed_ok, masks)
-    gx_frame = for_gx(gx_frame, typed_ok)
-    samples = value_samples(frame, masks)
-    ref = drift_reference(history, settings, typed_ok, n, delta=not table_stats)
-    gx_frame, codes = ref.coded(gx_frame)  # GX sees category codes, never names (see validate_drift)
-    run = run_gx(gx_frame, lambda gx: build_suite(gx, start, end, settings, typed_ok, table_stats,
-                                                  ref.expectations(gx, settings)), docs_dir)
-    gx_checks = [gx_check(r, n, samples) for r in run.result.results if not is_drift(r)]
-    extra = _consistency_checks(gx_checks, masks)
-    if table_stats:
-        extra.append(session_share_check(frame, typed_ok, settings))
-    if earlier is not None and len(earlier):
-        extra += cross_part_checks(frame, earlier, typed_ok)
-    stats = statistics_of(frame, typed_ok)
-    drift = ref.checks(run.result.results, settings, codes)
-    bad, reasons = _bad_rows(masks, n)
-    fraction = _fraction_check(int(bad.sum()), n + (len(earlier) if earlier is not None else 0), settings)
-    checks = gx_checks[:1] + types + gx_checks[1:] + text + extra + [fraction] + drift
-    if not fraction.success:  # too many bad rows: the row rules that failed quarantine the hour
-        checks = [replace(c, severity=CRITICAL) if c.severity == ROWS and not c.success else c for c in checks]
-    return _Outcome(checks, stats, run, bad, reasons, codes)
-
-
-def _consistency_checks(gx_checks: list[Check], masks: dict[tuple[str, str], np.ndarray]) -> list[Check]:
-    """GX and the row masks must agree on every row-level rule."""
-    out: list[Check] = []
-    for c in gx_checks:
-        key = (c.rule, c.column)
-        if c.severity == ROWS and key in masks and c.unexpected is not None and c.unexpected != int(masks[key].sum()):
-            out.append(Check("validation_consistency", c.column, CRITICAL, False, None,
-                             f"validation_consistency: {c.name}: GX counts {c.unexpected} failing rows, the row "
-                             f"mask {int(masks[key].sum())}: the hour is quarantined rather than guess"))
-    return out
-
-
-def _bad_rows(masks: dict[tuple[str, str], np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: whether it failed a row-level rule, and the rules it failed (";"-separated)."""
-    bad = np.zeros(n, dtype=bool)
-    reasons = np.full(n, "", dtype=object)
-    for (rule, column), mask in masks.items():
-        if mask.any():
-            bad |= mask
-            name = f"{rule}({column})"
-            reasons[mask] = np.where(reasons[mask] == "", name, reasons[mask] + ";" + name)
-    return bad, reasons
-
-
-def _fraction_check(n_bad: int, of: int, settings: ValidationSettings) -> Check:
-    """Too many bad rows to quarantine row by row. `of`: a delta is judged with the hour's validated
-    rows (a few late rows, one of them bad, are not "10% bad")."""
-    limit = settings.max_bad_row_fraction
-    over = n_bad > limit * of
-    return Check(
-        "expect_bad_row_fraction_to_be_at_most", None, CRITICAL, not over, n_bad,
-        f"expect_bad_row_fraction_to_be_at_most: {n_bad} of {of} rows ({(n_bad / of if of else 0):.2%}) failed "
-        f"row-level rules (limit {limit:.2%})" + (": too many to quarantine row by row, the hour is quarantined"
-                                                 if over else ""),
-    )
-
-
-def validate_frame(frame: pd.DataFrame, start: datetime, end: datetime, settings: ValidationSettings,
-                   history: Sequence[HourStats] = ()) -> tuple[list[Check], HourStats]:
-    """Run every check on one hour's rows; returns (checks, statistics). `history`: earlier hours' statistics."""
-    out = _validate(frame, start, end, settings, history)
-    return out.checks, out.stats
-
-
-# ---------------------------------------------------------------------------------------------
-# the I/O edge
-
+from incremental.validation.rows import schema_checks_arrow
 
 _INT_TYPES = {
     pa.int8(): pd.Int8Dtype(),
@@ -296,7 +143,7 @@ def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings
     history = validated_history(lake, start, settings)
     staging = Path(tempfile.mkdtemp(prefix=f"{start:%Y%m%d%H}-", dir=lk.scratch_dir(lake)))
     try:
-        out = _validate(p.frame, start, end, settings, history, schema_checks_arrow(p.schema), staging / "data_docs",
+        out = check_frame(p.frame, start, end, settings, history, schema_checks_arrow(p.schema), staging / "data_docs",
                         table_stats=table_stats, earlier=p.earlier)
         critical = [c for c in out.checks if not c.success and c.severity == CRITICAL]
         n_bad = int(out.bad.sum())
@@ -317,7 +164,7 @@ def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
+def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
             critical: list[Check]) -> ValidationRecord:
     """The validation record of a part (`_validation.json`, or the quarantine's record)."""
     return {
@@ -339,7 +186,7 @@ def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Pa
     }
 
 
-def _stage_gx_result(out: _Outcome, record: ValidationRecord, staging: Path) -> None:
+def _stage_gx_result(out: Outcome, record: ValidationRecord, staging: Path) -> None:
     """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantined data."""
     docs_tmp = staging / "data_docs"
     gx_json = out.gx.result.to_json_dict() if out.gx else {}
@@ -349,7 +196,7 @@ def _stage_gx_result(out: _Outcome, record: ValidationRecord, staging: Path) -> 
         shutil.rmtree(docs_tmp, ignore_errors=True)
 
 
-def _quarantine(lake: LakePath, start: datetime, p: _Part, out: _Outcome, record: ValidationRecord,
+def _quarantine(lake: LakePath, start: datetime, p: _Part, out: Outcome, record: ValidationRecord,
                 staging: Path) -> ValidationReport:
     """A critical failure: the hour goes to quarantine, or only this delta when the hour has validated parts."""
     if p.earlier_parts:
@@ -366,7 +213,7 @@ def _quarantine(lake: LakePath, start: datetime, p: _Part, out: _Outcome, record
                             hour_validated=bool(p.earlier_parts))
 
 
-def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
+def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
                      record: ValidationRecord, staging: Path) -> PartEntry:
     """Move the part's bad rows to quarantine (with the rules each broke); the part's new manifest entry."""
     table = lk.read_parquet(p.path)
@@ -384,7 +231,7 @@ def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettin
     return lq.quarantine_rows(lake, start, p.entry, table.filter(pc.invert(mask)), bad_rows, report, staging)
 
 
-def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: _Outcome,
+def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
             record: ValidationRecord, staging: Path) -> ValidationReport:
     """The part is validated (its bad rows, if any, quarantined): record the hour's validated view."""
     entry, rows_path, docs, clean = p.entry, None, None, p.frame

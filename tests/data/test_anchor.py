@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from incremental.data import lake
-from incremental.judge import anchor
+from incremental.judge import anchor, score_cache, strata
 
 H0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -92,10 +92,10 @@ def test_freeze_stratifies_by_hour_and_category(lake_root: Path) -> None:
 
 
 def test_allocation_edge_cases() -> None:
-    assert anchor.allocate({"a": 5, "b": 5}, 100) == {"a": 5, "b": 5}
-    assert anchor.allocate({"a": 90, "b": 9, "c": 1}, 10) == {"a": 8, "b": 1, "c": 1}
-    assert anchor.allocate({"a": 9, "b": 5, "c": 1, "d": 0}, 2) == {"a": 1, "b": 1, "c": 0}
-    alloc = anchor.allocate({i: n for i, n in enumerate([1] * 30 + [1000])}, 40)
+    assert strata.allocate({"a": 5, "b": 5}, 100) == {"a": 5, "b": 5}
+    assert strata.allocate({"a": 90, "b": 9, "c": 1}, 10) == {"a": 8, "b": 1, "c": 1}
+    assert strata.allocate({"a": 9, "b": 5, "c": 1, "d": 0}, 2) == {"a": 1, "b": 1, "c": 0}
+    alloc = strata.allocate({i: n for i, n in enumerate([1] * 30 + [1000])}, 40)
     assert sum(alloc.values()) == 40 and all(v >= 1 for v in alloc.values())
 
 
@@ -174,22 +174,22 @@ def test_cache_computes_once_per_version_and_anchor(lake_root: Path) -> None:
             return np.linspace(0, 1, info.rows)
         return run
 
-    first = anchor.cached_scores(lake_root, "3", info.sha256, compute("3"), rows=info.rows)
-    again = anchor.cached_scores(lake_root, "3", info.sha256, compute("3"), rows=info.rows)
+    first = score_cache.cached_scores(lake_root, "3", info.sha256, compute("3"), rows=info.rows)
+    again = score_cache.cached_scores(lake_root, "3", info.sha256, compute("3"), rows=info.rows)
     np.testing.assert_array_equal(first, again)
     assert calls == ["3"]
     assert (anchor.anchor_dir(lake_root) / "scores" / info.sha12 / "v3.npy").is_file()
-    anchor.cached_scores(lake_root, "4", info.sha256, compute("4"))
-    anchor.cached_scores(lake_root, "3", "f" * 64, compute("3b"))  # another anchor: another entry
+    score_cache.cached_scores(lake_root, "4", info.sha256, compute("4"))
+    score_cache.cached_scores(lake_root, "3", "f" * 64, compute("3b"))  # another anchor: another entry
     assert calls == ["3", "4", "3b"]
     # a plain cache folder is used as is
     cache = lake_root.parent / "cache"
-    anchor.cached_scores(cache, "v5", info.sha256, compute("5"))
+    score_cache.cached_scores(cache, "v5", info.sha256, compute("5"))
     assert (cache / "scores" / info.sha12 / "v5.npy").is_file()
     with pytest.raises(ValueError):
-        anchor.cached_scores(cache, "../x", info.sha256, compute("bad"))
+        score_cache.cached_scores(cache, "../x", info.sha256, compute("bad"))
     with pytest.raises(ValueError, match="48 rows"):
-        anchor.cached_scores(cache, "6", info.sha256, lambda: np.zeros(3), rows=info.rows)
+        score_cache.cached_scores(cache, "6", info.sha256, lambda: np.zeros(3), rows=info.rows)
 
 
 def test_holdout_window_gives_only_unseen_rows_of_the_categories_asked(lake_root: Path) -> None:

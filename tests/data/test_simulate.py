@@ -11,6 +11,7 @@ import pytest
 
 from incremental.config import Settings
 from incremental.data.warehouse import Warehouse
+from incremental.sim import catalogue, faults, traffic
 from incremental.sim import simulate as sim
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)  # a Friday
@@ -73,11 +74,11 @@ def test_rate_is_respected_per_event_hour() -> None:
     per_hour = frame["event_ts"].dt.floor("h").value_counts()
     assert per_hour.to_dict() == {pd.Timestamp(T0 + k * H): 137 for k in range(5)}
     assert summary["rows"] == 5 * 137 and sum(summary["per_hour"].values()) == 5 * 137
-    assert frame["position"].between(1, sim.PAGE_SIZE).all() and set(frame["clicked"]) == {0, 1}
+    assert frame["position"].between(1, traffic.PAGE_SIZE).all() and set(frame["clicked"]) == {0, 1}
     # sessions: one query and one user each, pages of PAGE_SIZE positions 1..10
     sessions = frame.groupby("session_id")
     assert (sessions["query"].nunique() == 1).all() and (sessions["user_id"].nunique() == 1).all()
-    assert sessions.size().max() == sim.PAGE_SIZE
+    assert sessions.size().max() == traffic.PAGE_SIZE
 
 
 def test_late_arrivals() -> None:
@@ -86,8 +87,8 @@ def test_late_arrivals() -> None:
     delay = (frame["ingested_at"] - frame["event_ts"]).dt.total_seconds()
     late = delay >= 3600
     assert 0.025 <= late.mean() <= 0.035  # LATE_SHARE = 3%
-    assert delay.min() >= sim.SHORT_DELAY_MIN_S and delay[~late].max() <= sim.SHORT_DELAY_MAX_S
-    assert delay.max() <= sim.LATE_DELAY_MAX_H * 3600
+    assert delay.min() >= traffic.SHORT_DELAY_MIN_S and delay[~late].max() <= traffic.SHORT_DELAY_MAX_S
+    assert delay.max() <= traffic.LATE_DELAY_MAX_H * 3600
     assert summary["late_rows"] == int(late.sum())
     # late rows land in a later hour's partition; some rows arrive after `end`
     ingested_hour, event_hour = frame["ingested_at"].dt.floor("h"), frame["event_ts"].dt.floor("h")
@@ -100,8 +101,8 @@ def test_catalogue_launches_and_reinsert(settings: Settings) -> None:
     warehouse = _wh(settings)
     summary = sim.simulate(warehouse, T0, T0 + 48 * H, rate=300, seed=3)
     products = _extract_products(warehouse)
-    assert products["category"].nunique() == len(sim.CATEGORIES) == 10
-    assert summary["launched_products"] == 2 * sim.LAUNCHES_PER_DAY
+    assert products["category"].nunique() == len(catalogue.CATEGORIES) == 10
+    assert summary["launched_products"] == 2 * catalogue.LAUNCHES_PER_DAY
     launched = products[products["created_at"] >= pd.Timestamp(T0)]
     assert len(launched) == summary["launched_products"]
     frame = _all_rows(warehouse).merge(products, on="product_id")
@@ -146,14 +147,14 @@ def _bad(fault: str, frame: pd.DataFrame, hour: datetime) -> pd.Series:
     if fault == "duplicate_event_id":
         return frame["event_id"].duplicated(keep=False)
     if fault == "huge_title":
-        return frame["title"].str.len() >= sim.HUGE_TITLE_BYTES
+        return frame["title"].str.len() >= faults.HUGE_TITLE_BYTES
     if fault == "invalid_text":
         return frame["query"].fillna("").str.contains(r"[\x00-\x1f\x7f]", regex=True)
     raise AssertionError(fault)
 
 
 # the first ten faults damage a block of rows each (the later ones are tested end to end in tests/reliability)
-@pytest.mark.parametrize("fault", [f for f in sim.FAULTS[:10] if f not in ("empty_hour", "sql_metacharacters")])
+@pytest.mark.parametrize("fault", [f for f in faults.FAULTS[:10] if f not in ("empty_hour", "sql_metacharacters")])
 def test_fault_lands_in_the_asked_hour_only(settings: Settings, fault: str) -> None:
     warehouse = _wh(settings)
     sim.simulate(warehouse, T0, T0 + 2 * H, rate=300, seed=8)
@@ -183,7 +184,7 @@ def test_fault_lands_in_the_asked_hour_only(settings: Settings, fault: str) -> N
 
 
 def test_faults_are_combinable_and_disjoint() -> None:
-    _, rows, summary = sim.generate(T0, T0 + 2 * H, rate=400, seed=9, faults=sim.FAULTS[:9])
+    _, rows, summary = sim.generate(T0, T0 + 2 * H, rate=400, seed=9, faults=faults.FAULTS[:9])
     ids = [i for kind in summary["faults"].values() for hour in kind.values() for i in hour]
     assert len(ids) == len(set(ids))
     _, alone, alone_summary = sim.generate(T0, T0 + 2 * H, rate=400, seed=9, faults=["null_query"])
@@ -196,7 +197,7 @@ def test_sql_metacharacters_are_stored_verbatim(settings: Settings) -> None:
     damaged = summary["faults"]["sql_metacharacters"]["2024-03-01T00:00Z"]
     part = _extract(warehouse, T0, T0 + H)
     stored = part.set_index("event_id").loc[damaged, "query"]
-    assert set(stored) == set(sim.SQL_METACHARACTER_QUERIES)
+    assert set(stored) == set(faults.SQL_METACHARACTER_QUERIES)
     assert "'; DROP TABLE search_impressions; --" in set(stored) and "%_\\" in set(stored)
     assert len(_all_rows(warehouse)) == 300  # nothing was dropped or deleted
     assert len(_extract_products(warehouse)) == summary["products"]
@@ -234,7 +235,7 @@ def test_drift_changes_category_mix_and_contradicts_the_click_rule() -> None:
     products, rows, summary = sim.generate(T0, T0 + 8 * H, rate=1500, seed=12, scenario="drift")
     assert summary["drift_at"] == "2024-03-01T04:00Z"
     mapping = summary["drift_mapping"]
-    assert mapping == sim.drift_mapping(12) and len(mapping) == sim.DRIFT_CONFLICT_CATEGORIES
+    assert mapping == traffic.drift_mapping(12) and len(mapping) == traffic.DRIFT_CONFLICT_CATEGORIES
     assert all(a != b for a, b in mapping.items())
     frame = rows.to_pandas().merge(products.to_pandas()[["product_id", "title", "category"]], on="product_id")
     after = frame["event_ts"] >= pd.Timestamp(T0 + 4 * H)
@@ -263,7 +264,7 @@ def test_steady_keeps_the_click_rule() -> None:
     assert summary["drift_at"] is None and summary["drift_mapping"] == {}
     frame = rows.to_pandas().merge(products.to_pandas()[["product_id", "category"]], on="product_id")
     after = frame["event_ts"] >= pd.Timestamp(T0 + 4 * H)
-    mapping = sim.drift_mapping(12)
+    mapping = traffic.drift_mapping(12)
     for part in (frame[~after], frame[after]):
         lexical, remapped = _rule_ctr(part, mapping)
         assert lexical > 0.2 and remapped < 0.05
@@ -274,12 +275,12 @@ def test_vocabulary_drifts_in_steady() -> None:
     """The emerging synonyms' share changes over days (fad cycles)."""
     def emerging_share(day: int) -> float:
         _, rows, _ = sim.generate(T0 + day * 24 * H, T0 + day * 24 * H + 2 * H, rate=2000, seed=13)
-        emerging = {forms[2] for c in sim.CATEGORIES for forms in c.nouns}
+        emerging = {forms[2] for c in catalogue.CATEGORIES for forms in c.nouns}
         queries = pd.Series(rows.column("query").to_pylist())
         return float(queries.map(lambda q: any(q == e or q.endswith(" " + e) for e in emerging)).mean())
 
     shares = [emerging_share(d) for d in (0, 4, 9)]
-    assert max(shares) - min(shares) > 0.005 and all(0 < s < sim.EMERGING_SHARE_MAX for s in shares)
+    assert max(shares) - min(shares) > 0.005 and all(0 < s < traffic.EMERGING_SHARE_MAX for s in shares)
 
 
 # --- arguments, speed, PostgreSQL ------------------------------------------------------------------
@@ -321,9 +322,9 @@ def test_postgres_round_trip_matches_duckdb(postgres_url: str, settings: Setting
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
     part = _extract(pg, T0 + H, T0 + 2 * H).set_index("event_id")
     damaged = summary["faults"]["sql_metacharacters"]["2024-03-01T01:00Z"]
-    assert set(part.loc[damaged, "query"]) == set(sim.SQL_METACHARACTER_QUERIES)
+    assert set(part.loc[damaged, "query"]) == set(faults.SQL_METACHARACTER_QUERIES)
     huge = summary["faults"]["huge_title"]["2024-03-01T01:00Z"]
-    assert (part.loc[huge, "title"].str.len() == sim.HUGE_TITLE_BYTES).all()
+    assert (part.loc[huge, "title"].str.len() == faults.HUGE_TITLE_BYTES).all()
     # an outage on PostgreSQL: stored rows of the hour move on too
     outage = sim.simulate(pg, T0 + 3 * H, T0 + 4 * H, rate=200, seed=14, faults=["empty_hour"])
     assert outage["outage_moved_stored_rows"] > 0  # late rows of hours 0-1 that arrived in hour 3

@@ -18,10 +18,11 @@ from test_validate import CATEGORIES, ROWS, START, good_frame, write_hour
 
 from incremental.config import ValidationSettings
 from incremental.hours import HOUR
+from incremental.validation.frame import check_frame, validate_frame
 from incremental.validation.gx_suite import gx_summary
 from incremental.validation.hour_drift import UNSEEN_CATEGORY_WEIGHT, category_code
-from incremental.validation.report import DRIFT_RULES
-from incremental.validation.validate import CRITICAL, WARNING, _validate, validate_frame, validate_hour
+from incremental.validation.report import CRITICAL, DRIFT_RULES, WARNING
+from incremental.validation.validate import validate_hour
 
 END = START + HOUR
 UNIFORM = {c: 1 / len(CATEGORIES) for c in CATEGORIES}
@@ -83,7 +84,7 @@ def test_drift_through_gx(settings: ValidationSettings, case: str) -> None:
 
 
 def test_each_rule_is_a_warning_and_a_critical_expectation_but_the_mix_a_warning_only(settings: ValidationSettings) -> None:
-    out = _validate(good_frame(ctr=0.2), START, END, settings, history())
+    out = check_frame(good_frame(ctr=0.2), START, END, settings, history())
     drift = [r for r in out.gx.result.results if (r.expectation_config.meta or {}).get("rule") in DRIFT_RULES]
     found = {(r.expectation_config.meta["rule"], r.expectation_config.type, str(r.expectation_config.severity.value))
              for r in drift}
@@ -116,7 +117,7 @@ def test_skipped_drift_is_reported(settings: ValidationSettings) -> None:
     assert drift["drift_category_mix"].message == "drift_category_mix: skipped: no category mix to compare"
     assert drift["drift_row_count"].success and "80 rows vs reference median 80 over 3 hours" in drift["drift_row_count"].message
     # a small delta part has no hour statistics
-    out = _validate(good_frame(rows=20), START, END, settings, history(), table_stats=False)
+    out = check_frame(good_frame(rows=20), START, END, settings, history(), table_stats=False)
     assert all(c.success and "skipped: a delta of 20 rows" in c.message for c in drift_of(out.checks).values())
 
 
@@ -180,7 +181,7 @@ def test_failed_docs_action_still_validates(
 
 
 def test_the_categories_gx_sees_are_codes(settings: ValidationSettings) -> None:
-    out = _validate(good_frame(categories=["shoes", "<b>x</b>"]), START, END, settings, history())
+    out = check_frame(good_frame(categories=["shoes", "<b>x</b>"]), START, END, settings, history())
     assert set(out.codes.values()) == set(CATEGORIES) | {"<b>x</b>"}
     kl = next(r for r in out.gx.result.results if r.expectation_config.type.startswith("expect_column_kl"))
     assert set(kl.result["details"]["observed_partition"]["values"]) <= set(out.codes)

@@ -29,11 +29,12 @@ from incremental.config import load_settings
 from incremental.data import lake
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR
-from incremental.judge import anchor, drift, metrics
+from incremental.judge import anchor, drift, metrics, prequential
 from incremental.judge.evaluate import score_dir
 from incremental.registry import champion as registry
 from incremental.registry import tracking
-from incremental.sim.simulate import drift_mapping, simulate
+from incremental.sim.simulate import simulate
+from incremental.sim.traffic import drift_mapping
 
 # In the suite (slow): the fast preset, about 2 minutes on a quiet 2-core machine (22 under load 6). Last run: the poisoned hour held; the first drifted hour held, the drift declared
 # on the second; the adapt candidate of that hour approved (its replay left out the changed
@@ -103,7 +104,7 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
               run.registered and run.registered.reasons, caught.decision if caught is not None else "")
     results = {h: run.registered for h, run in runs.items()}  # None: quarantined
 
-    for r in drift.records(settings):
+    for r in prequential.records(settings):
         print(r["source"], r["hour"], r.get("champion_version"), round(r["auc"], 3), r.get("rows"),
               {c: (round(m["auc"], 2), m.get("rows")) for c, m in r.get("per_category", {}).items() if m.get("auc")})
 

@@ -19,7 +19,7 @@ from incremental.cli import main
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR, iso_hour
-from incremental.judge import drift
+from incremental.judge import drift, prequential
 from incremental.registry import champion as registry
 from incremental.registry import tracking
 from incremental.sim.simulate import simulate
@@ -132,11 +132,11 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     # test, then train: hour 5 keeps the record of the champion served when it arrived (version 1);
     # version 3 trained on it, and a re-run (or a backfill) does not score it again
     def records_of(hour: datetime) -> list[str]:
-        return [r["champion_version"] for r in drift.records(settings) if r["hour"] == iso_hour(hour)]
+        return [r["champion_version"] for r in prequential.records(settings) if r["hour"] == iso_hour(hour)]
 
     assert records_of(hour5) == ["1"]
     pipeline.monitor_step(settings, hour5)
-    assert records_of(hour5) == ["1"] and drift.usable(drift.records(settings), None)[-1]["champion_version"] == "1"
+    assert records_of(hour5) == ["1"] and prequential.usable(prequential.records(settings), None)[-1]["champion_version"] == "1"
     # a dry run records nothing and moves no episode: it says what the rule would decide
     state_file = settings.lake / "_drift" / "state.json"
     before = state_file.read_bytes(), (settings.lake / "_drift" / "prequential.jsonl").read_bytes()

@@ -25,7 +25,7 @@ from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import warehouse_count
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR
-from incremental.judge import anchor
+from incremental.judge import anchor, score_cache
 from incremental.model import replay
 from incremental.sim.simulate import simulate
 
@@ -131,8 +131,8 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     frame, loaded = anchor.load(settings.lake)
     assert len(frame) == info.rows == loaded.rows == 300 and loaded.sha256 == info.sha256
     assert f"anchor/{anchor.ANCHOR_FILE}" in _keys(settings)
-    scores = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: [0.5] * 300, rows=300)
-    again = anchor.cached_scores(settings.lake, "3", info.sha256, lambda: pytest.fail("not cached"), rows=300)
+    scores = score_cache.cached_scores(settings.lake, "3", info.sha256, lambda: [0.5] * 300, rows=300)
+    again = score_cache.cached_scores(settings.lake, "3", info.sha256, lambda: pytest.fail("not cached"), rows=300)
     assert list(again) == list(scores)
     refreshed = anchor.freeze(settings.lake, good, after + HOUR, size=200, seed=2, reason="refresh", refresh=True)
     assert anchor.current(settings.lake).sha256 == refreshed.sha256
@@ -202,12 +202,12 @@ def test_the_registry_lock_lives_in_the_lake_when_it_is_on_s3(s3_settings: Setti
 def test_the_drift_record_state_and_alerts_live_in_the_lake(s3_settings: Settings, home: Path) -> None:
     """The monitor task and the train task may run on machines that share no disk: the drift
     rule's record, the episode state and the alert log are objects in the lake."""
-    from incremental.judge import drift
+    from incremental.judge import drift, prequential
 
     settings = s3_settings
     for i, auc in enumerate((0.8, 0.79, 0.81)):
-        drift.append_record(settings, drift.make_record(T0 + i * HOUR, "1", {"rows": 100, "auc": auc}))
-    assert [r["auc"] for r in drift.records(settings)] == [0.8, 0.79, 0.81]  # appended, none lost
+        prequential.append_record(settings, prequential.make_record(T0 + i * HOUR, "1", {"rows": 100, "auc": auc}))
+    assert [r["auc"] for r in prequential.records(settings)] == [0.8, 0.79, 0.81]  # appended, none lost
     state = drift.load_state(settings)
     state.mode, state.declared_at = drift.ADAPT, "2026-01-01T02:00Z"
     drift.save_state(settings, state)

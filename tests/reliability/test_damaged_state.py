@@ -24,7 +24,7 @@ from incremental.config import Settings, load_settings
 from incremental.data import lake
 from incremental.errors import DamagedStateError, IncrementalError
 from incremental.hours import HOUR
-from incremental.judge import anchor, drift
+from incremental.judge import anchor, drift, prequential
 
 T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
 HOURS = ("--start", "2026-06-01T00:00", "--end", "2026-06-01T02:00")
@@ -125,10 +125,10 @@ def test_a_torn_last_line_is_recovered_and_the_next_append_starts_a_new_line(hom
     torn = json.dumps(record("2026-06-01T01:00Z"))[:40]
     path.write_text(f"{whole}\n{torn}")  # a crash in the middle of the second append
 
-    assert [r["hour"] for r in drift.records(settings)] == ["2026-06-01T00:00Z"]
+    assert [r["hour"] for r in prequential.records(settings)] == ["2026-06-01T00:00Z"]
     assert "torn" in caplog.text
-    drift.append_record(settings, record("2026-06-01T02:00Z"))  # the next hour is not blocked
-    assert [r["hour"] for r in drift.records(settings)] == ["2026-06-01T00:00Z", "2026-06-01T02:00Z"]
+    prequential.append_record(settings, record("2026-06-01T02:00Z"))  # the next hour is not blocked
+    assert [r["hour"] for r in prequential.records(settings)] == ["2026-06-01T00:00Z", "2026-06-01T02:00Z"]
     assert path.read_text().endswith("\n") and len(path.read_text().splitlines()) == 2
     assert (path.parent / "prequential.jsonl.torn").read_text() == f"{torn}\n"  # set aside, not lost
     assert_ok(cli(cli_env(home), "drift"))
@@ -146,7 +146,7 @@ def test_a_bad_line_in_the_middle_is_named_with_its_line(home: Path, line: str, 
     before = path.read_bytes()
     assert_clean_error(cli(cli_env(home), "drift"), str(path), what)
     with pytest.raises(DamagedStateError, match="line 2"):  # nothing is built on a damaged record
-        drift.append_record(settings_for(home), record("2026-06-01T02:00Z"))
+        prequential.append_record(settings_for(home), record("2026-06-01T02:00Z"))
     assert path.read_bytes() == before
 
 

@@ -71,7 +71,7 @@ def test_a_recreated_registry_never_serves_the_old_weights(fresh_home: Path) -> 
     new = register(fresh_home, "new-weights")["new-weights"]
     assert new["version"] == "1"
     assert new["cached"] == "new-weights", "the old version 1's weights were served for the new version 1"
-    assert new["key"] != old["key"]  # the anchor-score cache key (anchor.cached_scores) differs too
+    assert new["key"] != old["key"]  # the anchor-score cache key (score_cache.cached_scores) differs too
     assert cached[0] in {p.name for p in (fresh_home / "models" / "search-ranker").iterdir()}  # old copy untouched
 
 
@@ -79,7 +79,7 @@ def test_a_changed_local_copy_is_downloaded_again(fresh_home: Path) -> None:
     register(fresh_home, "weights")
     [copy] = [p for p in (fresh_home / "models" / "search-ranker").iterdir() if not p.name.startswith(".")]
     (copy / "model.safetensors").write_bytes(b"tampered")
-    code = ("from incremental import tracking; from incremental.config import load_settings; "
+    code = ("from incremental.registry import tracking; from incremental.config import load_settings; "
             "print(open(tracking.version_model_dir(load_settings(), '1') / 'model.safetensors', 'rb').read()[:7])")
     out = subprocess.run([sys.executable, "-c", code], env=cli_env(fresh_home), capture_output=True, text=True,
                          timeout=300, cwd=REPO)
@@ -91,7 +91,7 @@ def test_a_second_download_never_removes_a_complete_copy(fresh_home: Path) -> No
     # two processes miss the cache at once (first use of a version): the one that finishes second
     # keeps the first one's complete copy, which a scorer may be reading, instead of removing it
     register(fresh_home, "weights")
-    code = ("import os; from incremental import tracking; from incremental.config import load_settings\n"
+    code = ("import os; from incremental.registry import tracking; from incremental.config import load_settings\n"
             "s = load_settings(); d = tracking.version_model_dir(s, '1'); before = os.stat(d).st_ino\n"
             "real, calls = tracking._cached, []\n"
             "def once(cache, identity):\n"

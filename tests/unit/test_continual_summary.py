@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from benchmarks import continual
+from benchmarks.continual import lineage, step
 from benchmarks.continual.__main__ import build_parser, run
 from incremental.config import SettingsError
 from incremental.judge import drift, metrics
@@ -32,11 +33,11 @@ def _frame() -> pd.DataFrame:
 def test_a_perfect_ranking_has_ndcg_1_and_a_reversed_one_less() -> None:
     frame = _frame()
     perfect = frame["clicked"].to_numpy() / 2.0  # clicked rows first, more clicks higher
-    scored = continual._trim(metrics.evaluate(frame, perfect))
+    scored = step._trim(metrics.evaluate(frame, perfect))
     assert scored["ndcg@10"] == pytest.approx(1.0)
     assert scored["per_category"]["tools"]["ndcg@10"] == pytest.approx(1.0)
     assert scored["auc"] == pytest.approx(1.0)
-    reversed_ = continual._trim(metrics.evaluate(frame, 1.0 - perfect))
+    reversed_ = step._trim(metrics.evaluate(frame, 1.0 - perfect))
     assert reversed_["ndcg@10"] < 1.0 and reversed_["auc"] == pytest.approx(0.0)
 
 
@@ -121,11 +122,11 @@ def test_human_interventions_are_page_lines_of_the_alert_log(settings) -> None: 
 
 
 def test_lineage_tags_parse_to_hours() -> None:
-    hours = continual._tag_hours("2026-01-01T00:00:00+00:00:abcdef123456,2026-01-01T01:00:00+00:00:0123456789ab", 1)
+    hours = lineage._tag_hours("2026-01-01T00:00:00+00:00:abcdef123456,2026-01-01T01:00:00+00:00:0123456789ab", 1)
     assert hours == [datetime(2026, 1, 1, 0, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC)]
-    replay = continual._tag_hours("2026-01-01T03:00:00+00:00:abcdef123456:40", 2)
+    replay = lineage._tag_hours("2026-01-01T03:00:00+00:00:abcdef123456:40", 2)
     assert replay == [datetime(2026, 1, 1, 3, tzinfo=UTC)]
-    assert continual._tag_hours("", 1) == []
+    assert lineage._tag_hours("", 1) == []
 
 
 def test_arm_configs_merge_over_the_reviewed_file_and_are_checked(tmp_path: Path) -> None:
@@ -217,9 +218,8 @@ def _simulated_hours() -> pd.DataFrame:
 
 
 def test_the_oracle_ranks_by_the_simulators_hidden_relevance_and_scores_1_the_lexical_arm_less() -> None:
-    from benchmarks.continual import loop as continual_loop
     from benchmarks.continual import truth as continual_truth
-    from incremental.sim.simulate import REL_ATTRIBUTE_BONUS, REL_CATEGORY, REL_EXACT, REL_UNRELATED
+    from incremental.sim.traffic import REL_ATTRIBUTE_BONUS, REL_CATEGORY, REL_EXACT, REL_UNRELATED
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     table = continual_truth.simulator_truth(start, start.replace(hour=2), rate=120, seed=3, scenario="drift",
@@ -229,13 +229,13 @@ def test_the_oracle_ranks_by_the_simulators_hidden_relevance_and_scores_1_the_le
     gains = truth.gains(frame)
     assert np.isfinite(gains).all() and set(np.round(gains, 6)) <= {
         REL_UNRELATED, REL_CATEGORY, REL_EXACT, round(REL_EXACT + REL_ATTRIBUTE_BONUS, 6)}
-    oracle = continual_loop.prequential(frame, continual_loop.reference_scores(continual.ARMS["oracle"], frame, gains,
-                                                                             set()), gains, calibrated=False)
+    oracle = step.prequential(frame, step.reference_scores(continual.ARMS["oracle"], frame, gains, set()), gains,
+                              calibrated=False)
     assert oracle["truth_ndcg@10"] == pytest.approx(1.0) and oracle["truth_rows"] == len(frame)
     assert oracle["auc"] > 0.6 and oracle["logloss"] is None and oracle["ece"] is None
     titles = continual_truth.titles_of(frame)
-    lexical = continual_loop.prequential(frame, continual_loop.reference_scores(continual.ARMS["lexical"], frame, gains,
-                                                                              titles), gains, calibrated=False)
+    lexical = step.prequential(frame, step.reference_scores(continual.ARMS["lexical"], frame, gains, titles), gains,
+                               calibrated=False)
     assert 0.3 < lexical["truth_ndcg@10"] < 1.0
     # a row the truth does not know is left out of truth NDCG, not counted as irrelevant
     unknown = continual_truth.Truth(table.iloc[1:]).gains(frame)

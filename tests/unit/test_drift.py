@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from incremental.config import DriftSettings
-from incremental.judge import drift
+from incremental.judge import drift, drift_rule, prequential
 from incremental.model import replay
 
 S = DriftSettings(overall_auc_drop=0.05, slice_auc_drop=0.15, slice_min_rows=100, sustained_hours=3,
@@ -33,32 +33,32 @@ def records(overall: list[float], toys: list[float], books: list[float] | None =
 
 def test_a_steady_series_is_neither_anomalous_nor_changed() -> None:
     recs = records([0.80, 0.81, 0.79, 0.80, 0.82, 0.80], [0.75, 0.74, 0.77, 0.73, 0.76, 0.75])
-    a = drift.assess(recs, hour(5), S)
+    a = drift_rule.assess(recs, hour(5), S)
     assert a.anomalous == [] and a.changed == []
     assert {v.series for v in a.verdicts} == {"overall", "toys"}
 
 
 def test_one_bad_hour_is_anomalous_but_never_changed() -> None:
     recs = records([0.80, 0.81, 0.79, 0.80, 0.60], [0.75, 0.74, 0.77, 0.73, 0.30])
-    a = drift.assess(recs, hour(4), S)
+    a = drift_rule.assess(recs, hour(4), S)
     assert a.anomalous == ["overall", "toys"] and a.changed == []
     assert any("toys: champion AUC 0.300 vs reference 0.7" in line for line in a.evidence())
     # the hour after it is fine again: the median reference did not move
     recs = records([0.80, 0.81, 0.79, 0.80, 0.60, 0.80], [0.75, 0.74, 0.77, 0.73, 0.30, 0.76])
-    assert drift.assess(recs, hour(5), S).anomalous == []
+    assert drift_rule.assess(recs, hour(5), S).anomalous == []
 
 
 def test_a_slice_that_falls_for_k_hours_in_a_row_has_changed() -> None:
     overall = [0.80, 0.81, 0.79, 0.80, 0.78, 0.78, 0.77]  # overall barely moves
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38]
     books = [0.70, 0.71, 0.69, 0.70, 0.71, 0.70, 0.69]
-    assert drift.assess(records(overall[:6], toys[:6], books[:6]), hour(5), S).changed == []  # 2 hours: not yet
-    a = drift.assess(records(overall, toys, books), hour(6), S)
+    assert drift_rule.assess(records(overall[:6], toys[:6], books[:6]), hour(5), S).changed == []  # 2 hours: not yet
+    a = drift_rule.assess(records(overall, toys, books), hour(6), S)
     assert a.changed == ["toys"] and a.changed_slices == ["toys"]
     assert a.stable_slices == ["books"]  # measured and in line: the rolled anchor keeps its old rows
     assert a.began == f"{hour(4):%Y-%m-%dT%H:%MZ}"  # the streak's first hour
     gap = [r for r in records(overall, toys, books) if r["hour"] != f"{hour(5):%Y-%m-%dT%H:%MZ}"]  # 05:00 quarantined
-    assert drift.assess(gap, hour(6), S).changed == [] and drift.assess(
+    assert drift_rule.assess(gap, hour(6), S).changed == [] and drift_rule.assess(
         [*gap, *records([0.8] * 8, [0.75] * 7 + [0.36])[7:]], hour(7), S).began == f"{hour(4):%Y-%m-%dT%H:%MZ}"
     (toy,) = [v for v in a.verdicts if v.series == "toys"]
     assert toy.streak == 3 and toy.reference == 0.745
@@ -66,23 +66,23 @@ def test_a_slice_that_falls_for_k_hours_in_a_row_has_changed() -> None:
 
 def test_a_break_in_the_streak_restarts_it() -> None:
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.74, 0.38, 0.35]
-    a = drift.assess(records([0.8] * 8, toys), hour(7), S)
+    a = drift_rule.assess(records([0.8] * 8, toys), hour(7), S)
     assert a.changed == [] and a.anomalous == ["toys"]
 
 
 def test_small_slices_and_short_histories_are_not_judged() -> None:
-    a = drift.assess(records([0.8, 0.8, 0.8, 0.8, 0.8], [0.75, 0.74, 0.77, 0.73, 0.2], toys_rows=50), hour(4), S)
+    a = drift_rule.assess(records([0.8, 0.8, 0.8, 0.8, 0.8], [0.75, 0.74, 0.77, 0.73, 0.2], toys_rows=50), hour(4), S)
     assert [v.series for v in a.verdicts] == ["overall"]
-    b = drift.assess(records([0.8, 0.2], [0.7, 0.7]), hour(1), S)
+    b = drift_rule.assess(records([0.8, 0.2], [0.7, 0.7]), hour(1), S)
     assert b.verdicts == () and "fewer than 3 earlier hours" in b.note
 
 
 def test_the_reference_restarts_after_an_episode() -> None:
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38, 0.36, 0.37, 0.35, 0.36]
     recs = records([0.8] * 11, toys)
-    assert "toys" in drift.assess(recs, hour(10), S).changed  # against the old reference: still "changed"
+    assert "toys" in drift_rule.assess(recs, hour(10), S).changed  # against the old reference: still "changed"
     since = f"{hour(7):%Y-%m-%dT%H:%MZ}"  # the new champion's own record starts at 07:00
-    assert drift.assess(drift.usable(recs, since), hour(10), S).changed == []
+    assert drift_rule.assess(prequential.usable(recs, since), hour(10), S).changed == []
 
 
 def test_only_prequential_records_make_the_reference() -> None:
@@ -90,10 +90,10 @@ def test_only_prequential_records_make_the_reference() -> None:
     # older homes may hold such lines; the rule reads prequential records alone
     holdout = [{**r, "source": "holdout", "champion_version": "2"} for r in records([0.95] * 4, [0.95] * 4)]
     live = [{**r, "hour": f"{hour(4 + i):%Y-%m-%dT%H:%MZ}"} for i, r in enumerate(records([0.8] * 4, [0.75] * 4))]
-    series = drift.usable(holdout + live, since=None)
+    series = prequential.usable(holdout + live, since=None)
     assert [r["hour"][11:16] for r in series] == ["04:00", "05:00", "06:00", "07:00"]
-    assert drift.assess(series, hour(7), S).anomalous == []
-    assert "fewer than 3 earlier hours" in drift.assess(series[:3], hour(6), S).note
+    assert drift_rule.assess(series, hour(7), S).anomalous == []
+    assert "fewer than 3 earlier hours" in drift_rule.assess(series[:3], hour(6), S).note
 
 
 def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> None:  # noqa: ANN001 - conftest
@@ -101,7 +101,7 @@ def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> No
     state = drift.load_state(s)
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38]
     recs = records([0.8] * 7, toys)
-    out = drift.observe(s, drift.assess(recs, hour(6), S), hour(6), champion="4")
+    out = drift.observe(s, drift_rule.assess(recs, hour(6), S), hour(6), champion="4")
     assert out["declared_now"] and out["mode"] == "adapt" and out["changed_slices"] == ["toys"]
     state = drift.load_state(s)
     assert state.catch_up == "pending" and state.declared_at == f"{hour(6):%Y-%m-%dT%H:%MZ}"
@@ -113,7 +113,7 @@ def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> No
     assert drift.load_state(s).shadow_version is None  # ... unless it broke what still holds: the champion again
     drift.after_decision(s, hour(6), "5", "rejected", "hourly")
     recs = records([0.8] * 9, [*toys, 0.36, 0.37])
-    drift.observe(s, drift.assess(recs, hour(8), S), hour(8))
+    drift.observe(s, drift_rule.assess(recs, hour(8), S), hour(8))
     levels = [line for line in (drift.drift_dir(s) / "alerts.jsonl").read_text().splitlines()]
     assert len(levels) == 2 and '"level": "page"' in levels[1]
     drift.after_decision(s, hour(8), "7", "approved", "catch_up")
@@ -125,7 +125,7 @@ def test_an_episode_declares_pages_and_goes_on_after_a_promotion(settings) -> No
 def adapted(s, toys: list[float]):  # noqa: ANN001, ANN201 - the settings fixture; the state
     """An episode declared at 06:00 (toys fell from 04:00) with version 7 promoted at 07:00."""
     recs = records([0.8] * len(toys), toys)
-    drift.observe(s, drift.assess(recs[:7], hour(6), S), hour(6), champion="4")
+    drift.observe(s, drift_rule.assess(recs[:7], hour(6), S), hour(6), champion="4")
     drift.after_decision(s, hour(7), "7", "approved", "hourly", improved=True)
     return recs
 
@@ -133,9 +133,9 @@ def adapted(s, toys: list[float]):  # noqa: ANN001, ANN201 - the settings fixtur
 def test_an_episode_ends_when_the_champion_recovers(settings) -> None:  # noqa: ANN001 - conftest
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38, 0.50, 0.74]
     recs = adapted(settings, toys)
-    out = drift.observe(settings, drift.assess(recs[:8], hour(7), S), hour(7), "7")
+    out = drift.observe(settings, drift_rule.assess(recs[:8], hour(7), S), hour(7), "7")
     assert out["mode"] == "adapt" and not out["ended_now"]  # 0.50: still anomalous against 0.745
-    out = drift.observe(settings, drift.assess(recs, hour(8), S), hour(8), "7")
+    out = drift.observe(settings, drift_rule.assess(recs, hour(8), S), hour(8), "7")
     assert out["ended_now"] and out["mode"] == "normal"
     state = drift.load_state(settings)
     episode = state.episodes[0]
@@ -166,7 +166,7 @@ def test_a_drift_of_the_whole_traffic_leaves_out_all_but_the_stable_categories(s
     recs = records(overall, [0.75, 0.74, 0.77, 0.73, 0.74, 0.75, 0.74])
     for r in recs:
         r["per_category"]["books"] = {"rows": 20, "auc": 0.3}
-    out = drift.observe(settings, drift.assess(recs, hour(6), S), hour(6), champion="4")
+    out = drift.observe(settings, drift_rule.assess(recs, hour(6), S), hour(6), champion="4")
     assert out["declared_now"] and out["changed_slices"] == []
     state = drift.load_state(settings)
     assert state.stable_slices == ["toys"]
@@ -183,10 +183,10 @@ def test_a_drift_of_the_whole_traffic_leaves_out_all_but_the_stable_categories(s
 def test_without_a_promotion_an_episode_neither_recovers_nor_settles(settings) -> None:  # noqa: ANN001
     toys = [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38, 0.74]
     recs = records([0.8] * len(toys), toys)
-    drift.observe(settings, drift.assess(recs[:7], hour(6), S), hour(6), champion="4")
+    drift.observe(settings, drift_rule.assess(recs[:7], hour(6), S), hour(6), champion="4")
     for h in (7, 8, 9, 10):
         drift.after_decision(settings, hour(h), str(h), "rejected", "hourly")
-    out = drift.observe(settings, drift.assess(recs, hour(7), S), hour(7), "4")
+    out = drift.observe(settings, drift_rule.assess(recs, hour(7), S), hour(7), "4")
     assert out["mode"] == "adapt" and not drift.load_state(settings).episodes
 
 
@@ -199,10 +199,10 @@ def test_a_fall_within_the_noise_of_a_small_slice_is_not_anomalous() -> None:
             r["per_category"]["toys"].update(rows=rows, positives=positives)
         return out
 
-    assert drift.assess(recs(120, 12), hour(4), S).anomalous == []
-    assert drift.assess(recs(3000, 450), hour(4), S).anomalous == ["toys"]
-    assert drift.auc_standard_error(0.64, 12, 120) > 0.08 > drift.auc_standard_error(0.64, 450, 3000)
-    assert drift.auc_standard_error(0.7, None, 100) == 0.0
+    assert drift_rule.assess(recs(120, 12), hour(4), S).anomalous == []
+    assert drift_rule.assess(recs(3000, 450), hour(4), S).anomalous == ["toys"]
+    assert drift_rule.auc_standard_error(0.64, 12, 120) > 0.08 > drift_rule.auc_standard_error(0.64, 450, 3000)
+    assert drift_rule.auc_standard_error(0.7, None, 100) == 0.0
 
 
 def test_thin_categories_are_judged_on_their_last_k_hours_pooled() -> None:
@@ -212,7 +212,7 @@ def test_thin_categories_are_judged_on_their_last_k_hours_pooled() -> None:
     for r in recs:
         for cat in ("toys", "books"):
             r["per_category"][cat].update(rows=60, positives=12)
-    a = drift.assess(recs, hour(6), S)
+    a = drift_rule.assess(recs, hour(6), S)
     assert a.changed == ["overall"] and a.changed_slices == ["toys"] and a.stable_slices == ["books"]
     assert a.began == f"{hour(4):%Y-%m-%dT%H:%MZ}"  # from the hourly streak
     (toys,) = [v for v in a.verdicts if v.series == "toys"]
@@ -222,19 +222,19 @@ def test_thin_categories_are_judged_on_their_last_k_hours_pooled() -> None:
     one_bad = records([0.80] * 7, [0.75, 0.74, 0.77, 0.73, 0.75, 0.74, 0.01])
     for r in one_bad:
         r["per_category"]["toys"].update(rows=60, positives=12)
-    b = drift.assess(one_bad, hour(6), S)
+    b = drift_rule.assess(one_bad, hour(6), S)
     assert b.anomalous == [] and b.changed == [] and b.changed_slices == []
     # measured hour by hour but in the first of the last 3 hours: anomalous 2h, changed when pooled
     for i, r in enumerate(recs):
         r["per_category"]["toys"].update(rows=60 if i == 4 else 150, positives=12 if i == 4 else 30)
-    c = drift.assess(recs, hour(6), S)
+    c = drift_rule.assess(recs, hour(6), S)
     assert c.anomalous == ["overall", "toys"] and c.changed == ["overall"] and c.changed_slices == ["toys"]
     assert "toys" not in c.stable_slices
     # a fall neither beyond the threshold and the noise nor clearly within it: unsure, neither changed nor stable
     unsure = records(overall, [0.75, 0.74, 0.77, 0.73, 0.66, 0.62, 0.64])
     for r in unsure:
         r["per_category"]["toys"].update(rows=60, positives=12)
-    d = drift.assess(unsure, hour(6), S)
+    d = drift_rule.assess(unsure, hour(6), S)
     (toys,) = [v for v in d.verdicts if v.series == "toys"]
     assert toys.anomalous and not toys.changed and toys.line().endswith("-> unsure")
     assert d.changed_slices == [] and d.stable_slices == [] and d.anomalous == ["overall"]
@@ -242,13 +242,13 @@ def test_thin_categories_are_judged_on_their_last_k_hours_pooled() -> None:
     # a slice thin even over K hours gets no verdict
     for r in recs:
         r["per_category"]["books"].update(rows=30, positives=6)
-    assert "books" not in {v.series for v in drift.assess(recs, hour(6), S).verdicts}
+    assert "books" not in {v.series for v in drift_rule.assess(recs, hour(6), S).verdicts}
 
 
 def test_a_category_the_champion_never_learned_is_not_called_stable() -> None:
     # toys near AUC 0.5 all along: a contradiction would not show, so it cannot be shown to hold
     overall = [0.80, 0.81, 0.79, 0.80, 0.70, 0.69, 0.68]
-    a = drift.assess(records(overall, [0.52, 0.54, 0.53, 0.52, 0.55, 0.53, 0.54], [0.70] * 7), hour(6), S)
+    a = drift_rule.assess(records(overall, [0.52, 0.54, 0.53, 0.52, 0.55, 0.53, 0.54], [0.70] * 7), hour(6), S)
     assert a.changed == ["overall"] and a.stable_slices == ["books"]
     (toys,) = [v for v in a.verdicts if v.series == "toys" and not v.pooled]
     assert not toys.anomalous and not toys.informative and toys.line().endswith("-> ok")
@@ -260,7 +260,7 @@ def test_two_writers_of_the_drift_state_never_lose_each_others_change(settings) 
     from concurrent.futures import ThreadPoolExecutor
 
     recs = records([0.8] * 7, [0.75, 0.74, 0.77, 0.73, 0.40, 0.35, 0.38])
-    drift.observe(settings, drift.assess(recs, hour(6), S), hour(6), champion="4")  # adapt mode
+    drift.observe(settings, drift_rule.assess(recs, hour(6), S), hour(6), champion="4")  # adapt mode
 
     def decided(k: int) -> None:
         drift.after_decision(settings, hour(7), str(10 + k), "approved", "hourly", improved=True)
@@ -273,13 +273,13 @@ def test_two_writers_of_the_drift_state_never_lose_each_others_change(settings) 
 def test_an_hour_keeps_the_record_of_the_champion_served_when_it_arrived(settings) -> None:  # noqa: ANN001 - conftest
     # an older home (or two runs of one hour at once) may hold several lines for an hour: the rule
     # reads the first written, never the one that sorts last as a string ("2" > "10" > "1")
-    first, *later = [drift.make_record(hour(0), v, {"rows": 100, "auc": a}) for v, a in
+    first, *later = [prequential.make_record(hour(0), v, {"rows": 100, "auc": a}) for v, a in
                      [("9", 0.7), ("10", 0.99), ("2", 0.98)]]
     for r in (first, *later):
-        drift.append_record(settings, r)
-    assert [r["champion_version"] for r in drift.records(settings)] == ["9", "10", "2"]
-    assert [r["champion_version"] for r in drift.usable(drift.records(settings), None)] == ["9"]
+        prequential.append_record(settings, r)
+    assert [r["champion_version"] for r in prequential.records(settings)] == ["9", "10", "2"]
+    assert [r["champion_version"] for r in prequential.usable(prequential.records(settings), None)] == ["9"]
     # recording an hour that is scored already writes nothing (checked under the drift lock)
-    assert not drift.record_once(settings, drift.make_record(hour(0), "11", {"rows": 100, "auc": 0.5}))
-    assert drift.record_once(settings, drift.make_record(hour(1), "11", {"rows": 100, "auc": 0.5}))
-    assert [r["champion_version"] for r in drift.records(settings)] == ["9", "10", "2", "11"]
+    assert not prequential.record_once(settings, prequential.make_record(hour(0), "11", {"rows": 100, "auc": 0.5}))
+    assert prequential.record_once(settings, prequential.make_record(hour(1), "11", {"rows": 100, "auc": 0.5}))
+    assert [r["champion_version"] for r in prequential.records(settings)] == ["9", "10", "2", "11"]
