@@ -75,6 +75,17 @@ def _stored_report(start: datetime, live: LakePath) -> ValidationReport:
                             part=None, live_rows=record.get("live_rows"))
 
 
+def _stored_quarantine(start: datetime, folder: LakePath) -> ValidationReport:
+    """The whole hour is in quarantine and nothing new was extracted: its verdict, as recorded. A
+    re-run (a backfill reprocessing the hour) says "quarantined" again, as the first run did, rather
+    than failing; `incremental readmit` is the way back."""
+    record = lk.read_json(folder / lk.QUARANTINE_FILE)
+    checks = tuple(Check(**c) for c in record.get("checks", []))
+    index = folder / "data_docs" / "index.html"
+    return ValidationReport(start, "quarantined", int(record.get("rows", 0)), checks, folder,
+                            index if storage.is_file(index) else None, part=None)
+
+
 def validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
     start = parse_hour(start)
@@ -87,11 +98,8 @@ def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings
     hour = iso_hour(start)
     if not storage.is_file(live / lk.MANIFEST_FILE):
         found = lk.partition(lake, start)
-        if found.status == "quarantined":
-            raise ValidationError(
-                f"hour {hour} has no live partition: it was quarantined to {found.path}; after a fix, re-admit it "
-                f"with `incremental readmit --start {hour} --reason TEXT`"
-            )
+        if found.status == "quarantined" and found.path is not None:
+            return _stored_quarantine(start, found.path)
         raise ValidationError(f"hour {hour} has no partition in {lake / 'search_logs'}: extract it first")
     good = set(lk.validated_files(live))
     pending = [p for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE)) if p["file"] not in good]

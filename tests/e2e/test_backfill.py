@@ -1,12 +1,16 @@
-"""A backfill of four hours through a real scheduler: oldest first, one at a time, and idempotent.
+"""A backfill of three hours through a real scheduler: oldest first, one at a time, a damaged hour
+quarantined without turning its run red, and reprocessing idempotent.
 
 PostgreSQL metadata (a throw-away database on the machine's server) with the LocalExecutor; an
 api-server (the Task Execution API), a scheduler and a dag-processor started here and stopped at the
 end. Scheduled runs are switched off (`use_job_schedule=False`) so only the backfill creates runs.
-The first backfill is followed by the demo's watcher (`scripts/airflow_watch.py`) over the
-api-server's REST API. Then the same hours are backfilled again with `--reprocess-behavior completed`: every run goes
-through again; an approved hour reuses its version, a rejected one is retrained only if the
-champion moved since (never two versions for the same interval and parent).
+Hour 04 is good (approved), hour 05 is damaged by the simulator (quarantined: train, evaluate and
+register skipped, the run green with a note), hour 06 is good again (approved, warm-started from
+04's version). The first backfill is followed by the demo's watcher (`scripts/airflow_watch.py`)
+over the api-server's REST API; afterwards the lake and the MLflow registry say the same. Then the
+same hours are backfilled again with `--reprocess-behavior completed`: every run goes through
+again; an approved hour reuses its version, a rejected one is retrained only if the champion moved
+since (never two versions for the same interval and parent).
 """
 
 from __future__ import annotations
@@ -19,10 +23,15 @@ from pathlib import Path
 import pytest
 from airflow_helpers import Env, Services, seed_and_bootstrap
 
+from incremental.data import lake
+from incremental.hours import parse_hour
+
 DAG_ID = "search_ranker_hourly"
-HOURS = ["2026-01-01T04:00Z", "2026-01-01T05:00Z", "2026-01-01T06:00Z", "2026-01-01T07:00Z"]
+HOURS = ["2026-01-01T04:00Z", "2026-01-01T05:00Z", "2026-01-01T06:00Z"]
+BAD_HOUR = "2026-01-01T05:00"
+SKIPPED = {"train", "evaluate", "register", "publish_champion"}
 BACKFILL = (f"airflow backfill create --dag-id {DAG_ID} --from-date 2026-01-01T04:00:00+00:00 "
-            "--to-date 2026-01-01T07:00:00+00:00 --max-active-runs 1")
+            "--to-date 2026-01-01T06:00:00+00:00 --max-active-runs 1")
 
 
 def _free_port() -> int:
@@ -46,7 +55,8 @@ def test_backfill_runs_in_order_and_reprocessing_registers_nothing_twice(tmp_pat
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     })
-    seed_and_bootstrap(env, "2026-01-01T00:00", "2026-01-01T04:00", "2026-01-01T08:00")
+    seed_and_bootstrap(env, "2026-01-01T00:00", "2026-01-01T04:00", "2026-01-01T07:00", bad_hour=BAD_HOUR)
+    champion_before = next(row["version"] for row in env.history() if row["champion"])
     conninfo = postgres_url.replace("postgresql+psycopg://", "postgresql://")
 
     def query(sql: str, *args) -> list[tuple]:
@@ -87,8 +97,8 @@ def test_backfill_runs_in_order_and_reprocessing_registers_nothing_twice(tmp_pat
     # one block per hour, oldest first, each with its duration and run note, then the end
     blocks = [line for line in watched.splitlines() if line.startswith("-- hour ")]
     assert [b.split()[2] for b in blocks] == HOURS, watched
-    assert len([line for line in watched.splitlines() if line.startswith("   success in ")]) == 4, watched
-    assert "completed: 4 runs in" in watched.splitlines()[-1], watched
+    assert len([line for line in watched.splitlines() if line.startswith("   success in ")]) == 3, watched
+    assert "completed: 3 runs in" in watched.splitlines()[-1], watched
     for runs in (first, second):
         assert [r["hour"] for r in runs] == HOURS
         assert all(r["state"] == "success" and r["run_type"] == "backfill" for r in runs), runs
@@ -99,8 +109,7 @@ def test_backfill_runs_in_order_and_reprocessing_registers_nothing_twice(tmp_pat
     assert [r["run_id"] for r in second] == [r["run_id"] for r in first]  # the same runs, run again
     assert min(datetime.fromisoformat(r["start"]) for r in second) > max(datetime.fromisoformat(r["end"]) for r in first)
 
-    hourly = [row for row in versions_after_first if row["interval"][:16] in {h[:16] for h in HOURS}]
-    assert len(hourly) == len({row["interval"] for row in hourly}) == 4, versions_after_first
+    _check_the_three_hours(env, first, versions_after_first, champion_before)
     # Reprocessing registers nothing twice: an approved hour reuses its version, and a rejected one
     # is retrained only from a champion it was not yet trained from (never two versions with the
     # same interval and parent).
@@ -115,3 +124,28 @@ def test_backfill_runs_in_order_and_reprocessing_registers_nothing_twice(tmp_pat
             assert row["decision"] == first_by_version[row["version"]]["decision"]
         else:  # new in the second pass: a rejected hour retrained from the current champion
             assert not [v for v in approved_first if first_by_version[v]["interval"] == row["interval"]], row
+
+
+def _check_the_three_hours(env: Env, runs: list[dict], history: list[dict], champion_before: str) -> None:
+    """The first pass: good, quarantined, good, in the runs, the lake and the registry."""
+    good, bad, good_again = runs
+    for run in (good, good_again):
+        # no drift declared: no catch-up retrain, so nothing for publish_catch_up to announce
+        assert run["tasks"].pop("publish_catch_up") == "skipped", run["tasks"]
+        assert set(run["tasks"].values()) == {"success"}, run["tasks"]
+        assert run["note"].startswith(f"Hour {run['hour']}: approved"), run["note"]
+    assert {t: s for t, s in bad["tasks"].items() if t in SKIPPED} == dict.fromkeys(SKIPPED, "skipped"), bad["tasks"]
+    assert bad["tasks"]["validate"] == "success" and bad["tasks"]["check_validated"] == "success"
+    assert bad["note"].startswith(f"Hour {bad['hour']} QUARANTINED"), bad["note"]
+
+    # the lake: two validated hours, one in quarantine with its reasons
+    states = [lake.partition(env.home / "lake", parse_hour(h)).status for h in HOURS]
+    assert states == ["validated", "quarantined", "validated"]
+    assert (lake.partition(env.home / "lake", parse_hour(BAD_HOUR)).path / "quarantine.json").is_file()
+
+    # the registry: one new version per good hour, each the champion in turn, trained on its parent
+    hourly = [row for row in history if row["interval"][:16] in {h[:16] for h in HOURS}]
+    assert [row["interval"][:13] for row in hourly] == ["2026-01-01T04", "2026-01-01T06"], history
+    assert [row["decision"] for row in hourly] == ["approved", "approved"], history
+    assert hourly[0]["parent"] == champion_before and hourly[1]["parent"] == hourly[0]["version"], history
+    assert hourly[1]["champion"], history
