@@ -6,7 +6,7 @@ collapsed on its first retrain (the close of hour 07, seed 0: click AUC 0.50-0.5
 hours; benchmarks/results/continual/continual-medium-steady-truth-partial.md). Its learning-rate
 schedule spans the 5,000-step cap (warm-up: 500 steps) while early stopping ends it inside the
 warm-up. Variants, each trained from the base weights on hours 00-07 of the medium preset's traffic
-(1,000 impressions an hour) as `pipeline.full_retrain` does, then scored on hours 08-11, which it
+(1,000 impressions an hour) as `retrain.full_retrain` does, then scored on hours 08-11, which it
 never saw (click AUC, click NDCG@10, truth NDCG@10 against the simulator's hidden relevance):
 
 - `cap5000-loss`: the preset today (a 5,000-step schedule, stop on the loss);

@@ -30,13 +30,11 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import record  # noqa: E402
 
-from incremental.data import (
-    extract,
-    lake,  # noqa: E402
-)
+from incremental.data import extract  # noqa: E402
 from incremental.data.warehouse import Warehouse, _duckdb_params, sql_text  # noqa: E402
+from incremental.hours import HOUR  # noqa: E402
 
-HOUR = datetime(2026, 1, 1, 12, tzinfo=UTC)
+BENCH_HOUR = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def build(path: Path, rows: int) -> Warehouse:
@@ -94,7 +92,7 @@ def row_path_seconds(pg: Warehouse, lake_root: Path) -> tuple[float, str]:
     Warehouse._pg_query_arrow = lambda self, statement, params: None  # query_arrow then reads row by row
     try:
         t = time.perf_counter()
-        manifest = extract.extract_hour(pg, lake_root, HOUR)
+        manifest = extract.extract_hour(pg, lake_root, BENCH_HOUR)
         return time.perf_counter() - t, manifest["sha256"]
     finally:
         Warehouse._pg_query_arrow = original
@@ -117,18 +115,18 @@ def main() -> None:
         ours, theirs, pg_runs = [], [], []
         for _ in range(args.repeat):  # alternately, so a busy moment on the machine hits all three alike
             t = time.perf_counter()
-            manifest = extract.extract_hour(warehouse, tmp / "lake", HOUR)
+            manifest = extract.extract_hour(warehouse, tmp / "lake", BENCH_HOUR)
             ours.append(time.perf_counter() - t)
             con = duckdb.connect(str(tmp / "warehouse.duckdb"))
             con.execute("SET TimeZone = 'UTC'")
             t = time.perf_counter()
             con.execute(f"COPY ({query}) TO '{tmp / 'copy.parquet'}' (FORMAT parquet)",
-                        {"start": HOUR, "end": HOUR + lake.HOUR})
+                        {"start": BENCH_HOUR, "end": BENCH_HOUR + HOUR})
             theirs.append(time.perf_counter() - t)
             con.close()
             if pg is not None:
                 t = time.perf_counter()
-                pg_manifest = extract.extract_hour(pg, tmp / "lake-pg", HOUR)
+                pg_manifest = extract.extract_hour(pg, tmp / "lake-pg", BENCH_HOUR)
                 pg_runs.append(time.perf_counter() - t)
         assert manifest["rows"] == args.rows, manifest["rows"]
         ours_s, theirs_s = min(ours), min(theirs)

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import RESULTS, record  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-from incremental.data.lake import iso_hour  # noqa: E402
+from incremental.hours import iso_hour  # noqa: E402
 
 DAY = datetime(2026, 1, 1, 0, tzinfo=UTC)
 DAG_ID = "search_ranker_hourly"

@@ -50,6 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO))
 from _record import RESULTS, record  # noqa: E402
 
+from incremental.hours import iso_hour  # noqa: E402
+
 T0 = datetime(2026, 1, 1, 0, tzinfo=UTC)
 CONFIGS = {"minilm": REPO / "incremental.yaml", "minilm-l2": REPO / "incremental.yaml", "tiny": REPO / "tests" / "tiny.yaml"}
 ANCHOR_ROWS = 1000
@@ -67,9 +69,8 @@ def _env(home: Path, preset: str) -> dict[str, str]:
 def prepare(home: Path, hours: int, rate: int, seed: int) -> dict:
     """Simulate, extract and validate every hour; freeze the anchor on the bootstrap window."""
     os.environ.update({k: v for k, v in _env(home, "minilm").items() if k.startswith("INCREMENTAL_")})
-    from incremental import pipeline
+    from incremental import pipeline, retrain
     from incremental.config import load_settings
-    from incremental.data import lake
     from incremental.data.warehouse import Warehouse
     from incremental.sim.simulate import simulate
 
@@ -80,12 +81,12 @@ def prepare(home: Path, hours: int, rate: int, seed: int) -> dict:
     rows = {}
     for h in range(hours):
         hour = T0 + timedelta(hours=h)
-        rows[lake.iso_hour(hour)] = pipeline.extract_step(settings, hour)["rows"]
-        status = pipeline.validate_step(settings, hour)["status"]
+        rows[iso_hour(hour)] = pipeline.extract_step(settings, hour).rows
+        status = pipeline.validate_step(settings, hour).status
         if status != "validated":
             raise RuntimeError(f"hour {hour} was {status}")
-    anchor = pipeline.freeze_anchor(settings, T0, T0 + timedelta(hours=hours - 1), ANCHOR_ROWS, reason="presets bench")
-    return {"rows_per_hour": rows, "anchor_rows": anchor["rows"]}
+    anchor = retrain.freeze_anchor(settings, T0, T0 + timedelta(hours=hours - 1), ANCHOR_ROWS, reason="presets bench")
+    return {"rows_per_hour": rows, "anchor_rows": anchor.rows}
 
 
 def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: int | None) -> dict:
@@ -99,6 +100,7 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     from incremental import pipeline
     from incremental.config import load_settings
     from incremental.data import lake
+    from incremental.handover import Trained
     from incremental.judge import metrics
     from incremental.model import ranker as rk
     from incremental.model.update import bootstrap, holdout_uri
@@ -113,10 +115,8 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     result = bootstrap(settings, T0, end)
     bootstrap_s = time.perf_counter() - started
     per_step = [m.value for m in tracking.configure(settings).get_metric_history(result.run_id, "samples_per_s")]
-    trained = {"hour": lake.iso_hour(T0), "interval_end": lake.iso_hour(end), "reused_version": None,
-               "run_id": result.run_id, "model_uri": result.model_uri, "candidate_dir": str(result.candidate_dir),
-               "parent_version": None, "holdout_uri": holdout_uri(result.run_id, result.holdout_path),
-               "kind": "full_retrain"}
+    trained = Trained(hour=T0, interval_end=end, kind="full_retrain", run_id=result.run_id,
+                      model_uri=result.model_uri, holdout_uri=holdout_uri(result.run_id, result.holdout_path))
     started = time.perf_counter()
     gated = pipeline.evaluate_step(settings, T0, trained)
     evaluate_s = time.perf_counter() - started
@@ -148,7 +148,7 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
                  "anchor_auc": round(gated.key_metrics["anchor_auc"], 4),
                  "anchor_ndcg@10": round(gated.key_metrics["anchor_ndcg@10"], 4),
                  "seconds": round(evaluate_s, 1)},
-        "held_out_hour": {"hour": lake.iso_hour(end), "rows": len(last), "auc": round(held_out["auc"], 4),
+        "held_out_hour": {"hour": iso_hour(end), "rows": len(last), "auc": round(held_out["auc"], 4),
                           "ndcg@10": round(held_out["ndcg@10"], 4), "logloss": round(held_out["logloss"], 4)},
         "score_rows_per_s": round(len(last) / score_s, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -49,14 +49,14 @@ def search_ranker_benchmark():
     @fail_fast
     def freeze_anchor() -> dict:
         """Sample, hash and freeze the anchor set from the validated hours in the window."""
-        from incremental import pipeline
+        from incremental import retrain
 
         params = get_current_context()["params"]
         start, end = parse_window(params)
-        result = pipeline.freeze_anchor(task_settings(), start, end, size=params["size"],
-                                        reason=params["reason"], refresh=params["refresh"])
-        banner(f"ANCHOR SET: {result}")
-        return result
+        frozen = retrain.freeze_anchor(task_settings(), start, end, size=params["size"],
+                                       reason=params["reason"], refresh=params["refresh"]).to_dict()
+        banner(f"ANCHOR SET: {frozen}")
+        return frozen
 
     freeze_anchor()
 

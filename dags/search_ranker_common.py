@@ -12,17 +12,21 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
+from pydantic import JsonValue  # a task's return type: Airflow reads it (multiple_outputs)
 
 from incremental.config import dag_start
+from incremental.errors import InputError
+from incremental.hours import HOUR, iso_hour, parse_hour
 from incremental.notifier import FailureAlert
 
 if TYPE_CHECKING:
     from incremental.config import Settings
+    from incremental.handover import CaughtUp, Evaluated, Extracted, Monitored, Registered, Trained, Validated
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,7 +39,6 @@ GPU_POOL = "gpu"  # one slot per GPU: created by scripts/airflow_env.sh (`airflo
 # One slot: the tasks that read or write the registry and the anchor set (hourly evaluate and
 # register, benchmark freeze) never overlap across DAGs; created like the gpu pool.
 REGISTRY_POOL = "search_ranker_registry"
-HOUR = timedelta(hours=1)
 
 # The first hour the hourly DAG knows about (a deployment sets it, INCREMENTAL_DAG_START; backfills
 # may go earlier). Read without the rest of the settings: parsing must not depend on the reviewed file.
@@ -57,7 +60,7 @@ def hourly_timetable() -> CronDataIntervalTimetable:
 
 def default_args(**overrides: Any) -> dict[str, Any]:
     """Retries with exponential back-off, a time-out and the failure alert (a notifier), for every task."""
-    args: dict[str, Any] = {
+    return {
         "owner": OWNER,
         "retries": 3,
         "retry_delay": timedelta(minutes=1),
@@ -65,9 +68,8 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(minutes=15),
         "on_failure_callback": FailureAlert(),
+        **overrides,
     }
-    args.update(overrides)
-    return args
 
 
 # --- manual-run params (validated by Airflow's JSON Schema before a run is created) ----------------
@@ -107,7 +109,8 @@ def window_params() -> dict[str, Param]:
     }
 
 
-def training_overrides(params: dict[str, Any]) -> dict[str, Any] | None:
+def training_overrides(params: Mapping[str, Any]) -> dict[str, float | int] | None:
+    """The training settings a manual run overrides (its params), None when none is set."""
     overrides = {k: params[k] for k in ("learning_rate", "max_steps", "replay_fraction") if params.get(k) is not None}
     return overrides or None
 
@@ -150,27 +153,28 @@ def fail_fast(body: F) -> F:
     return cast(F, run)  # same signature: `run` passes its arguments through
 
 
-def champion_event(decision: dict[str, Any]) -> dict[str, Any]:
-    """The champion-asset event for a register (or catch-up) result, or skip: only a newly registered
-    champion counts.
+def champion_event(decision: Mapping[str, Any]) -> dict[str, JsonValue]:
+    """The champion-asset event (its `extra`: version, hour, decision, model_version_url) for a
+    register, catch-up or full-retrain result (its XCom), or skip: only a newly registered champion counts.
 
-    Not for a skipped catch-up, a dry run, a rejected candidate or a reprocessed hour that reused its existing version.
+    Not for a skipped hour or catch-up, a dry run, a rejected candidate or a reprocessed hour that reused its existing version.
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
-    if decision.get("skipped"):  # a catch-up that had nothing to do
+    from incremental.handover import Registered
+
+    if decision.get("skipped"):  # a catch-up that had nothing to do, an hour the champion's lineage trained on
         raise AirflowSkipException(f"no new champion: {decision['skipped']}")
-    version, champion = decision.get("version"), decision.get("champion")
-    if decision.get("dry_run") or decision.get("reused") or not version or str(champion) != str(version):
-        reasons = "; ".join(decision.get("reasons") or [])
-        what = "dry run" if decision.get("dry_run") else "reused version" if decision.get("reused") else decision.get("decision")
-        raise AirflowSkipException(f"no new champion ({what}): {reasons}")
-    return {"version": str(version), "hour": decision.get("hour"), "decision": decision.get("decision"),
-            "model_version_url": decision.get("model_version_url")}
+    registered = Registered.from_dict(decision)
+    if not registered.new_champion:
+        what = "dry run" if registered.dry_run else "reused version" if registered.reused else registered.decision
+        raise AirflowSkipException(f"no new champion ({what}): {'; '.join(registered.reasons)}")
+    return {"version": str(registered.version), "hour": iso_hour(registered.hour), "decision": registered.decision,
+            "model_version_url": registered.model_version_url}
 
 
 @task(outlets=[CHAMPION_MODEL], retries=0)
-def publish_champion(decision: dict[str, Any]) -> dict[str, Any]:
+def publish_champion(decision: Mapping[str, Any]) -> dict[str, JsonValue]:
     """Emit an event on the champion-model asset when this run made a new champion; skipped otherwise."""
     context = get_current_context()
     event = champion_event(decision)  # raises AirflowSkipException when there is no new champion
@@ -178,22 +182,25 @@ def publish_champion(decision: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def run_hour(context: Mapping[str, Any]) -> datetime:
-    """The hour this run covers: its data interval, which must be exactly one whole UTC hour."""
+def interval_hour(context: Mapping[str, Any]) -> datetime:
+    """The hour this run covers, parsed here, once, from its data interval (Airflow's pendulum
+    DateTimes) into an aware UTC datetime on the hour: what the pipeline takes from here on. The
+    interval must be exactly one whole UTC hour."""
     start, end = context["data_interval_start"], context["data_interval_end"]
     if start is None or end is None:
         raise AirflowFailException("this run has no data interval; trigger it with a logical date (or use a backfill)")
-    # plain datetimes: Airflow hands over pendulum DateTimes, which the pipeline's libraries need not know
-    start, end = (datetime.fromtimestamp(t.timestamp(), tz=UTC) for t in (start, end))
-    if end - start != HOUR or start != start.replace(minute=0, second=0, microsecond=0):
-        raise AirflowFailException(f"data interval [{start.isoformat()}, {end.isoformat()}) is not one whole UTC hour")
-    return start
+    wrong = AirflowFailException(f"data interval [{start.isoformat()}, {end.isoformat()}) is not one whole UTC hour")
+    try:
+        hour, end_hour = parse_hour(start), parse_hour(end)
+    except InputError:  # not on the hour
+        raise wrong from None
+    if end_hour - hour != HOUR:
+        raise wrong
+    return hour
 
 
-def parse_window(params: dict[str, Any]) -> tuple[datetime, datetime]:
+def parse_window(params: Mapping[str, Any]) -> tuple[datetime, datetime]:
     """`window_start`/`window_end` params as aware UTC datetimes on the hour, start before end."""
-    from incremental.data.lake import iso_hour, parse_hour
-
     start = parse_hour(str(params["window_start"]).replace("Z", "+00:00"))
     end = parse_hour(str(params["window_end"]).replace("Z", "+00:00"))
     if end <= start:
@@ -242,3 +249,84 @@ def task_settings() -> Settings:
 def banner(message: str) -> None:
     """A line nobody can miss in the task log."""
     log.warning("%s\n%s\n%s", "=" * 80, message, "=" * 80)
+
+
+# --- the hourly DAG's task bodies ------------------------------------------------------------------
+# Each reads the run's hour once (`interval_hour`) and calls one stage of `incremental.pipeline`; the
+# task in the DAG file converts at the boundary (a hand-over's `from_dict` in, `to_dict()` out).
+def extract_hour() -> Extracted:
+    from incremental import pipeline
+
+    context = get_current_context()
+    extracted = pipeline.extract_step(task_settings(), interval_hour(context))
+    context["outlet_events"][SEARCH_LOGS].extra = {"hour": iso_hour(extracted.hour), "rows": extracted.rows,
+                                                   "sha256": extracted.sha256}
+    return extracted
+
+
+def validate_hour() -> Validated:
+    from incremental import pipeline
+
+    return pipeline.validate_step(task_settings(), interval_hour(get_current_context()))
+
+
+def go_on_if_validated(validation: Validated) -> bool:
+    if validation.validated:
+        return True
+    banner(f"HOUR {iso_hour(validation.hour)} QUARANTINED: train, evaluate and register are skipped.\n"
+           f"{validation.summary}\nquarantined data: lake key {validation.lake_key}")
+    return False
+
+
+def monitor_hour() -> Monitored:
+    from incremental import pipeline
+
+    monitored = pipeline.monitor_step(task_settings(), interval_hour(get_current_context()))
+    if monitored.declared_now and monitored.assessment is not None:
+        banner(f"DRIFT DECLARED at {iso_hour(monitored.hour)}: adapt mode, rolling anchor, catch-up retrain\n"
+               + "\n".join(monitored.assessment["evidence"]))
+    return monitored
+
+
+def train_hour(monitored: Monitored) -> Trained:
+    from incremental import pipeline
+
+    context = get_current_context()
+    trained = pipeline.train_step(task_settings(), interval_hour(context), monitored,
+                                  overrides=training_overrides(context["params"]), airflow_run_id=context["run_id"])
+    if trained.skipped is not None:  # evaluate and register pass it on; no version, no new champion
+        banner(f"HOUR {iso_hour(trained.hour)} NOT TRAINED: {trained.skipped}")
+    return trained
+
+
+def evaluate_hour(trained: Trained) -> Evaluated:
+    from incremental import pipeline
+
+    return pipeline.evaluate_step(task_settings(), interval_hour(get_current_context()), trained)
+
+
+def register_hour(trained: Trained, evaluation: Evaluated) -> Registered:
+    from incremental import pipeline
+
+    context = get_current_context()
+    params = context["params"]
+    registered = pipeline.register_step(task_settings(), interval_hour(context), trained, evaluation,
+                                        airflow_run_id=context["run_id"],
+                                        force_promote_reason=params.get("force_promote"),
+                                        dry_run=bool(params.get("dry_run")))
+    banner(f"{str(registered.decision).upper()} (mode {trained.mode}): version {registered.version}, "
+           f"champion {registered.champion}" + "".join(f"\n- {reason}" for reason in registered.reasons))
+    return registered
+
+
+def catch_up_hour() -> CaughtUp:
+    from incremental.retrain import catch_up_step
+
+    context = get_current_context()
+    caught = catch_up_step(task_settings(), interval_hour(context), airflow_run_id=context["run_id"])
+    if caught.registered is not None and caught.window is not None:
+        registered = caught.registered
+        banner(f"CATCH-UP {str(registered.decision).upper()} on {'/'.join(iso_hour(h) for h in caught.window)}: "
+               f"version {registered.version}, champion {registered.champion}"
+               + "".join(f"\n- {reason}" for reason in registered.reasons))
+    return caught

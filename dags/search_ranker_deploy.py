@@ -18,9 +18,13 @@ then checks with `GET /model` that each replica now serves the registry's curren
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from airflow.sdk import dag, get_current_context, task
 from search_ranker_common import CHAMPION_MODEL, START_DATE, TAGS, banner, default_args, fail_fast, task_settings
+
+if TYPE_CHECKING:
+    from incremental.serving.server import Deployed
 
 
 @dag(
@@ -36,7 +40,7 @@ from search_ranker_common import CHAMPION_MODEL, START_DATE, TAGS, banner, defau
 def search_ranker_deploy():
     @task(execution_timeout=timedelta(minutes=15))
     @fail_fast
-    def reload_serving() -> list[dict]:
+    def reload_serving() -> list[Deployed]:
         """POST /reload to every serving replica, then check each one serves the current champion."""
         from airflow.sdk.exceptions import AirflowSkipException
 

@@ -32,6 +32,8 @@ from search_ranker_common import (
     window_params,
 )
 
+from incremental.hours import iso_hour
+
 
 @dag(
     dag_id="search_ranker_full_retrain",
@@ -49,15 +51,14 @@ def search_ranker_full_retrain():
     @fail_fast
     def full_retrain() -> dict:
         """Train from the base weights on the window, evaluate, and gate it like an hourly candidate."""
-        from incremental import pipeline
-        from incremental.data import lake
+        from incremental import retrain
 
         context = get_current_context()
         start, end = parse_window(context["params"])
-        result = pipeline.full_retrain(task_settings(), start, end, airflow_run_id=context["run_id"],
-                                       dry_run=bool(context["params"]["dry_run"]))
-        banner(f"FULL RETRAIN [{lake.iso_hour(start)}, {lake.iso_hour(end)}): {result.get('decision', '?')}")
-        return result
+        registered = retrain.full_retrain(task_settings(), start, end, airflow_run_id=context["run_id"],
+                                          dry_run=bool(context["params"]["dry_run"]))
+        banner(f"FULL RETRAIN [{iso_hour(start)}, {iso_hour(end)}): {registered.decision}")
+        return registered.to_dict()
 
     publish_champion(full_retrain())
 

@@ -8,7 +8,8 @@ the mode: normal or adapt), **train** an incremental update (GPU worker: queue `
 **evaluate** it against the champion on the same fresh holdout and the forgetting benchmark, and
 **register** it as the new champion or reject it with the reasons; after a drift was declared,
 **catch_up** retrains on the recent window through the same gate. The tasks only wire
-`incremental.pipeline`.
+`incremental.pipeline` (their bodies are in `search_ranker_common`): each hands the next a typed
+value (`incremental.handover`) as JSON, and the hour is read once from the run's data interval.
 
 * **Champion events**: `publish_champion` follows `register` directly; the catch-up's own champion
   is announced by `publish_catch_up` (skipped when there was no catch-up or it was rejected), so an
@@ -41,25 +42,32 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
 from search_ranker_common import (
     GPU_POOL,
     GPU_QUEUE,
+    REGISTRY_POOL,
     SEARCH_LOGS,
     START_DATE,
     TAGS,
-    banner,
+    catch_up_hour,
     default_args,
     dry_run_param,
+    evaluate_hour,
+    extract_hour,
     fail_fast,
     force_promote_param,
+    go_on_if_validated,
     hourly_timetable,
+    monitor_hour,
     publish_champion,
-    run_hour,
-    task_settings,
+    register_hour,
+    train_hour,
     training_override_params,
-    training_overrides,
+    validate_hour,
 )
+
+from incremental.handover import Evaluated, Monitored, Trained, Validated
 
 
 @dag(
@@ -75,99 +83,53 @@ from search_ranker_common import (
     doc_md=__doc__,
 )
 def search_ranker_hourly():
+    # Each task hands the next a typed value as JSON: `to_dict()` out, `from_dict()` in.
     @task(outlets=[SEARCH_LOGS], execution_timeout=timedelta(minutes=10))
     @fail_fast
     def extract() -> dict:
         """Copy the hour's rows (by `ingested_at`) from the warehouse into the lake partition; emit a `search_logs` event."""
-        from incremental import pipeline
-
-        context = get_current_context()
-        result = pipeline.extract_step(task_settings(), run_hour(context))
-        context["outlet_events"][SEARCH_LOGS].extra = {k: result[k] for k in ("hour", "rows", "sha256")}
-        return result
+        return extract_hour().to_dict()
 
     @task(execution_timeout=timedelta(minutes=10))
     @fail_fast
     def validate(extracted: dict) -> dict:
         """Run the GX suite and the drift checks; a failing hour is moved to quarantine (not an error)."""
-        from incremental import pipeline
-
-        return pipeline.validate_step(task_settings(), run_hour(get_current_context()))
+        return validate_hour().to_dict()
 
     @task.short_circuit(retries=0)
     def check_validated(validation: dict) -> bool:
         """Go on only with a validated hour; a quarantined one skips train/evaluate/register (the run stays green)."""
-        if validation["status"] == "validated":
-            return True
-        banner(f"HOUR {validation['hour']} QUARANTINED: train, evaluate and register are skipped.\n"
-               f"{validation['summary']}\nquarantined data: lake key {validation['lake_key']}")
-        return False
+        return go_on_if_validated(Validated.from_dict(validation))
 
     @task(execution_timeout=timedelta(minutes=20))
     @fail_fast
     def monitor(validation: dict) -> dict:
         """Test-then-train: the champion scores the hour first; the drift rule decides the hour's mode."""
-        from incremental import pipeline
-
-        observed = pipeline.monitor_step(task_settings(), run_hour(get_current_context()))
-        if observed.get("declared_now"):
-            banner(f"DRIFT DECLARED at {observed['hour']}: adapt mode, rolling anchor, catch-up retrain\n"
-                   + "\n".join(observed["assessment"]["evidence"]))
-        return observed
+        return monitor_hour().to_dict()
 
     @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(minutes=60))
     @fail_fast
     def train(monitored: dict) -> dict:
         """Warm-start from the champion (adapt mode: from the episode's last candidate) and update it on this hour plus replay."""
-        from incremental import pipeline
+        return train_hour(Monitored.from_dict(monitored)).to_dict()
 
-        context = get_current_context()
-        trained = pipeline.train_step(task_settings(), run_hour(context),
-                                      overrides=training_overrides(context["params"]),
-                                      airflow_run_id=context["run_id"])
-        if trained.get("skipped"):  # evaluate and register pass it on; no version, no new champion
-            banner(f"HOUR {trained['hour']} NOT TRAINED: {trained['skipped']}")
-        return trained
-
-    @task(execution_timeout=timedelta(minutes=20), pool="search_ranker_registry")
+    @task(execution_timeout=timedelta(minutes=20), pool=REGISTRY_POOL)
     @fail_fast
     def evaluate(trained: dict) -> dict:
         """Score candidate and champion on the anchor set (forgetting) and the fresh holdout."""
-        from incremental import pipeline
+        return evaluate_hour(Trained.from_dict(trained)).to_dict()
 
-        return pipeline.evaluate_step(task_settings(), run_hour(get_current_context()), trained).to_dict()
-
-    @task(execution_timeout=timedelta(minutes=10), pool="search_ranker_registry")
+    @task(execution_timeout=timedelta(minutes=10), pool=REGISTRY_POOL)
     @fail_fast
     def register(trained: dict, evaluation: dict) -> dict:
         """Apply the gate: register the version, tag the decision and reasons, move `@champion` if approved."""
-        from incremental import pipeline
-        from incremental.handover import Evaluated
-
-        context = get_current_context()
-        params = context["params"]
-        decision = pipeline.register_step(task_settings(), run_hour(context), trained, Evaluated.from_dict(evaluation),
-                                          airflow_run_id=context["run_id"],
-                                          force_promote_reason=params.get("force_promote"),
-                                          dry_run=bool(params.get("dry_run")))
-        banner(f"{decision['decision'].upper()} (mode {trained.get('mode', 'normal')}): version "
-               f"{decision.get('version')}, champion {decision.get('champion')}"
-               + "".join(f"\n- {reason}" for reason in decision.get("reasons", [])))
-        return decision
+        return register_hour(Trained.from_dict(trained), Evaluated.from_dict(evaluation)).to_dict()
 
     @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(minutes=90))
     @fail_fast
     def catch_up(decision: dict) -> dict:
         """After a drift was declared: retrain from the base weights on the recent window, through the same gate."""
-        from incremental import pipeline
-
-        context = get_current_context()
-        result = pipeline.catch_up_step(task_settings(), run_hour(context), airflow_run_id=context["run_id"])
-        if "skipped" not in result:
-            banner(f"CATCH-UP {result['decision'].upper()} on {'/'.join(result['window'])}: version "
-                   f"{result.get('version')}, champion {result.get('champion')}"
-                   + "".join(f"\n- {reason}" for reason in result.get("reasons", [])))
-        return result  # publish_catch_up announces its version when it became the champion
+        return catch_up_hour().to_dict()  # publish_catch_up announces its version when it became the champion
 
     validation = validate(extract())
     monitored = monitor(validation)

@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 def alert_line(context: Any) -> str:
     """One line that says what failed, for which hour, after how many tries, and why."""
-    from incremental.data.lake import iso_hour
     from incremental.errors import redact_url
+    from incremental.hours import iso_hour
 
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", "?")

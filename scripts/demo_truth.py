@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from incremental.config import load_settings
-from incremental.data import lake
+from incremental.hours import parse_hour
 from incremental.judge import metrics
 from incremental.judge.lexical import LexicalScorer
 from incremental.model import ranker as rk
@@ -33,9 +33,9 @@ from incremental.sim.simulate import generate
 
 
 def truth_frame(args: argparse.Namespace) -> pd.DataFrame:
-    start, end = lake.parse_hour(args.start), lake.parse_hour(args.end)
+    start, end = parse_hour(args.start), parse_hour(args.end)
     products, impressions, _ = generate(start, end, rate=args.rate, seed=args.seed, scenario="drift",
-                                        drift_at=lake.parse_hour(args.drift_at))
+                                        drift_at=parse_hour(args.drift_at))
     frame = impressions.to_pandas().merge(products.select(["product_id", "title", "brand", "category"]).to_pandas(),
                                           on="product_id", how="left")
     frame["hour"] = pd.to_datetime(frame["ingested_at"], utc=True).dt.floor("h")
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     frame = truth_frame(args)
-    after = lake.parse_hour(args.bootstrap_end)
+    after = parse_hour(args.bootstrap_end)
     window = frame[frame["hour"] < pd.Timestamp(after)]
     floor = LexicalScorer.fit(window["title"].drop_duplicates())
     # the first version that served (approved, or promoted by a person), and the one serving now
@@ -78,7 +78,7 @@ def main() -> None:
         for model, tokenizer in loaded.values():
             cells.append(figures(rows, rk.score_frame(model, tokenizer, rows, max_length=settings.training.max_length),
                                  ceiling_auc))
-        drifted = "after" if hour >= pd.Timestamp(lake.parse_hour(args.drift_at)) else "before"
+        drifted = "after" if hour >= pd.Timestamp(parse_hour(args.drift_at)) else "before"
         print(f"{hour:%H:%M}     {drifted:<7} " + " | ".join(cells))
 
 

@@ -17,14 +17,14 @@ each driven by the pipeline's own functions, the ones the DAGs call:
   overridden through the real registry (`force_promote_reason`): every update is served;
 - ``gated``: `pipeline.run_hour` with the reviewed config, exactly (whatever drift response it
   has); human interventions are the ``"level": "page"`` lines of ``<lake>/_drift/alerts.jsonl``;
-- ``full_retrain``: `pipeline.full_retrain` from the base weights on every validated hour so
+- ``full_retrain``: `retrain.full_retrain` from the base weights on every validated hour so
   far, every K hours; always served (force-promoted with a reason when the gate rejects): it
   is the quality reference;
 - ``lexical`` and ``oracle`` (no model, no home, no training; `truth`): BM25 on the
   words of query and title, its IDF fitted on the titles of the hours before (the floor), and
   the ranking by the hidden relevance itself (the ceiling: truth NDCG@10 is 1 by construction).
 
-Bootstrap: the first champion is trained once (`pipeline.full_retrain` on the first B hours,
+Bootstrap: the first champion is trained once (`retrain.full_retrain` on the first B hours,
 which also freezes the anchor set) in a data home, which is then copied to every arm's home, so
 all arms start from the very same weights and anchor at the cost of one bootstrap (training it
 once per arm would cost B-hour retrains x arms and could differ by floating-point noise). The

@@ -54,9 +54,9 @@ def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
 
 
 def bootstrap(plan: Plan, data: Settings) -> dict[str, Any]:
-    """The first champion, once, in the data home (through pipeline.full_retrain and the gate;
+    """The first champion, once, in the data home (through retrain.full_retrain and the gate;
     served even if the gate's value thresholds reject it, with the reason recorded)."""
-    from incremental import pipeline
+    from incremental import pipeline, retrain
     from incremental.registry import champion as registry
 
     start = datetime.fromisoformat(plan.start)
@@ -64,13 +64,14 @@ def bootstrap(plan: Plan, data: Settings) -> dict[str, Any]:
     statuses = {}
     for hour in window:
         pipeline.extract_step(data, hour)
-        statuses[hour.isoformat()] = pipeline.validate_step(data, hour)["status"]
-    result = pipeline.full_retrain(data, start, start + plan.bootstrap_hours * HOUR, anchor_size=plan.anchor_size)
-    if result["decision"] != "approved":
-        registry.promote(data, result["version"], "benchmark bootstrap: every arm starts from this model",
+        statuses[hour.isoformat()] = pipeline.validate_step(data, hour).status
+    result = retrain.full_retrain(data, start, start + plan.bootstrap_hours * HOUR, anchor_size=plan.anchor_size)
+    assert result.version is not None  # not a dry run
+    if result.decision != "approved":
+        registry.promote(data, result.version, "benchmark bootstrap: every arm starts from this model",
                          who="benchmark")
-    return {"version": result["version"], "decision": result["decision"], "reasons": result.get("reasons"),
-            "hours": statuses, **run_cost(data, result["version"])}
+    return {"version": result.version, "decision": result.decision, "reasons": list(result.reasons),
+            "hours": statuses, **run_cost(data, result.version)}
 
 
 def prepare_hour(data: Settings, hour: datetime) -> tuple[str, Any]:
@@ -78,7 +79,7 @@ def prepare_hour(data: Settings, hour: datetime) -> tuple[str, Any]:
     from incremental import pipeline
 
     pipeline.extract_step(data, hour)
-    status = pipeline.validate_step(data, hour)["status"]
+    status = pipeline.validate_step(data, hour).status
     if status != "validated":
         return status, None
     return status, read_hour(data, hour)

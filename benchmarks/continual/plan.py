@@ -24,7 +24,7 @@ PRESET_MODEL = "minilm-l2"  # MiniLM's embeddings + 2 layers, mean-pooled: learn
 @dataclass(frozen=True)
 class Arm:
     name: str
-    learns: str  # "none" | "hourly" (pipeline.run_hour) | "retrain" (pipeline.full_retrain)
+    learns: str  # "none" | "hourly" (pipeline.run_hour) | "retrain" (retrain.full_retrain)
     description: str
     config: dict[str, Any] = field(default_factory=dict)  # overrides of the YAML sections, e.g. {"training": {...}}
     force_reason: str | None = None  # promote even when the gate rejects (recorded in the registry)

@@ -59,7 +59,7 @@ def build_probe(plan: Plan) -> pd.DataFrame | None:
     for i in range(plan.probe_hours):
         hour = start + i * HOUR
         pipeline.extract_step(settings, hour)
-        if pipeline.validate_step(settings, hour)["status"] == "validated":
+        if pipeline.validate_step(settings, hour).validated:
             frames.append(lake.read_partition(lake.partition(settings.lake, hour)).to_pandas())
     if not frames:
         return None

@@ -20,6 +20,7 @@ from benchmarks.continual.lineage import served_lineage, version_run
 from benchmarks.continual.plan import HOUR, Arm, Plan
 from benchmarks.continual.truth import as_probability, lexical_scores
 from incremental.config import Settings
+from incremental.handover import Registered
 
 
 # --- measuring one step -------------------------------------------------------------------------
@@ -157,37 +158,39 @@ def run_cost(settings: Settings, version: str | None) -> dict[str, Any]:
     return {"examples": int(steps * batch), "train_seconds": run.data.metrics.get("train_seconds", 0.0)}
 
 
-def _force(settings: Settings, arm: Arm, result: dict[str, Any]) -> bool:
+def _force(settings: Settings, arm: Arm, result: Registered) -> bool:
     """Serve the arm's new version even if the gate rejected it (recorded as an override)."""
     from incremental.registry import champion as registry
 
-    if arm.force_reason and result.get("version") and result.get("champion") != result["version"]:
-        registry.promote(settings, result["version"], arm.force_reason, who="benchmark")
+    if arm.force_reason and result.version and result.champion != result.version:
+        registry.promote(settings, result.version, arm.force_reason, who="benchmark")
         return True
-    return bool(result.get("override"))
+    return result.override is not None
 
 
 def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -> dict[str, Any]:
     """The arm learns from `hour` (after it was scored); returns version, decision, override."""
-    from incremental import pipeline
+    from incremental import pipeline, retrain
 
     if arm.learns == "none":
         return {"version": None, "decision": None, "overridden": False}
     if arm.learns == "hourly":
-        result = pipeline.run_hour(settings, hour, force_promote_reason=arm.force_reason)
-        if result["status"] == "quarantined":
+        run = pipeline.run_hour(settings, hour, force_promote_reason=arm.force_reason)
+        if run.registered is None:
             return {"version": None, "decision": "quarantined", "overridden": False}
-        caught = result.get("catch_up") or {}  # a drift episode's catch-up retrain counts in the cost
-        return {"version": result.get("version"), "decision": result.get("decision"),
-                "overridden": bool(result.get("override")), "mode": result.get("mode"),
-                "catch_up_version": caught.get("version"), "catch_up_decision": caught.get("decision")}
+        # a drift episode's catch-up retrain counts in the cost
+        caught = run.catch_up.registered if run.catch_up is not None else None
+        return {"version": run.registered.version, "decision": run.registered.decision,
+                "overridden": run.registered.override is not None, "mode": run.mode,
+                "catch_up_version": caught.version if caught else None,
+                "catch_up_decision": caught.decision if caught else None}
     pipeline.extract_step(settings, hour)
-    status = pipeline.validate_step(settings, hour)["status"]
+    status = pipeline.validate_step(settings, hour).status
     if not due:
         return {"version": None, "decision": f"not due ({status})", "overridden": False}
     start = datetime.fromisoformat(plan.start)
-    result = pipeline.full_retrain(settings, start, hour + HOUR, anchor_size=plan.anchor_size)
-    return {"version": result["version"], "decision": result["decision"], "overridden": _force(settings, arm, result)}
+    result = retrain.full_retrain(settings, start, hour + HOUR, anchor_size=plan.anchor_size)
+    return {"version": result.version, "decision": result.decision, "overridden": _force(settings, arm, result)}
 
 
 def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: datetime, due: bool,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,9 +30,11 @@ import pyarrow.compute as pc
 from incremental import __version__
 from incremental.data import lake, storage
 from incremental.data import quarantine as lake_quarantine
+from incremental.data.manifest import ExtractDetails, Manifest
 from incremental.data.storage import LakePath
 from incremental.data.warehouse import Warehouse, sql_text
 from incremental.errors import InputError
+from incremental.hours import HOUR, iso_hour
 
 log = logging.getLogger(__name__)
 EXTRACT_SQL = "extract_search_logs"
@@ -66,7 +67,7 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def _details(table: pa.Table, backend: str) -> dict[str, Any]:
+def _details(table: pa.Table, backend: str) -> ExtractDetails:
     """What the extractor adds to the manifest: the event_ts range, the SQL and where it ran."""
     event_ts = table.column("event_ts") if "event_ts" in table.column_names else None
     bounds = pc.min_max(event_ts) if event_ts is not None and table.num_rows else None
@@ -109,18 +110,18 @@ def new_rows(table: pa.Table, accounted: list[pa.Table]) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
-def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> dict[str, Any]:
+def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> Manifest:
     """Write the partition for the hour starting at `start` (or its delta) and return its manifest.
 
     An empty hour gives an empty partition (with the schema) and its manifest, not an error. An
     hour the lake already holds rows of gets a delta part with the rows not held yet, or nothing;
-    the manifest returned then says `delta_rows` (0 when nothing was new).
+    the manifest returned then says `delta_rows` (0 when nothing was new). `start` is an aware UTC
+    datetime on the hour, as the CLI and the DAGs parse it (`incremental.hours.parse_hour`).
     """
-    start = lake.parse_hour(start)
-    end = start + lake.HOUR
+    end = start + HOUR
     now = datetime.now(UTC)
     if end > now:  # its rows are still arriving: a partition of it would be cut short, then "validated"
-        raise InputError(f"hour {lake.iso_hour(start)} has not closed yet (it ends at {lake.iso_hour(end)}; now is "
+        raise InputError(f"hour {iso_hour(start)} has not closed yet (it ends at {iso_hour(end)}; now is "
                          f"{now:%Y-%m-%dT%H:%MZ}): an hour is extracted after it ends")
     table = warehouse.query_arrow(EXTRACT_SQL, {"start": start, "end": end})
     if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
@@ -130,7 +131,7 @@ def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> 
         return _write(warehouse, lake_root, start, table)
 
 
-def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa.Table) -> dict[str, Any]:
+def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa.Table) -> Manifest:
     """The partition or its delta, under the hour's lock (see `extract_hour`)."""
     folder = lake.partition_dir(lake_root, start)
     accounted = lake_quarantine.accounted_tables(lake_root, start)
@@ -143,10 +144,10 @@ def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa
     live_manifest = folder / lake.MANIFEST_FILE
     if delta.num_rows == 0:
         if storage.is_file(live_manifest):
-            manifest = lake.read_json(live_manifest)
+            manifest = lake.read_manifest(folder)
         else:  # everything of the hour sits in quarantine: say so, write nothing
             attempt = lake.latest_quarantine(lake_root, start)
-            manifest = lake.read_json(attempt / lake.MANIFEST_FILE) if attempt else {"rows": 0, "sha256": None}
+            manifest = lake.read_manifest(attempt) if attempt else {"rows": 0}  # no identity: nothing of it
             manifest = {**manifest, "quarantined": str(attempt) if attempt else None}
         log.info("extracted %s: nothing new (%d rows already in the lake)", lake.hour_key(start), table.num_rows)
         return {**manifest, "delta_rows": 0}
@@ -164,5 +165,4 @@ def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa
 
 def warehouse_count(warehouse: Warehouse, start: datetime) -> int:
     """Rows the warehouse holds for the hour (by ingested_at): what the partition must hold."""
-    start = lake.parse_hour(start)
-    return int(warehouse.scalar("count_search_logs", {"start": start, "end": start + lake.HOUR}))
+    return int(warehouse.scalar("count_search_logs", {"start": start, "end": start + HOUR}))

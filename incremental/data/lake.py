@@ -42,18 +42,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack, cast
 
 import pyarrow as pa
 
 from incremental.data import lake_lock, storage
+from incremental.data.manifest import (
+    DeltaDetails,
+    ExtractDetails,
+    Manifest,
+    ManifestEvent,
+    PartDetails,
+    PartEntry,
+    PartIdentity,
+)
 from incremental.data.storage import LakePath
-from incremental.errors import DamagedStateError, IncrementalError, InputError
+from incremental.errors import DamagedStateError, IncrementalError
+from incremental.hours import HOUR, iso_hour
 
 SCHEMA_VERSION = 2
 DATA_FILE = "part-0.parquet"  # the first part of an hour
@@ -63,7 +73,6 @@ QUARANTINE_FILE = "quarantine.json"
 READMITTED_FILE = "readmitted.json"
 ROWS_DIR = "rows"  # row-level quarantine sets, under the hour's quarantine root
 REASON_COLUMN = "quarantine_reason"
-HOUR = timedelta(hours=1)
 log = logging.getLogger(__name__)
 
 # The contract of an extracted partition. Validation checks a partition against it exactly.
@@ -95,36 +104,8 @@ class LakeError(IncrementalError, RuntimeError):
     """A partition is missing, unreadable or inconsistent with its manifest."""
 
 
-def parse_hour(text: str | datetime) -> datetime:
-    """An ISO time (naive means UTC) that must fall on the hour; returns an aware UTC datetime."""
-    value = datetime.fromisoformat(text) if isinstance(text, str) else text
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if (value.minute, value.second, value.microsecond) != (0, 0, 0):
-        raise InputError(f"{text!r} is not on the hour: intervals are whole UTC hours")
-    # a plain datetime, whatever came in (Airflow hands out pendulum DateTimes)
-    return datetime(value.year, value.month, value.day, value.hour, tzinfo=UTC)
-
-
-def iso_hour(hour: datetime) -> str:
-    """The one way an hour is written in records, keys and messages: ``2026-01-01T09:00Z``.
-
-    The inverse of `parse_hour`: hours travel as aware datetimes and become text only here
-    (a naive datetime is taken as UTC, as `parse_hour` does; pandas Timestamps are datetimes).
-    """
-    value = hour.replace(tzinfo=UTC) if hour.tzinfo is None else hour.astimezone(UTC)
-    return f"{value:%Y-%m-%dT%H:%MZ}"
-
-
-def hours(start: datetime, end: datetime) -> list[datetime]:
-    """The hour starts in [start, end)."""
-    out, hour = [], start
-    while hour < end:
-        out.append(hour)
-        hour += HOUR
-    return out
-
-
 def hour_key(start: datetime) -> str:
+    """The hour's folder under a lake root: ``dt=YYYY-MM-DD/hour=HH``."""
     return f"dt={start:%Y-%m-%d}/hour={start:%H}"
 
 
@@ -201,7 +182,7 @@ def read_jsonl(path: LakePath, check: Callable[[Any], str | None] | None = None)
     return _jsonl(path, check)[0]
 
 
-def append_jsonl(path: LakePath, entry: dict[str, Any], check: Callable[[Any], str | None] | None = None) -> None:
+def append_jsonl(path: LakePath, entry: Mapping[str, Any], check: Callable[[Any], str | None] | None = None) -> None:
     """Publish `path` with one line more (read, add, write: an object store has no append; the
     caller holds the lock). A torn last line is moved to `<name>.torn` (nothing is lost) so the
     new line starts on a line of its own; a bad line in the middle is refused (`read_jsonl`)."""
@@ -343,7 +324,12 @@ def now_iso() -> str:
 
 
 # --- manifests -------------------------------------------------------------------------------------
-def identity(parts: list[dict[str, Any]]) -> str:
+def read_manifest(folder: LakePath) -> Manifest:
+    """The manifest of an hour's folder (live or in quarantine), checked (`check_manifest`)."""
+    return cast(Manifest, read_json(folder / MANIFEST_FILE))
+
+
+def identity(parts: Sequence[PartEntry | PartIdentity]) -> str:
     """The identity of a set of parts: the sha256 of the only part, else of the list of (file, sha256)."""
     if len(parts) == 1:
         return parts[0]["sha256"]
@@ -353,7 +339,7 @@ def identity(parts: list[dict[str, Any]]) -> str:
     return digest.hexdigest()
 
 
-def parts_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def parts_of(manifest: Mapping[str, Any]) -> list[PartEntry]:
     """The parts a manifest lists (a manifest written before parts existed has one: its file)."""
     if "parts" in manifest:
         return list(manifest["parts"])
@@ -361,7 +347,7 @@ def parts_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
              "bytes": manifest.get("bytes"), "kind": "initial"}]
 
 
-def _remember_identity(manifest: dict[str, Any]) -> None:
+def _remember_identity(manifest: Manifest) -> None:
     ids = manifest.setdefault("identities", [])
     sha = manifest["sha256"]
     if not any(i["sha256"] == sha for i in ids):
@@ -369,7 +355,7 @@ def _remember_identity(manifest: dict[str, Any]) -> None:
                     "at": now_iso()})
 
 
-def finish_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+def finish_manifest(manifest: Manifest) -> Manifest:
     """Recompute what the parts determine: rows, identity, first file, bytes; remember the identity."""
     parts = manifest["parts"]
     manifest["schema_version"] = SCHEMA_VERSION
@@ -381,7 +367,7 @@ def finish_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def write_part(folder: LakePath, name: str, table: pa.Table, **details: Any) -> dict[str, Any]:
+def write_part(folder: LakePath, name: str, table: pa.Table, **details: Unpack[PartDetails]) -> PartEntry:
     """Write one part file (atomic, deterministic) and return its manifest entry."""
     path = folder / name
     write_parquet_atomic(path, table)
@@ -389,7 +375,7 @@ def write_part(folder: LakePath, name: str, table: pa.Table, **details: Any) -> 
             **details}
 
 
-def write_partition(lake: LakePath, start: datetime, table: pa.Table, **details: Any) -> dict[str, Any]:
+def write_partition(lake: LakePath, start: datetime, table: pa.Table, **details: Unpack[ExtractDetails]) -> Manifest:
     """Write an hour's first part and its manifest (a new hour, or one nothing of which is validated yet).
 
     The manifest holds the interval, the parts (file, rows, sha256), the hour's identity sha256 and
@@ -401,19 +387,15 @@ def write_partition(lake: LakePath, start: datetime, table: pa.Table, **details:
     if validated_files(folder):
         raise LakeError(f"hour {iso_hour(start)} has validated data: it is never overwritten (add a delta part)")
     part = write_part(folder, DATA_FILE, table, kind="initial", extracted_at=details.get("extracted_at") or now_iso())
-    manifest = {
-        "interval_start": start.isoformat(),
-        "interval_end": (start + HOUR).isoformat(),
-        "parts": [part],
-        **details,
-    }
+    manifest = cast(Manifest, {"interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(),
+                               "parts": [part], **details})  # the identity and totals: `finish_manifest`
     finish_manifest(manifest)
     atomic_write_json(folder / MANIFEST_FILE, manifest)
     return manifest
 
 
-def add_part(lake: LakePath, start: datetime, table: pa.Table, *, kind: str, event: dict[str, Any],
-             **details: Any) -> dict[str, Any]:
+def add_part(lake: LakePath, start: datetime, table: pa.Table, *, kind: str, event: ManifestEvent,
+             **details: Unpack[DeltaDetails]) -> Manifest:
     """Add a part to an hour (a delta of late rows, or re-admitted rows); pending parts are replaced.
 
     Validated parts are kept as they are; a part not validated yet is dropped from the manifest
@@ -422,7 +404,7 @@ def add_part(lake: LakePath, start: datetime, table: pa.Table, *, kind: str, eve
     """
     folder = partition_dir(lake, start)
     keep = validated_files(folder)
-    manifest: dict[str, Any] = read_json(folder / MANIFEST_FILE) if storage.is_file(folder / MANIFEST_FILE) else {
+    manifest: Manifest = read_manifest(folder) if storage.is_file(folder / MANIFEST_FILE) else {
         "interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(), "parts": []}
     parts = [p for p in parts_of(manifest) if p["file"] in keep]
     used = {p["file"] for p in parts_of(manifest)} | {p.name for p in storage.children(folder)
@@ -467,7 +449,7 @@ class Partition:
     start: datetime
     status: Status
     path: LakePath | None  # the folder holding the part files (live or quarantine), None when missing
-    manifest: dict[str, Any] | None
+    manifest: Manifest | None
     pending_parts: int = 0
 
     @property
@@ -482,7 +464,7 @@ class Partition:
         return self.path / (self.manifest or {}).get("file", DATA_FILE)
 
     @property
-    def parts(self) -> list[dict[str, Any]]:
+    def parts(self) -> list[PartEntry]:
         return parts_of(self.manifest) if self.manifest else []
 
     @property
@@ -512,19 +494,18 @@ def latest_quarantine(lake: LakePath, start: datetime) -> LakePath | None:
 def partition(lake: LakePath, start: datetime) -> Partition:
     live = partition_dir(lake, start)
     if storage.is_file(live / MANIFEST_FILE):
-        manifest = read_json(live / MANIFEST_FILE)
+        manifest = read_manifest(live)
         good = validated_files(live)
         if good:
             parts = [p for p in parts_of(manifest) if p["file"] in good]
-            view = {**manifest, "parts": parts}
-            view["rows"] = sum(int(p["rows"]) for p in parts)
-            view["sha256"], view["file"] = identity(parts), parts[0]["file"]
-            view["bytes"] = sum(int(p.get("bytes") or 0) for p in parts)
+            view: Manifest = {**manifest, "parts": parts, "rows": sum(int(p["rows"]) for p in parts),
+                              "sha256": identity(parts), "file": parts[0]["file"],
+                              "bytes": sum(int(p.get("bytes") or 0) for p in parts)}
             return Partition(start, "validated", live, view, len(parts_of(manifest)) - len(parts))
         return Partition(start, "extracted", live, manifest, len(parts_of(manifest)))
     quarantined = latest_quarantine(lake, start)
     if quarantined is not None:
-        return Partition(start, "quarantined", quarantined, read_json(quarantined / MANIFEST_FILE))
+        return Partition(start, "quarantined", quarantined, read_manifest(quarantined))
     return Partition(start, "missing", None, None)
 
 

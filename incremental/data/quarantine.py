@@ -8,9 +8,10 @@ re-admitted sets are marked, not counted twice).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -27,6 +28,7 @@ from incremental.data.lake import (
     quarantine_attempts,
     quarantine_root,
     read_json,
+    read_manifest,
     read_parquet,
     readmitted,
     rows_quarantine_root,
@@ -34,6 +36,7 @@ from incremental.data.lake import (
     write_parquet_atomic,
     write_part,
 )
+from incremental.data.manifest import Manifest, PartDetails, PartEntry
 from incremental.data.storage import LakePath
 
 
@@ -51,7 +54,7 @@ def _aside(target: LakePath) -> None:
         storage.move(target, target.with_name(f"{target.name}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}"), last=MANIFEST_FILE)
 
 
-def quarantine(lake: LakePath, start: datetime, report: dict[str, Any], staged: Path | None = None) -> LakePath:
+def quarantine(lake: LakePath, start: datetime, report: Mapping[str, object], staged: Path | None = None) -> LakePath:
     """Move the hour's live folder to quarantine whole (nothing deleted); the report and staged files beside it.
 
     Idempotent and recoverable: the live folder moves with one rename, so a failure leaves it either
@@ -59,7 +62,7 @@ def quarantine(lake: LakePath, start: datetime, report: dict[str, Any], staged: 
     the live folder and moved in afterwards, replacing those of an earlier, interrupted attempt.
     """
     live = partition_dir(lake, start)
-    manifest = read_json(live / MANIFEST_FILE)
+    manifest = read_manifest(live)
     target = quarantine_root(lake, start) / manifest["sha256"][:12]
     _aside(target)
     storage.move(live, target, last=MANIFEST_FILE)
@@ -68,16 +71,16 @@ def quarantine(lake: LakePath, start: datetime, report: dict[str, Any], staged: 
     return target
 
 
-def quarantine_part(lake: LakePath, start: datetime, part: dict[str, Any], report: dict[str, Any],
+def quarantine_part(lake: LakePath, start: datetime, part: PartEntry, report: Mapping[str, object],
                     staged: Path | None = None) -> LakePath:
     """Move one pending part of an hour that has validated parts to quarantine; the hour keeps the others."""
     live = partition_dir(lake, start)
-    manifest = read_json(live / MANIFEST_FILE)
+    manifest = read_manifest(live)
     target = quarantine_root(lake, start) / part["sha256"][:12]
     _aside(target)
     storage.mkdir(target)
     storage.move(live / part["file"], target / part["file"])
-    part_manifest = {k: v for k, v in manifest.items() if k not in ("parts", "identities", "events")}
+    part_manifest = cast(Manifest, {k: v for k, v in manifest.items() if k not in ("parts", "identities", "events")})
     part_manifest["parts"] = [part]
     atomic_write_json(target / MANIFEST_FILE, finish_manifest(part_manifest))
     manifest["parts"] = [p for p in parts_of(manifest) if p["file"] != part["file"]]
@@ -89,8 +92,8 @@ def quarantine_part(lake: LakePath, start: datetime, part: dict[str, Any], repor
     return target
 
 
-def quarantine_rows(lake: LakePath, start: datetime, part: dict[str, Any], clean: pa.Table, bad: pa.Table,
-                    report: dict[str, Any], staged: Path | None = None) -> dict[str, Any]:
+def quarantine_rows(lake: LakePath, start: datetime, part: PartEntry, clean: pa.Table, bad: pa.Table,
+                    report: Mapping[str, Any], staged: Path | None = None) -> PartEntry:
     """Split a pending part: its bad rows (with their reason) to quarantine, the clean rows live.
 
     Order, so that a failure at any point leaves the hour consistent and validating again finishes
@@ -111,11 +114,11 @@ def quarantine_rows(lake: LakePath, start: datetime, part: dict[str, Any], clean
     storage.rmtree(target)  # an interrupted attempt on the same bytes: its files are rebuilt just now
     storage.move(tmp, target, last=QUARANTINE_FILE)
     clean_name = f"{stem}.valid.parquet"
-    entry = write_part(live, clean_name, clean, **{k: v for k, v in part.items()
-                                                   if k not in ("file", "rows", "sha256", "bytes")})
+    provenance = cast(PartDetails, {k: v for k, v in part.items() if k not in ("file", "rows", "sha256", "bytes")})
+    entry = write_part(live, clean_name, clean, **provenance)
     entry.update({"extracted_file": part["file"], "extracted_sha256": part["sha256"], "extracted_rows": part["rows"],
                   "quarantined_rows": bad.num_rows, "row_quarantine": str(storage.relative_to(target, lake))})
-    manifest = read_json(live / MANIFEST_FILE)
+    manifest = read_manifest(live)
     manifest["parts"] = [entry if p["file"] == part["file"] else p for p in parts_of(manifest)]
     manifest.setdefault("events", []).append({"event": "rows_quarantined", "part": part["file"], "rows": bad.num_rows,
                                               "rules": report.get("rules", {}), "to": str(target), "at": now_iso()})
@@ -171,6 +174,6 @@ def accounted_tables(lake: LakePath, start: datetime) -> list[pa.Table]:
     return tables
 
 
-def mark_readmitted(folder: LakePath, record: dict[str, Any]) -> None:
+def mark_readmitted(folder: LakePath, record: Mapping[str, object]) -> None:
     """Mark a quarantine folder re-admitted: it stays, and is no longer counted as quarantined."""
     atomic_write_json(folder / READMITTED_FILE, record)

@@ -36,6 +36,7 @@ from incremental.data import lake as lk
 from incremental.data import storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, IncrementalError, InputError
+from incremental.hours import hours, iso_hour, parse_hour
 from incremental.judge.strata import NULL_CATEGORY, SOURCE_HOUR, sample
 
 ANCHOR_DIR = "anchor"
@@ -83,7 +84,7 @@ class AnchorInfo:
     def sha12(self) -> str:
         return self.sha256[:12]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
@@ -176,7 +177,7 @@ def freeze(
     replaces it. Hours in the window that are not validated are skipped and listed.
     """
     lake = storage.root(lake)
-    start, end = lk.parse_hour(start), lk.parse_hour(end)
+    start, end = parse_hour(start), parse_hour(end)
     if end <= start:
         raise InputError("the anchor window [start, end) is empty")
     if size < 1:
@@ -200,8 +201,8 @@ def freeze(
     info = AnchorInfo(
         sha256=sha,
         rows=chosen.num_rows,
-        start=lk.iso_hour(start),
-        end=lk.iso_hour(end),
+        start=iso_hour(start),
+        end=iso_hour(end),
         size=size,
         seed=seed,
         **_counts(chosen, table, parts),
@@ -241,10 +242,10 @@ def _read_window(lake: LakePath, start: datetime, end: datetime) -> tuple[pa.Tab
     tables: list[pa.Table] = []
     used: list[lk.Partition] = []
     skipped: dict[str, str] = {}
-    for hour in lk.hours(start, end):
+    for hour in hours(start, end):
         part = lk.partition(lake, hour)
         if part.status != "validated":
-            skipped[lk.iso_hour(hour)] = part.status
+            skipped[iso_hour(hour)] = part.status
             continue
         table = lk.read_partition(part).select(lk.SEARCH_LOG_SCHEMA.names).cast(lk.SEARCH_LOG_SCHEMA)
         source = pa.array(np.full(table.num_rows, np.datetime64(hour.replace(tzinfo=None), "us")),
@@ -252,7 +253,7 @@ def _read_window(lake: LakePath, start: datetime, end: datetime) -> tuple[pa.Tab
         tables.append(table.append_column(ANCHOR_SCHEMA.field(SOURCE_HOUR), source))
         used.append(part)
     if not used:
-        raise AnchorError(f"no validated hour in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
+        raise AnchorError(f"no validated hour in [{iso_hour(start)}, {iso_hour(end)}): nothing to freeze")
     return pa.concat_tables(tables), used, skipped
 
 
@@ -270,10 +271,10 @@ def _counts(chosen: pa.Table, table: pa.Table, parts: list[lk.Partition]) -> _Co
     cats = chosen.column("category").to_pandas().fillna(NULL_CATEGORY).astype(str)
     available = pd.Series(table.column(SOURCE_HOUR).to_pandas()).value_counts()
     return {
-        "source_hours": {lk.iso_hour(p.start): str((p.manifest or {}).get("sha256", "")) for p in parts},
-        "per_hour": {lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(hours_col.value_counts().items())},
+        "source_hours": {iso_hour(p.start): str((p.manifest or {}).get("sha256", "")) for p in parts},
+        "per_hour": {iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(hours_col.value_counts().items())},
         "per_category": {str(c): int(n) for c, n in sorted(cats.value_counts().items())},
-        "available_per_hour": {lk.iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(available.items())},
+        "available_per_hour": {iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(available.items())},
     }
 
 
@@ -283,7 +284,7 @@ def _holdout_rows(table: pa.Table, fraction: float, start: datetime, end: dateti
 
     table = table.filter(pa.array(holdout_mask(table.column("session_id").to_pandas(), fraction)))
     if table.num_rows == 0:
-        raise AnchorError(f"no holdout-session rows in [{lk.iso_hour(start)}, {lk.iso_hour(end)}): nothing to freeze")
+        raise AnchorError(f"no holdout-session rows in [{iso_hour(start)}, {iso_hour(end)}): nothing to freeze")
     return table
 
 
@@ -291,7 +292,7 @@ def holdout_window(lake: LakePath | str, start: datetime, end: datetime, fractio
                    categories: list[str]) -> pa.Table | None:
     """The holdout-session rows of `categories` in the validated hours of [start, end), with their
     source_hour (rows no model trained on), or None when there are none."""
-    lake, start, end = storage.root(lake), lk.parse_hour(start), lk.parse_hour(end)
+    lake, start, end = storage.root(lake), parse_hour(start), parse_hour(end)
     if end <= start:
         return None
     try:

@@ -53,7 +53,7 @@ class GateCheck:
     passed: bool
     detail: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         out["value"] = _json_float(self.value)
         out["threshold"] = _json_float(self.threshold)

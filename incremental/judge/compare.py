@@ -20,7 +20,7 @@ Deterministic for a given ``seed``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,38 @@ def _verdict(lo: float, hi: float) -> str:
     return BETTER if lo > 0 else WORSE if hi < 0 else NOISE
 
 
-def _interval(diffs: np.ndarray, point: float, confidence: float) -> dict[str, Any]:
+class Interval(TypedDict):
+    """A difference (candidate minus champion or baseline), its bootstrap interval and what it says."""
+
+    diff: float
+    lo: float  # nan: not computable
+    hi: float
+    verdict: str  # "better" | "worse" | "within noise" | "undefined"
+
+
+# `paired_bootstrap`: the fresh holdout's intervals (stored with the evaluation; read by the gate)
+PairedBootstrap = TypedDict("PairedBootstrap", {"rows": int, "samples": int, "confidence": float, "units": str,
+                                                "sessions": int, "ndcg@10": Interval, "auc": Interval})
+
+
+class CategoryDiff(TypedDict):
+    rows: int
+    candidate: float  # AUC on the category's rows (nan: one class)
+    baseline: float
+    diff: float
+
+
+class CategoryMean(Interval):
+    """`category_mean_bootstrap`: the mean per-category AUC difference, its interval, each category."""
+
+    rows: int
+    samples: int
+    confidence: float
+    sessions: int
+    categories: dict[str, CategoryDiff]
+
+
+def _interval(diffs: np.ndarray, point: float, confidence: float) -> Interval:
     finite = diffs[np.isfinite(diffs)]
     if not math.isfinite(point) or finite.size < 0.9 * diffs.size or finite.size == 0:
         return {"diff": point, "lo": math.nan, "hi": math.nan, "verdict": "undefined"}
@@ -124,7 +155,7 @@ def _auc_diffs(frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray,
 
 
 def paired_bootstrap(frame: pd.DataFrame, candidate: Any, champion: Any, *, samples: int = 1000,
-                     confidence: float = 0.9, seed: int = 0, by_product: bool = False) -> dict[str, Any]:
+                     confidence: float = 0.9, seed: int = 0, by_product: bool = False) -> PairedBootstrap:
     """Intervals of candidate minus champion for NDCG@10 and AUC on the same rows of `frame`.
 
     Resamples sessions and, with `by_product` and a ``product_id`` column, products too
@@ -137,12 +168,10 @@ def paired_bootstrap(frame: pd.DataFrame, candidate: Any, champion: Any, *, samp
     if not len(frame) == len(candidate) == len(champion):
         raise ValueError(f"{len(frame)} rows, {len(candidate)} candidate and {len(champion)} champion scores")
     units = "sessions x products" if by_product and "product_id" in frame.columns else "sessions"
-    out: dict[str, Any] = {"rows": int(len(frame)), "samples": samples, "confidence": confidence, "units": units}
     if len(frame) == 0:
-        empty = {"diff": math.nan, "lo": math.nan, "hi": math.nan, "verdict": "undefined"}
-        return {**out, "sessions": 0, "ndcg@10": dict(empty), "auc": dict(empty)}
+        return {"rows": 0, "samples": samples, "confidence": confidence, "units": units, "sessions": 0,
+                "ndcg@10": _undefined(), "auc": _undefined()}
     frame = frame.reset_index(drop=True)
-    out["sessions"] = _sessions(frame)[1]
     ndcg, auc = [], []
     for first in range(0, samples, CHUNK):  # bounded memory: CHUNK replicates x rows at a time
         weights = replicate_weights(frame, min(CHUNK, samples - first), seed + first, by_product)
@@ -150,13 +179,17 @@ def paired_bootstrap(frame: pd.DataFrame, candidate: Any, champion: Any, *, samp
         ndcg.append(reps)
         point_auc, reps = _auc_diffs(frame, candidate, champion, weights)
         auc.append(reps)
-    out["ndcg@10"] = _interval(np.concatenate(ndcg), point_ndcg, confidence)
-    out["auc"] = _interval(np.concatenate(auc), point_auc, confidence)
-    return out
+    return {"rows": int(len(frame)), "samples": samples, "confidence": confidence, "units": units,
+            "sessions": _sessions(frame)[1], "ndcg@10": _interval(np.concatenate(ndcg), point_ndcg, confidence),
+            "auc": _interval(np.concatenate(auc), point_auc, confidence)}
+
+
+def _undefined() -> Interval:
+    return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "verdict": "undefined"}
 
 
 def category_mean_bootstrap(frame: pd.DataFrame, candidate: Any, baseline: Any, categories: list[str], *,
-                            samples: int = 1000, confidence: float = 0.9, seed: int = 0) -> dict[str, Any]:
+                            samples: int = 1000, confidence: float = 0.9, seed: int = 0) -> CategoryMean:
     """The mean over `categories` of candidate minus baseline per-category AUC, with a paired
     bootstrap interval over sessions: the forgetting goal's own measure (each category counts
     once, whatever its size; pairs across categories, which a pooled AUC also counts, do not).
@@ -174,15 +207,15 @@ def category_mean_bootstrap(frame: pd.DataFrame, candidate: Any, baseline: Any, 
     frame, candidate, baseline = frame[keep].reset_index(drop=True), candidate[keep], baseline[keep]
     labels = frame["clicked"].to_numpy(dtype=np.float64)
     category = frame["category"].astype(str).to_numpy()
-    per = {}
+    per: dict[str, CategoryDiff] = {}
     for c in sorted(categories):
         rows = category == c
         cand, base = metrics.roc_auc(labels[rows], candidate[rows]), metrics.roc_auc(labels[rows], baseline[rows])
         per[c] = {"rows": int(rows.sum()), "candidate": cand, "baseline": base, "diff": cand - base}
     counted = [c for c in per if math.isfinite(per[c]["diff"])]
-    out: dict[str, Any] = {"rows": int(len(frame)), "samples": samples, "confidence": confidence, "categories": per}
     if not counted:
-        return {**out, "sessions": 0, "diff": math.nan, "lo": math.nan, "hi": math.nan, "verdict": "undefined"}
+        return {"rows": int(len(frame)), "samples": samples, "confidence": confidence, "categories": per,
+                "sessions": 0, **_undefined()}
     session, n_sessions = _sessions(frame)
     draws = np.random.default_rng(seed).integers(0, n_sessions, size=(samples, n_sessions))
     rows_of = pd.Series(np.arange(len(frame))).groupby(session).indices
@@ -196,4 +229,5 @@ def category_mean_bootstrap(frame: pd.DataFrame, candidate: Any, baseline: Any, 
             diffs.append(metrics.roc_auc(labels[rows], candidate[rows]) - metrics.roc_auc(labels[rows], baseline[rows]))
         reps[b] = np.nanmean(diffs) if np.isfinite(diffs).any() else math.nan  # a draw may leave one class
     point = float(np.mean([per[c]["diff"] for c in counted]))
-    return {**out, "sessions": n_sessions, **_interval(reps, point, confidence)}
+    return {"rows": int(len(frame)), "samples": samples, "confidence": confidence, "categories": per,
+            "sessions": n_sessions, **_interval(reps, point, confidence)}

@@ -35,7 +35,7 @@ calls for.
    can tell them apart. When a series has changed (sustained drift), the episode starts:
    mode ``adapt`` (faster updates, see `DriftSettings.adapt`), the anchor set rolls to recent
    holdout sessions (keeping the old rows of the slices measured stable), a catch-up retrain
-   from the base weights on what still holds (`pipeline.catch_up_step`) runs through the same
+   from the base weights on what still holds (`retrain.catch_up_step`) runs through the same
    gate, and an alert says so. Rejected candidates of the episode are not
    thrown away: the next update warm-starts from the last one (the shadow chain). A promotion
    does not end the episode: one adapted model is rarely the end of adapting (tried: the medium
@@ -56,17 +56,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incremental.config import DriftSettings, Settings
 from incremental.data import lake, lake_lock, storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, redact_url
-from incremental.judge.drift_rule import Assessment
+from incremental.hours import HOUR, iso_hour, parse_hour
+from incremental.judge.drift_rule import Assessment, DriftContext, Episode, Observed
+
+if TYPE_CHECKING:
+    from incremental.model.replay import StaleRule
 
 log = logging.getLogger(__name__)
 NORMAL, ADAPT = "normal", "adapt"
@@ -79,8 +83,8 @@ def drift_dir(settings: Settings) -> LakePath:
     return settings.lake / DRIFT_DIR
 
 
-def append_line(settings: Settings, name: str, entry: dict[str, Any],
-                check: Callable[[dict[str, Any]], str | None] | None = None) -> None:
+def append_line(settings: Settings, name: str, entry: Mapping[str, object],
+                check: Callable[[Any], str | None] | None = None) -> None:
     """One JSON line more in ``<lake>/_drift/<name>``: read, add, publish, under the lake lock
     (an object store has no append; two workers must not lose each other's line). A torn last
     line is set aside first (`lake.append_jsonl`); with `check`, a damaged file is refused, never
@@ -105,11 +109,11 @@ class DriftState:
     promoted: list[str] = field(default_factory=list)  # versions promoted during the episode
     flat_hours: int = 0  # adapt candidates in a row, since the last promotion, no better than the champion
     paged: bool = False
-    retired: list[dict[str, Any]] = field(default_factory=list)  # `stale_rules` of ended episodes: never replayed again
+    retired: list[StaleRule] = field(default_factory=list)  # `stale_rules` of ended episodes: never replayed again
     last: dict[str, Any] = field(default_factory=dict)  # the last hour's assessment
-    episodes: list[dict[str, Any]] = field(default_factory=list)
+    episodes: list[Episode] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -183,10 +187,10 @@ def drift_began(state: DriftState, s: DriftSettings) -> str | None:
     than K - 1 hours before the declaration; that is the fallback for a state without it)."""
     if state.declared_at is None:
         return None
-    return state.began or lake.iso_hour(lake.parse_hour(state.declared_at) - (s.sustained_hours - 1) * lake.HOUR)
+    return state.began or iso_hour(parse_hour(state.declared_at) - (s.sustained_hours - 1) * HOUR)
 
 
-def stale_rules(state: DriftState, s: DriftSettings) -> list[dict[str, Any]]:
+def stale_rules(state: DriftState, s: DriftSettings) -> list[StaleRule]:
     """What replay (and the catch-up) leave out, for the current episode and every earlier one:
     the changed slices' rows from before the drift began; when the whole traffic changed and no
     single slice did, the rows of every category but those measured stable (`replay.Stale`).
@@ -196,6 +200,7 @@ def stale_rules(state: DriftState, s: DriftSettings) -> list[dict[str, Any]]:
     rules = list(state.retired)
     if state.mode == ADAPT:
         began = drift_began(state, s)
+        assert began is not None  # adapt mode: a drift was declared
         rules.append({"categories": sorted(state.changed_slices), "before": began} if state.changed_slices
                      else {"all_but": sorted(state.stable_slices), "before": began})
     return rules
@@ -208,7 +213,7 @@ def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> Non
                            "promoted": list(state.promoted), "replaced": state.stale_champion,
                            "changed_slices": state.changed_slices, "stable_slices": state.stable_slices,
                            "evidence": state.evidence})
-    next_hour = lake.iso_hour(lake.parse_hour(hour) + lake.HOUR)
+    next_hour = iso_hour(parse_hour(hour) + HOUR)
     state.mode, state.since, state.declared_at, state.stale_champion = NORMAL, next_hour, None, None
     state.changed_slices, state.evidence, state.catch_up, state.shadow_version = [], [], None, None
     state.promoted, state.flat_hours, state.paged, state.stable_slices, state.began = [], 0, False, [], None
@@ -217,10 +222,10 @@ def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> Non
 def hours_in_episode(state: DriftState, hour: datetime) -> float:
     if state.declared_at is None:
         return 0.0
-    return (hour - lake.parse_hour(state.declared_at)).total_seconds() / 3600
+    return (hour - parse_hour(state.declared_at)).total_seconds() / 3600
 
 
-def observe(settings: Settings, assessment: Assessment, hour: datetime, champion: str | None = None) -> dict[str, Any]:
+def observe(settings: Settings, assessment: Assessment, hour: datetime, champion: str | None = None) -> Observed:
     """Move the episode on by one hour's assessment (declare, recover, page), saved under the lock,
     and say what holds now."""
     with changing_state(settings) as state:
@@ -228,8 +233,8 @@ def observe(settings: Settings, assessment: Assessment, hour: datetime, champion
 
 
 def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hour: datetime,
-              champion: str | None) -> dict[str, Any]:
-    state.last = assessment.to_dict()
+              champion: str | None) -> Observed:
+    state.last = dict(assessment.to_dict())
     declared_now = ended_now = False
     if state.mode == NORMAL and assessment.changed:
         declare(state, assessment, champion)
@@ -258,10 +263,10 @@ def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hou
             "changed_slices": state.changed_slices, "assessment": assessment.to_dict()}
 
 
-def context(state: DriftState, hour: datetime, s: DriftSettings) -> dict[str, Any]:
+def context(state: DriftState, hour: datetime, s: DriftSettings) -> DriftContext:
     """What the update and the gate read for `hour`: mode, this hour's anomalies, changed slices,
     and the stale rules replay applies."""
-    last = state.last if state.last.get("hour") == lake.iso_hour(hour) else {}
+    last = state.last if state.last.get("hour") == iso_hour(hour) else {}
     return {"mode": state.mode, "anomalous": last.get("evidence", []) if last.get("anomalous") else [],
             "changed_slices": list(state.changed_slices) if state.mode == ADAPT else [],
             "declared_at": state.declared_at, "evidence": list(state.evidence),
@@ -292,7 +297,7 @@ def _decided(settings: Settings, state: DriftState, hour: datetime, version: str
         state.promoted.append(version)
         alert(settings, "alert", f"drift episode declared at {state.declared_at}: version {version} ({kind}) "
               "passed the relative gate and is the champion; adapting goes on until it recovers or settles",
-              hour=lake.iso_hour(hour))
+              hour=iso_hour(hour))
     state.shadow_version = None if approved or forgot else version
     if kind == "catch_up":
         state.catch_up = decision
@@ -300,13 +305,13 @@ def _decided(settings: Settings, state: DriftState, hour: datetime, version: str
         state.flat_hours = 0 if improved else state.flat_hours + 1
         if state.flat_hours >= settings.drift.settle_hours:
             declared = state.declared_at
-            end_episode(state, lake.iso_hour(hour), "settled", settings.drift)
-            alert(settings, "alert", f"drift episode declared at {declared} ended at {lake.iso_hour(hour)}: "
+            end_episode(state, iso_hour(hour), "settled", settings.drift)
+            alert(settings, "alert", f"drift episode declared at {declared} ended at {iso_hour(hour)}: "
                   f"{settings.drift.settle_hours} adapt candidates in a row were no better than the champion "
-                  "(settled); back to normal updates", hour=lake.iso_hour(hour))
+                  "(settled); back to normal updates", hour=iso_hour(hour))
 
 
-def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[str, Any]:
+def alert(settings: Settings, level: str, message: str, **details: object) -> dict[str, object]:
     """Record an alert (``alert``: for the record; ``page``: a person must look) and log it."""
     message = redact_url(message)
     entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "message": message, **details}
@@ -317,7 +322,7 @@ def alert(settings: Settings, level: str, message: str, **details: Any) -> dict[
     return entry
 
 
-def post_alert(url: str, payload: dict[str, Any]) -> None:
+def post_alert(url: str, payload: Mapping[str, object]) -> None:
     """POST an alert as JSON to a webhook (also the Airflow failure callback's); a user and
     password in the URL go as HTTP basic auth (urllib would take them for part of the host). One
     that cannot be delivered is logged, password hidden, and never raised: it must not fail the

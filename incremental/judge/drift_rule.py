@@ -1,20 +1,89 @@
 """The drift rule (pure): the verdict of each series (overall, each category) at an hour, from the
-champion's prequential record. `incremental.judge.drift` explains the rule and runs the episode on it."""
+champion's prequential record. `incremental.judge.drift` explains the rule and runs the episode on it.
+The JSON shapes of the drift record (the prequential lines, an assessment, an episode, what
+monitor hands train) are typed here too."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 
 from incremental.config import DriftSettings
-from incremental.data import lake
+from incremental.hours import iso_hour
+
+if TYPE_CHECKING:
+    from incremental.model.replay import StaleRule
 
 OVERALL = "overall"
 NOISE_Z = 2.0  # a fall smaller than this many standard errors of the hour's AUC is noise
+
+# One series' measures in a prequential record (null: not measurable, e.g. an AUC without clicks).
+SliceMetrics = TypedDict("SliceMetrics", {"rows": float | None, "positives": float | None, "auc": float | None,
+                                          "ndcg@10": float | None, "logloss": float | None})
+
+
+class PrequentialRecord(SliceMetrics):
+    """One line of the champion's prequential record (`prequential.make_record`): how the champion served
+    when the hour arrived scored all of its rows, overall and per category; what the rule reads."""
+
+    hour: str  # ISO hour
+    champion_version: str
+    source: NotRequired[str]  # "prequential" (missing in old lines: the same)
+    per_category: dict[str, SliceMetrics]
+
+
+class DriftContext(TypedDict):
+    """What the update and the gate read of the drift episode for an hour (`drift.context`): the
+    mode, this hour's anomalies, the slices judged changed, and the rules of what replay leaves out.
+    Monitor hands it to train (`incremental.handover`), the candidate carries it to the evaluation."""
+
+    mode: str  # "normal" | "adapt" | "catch_up" | "full_retrain"
+    anomalous: list[str]
+    changed_slices: list[str]
+    declared_at: NotRequired[str | None]
+    evidence: NotRequired[list[str]]
+    stale: NotRequired[list[StaleRule]]
+
+
+class Episode(TypedDict):
+    """An ended drift episode, in the drift state's `episodes`."""
+
+    declared_at: str | None
+    ended_at: str
+    how: str  # "recovered" | "settled"
+    promoted: list[str]
+    replaced: str | None  # the champion when it was declared
+    changed_slices: list[str]
+    stable_slices: list[str]
+    evidence: list[str]
+
+
+class Observed(TypedDict):
+    """The episode after an hour's assessment (`drift.observe`): what monitor reports."""
+
+    mode: str
+    declared_now: bool
+    ended_now: bool
+    declared_at: str | None
+    anomalous: list[str]  # this hour's evidence, when it was anomalous
+    changed_slices: list[str]
+    assessment: AssessmentRecord
+
+
+class AssessmentRecord(TypedDict):
+    """`Assessment.to_dict()`: an hour's verdicts as JSON (the drift state's `last`, what monitor hands over)."""
+
+    hour: str
+    anomalous: list[str]
+    changed: list[str]
+    changed_slices: list[str]
+    stable_slices: list[str]
+    evidence: list[str]
+    note: str
 
 
 # --- the rule (pure) ----------------------------------------------------------------------------
@@ -86,7 +155,7 @@ class Assessment:
         lines = [v.line() for v in self.verdicts if (v.changed if v.pooled else v.anomalous)]
         return lines or ([self.note] if self.note else [])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> AssessmentRecord:
         return {"hour": self.hour, "anomalous": self.anomalous, "changed": self.changed,
                 "changed_slices": self.changed_slices, "stable_slices": self.stable_slices,
                 "evidence": self.evidence(), "note": self.note}
@@ -105,24 +174,25 @@ def auc_standard_error(auc: float, positives: float | None, rows: float | None) 
 Point = tuple[str, float, float, float]  # (hour, AUC, its standard error, pooling weight)
 
 
-def _series(recs: list[dict[str, Any]]) -> tuple[dict[str, list[Point]], dict[str, list[float]]]:
+def _series(recs: list[PrequentialRecord]) -> tuple[dict[str, list[Point]], dict[str, list[float]]]:
     """Per series, its points and each point's rows (every category, however few rows). The
     pooling weight is positives x negatives (the pairs an AUC counts), rows when positives are unknown."""
     out: dict[str, list[Point]] = {}
     rows: dict[str, list[float]] = {}
 
-    def add(name: str, hour: str, m: dict[str, Any]) -> None:
+    def add(name: str, hour: str, m: SliceMetrics) -> None:
+        auc = m.get("auc")
+        if auc is None:  # not measurable that hour (no clicks, or all clicked)
+            return
         n, pos = m.get("rows") or 0, m.get("positives")
         weight = pos * (n - pos) if pos is not None else n
-        out.setdefault(name, []).append((hour, m["auc"], auc_standard_error(m["auc"], pos, n), float(weight)))
+        out.setdefault(name, []).append((hour, auc, auc_standard_error(auc, pos, n), float(weight)))
         rows.setdefault(name, []).append(float(n))
 
     for r in recs:
-        if r.get("auc") is not None:
-            add(OVERALL, r["hour"], r)
+        add(OVERALL, r["hour"], r)
         for cat, m in r.get("per_category", {}).items():
-            if m.get("auc") is not None:
-                add(cat, r["hour"], m)
+            add(cat, r["hour"], m)
     return out, rows
 
 
@@ -185,11 +255,11 @@ def _pooled_verdict(name: str, points: list[Point], rows: list[float], recent: s
                          now[0][0][0] if changed else None, pooled=len(now), threshold=s.slice_auc_drop)
 
 
-def assess(recs: list[dict[str, Any]], hour: datetime, s: DriftSettings) -> Assessment:
+def assess(recs: list[PrequentialRecord], hour: datetime, s: DriftSettings) -> Assessment:
     """The verdict of every series at `hour`, from the (usable) records up to it: hour by hour for
     the overall series and the categories with `slice_min_rows` rows this hour, pooled over the
     last K hours for the thinner ones."""
-    at = lake.iso_hour(hour)
+    at = iso_hour(hour)
     recs = [r for r in recs if r["hour"] <= at]
     if not recs or recs[-1]["hour"] != at:
         return Assessment(at, note="no prequential record for this hour (no champion yet?)")

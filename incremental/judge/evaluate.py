@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 import mlflow
 import numpy as np
@@ -25,10 +25,15 @@ import pandas as pd
 
 from incremental.config import GateSettings, Settings
 from incremental.data import lake
+from incremental.hours import HOUR, iso_hour
 from incremental.judge import anchor, compare, gate, metrics, score_cache
+from incremental.judge.drift_rule import DriftContext
 from incremental.judge.strata import SOURCE_HOUR
 from incremental.model import ranker
 from incremental.registry import tracking
+
+if TYPE_CHECKING:
+    from incremental.handover import Trained
 
 
 def score_dir(model_dir: Path, frame: pd.DataFrame, settings: Settings) -> np.ndarray:
@@ -43,7 +48,7 @@ def by_source_hour(frame: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
     hours = pd.to_datetime(frame[SOURCE_HOUR], utc=True)
     out = {}
     for hour, index in sorted(hours.groupby(hours).indices.items()):
-        out[lake.iso_hour(hour)] = metrics.roc_auc(frame["clicked"].to_numpy()[index], scores[index])
+        out[iso_hour(hour)] = metrics.roc_auc(frame["clicked"].to_numpy()[index], scores[index])
     return out
 
 
@@ -78,7 +83,18 @@ def _anchor_sections(frame: pd.DataFrame, scores: np.ndarray, sha256: str, chang
     }
 
 
-def lexical_floor(holdout: pd.DataFrame, candidate_scores: np.ndarray, settings: Settings) -> dict[str, Any]:
+# The lexical floor a first model is judged against (`lexical_floor`).
+LexicalFloor = TypedDict("LexicalFloor", {"scorer": str, "auc": float, "ndcg@10": float,
+                                          "candidate_vs_floor": compare.PairedBootstrap})
+
+
+class AnchorIntervals(compare.PairedBootstrap):
+    """The forgetting checks' intervals on the anchor's unchanged slices, and per category."""
+
+    per_category: dict[str, compare.PairedBootstrap]
+
+
+def lexical_floor(holdout: pd.DataFrame, candidate_scores: np.ndarray, settings: Settings) -> LexicalFloor:
     """The floor a first model is judged against: BM25 (`incremental.judge.lexical`, no training, no
     clicks: its IDF fitted on the distinct titles of the holdout, rows of the same hours) on the same holdout, and the paired interval of
     candidate minus floor over sessions. A constant AUC floor tuned on one data set says nothing
@@ -101,22 +117,21 @@ def by_product(gate: GateSettings) -> bool:
 
 
 def anchor_intervals(frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray, changed: list[str],
-                     settings: Settings) -> dict[str, Any]:
+                     settings: Settings) -> AnchorIntervals:
     """The forgetting checks' noise margin: paired intervals of candidate minus champion over the
     anchor sessions of the unchanged slices, overall and per category large enough to be judged."""
     g = settings.gate
 
-    def interval(rows: np.ndarray) -> dict[str, Any]:
+    def interval(rows: np.ndarray) -> compare.PairedBootstrap:
         # sessions only: the anchor is a frozen set whose products are the benchmark itself, not a
         # sample of the products to come (and resampling them cost the forgetting checks their power)
         return compare.paired_bootstrap(frame[rows], candidate[rows], champion[rows], samples=g.bootstrap_samples,
                                         confidence=g.confidence, seed=settings.training.seed, by_product=False)
 
     category = frame["category"].astype(str).to_numpy()
-    out = interval(~np.isin(category, changed))
-    out["per_category"] = {c: interval(category == c) for c in sorted(set(category) - set(changed))
-                           if (category == c).sum() >= g.min_category_rows}
-    return out
+    per_category = {c: interval(category == c) for c in sorted(set(category) - set(changed))
+                    if (category == c).sum() >= g.min_category_rows}
+    return {**interval(~np.isin(category, changed)), "per_category": per_category}
 
 
 def baseline_budget(settings: Settings, info: anchor.AnchorInfo, frame: pd.DataFrame,
@@ -181,27 +196,49 @@ def candidate_dir(settings: Settings, run_id: str, model_uri: str) -> Path:
     return cache
 
 
-def load_evaluation(settings: Settings, run_id: str) -> dict[str, Any]:
+class Evaluation(TypedDict):
+    """A candidate's evaluation (`evaluation/evaluation.json` in its run): the figures the gate
+    decided on, the decision, the thresholds applied. Strict JSON (`strict_json`: nan is null)."""
+
+    interval_start: str  # ISO hours: the window the candidate was trained on
+    interval_end: str
+    kind: str  # "hourly" | "full_retrain" | "catch_up"
+    run_id: str
+    parent_version: str | None
+    compared_with: str | None  # the champion it was judged against (None: a first model)
+    mode: str
+    drift: DriftContext
+    anchor: dict[str, Any]  # the anchor set's record (`anchor.AnchorInfo`)
+    candidate: dict[str, Any]  # its metrics (fresh holdout, anchor), its intervals against the champion or floor
+    champion: dict[str, Any] | None  # the champion's metrics on the same rows
+    decision: dict[str, Any]  # `gate.Decision`: approved, every check, the reasons
+    key_metrics: dict[str, float | None]
+    thresholds: dict[str, Any]  # `GateSettings`
+    uri: NotRequired[str]  # runs:/<run_id>/evaluation/evaluation.json (not stored in it)
+
+
+def load_evaluation(settings: Settings, run_id: str) -> Evaluation:
     """A run's evaluation: the local copy when this worker wrote it, else the run's artifact."""
     local = settings.home / "evaluations" / f"{run_id}.json"
     if local.is_file():
-        return json.loads(local.read_text())
+        return cast(Evaluation, json.loads(local.read_text()))
     tracking.configure(settings)
-    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{EVALUATION_ARTIFACT}")
+    return cast(Evaluation, mlflow.artifacts.load_dict(f"runs:/{run_id}/{EVALUATION_ARTIFACT}"))
 
 
-def evaluate_candidate(settings: Settings, trained: dict[str, Any],
-                       context: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score the candidate and the champion it must beat; `context` is the drift context
-    (mode, anomalous evidence, changed slices) that the gate reads. The candidate and its holdout
-    are read back by URI from the training run, so this may run on another worker."""
-    context = context or {"mode": "normal", "anomalous": [], "changed_slices": []}
+def evaluate_candidate(settings: Settings, trained: Trained) -> Evaluation:
+    """Score the candidate and the champion it must beat; its drift context (mode, anomalous
+    evidence, changed slices) is what the gate reads. The candidate and its holdout are read back
+    by URI from the training run, so this may run on another worker."""
+    if trained.run_id is None or trained.model_uri is None or trained.holdout_uri is None:
+        raise ValueError(f"hour {iso_hour(trained.hour)} has no candidate to evaluate (reused or skipped)")
+    context: DriftContext = trained.drift or {"mode": "normal", "anomalous": [], "changed_slices": []}
     changed = list(context.get("changed_slices", []))
     tracking.configure(settings)
-    holdout = _read_holdout(trained["holdout_uri"])
+    holdout = _read_holdout(trained.holdout_uri)
     anchor_frame, info = anchor.load(settings.lake)
 
-    candidate_dir_ = candidate_dir(settings, trained["run_id"], trained["model_uri"])
+    candidate_dir_ = candidate_dir(settings, trained.run_id, trained.model_uri)
     holdout_scores = score_dir(candidate_dir_, holdout, settings)
     anchor_scores = score_dir(candidate_dir_, anchor_frame, settings)
     candidate = {"holdout": metrics.evaluate(holdout, holdout_scores),
@@ -209,13 +246,13 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
 
     # The champion to beat: the one in production when training started (for an update of the
     # shadow chain that is not the model it warm-started from).
-    parent = trained.get("compare_with", trained.get("parent_version"))
+    parent = trained.compare_with
     champion = None
     if parent:
         parent_dir = tracking.version_model_dir(settings, parent)
         parent_anchor = score_cache.cached_scores(settings.lake, tracking.version_key(settings, parent), info.sha256,
-                                             lambda: score_dir(parent_dir, anchor_frame, settings),
-                                             rows=len(anchor_frame))
+                                                  lambda: score_dir(parent_dir, anchor_frame, settings),
+                                                  rows=len(anchor_frame))
         parent_holdout = score_dir(parent_dir, holdout, settings)
         champion = {"version": parent, "holdout": metrics.evaluate(holdout, parent_holdout),
                     **_anchor_sections(anchor_frame, parent_anchor, info.sha256, changed)}
@@ -229,13 +266,12 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
         candidate["lexical_floor"] = lexical_floor(holdout, holdout_scores, settings)
 
     decision = gate.decide(candidate, champion, settings.gate, context)
-    interval_start = trained["hour"]
-    evaluation = {
-        "interval_start": interval_start,
-        "interval_end": trained["interval_end"],
-        "kind": trained.get("kind", "hourly"),
-        "run_id": trained["run_id"],
-        "parent_version": trained.get("parent_version"),
+    evaluation: Evaluation = strict_json({
+        "interval_start": iso_hour(trained.hour),
+        "interval_end": iso_hour(trained.interval_end or trained.hour + HOUR),
+        "kind": trained.kind,
+        "run_id": trained.run_id,
+        "parent_version": trained.parent_version,
         "compared_with": parent,
         "mode": context.get("mode", "normal"),
         "drift": context,
@@ -245,12 +281,32 @@ def evaluate_candidate(settings: Settings, trained: dict[str, Any],
         "decision": decision.to_dict(),
         "key_metrics": key_metrics(candidate),
         "thresholds": settings.gate.model_dump(),
-    }
-    evaluation = strict_json(evaluation)
-    lake.atomic_write_json(settings.home / "evaluations" / f"{trained['run_id']}.json", evaluation)
-    tracking.configure(settings).log_dict(trained["run_id"], evaluation, EVALUATION_ARTIFACT)
-    evaluation["uri"] = f"runs:/{trained['run_id']}/{EVALUATION_ARTIFACT}"
+    })
+    lake.atomic_write_json(settings.home / "evaluations" / f"{trained.run_id}.json", evaluation)
+    tracking.configure(settings).log_dict(trained.run_id, {**evaluation}, EVALUATION_ARTIFACT)
+    evaluation["uri"] = f"runs:/{trained.run_id}/{EVALUATION_ARTIFACT}"
     return evaluation
+
+
+# --- what an evaluation says, for the registration --------------------------------------------------
+def improved(evaluation: Evaluation) -> bool:
+    """The candidate is significantly better than the champion on its fresh holdout (NDCG@10 or AUC)."""
+    relative = (evaluation.get("candidate") or {}).get("holdout_vs_champion") or {}
+    return any((relative.get(m) or {}).get("verdict") == "better" for m in ("ndcg@10", "auc"))
+
+
+def forgot(decision: dict[str, Any]) -> bool:
+    """A forgetting check failed: the candidate broke what still holds on the anchor set."""
+    return any(c["name"].startswith("anchor_") and not c["passed"] for c in decision.get("checks", []))
+
+
+def drift_tags(evaluation: Evaluation) -> dict[str, str]:
+    """What a reviewer needs on the version: the mode, the drift evidence, the slices judged changed."""
+    context = evaluation.get("drift") or {}
+    return {"mode": evaluation.get("mode", "normal"), "kind": evaluation.get("kind", "hourly"),
+            "compared_with": str(evaluation.get("compared_with") or ""),
+            "changed_slices": ",".join(context.get("changed_slices", [])),
+            "drift_evidence": " | ".join(context.get("anomalous", []) or context.get("evidence", []))[:4000]}
 
 
 def strict_json(value: Any) -> Any:

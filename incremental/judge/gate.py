@@ -72,7 +72,7 @@ class Decision:
     def failed(self) -> tuple[GateCheck, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Strict-JSON form (non-finite numbers become null; the detail says what they were)."""
         return {
             "approved": self.approved,

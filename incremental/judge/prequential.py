@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from incremental.config import Settings
 from incremental.data import lake, lake_lock
+from incremental.hours import iso_hour, parse_hour
 from incremental.judge.drift import append_line, drift_dir
+from incremental.judge.drift_rule import PrequentialRecord, SliceMetrics
 
 RECORD_FILE = "prequential.jsonl"
 PREQUENTIAL = "prequential"  # a record's source: scored when the hour arrived, before any training on it
@@ -29,7 +31,7 @@ def check_record(r: dict[str, Any]) -> str | None:
     """What is wrong with a prequential record (None: nothing)."""
     hour = r.get("hour")
     try:
-        lake.parse_hour(hour) if isinstance(hour, str) else None
+        parse_hour(hour) if isinstance(hour, str) else None
     except (ValueError, OverflowError):
         hour = None
     if not isinstance(hour, str):
@@ -49,34 +51,34 @@ def check_record(r: dict[str, Any]) -> str | None:
     return None
 
 
-def records(settings: Settings) -> list[dict[str, Any]]:
+def records(settings: Settings) -> list[PrequentialRecord]:
     """Every record, oldest hour first and, within an hour, in the order first written (the last
     line for an (hour, version, source) wins). Each line is checked (`check_record`): a damaged
     one is named (file and line), never skipped."""
-    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    found: dict[tuple[str, str, str], PrequentialRecord] = {}
     for r in lake.read_jsonl(drift_dir(settings) / RECORD_FILE, check_record):
-        found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = r
+        found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = cast(PrequentialRecord, r)
     # not sorted by version: "10" < "9", and the first written is the champion served on arrival
     return sorted(found.values(), key=lambda r: r["hour"])
 
 
-def usable(recs: list[dict[str, Any]], since: str | None) -> list[dict[str, Any]]:
+def usable(recs: list[PrequentialRecord], since: str | None) -> list[PrequentialRecord]:
     """The series the rule reads: prequential records from `since` on, whichever champion was
     served then (one per hour: the first written, by the champion served when the hour arrived;
     a later line for the hour, from an older home or a race, is by a champion that may have
     trained on it)."""
-    by_hour: dict[str, dict[str, Any]] = {}
+    by_hour: dict[str, PrequentialRecord] = {}
     for r in recs:
         if r.get("source", PREQUENTIAL) == PREQUENTIAL and (since is None or r["hour"] >= since):
             by_hour.setdefault(r["hour"], r)
     return [by_hour[h] for h in sorted(by_hour)]
 
 
-def append_record(settings: Settings, record: dict[str, Any]) -> None:
+def append_record(settings: Settings, record: PrequentialRecord) -> None:
     append_line(settings, RECORD_FILE, record, check_record)
 
 
-def record_once(settings: Settings, record: dict[str, Any]) -> bool:
+def record_once(settings: Settings, record: PrequentialRecord) -> bool:
     """Append a prequential record unless its hour has one already, checked under the drift lock
     (two runs of one hour score it at once: the first to write keeps it). True when written."""
     with lake_lock.lock(settings.lake, "drift"):
@@ -86,14 +88,15 @@ def record_once(settings: Settings, record: dict[str, Any]) -> bool:
         return True
 
 
-def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = PREQUENTIAL) -> dict[str, Any]:
+def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = PREQUENTIAL) -> PrequentialRecord:
     """The line for one hour from `metrics.evaluate` of the champion's scores on all its rows,
     before anything trains on them."""
 
-    def small(m: dict[str, Any]) -> dict[str, Any]:
-        return {k: _finite(m.get(k)) for k in _METRICS}
+    def small(m: dict[str, Any]) -> SliceMetrics:
+        return {"rows": _finite(m.get("rows")), "positives": _finite(m.get("positives")), "auc": _finite(m.get("auc")),
+                "ndcg@10": _finite(m.get("ndcg@10")), "logloss": _finite(m.get("logloss"))}
 
-    return {"hour": lake.iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
+    return {"hour": iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
             "per_category": {c: small(m) for c, m in evaluated.get("per_category", {}).items()}}
 
 

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
 import pyarrow as pa
@@ -23,6 +23,7 @@ import pyarrow as pa
 from incremental.config import Settings
 from incremental.data import lake as lk
 from incremental.errors import IncrementalError
+from incremental.hours import HOUR, iso_hour
 from incremental.model import propensity, replay
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,36 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class TrainedHour(TypedDict):
+    """One hour of a training set: its partition's identity and how its rows were split."""
+
+    hour: str  # ISO time of the hour's start
+    sha256: str
+    rows: int
+    train_rows: int
+    stopping_rows: int
+    holdout_rows: int
+    stale_rows: int
+
+
+class TrainingLineage(TypedDict):
+    """What an update trained on (its MLflow run's `lineage.json`): the hours, replay, the data hash."""
+
+    kind: str
+    interval_start: str
+    interval_end: str
+    partitions: list[TrainedHour]
+    replay: replay.ReplayLineage
+    examination: dict[str, object]  # `propensity.Examination.to_dict`
+    data_hash: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class HourRows:
     train: pd.DataFrame
     stopping: pd.DataFrame  # early-stopping rows: training-side sessions, never trained on
     holdout: pa.Table  # the gate's rows
-    parts: list[dict[str, Any]]
+    parts: list[TrainedHour]
 
 
 def load_hours(
@@ -57,11 +82,12 @@ def load_hours(
     on the new regime's hours, not on the whole window it trains on).
     """
     fraction = settings.training.holdout_fraction
-    train, stopping, holdout, parts = [], [], [], []
+    train, stopping, holdout = [], [], []
+    parts: list[TrainedHour] = []
     for start in starts:
         part = lk.partition(settings.lake, start)
         if part.status != "validated":
-            message = f"hour {lk.iso_hour(start)} is {part.status}, not validated: refusing to train on it"
+            message = f"hour {iso_hour(start)} is {part.status}, not validated: refusing to train on it"
             if strict:
                 raise TrainingError(message)
             log.warning("%s (skipped)", message)
@@ -93,7 +119,7 @@ def examination_curve(settings: Settings, last: datetime) -> propensity.Examinat
     if t.position_bias == "none":
         return propensity.unbiased(0)
     columns = ["query", "product_id", "position", "clicked"]
-    parts = lk.validated_partitions(settings.lake, last + lk.HOUR, t.propensity_hours)
+    parts = lk.validated_partitions(settings.lake, last + HOUR, t.propensity_hours)
     frames = [lk.read_partition(part).select(columns).to_pandas() for part in parts]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return propensity.estimate(rows)
@@ -106,7 +132,7 @@ class TrainingSet:
     stopping: pd.DataFrame  # early-stopping rows
     holdout: pa.Table  # the gate's rows
     examination: propensity.Examination  # P(examined | position), for the training loss
-    lineage: dict[str, Any]
+    lineage: TrainingLineage
     data_hash: str
 
     @property
@@ -125,8 +151,9 @@ def training_set(settings: Settings, starts: list[datetime], kind: str, stale: t
         replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
     )
     examination = examination_curve(settings, starts[-1])
-    lineage = {"kind": kind, "interval_start": starts[0].isoformat(), "interval_end": (starts[-1] + lk.HOUR).isoformat(),
-               "partitions": parts, "replay": replay_lineage, "examination": examination.to_dict()}
+    lineage: TrainingLineage = {"kind": kind, "interval_start": starts[0].isoformat(),
+                                "interval_end": (starts[-1] + HOUR).isoformat(), "partitions": parts,
+                                "replay": replay_lineage, "examination": examination.to_dict()}
     identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
                 "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
                 "holdout_fraction": t.holdout_fraction, "early_stopping_fraction": t.early_stopping_fraction}

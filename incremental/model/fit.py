@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -93,7 +93,16 @@ def add_l2sp_gradient(model: torch.nn.Module, anchors: dict[str, torch.Tensor], 
     return 0.5 * strength * float(total)  # one device sync per step
 
 
-def rng_state() -> dict[str, Any]:
+class RngState(TypedDict):
+    """Every random generator's state, in plain types and tensors (a checkpoint's `rng`)."""
+
+    python: tuple[int, tuple[int, ...], float | None]
+    numpy: list[Any]  # numpy's legacy state: name, keys, pos, has_gauss, cached
+    torch: torch.Tensor
+    cuda: list[torch.Tensor]
+
+
+def rng_state() -> RngState:
     """Every RNG's state as tensors and plain types only, so a checkpoint loads with
     `torch.load(weights_only=True)` (no pickled objects, no code run on loading)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -106,7 +115,7 @@ def rng_state() -> dict[str, Any]:
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: RngState) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     name, keys, pos, has_gauss, cached = state["numpy"]
@@ -197,7 +206,7 @@ class FitState:
     seen: int = 0
     seconds: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod

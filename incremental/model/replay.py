@@ -19,13 +19,41 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
 
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
+from incremental.hours import iso_hour, parse_hour
+
+
+class ReplayedPartition(TypedDict):
+    hour: str  # ISO time of the hour's start
+    sha256: str | None  # the partition's identity
+    rows: int  # its rows after removing its holdout sessions
+    sampled: int  # how many of them were replayed
+
+
+class ReplayLineage(TypedDict):
+    """What an update replayed, from where (its MLflow run's `lineage.json`, under `replay`)."""
+
+    rows: int
+    fraction: float
+    seed: int
+    window_hours: int
+    stale: list[StaleRule] | None
+    stale_rows_left_out: int
+    partitions: list[ReplayedPartition]
+
+
+class StaleRule(TypedDict, total=False):
+    """`Stale` as JSON (the drift state's rules, the drift context): one of `categories`/`all_but`."""
+
+    categories: list[str]
+    all_but: list[str]
+    before: str  # ISO hour
 
 
 @dataclass(frozen=True)
@@ -38,18 +66,20 @@ class Stale:
     before: datetime
     all_but: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"all_but" if self.all_but else "categories": sorted(self.categories), "before": self.before.isoformat()}
+    def to_dict(self) -> StaleRule:
+        rule: StaleRule = {"before": self.before.isoformat()}
+        rule["all_but" if self.all_but else "categories"] = sorted(self.categories)
+        return rule
 
     @classmethod
-    def from_dict(cls, rule: dict[str, Any]) -> Stale:
+    def from_dict(cls, rule: StaleRule) -> Stale:
         all_but = "all_but" in rule
-        return cls(frozenset(rule["all_but" if all_but else "categories"]), lk.parse_hour(rule["before"]), all_but)
+        return cls(frozenset(rule["all_but" if all_but else "categories"]), parse_hour(rule["before"]), all_but)
 
     def describe(self) -> str:
         listed = ", ".join(sorted(self.categories)) or "none"
         which = (f"every category but {listed}" if self.categories else "every category") if self.all_but else listed
-        return f"{which}: rows from before {lk.iso_hour(self.before)}"
+        return f"{which}: rows from before {iso_hour(self.before)}"
 
     def drops(self, hour: datetime, categories: pd.Series) -> np.ndarray:
         """True for the rows of an hour's `categories` that are stale."""
@@ -100,16 +130,12 @@ def sample(
     holdout_fraction: float,
     seed: int,
     stale: tuple[Stale, ...] = (),
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The replay rows for the update of hour `start`, and their lineage.
-
-    Lineage: {"rows", "fraction", "seed", "window_hours", "stale", "stale_rows_left_out",
-    "partitions": [{"hour", "sha256", "rows", "sampled"}]}.
-    """
+) -> tuple[pd.DataFrame, ReplayLineage]:
+    """The replay rows for the update of hour `start`, and their lineage (`ReplayLineage`)."""
     wanted = replay_size(fresh_rows, fraction)
-    lineage: dict[str, Any] = {"rows": 0, "fraction": fraction, "seed": seed, "window_hours": replay_hours,
-                               "stale": [rule.to_dict() for rule in stale] or None, "stale_rows_left_out": 0,
-                               "partitions": []}
+    lineage: ReplayLineage = {"rows": 0, "fraction": fraction, "seed": seed, "window_hours": replay_hours,
+                              "stale": [rule.to_dict() for rule in stale] or None, "stale_rows_left_out": 0,
+                              "partitions": []}
     if wanted == 0:
         return pd.DataFrame(columns=lk.SEARCH_LOG_SCHEMA.names), lineage
 

@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +36,7 @@ from mlflow.entities import Metric
 from incremental import locks
 from incremental.config import Settings, TrainingSettings
 from incremental.data import lake as lk
+from incremental.hours import HOUR, hours
 from incremental.model import ranker as rk
 from incremental.model import replay
 from incremental.model.examples import TrainingError, TrainingSet, digest, training_set
@@ -77,7 +78,7 @@ class TrainResult:
 # --- helpers, in the order the update uses them -----------------------------------------------
 
 
-def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, checkpoint: Mapping[str, object]) -> None:
     """Temp file + rename: a kill mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -150,7 +151,7 @@ def update_identity(settings: Settings, starts: list[datetime], kind: str, max_s
                     parent_version: str | None, data_hash: str) -> UpdateIdentity:
     config = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
               "base_model": None if parent_version else settings.base_model}
-    hour_key = f"{starts[0]:%Y%m%dT%H}" + (f"-{starts[-1] + lk.HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
+    hour_key = f"{starts[0]:%Y%m%dT%H}" + (f"-{starts[-1] + HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
     key = f"{hour_key}-{'v' + parent_version if parent_version else 'base'}-{data_hash[:12]}-{digest(config)[:8]}"
     home = settings.home
     return UpdateIdentity(key, config, home / "candidates" / key, home / "holdout" / f"{key}.parquet",
@@ -218,7 +219,7 @@ def start_run(client: Any, experiment_id: str, settings: Settings, identity: Upd
             "interval_end": lineage["interval_end"], "parent_version": parent_version or "none",
             "data_hash": data.data_hash, "device": str(trainer.device), "autocast": "bf16" if trainer.autocast else "off",
             "lineage.partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}" for p in lineage["partitions"])[:4000],
-            "lineage.replay_partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}:{p['sampled']}"
+            "lineage.replay_partitions": ",".join(f"{p['hour']}:{(p['sha256'] or '')[:12]}:{p['sampled']}"
                                                   for p in replay_parts)[:4000],
             "lineage.replay_rows": str(lineage["replay"]["rows"])}
     if airflow_run_id:
@@ -236,7 +237,7 @@ def publish(run_id: str, identity: UpdateIdentity, trainer: Trainer, tokenizer: 
     rk.save_dir(trainer.model.to("cpu"), tokenizer, identity.candidate_dir)  # type: ignore[arg-type]  # Trainer keeps the PreTrainedModel as a torch Module
     with mlflow.start_run(run_id=run_id):
         mlflow.log_artifact(str(identity.holdout_path), HOLDOUT_ARTIFACT)  # the evaluator reads it back by URI
-        mlflow.log_dict(data.lineage, "lineage.json")
+        mlflow.log_dict({**data.lineage}, "lineage.json")
         mlflow.log_dict(identity.config, "config.json")
         mlflow.pyfunc.log_model(
             name="model",
@@ -348,7 +349,6 @@ def train_hour(
     """Update the champion (or `start_version`) on the validated hour [start, start + 1h), with replay
     (less the `stale` rows) and L2-SP."""
     settings = settings.with_training(**overrides) if overrides else settings
-    start = lk.parse_hour(start)
     return run_update(settings, [start], kind="hourly", from_champion=True, start_version=start_version,
                       max_steps=settings.training.max_steps, airflow_run_id=airflow_run_id, stale=stale)
 
@@ -361,7 +361,7 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
     the data) and no L2-SP (the base weights are not a ranker to stay close to)."""
     settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0,
                                       learning_rate=settings.training.bootstrap_learning_rate)
-    starts = lk.hours(lk.parse_hour(start), lk.parse_hour(end))
+    starts = hours(start, end)
     if not starts:
         raise TrainingError(f"empty bootstrap window [{start}, {end})")
     return run_update(settings, starts, kind="bootstrap", from_champion=False,

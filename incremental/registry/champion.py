@@ -20,11 +20,12 @@ import getpass
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -33,6 +34,8 @@ from mlflow.exceptions import MlflowException
 from incremental.config import Settings
 from incremental.data import lake, lake_lock
 from incremental.errors import IncrementalError, require_reason
+from incremental.handover import ChampionMove
+from incremental.hours import iso_hour
 from incremental.registry import tracking
 
 ALIAS = tracking.CHAMPION_ALIAS
@@ -50,6 +53,28 @@ REGISTRATION_TAG = "registration"
 
 class RegistryError(IncrementalError, RuntimeError):
     """A registry operation cannot be done as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A candidate's registration: its version, the decision carried out (a stale approval becomes
+    a rejection), the reasons, the champion afterwards; `reused`: the same inputs' version, found again."""
+
+    version: str
+    decision: str
+    reasons: tuple[str, ...]
+    champion: str | None
+    reused: bool
+
+
+# One version in `history`: what `incremental history` shows of it (the key metrics as tagged: text).
+HistoryRow = TypedDict("HistoryRow", {
+    "version": str, "champion": bool, "decision": str, "override": str, "interval": str, "parent": str, "mode": str,
+    "changed_slices": str, "holdout_auc": str, "holdout_logloss": str, "anchor_auc": str, "anchor_ndcg@10": str,
+    "worst_category_auc": str, "holdout_ndcg_diff": str, "holdout_auc_diff": str,
+    "champion_periods": list[list[str | None]],  # [start, end or None] pairs
+    "reasons": list[str],
+})
 
 
 def candidate_key(interval_start: datetime, parent_version: str | None, data_hash: str) -> str:
@@ -155,19 +180,18 @@ def register_candidate(
     data_hash: str,
     approved: bool,
     reasons: list[str],
-    metrics: dict[str, float],
+    metrics: Mapping[str, float | None],
     airflow_run_id: str | None = None,
     partition_sha256: str | None = None,
     anchor_sha256: str | None = None,
     expected_champion: str | None | object = SAME_AS_PARENT,
     extra_tags: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> Registration:
     """Register the candidate (or find it again) and, if approved, promote it compare-and-set.
 
     The champion must still be `expected_champion` (by default the parent it was trained from;
     for a drift episode's shadow chain, the champion it was compared with). `extra_tags` (the
     mode, drift evidence, changed slices) are recorded on the version.
-    Returns {"version", "decision", "reasons", "champion", "reused"}.
     """
     expected = parent_version if expected_champion is SAME_AS_PARENT else cast("str | None", expected_champion)
     client = tracking.configure(settings)
@@ -178,13 +202,9 @@ def register_candidate(
         if existing is not None and existing.tags.get(REGISTRATION_TAG, "done") != "done":
             return _complete(client, settings, existing, expected)
         if existing is not None:
-            return {
-                "version": str(existing.version),
-                "decision": existing.tags.get("decision"),
-                "reasons": json.loads(existing.tags.get("reasons", "[]")),
-                "champion": tracking.champion_version(client, name),
-                "reused": True,
-            }
+            return Registration(version=str(existing.version), decision=existing.tags.get("decision", ""),
+                                reasons=tuple(json.loads(existing.tags.get("reasons", "[]"))),
+                                champion=tracking.champion_version(client, name), reused=True)
         decision, reasons = ("approved" if approved else "rejected"), list(reasons)
         champion_now = tracking.champion_version(client, name)
         if approved and champion_now != expected:
@@ -195,7 +215,7 @@ def register_candidate(
             "candidate_key": key,
             "decision": decision,
             "reasons": json.dumps(reasons),
-            "interval": f"{lake.iso_hour(interval_start)}/{lake.iso_hour(interval_end)}",
+            "interval": f"{iso_hour(interval_start)}/{iso_hour(interval_end)}",
             "interval_start": interval_start.isoformat(),
             "parent_version": parent_version or BASE,
             "data_hash": data_hash,
@@ -212,7 +232,7 @@ def register_candidate(
 
 
 def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion, expected: str | None,
-              *, reused: bool = False) -> dict[str, Any]:
+              *, reused: bool = False) -> Registration:
     """Carry out a registered version's decision (under the registry lock): description, and for
     an approved one the champion move, compare-and-set against the champion it was judged
     against once more (a version whose registration was interrupted while the champion moved on
@@ -229,13 +249,8 @@ def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion,
     if decision == "approved":
         _move_champion(client, name, version, lake.now_iso())
     client.set_model_version_tag(name, version, REGISTRATION_TAG, "done")
-    return {
-        "version": version,
-        "decision": decision,
-        "reasons": reasons,
-        "champion": tracking.champion_version(client, name),
-        "reused": reused,
-    }
+    return Registration(version=version, decision=decision, reasons=tuple(reasons),
+                        champion=tracking.champion_version(client, name), reused=reused)
 
 
 def _description(decision: str, reasons: list[str], tags: dict[str, str]) -> str:
@@ -283,7 +298,7 @@ def check_loadable(settings: Settings, version: str) -> None:
             raise RegistryError(f"{refused}: its model has no {', '.join(missing)}")
 
 
-def promote(settings: Settings, version: str, reason: str, who: str | None = None) -> dict[str, Any]:
+def promote(settings: Settings, version: str, reason: str, who: str | None = None) -> ChampionMove:
     """A person overrides the gate: `version` becomes champion, with the reason recorded."""
     reason = require_reason(reason, "a manual promotion (--reason)", RegistryError)
     client = tracking.configure(settings)
@@ -300,10 +315,10 @@ def promote(settings: Settings, version: str, reason: str, who: str | None = Non
             "override_at": when,
         }.items():
             client.set_model_version_tag(name, version, key, value)
-    return {"champion": version, "previous": previous, "reason": reason}
+    return ChampionMove(champion=version, previous=previous, reason=reason)
 
 
-def rollback(settings: Settings, reason: str, to: str | None = None, who: str | None = None) -> dict[str, Any]:
+def rollback(settings: Settings, reason: str, to: str | None = None, who: str | None = None) -> ChampionMove:
     """Make an earlier champion the champion again (default: the one before the current)."""
     reason = require_reason(reason, "a rollback (--reason)", RegistryError)
     client = tracking.configure(settings)
@@ -326,10 +341,10 @@ def rollback(settings: Settings, reason: str, to: str | None = None, who: str | 
         for key, value in {"rollback_reason": reason, "rollback_by": who or getpass.getuser(), "rollback_at": when,
                            "rollback_from": current or ""}.items():
             client.set_model_version_tag(name, str(to), key, value)
-    return {"champion": str(to), "previous": current, "reason": reason}
+    return ChampionMove(champion=str(to), previous=current, reason=reason)
 
 
-def history(settings: Settings) -> list[dict[str, Any]]:
+def history(settings: Settings) -> list[HistoryRow]:
     """Every version, oldest first, with its decision, interval, key metrics and champion periods."""
     client = tracking.configure(settings)
     name = settings.model_name
@@ -340,23 +355,31 @@ def history(settings: Settings) -> list[dict[str, Any]]:
             return []
         raise
     current = tracking.champion_version(client, name)
-    rows = []
-    for v in sorted(versions, key=lambda v: int(v.version)):
-        tags = v.tags
-        rows.append({
-            "version": str(v.version),
-            "champion": str(v.version) == current,
-            "decision": tags.get("decision", ""),
-            "override": tags.get("override", "") or ("rollback" if tags.get("rollback_reason") else ""),
-            "interval": tags.get("interval", ""),
-            "parent": tags.get("parent_version", ""),
-            "mode": tags.get("mode", "normal") + (f" ({tags['kind']})" if tags.get("kind") not in (None, "hourly") else ""),
-            "changed_slices": tags.get("changed_slices", ""),
-            **{k: tags.get(TAG_NAMES[k], "") for k in KEY_METRICS},
-            "champion_periods": _periods(v),
-            "reasons": json.loads(tags.get("reasons", "[]")),
-        })
-    return rows
+    return [_history_row(v, current) for v in sorted(versions, key=lambda v: int(v.version))]
+
+
+def _history_row(v: ModelVersion, current: str | None) -> HistoryRow:
+    tags = v.tags
+
+    def metric(key: str) -> str:  # as tagged: text
+        return tags.get(TAG_NAMES[key], "")
+
+    return {
+        "version": str(v.version),
+        "champion": str(v.version) == current,
+        "decision": tags.get("decision", ""),
+        "override": tags.get("override", "") or ("rollback" if tags.get("rollback_reason") else ""),
+        "interval": tags.get("interval", ""),
+        "parent": tags.get("parent_version", ""),
+        "mode": tags.get("mode", "normal") + (f" ({tags['kind']})" if tags.get("kind") not in (None, "hourly") else ""),
+        "changed_slices": tags.get("changed_slices", ""),
+        "holdout_auc": metric("holdout_auc"), "holdout_logloss": metric("holdout_logloss"),
+        "anchor_auc": metric("anchor_auc"), "anchor_ndcg@10": metric("anchor_ndcg@10"),
+        "worst_category_auc": metric("worst_category_auc"), "holdout_ndcg_diff": metric("holdout_ndcg_diff"),
+        "holdout_auc_diff": metric("holdout_auc_diff"),
+        "champion_periods": _periods(v),
+        "reasons": json.loads(tags.get("reasons", "[]")),
+    }
 
 
 def deciding_first(decision: str, reasons: list[str]) -> list[str]:
@@ -373,7 +396,7 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def format_history(rows: list[dict[str, Any]]) -> str:
+def format_history(rows: list[HistoryRow]) -> str:
     from tabulate import tabulate
 
     def periods(p: list[list[Any]]) -> str:  # [start, end or None] pairs

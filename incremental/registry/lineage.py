@@ -7,7 +7,7 @@ So the *fresh* hours of a champion's lineage are its own hour or window and thos
 version up its chain of parents, back to the first one trained from the base weights.
 
 What it is for (issue 20, item 7): an hour in the champion's lineage is never trained into it a
-second time (`pipeline.train_step` skips it, naming the version that trained it), and an hour
+second time (`already_trained`: `pipeline.train_step` skips it, naming the version that trained it), and an hour
 before the end of the lineage's latest hour (`trained_through`) is not scored as test-then-train
 (`pipeline.monitor_step`): the lineage may have trained on it, by replay if not as a fresh hour.
 
@@ -29,7 +29,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from incremental.config import Settings
-from incremental.data import lake
+from incremental.hours import HOUR, hours, iso_hour, parse_hour
 from incremental.registry import tracking
 
 BASE = "base"  # registry.BASE: the parent "version" of a model trained from the base weights
@@ -62,13 +62,13 @@ class Lineage:
 
     def trained(self, hour: datetime) -> Trained | None:
         """Which version of the lineage trained on `hour` as a fresh hour, if one did."""
-        return self.hours.get(lake.parse_hour(hour))
+        return self.hours.get(hour)
 
 
 def _interval(tags: dict[str, str]) -> tuple[datetime, datetime] | None:
     try:
         start, end = tags.get("interval", "").split("/")
-        return lake.parse_hour(start), lake.parse_hour(end)
+        return parse_hour(start), parse_hour(end)
     except (ValueError, TypeError):
         return None
 
@@ -78,13 +78,13 @@ def _is_root(tags: dict[str, str], interval: tuple[datetime, datetime] | None) -
     (full retrain, catch-up), not where its weights came from."""
     if tags.get("kind") in ROOT_KINDS or tags.get("parent_version", BASE) in ("", BASE, "none"):
         return True
-    return interval is not None and interval[1] - interval[0] > lake.HOUR  # a window: only a retrain has one
+    return interval is not None and interval[1] - interval[0] > HOUR  # a window: only a retrain has one
 
 
 def _window_hours(client: Any, run_id: str | None, interval: tuple[datetime, datetime]) -> dict[datetime, str]:
     """The hours a window's version trained on (hour -> sha256 prefix), from its run's lineage tag;
     every hour of its interval when the tag is missing or may have been cut short."""
-    every = {h: "" for h in lake.hours(*interval)}
+    every = {h: "" for h in hours(*interval)}
     if not run_id:
         return every
     try:
@@ -97,7 +97,7 @@ def _window_hours(client: Any, run_id: str | None, interval: tuple[datetime, dat
     for item in tag.split(","):
         hour, _, sha = item.rpartition(":")  # "<hour isoformat>:<sha256[:12]>"; the hour holds ':' too
         try:
-            out[lake.parse_hour(hour)] = sha
+            out[parse_hour(hour)] = sha
         except (ValueError, TypeError):
             return every
     return out
@@ -129,7 +129,7 @@ def of(settings: Settings, version: str) -> Lineage:
         root = _is_root(tags, interval)
         if interval is not None:
             through = interval[1] if through is None else max(through, interval[1])
-            if root and interval[1] - interval[0] > lake.HOUR:
+            if root and interval[1] - interval[0] > HOUR:
                 trained = _window_hours(client, mv.run_id, interval)
             else:
                 trained = {interval[0]: tags.get("partition_sha256", "")}
@@ -137,3 +137,41 @@ def of(settings: Settings, version: str) -> Lineage:
                 hours.setdefault(hour, Trained(current, sha))  # the latest version that trained on it
         current = None if root else tags.get("parent_version")
     return Lineage(str(version), tuple(chain), hours, through)
+
+
+@dataclass(frozen=True)
+class AlreadyTrained:
+    """Why an hour is not trained on: a lineage already trained on it as a fresh hour."""
+
+    message: str  # what the skipped hour says, to a person
+    champion: str | None  # the champion then
+    trained_by: str  # the version of the lineage that trained on the hour
+    trained_through: str  # the end of what that lineage trained on (ISO hour; "?" when unknown)
+
+
+def already_trained(settings: Settings, start: datetime, champion: str | None, sha256: str, *,
+                    start_version: str | None = None) -> AlreadyTrained | None:
+    """Why the hour is not trained on, when the champion's lineage already trained on it as a fresh
+    hour: a re-run or backfill of an hour the champion learnt, an hour of the window it was
+    bootstrapped on, or (`start_version`, a drift episode's shadow chain) of the model the update
+    would start from. Training overrides do not change that: an hour is never trained into the
+    champion twice; a full retrain (`incremental bootstrap`) retrains old hours. Rows that reached
+    the hour since (late or re-admitted rows: a new partition identity) are not trained as an update
+    of their own either; they reach the champion through the replay of the hours after it and
+    through a full retrain. None: no such lineage trained on the hour."""
+    for version, whose in ((champion, "champion"), (start_version, "the drift episode's shadow chain at")):
+        if version is None or (whose != "champion" and version == champion):
+            continue
+        found = of(settings, version)
+        trained = found.trained(start)
+        if trained is None:
+            continue
+        through = iso_hour(found.trained_through) if found.trained_through else "?"
+        by = "" if trained.version == str(version) else f", by its ancestor v{trained.version}"
+        changed = ("" if trained.same_data(sha256) else "; rows that reached the hour since (late or re-admitted) "
+                   "are not trained as an update of their own: the replay of later hours and a full retrain use them")
+        message = (f"hour {iso_hour(start)} is already in {whose} v{version}'s training data (trained through "
+                   f"{through}{by}): not trained again{changed}; a full retrain (incremental bootstrap --start ... "
+                   "--end ...) retrains old hours")
+        return AlreadyTrained(message, champion, trained.version, through)
+    return None

@@ -14,7 +14,7 @@ import json
 import math
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import matplotlib
 
@@ -26,8 +26,9 @@ from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from incremental.config import Settings  # noqa: E402
-from incremental.data import lake
-from incremental.judge.evaluate import load_evaluation  # noqa: E402
+from incremental.handover import Registered  # noqa: E402
+from incremental.hours import HOUR, parse_hour
+from incremental.judge.evaluate import Evaluation, load_evaluation  # noqa: E402
 from incremental.judge.forgetting import forgetting_report
 from incremental.registry import champion as registry
 from incremental.registry import tracking  # noqa: E402
@@ -41,16 +42,23 @@ def _fmt(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, (int, float)) and x is not None and math.isfinite(x) else "n/a"
 
 
-def trained_through(evaluation: dict[str, Any]) -> datetime:
+class AccuracyRows(TypedDict):
+    """Rows of R (`r_matrix`): per model label, its anchor AUC by source hour, and its last trained hour."""
+
+    rows: dict[str, dict[str, float | None]]  # null: not measurable on that hour's rows
+    trained_through: dict[str, datetime]
+
+
+def trained_through(evaluation: Evaluation) -> datetime:
     """The last hour the evaluated model was trained on: its interval's end is exclusive."""
-    return lake.parse_hour(evaluation["interval_end"]) - lake.HOUR
+    return parse_hour(evaluation["interval_end"]) - HOUR
 
 
-def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str | None) -> dict[str, Any]:
+def accuracy_rows(settings: Settings, evaluation: Evaluation, version: str | None) -> AccuracyRows:
     """R rows of the registered versions scored on the same anchor, plus this candidate's."""
     client = tracking.configure(settings)
     sha = evaluation["anchor"]["sha256"]
-    evaluations: dict[str, dict[str, Any]] = {}
+    evaluations: dict[str, Evaluation] = {}
     for row in registry.history(settings)[-MAX_VERSIONS:]:
         mv = client.get_model_version(settings.model_name, row["version"])
         if mv.tags.get("anchor_sha256") != sha or row["version"] == version or mv.run_id is None:
@@ -65,20 +73,20 @@ def accuracy_rows(settings: Settings, evaluation: dict[str, Any], version: str |
     return rows_of(evaluations)
 
 
-def rows_of(evaluations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def rows_of(evaluations: dict[str, Evaluation]) -> AccuracyRows:
     """Per model label, its anchor AUC by source hour and the last hour it was trained on."""
     return {"rows": {label: e["candidate"]["anchor_by_hour"] for label, e in evaluations.items()},
             "trained_through": {label: trained_through(e) for label, e in evaluations.items()}}
 
 
-def r_matrix(r: dict[str, Any]) -> tuple[list[str], list[datetime], np.ndarray, dict[str, Any]]:
+def r_matrix(r: AccuracyRows) -> tuple[list[str], list[datetime], np.ndarray, dict[str, Any]]:
     """R from `accuracy_rows`: model labels (oldest first), source hours, values, and the forgetting summary.
 
     A source hour counts as learned by the first model whose last trained hour is at or after it
     (hours compared as datetimes, whatever text the evaluations wrote them in).
     """
     labels = sorted(r["rows"], key=lambda k: (r["trained_through"][k], k))
-    rows = {m: {lake.parse_hour(h): v for h, v in r["rows"][m].items()} for m in labels}
+    rows = {m: {parse_hour(h): v for h, v in r["rows"][m].items()} for m in labels}
     hours = sorted({h for row in rows.values() for h in row})
     values = np.array([[v if (v := rows[m].get(h)) is not None else np.nan for h in hours] for m in labels],
                       dtype=float).reshape(len(labels), len(hours))
@@ -88,7 +96,7 @@ def r_matrix(r: dict[str, Any]) -> tuple[list[str], list[datetime], np.ndarray, 
     return labels, hours, values, summary
 
 
-def _r_matrix_chart(r: dict[str, Any]) -> tuple[Figure, dict[str, Any]]:
+def _r_matrix_chart(r: AccuracyRows) -> tuple[Figure, dict[str, Any]]:
     labels, hours, values, summary = r_matrix(r)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(hours) + 3), max(3, 0.35 * len(labels) + 2)))
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.5, vmax=max(0.51, np.nanmax(values) if values.size else 1))
@@ -103,15 +111,16 @@ def _r_matrix_chart(r: dict[str, Any]) -> tuple[Figure, dict[str, Any]]:
     return fig, {k: v for k, v in summary.items() if k in ("backward_transfer", "average_forgetting", "max_forgetting")}
 
 
-def _category_chart(evaluation: dict[str, Any]) -> Figure:
+def _category_chart(evaluation: Evaluation) -> Figure:
     cand = evaluation["candidate"]["anchor"]["per_category"]
-    champ = (evaluation.get("champion") or {}).get("anchor", {}).get("per_category", {})
+    parent = evaluation.get("champion") or {}
+    champ = parent.get("anchor", {}).get("per_category", {})
     names = sorted(cand)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 4))
     if champ:
         ax.bar(x - 0.2, [champ.get(n, {}).get("auc") or np.nan for n in names], 0.4,
-               label=f"parent v{evaluation['champion']['version']}")
+               label=f"parent v{parent.get('version')}")
     ax.bar(x + (0.2 if champ else 0), [cand[n]["auc"] if cand[n]["auc"] is not None else np.nan for n in names],
            0.4, label="candidate")
     ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
@@ -147,7 +156,7 @@ def _history_chart(settings: Settings) -> Figure:
     return fig
 
 
-def _drift_lines(evaluation: dict[str, Any]) -> list[str]:
+def _drift_lines(evaluation: Evaluation) -> list[str]:
     """Mode, drift evidence, slices judged changed, and the paired intervals against the champion."""
     context = evaluation.get("drift") or {}
     relative = (evaluation.get("candidate") or {}).get("holdout_vs_champion") or {}
@@ -166,20 +175,20 @@ def _drift_lines(evaluation: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting: dict[str, Any]) -> str:
+def markdown(evaluation: Evaluation, registered: Registered, forgetting: dict[str, Any]) -> str:
     decision = evaluation["decision"]
     lines = [
         f"# Candidate for {evaluation['interval_start']} .. {evaluation['interval_end']}: "
-        f"**{registered['decision'].upper()}**",
+        f"**{str(registered.decision).upper()}**",
         "",
-        f"- model version: {registered['version']}  (parent: {evaluation['parent_version'] or 'base weights'})",
-        f"- champion now: {registered['champion']}",
+        f"- model version: {registered.version}  (parent: {evaluation['parent_version'] or 'base weights'})",
+        f"- champion now: {registered.champion}",
         f"- anchor set: {evaluation['anchor']['sha256'][:12]} ({evaluation['anchor']['rows']} rows)",
         f"- backward transfer {_fmt(forgetting.get('backward_transfer'))}, "
         f"average forgetting {_fmt(forgetting.get('average_forgetting'))}",
         "",
         "## Reasons",
-        *[f"- {r}" for r in registered["reasons"]],
+        *[f"- {r}" for r in registered.reasons],
         "",
         *_drift_lines(evaluation),
         "## Gate checks",
@@ -193,17 +202,17 @@ def markdown(evaluation: dict[str, Any], registered: dict[str, Any], forgetting:
     return "\n".join(lines) + "\n"
 
 
-def log_report(settings: Settings, run_id: str, evaluation: dict[str, Any], registered: dict[str, Any]) -> None:
+def log_report(settings: Settings, run_id: str, evaluation: Evaluation, registered: Registered) -> None:
     """Attach the review to the candidate's MLflow run under `review/`; the forgetting summary
     as metrics and the decision as tags, in one batch."""
     client = tracking.configure(settings)
-    r_matrix_figure, forgetting = _r_matrix_chart(accuracy_rows(settings, evaluation, registered["version"]))
+    r_matrix_figure, forgetting = _r_matrix_chart(accuracy_rows(settings, evaluation, registered.version))
     figures = {"r_matrix.png": r_matrix_figure, "forgetting_per_category.png": _category_chart(evaluation),
                "metric_history.png": _history_chart(settings)}
     for name, figure in figures.items():
         client.log_figure(run_id, figure, f"{REVIEW}/{name}", save_kwargs={"dpi": DPI})
         plt.close(figure)
-    decision = {**evaluation["decision"], "registration": registered, "forgetting": forgetting,
+    decision = {**evaluation["decision"], "registration": registered.to_dict(), "forgetting": forgetting,
                 "key_metrics": evaluation["key_metrics"]}
     client.log_text(run_id, json.dumps(decision, indent=2, default=str), f"{REVIEW}/decision.json")
     client.log_text(run_id, markdown(evaluation, registered, forgetting), f"{REVIEW}/report.md")
@@ -213,5 +222,5 @@ def log_report(settings: Settings, run_id: str, evaluation: dict[str, Any], regi
         run_id,
         metrics=[Metric(f"anchor_{name}", float(value), now, 0) for name, value in forgetting.items()
                  if value is not None and math.isfinite(value)],
-        tags=[RunTag("decision", registered["decision"]), RunTag("model_version", str(registered["version"]))],
+        tags=[RunTag("decision", str(registered.decision)), RunTag("model_version", str(registered.version))],
     )

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 import mlflow
@@ -198,7 +198,17 @@ def download_model_dir(model_uri: str, dst: Path | None = None) -> Path:
 IDENTITY_FILE = ".registry-identity.json"  # in a cached model directory: what it was downloaded as
 
 
-def version_identity(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
+class VersionIdentity(TypedDict):
+    """What the registry says a version is (what a cached copy of it was downloaded as)."""
+
+    name: str
+    version: str
+    run_id: str
+    source: str
+    created: int  # ms since the epoch
+
+
+def version_identity(client: MlflowClient, name: str, version: str) -> VersionIdentity:
     """What the registry says version `version` of `name` is: its run id, source and creation
     time. A recreated registry (a new `mlflow.db`) numbers its versions from 1 again, but never
     gives a version the run id (a random UUID) and creation time of an old one."""
@@ -207,7 +217,7 @@ def version_identity(client: MlflowClient, name: str, version: str) -> dict[str,
             "created": mv.creation_timestamp}
 
 
-def _key(identity: dict[str, Any]) -> str:
+def _key(identity: VersionIdentity) -> str:
     tail = identity["run_id"] or hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
     return f"{identity['version']}-{tail}"
 
@@ -230,7 +240,7 @@ def _digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _cached(cache: Path, identity: dict[str, Any]) -> bool:
+def _cached(cache: Path, identity: VersionIdentity) -> bool:
     """`cache` holds what was downloaded for exactly this version, unchanged since."""
     try:
         recorded = json.loads((cache / IDENTITY_FILE).read_text())

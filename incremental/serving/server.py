@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from incremental.config import Settings
 from incremental.errors import IncrementalError, redact_url
@@ -55,6 +55,26 @@ class ServingError(IncrementalError, RuntimeError):
     retryable = True  # a replica may be restarting
 
 
+class ServedModel(TypedDict):
+    """`GET /model`: the version a replica serves."""
+
+    name: str
+    version: str
+    model_uri: str
+    run_id: str | None
+    loaded_at: str
+
+
+class Reloaded(TypedDict):
+    """`POST /reload`: the version served after following the alias, and before."""
+
+    name: str
+    version: str | None
+    previous: str | None
+    changed: bool
+    champion: str | None
+
+
 @dataclass(frozen=True)
 class Served:
     """One loaded version: swapped in as a whole, so a request sees one consistent model."""
@@ -67,7 +87,7 @@ class Served:
     local_dir: str | None = None  # where its artifacts were downloaded (removed once it is replaced)
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ServedModel:
         return {"name": self.name, "version": self.version, "model_uri": self.model_uri, "run_id": self.run_id,
                 "loaded_at": self.loaded_at}
 
@@ -80,7 +100,7 @@ class ChampionHolder:
         self.served: Served | None = None
         self._reload_lock = threading.Lock()  # one load at a time; requests never wait on it
 
-    def reload(self) -> dict[str, Any]:
+    def reload(self) -> Reloaded:
         """Point at the version `@champion` names now (loading it only if it changed)."""
         import mlflow
 
@@ -318,7 +338,17 @@ def _request(url: str, method: str = "GET", timeout: float = 600) -> dict[str, A
         raise ServingError(f"{method} {url}: {exc}") from None
 
 
-def deploy(settings: Settings, urls: Sequence[str], timeout: float = 600) -> list[dict[str, Any]]:
+class Deployed(TypedDict):
+    """One replica after a deployment: the version it serves now, and before."""
+
+    url: str
+    version: str
+    previous: str | None
+    changed: bool | None
+    loaded_at: str | None
+
+
+def deploy(settings: Settings, urls: Sequence[str], timeout: float = 600) -> list[Deployed]:
     """Make every replica serve the current champion: POST /reload, then GET /model to check.
 
     Raises ServingError naming each replica that failed or serves another version; the others
@@ -328,7 +358,8 @@ def deploy(settings: Settings, urls: Sequence[str], timeout: float = 600) -> lis
     if found is None:
         raise ServingError(f"{settings.model_name} has no champion to deploy", retryable=False)
     champion, _ = found
-    results, failures = [], []
+    results: list[Deployed] = []
+    failures: list[str] = []
     for url in urls:
         try:
             reloaded = _request(f"{url}/reload", "POST", timeout)
@@ -336,8 +367,8 @@ def deploy(settings: Settings, urls: Sequence[str], timeout: float = 600) -> lis
         except ServingError as exc:
             failures.append(str(exc))
             continue
-        result = {"url": url, "version": served["version"], "previous": reloaded.get("previous"),
-                  "changed": reloaded.get("changed"), "loaded_at": served.get("loaded_at")}
+        result: Deployed = {"url": url, "version": served["version"], "previous": reloaded.get("previous"),
+                            "changed": reloaded.get("changed"), "loaded_at": served.get("loaded_at")}
         results.append(result)
         log.info("%s serves %s version %s (was %s)", url, served["name"], served["version"], reloaded.get("previous"))
         if str(served["version"]) != champion:

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pyarrow as pa
 
-from incremental.data.lake import HOUR, hours, parse_hour
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR, hours, parse_hour
 from incremental.sim.catalogue import CATALOGUE_EPOCH, CATEGORIES, HOUR_US, hour_index, stream_rng, to_us
 
 FAULTS = (
@@ -103,8 +103,8 @@ _QUERY_TEXTS = {  # faults that replace queries with these texts, in turn
 
 
 def apply_faults(
-    rows: dict[str, Any], seed: int, hour: datetime, faults: Sequence[str]
-) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
+    rows: dict[str, np.ndarray], seed: int, hour: datetime, faults: Sequence[str]
+) -> tuple[dict[str, list[str]], list[Product]]:
     """Damage rows ingested in this hour, in place. Returns {fault: damaged event_ids} and extra products."""
     h = to_us(hour)
     frng = stream_rng(seed, hour_index(hour), 2)
@@ -112,7 +112,7 @@ def apply_faults(
     perm = frng.permutation(eligible)  # drawn whatever the faults, so each fault hits the same rows
     k = FAULT_ROWS if len(perm) >= FAULT_ROWS * _BLOCK_FAULTS_V1 else max(2, len(perm) // _BLOCK_FAULTS_V1)
     damaged: dict[str, list[str]] = {}
-    products: list[dict[str, Any]] = []
+    products: list[Product] = []
     for fault in faults:
         fi = FAULTS.index(fault)
         if fault == "poisoned_clicks":
@@ -133,7 +133,7 @@ def apply_faults(
     return damaged, products
 
 
-def _damage_rows(rows: dict[str, Any], fault: str, block: np.ndarray, vrng: np.random.Generator, h: int,
+def _damage_rows(rows: dict[str, np.ndarray], fault: str, block: np.ndarray, vrng: np.random.Generator, h: int,
                  seed: int) -> list[str]:
     """Damage the rows of `block` (indices of rows ingested in the hour starting at `h` us); their event ids."""
     ids = rows["event_id"][block].tolist()
@@ -184,7 +184,18 @@ def _damage_rows(rows: dict[str, Any], fault: str, block: np.ndarray, vrng: np.r
     return ids
 
 
-def _fault_product(fault: str, seed: int, hour: datetime) -> dict[str, Any]:
+class Product(TypedDict):
+    """A catalogue row a fault adds (the catalogue's columns)."""
+
+    product_id: str
+    title: str
+    brand: str
+    category: str
+    price: float
+    created_us: int  # microseconds since the epoch
+
+
+def _fault_product(fault: str, seed: int, hour: datetime) -> Product:
     """The product a title fault shows in its rows: a 100 kB title, or the Home Depot set's mojibake."""
     if fault == "huge_title":
         c = CATEGORIES[0]
@@ -197,7 +208,7 @@ def _fault_product(fault: str, seed: int, hour: datetime) -> dict[str, Any]:
             "price": c.price, "created_us": to_us(CATALOGUE_EPOCH)}
 
 
-def products_table(products: list[dict[str, Any]]) -> pa.Table:
+def products_table(products: list[Product]) -> pa.Table:
     """The products that faults added (same columns as the catalogue's)."""
     return pa.table(
         {
@@ -211,7 +222,7 @@ def products_table(products: list[dict[str, Any]]) -> pa.Table:
     )
 
 
-def _poison_clicks(rows: dict[str, Any]) -> list[str]:
+def _poison_clicks(rows: dict[str, np.ndarray]) -> list[str]:
     """Keep each session's number of clicks (so the hour's CTR is unchanged) but move them onto
     the session's least relevant results: a poisoned hour that no CTR or volume check can see.
     Returns the event ids whose label changed."""
@@ -229,7 +240,7 @@ def _poison_clicks(rows: dict[str, Any]) -> list[str]:
     return rows["event_id"][changed].tolist()
 
 
-def _whole_hour_fault(rows: dict[str, Any], fault: str, eligible: np.ndarray, perm: np.ndarray, tag: str) -> list[str]:
+def _whole_hour_fault(rows: dict[str, np.ndarray], fault: str, eligible: np.ndarray, perm: np.ndarray, tag: str) -> list[str]:
     """Faults that damage the hour as a whole (every row ingested in it, or most of them)."""
     if fault == "zero_clicks":
         rows["clicked"][eligible] = 0
@@ -259,7 +270,7 @@ def _shift_stored_hour(warehouse: Warehouse, hour: datetime) -> int:
     return warehouse.execute_file("shift_ingested_hour", {"start": hour, "end": hour + HOUR})
 
 
-def shift_outage(rows: dict[str, Any], span: Sequence[datetime]) -> int:
+def shift_outage(rows: dict[str, np.ndarray], span: Sequence[datetime]) -> int:
     """empty_hour: what would arrive in each hour of `span` arrives one hour later; the rows moved."""
     moved = 0
     for hour in span:

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from incremental.data.lake import iso_hour, parse_hour
 from incremental.data.warehouse import Warehouse
 from incremental.errors import IncrementalError
+from incremental.hours import iso_hour, parse_hour
 from incremental.sim.traffic import (
     SHORT_DELAY_MAX_S,
     SHORT_DELAY_MEAN_S,

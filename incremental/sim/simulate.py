@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from incremental.data.lake import HOUR, hours, iso_hour, parse_hour
 from incremental.data.warehouse import Warehouse
 from incremental.errors import IncrementalError
+from incremental.hours import HOUR, hours, iso_hour, parse_hour
 from incremental.sim.catalogue import CATEGORY_NAMES, HOUR_US, N_CATEGORIES, catalogue, to_us
 from incremental.sim.faults import FAULTS, apply_faults, apply_stored_faults, products_table, shift_outage
 from incremental.sim.traffic import drift_intent, drift_mapping, hour_rows
@@ -54,7 +54,7 @@ IMPRESSION_COLUMNS = ("event_id", "event_ts", "ingested_at", "session_id", "user
                       "position", "clicked")
 
 
-def _impressions_table(rows: dict[str, Any]) -> pa.Table:
+def _impressions_table(rows: dict[str, np.ndarray]) -> pa.Table:
     ts = pa.timestamp("us", tz="UTC")
     return pa.table(
         {
@@ -156,7 +156,7 @@ def generate(
     return products, impressions, summary
 
 
-def _per_hour(rows: dict[str, Any]) -> dict[str, int]:
+def _per_hour(rows: dict[str, np.ndarray]) -> dict[str, int]:
     """Rows by *ingested* hour (ISO keys)."""
     keys, counts = np.unique(rows["ingested_at"] // HOUR_US, return_counts=True)
     return {iso_hour(datetime.fromtimestamp(int(k) * 3600, UTC)): int(c) for k, c in zip(keys, counts, strict=True)}

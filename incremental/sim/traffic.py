@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 
@@ -200,7 +199,7 @@ def _page(cat: Catalogue, hour: datetime, rng: np.random.Generator, lex: np.ndar
 
 def hour_rows(
     seed: int, hour: datetime, rate: int, cat: Catalogue, drift_at: datetime | None, intent: np.ndarray
-) -> dict[str, Any]:
+) -> dict[str, np.ndarray]:
     rng = stream_rng(seed, hour_index(hour), 1)
     drifted = drift_at is not None and hour >= drift_at
     n_sess = math.ceil(rate / PAGE_SIZE)

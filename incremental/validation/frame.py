@@ -50,14 +50,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from incremental.config import ValidationSettings
 from incremental.validation.gx_suite import GxRun, build_suite, for_gx, gx_check, run_gx
-from incremental.validation.hour_drift import drift_reference, is_drift, statistics_of
+from incremental.validation.hour_drift import HourStats, drift_reference, is_drift, statistics_of
 from incremental.validation.report import CRITICAL, ROWS, Check
 from incremental.validation.rows import (
     cross_part_checks,
@@ -74,7 +73,7 @@ class Outcome:
     """All that validating a frame found: what `validate.validate_hour` records and acts on."""
 
     checks: list[Check]
-    stats: dict[str, Any]
+    stats: HourStats
     gx: GxRun | None
     bad: np.ndarray  # per row: failed at least one row-level rule
     reasons: np.ndarray  # per row: the rules it failed, ";"-separated ("" when none)
@@ -86,7 +85,7 @@ def check_frame(
     start: datetime,
     end: datetime,
     settings: ValidationSettings,
-    history: Sequence[dict],
+    history: Sequence[HourStats],
     type_checks: list[Check] | None = None,
     docs_dir: Path | None = None,
     *,
@@ -164,7 +163,7 @@ def _fraction_check(n_bad: int, of: int, settings: ValidationSettings) -> Check:
 
 
 def validate_frame(frame: pd.DataFrame, start: datetime, end: datetime, settings: ValidationSettings,
-                   history: Sequence[dict] = ()) -> tuple[list[Check], dict]:
+                   history: Sequence[HourStats] = ()) -> tuple[list[Check], HourStats]:
     """Run every check on one hour's rows; returns (checks, statistics). `history`: earlier hours' statistics."""
     out = check_frame(frame, start, end, settings, history)
     return out.checks, out.stats

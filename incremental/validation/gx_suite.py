@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -269,12 +269,29 @@ def _bounds(rule: str, kwargs: dict[str, Any]) -> str:
     return ""
 
 
-def gx_summary(result: Any) -> dict[str, Any]:
+class FailedExpectation(TypedDict):
+    expectation: str  # the GX expectation type
+    rule: str  # the rule it checks (a drift rule has two bounds: two expectations)
+    severity: str
+    column: str | None
+    unexpected_count: int | None
+
+
+class GxSummary(TypedDict):
+    """What a validation record keeps of a GX result."""
+
+    success: bool
+    statistics: dict[str, float]  # GX's own: evaluated, successful, unsuccessful expectations, percent
+    failed: list[FailedExpectation]
+    suite: str
+
+
+def gx_summary(result: Any) -> GxSummary:
     """What the validation record keeps of a GX result: success, statistics, the failed expectations
     (with the rule each belongs to and its severity: a drift rule's warning bound fails GX's `success`
     while the hour validates)."""
     stats = dict(result.statistics)
-    failed = [
+    failed: list[FailedExpectation] = [
         {
             "expectation": r.expectation_config.type,
             "rule": (r.expectation_config.meta or {}).get("rule", r.expectation_config.type),

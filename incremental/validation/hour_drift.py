@@ -39,7 +39,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,7 @@ import pandas as pd
 from incremental.config import ValidationSettings
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
+from incremental.hours import HOUR
 from incremental.validation.report import CRITICAL, DRIFT_RULES, WARNING, Check
 
 UNSEEN_CATEGORY_WEIGHT = 0.01  # GX tail_weight_holdout: expected mass shared by categories the reference never saw
@@ -54,11 +55,20 @@ NULL_CATEGORY = "<null>"
 _COLUMN = {"drift_row_count": None, "drift_ctr": "clicked", "drift_category_mix": "category"}
 
 
-def statistics_of(frame: pd.DataFrame, typed_ok: set[str] | None = None) -> dict[str, Any]:
+class HourStats(TypedDict):
+    """An hour's statistics, kept in its validation record: the reference of later hours' drift checks."""
+
+    rows: int
+    clicks: int | None  # None: the click column is not typed as the schema says
+    ctr: float | None
+    category_mix: dict[str, float] | None  # category -> share of the rows
+
+
+def statistics_of(frame: pd.DataFrame, typed_ok: set[str] | None = None) -> HourStats:
     """rows, clicks, ctr, category mix (shares) of a frame; what the schema allows."""
     typed_ok = set(frame.columns) if typed_ok is None else typed_ok
     rows = int(len(frame))
-    stats: dict[str, Any] = {"rows": rows, "clicks": None, "ctr": None, "category_mix": None}
+    stats: HourStats = {"rows": rows, "clicks": None, "ctr": None, "category_mix": None}
     if "clicked" in typed_ok and "clicked" in frame.columns:
         clicked = pd.to_numeric(frame["clicked"], errors="coerce")
         clicks = int(clicked.clip(0, 1).fillna(0).sum())
@@ -95,7 +105,7 @@ class DriftReference:
         return drift_checks(results, self, settings, names)
 
 
-def drift_reference(history: Sequence[dict[str, Any]], settings: ValidationSettings, typed_ok: set[str],
+def drift_reference(history: Sequence[HourStats], settings: ValidationSettings, typed_ok: set[str],
                     rows: int, *, delta: bool = False) -> DriftReference:
     """The reference of a part of `rows` rows; `history`: earlier validated hours' statistics. A `delta`
     part too small for table statistics (fewer than `min_rows`) gets no drift checks."""
@@ -107,11 +117,11 @@ def drift_reference(history: Sequence[dict[str, Any]], settings: ValidationSetti
         note = f"skipped: {len(history)} earlier validated hour(s), need {settings.drift_min_history}"
         return DriftReference(len(history), skipped={rule: note for rule in DRIFT_RULES})
     skipped: dict[str, str] = {}
-    ctrs = [h["ctr"] for h in history if h.get("ctr") is not None]
+    ctrs = [c for h in history if (c := h.get("ctr")) is not None]
     ctr = statistics.median(ctrs) if ctrs else None
     if ctr is None or "clicked" not in typed_ok or not rows:
         skipped["drift_ctr"] = "skipped: no click-through rate to compare"
-    mixes = [(h["rows"], h["category_mix"]) for h in history if h.get("category_mix")]
+    mixes = [(h["rows"], m) for h in history if (m := h.get("category_mix"))]
     mix = _pooled(mixes) if mixes else None
     if mix is None or "category" not in typed_ok or not rows:
         skipped["drift_category_mix"] = "skipped: no category mix to compare"
@@ -258,13 +268,13 @@ def _largest_moves(details: dict[str, Any], names: dict[str, str], mix: dict[str
 _MESSAGES = {"drift_row_count": _volume, "drift_ctr": _ctr, "drift_category_mix": _mix}
 
 
-def validated_history(lake: LakePath, start: datetime, settings: ValidationSettings) -> list[dict[str, Any]]:
+def validated_history(lake: LakePath, start: datetime, settings: ValidationSettings) -> list[HourStats]:
     """Statistics of the latest `drift_window_hours` validated hours within `drift_lookback_hours`, oldest first."""
-    out: list[dict[str, Any]] = []
+    out: list[HourStats] = []
     for k in range(1, settings.drift_lookback_hours + 1):
         if len(out) >= settings.drift_window_hours:
             break
-        part = lk.partition(lake, start - lk.HOUR * k)
+        part = lk.partition(lake, start - HOUR * k)
         if part.status != "validated":
             continue
         assert part.path is not None  # a validated hour has its folder
@@ -273,5 +283,5 @@ def validated_history(lake: LakePath, start: datetime, settings: ValidationSetti
         except (OSError, ValueError):
             continue
         if record.get("statistics"):
-            out.append(record["statistics"])
+            out.append(cast(HourStats, record["statistics"]))  # written by `statistics_of`
     return out[::-1]

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.errors import IncrementalError
+from incremental.hours import iso_hour
+
+if TYPE_CHECKING:
+    from incremental.validation.gx_suite import GxSummary
+    from incremental.validation.hour_drift import HourStats
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -25,6 +30,42 @@ DRIFT_RULES = ("drift_row_count", "drift_ctr", "drift_category_mix")
 
 class ValidationError(IncrementalError, RuntimeError):
     """The hour cannot be validated at all (no live partition)."""
+
+
+class CheckRecord(TypedDict):
+    """A `Check` in the hour's validation record (`_validation.json`) and its quarantine record."""
+
+    rule: str
+    column: str | None
+    severity: str
+    success: bool
+    unexpected: int | None
+    message: str
+
+
+class ValidationRecord(TypedDict, total=False):
+    """A part's validation record: the hour's `_validation.json` once it is validated (with the
+    parts it covers, their identity and the hour's statistics), or the record beside quarantined data."""
+
+    status: str  # "validated" | "quarantined"
+    interval_start: str
+    interval_end: str
+    part: str
+    part_sha256: str
+    rows: int
+    bad_rows: int
+    max_bad_row_fraction: float
+    statistics: HourStats  # a validated hour's: of its validated view
+    part_statistics: HourStats
+    warnings: list[CheckRecord]
+    row_failures: list[CheckRecord]
+    failures: list[CheckRecord]
+    checks: list[CheckRecord]
+    gx: GxSummary | None
+    validated_at: str
+    parts: list[str]  # the validated parts it covers, and their identity
+    sha256: str
+    live_rows: int
 
 
 @dataclass(frozen=True)
@@ -40,7 +81,7 @@ class Check:
     def name(self) -> str:
         return f"{self.rule}({self.column})" if self.column else self.rule
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> CheckRecord:
         return {
             "rule": self.rule,
             "column": self.column,
@@ -78,7 +119,7 @@ class ValidationReport:
         return tuple(c for c in self.checks if not c.success and c.severity == ROWS)
 
     def summary(self) -> str:
-        hour = lk.iso_hour(self.start)
+        hour = iso_hour(self.start)
         failures, warns = self.failures, self.warnings
         what = f"part {self.part}" if self.part and self.part != lk.DATA_FILE else None
         if self.status == "quarantined" and self.hour_validated:

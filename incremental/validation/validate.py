@@ -26,7 +26,6 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -36,12 +35,22 @@ from incremental.config import ValidationSettings
 from incremental.data import lake as lk
 from incremental.data import quarantine as lq
 from incremental.data import storage
+from incremental.data.manifest import PartEntry
 from incremental.data.storage import LakePath
 from incremental.errors import require_reason
+from incremental.hours import HOUR, iso_hour, parse_hour
 from incremental.validation.frame import Outcome, check_frame
 from incremental.validation.gx_suite import gx_summary
 from incremental.validation.hour_drift import statistics_of, validated_history
-from incremental.validation.report import CRITICAL, ROWS, WARNING, Check, ValidationError, ValidationReport
+from incremental.validation.report import (
+    CRITICAL,
+    ROWS,
+    WARNING,
+    Check,
+    ValidationError,
+    ValidationRecord,
+    ValidationReport,
+)
 from incremental.validation.rows import schema_checks_arrow
 
 _INT_TYPES = {
@@ -79,14 +88,14 @@ def _stored_quarantine(start: datetime, folder: LakePath) -> ValidationReport:
 
 def validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
-    start = lk.parse_hour(start)
+    start = parse_hour(start)
     with lk.hour_lock(lake, start):
         return _validate_hour(lake, start, settings)
 
 
 def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     live = lk.partition_dir(lake, start)
-    hour = lk.iso_hour(start)
+    hour = iso_hour(start)
     if not storage.is_file(live / lk.MANIFEST_FILE):
         found = lk.partition(lake, start)
         if found.status == "quarantined" and found.path is not None:
@@ -114,16 +123,16 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
 class _Part:
     """A pending part of the hour, read and checked against its manifest, and the hour's validated parts."""
 
-    entry: dict[str, Any]  # the part's manifest entry
+    entry: PartEntry  # the part's manifest entry
     path: LakePath
     sha256: str
     schema: pa.Schema
     frame: pd.DataFrame
-    earlier_parts: list[dict[str, Any]]  # the hour's parts validated already
+    earlier_parts: list[PartEntry]  # the hour's parts validated already
     earlier: pd.DataFrame | None  # their rows
 
 
-def _load_part(lake: LakePath, start: datetime, part: dict[str, Any]) -> _Part:
+def _load_part(lake: LakePath, start: datetime, part: PartEntry) -> _Part:
     live = lk.partition_dir(lake, start)
     data_file = live / part["file"]
     sha = lk.check_sha256(data_file, part.get("sha256"))
@@ -135,8 +144,8 @@ def _load_part(lake: LakePath, start: datetime, part: dict[str, Any]) -> _Part:
     return _Part(part, data_file, sha, schema, frame, earlier_parts, earlier)
 
 
-def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings, part: dict[str, Any]) -> ValidationReport:
-    end = start + lk.HOUR
+def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings, part: PartEntry) -> ValidationReport:
+    end = start + HOUR
     p = _load_part(lake, start, part)
     table_stats = not p.earlier_parts or len(p.frame) >= settings.min_rows
     history = validated_history(lake, start, settings)
@@ -164,7 +173,7 @@ def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings
 
 
 def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
-            critical: list[Check]) -> dict[str, Any]:
+            critical: list[Check]) -> ValidationRecord:
     """The validation record of a part (`_validation.json`, or the quarantine's record)."""
     return {
         "status": "validated" if not critical else "quarantined",
@@ -185,7 +194,7 @@ def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Pa
     }
 
 
-def _stage_gx_result(out: Outcome, record: dict[str, Any], staging: Path) -> None:
+def _stage_gx_result(out: Outcome, record: ValidationRecord, staging: Path) -> None:
     """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantined data."""
     docs_tmp = staging / "data_docs"
     gx_json = out.gx.result.to_json_dict() if out.gx else {}
@@ -195,7 +204,7 @@ def _stage_gx_result(out: Outcome, record: dict[str, Any], staging: Path) -> Non
         shutil.rmtree(docs_tmp, ignore_errors=True)
 
 
-def _quarantine(lake: LakePath, start: datetime, p: _Part, out: Outcome, record: dict[str, Any],
+def _quarantine(lake: LakePath, start: datetime, p: _Part, out: Outcome, record: ValidationRecord,
                 staging: Path) -> ValidationReport:
     """A critical failure: the hour goes to quarantine, or only this delta when the hour has validated parts."""
     if p.earlier_parts:
@@ -213,7 +222,7 @@ def _quarantine(lake: LakePath, start: datetime, p: _Part, out: Outcome, record:
 
 
 def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
-                     record: dict[str, Any], staging: Path) -> dict[str, Any]:
+                     record: ValidationRecord, staging: Path) -> PartEntry:
     """Move the part's bad rows to quarantine (with the rules each broke); the part's new manifest entry."""
     table = lk.read_parquet(p.path)
     mask = pa.array(out.bad)
@@ -231,7 +240,7 @@ def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettin
 
 
 def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
-            record: dict[str, Any], staging: Path) -> ValidationReport:
+            record: ValidationRecord, staging: Path) -> ValidationReport:
     """The part is validated (its bad rows, if any, quarantined): record the hour's validated view."""
     entry, rows_path, docs, clean = p.entry, None, None, p.frame
     n_bad = int(out.bad.sum())
@@ -267,14 +276,14 @@ def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, 
     and from where; the quarantine folders are marked re-admitted (`readmitted.json`), never
     deleted. Rows that still fail are quarantined again, like any part's.
     """
-    start = lk.parse_hour(start)
+    start = parse_hour(start)
     reason = require_reason(reason, "readmit (--reason: what was fixed)", ValidationError)
     with lk.hour_lock(lake, start):
         return _readmit_hour(lake, start, settings, reason)
 
 
 def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
-    hour = lk.iso_hour(start)
+    hour = iso_hour(start)
     live = lk.partition_dir(lake, start)
     if storage.is_file(live / lk.MANIFEST_FILE):
         good = set(lk.validated_files(live))

@@ -146,7 +146,9 @@ dags = sys.argv[1]
 bag = BundleDagBag(dag_folder=dags, bundle_path=dags, bundle_name="dags-folder")
 heavy = [m for m in ("torch", "mlflow", "pandas", "transformers", "great_expectations") if m in sys.modules]
 light = {"incremental.config", "incremental.errors", "incremental.data", "incremental.data.storage",  # config and what it imports
-         "incremental.notifier"}  # the failure alert
+         "incremental.notifier",  # the failure alert
+         "incremental.hours",  # the hour helpers (datetime only): the run's hour is checked at the edge
+         "incremental.handover"}  # the typed hand-overs the tasks convert their XComs to (dataclasses only)
 pipeline = [m for m in sys.modules if m.startswith("incremental.") and m not in light]
 print("RESULT " + json.dumps({"errors": {k: v[-300:] for k, v in bag.import_errors.items()},
                               "dags": sorted(bag.dag_ids), "heavy": heavy, "pipeline": pipeline}))
@@ -228,17 +230,42 @@ def test_alert_line_and_champion_event() -> None:
     assert line == ("ALERT search-ranker: search_ranker_hourly.train failed for hour 2026-01-01T05:00Z "
                     "(run scheduled__x, try 4): RuntimeError: CUDA out of memory at step 3")
     assert "\n" not in line
-    assert common.champion_event({"decision": "approved", "version": "3", "champion": "3"})["version"] == "3"
-    for no in ({"hour": "2026-01-01T05:00Z", "skipped": "mode normal, catch-up not needed"},  # no catch-up
-               {"decision": "rejected", "version": "3", "champion": "2"},
-               {"decision": "approved", "version": "3", "champion": "3", "reused": True},
-               {"decision": "approved", "version": None, "champion": "2", "dry_run": True},
-               {"decision": "skipped", "version": None, "champion": "2",  # an hour already in the lineage
+    hour = "2026-01-01T05:00Z"  # register's XCom (`incremental.handover.Registered`)
+    assert common.champion_event({"hour": hour, "decision": "approved", "version": "3", "champion": "3"}) == {
+        "version": "3", "hour": hour, "decision": "approved", "model_version_url": None}
+    for no in ({"hour": hour, "skipped": "mode normal, catch-up not needed"},  # no catch-up
+               {"hour": hour, "decision": "rejected", "version": "3", "champion": "2"},
+               {"hour": hour, "decision": "approved", "version": "3", "champion": "3", "reused": True},
+               {"hour": hour, "decision": "approved", "version": None, "champion": "2", "dry_run": True},
+               {"hour": hour, "decision": "skipped", "version": None, "champion": "2",  # an hour already in the lineage
                 "skipped": "hour 2026-01-01T02:00Z is already in champion v2's training data"}):
         with pytest.raises(AirflowSkipException):
             common.champion_event(no)
     assert common.training_overrides({"learning_rate": None, "max_steps": 5, "replay_fraction": 0.0}) == {
         "max_steps": 5, "replay_fraction": 0.0}
+
+
+def test_the_runs_hour_is_parsed_once_from_its_data_interval() -> None:
+    """A task's hour: its data interval (pendulum, any zone) as a plain aware UTC datetime on the
+    hour, which the pipeline takes as it is; an interval that is not one whole UTC hour fails the task."""
+    import pendulum
+
+    sys.path.insert(0, str(DAGS))
+    try:
+        import search_ranker_common as common
+    finally:
+        sys.path.remove(str(DAGS))
+    from airflow.sdk.exceptions import AirflowFailException
+
+    paris = pendulum.datetime(2026, 1, 1, 6, tz="Europe/Paris")  # 05:00 UTC
+    hour = common.interval_hour({"data_interval_start": paris, "data_interval_end": paris.add(hours=1)})
+    assert hour == datetime(2026, 1, 1, 5, tzinfo=UTC) and type(hour) is datetime and hour.tzinfo is UTC
+    start = pendulum.datetime(2026, 1, 1, 5)
+    for end in (start.add(hours=2), start.add(minutes=30), None):
+        with pytest.raises(AirflowFailException):
+            common.interval_hour({"data_interval_start": start, "data_interval_end": end})
+    with pytest.raises(AirflowFailException, match="not one whole UTC hour"):
+        common.interval_hour({"data_interval_start": start.add(minutes=30), "data_interval_end": start.add(minutes=90)})
 
 
 def test_errors_that_would_fail_again_fail_the_task_without_retries(dagbag) -> None:
@@ -252,8 +279,9 @@ def test_errors_that_would_fail_again_fail_the_task_without_retries(dagbag) -> N
     from airflow.sdk.exceptions import AirflowFailException
 
     from incremental.config import SettingsError
-    from incremental.data.lake import LakeError, parse_hour
+    from incremental.data.lake import LakeError
     from incremental.errors import IncrementalError, TrackingError, WarehouseError
+    from incremental.hours import parse_hour
     from incremental.pipeline import PipelineError
     from incremental.validation.report import ValidationError
 

@@ -14,6 +14,7 @@ import pytest
 
 from incremental.config import ValidationSettings
 from incremental.data import lake as lk
+from incremental.hours import HOUR
 from incremental.validation.frame import validate_frame
 from incremental.validation.report import CRITICAL, WARNING, ValidationError
 from incremental.validation.validate import read_frame, validate_hour
@@ -219,7 +220,7 @@ def test_bad_hour_is_quarantined_and_the_next_hour_flows(lake: Path, settings: V
     assert sorted(lk.quarantine_root(lake, START).iterdir()) == [report.path] and not live.exists()
 
     # the next good hour still validates
-    nxt = START + lk.HOUR
+    nxt = START + HOUR
     write_hour(lake, good_frame(nxt, seed=1), nxt)
     assert validate_hour(lake, nxt, settings).status == "validated"
 
@@ -251,7 +252,7 @@ def test_lone_surrogates_fail_at_frame_level(settings: ValidationSettings) -> No
     frame["title"] = frame["title"].astype(object)
     frame.loc[4, "query"] = "bad \ud800 query"
     frame.loc[5, "title"] = "\udfff"
-    checks, stats = validate_frame(frame, START, START + lk.HOUR, settings)
+    checks, stats = validate_frame(frame, START, START + HOUR, settings)
     assert failed(checks, "expect_column_values_to_be_valid_text", "query")[0].unexpected == 1
     assert failed(checks, "expect_column_values_to_be_valid_text", "title")[0].unexpected == 1
     assert stats["rows"] == ROWS
@@ -263,7 +264,7 @@ def test_lone_surrogates_fail_at_frame_level(settings: ValidationSettings) -> No
 def test_tab_and_newline_are_valid_text(settings: ValidationSettings) -> None:
     frame = good_frame()
     frame.loc[1, "title"] = "two\tcolumns\nand lines"
-    checks, _ = validate_frame(frame, START, START + lk.HOUR, settings)
+    checks, _ = validate_frame(frame, START, START + HOUR, settings)
     assert all(c.success for c in checks), [c.message for c in checks if not c.success]
 
 
@@ -317,7 +318,7 @@ def test_wrong_timestamp_unit_in_parquet_is_a_schema_fault(lake: Path, settings:
 
 def _history(lake: Path, settings: ValidationSettings, hours: int = 3) -> datetime:
     for k in range(hours, 0, -1):
-        start = START - lk.HOUR * k
+        start = START - HOUR * k
         write_hour(lake, good_frame(start, seed=k), start)
         assert validate_hour(lake, start, settings).status == "validated"
     return START
@@ -357,11 +358,11 @@ def test_volume_drift_critical_and_pure_core(settings: ValidationSettings) -> No
     history = [
         {"rows": 5_000, "ctr": 0.1, "category_mix": {"shoes": 0.25, "electronics": 0.25, "bags": 0.25, "home": 0.25}}
     ] * 4
-    checks, _ = validate_frame(good_frame(rows=ROWS), START, START + lk.HOUR, settings, history)
+    checks, _ = validate_frame(good_frame(rows=ROWS), START, START + HOUR, settings, history)
     (hit,) = [c for c in checks if not c.success]
     assert (hit.rule, hit.severity) == ("drift_row_count", CRITICAL)
     assert "reference median 5000" in hit.message
     # too little history: skipped, not failed
-    checks, _ = validate_frame(good_frame(rows=ROWS), START, START + lk.HOUR, settings, history[:2])
+    checks, _ = validate_frame(good_frame(rows=ROWS), START, START + HOUR, settings, history[:2])
     assert all(c.success for c in checks)
     assert any("skipped" in c.message for c in checks if c.rule == "drift_row_count")

@@ -17,14 +17,14 @@ from great_expectations.checkpoint.actions import UpdateDataDocsAction
 from test_validate import CATEGORIES, ROWS, START, good_frame, write_hour
 
 from incremental.config import ValidationSettings
-from incremental.data import lake as lk
+from incremental.hours import HOUR
 from incremental.validation.frame import check_frame, validate_frame
 from incremental.validation.gx_suite import gx_summary
 from incremental.validation.hour_drift import UNSEEN_CATEGORY_WEIGHT, category_code
 from incremental.validation.report import CRITICAL, DRIFT_RULES, WARNING
 from incremental.validation.validate import validate_hour
 
-END = START + lk.HOUR
+END = START + HOUR
 UNIFORM = {c: 1 / len(CATEGORIES) for c in CATEGORIES}
 
 
@@ -136,8 +136,8 @@ def test_the_checkpoint_builds_data_docs_without_data_values(
 ) -> None:
     lake = tmp_path / "lake"
     for k in (3, 2, 1):
-        write_hour(lake, good_frame(START - lk.HOUR * k, seed=k), START - lk.HOUR * k)
-        assert validate_hour(lake, START - lk.HOUR * k, settings).status == "validated"
+        write_hour(lake, good_frame(START - HOUR * k, seed=k), START - HOUR * k)
+        assert validate_hour(lake, START - HOUR * k, settings).status == "validated"
     calls = []
     real = UpdateDataDocsAction.run
     monkeypatch.setattr(UpdateDataDocsAction, "run", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))

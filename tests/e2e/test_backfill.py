@@ -24,6 +24,7 @@ import pytest
 from airflow_helpers import Env, Services, seed_and_bootstrap
 
 from incremental.data import lake
+from incremental.hours import parse_hour
 
 DAG_ID = "search_ranker_hourly"
 HOURS = ["2026-01-01T04:00Z", "2026-01-01T05:00Z", "2026-01-01T06:00Z"]
@@ -138,9 +139,9 @@ def _check_the_three_hours(env: Env, runs: list[dict], history: list[dict], cham
     assert bad["note"].startswith(f"Hour {bad['hour']} QUARANTINED"), bad["note"]
 
     # the lake: two validated hours, one in quarantine with its reasons
-    states = [lake.partition(env.home / "lake", lake.parse_hour(h)).status for h in HOURS]
+    states = [lake.partition(env.home / "lake", parse_hour(h)).status for h in HOURS]
     assert states == ["validated", "quarantined", "validated"]
-    assert (lake.partition(env.home / "lake", lake.parse_hour(BAD_HOUR)).path / "quarantine.json").is_file()
+    assert (lake.partition(env.home / "lake", parse_hour(BAD_HOUR)).path / "quarantine.json").is_file()
 
     # the registry: one new version per good hour, each the champion in turn, trained on its parent
     hourly = [row for row in history if row["interval"][:16] in {h[:16] for h in HOURS}]

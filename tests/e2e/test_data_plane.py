@@ -15,6 +15,7 @@ from incremental.config import Settings
 from incremental.data import lake
 from incremental.data.extract import extract_hour, warehouse_count
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR, hours
 from incremental.sim.simulate import simulate
 from incremental.validation.validate import validate_hour
 
@@ -37,7 +38,7 @@ def run_hours(warehouse: Warehouse, settings: Settings, faults: list[str | None]
     """Simulate the hours one by one (a fault in some), then extract and validate each."""
     hours = [T0 + timedelta(hours=i) for i in range(len(faults))]
     for hour, fault in zip(hours, faults, strict=True):
-        simulate(warehouse, hour, hour + lake.HOUR, rate=rate, seed=5, faults=[fault] if fault else [])
+        simulate(warehouse, hour, hour + HOUR, rate=rate, seed=5, faults=[fault] if fault else [])
     reports = []
     for hour in hours:
         manifest = extract_hour(warehouse, settings.lake, hour)
@@ -80,7 +81,7 @@ def test_a_day_at_5000_per_hour_extracts_exactly_and_reproducibly(settings: Sett
     warehouse = Warehouse(settings.warehouse_url)
     simulate(warehouse, T0, T0 + timedelta(hours=24), rate=5000, seed=11, scenario="drift")
     total_in_partitions = 0
-    for hour in lake.hours(T0, T0 + timedelta(hours=24)):
+    for hour in hours(T0, T0 + timedelta(hours=24)):
         manifest = extract_hour(warehouse, settings.lake, hour)
         assert manifest["rows"] == warehouse_count(warehouse, hour)
         total_in_partitions += manifest["rows"]

@@ -39,7 +39,8 @@ decision = registry.register_candidate(settings, model_uri=f"runs:/{run.info.run
     interval_start=start, interval_end=start + timedelta(hours=1), parent_version=parent, data_hash=f"deploy-{seed}",
     approved=True, reasons=["e2e"], metrics={"holdout_auc": 0.7})
 rows = pd.DataFrame({"query": ["red shoes", "desk lamp"], "title": ["acme red shoes", "nova desk lamp"]})
-print("REGISTERED " + json.dumps({**decision, "scores": rk.score_frame(model, tokenizer, rows, max_length=64).tolist()}))
+print("REGISTERED " + json.dumps({"version": decision.version, "champion": decision.champion,
+                                 "scores": rk.score_frame(model, tokenizer, rows, max_length=64).tolist()}))
 """
 ROWS = [{"query": "red shoes", "title": "acme red shoes"}, {"query": "desk lamp", "title": "nova desk lamp"}]
 

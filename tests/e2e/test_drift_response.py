@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from incremental import pipeline
+from incremental import pipeline, retrain
 from incremental.cli import main
 from incremental.config import load_settings
 from incremental.data import lake
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR
 from incremental.judge import anchor, drift, metrics, prequential
 from incremental.judge.evaluate import score_dir
 from incremental.registry import champion as registry
@@ -85,40 +86,41 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
     settings = load_settings()
     warehouse = Warehouse(settings.warehouse_url)
     simulate(warehouse, T0, POISONED, rate=RATE, seed=11)
-    simulate(warehouse, POISONED, POISONED + lake.HOUR, rate=RATE, seed=11, faults=["poisoned_clicks"])
-    simulate(warehouse, POISONED + lake.HOUR, END, rate=RATE, seed=11, scenario="drift", drift_at=DRIFT)
+    simulate(warehouse, POISONED, POISONED + HOUR, rate=RATE, seed=11, faults=["poisoned_clicks"])
+    simulate(warehouse, POISONED + HOUR, END, rate=RATE, seed=11, scenario="drift", drift_at=DRIFT)
     for h in range(BOOTSTRAP_HOURS):
         pipeline.extract_step(settings, hour(h))
-        assert pipeline.validate_step(settings, hour(h))["status"] == "validated"
-    first = pipeline.full_retrain(settings, T0, hour(BOOTSTRAP_HOURS), anchor_size=600)
-    if first["decision"] != "approved":  # a first model judged against BM25 on its own hours may lose to it
-        assert all(r.startswith("holdout_vs_lexical_floor") for r in first["reasons"]), first["reasons"]
-        registry.promote(settings, first["version"], "e2e: the first champion, though BM25 ranks these hours better")
+        assert pipeline.validate_step(settings, hour(h)).validated
+    first = retrain.full_retrain(settings, T0, hour(BOOTSTRAP_HOURS), anchor_size=600)
+    if first.decision != "approved":  # a first model judged against BM25 on its own hours may lose to it
+        assert all(r.startswith("holdout_vs_lexical_floor") for r in first.reasons), first.reasons
+        registry.promote(settings, first.version, "e2e: the first champion, though BM25 ranks these hours better")
 
-    results = {}
+    runs = {}
     for h in range(BOOTSTRAP_HOURS, 11):
-        results[h] = pipeline.run_hour(settings, hour(h))
-        r = results[h]
-        print(f"{hour(h):%H:%M}", r.get("mode"), r.get("decision"), r.get("champion"), r.get("reasons"),
-              r.get("catch_up", {}).get("decision") if r.get("catch_up") else "")
+        run = runs[h] = pipeline.run_hour(settings, hour(h))
+        caught = run.catch_up.registered if run.catch_up is not None else None
+        print(f"{hour(h):%H:%M}", run.mode, run.registered and run.registered.decision, run.champion,
+              run.registered and run.registered.reasons, caught.decision if caught is not None else "")
+    results = {h: run.registered for h, run in runs.items()}  # None: quarantined
 
     for r in prequential.records(settings):
         print(r["source"], r["hour"], r.get("champion_version"), round(r["auc"], 3), r.get("rows"),
               {c: (round(m["auc"], 2), m.get("rows")) for c, m in r.get("per_category", {}).items() if m.get("auc")})
 
     # steady hours: the relative gate lets the gentle updates through
-    assert results[3]["status"] == "done" and results[3]["mode"] == "normal"
-    assert any(results[h]["decision"] == "approved" for h in (3, 4)), [results[h]["reasons"] for h in (3, 4)]
+    assert runs[3].status == "done" and runs[3].mode == "normal"
+    assert any(results[h].decision == "approved" for h in (3, 4)), [results[h].reasons for h in (3, 4)]
 
     # the poisoned hour passed validation, but its candidate is held back and no episode starts
     poisoned = results[5]
-    assert poisoned["decision"] == "rejected" and poisoned["mode"] == "normal"
-    assert any(r.startswith("hour_not_anomalous") for r in poisoned["reasons"]), poisoned["reasons"]
-    assert results[6]["mode"] == "normal"
+    assert poisoned.decision == "rejected" and runs[5].mode == "normal"
+    assert any(r.startswith("hour_not_anomalous") for r in poisoned.reasons), poisoned.reasons
+    assert runs[6].mode == "normal"
 
     # the drift: the first drifted hour is held back, the second declares the episode
-    assert results[7]["decision"] == "rejected" and results[7]["mode"] == "normal"
-    assert results[8]["mode"] == "adapt"
+    assert results[7].decision == "rejected" and runs[7].mode == "normal"
+    assert runs[8].mode == "adapt"
     state = drift.load_state(settings)
     alerts = [json.loads(line) for line in (drift.drift_dir(settings) / "alerts.jsonl").read_text().splitlines()]
     assert alerts[0]["level"] == "alert" and "sustained drift declared" in alerts[0]["message"]

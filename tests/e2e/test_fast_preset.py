@@ -53,7 +53,7 @@ def test_fast_preset_learns_on_the_simulator_and_is_judged_against_the_lexical_f
     simulate(Warehouse(settings.warehouse_url), T0, T0 + timedelta(hours=HOURS), rate=1500, seed=5)
     for h in range(HOURS):
         pipeline.extract_step(settings, T0 + timedelta(hours=h))
-        assert pipeline.validate_step(settings, T0 + timedelta(hours=h))["status"] == "validated"
+        assert pipeline.validate_step(settings, T0 + timedelta(hours=h)).validated
 
     end = T0 + timedelta(hours=HOURS)
     assert main(["bootstrap", "--start", T0.isoformat(), "--end", end.isoformat(), "--anchor-size", "1000"]) == 0

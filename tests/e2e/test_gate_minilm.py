@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from incremental import pipeline
+from incremental import pipeline, retrain
 from incremental.config import load_settings
-from incremental.data import lake
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR, hours
 from incremental.registry import champion as registry
 from incremental.sim.simulate import simulate
 
@@ -63,16 +63,16 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
     warehouse = Warehouse(settings.warehouse_url)
     simulate(warehouse, T0, T0 + timedelta(hours=6), rate=800, seed=4, scenario="drift", drift_at=DRIFT)
     con = duckdb.connect(warehouse.duckdb_path)
-    con.execute(POISON_SQL, {"start": POISONED, "end": POISONED + lake.HOUR})
+    con.execute(POISON_SQL, {"start": POISONED, "end": POISONED + HOUR})
     con.close()
-    for hour in lake.hours(T0, T0 + timedelta(hours=6)):
+    for hour in hours(T0, T0 + timedelta(hours=6)):
         pipeline.extract_step(settings, hour)
-        assert pipeline.validate_step(settings, hour)["status"] == "validated"
+        assert pipeline.validate_step(settings, hour).validated
 
-    first = pipeline.full_retrain(settings, T0, POISONED, anchor_size=800)
-    if first["decision"] != "approved":  # a first model judged against BM25 on its own hours may lose to it
-        assert all(r.startswith("holdout_vs_lexical_floor") for r in first["reasons"]), first["reasons"]
-        registry.promote(settings, first["version"], "e2e: the first champion, though BM25 ranks these hours better")
+    first = retrain.full_retrain(settings, T0, POISONED, anchor_size=800)
+    if first.decision != "approved":  # a first model judged against BM25 on its own hours may lose to it
+        assert all(r.startswith("holdout_vs_lexical_floor") for r in first.reasons), first.reasons
+        registry.promote(settings, first.version, "e2e: the first champion, though BM25 ranks these hours better")
 
     default = pipeline.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT))
     naive_overrides = {"replay_fraction": 0.0, "l2sp_strength": 0.0, "learning_rate": 3e-4}
@@ -89,7 +89,8 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
 
     # the default candidate becomes champion; the poisoned hour's candidate is rejected
     registered = pipeline.register_step(settings, DRIFT, pipeline.train_step(settings, DRIFT), default)
-    assert registered["decision"] == "approved" and registered["champion"] == registered["version"]
-    poisoned = pipeline.run_hour(settings, POISONED)
-    print("poisoned:", poisoned["reasons"])
-    assert poisoned["decision"] == "rejected" and poisoned["champion"] == registered["version"]
+    assert registered.decision == "approved" and registered.champion == registered.version
+    poisoned = pipeline.run_hour(settings, POISONED).registered
+    assert poisoned is not None  # not quarantined: it passes validation
+    print("poisoned:", poisoned.reasons)
+    assert poisoned.decision == "rejected" and poisoned.champion == registered.version

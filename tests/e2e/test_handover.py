@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from incremental import pipeline
+from incremental import pipeline, retrain
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
-from incremental.handover import Evaluated
+from incremental.handover import Evaluated, Monitored, Registered, Trained
 from incremental.sim.simulate import simulate
 
 T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
@@ -38,31 +38,39 @@ def test_tasks_hand_over_uris_not_local_paths(home: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("INCREMENTAL_CONFIG", str(TINY_CONFIG))
     settings = load_settings()
     simulate(Warehouse(settings.warehouse_url), T0, T0 + timedelta(hours=4), rate=300, seed=3)
-    returned = {}
+    returned = {}  # what each task's XCom carries: the stage's result as JSON (`to_dict()`)
     for h in range(3):
-        returned[f"extract{h}"] = pipeline.extract_step(settings, T0 + timedelta(hours=h))
-        returned[f"validate{h}"] = pipeline.validate_step(settings, T0 + timedelta(hours=h))
-    returned["full_retrain"] = pipeline.full_retrain(settings, T0, T0 + timedelta(hours=3), anchor_size=200)
+        returned[f"extract{h}"] = pipeline.extract_step(settings, T0 + timedelta(hours=h)).to_dict()
+        returned[f"validate{h}"] = pipeline.validate_step(settings, T0 + timedelta(hours=h)).to_dict()
+    returned["full_retrain"] = retrain.full_retrain(settings, T0, T0 + timedelta(hours=3), anchor_size=200).to_dict()
     hour = T0 + timedelta(hours=3)
-    returned["extract"] = pipeline.extract_step(settings, hour)
-    returned["validate"] = pipeline.validate_step(settings, hour)
-    returned["monitor"] = pipeline.monitor_step(settings, hour)
-    trained = returned["train"] = pipeline.train_step(settings, hour)
+    returned["extract"] = pipeline.extract_step(settings, hour).to_dict()
+    returned["validate"] = pipeline.validate_step(settings, hour).to_dict()
+    monitored = pipeline.monitor_step(settings, hour)
+    returned["monitor"] = monitored.to_dict()
+    # each task takes the previous one's XCom back (`from_dict`), as the DAG's tasks do
+    trained = pipeline.train_step(settings, hour, Monitored.from_dict(json.loads(json.dumps(returned["monitor"]))))
+    returned["train"] = trained.to_dict()
+    assert Trained.from_dict(json.loads(json.dumps(returned["train"]))) == trained
     # evaluate and register on "another worker": nothing that train left on this disk is used
     shutil.rmtree(settings.home / "candidates")
     shutil.rmtree(settings.home / "holdout")
     shutil.rmtree(settings.home / "evaluations", ignore_errors=True)
-    evaluation = pipeline.evaluate_step(settings, hour, trained)
-    returned["evaluate"] = evaluation.to_dict()  # what the DAG's XCom carries
+    evaluation = pipeline.evaluate_step(settings, hour, Trained.from_dict(returned["train"]))
+    returned["evaluate"] = evaluation.to_dict()
     assert Evaluated.from_dict(json.loads(json.dumps(returned["evaluate"]))) == evaluation
     shutil.rmtree(settings.home / "evaluations")
-    returned["register"] = pipeline.register_step(settings, hour, trained, evaluation)
-    returned["catch_up"] = pipeline.catch_up_step(settings, hour)
+    registered = pipeline.register_step(settings, hour, Trained.from_dict(returned["train"]),
+                                        Evaluated.from_dict(returned["evaluate"]))
+    returned["register"] = registered.to_dict()
+    assert Registered.from_dict(json.loads(json.dumps(returned["register"]))) == registered
+    returned["catch_up"] = retrain.catch_up_step(settings, hour).to_dict()
     json.dumps(returned)  # small JSON
     assert {k: local_paths(v, settings.home) for k, v in returned.items() if local_paths(v, settings.home)} == {}
-    assert trained["holdout_uri"].startswith(f"runs:/{trained['run_id']}/")
-    assert evaluation.evaluation_uri == f"runs:/{trained['run_id']}/evaluation/evaluation.json"
-    assert returned["register"]["version"] == "2" and returned["extract"]["lake_key"].startswith("search_logs/")
+    assert trained.holdout_uri is not None and trained.holdout_uri.startswith(f"runs:/{trained.run_id}/")
+    assert evaluation.evaluation_uri == f"runs:/{trained.run_id}/evaluation/evaluation.json"
+    assert registered.version == "2" and returned["extract"]["lake_key"].startswith("search_logs/")
+    assert trained.drift == monitored.context  # train used what monitor handed it
 
 
 def test_the_check_itself_finds_local_paths(tmp_path: Path) -> None:

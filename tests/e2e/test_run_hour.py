@@ -14,11 +14,11 @@ import pytest
 import yaml
 from airflow_helpers import E2E_CONFIG
 
-from incremental import pipeline
+from incremental import pipeline, retrain
 from incremental.cli import main
 from incremental.config import load_settings
-from incremental.data import lake
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR, iso_hour
 from incremental.judge import drift, prequential
 from incremental.registry import champion as registry
 from incremental.registry import tracking
@@ -58,20 +58,20 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     warehouse = Warehouse(settings.warehouse_url)
     simulate(warehouse, T0, T0 + timedelta(hours=7), rate=600, seed=2)
     bad = T0 + timedelta(hours=6)
-    simulate(warehouse, bad, bad + lake.HOUR, rate=100, seed=99, faults=["null_query"])
+    simulate(warehouse, bad, bad + HOUR, rate=100, seed=99, faults=["null_query"])
     for h in range(5):
         pipeline.extract_step(settings, T0 + timedelta(hours=h))
-        assert pipeline.validate_step(settings, T0 + timedelta(hours=h))["status"] == "validated"
+        assert pipeline.validate_step(settings, T0 + timedelta(hours=h)).validated
 
     # the first model: value thresholds and the lexical floor of its own hours (no champion to compare
     # with), and the anchor set is frozen on the window
-    first = pipeline.full_retrain(settings, T0, T0 + timedelta(hours=5), anchor_size=600)
+    first = retrain.full_retrain(settings, T0, T0 + timedelta(hours=5), anchor_size=600)
     evaluation = json.loads(next((settings.home / "evaluations").glob("*.json")).read_text())
     checks = {c["name"]: c for c in evaluation["decision"]["checks"]}
     assert {c["kind"] for c in checks.values()} == {"value", "relative"}
     # the tiny random model cannot beat word overlap on the simulator's text: the floor fitted on its
     # own hours rejects it, and only that check (the value floors are loosened here)
-    assert (first["version"], first["decision"]) == ("1", "rejected"), first["reasons"]
+    assert (first.version, first.decision) == ("1", "rejected"), first.reasons
     assert [name for name, c in checks.items() if not c["passed"]] == ["holdout_vs_lexical_floor"]
     assert "worse than the floor" in checks["holdout_vs_lexical_floor"]["detail"]
     assert main(["promote", "--version", "1", "--reason", "e2e: the tiny bootstrap is the first champion anyway"]) == 0
@@ -116,13 +116,15 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     # a catch-up found pending at hour 5 retrains on the window from 00:00; its decision, what it
     # hands over (the champion asset's event) and its alert name hour 5, not the window's start
     state = drift.load_state(settings)
-    state.mode, state.declared_at, state.catch_up = drift.ADAPT, lake.iso_hour(hour5), "pending"
+    state.mode, state.declared_at, state.catch_up = drift.ADAPT, iso_hour(hour5), "pending"
     drift.save_state(settings, state)
     permissive = settings.gate.model_copy(update=yaml.safe_load(E2E_CONFIG)["gate"])  # approved: an alert
-    caught = pipeline.catch_up_step(settings.with_training(bootstrap_steps=40).model_copy(update={"gate": permissive}),
-                                    hour5)
-    assert (caught["hour"], caught["window"]) == ("2026-05-01T05:00Z", ["2026-05-01T00:00Z", "2026-05-01T06:00Z"])
-    assert caught["decision"] == "approved" and caught["champion"] == caught["version"] == "3", caught
+    caught = retrain.catch_up_step(settings.with_training(bootstrap_steps=40).model_copy(update={"gate": permissive}),
+                                   hour5)
+    assert caught.registered is not None and (caught.hour, caught.registered.hour, caught.window) == (
+        hour5, hour5, (T0, T0 + timedelta(hours=6)))
+    assert caught.to_dict()["window"] == ["2026-05-01T00:00Z", "2026-05-01T06:00Z"]
+    assert caught.registered.decision == "approved" and caught.registered.champion == caught.registered.version == "3", caught
     assert client.get_model_version(settings.model_name, "3").tags["interval"] == "2026-05-01T00:00Z/2026-05-01T06:00Z"
     alerts = [json.loads(line) for line in (settings.lake / "_drift" / "alerts.jsonl").read_text().splitlines()]
     assert alerts[-1]["hour"] == "2026-05-01T05:00Z" and "version 3 (catch_up)" in alerts[-1]["message"], alerts
@@ -130,7 +132,7 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     # test, then train: hour 5 keeps the record of the champion served when it arrived (version 1);
     # version 3 trained on it, and a re-run (or a backfill) does not score it again
     def records_of(hour: datetime) -> list[str]:
-        return [r["champion_version"] for r in prequential.records(settings) if r["hour"] == lake.iso_hour(hour)]
+        return [r["champion_version"] for r in prequential.records(settings) if r["hour"] == iso_hour(hour)]
 
     assert records_of(hour5) == ["1"]
     pipeline.monitor_step(settings, hour5)
@@ -140,7 +142,8 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     before = state_file.read_bytes(), (settings.lake / "_drift" / "prequential.jsonl").read_bytes()
     hour3 = T0 + timedelta(hours=3)  # validated, never monitored (it came before the first champion)
     dry = pipeline.monitor_step(settings, hour3, dry_run=True)
-    assert dry["dry_run"] and dry["champion_version"] == "3" and dry["assessment"]["hour"] == lake.iso_hour(hour3)
+    assert dry.dry_run and dry.champion_version == "3" and dry.assessment is not None
+    assert dry.assessment["hour"] == iso_hour(hour3)
     assert (state_file.read_bytes(), (settings.lake / "_drift" / "prequential.jsonl").read_bytes()) == before
     assert records_of(hour3) == []
 

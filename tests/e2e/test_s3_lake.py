@@ -24,6 +24,7 @@ from incremental.data import lake, lake_lock, storage
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import warehouse_count
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR
 from incremental.judge import anchor, score_cache
 from incremental.model import replay
 from incremental.sim.simulate import simulate
@@ -65,26 +66,26 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     settings = s3_settings
     warehouse = Warehouse(settings.warehouse_url)
     good, rows_bad, outage, after = (T0 + timedelta(hours=i) for i in range(4))
-    simulate(warehouse, good, good + lake.HOUR, rate=RATE, seed=SEED)
-    simulate(warehouse, rows_bad, rows_bad + lake.HOUR, rate=RATE, seed=SEED, faults=["null_query"])
-    simulate(warehouse, outage, outage + lake.HOUR, rate=RATE, seed=SEED, faults=["empty_hour"])  # arrives later
-    simulate(warehouse, after, after + lake.HOUR, rate=RATE, seed=SEED)
+    simulate(warehouse, good, good + HOUR, rate=RATE, seed=SEED)
+    simulate(warehouse, rows_bad, rows_bad + HOUR, rate=RATE, seed=SEED, faults=["null_query"])
+    simulate(warehouse, outage, outage + HOUR, rate=RATE, seed=SEED, faults=["empty_hour"])  # arrives later
+    simulate(warehouse, after, after + HOUR, rate=RATE, seed=SEED)
 
     results = {}
     for hour in (good, rows_bad, outage, after):
         extracted = pipeline.extract_step(settings, hour)
-        assert extracted["rows"] == warehouse_count(warehouse, hour)
-        assert extracted["lake_key"] == lake.hour_key(hour).join(("search_logs/", ""))
+        assert extracted.rows == warehouse_count(warehouse, hour)
+        assert extracted.lake_key == lake.hour_key(hour).join(("search_logs/", ""))
         results[hour] = pipeline.validate_step(settings, hour)
 
     # a clean hour, an hour with bad rows (moved out row by row), an outage (the whole hour moved
     # to quarantine: a "folder move" on S3), and the hour after it
-    assert results[good]["status"] == "validated", results[good]["summary"]
-    assert results[rows_bad]["status"] == "validated" and results[rows_bad]["quarantined_rows"] == 10
-    assert results[outage]["status"] == "quarantined", results[outage]["summary"]
-    assert results[after]["status"] == "validated", results[after]["summary"]
-    assert results[outage]["lake_key"].startswith("quarantine/search_logs/" + lake.hour_key(outage) + "/")
-    assert results[rows_bad]["quarantined_rows_key"].startswith("quarantine/search_logs/")
+    assert results[good].status == "validated", results[good].summary
+    assert results[rows_bad].status == "validated" and results[rows_bad].quarantined_rows == 10
+    assert results[outage].status == "quarantined", results[outage].summary
+    assert results[after].status == "validated", results[after].summary
+    assert results[outage].lake_key.startswith("quarantine/search_logs/" + lake.hour_key(outage) + "/")
+    assert str(results[rows_bad].quarantined_rows_key).startswith("quarantine/search_logs/")
 
     keys = _keys(settings)
     for hour in (good, rows_bad, after):
@@ -92,9 +93,9 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
         assert f"search_logs/{lake.hour_key(hour)}/{lake.VALIDATION_FILE}" in keys
     assert f"search_logs/{lake.hour_key(rows_bad)}/part-0.valid.parquet" in keys
     assert f"search_logs/{lake.hour_key(outage)}/{lake.MANIFEST_FILE}" not in keys  # moved whole
-    assert f"{results[outage]['lake_key']}/{lake.MANIFEST_FILE}" in keys
-    assert f"{results[outage]['lake_key']}/gx_result.json" in keys
-    assert f"{results[outage]['lake_key']}/data_docs/index.html" in keys
+    assert f"{results[outage].lake_key}/{lake.MANIFEST_FILE}" in keys
+    assert f"{results[outage].lake_key}/gx_result.json" in keys
+    assert f"{results[outage].lake_key}/data_docs/index.html" in keys
     assert not (home / "lake").exists(), "the lake is on S3: nothing of it may be on the local disk"
 
     # read back as training, replay and monitoring read it: every row of the warehouse accounted for
@@ -107,33 +108,33 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     bad_part = lake.partition(settings.lake, rows_bad)
     assert lake.read_partition(bad_part).num_rows == warehouse_count(warehouse, rows_bad) - 10
     assert lake.partition(settings.lake, outage).status == "quarantined"
-    frame, lineage = replay.sample(settings.lake, after + lake.HOUR, fresh_rows=500, fraction=0.5, replay_hours=4,
+    frame, lineage = replay.sample(settings.lake, after + HOUR, fresh_rows=500, fraction=0.5, replay_hours=4,
                                    holdout_fraction=0.2, seed=1)
     assert len(frame) == 500 and [p["hour"] for p in lineage["partitions"]] == [
         h.isoformat() for h in (good, rows_bad, after)]
 
     # re-extracting writes nothing new; late rows become a delta part, validated on its own
-    assert pipeline.extract_step(settings, after)["delta_rows"] == 0
+    assert pipeline.extract_step(settings, after).delta_rows == 0
     lineage_sha = lake.partition(settings.lake, after).manifest["sha256"]
-    late_hour = after + lake.HOUR
-    simulate(warehouse, late_hour, late_hour + lake.HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
+    late_hour = after + HOUR
+    simulate(warehouse, late_hour, late_hour + HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
     delta = pipeline.extract_step(settings, after)
-    assert delta["delta_rows"] > 0
-    assert pipeline.validate_step(settings, after)["status"] == "validated"
+    assert delta.delta_rows is not None and delta.delta_rows > 0
+    assert pipeline.validate_step(settings, after).validated
     grown = lake.partition(settings.lake, after)
     assert grown.manifest["sha256"] != lineage_sha and [p["file"] for p in grown.parts] == ["part-0.parquet",
                                                                                            "part-1.parquet"]
     assert lake.read_partition(grown).num_rows == warehouse_count(warehouse, after)
 
     # the anchor (forgetting benchmark) is frozen from the validated hours into the lake, and read back
-    info = anchor.freeze(settings.lake, good, after + lake.HOUR, size=300, seed=1, reason="s3 test")
+    info = anchor.freeze(settings.lake, good, after + HOUR, size=300, seed=1, reason="s3 test")
     frame, loaded = anchor.load(settings.lake)
     assert len(frame) == info.rows == loaded.rows == 300 and loaded.sha256 == info.sha256
     assert f"anchor/{anchor.ANCHOR_FILE}" in _keys(settings)
     scores = score_cache.cached_scores(settings.lake, "3", info.sha256, lambda: [0.5] * 300, rows=300)
     again = score_cache.cached_scores(settings.lake, "3", info.sha256, lambda: pytest.fail("not cached"), rows=300)
     assert list(again) == list(scores)
-    refreshed = anchor.freeze(settings.lake, good, after + lake.HOUR, size=200, seed=2, reason="refresh", refresh=True)
+    refreshed = anchor.freeze(settings.lake, good, after + HOUR, size=200, seed=2, reason="refresh", refresh=True)
     assert anchor.current(settings.lake).sha256 == refreshed.sha256
     assert [r["sha256"] for r in anchor.history(settings.lake)] == [info.sha256]
     assert not (home / "lake").exists()
@@ -205,7 +206,7 @@ def test_the_drift_record_state_and_alerts_live_in_the_lake(s3_settings: Setting
 
     settings = s3_settings
     for i, auc in enumerate((0.8, 0.79, 0.81)):
-        prequential.append_record(settings, prequential.make_record(T0 + i * lake.HOUR, "1", {"rows": 100, "auc": auc}))
+        prequential.append_record(settings, prequential.make_record(T0 + i * HOUR, "1", {"rows": 100, "auc": auc}))
     assert [r["auc"] for r in prequential.records(settings)] == [0.8, 0.79, 0.81]  # appended, none lost
     state = drift.load_state(settings)
     state.mode, state.declared_at = drift.ADAPT, "2026-01-01T02:00Z"

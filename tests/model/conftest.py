@@ -21,6 +21,7 @@ import torch
 
 from incremental.config import Settings, TrainingSettings
 from incremental.data import lake as lk
+from incremental.hours import HOUR
 
 COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
 CONFLICTING = set(COLOURS[:4])  # the words whose meaning the drift inverts
@@ -139,4 +140,4 @@ def bootstrapped(shared_home: Path, lake: Path):
     from incremental.model.update import bootstrap
 
     settings = make_settings(shared_home, lake, model_name="ranker-bootstrap")
-    return settings, bootstrap(settings, OLD_HOURS[0], OLD_HOURS[-1] + lk.HOUR)
+    return settings, bootstrap(settings, OLD_HOURS[0], OLD_HOURS[-1] + HOUR)

@@ -12,6 +12,7 @@ from conftest import CONFLICTING, DRIFT_HOUR, OLD_HOURS, UNVALIDATED_HOUR, inver
 from sklearn.metrics import roc_auc_score
 
 from incremental.data import lake as lk
+from incremental.hours import HOUR
 from incremental.model import ranker as rk
 from incremental.model import replay
 from incremental.model.fit import batch_indices
@@ -83,7 +84,7 @@ def test_refuses_an_hour_that_is_not_validated(shared_home, lake) -> None:
     with pytest.raises(TrainingError, match="extracted, not validated"):
         train_hour(settings, UNVALIDATED_HOUR)
     with pytest.raises(TrainingError, match="missing, not validated"):
-        train_hour(settings, DRIFT_HOUR + lk.HOUR * 10)
+        train_hour(settings, DRIFT_HOUR + HOUR * 10)
 
 
 def test_holdout_split_keeps_sessions_on_one_side(lake) -> None:

@@ -51,48 +51,48 @@ def test_stale_is_said_the_same_at_registration_and_on_completing_an_interrupted
     """The champion moved on: rejected as stale, in one wording, whether found when the version is
     registered or when an interrupted registration is completed (the next run with the same key)."""
     candidate(settings, 0, None)
-    assert candidate(settings, 1, "1")["champion"] == "2"
+    assert candidate(settings, 1, "1").champion == "2"
     said = registry.stale_reason("1", "1", "2")
     assert said == "stale: trained from version 1 but the champion is now 2; retrain from the current champion"
-    assert candidate(settings, 1, "1", data_hash="late")["reasons"][-1] == said  # found at registration
+    assert candidate(settings, 1, "1", data_hash="late").reasons[-1] == said  # found at registration
 
     # an approved version whose registration stopped before the champion move (the process died)
-    waiting = candidate(settings, 1, "1", approved=False, data_hash="cut")["version"]
+    waiting = candidate(settings, 1, "1", approved=False, data_hash="cut").version
     client = tracking.configure(settings)
     for tag, value in (("decision", "approved"), ("reasons", '["all checks passed"]'),
                        (registry.REGISTRATION_TAG, "pending")):
         client.set_model_version_tag(settings.model_name, waiting, tag, value)
     completed = candidate(settings, 1, "1", data_hash="cut")  # the rerun completes it
-    assert (completed["version"], completed["decision"], completed["reasons"][-1]) == (waiting, "rejected", said)
+    assert (completed.version, completed.decision, completed.reasons[-1]) == (waiting, "rejected", said)
     assert registry.stale_reason("2", "1", None).startswith("stale: judged against version 2 but the champion is now none")
 
 
 def test_compare_and_set_idempotency_promote_and_rollback(settings: Settings) -> None:
     first = candidate(settings, 0, None)
-    assert first == {"version": "1", "decision": "approved", "reasons": ["all checks passed"], "champion": "1",
-                     "reused": False}
+    assert first == registry.Registration(version="1", decision="approved", reasons=("all checks passed",),
+                                          champion="1", reused=False)
 
     # two candidates trained from the same parent: only the first can become champion
     a = candidate(settings, 1, "1")
     b = candidate(settings, 1, "1", data_hash="other")
-    assert a["decision"] == "approved" and a["champion"] == "2"
-    assert b["decision"] == "rejected" and b["champion"] == "2"
-    assert any(r.startswith("stale: trained from version 1 but the champion is now 2") for r in b["reasons"])
+    assert a.decision == "approved" and a.champion == "2"
+    assert b.decision == "rejected" and b.champion == "2"
+    assert any(r.startswith("stale: trained from version 1 but the champion is now 2") for r in b.reasons)
 
     # the same (interval, parent, data hash) again: the existing version, no new one
     again = candidate(settings, 1, "1")
-    assert again["reused"] and again["version"] == "2"
+    assert again.reused and again.version == "2"
     assert len(registry.history(settings)) == 3
 
     rejected = candidate(settings, 2, "2", approved=False)
-    assert rejected["decision"] == "rejected" and rejected["champion"] == "2"
+    assert rejected.decision == "rejected" and rejected.champion == "2"
 
     rolled = registry.rollback(settings, reason="bad clicks upstream")
-    assert rolled == {"champion": "1", "previous": "2", "reason": "bad clicks upstream"}
+    assert rolled.to_dict() == {"champion": "1", "previous": "2", "reason": "bad clicks upstream"}  # what the CLI prints
     assert tracking.champion(settings)[0] == "1"
 
-    promoted = registry.promote(settings, rejected["version"], reason="reviewed: anchor drop is a seasonal shift", who="ana")
-    assert promoted["champion"] == "4" and promoted["previous"] == "1"
+    promoted = registry.promote(settings, rejected.version, reason="reviewed: anchor drop is a seasonal shift", who="ana")
+    assert promoted.champion == "4" and promoted.previous == "1"
     client = tracking.configure(settings)
     tags = client.get_model_version(settings.model_name, "4").tags
     assert tags["override_reason"] == "reviewed: anchor drop is a seasonal shift" and tags["override_by"] == "ana"

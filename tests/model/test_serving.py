@@ -147,7 +147,7 @@ def test_starts_before_the_first_champion_and_polls_for_it(server, tmp_path: Pat
 def test_serves_the_champion_and_follows_a_promotion(server, tmp_path: Path) -> None:
     settings, port, env = server
     first, scores_1 = register_tiny(settings, tmp_path, seed=1, hour=0, parent=None)
-    assert first["decision"] == "approved" and first["champion"] == "1"
+    assert first.decision == "approved" and first.champion == "1"
 
     proc = start(port, env, tmp_path / "serve.log")
     base = f"http://127.0.0.1:{port}"
@@ -166,7 +166,7 @@ def test_serves_the_champion_and_follows_a_promotion(server, tmp_path: Path) -> 
 
         # a new champion through the registry: the replica keeps serving 1 until it is reloaded
         second, scores_2 = register_tiny(settings, tmp_path, seed=2, hour=1, parent="1")
-        assert second["decision"] == "approved" and second["champion"] == "2"
+        assert second.decision == "approved" and second.champion == "2"
         assert np.abs(scores_2 - scores_1).max() > 1e-4  # the two versions are told apart by their scores
         assert predictions(base, ROWS)[1] == "1"
 

@@ -26,6 +26,7 @@ from incremental.data import lake
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import extract_hour, warehouse_count
 from incremental.data.warehouse import Warehouse
+from incremental.hours import HOUR, hours, iso_hour
 from incremental.sim.simulate import simulate
 from incremental.validation.report import ValidationReport
 from incremental.validation.validate import readmit_hour, validate_hour
@@ -87,9 +88,9 @@ def simulate_hours(warehouse: Warehouse, plan: list[tuple[str, str | None, int]]
     hours, damaged = {}, {}
     for i, (name, fault, rate) in enumerate(plan):
         hour = t0 + timedelta(hours=i)
-        summary = simulate(warehouse, hour, hour + lake.HOUR, rate=rate, seed=SEED, faults=[fault] if fault else [])
+        summary = simulate(warehouse, hour, hour + HOUR, rate=rate, seed=SEED, faults=[fault] if fault else [])
         hours[name] = hour
-        damaged[name] = set(summary["faults"].get(fault, {}).get(lake.iso_hour(hour), [])) if fault else set()
+        damaged[name] = set(summary["faults"].get(fault, {}).get(iso_hour(hour), [])) if fault else set()
     return hours, damaged
 
 
@@ -210,13 +211,13 @@ def test_xss_never_reaches_the_data_docs(tmp_path: Path) -> None:
 
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
-    summary = simulate(warehouse, T0, T0 + lake.HOUR, rate=300, seed=3)
-    hour_key = lake.iso_hour(T0)
+    summary = simulate(warehouse, T0, T0 + HOUR, rate=300, seed=3)
+    hour_key = iso_hour(T0)
     assert summary["per_hour"][hour_key] > 100
     with duckdb.connect(warehouse.duckdb_path) as con:
         ids = [r[0] for r in con.execute(
             "SELECT event_id FROM search_impressions WHERE ingested_at < ? ORDER BY event_id LIMIT 12",
-            [T0 + lake.HOUR]).fetchall()]
+            [T0 + HOUR]).fetchall()]
         for i, event_id in enumerate(ids[:6]):  # too long: fails the length rule, so GX lists the value
             con.execute("UPDATE search_impressions SET query = ? WHERE event_id = ?",
                         ['<script>alert("xss")</script>' + "x" * 300 if i % 2 else
@@ -277,7 +278,7 @@ def test_late_rows_for_a_trained_hour_become_a_validated_delta(tmp_path: Path) -
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
     hour = T0 + timedelta(hours=1)
-    simulate(warehouse, T0, hour + lake.HOUR, rate=RATE, seed=SEED)
+    simulate(warehouse, T0, hour + HOUR, rate=RATE, seed=SEED)
     for h in (T0, hour):
         extract_hour(warehouse, settings.lake, h)
         assert validate_hour(settings.lake, h, settings.validation).status == "validated"
@@ -286,9 +287,9 @@ def test_late_rows_for_a_trained_hour_become_a_validated_delta(tmp_path: Path) -
     part0 = before.path / lake.DATA_FILE
     part0_bytes = part0.read_bytes()
 
-    nxt = hour + lake.HOUR  # rows of `hour` that reach the warehouse only now
-    summary = simulate(warehouse, nxt, nxt + lake.HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
-    late = set(summary["faults"]["late_rows_for_trained_hour"][lake.iso_hour(nxt)])
+    nxt = hour + HOUR  # rows of `hour` that reach the warehouse only now
+    summary = simulate(warehouse, nxt, nxt + HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
+    late = set(summary["faults"]["late_rows_for_trained_hour"][iso_hour(nxt)])
     assert lake.partition(settings.lake, hour).manifest["sha256"] == lineage_sha  # nothing changes until extracted
 
     manifest = extract_hour(warehouse, settings.lake, hour)
@@ -317,11 +318,11 @@ def test_late_rows_for_a_trained_hour_become_a_validated_delta(tmp_path: Path) -
 def test_replayed_rows_into_a_validated_hour_quarantine_the_delta_only(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
-    simulate(warehouse, T0, T0 + lake.HOUR, rate=RATE, seed=SEED)
+    simulate(warehouse, T0, T0 + HOUR, rate=RATE, seed=SEED)
     extract_hour(warehouse, settings.lake, T0)
     assert validate_hour(settings.lake, T0, settings.validation).status == "validated"
     validated = lake.partition(settings.lake, T0).manifest["sha256"]
-    simulate(warehouse, T0, T0 + lake.HOUR, rate=RATE, seed=SEED)  # the same rows, loaded twice
+    simulate(warehouse, T0, T0 + HOUR, rate=RATE, seed=SEED)  # the same rows, loaded twice
     assert extract_hour(warehouse, settings.lake, T0)["delta_rows"] > 0
     report = validate_hour(settings.lake, T0, settings.validation)
     assert report.status == "quarantined", report.summary()
@@ -335,7 +336,7 @@ def test_replayed_rows_into_a_validated_hour_quarantine_the_delta_only(tmp_path:
 def test_schema_change_in_the_warehouse_quarantines_the_hour(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
-    simulate(warehouse, T0, T0 + lake.HOUR, rate=300, seed=SEED)
+    simulate(warehouse, T0, T0 + HOUR, rate=300, seed=SEED)
     import duckdb
 
     with duckdb.connect(warehouse.duckdb_path) as con:
@@ -354,11 +355,11 @@ def test_drift_checks_look_past_a_gap(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
     simulate(warehouse, T0, T0 + timedelta(hours=3), rate=500, seed=SEED)
-    for h in lake.hours(T0, T0 + timedelta(hours=3)):
+    for h in hours(T0, T0 + timedelta(hours=3)):
         extract_hour(warehouse, settings.lake, h)
         assert validate_hour(settings.lake, h, settings.validation).status == "validated"
     late = T0 + timedelta(hours=33)
-    simulate(warehouse, late, late + lake.HOUR, rate=500, seed=SEED, faults=["all_clicked"])
+    simulate(warehouse, late, late + HOUR, rate=500, seed=SEED, faults=["all_clicked"])
     extract_hour(warehouse, settings.lake, late)
     report = validate_hour(settings.lake, late, settings.validation)
     assert report.status == "quarantined"
@@ -372,7 +373,7 @@ def test_drift_checks_look_past_a_gap(tmp_path: Path) -> None:
 def test_a_failed_quarantine_does_not_leave_the_hour_stuck(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
-    simulate(warehouse, T0, T0 + lake.HOUR, rate=300, seed=SEED, faults=["duplicate_event_id"])
+    simulate(warehouse, T0, T0 + HOUR, rate=300, seed=SEED, faults=["duplicate_event_id"])
     extract_hour(warehouse, settings.lake, T0)
     blocker = lake.quarantine_root(settings.lake, T0)
     blocker.parent.mkdir(parents=True)
@@ -393,9 +394,9 @@ def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pyt
     home = tmp_path / "var"
     settings = settings_for(home)
     warehouse = Warehouse(settings.warehouse_url)
-    simulate(warehouse, T0, T0 + lake.HOUR, rate=RATE, seed=SEED, faults=["long_query"])
-    simulate(warehouse, T0 + lake.HOUR, T0 + 2 * lake.HOUR, rate=300, seed=SEED, faults=["zero_clicks"])
-    for h in (T0, T0 + lake.HOUR):
+    simulate(warehouse, T0, T0 + HOUR, rate=RATE, seed=SEED, faults=["long_query"])
+    simulate(warehouse, T0 + HOUR, T0 + 2 * HOUR, rate=300, seed=SEED, faults=["zero_clicks"])
+    for h in (T0, T0 + HOUR):
         extract_hour(warehouse, settings.lake, h)
         validate_hour(settings.lake, h, settings.validation)
     assert lake_quarantine.row_counts(settings.lake, T0)["quarantined_rows"] == 10
@@ -408,17 +409,17 @@ def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pyt
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        assert main(["partitions", "--start", T0.isoformat(), "--end", (T0 + 2 * lake.HOUR).isoformat()]) == 0
+        assert main(["partitions", "--start", T0.isoformat(), "--end", (T0 + 2 * HOUR).isoformat()]) == 0
         first, second = capsys.readouterr().out.splitlines()[1:3]
         assert first.split()[1:4] == ["validated", str(warehouse_count(warehouse, T0) - 10), "10"], first
-        assert second.split()[1] == "quarantined" and second.split()[2] == str(warehouse_count(warehouse, T0 + lake.HOUR))
+        assert second.split()[1] == "quarantined" and second.split()[2] == str(warehouse_count(warehouse, T0 + HOUR))
         assert main(["readmit", "--start", T0.isoformat(), "--reason", "max_query_chars raised to 5000 (review #12)"]) == 0
         out = capsys.readouterr().out
         assert "validated: 10 rows (part part-1.parquet)" in out, out
         # a whole quarantined hour with nothing fixed: validated again, quarantined again, exit 1, nothing lost
-        assert main(["readmit", "--start", (T0 + lake.HOUR).isoformat(), "--reason", "checking the zero-click hour again"]) == EXIT_QUARANTINED
+        assert main(["readmit", "--start", (T0 + HOUR).isoformat(), "--reason", "checking the zero-click hour again"]) == EXIT_QUARANTINED
         assert "expect_column_mean_to_be_between(clicked)" in capsys.readouterr().out
-        assert main(["partitions", "--start", T0.isoformat(), "--end", (T0 + 2 * lake.HOUR).isoformat()]) == 0
+        assert main(["partitions", "--start", T0.isoformat(), "--end", (T0 + 2 * HOUR).isoformat()]) == 0
         listing = capsys.readouterr().out
     finally:
         for k, v in old.items():
@@ -430,7 +431,7 @@ def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pyt
     (event,) = [e for e in part.manifest["events"] if e["event"] == "readmit"]
     assert event["reason"].startswith("max_query_chars raised") and event["sources"]
     assert (settings.lake / event["sources"][0] / lake.READMITTED_FILE).is_file()  # marked, not deleted
-    assert lake_quarantine.row_counts(settings.lake, T0 + lake.HOUR)["total"] == warehouse_count(warehouse, T0 + lake.HOUR)
+    assert lake_quarantine.row_counts(settings.lake, T0 + HOUR)["total"] == warehouse_count(warehouse, T0 + HOUR)
     assert "validated" in listing and "quarantined" in listing
 
 
@@ -459,7 +460,7 @@ def test_readmitting_rows_that_still_fail_changes_nothing_downstream(tmp_path: P
     validated parts and identity (what models were trained on) stay as they were."""
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
-    simulate(warehouse, T0, T0 + lake.HOUR, rate=RATE, seed=SEED, faults=["mojibake_title"])
+    simulate(warehouse, T0, T0 + HOUR, rate=RATE, seed=SEED, faults=["mojibake_title"])
     extract_hour(warehouse, settings.lake, T0)
     assert validate_hour(settings.lake, T0, settings.validation).quarantined_rows == 10
     before = lake.partition(settings.lake, T0).manifest["sha256"]

@@ -23,6 +23,7 @@ from conftest import assert_clean_error, assert_ok, cli, cli_env
 from incremental.config import Settings, load_settings
 from incremental.data import lake
 from incremental.errors import DamagedStateError, IncrementalError
+from incremental.hours import HOUR
 from incremental.judge import anchor, drift, prequential
 
 T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
@@ -44,8 +45,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("damaged") / "var"
     settings = settings_for(home)
     warehouse = Warehouse(settings.warehouse_url)
-    simulate(warehouse, T0, T0 + 2 * lake.HOUR, rate=300, seed=3)
-    for hour in (T0, T0 + lake.HOUR):
+    simulate(warehouse, T0, T0 + 2 * HOUR, rate=300, seed=3)
+    for hour in (T0, T0 + HOUR):
         extract_hour(warehouse, settings.lake, hour)
         assert validate_hour(settings.lake, hour, settings.validation).status == "validated"
     return home
@@ -171,7 +172,7 @@ def test_damage_is_not_retryable(home: Path) -> None:
 
 # --- a validated hour's Parquet part deleted (defect 9) ---------------------------------------------
 def test_a_deleted_part_shows_as_damaged_and_reading_it_names_the_hour_and_file(home: Path) -> None:
-    (hour_dir(home, T0 + lake.HOUR) / lake.DATA_FILE).unlink()
+    (hour_dir(home, T0 + HOUR) / lake.DATA_FILE).unlink()
     out = assert_ok(cli(cli_env(home), "partitions", *HOURS)).stdout
     [line] = [line for line in out.splitlines() if line.startswith("2026-06-01T01:00Z")]
     assert line.split()[1] == "damaged", out
@@ -179,7 +180,7 @@ def test_a_deleted_part_shows_as_damaged_and_reading_it_names_the_hour_and_file(
     assert "2026-06-01T00:00Z  validated" in out  # the other hour is in order
 
     settings = settings_for(home)
-    part = lake.partition(settings.lake, T0 + lake.HOUR)
+    part = lake.partition(settings.lake, T0 + HOUR)
     assert lake.missing_parts(part) == [lake.DATA_FILE]
     with pytest.raises(IncrementalError, match=r"hour 2026-06-01T01:00Z is damaged: .*part-0\.parquet missing"):
         lake.read_partition(part)
@@ -187,5 +188,5 @@ def test_a_deleted_part_shows_as_damaged_and_reading_it_names_the_hour_and_file(
     from incremental.model import replay
 
     with pytest.raises(IncrementalError, match="2026-06-01T01:00Z is damaged"):
-        replay.sample(settings.lake, T0 + 2 * lake.HOUR, fresh_rows=300, fraction=0.3, replay_hours=24,
+        replay.sample(settings.lake, T0 + 2 * HOUR, fresh_rows=300, fraction=0.3, replay_hours=24,
                       holdout_fraction=0.2, seed=0)

@@ -33,6 +33,7 @@ from conftest import (
 
 from incremental import pipeline
 from incremental.data import lake
+from incremental.hours import iso_hour
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def prequential(home: Path, k: int) -> list[dict]:
     """The hour's lines in the prequential record (test, then train)."""
     path = home / "lake" / "_drift" / "prequential.jsonl"
     lines = path.read_text().splitlines() if path.is_file() else []
-    return [r for r in map(json.loads, lines) if r["hour"] == lake.iso_hour(T0 + timedelta(hours=k))]
+    return [r for r in map(json.loads, lines) if r["hour"] == iso_hour(T0 + timedelta(hours=k))]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A champion's lineage on a real SQLite-backed MLflow registry (issue 20, item 7): which hours
 its weights were trained on as fresh hours, through every version they came from, and why an
-hour in it is not trained again (`pipeline.already_trained`). Constant pyfunc models: the
+hour in it is not trained again (`lineage.already_trained`). Constant pyfunc models: the
 registry's tags are what is read, no model is loaded."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from incremental import pipeline
 from incremental.config import Settings
 from incremental.registry import champion as registry
 from incremental.registry import lineage, tracking
@@ -43,7 +42,7 @@ def version(settings: Settings, start: int, end: int, parent: str | None, *, kin
         partition_sha256=f"s{start}" if kind == "hourly" else None, approved=approved, reasons=["test"],
         metrics={"holdout_auc": 0.7}, expected_champion=parent if expected is None else expected,
         extra_tags={"kind": kind})
-    return out["version"]
+    return out.version
 
 
 def window_tag(*hours: int) -> str:
@@ -64,13 +63,16 @@ def test_the_lineage_follows_the_weights_back_to_the_first_model(settings: Setti
     assert found.trained(at(5)).same_data("s5") and not found.trained(at(5)).same_data("t5")
 
     # an hour of the champion's lineage is not trained again, naming who trained it
-    why = pipeline.already_trained(settings, at(1), v3, "w" * 64)
-    assert why["skipped"].startswith(f"hour 2026-03-01T01:00Z is already in champion v{v3}'s training data "
-                                     f"(trained through 2026-03-01T06:00Z, by its ancestor v{v1}): not trained again")
-    assert why["trained_by"] == v1 and "full retrain" in why["skipped"] and "late" not in why["skipped"]
-    assert "late or re-admitted" in pipeline.already_trained(settings, at(5), v3, "t5")["skipped"]
-    assert pipeline.already_trained(settings, at(2), v3, "s2") is None  # quarantined at bootstrap: never trained
-    assert pipeline.already_trained(settings, at(6), v3, "s6") is None  # a new hour
+    why = lineage.already_trained(settings, at(1), v3, "w" * 64)
+    assert why is not None and why.message.startswith(
+        f"hour 2026-03-01T01:00Z is already in champion v{v3}'s training data "
+        f"(trained through 2026-03-01T06:00Z, by its ancestor v{v1}): not trained again")
+    assert why.trained_by == v1 and "full retrain" in why.message and "late" not in why.message
+    assert (why.champion, why.trained_through) == (v3, "2026-03-01T06:00Z")
+    late = lineage.already_trained(settings, at(5), v3, "t5")
+    assert late is not None and "late or re-admitted" in late.message
+    assert lineage.already_trained(settings, at(2), v3, "s2") is None  # quarantined at bootstrap: never trained
+    assert lineage.already_trained(settings, at(6), v3, "s6") is None  # a new hour
 
 
 def test_a_retrain_starts_a_lineage_and_a_shadow_chain_is_followed(settings: Settings) -> None:
@@ -87,9 +89,11 @@ def test_a_retrain_starts_a_lineage_and_a_shadow_chain_is_followed(settings: Set
     v5 = version(settings, 7, 8, v4, expected=v3)
     assert tracking.champion(settings)[0] == v5
     assert lineage.of(settings, v5).chain == (v5, v4, v3)
-    assert pipeline.already_trained(settings, at(6), v5, "s6")["trained_by"] == v4
-    assert pipeline.already_trained(settings, at(1), v5, "w") is None  # before the catch-up's window
+    shadow = lineage.already_trained(settings, at(6), v5, "s6")
+    assert shadow is not None and shadow.trained_by == v4
+    assert lineage.already_trained(settings, at(1), v5, "w") is None  # before the catch-up's window
     # an update that would start from the shadow chain's head: its lineage counts too
     v6 = version(settings, 8, 9, v5, approved=False)
-    why = pipeline.already_trained(settings, at(8), v5, "s8", start_version=v6)
-    assert why["skipped"].startswith("hour 2026-03-01T08:00Z is already in the drift episode's shadow chain at v")
+    why = lineage.already_trained(settings, at(8), v5, "s8", start_version=v6)
+    assert why is not None and why.message.startswith(
+        "hour 2026-03-01T08:00Z is already in the drift episode's shadow chain at v")

@@ -18,6 +18,7 @@ from conftest import assert_clean_error, cli, cli_env
 
 from incremental.data import lake
 from incremental.errors import MIN_REASON_CHARS, InputError, require_reason
+from incremental.hours import iso_hour
 from incremental.registry.champion import format_history
 
 
@@ -48,7 +49,7 @@ def test_an_hour_that_has_not_closed_is_not_extracted(fresh_home: Path) -> None:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     for start in (now, now + timedelta(days=182)):
         result = cli(cli_env(fresh_home), "extract", "--start", start.strftime("%Y-%m-%dT%H:%M"))
-        assert_clean_error(result, lake.iso_hour(start), "has not closed yet")
+        assert_clean_error(result, iso_hour(start), "has not closed yet")
     assert not (fresh_home / "lake" / "search_logs").exists()
 
 
@@ -82,6 +83,14 @@ def test_drift_at_after_the_window_is_refused(fresh_home: Path) -> None:
                  "--rate", "50", "--scenario", "drift", "--drift-at", "2026-06-01T05:00")
     assert_clean_error(result, "--drift-at 2026-06-01T05:00Z", "no hour of the window would drift")
     assert not (fresh_home / "warehouse.duckdb").exists()
+
+
+def test_an_hour_not_on_the_hour_is_refused_where_it_is_parsed(fresh_home: Path) -> None:
+    """The hour is parsed once, at the edge (the CLI's arguments; the DAGs' data interval, tested in
+    tests/dags): below it, the stages take the datetime as it is (extract_hour checked it again)."""
+    for command in ("extract", "run-hour", "train"):
+        _usage_error(cli(cli_env(fresh_home), command, "--start", "2026-06-01T10:30"), "--start", "not on the hour")
+    assert not (fresh_home / "lake").exists()
 
 
 def test_a_start_moved_before_year_1_by_its_offset_gets_the_right_reason(fresh_home: Path) -> None:

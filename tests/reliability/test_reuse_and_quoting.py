@@ -39,26 +39,26 @@ def candidate(settings: Settings, hour: int, parent: str | None, *, sha: str, ap
 
 
 def test_a_stale_rejected_hour_is_retrained_from_the_current_champion(settings: Settings) -> None:
-    assert candidate(settings, 0, None, sha="s0")["champion"] == "1"
+    assert candidate(settings, 0, None, sha="s0").champion == "1"
     # hours 1 and 2 both trained from version 1; hour 1 registers first and becomes champion
-    assert candidate(settings, 1, "1", sha="s1")["champion"] == "2"
+    assert candidate(settings, 1, "1", sha="s1").champion == "2"
     stale = candidate(settings, 2, "1", sha="s2")
-    assert stale["decision"] == "rejected" and "retrain from the current champion" in stale["reasons"][-1]
+    assert stale.decision == "rejected" and "retrain from the current champion" in stale.reasons[-1]
 
     hour2 = H0 + timedelta(hours=2)
     # its reason says "retrain from the current champion": reprocessing must not hand it back
     assert registry.find_processed(settings, hour2, "s2", "2") is None
     # ... while a run from the same parent (nothing has changed) still reuses it
-    assert str(registry.find_processed(settings, hour2, "s2", "1").version) == stale["version"]
+    assert str(registry.find_processed(settings, hour2, "s2", "1").version) == stale.version
     retrained = candidate(settings, 2, "2", sha="s2")
-    assert retrained["decision"] == "approved" and retrained["version"] == "4"
+    assert retrained.decision == "approved" and retrained.version == "4"
     assert str(registry.find_processed(settings, hour2, "s2", "4").version) == "4"  # approved: the hour is done
 
     # an hour the champion already learnt is never trained twice, however far the champion moved
     assert str(registry.find_processed(settings, H0 + timedelta(hours=1), "s1", "4").version) == "2"
     # a gate rejection from the current champion is reused (same inputs, same answer)
     gated = candidate(settings, 3, "4", sha="s3", approved=False)
-    assert str(registry.find_processed(settings, H0 + timedelta(hours=3), "s3", "4").version) == gated["version"]
+    assert str(registry.find_processed(settings, H0 + timedelta(hours=3), "s3", "4").version) == gated.version
 
 
 @pytest.mark.parametrize("name", ["o'brien's ranker", 'the "main" ranker'])
@@ -67,7 +67,7 @@ def test_quotes_in_the_model_name(home: Path, monkeypatch: pytest.MonkeyPatch, n
     settings = load_settings()
     first = candidate(settings, 0, None, sha="s0")
     again = candidate(settings, 0, None, sha="s0")  # idempotency goes through a filter too
-    assert again["version"] == first["version"] and again["reused"]
+    assert again.version == first.version and again.reused
     rows = registry.history(settings)
     assert [r["version"] for r in rows] == ["1"] and rows[0]["champion"]
     assert str(registry.find_processed(settings, H0, "s0", "1").version) == "1"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from incremental import pipeline
 from incremental.config import GateSettings
+from incremental.judge.evaluate import forgot
 from incremental.judge.gate import Decision, decide
 
 T = GateSettings(
@@ -116,14 +116,14 @@ def test_forgetting_beyond_the_allowed_drop_rejects_naming_the_metric() -> None:
     assert [r for r in d.reasons if r.startswith("anchor_auc_drop:")]
     assert "anchor AUC fell by +0.0300" in failed.detail
     assert all(c.passed for c in d.checks if c.name != "anchor_auc_drop")
-    assert pipeline._forgot(d.to_dict())  # a drift episode's shadow chain does not go on from it
+    assert forgot(d.to_dict())  # a drift episode's shadow chain does not go on from it
 
 
 def test_anchor_ndcg_drop_and_significantly_worse_holdout_reject() -> None:
     d = decide(model(ndcg=0.55, holdout_auc=0.68, auc_vs=WORSE), model(ndcg=0.60, holdout_auc=0.70), T)
     assert {c.name for c in d.failed} == {"anchor_ndcg_drop", "holdout_auc_vs_champion"}
     worse_only = decide(model(holdout_auc=0.68, auc_vs=WORSE), model(holdout_auc=0.70), T)
-    assert not worse_only.approved and not pipeline._forgot(worse_only.to_dict())  # not yet better: kept
+    assert not worse_only.approved and not forgot(worse_only.to_dict())  # not yet better: kept
     assert "significantly worse" in check(d, "holdout_auc_vs_champion").detail
     assert len(d.reasons) == 2
 
@@ -324,7 +324,7 @@ def test_the_cumulative_budget_holds_candidates_to_the_anchors_baseline(section:
     assert all(c.passed for c in d.checks if c.name != "anchor_cumulative_auc_drop")
     if not approved and math.isfinite(found.value):
         assert "since version 7" in found.detail and "books +0.080" in found.detail
-        assert pipeline._forgot(d.to_dict())  # the shadow chain does not go on from it
+        assert forgot(d.to_dict())  # the shadow chain does not go on from it
 
 
 def test_an_evaluation_without_a_baseline_section_says_the_budget_does_not_apply() -> None:

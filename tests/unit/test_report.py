@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incremental.data import lake
+from incremental.hours import HOUR, iso_hour
 from incremental.registry import review as report
 
 H9, H10 = datetime(2026, 1, 1, 9, tzinfo=UTC), datetime(2026, 1, 1, 10, tzinfo=UTC)
@@ -14,8 +14,8 @@ H9, H10 = datetime(2026, 1, 1, 9, tzinfo=UTC), datetime(2026, 1, 1, 10, tzinfo=U
 
 def evaluation(trained_on: datetime, auc: dict[datetime, float]) -> dict:
     """An hourly candidate's evaluation as `evaluate` writes it: the interval end is exclusive."""
-    return {"interval_start": lake.iso_hour(trained_on), "interval_end": lake.iso_hour(trained_on + lake.HOUR),
-            "candidate": {"anchor_by_hour": {lake.iso_hour(h): v for h, v in auc.items()}}}
+    return {"interval_start": iso_hour(trained_on), "interval_end": iso_hour(trained_on + HOUR),
+            "candidate": {"anchor_by_hour": {iso_hour(h): v for h, v in auc.items()}}}
 
 
 def test_trained_through_is_the_last_hour_trained_on() -> None:

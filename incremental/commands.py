@@ -1,0 +1,282 @@
+"""What each `incremental` command does, once its arguments are parsed (`incremental.cli`: the
+parser, and the process's edge that turns errors into exit codes).
+
+Every command takes the settings and the parsed arguments, whose hours are already aware UTC
+datetimes on the hour (`incremental.cli`'s argument types parse them, once); it prints for a
+person, or JSON where a script reads the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from incremental.config import Settings
+from incremental.data import lake
+from incremental.data import quarantine as lake_quarantine
+from incremental.data.warehouse import Warehouse
+from incremental.errors import IncrementalError, InputError, require_reason
+from incremental.hours import HOUR, hours, iso_hour
+
+if TYPE_CHECKING:
+    from incremental.handover import CaughtUp, HourRun, Registered
+    from incremental.validation.report import ValidationReport
+
+
+class Quarantined(IncrementalError):
+    """An hour failed validation; the message says why and where the data went."""
+
+
+def _hours(args: argparse.Namespace) -> list[datetime]:
+    """The hours of `--start` .. `--end` (default: the start's hour alone)."""
+    end = args.end or args.start + HOUR
+    if end <= args.start:
+        raise InputError(f"--end {iso_hour(end)} must be after --start {iso_hour(args.start)}")
+    return hours(args.start, end)
+
+
+def _print_json(payload: object) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+# --- data plane ---------------------------------------------------------------------------
+def cmd_warehouse_init(settings: Settings, args: argparse.Namespace) -> None:
+    warehouse = Warehouse(settings.warehouse_url)
+    warehouse.init_schema()
+    print(f"warehouse ready: {warehouse}")
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.sim.simulate import simulate
+
+    if args.scenario == "drift" and args.drift_at is not None and args.end is not None and args.drift_at >= args.end:
+        # before the window is a drift simulated hour by hour (every hour drifted); after it, none would be
+        raise InputError(f"--drift-at {iso_hour(args.drift_at)} is not before --end {iso_hour(args.end)}: no "
+                         "hour of the window would drift (the hours before a drift are the steady scenario's)")
+    summary = simulate(
+        Warehouse(settings.warehouse_url),
+        args.start,
+        args.end,
+        rate=args.rate,
+        seed=args.seed,
+        scenario=args.scenario,
+        faults=args.fault or (),
+        drift_at=args.drift_at,
+    )
+    _print_json(summary)
+
+
+def cmd_import_judgments(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.sim.judgments import import_judgments
+
+    summary = import_judgments(
+        Warehouse(settings.warehouse_url),
+        args.path,
+        query_col=args.query_col,
+        title_col=args.title_col,
+        grade_col=args.grade_col,
+        encoding=args.encoding,
+        slice_by=args.slice_by,
+        start=args.start,
+        rate=args.rate,
+        seed=args.seed,
+    )
+    _print_json(summary)
+
+
+def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.data.extract import extract_hour
+
+    warehouse = Warehouse(settings.warehouse_url)
+    for hour in _hours(args):
+        manifest = extract_hour(warehouse, settings.lake, hour)
+        print(f"{iso_hour(hour)}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  "
+              f"{lake.partition_dir(settings.lake, hour)}")
+
+
+def _each_hour(args: argparse.Namespace, validate: Callable[[datetime], ValidationReport], what: str) -> None:
+    """Validate (or re-admit) each hour of the interval, print its summary; raise if any is quarantined."""
+    quarantined = []
+    for hour in _hours(args):
+        report = validate(hour)
+        print(report.summary())
+        if report.status == "quarantined":
+            quarantined.append(iso_hour(hour))
+    if quarantined:
+        raise Quarantined(f"{what}: {', '.join(quarantined)}")
+
+
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.validation.validate import validate_hour
+
+    _each_hour(args, lambda hour: validate_hour(settings.lake, hour, settings.validation), "quarantined")
+
+
+def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
+    print(f"{'hour':<18} {'status':<12} {'rows':>8} {'quarantined':>11} {'parts':>5}  path")
+    for hour in _hours(args):
+        part = lake.partition(settings.lake, hour)
+        rows = part.manifest["rows"] if part.manifest and part.status != "quarantined" else ""
+        counts = lake_quarantine.row_counts(settings.lake, hour)
+        parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
+        gone = lake.missing_parts(part)  # a validated hour whose file was deleted is not validated data
+        status = "damaged" if gone else part.status
+        print(f"{iso_hour(hour)}  {status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
+              f"{parts if part.manifest else '':>5}  {part.path or ''}")
+        if gone:
+            print(f"    {part.status} but missing part(s): {', '.join(gone)} (restore them from a backup)")
+
+
+def cmd_readmit(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.validation.validate import readmit_hour
+
+    _each_hour(args, lambda hour: readmit_hour(settings.lake, hour, settings.validation, args.reason),
+               "still quarantined after re-admission")
+
+
+# --- model plane --------------------------------------------------------------------------
+def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.pipeline import train_step
+
+    trained = train_step(settings, args.start)
+    if trained.skipped is not None:
+        print(f"{iso_hour(trained.hour)}  skipped: {trained.skipped}")
+        return
+    if trained.reused_version is not None:
+        print(f"hour already processed: version {trained.reused_version} (MLflow run {trained.run_id})")
+        return
+    # train_step hands over what every worker can resolve (URIs, no local paths): print those
+    print(f"MLflow run {trained.run_id}  (mode {trained.mode})")
+    print(f"candidate  {trained.model_uri}")
+    print(f"parent     {trained.parent_version or 'base weights'}; holdout {trained.holdout_uri}")
+
+
+def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.retrain import full_retrain
+
+    _print_decision(full_retrain(settings, args.start, args.end, anchor_size=args.anchor_size))
+
+
+def cmd_benchmark_freeze(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.retrain import freeze_anchor
+
+    if args.refresh:  # replacing the forgetting baseline is a recorded human decision (the DAG asks the same)
+        require_reason(args.reason, "benchmark freeze --refresh (--reason)")
+    _print_json(freeze_anchor(settings, args.start, args.end, args.size, args.reason, refresh=args.refresh).to_dict())
+
+
+def cmd_benchmark_show(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.judge import anchor
+
+    print(anchor.show(settings.lake))
+
+
+def cmd_run_hour(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.pipeline import run_hour
+
+    todo = _hours(args)
+    if args.force_promote is not None:  # before any training: a short reason would fail after it
+        require_reason(args.force_promote, "--force-promote")
+    for i, hour in enumerate(todo):
+        run = run_hour(settings, hour, force_promote_reason=args.force_promote, dry_run=args.dry_run)
+        if run.registered is None:  # quarantined
+            print(f"{iso_hour(hour)}  QUARANTINED: not trained\n{run.summary}")
+            # the range stops here: an update never skips an hour (the next trains on the champion of this one)
+            rest = todo[i + 1:]
+            untried = (f"; not attempted: {iso_hour(rest[0])}" + (f" .. {iso_hour(rest[-1])}" if len(rest) > 1 else "")
+                       + " (fix or re-admit the quarantined hour, then run them)" if rest else "")
+            raise Quarantined(f"hour {iso_hour(hour)} was quarantined; data kept at {settings.lake / str(run.lake_key)}"
+                              f"{untried}")
+        _print_decision(run.registered, run)
+
+
+def _print_decision(registered: Registered, run: HourRun | None = None) -> None:
+    """The decision on an hour (or a window), its reasons; for a run of the hour also the drift
+    rule's evidence and the catch-up retrain when one ran."""
+    champion = run.champion if run is not None else registered.champion
+    mode = run.mode if run is not None else registered.mode
+    if registered.decision == "skipped":  # nothing trained: the hour is already in the champion's lineage
+        print(f"{iso_hour(registered.hour)}  skipped: {registered.skipped}  (champion {champion})")
+    else:
+        reused = " (already processed: existing version)" if registered.reused else ""
+        shown_mode = f"  mode {mode}" if mode else ""
+        print(f"{iso_hour(registered.hour)}  {str(registered.decision).upper()}  version {registered.version}{reused}  "
+              f"champion {champion}{shown_mode}")
+        for line in run.drift["evidence"] if run is not None and run.drift else []:
+            print(f"    drift: {line}")
+        for reason in registered.reasons:
+            print(f"    - {reason}")
+    if run is not None and run.catch_up is not None:
+        _print_catch_up(run.catch_up)
+
+
+def _print_catch_up(caught: CaughtUp) -> None:
+    if caught.registered is None or caught.window is None:
+        return
+    print(f"    catch-up retrain on {'/'.join(iso_hour(h) for h in caught.window)}: "
+          f"{str(caught.registered.decision).upper()} version {caught.registered.version}  "
+          f"champion {caught.registered.champion}")
+    for reason in caught.registered.reasons:
+        print(f"      - {reason}")
+
+
+def cmd_drift(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.judge import anchor, drift, prequential
+    from incremental.model import replay
+
+    state = drift.load_state(settings)
+    print(f"mode: {state.mode}" + (f" (drift declared at {state.declared_at}; catch-up {state.catch_up}; "
+                                  f"promoted so far: {', '.join(state.promoted) or 'none'}; "
+                                  f"shadow chain at version {state.shadow_version or '-'})" if state.declared_at else ""))
+    print(f"slices judged changed: {', '.join(state.changed_slices) or 'none'}")
+    if state.declared_at:
+        print(f"slices measured stable (protected on their old anchor rows): {', '.join(state.stable_slices) or 'none'}")
+    info = anchor.current(settings.lake)
+    if info is not None and info.baseline_version:
+        limit = (f" (mean category AUC at most {settings.gate.max_cumulative_auc_drop} below it, beyond noise)"
+                 if info.protected_categories != [] else "")
+        print(anchor.budget_line(info) + limit)
+    for line in state.evidence or (state.last or {}).get("evidence", []):
+        print(f"  {line}")
+    for episode in state.episodes:
+        print(f"episode {episode['declared_at']} .. {episode['ended_at']} ({episode['how']}): promoted "
+              f"{', '.join(episode['promoted']) or 'none'}, replacing {episode['replaced']}; "
+              f"changed: {', '.join(episode['changed_slices']) or 'overall'}; "
+              f"stable: {', '.join(episode.get('stable_slices', [])) or 'none measured'}")
+    for rule in drift.stale_rules(state, settings.drift):
+        print(f"left out of replay and catch-up: {replay.Stale.from_dict(rule).describe()}")
+    records = prequential.records(settings)[-args.hours:]
+    if records:
+        print("champion's prequential AUC (before training), last hours:")
+        shown = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+        for r in records:
+            print(f"  {r['hour']}  v{r['champion_version']}  AUC {shown(r['auc'])}  NDCG@10 {shown(r['ndcg@10'])}"
+                  f"  rows {r['rows'] if r['rows'] is None else int(r['rows'])}")
+
+
+
+def cmd_promote(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.registry import champion as registry
+
+    _print_json(registry.promote(settings, args.version, args.reason).to_dict())
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.registry import champion as registry
+
+    _print_json(registry.rollback(settings, args.reason, to=args.to).to_dict())
+
+
+def cmd_history(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.registry import champion as registry
+
+    print(registry.format_history(registry.history(settings)))
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.serving.server import serve
+
+    serve(settings, host=args.host, port=args.port, poll_seconds=args.poll_seconds)
