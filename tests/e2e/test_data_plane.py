@@ -112,5 +112,7 @@ def test_cli_names_the_failed_rule_and_exits_non_zero(settings: Settings, capsys
     main(["partitions", "--start", T0.isoformat(), "--end", (T0 + timedelta(hours=5)).isoformat()])
     listing = capsys.readouterr().out
     assert listing.count("validated") == 3 and "quarantined" in listing and "missing" in listing
-    assert main(["validate", "--start", (T0 + timedelta(hours=3)).isoformat()]) == 2  # already quarantined: says where
-    assert "quarantine" in capsys.readouterr().err
+    # validating it again (a re-run, a backfill) gives its recorded verdict, exit 1 again, and says where it is
+    assert main(["validate", "--start", (T0 + timedelta(hours=3)).isoformat()]) == EXIT_QUARANTINED
+    out, err = capsys.readouterr()
+    assert "expect_column_values_to_not_be_null(query)" in out and "quarantine" in err
