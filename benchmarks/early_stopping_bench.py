@@ -23,21 +23,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _record import record  # noqa: E402
-from truth_bench import judged, simulated  # noqa: E402
+from truth_bench import judged, simulated, train_first_model  # noqa: E402
 
 from incremental.config import load_settings  # noqa: E402
 from incremental.judge.lexical import LexicalScorer  # noqa: E402
 from incremental.model import ranker as rk  # noqa: E402
-from incremental.model import replay  # noqa: E402
-from incremental.model.fit import FitData, fit, make_trainer, seed_everything  # noqa: E402
-from incremental.model.propensity import unbiased  # noqa: E402
 
 TRAIN_HOURS, SCORED_HOURS, RATE = 8, 4, 1000
 VARIANTS = {  # name: training overrides over the config's, as the medium preset's reference_training sets them
@@ -46,25 +41,6 @@ VARIANTS = {  # name: training overrides over the config's, as the medium preset
     "epochs3-auc": {"bootstrap_steps": 1, "bootstrap_epochs": 3.0, "early_stopping_metric": "auc"},
     "epochs3-none": {"bootstrap_steps": 1, "bootstrap_epochs": 3.0, "early_stopping_patience": 10**6},
 }
-
-
-def train(settings, window, overrides: dict) -> tuple[object, object, dict]:
-    t = settings.training.model_copy(update={"learning_rate": settings.training.bootstrap_learning_rate,
-                                             "l2sp_strength": 0.0, "max_steps": 30, **overrides})
-    seed_everything(t.seed)
-    sessions = window["session_id"]
-    gate_rows = replay.holdout_mask(sessions, t.holdout_fraction)
-    stop_rows = replay.holdout_mask(sessions, t.early_stopping_fraction, salt="early-stopping") & ~gate_rows
-    rows, stopping = window[~gate_rows & ~stop_rows], window[stop_rows]
-    steps = max(t.bootstrap_steps, math.ceil(t.bootstrap_epochs * len(rows) / t.batch_size))
-    model, tokenizer = rk.load_base(settings.base_model, seed=t.seed)
-    data = FitData.from_frames(tokenizer, rows, stopping, t.max_length, unbiased(len(window)))
-    trainer = make_trainer(model, t, steps, new_head=True)
-    began = time.perf_counter()
-    state = fit(trainer, data, t, max_steps=steps, label="full retrain")
-    return trainer.model.to("cpu").eval(), tokenizer, {
-        "schedule_steps": steps, "steps": state.step, "best_step": state.best_step, "train_rows": len(rows),
-        "seconds": round(time.perf_counter() - began, 1)}
 
 
 def run_seed(seed: int, variants: list[str], preset: str) -> dict:
@@ -79,7 +55,7 @@ def run_seed(seed: int, variants: list[str], preset: str) -> dict:
                                                                      scored["title"].to_numpy()), oracle["click_auc"])}
     training = {}
     for name in variants:
-        model, tokenizer, info = train(settings, window, VARIANTS[name])
+        model, tokenizer, info = train_first_model(settings, window, "none", **VARIANTS[name])
         scores = rk.score_frame(model, tokenizer, scored, max_length=settings.training.max_length)
         arms[name], training[name] = judged(scored, scores, oracle["click_auc"]), info
         print(f"seed {seed} {name}: {arms[name]} {info}", flush=True)

@@ -74,9 +74,10 @@ def judged(frame: pd.DataFrame, scores: np.ndarray, oracle_auc: float | None = N
     return out
 
 
-def train_first_model(settings, window: pd.DataFrame, position_bias: str) -> tuple[object, object, dict]:
+def train_first_model(settings, window: pd.DataFrame, position_bias: str, **overrides) -> tuple[object, object, dict]:
+    """From the base weights on `window`, as `incremental bootstrap` trains (training settings `overrides` on top)."""
     t = settings.training.model_copy(update={"learning_rate": settings.training.bootstrap_learning_rate,
-                                             "l2sp_strength": 0.0, "position_bias": position_bias})
+                                             "l2sp_strength": 0.0, "position_bias": position_bias, **overrides})
     seed_everything(t.seed)
     sessions = window["session_id"]
     gate_rows = replay.holdout_mask(sessions, t.holdout_fraction)
@@ -89,7 +90,7 @@ def train_first_model(settings, window: pd.DataFrame, position_bias: str) -> tup
     trainer = make_trainer(model, t, steps, new_head=True)
     started = time.perf_counter()
     state = fit(trainer, data, t, max_steps=steps, label=f"{position_bias} first model")
-    info = {"steps": state.step, "best_step": state.best_step, "train_rows": len(train), "seconds":
+    info = {"schedule_steps": steps, "steps": state.step, "best_step": state.best_step, "train_rows": len(train), "seconds":
             round(time.perf_counter() - started, 1), "examination": exam.to_dict()}
     return trainer.model.to("cpu").eval(), tokenizer, info
 
