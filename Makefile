@@ -14,6 +14,8 @@ export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 DEMO_HOME ?= $(CURDIR)/var/demo
+# pytest-xdist workers for `make test` (tests/conftest.py groups what must share one); 0 = in-process
+TEST_WORKERS ?= 2
 
 .PHONY: docs-check setup demo test typecheck lint bench airflow mlflow screenshots clean
 
@@ -30,7 +32,7 @@ demo: setup
 	bash scripts/demo.sh
 
 test: setup typecheck docs-check
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # every link and backticked path in README.md, CHANGELOG.md and docs/ resolves (a second)
 docs-check:

@@ -18,6 +18,21 @@ from incremental.runtime import prepare_process
 
 prepare_process()  # the test session is a process's edge too: set up as the CLI and the DAG tasks are
 
+# The tests that start Airflow's own services (scheduler, api-server, Celery workers): `make test` runs
+# the suite on two pytest-xdist workers, and these go to one of them, one at a time (two Airflow stacks
+# at once on 2 cores slow each other past their waits, and the serve-logs port is shared).
+AIRFLOW_SERVICE_TESTS = {"test_backfill.py", "test_demo_backfill.py", "test_deploy_dag.py", "test_distributed_pipeline.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group for `pytest -n 2 --dist loadgroup`: a module's tests stay on one worker (its module-scoped
+    fixtures are built once), the Airflow-service tests share one group; slow tests go first, so the
+    longest units are not the last ones handed out (a worker idle while the other ends a 5-minute test)."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("airflow-services" if name in AIRFLOW_SERVICE_TESTS else item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 POSTGRES_ADMIN_URL = os.environ.get("INCREMENTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("INCREMENTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
