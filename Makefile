@@ -32,7 +32,7 @@ demo: setup
 	bash scripts/demo.sh
 
 test: setup typecheck docs-check
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 # every link and backticked path in README.md, CHANGELOG.md and docs/ resolves (a second)
 docs-check:

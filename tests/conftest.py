@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,14 +25,29 @@ prepare_process()  # the test session is a process's edge too: set up as the CLI
 AIRFLOW_SERVICE_TESTS = {"test_backfill.py", "test_demo_backfill.py", "test_deploy_dag.py", "test_distributed_pipeline.py"}
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`pytest -n 2 --dist loadfile` (`make test`): a file's tests stay on one worker (its module-scoped
+    fixtures are built once), and the Airflow-service files count as one file. (xdist's own
+    `xdist_group` marks do nothing under pytest 9.2: xdist 3.8 sets a node id attribute pytest no
+    longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "airflow-services" if Path(path).name in AIRFLOW_SERVICE_TESTS else path
+
+    return ByFile(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group for `pytest -n 2 --dist loadgroup`: a module's tests stay on one worker (its module-scoped
-    fixtures are built once), the Airflow-service tests share one group; slow tests go first, so the
-    longest units are not the last ones handed out (a worker idle while the other ends a 5-minute test)."""
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("airflow-services" if name in AIRFLOW_SERVICE_TESTS else item.nodeid.split("::")[0]))
+    """Slow tests first (with `--no-loadscope-reorder`, xdist hands files out in this order), so the
+    longest units are not the last ones handed out: one worker idle while the other ends a 5-minute test."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 
 POSTGRES_ADMIN_URL = os.environ.get("INCREMENTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("INCREMENTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
