@@ -163,3 +163,31 @@ def test_the_launch_command() -> None:
     with pytest.raises(ValueError):
         launch.torchrun_command(0, args)
     assert sys.executable in launch.torchrun_command(2, args)
+
+
+def test_every_rank_follows_rank_0s_early_stopping_decision() -> None:
+    """`fit` as a rank runs it: a rank that does not evaluate stops when rank 0 says so (and only
+    then), at an evaluation step; rank 0's own evaluations do not stop a run that `agree` continues."""
+    import torch
+
+    from incremental.config import TrainingSettings
+    from incremental.model import ranker as rk
+    from incremental.model.fit import FitData, fit, make_trainer
+
+    t = TrainingSettings(batch_size=8, eval_every=5, early_stopping_patience=1, max_length=32)
+    frame = make_hour_frame(START, 64, seed=3)
+    model, tokenizer = rk.load_base("tiny", seed=0)
+    data = FitData.from_frames(tokenizer, frame[:48], frame[48:], t.max_length)
+    asked: list[bool] = []
+
+    def stop_at_10(stop: bool) -> bool:
+        asked.append(stop)
+        return len(asked) == 2
+
+    worker = fit(make_trainer(model, t, 20, new_head=True, device=torch.device("cpu")), data, t, max_steps=20,
+                 evaluates=False, agree=stop_at_10)
+    assert worker.step == 10 and asked == [False, False]  # asked at steps 5 and 10, never evaluated itself
+    assert worker.best_weights is None
+    main_rank = fit(make_trainer(model, t, 20, new_head=True, device=torch.device("cpu")), data, t, max_steps=20,
+                    agree=lambda stop: False)
+    assert main_rank.step == 20 and main_rank.best_step in (5, 10, 15, 20)
