@@ -1,8 +1,9 @@
 """A full retrain on two CPU processes (torchrun, DDP on gloo): disjoint shards that cover the
 window's training sessions, one MLflow run, one model version, the single-process step count.
 
-The real launcher in a subprocess (`python -m torch.distributed.run`), the real CLI, MLflow and
-gate in each rank; the tiny model on two small hours written straight into the lake.
+The real launch in a subprocess (`incremental bootstrap --nproc 2`, which runs `python -m
+torch.distributed.run ... -m incremental.cli -- bootstrap ...`), the real CLI, MLflow and gate in
+each rank; the tiny model on two small hours written straight into the lake.
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ def ddp_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.slow
 def test_two_processes_train_disjoint_shards_into_one_candidate(ddp_home: Path) -> None:
-    command = launch.torchrun_command(2, launch.bootstrap_args(START, END, anchor_size=100, verbose=True,
-                                                               result_json=str(ddp_home / "decision.json")))
+    # `incremental bootstrap --nproc 2`, as the DAG runs it: the check, then python -m torch.distributed.run
+    command = launch.cli_command(launch.bootstrap_args(START, END, nproc=2, anchor_size=100, verbose=True,
+                                                       result_json=str(ddp_home / "decision.json")))
     out = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, f"--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-5000:]}"
     assert "Traceback" not in out.stderr, out.stderr[-5000:]
+    assert "rank 0/2: " in out.stderr and "rank 1/2: " in out.stderr, out.stderr[-5000:]  # two ranks trained
     # one decision, printed by rank 0 alone
     assert out.stdout.count(f"{iso_hour(START)}  ") == 1 and " version 1 " in out.stdout, out.stdout
     decision = json.loads((ddp_home / "decision.json").read_text())
