@@ -194,3 +194,17 @@ def test_every_rank_follows_rank_0s_early_stopping_decision() -> None:
     main_rank = fit(make_trainer(model, t, 20, new_head=True, device=torch.device("cpu")), data, t, max_steps=20,
                     agree=lambda stop: False)
     assert main_rank.step == 20 and main_rank.best_step in (5, 10, 15, 20)
+
+
+@pytest.mark.slow
+def test_bad_input_found_in_the_ranks_ends_every_rank(ddp_home: Path) -> None:
+    """torchrun started by hand, past `--nproc`'s check: a rank refuses the uneven batch itself (one
+    line, exit 2, before any collective), torchrun stops the other rank and ends instead of waiting."""
+    (ddp_home / "ddp.yaml").write_text(CONFIG.replace("batch_size: 16", "batch_size: 15"))
+    command = launch.torchrun_command(2, launch.bootstrap_args(START, END))
+    out = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 1, out.stderr[-3000:]  # torchrun's status when a worker failed
+    lines = [x for x in out.stderr.splitlines() if x.startswith("incremental: error: ")]
+    assert lines and all("batch_size 15 does not split evenly over 2 processes" in x for x in lines), out.stderr
+    assert "exitcode  : 2 " in out.stderr, out.stderr[-3000:]  # the first failure: the rank's exit 2
