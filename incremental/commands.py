@@ -188,9 +188,9 @@ def _launch_sharded(settings: Settings, args: argparse.Namespace) -> None:
     from incremental import launch
     from incremental.model import distributed
     from incremental.model.examples import training_set
-    from incremental.model.update import _bootstrap_window
+    from incremental.model.update import bootstrap_window
 
-    boot, starts = _bootstrap_window(settings, args.start, args.end)
+    boot, starts = bootstrap_window(settings, args.start, args.end)
     rows = training_set(boot, starts, "bootstrap").rows
     distributed.check_world(int(rows["session_id"].nunique()), boot.training.batch_size, args.nproc)
     del rows

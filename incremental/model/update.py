@@ -364,7 +364,7 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
 
     Under torchrun (`model.distributed.session`, WORLD_SIZE > 1) this is rank 0's part of a
     sharded run; the other ranks call `train_shard` with the same arguments."""
-    settings, starts = _bootstrap_window(settings, start, end)
+    settings, starts = bootstrap_window(settings, start, end)
     from incremental.model import distributed
 
     group = distributed.current()
@@ -386,7 +386,7 @@ def train_shard(settings: Settings, start: datetime, end: datetime, *, stale: tu
                 holdout_from: datetime | None = None) -> None:
     """A rank other than 0 of a sharded bootstrap (`model.distributed`): trains its shard of the
     window alongside rank 0's `bootstrap`, with no side effect (no MLflow, no file), and returns."""
-    settings, starts = _bootstrap_window(settings, start, end)
+    settings, starts = bootstrap_window(settings, start, end)
     from incremental.model import distributed
 
     group = distributed.current()
@@ -396,7 +396,7 @@ def train_shard(settings: Settings, start: datetime, end: datetime, *, stale: tu
                             epochs=settings.training.bootstrap_epochs, stale=stale, holdout_from=holdout_from)
 
 
-def _bootstrap_window(settings: Settings, start: datetime, end: datetime) -> tuple[Settings, list[datetime]]:
+def bootstrap_window(settings: Settings, start: datetime, end: datetime) -> tuple[Settings, list[datetime]]:
     """A bootstrap's settings (no replay, no L2-SP, the bootstrap learning rate) and its hours."""
     settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0,
                                       learning_rate=settings.training.bootstrap_learning_rate)

@@ -24,7 +24,7 @@ from incremental.config import load_settings
 from incremental.hours import HOUR, iso_hour
 from incremental.model import distributed
 from incremental.model.examples import training_set
-from incremental.model.update import _bootstrap_window
+from incremental.model.update import bootstrap_window
 
 REPO = Path(__file__).resolve().parents[2]
 START, END = BASE, BASE + 2 * HOUR
@@ -76,7 +76,7 @@ def test_two_processes_train_disjoint_shards_into_one_candidate(ddp_home: Path) 
     assert decision["version"] == "1" and decision["decision"] in ("approved", "rejected"), decision
 
     settings = load_settings()
-    boot, starts = _bootstrap_window(settings, START, END)
+    boot, starts = bootstrap_window(settings, START, END)
     rows = training_set(boot, starts, "bootstrap").rows
     expected_steps = max(10, -(-len(rows) // 16))  # ceil(one pass of the global rows / the global batch)
     assert expected_steps > 10
