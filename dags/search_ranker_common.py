@@ -109,6 +109,12 @@ def window_params() -> dict[str, Param]:
     }
 
 
+def nproc_param() -> Param:
+    return Param(1, type="integer", minimum=1, maximum=16, title="Processes (GPUs)",
+                 description="Train on this many processes of the GPU worker (torchrun, DDP: one GPU and one "
+                 "shard of the window's sessions each). 1: a single process, as an hourly update trains.")
+
+
 def training_overrides(params: Mapping[str, Any]) -> dict[str, float | int] | None:
     """The training settings a manual run overrides (its params), None when none is set."""
     overrides = {k: params[k] for k in ("learning_rate", "max_steps", "replay_fraction") if params.get(k) is not None}
@@ -244,6 +250,38 @@ def task_settings() -> Settings:
         return settings
     log.info("warehouse from the Airflow connection %r", WAREHOUSE_CONN_ID)
     return settings.model_copy(update={"warehouse_url": warehouse_url_from_connection(conn)})
+
+
+def sharded_retrain_command(start: datetime, end: datetime, nproc: int, *, dry_run: bool, airflow_run_id: str,
+                            result_json: str) -> list[str]:
+    """`incremental bootstrap --nproc N` in this worker's interpreter: checks the window splits over N
+    processes, then runs torchrun (`incremental.launch`); rank 0 writes the decision to `result_json`."""
+    from incremental import launch
+
+    if nproc < 2:
+        raise InputError(f"nproc {nproc}: a sharded retrain needs at least 2 processes (1 trains in the task itself)")
+    return launch.cli_command(launch.bootstrap_args(start, end, nproc=nproc, dry_run=dry_run,
+                                                    airflow_run_id=airflow_run_id, result_json=result_json,
+                                                    verbose=True))
+
+
+def run_sharded_retrain(command: list[str], result_json: str) -> dict[str, Any]:
+    """Run the sharded retrain's command (its output in the task log) and read back rank 0's decision.
+    Exit 2 is bad input or configuration: the task fails without retries; any other failure is retried."""
+    import json
+    import subprocess
+
+    from incremental.errors import IncrementalError
+
+    log.info("running: %s", " ".join(command))
+    done = subprocess.run(command, check=False)
+    if done.returncode == 2:
+        raise InputError(f"the sharded retrain refused its input (exit 2): {' '.join(command)} (see the log above)")
+    if done.returncode != 0:
+        raise IncrementalError(f"the sharded retrain failed (exit {done.returncode}; each rank's error is in the "
+                               "log above)", retryable=True)
+    with open(result_json) as f:
+        return dict(json.load(f))
 
 
 def banner(message: str) -> None:

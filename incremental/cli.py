@@ -128,6 +128,13 @@ def _training_commands(sub: argparse._SubParsersAction) -> None:
                  "train from the base weights on a window of validated hours, through the gate")
     _interval(p, end_required=True)
     p.add_argument("--anchor-size", type=int, default=4000, help="rows of the anchor set frozen if none exists yet")
+    p.add_argument("--nproc", type=_positive, default=1,
+                   help="train on this many processes of this machine (torchrun, DDP: one shard of the window's "
+                        "sessions each; one GPU each when there are GPUs); default 1, a single process")
+    p.add_argument("--dry-run", action="store_true", help="decide but register nothing")
+    p.add_argument("--airflow-run-id", default=None, help=argparse.SUPPRESS)  # the DAG's run, recorded on the MLflow run
+    p.add_argument("--result-json", type=Path, default=None,
+                   help="also write the decision as JSON to this file (what the full-retrain DAG reads back)")
     p = _command(sub, "run-hour", commands.cmd_run_hour,
                  "extract -> validate -> monitor -> train -> evaluate -> register/reject (-> catch-up), for each "
                  "hour; an hour the champion's lineage already trained on is skipped, not trained again; two runs "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -155,9 +156,53 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
+    """A full retrain: in this process, or (`--nproc N`, N > 1) in N processes started by torchrun,
+    each of which runs this command again (with WORLD_SIZE set: `model.distributed`)."""
+    from incremental.model import distributed
     from incremental.retrain import full_retrain
 
-    _print_decision(full_retrain(settings, args.start, args.end, anchor_size=args.anchor_size))
+    if args.end <= args.start:
+        raise InputError(f"--end {iso_hour(args.end)} must be after --start {iso_hour(args.start)}")
+    launched = distributed.from_env()  # set by torchrun
+    if launched is None and args.nproc > 1:
+        _launch_sharded(settings, args)
+        return
+    if launched is not None and args.nproc not in (1, launched.world_size):
+        raise InputError(f"--nproc {args.nproc} but torchrun started {launched.world_size} processes")
+    with distributed.session() as group:
+        registered = full_retrain(settings, args.start, args.end, anchor_size=args.anchor_size, dry_run=args.dry_run,
+                                  airflow_run_id=args.airflow_run_id)
+    if group is not None and not group.is_main:
+        return  # rank 0 prints the decision
+    _print_decision(registered)
+    if args.result_json is not None:
+        lake.atomic_write_json(args.result_json, registered.to_dict())
+
+
+def _launch_sharded(settings: Settings, args: argparse.Namespace) -> None:
+    """Check the window can be split over `--nproc` processes (a clear error here, not one per rank),
+    then run this command in that many processes under torchrun; its exit status is this one's."""
+    import subprocess
+    import sys
+
+    from incremental import launch
+    from incremental.model import distributed
+    from incremental.model.examples import training_set
+    from incremental.model.update import bootstrap_window
+
+    boot, starts = bootstrap_window(settings, args.start, args.end)
+    rows = training_set(boot, starts, "bootstrap").rows
+    distributed.check_world(int(rows["session_id"].nunique()), boot.training.batch_size, args.nproc)
+    del rows
+    child = launch.bootstrap_args(args.start, args.end, anchor_size=args.anchor_size, dry_run=args.dry_run,
+                                  airflow_run_id=args.airflow_run_id,
+                                  result_json=str(args.result_json) if args.result_json else None,
+                                  verbose=logging.getLogger().isEnabledFor(logging.INFO))
+    done = subprocess.run(launch.torchrun_command(args.nproc, child), check=False)
+    if done.returncode != 0:
+        print(f"incremental: error: the {args.nproc}-process bootstrap failed: torchrun exited {done.returncode} "
+              "(each rank's error is above)", file=sys.stderr)
+        raise SystemExit(done.returncode)
 
 
 def cmd_benchmark_freeze(settings: Settings, args: argparse.Namespace) -> None:

@@ -40,10 +40,22 @@ def full_retrain(
     training never sees, so the order changes no model). `hour`: the hour it runs for (a
     catch-up: the hour that found it pending, up to `replay_hours` after `start`); the decision,
     its drift alerts and what it hands over name that hour (default: `start`).
+
+    Under torchrun (inside `model.distributed.session`, WORLD_SIZE > 1) every rank calls it with the
+    same arguments: each trains its shard of the window (DDP), rank 0 alone does the rest (MLflow,
+    anchor, evaluation, gate, registry); the other ranks return a `Registered` with `skipped` set
+    and no decision.
     """
     from incremental.judge import anchor
-    from incremental.model.update import bootstrap, holdout_uri
+    from incremental.model import distributed
+    from incremental.model.update import bootstrap, holdout_uri, train_shard
 
+    group = distributed.current()
+    if group is not None and not group.is_main:  # torchrun: this rank trains its shard, rank 0 does the rest
+        train_shard(settings, start, end, stale=stale, holdout_from=holdout_from)
+        return Registered(hour=hour or start, version=None, decision=None, reasons=(), champion=None,
+                          skipped=f"rank {group.rank} of {group.world_size}: trained its shard; rank 0 evaluates, "
+                                  "gates and registers the candidate")
     incumbent = tracking.champion(settings)
     result = bootstrap(settings, start, end, airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
     if anchor.current(settings.lake) is None:  # only once training worked: a failed bootstrap freezes nothing

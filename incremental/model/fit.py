@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from transformers import get_linear_schedule_with_warmup
 
 from incremental.model import ranker as rk
@@ -244,10 +245,12 @@ class Trainer:
                 "learning_rate": self.scheduler.get_last_lr()[0]}
 
 
-def make_trainer(model: torch.nn.Module, t: TrainingSettings, max_steps: int, *, new_head: bool) -> Trainer:
-    """The model on its device, AdamW with a linear warm-up and decay over `max_steps`, and the
-    L2-SP anchors: the starting weights, except a head that was just initialised at random."""
-    device = rk.pick_device()
+def make_trainer(model: torch.nn.Module, t: TrainingSettings, max_steps: int, *, new_head: bool,
+                 device: torch.device | None = None) -> Trainer:
+    """The model on its device (default: `rk.pick_device()`), AdamW with a linear warm-up and decay
+    over `max_steps`, and the L2-SP anchors: the starting weights, except a head that was just
+    initialised at random."""
+    device = device or rk.pick_device()
     model.to(device)
     anchors = {}
     if t.l2sp_strength > 0:
@@ -269,14 +272,21 @@ def fit(
     on_metrics: Callable[[int, dict[str, float]], None] | None = None,
     on_checkpoint: Callable[[FitState], None] | None = None,
     label: str = "training",
+    evaluates: bool = True,
+    agree: Callable[[bool], bool] | None = None,
 ) -> FitState:
     """Train from `state` (a fresh run when None) to `max_steps`, stopping early when the loss (or
     the click AUC: `early_stopping_metric`) on the early-stopping rows has not improved for
-    `early_stopping_patience` evaluations; end on the best weights."""
+    `early_stopping_patience` evaluations; end on the best weights.
+
+    Several processes (`model.distributed`): `trainer.model` is the DDP wrapper; only the process
+    with `evaluates` runs the early-stopping evaluations (on the plain module), and at each
+    evaluation step `agree` hands every process that one's decision to stop."""
     state = state or FitState()
     progress = Progress(label, max_steps, done=state.step)
     model = trainer.model
     model.train()
+    plain = model.module if isinstance(model, DistributedDataParallel) else model  # evaluated, its weights kept
     while state.step < max_steps:
         tick = time.perf_counter()
         index = batch_indices(data.train_rows, t.batch_size, t.seed, state.step)
@@ -289,9 +299,12 @@ def fit(
         metrics["samples_per_s"] = len(index) / took
         stop = False
         if len(data.stopping_labels) and (state.step % t.eval_every == 0 or state.step == max_steps):
-            evaluated = stopping_eval(model, data, trainer.autocast)
-            metrics.update(evaluated)
-            stop = _early_stopping(state, model, _stopping_score(evaluated, t), t.early_stopping_patience)
+            if evaluates:
+                evaluated = stopping_eval(plain, data, trainer.autocast)
+                metrics.update(evaluated)
+                stop = _early_stopping(state, plain, _stopping_score(evaluated, t), t.early_stopping_patience)
+            if agree is not None:
+                stop = agree(stop)
         if on_metrics:
             on_metrics(state.step, metrics)
         progress.update(state.step, _detail(state))
@@ -303,7 +316,7 @@ def fit(
             break
     progress.finish(state.step, _detail(state))
     if state.best_weights is not None and state.best_step != state.step:
-        model.load_state_dict(state.best_weights)  # end with the best weights seen on the early-stopping rows
+        plain.load_state_dict(state.best_weights)  # end with the best weights seen on the early-stopping rows
     return state
 
 

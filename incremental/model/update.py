@@ -148,9 +148,11 @@ class UpdateIdentity:
 
 
 def update_identity(settings: Settings, starts: list[datetime], kind: str, max_steps: int,
-                    parent_version: str | None, data_hash: str) -> UpdateIdentity:
-    config = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
-              "base_model": None if parent_version else settings.base_model}
+                    parent_version: str | None, data_hash: str, world_size: int = 1) -> UpdateIdentity:
+    config: dict[str, Any] = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
+                              "base_model": None if parent_version else settings.base_model}
+    if world_size > 1:  # a sharded run (`model.distributed`) trains otherwise: its own update; one process keeps its key
+        config["world_size"] = world_size
     hour_key = f"{starts[0]:%Y%m%dT%H}" + (f"-{starts[-1] + HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
     key = f"{hour_key}-{'v' + parent_version if parent_version else 'base'}-{data_hash[:12]}-{digest(config)[:8]}"
     home = settings.home
@@ -358,12 +360,47 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
     """Train the base weights on the validated hours of [start, end): the first champion, the
     full-retrain baseline and the catch-up retrain (which leaves out the `stale` rows and is judged
     on the holdout of the hours from `holdout_from`). A plain fine-tune: no replay (the window is
-    the data) and no L2-SP (the base weights are not a ranker to stay close to)."""
+    the data) and no L2-SP (the base weights are not a ranker to stay close to).
+
+    Under torchrun (`model.distributed.session`, WORLD_SIZE > 1) this is rank 0's part of a
+    sharded run; the other ranks call `train_shard` with the same arguments."""
+    settings, starts = bootstrap_window(settings, start, end)
+    from incremental.model import distributed
+
+    group = distributed.current()
+    if group is not None:
+        if not group.is_main:
+            raise TrainingError(f"rank {group.rank}: only rank 0 bootstraps a candidate (the others: train_shard)")
+        result = distributed.run_sharded(settings, starts, group, kind="bootstrap",
+                                         max_steps=settings.training.bootstrap_steps,
+                                         epochs=settings.training.bootstrap_epochs, airflow_run_id=airflow_run_id,
+                                         stale=stale, holdout_from=holdout_from)
+        assert result is not None  # rank 0's part returns the candidate
+        return result
+    return run_update(settings, starts, kind="bootstrap", from_champion=False,
+                      max_steps=settings.training.bootstrap_steps, epochs=settings.training.bootstrap_epochs,
+                      airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
+
+
+def train_shard(settings: Settings, start: datetime, end: datetime, *, stale: tuple[replay.Stale, ...] = (),
+                holdout_from: datetime | None = None) -> None:
+    """A rank other than 0 of a sharded bootstrap (`model.distributed`): trains its shard of the
+    window alongside rank 0's `bootstrap`, with no side effect (no MLflow, no file), and returns."""
+    settings, starts = bootstrap_window(settings, start, end)
+    from incremental.model import distributed
+
+    group = distributed.current()
+    if group is None or group.is_main:
+        raise TrainingError("train_shard is for ranks other than 0 of a torchrun group")
+    distributed.run_sharded(settings, starts, group, kind="bootstrap", max_steps=settings.training.bootstrap_steps,
+                            epochs=settings.training.bootstrap_epochs, stale=stale, holdout_from=holdout_from)
+
+
+def bootstrap_window(settings: Settings, start: datetime, end: datetime) -> tuple[Settings, list[datetime]]:
+    """A bootstrap's settings (no replay, no L2-SP, the bootstrap learning rate) and its hours."""
     settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0,
                                       learning_rate=settings.training.bootstrap_learning_rate)
     starts = hours(start, end)
     if not starts:
         raise TrainingError(f"empty bootstrap window [{start}, {end})")
-    return run_update(settings, starts, kind="bootstrap", from_champion=False,
-                      max_steps=settings.training.bootstrap_steps, epochs=settings.training.bootstrap_epochs,
-                      airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
+    return settings, starts

@@ -314,3 +314,46 @@ def test_errors_that_would_fail_again_fail_the_task_without_retries(dagbag) -> N
         for t in dag.tasks:
             if t.task_id not in ("check_validated", "publish_champion", "publish_catch_up"):
                 assert getattr(t.python_callable, "fails_fast", False), f"{dag.dag_id}.{t.task_id} is not @fail_fast"
+
+
+def test_full_retrain_on_several_processes_builds_the_torchrun_launch(dagbag, tmp_path: Path) -> None:
+    """`nproc` (default 1: the retrain in the task itself) > 1: the task runs `incremental bootstrap
+    --nproc N` (which starts torchrun) on the gpu queue and reads rank 0's decision back."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    sys.path.insert(0, str(DAGS))
+    try:
+        import search_ranker_common as common
+    finally:
+        sys.path.remove(str(DAGS))
+    from incremental.errors import IncrementalError, InputError
+
+    dag = dagbag.dags["search_ranker_full_retrain"]
+    window = {"window_start": "2026-01-01T00:00:00+00:00", "window_end": "2026-01-02T00:00:00+00:00"}
+    assert _resolve(dag, window)["nproc"] == 1
+    assert _resolve(dag, {**window, "nproc": 4})["nproc"] == 4
+    for bad in (0, -1, 17, "two", 1.5):
+        with pytest.raises(ParamValidationError):
+            _resolve(dag, {**window, "nproc": bad})
+    task = dag.get_task("full_retrain")
+    assert (task.queue, task.pool) == ("gpu", "gpu")
+
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    command = common.sharded_retrain_command(start, end, 4, dry_run=True, airflow_run_id="manual__1",
+                                             result_json="/tmp/x/decision.json")
+    assert command == [sys.executable, "-m", "incremental.cli", "-v", "bootstrap", "--start", "2026-01-01T00:00Z",
+                       "--end", "2026-01-02T00:00Z", "--nproc", "4", "--dry-run", "--airflow-run-id", "manual__1",
+                       "--result-json", "/tmp/x/decision.json"]
+    with pytest.raises(InputError):
+        common.sharded_retrain_command(start, end, 1, dry_run=False, airflow_run_id="r", result_json="/tmp/d.json")
+
+    # the launch's exit status: 2 fails the task at once (bad input), another is retried; 0 reads the decision
+    result = tmp_path / "decision.json"
+    write = f"import json; json.dump({{'decision': 'approved', 'version': '3'}}, open({str(result)!r}, 'w'))"
+    assert common.run_sharded_retrain([sys.executable, "-c", write], str(result)) == {"decision": "approved",
+                                                                                     "version": "3"}
+    with pytest.raises(InputError, match="exit 2"):
+        common.run_sharded_retrain([sys.executable, "-c", "raise SystemExit(2)"], str(result))
+    with pytest.raises(IncrementalError, match="exit 1") as failed:
+        common.run_sharded_retrain([sys.executable, "-c", "raise SystemExit(1)"], str(result))
+    assert failed.value.retryable

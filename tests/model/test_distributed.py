@@ -1,0 +1,210 @@
+"""A full retrain on two CPU processes (torchrun, DDP on gloo): disjoint shards that cover the
+window's training sessions, one MLflow run, one model version, the single-process step count.
+
+The real launch in a subprocess (`incremental bootstrap --nproc 2`, which runs `python -m
+torch.distributed.run ... -m incremental.cli -- bootstrap ...`), the real CLI, MLflow and gate in
+each rank; the tiny model on two small hours written straight into the lake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import BASE, make_hour_frame, write_hour
+
+from incremental import launch
+from incremental.cli import main
+from incremental.config import load_settings
+from incremental.hours import HOUR, iso_hour
+from incremental.model import distributed
+from incremental.model.examples import training_set
+from incremental.model.update import bootstrap_window
+
+REPO = Path(__file__).resolve().parents[2]
+START, END = BASE, BASE + 2 * HOUR
+# bootstrap_steps below what one pass needs: the step count comes from the global rows and batch
+CONFIG = """\
+training:
+  learning_rate: 0.001
+  bootstrap_learning_rate: 0.001
+  batch_size: 16
+  bootstrap_steps: 10
+  bootstrap_epochs: 1.0
+  eval_every: 10
+  early_stopping_patience: 100
+  max_length: 64
+"""
+
+
+def small_home(home: Path, rows: int = 240) -> Path:
+    """Two validated hours of `rows` impressions (sessions of 8) in `home`'s lake, and a config."""
+    home.mkdir(parents=True, exist_ok=True)
+    for k in range(2):
+        hour = START + k * HOUR
+        write_hour(home / "lake", hour, make_hour_frame(hour, rows, seed=k))
+    (home / "ddp.yaml").write_text(CONFIG)
+    return home / "ddp.yaml"
+
+
+@pytest.fixture
+def ddp_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("INCREMENTAL_CONFIG", str(small_home(home)))
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.mark.slow
+def test_two_processes_train_disjoint_shards_into_one_candidate(ddp_home: Path) -> None:
+    # `incremental bootstrap --nproc 2`, as the DAG runs it: the check, then python -m torch.distributed.run
+    command = launch.cli_command(launch.bootstrap_args(START, END, nproc=2, anchor_size=100, verbose=True,
+                                                       result_json=str(ddp_home / "decision.json")))
+    out = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, f"--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-5000:]}"
+    assert "Traceback" not in out.stderr, out.stderr[-5000:]
+    assert "rank 0/2: " in out.stderr and "rank 1/2: " in out.stderr, out.stderr[-5000:]  # two ranks trained
+    # one decision, printed by rank 0 alone
+    assert out.stdout.count(f"{iso_hour(START)}  ") == 1 and " version 1 " in out.stdout, out.stdout
+    decision = json.loads((ddp_home / "decision.json").read_text())
+    assert decision["version"] == "1" and decision["decision"] in ("approved", "rejected"), decision
+
+    settings = load_settings()
+    boot, starts = bootstrap_window(settings, START, END)
+    rows = training_set(boot, starts, "bootstrap").rows
+    expected_steps = max(10, -(-len(rows) // 16))  # ceil(one pass of the global rows / the global batch)
+    assert expected_steps > 10
+
+    from incremental.registry import tracking
+
+    client = tracking.configure(settings)
+    runs = client.search_runs([tracking.get_or_create_experiment(settings)])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    versions = client.search_model_versions(f"name='{settings.model_name}'")
+    assert [(str(v.version), v.run_id) for v in versions] == [("1", run.info.run_id)]
+    assert run.data.metrics["steps"] == expected_steps
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == expected_steps  # rank 0 logs, once a step
+    params = run.data.params
+    assert params["ddp.world_size"] == "2" and params["ddp.batch_size_per_process"] == "8"
+
+    shards = json.loads(Path(client.download_artifacts(run.info.run_id, distributed.SHARDS_ARTIFACT,
+                                                       str(ddp_home / "dl"))).read_text())["shards"]
+    assert [s["rank"] for s in shards] == [0, 1]
+    first, second = (set(s["sessions"]) for s in shards)
+    assert first and second and not first & second  # disjoint, neither empty
+    assert first | second == set(rows["session_id"])  # together: every training session of the window
+    for s in shards:
+        assert params[f"ddp.rank{s['rank']}.sessions"] == str(len(s["sessions"]))
+        assert params[f"ddp.rank{s['rank']}.sessions_sha256"] == distributed.sessions_digest(s["sessions"])[:16]
+        assert int(params[f"ddp.rank{s['rank']}.rows"]) == int(rows["session_id"].isin(s["sessions"]).sum())
+    assert sum(int(params[f"ddp.rank{r}.rows"]) for r in (0, 1)) == len(rows)
+
+
+def test_shards_keep_sessions_whole_and_split_them_evenly() -> None:
+    import pandas as pd
+
+    sessions = pd.Series([f"s{i // 3}" for i in range(30)])  # 10 sessions of 3 rows
+    masks = [distributed.shard_mask(sessions, r, 3) for r in range(3)]
+    assert (sum(m.astype(int) for m in masks) == 1).all()  # every row in exactly one shard
+    for m in masks:
+        assert set(sessions[m]).isdisjoint(set(sessions[~m]))  # no session split between shards
+    assert sorted(len(set(sessions[m])) for m in masks) == [3, 3, 4]
+
+
+def test_more_processes_than_sessions_is_one_line_and_exit_2(ddp_home: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["bootstrap", "--start", iso_hour(START), "--end", iso_hour(END), "--nproc", "64"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "64 processes but the window has" in err and "training sessions" in err, err
+
+
+def test_bad_nproc_and_uneven_batch_are_refused(ddp_home: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse: usage and one error line
+        main(["bootstrap", "--start", iso_hour(START), "--end", iso_hour(END), "--nproc", "0"])
+    assert exited.value.code == 2 and "--nproc: 0: at least 1" in capsys.readouterr().err
+    code = main(["bootstrap", "--start", iso_hour(START), "--end", iso_hour(END), "--nproc", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "batch_size 16 does not split evenly over 3 processes" in err, err
+
+
+def test_world_size_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from incremental.errors import InputError
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.from_env() is None  # unset: one process, nothing initialised
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.from_env() is None
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.from_env() == distributed.Group(rank=1, world_size=2, local_rank=0)
+    for name, value in (("RANK", "2"), ("WORLD_SIZE", "two"), ("WORLD_SIZE", "0")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(InputError):
+            distributed.from_env()
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "1")
+
+
+def test_the_launch_command() -> None:
+    args = launch.bootstrap_args(START, START + timedelta(hours=5), nproc=1, dry_run=True, airflow_run_id="manual__x",
+                                 result_json="/tmp/d.json")
+    assert args == ["bootstrap", "--start", "2026-03-01T00:00Z", "--end", "2026-03-01T05:00Z", "--dry-run",
+                    "--airflow-run-id", "manual__x", "--result-json", "/tmp/d.json"]
+    assert launch.torchrun_command(4, args, python="py") == [
+        "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "incremental.cli", "--", *args]
+    assert launch.cli_command(["bootstrap", "--nproc", "2"], python="py") == [
+        "py", "-m", "incremental.cli", "bootstrap", "--nproc", "2"]
+    with pytest.raises(ValueError):
+        launch.torchrun_command(0, args)
+    assert sys.executable in launch.torchrun_command(2, args)
+
+
+def test_every_rank_follows_rank_0s_early_stopping_decision() -> None:
+    """`fit` as a rank runs it: a rank that does not evaluate stops when rank 0 says so (and only
+    then), at an evaluation step; rank 0's own evaluations do not stop a run that `agree` continues."""
+    import torch
+
+    from incremental.config import TrainingSettings
+    from incremental.model import ranker as rk
+    from incremental.model.fit import FitData, fit, make_trainer
+
+    t = TrainingSettings(batch_size=8, eval_every=5, early_stopping_patience=1, max_length=32)
+    frame = make_hour_frame(START, 64, seed=3)
+    model, tokenizer = rk.load_base("tiny", seed=0)
+    data = FitData.from_frames(tokenizer, frame[:48], frame[48:], t.max_length)
+    asked: list[bool] = []
+
+    def stop_at_10(stop: bool) -> bool:
+        asked.append(stop)
+        return len(asked) == 2
+
+    worker = fit(make_trainer(model, t, 20, new_head=True, device=torch.device("cpu")), data, t, max_steps=20,
+                 evaluates=False, agree=stop_at_10)
+    assert worker.step == 10 and asked == [False, False]  # asked at steps 5 and 10, never evaluated itself
+    assert worker.best_weights is None
+    main_rank = fit(make_trainer(model, t, 20, new_head=True, device=torch.device("cpu")), data, t, max_steps=20,
+                    agree=lambda stop: False)
+    assert main_rank.step == 20 and main_rank.best_step in (5, 10, 15, 20)
+
+
+@pytest.mark.slow
+def test_bad_input_found_in_the_ranks_ends_every_rank(ddp_home: Path) -> None:
+    """torchrun started by hand, past `--nproc`'s check: a rank refuses the uneven batch itself (one
+    line, exit 2, before any collective), torchrun stops the other rank and ends instead of waiting."""
+    (ddp_home / "ddp.yaml").write_text(CONFIG.replace("batch_size: 16", "batch_size: 15"))
+    command = launch.torchrun_command(2, launch.bootstrap_args(START, END))
+    out = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 1, out.stderr[-3000:]  # torchrun's status when a worker failed
+    lines = [x for x in out.stderr.splitlines() if x.startswith("incremental: error: ")]
+    assert lines and all("batch_size 15 does not split evenly over 2 processes" in x for x in lines), out.stderr
+    assert "exitcode  : 2 " in out.stderr, out.stderr[-3000:]  # the first failure: the rank's exit 2
