@@ -32,10 +32,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from incremental.config import Settings
-from incremental.data import lake, lake_lock
+from incremental.data import lake_lock
 from incremental.errors import IncrementalError, require_reason
 from incremental.handover import ChampionMove
-from incremental.hours import iso_hour
+from incremental.hours import iso_hour, now_iso
 from incremental.registry import tracking
 
 ALIAS = tracking.CHAMPION_ALIAS
@@ -222,7 +222,7 @@ def register_candidate(
             "airflow_run_id": airflow_run_id or "",
             "partition_sha256": partition_sha256 or "",
             "anchor_sha256": anchor_sha256 or "",
-            "registered_at": lake.now_iso(),
+            "registered_at": now_iso(),
             REGISTRATION_TAG: "pending",
             **{TAG_NAMES[k]: f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
             **{k: v for k, v in (extra_tags or {}).items() if v},
@@ -247,7 +247,7 @@ def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion,
         client.set_model_version_tag(name, version, "reasons", json.dumps(reasons))
     client.update_model_version(name, version, description=_description(decision, reasons, mv.tags))
     if decision == "approved":
-        _move_champion(client, name, version, lake.now_iso())
+        _move_champion(client, name, version, now_iso())
     client.set_model_version_tag(name, version, REGISTRATION_TAG, "done")
     return Registration(version=version, decision=decision, reasons=tuple(reasons),
                         champion=tracking.champion_version(client, name), reused=reused)
@@ -306,7 +306,7 @@ def promote(settings: Settings, version: str, reason: str, who: str | None = Non
     with _registry_lock(settings):
         version = str(_existing_version(client, name, version).version)
         check_loadable(settings, version)
-        when = lake.now_iso()
+        when = now_iso()
         previous = _move_champion(client, name, version, when)
         for key, value in {
             "override": "promoted",
@@ -336,7 +336,7 @@ def rollback(settings: Settings, reason: str, to: str | None = None, who: str | 
             to = max(earlier)[1]
         _existing_version(client, name, to)
         check_loadable(settings, str(to))
-        when = lake.now_iso()
+        when = now_iso()
         _move_champion(client, name, str(to), when)
         for key, value in {"rollback_reason": reason, "rollback_by": who or getpass.getuser(), "rollback_at": when,
                            "rollback_from": current or ""}.items():
