@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from incremental import pipeline, retrain
+from incremental import candidate, pipeline, retrain
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
 from incremental.handover import Evaluated, Monitored, Registered, Trained
@@ -56,11 +56,11 @@ def test_tasks_hand_over_uris_not_local_paths(home: Path, monkeypatch: pytest.Mo
     shutil.rmtree(settings.home / "candidates")
     shutil.rmtree(settings.home / "holdout")
     shutil.rmtree(settings.home / "evaluations", ignore_errors=True)
-    evaluation = pipeline.evaluate_step(settings, hour, Trained.from_dict(returned["train"]))
+    evaluation = candidate.evaluate_step(settings, hour, Trained.from_dict(returned["train"]))
     returned["evaluate"] = evaluation.to_dict()
     assert Evaluated.from_dict(json.loads(json.dumps(returned["evaluate"]))) == evaluation
     shutil.rmtree(settings.home / "evaluations")
-    registered = pipeline.register_step(settings, hour, Trained.from_dict(returned["train"]),
+    registered = candidate.register_step(settings, hour, Trained.from_dict(returned["train"]),
                                         Evaluated.from_dict(returned["evaluate"]))
     returned["register"] = registered.to_dict()
     assert Registered.from_dict(json.loads(json.dumps(returned["register"]))) == registered
