@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 import pyarrow as pa
@@ -40,15 +41,15 @@ from incremental.data.storage import LakePath
 from incremental.errors import require_reason
 from incremental.hours import HOUR, iso_hour, now_iso, parse_hour
 from incremental.validation.frame import Outcome, check_frame
-from incremental.validation.gx_suite import gx_summary
-from incremental.validation.hour_drift import statistics_of, validated_history
+from incremental.validation.gx_suite import GxSummary, gx_summary
+from incremental.validation.hour_drift import HourStats, statistics_of, validated_history
 from incremental.validation.report import (
     CRITICAL,
     ROWS,
     WARNING,
     Check,
+    CheckRecord,
     ValidationError,
-    ValidationRecord,
     ValidationReport,
 )
 from incremental.validation.rows import schema_checks_arrow
@@ -59,6 +60,31 @@ _INT_TYPES = {
     pa.int32(): pd.Int32Dtype(),
     pa.int64(): pd.Int64Dtype(),
 }
+
+
+class ValidationRecord(TypedDict, total=False):
+    """A part's validation record: the hour's `_validation.json` once it is validated (with the
+    parts it covers, their identity and the hour's statistics), or the record beside quarantined data."""
+
+    status: str  # "validated" | "quarantined"
+    interval_start: str
+    interval_end: str
+    part: str
+    part_sha256: str
+    rows: int
+    bad_rows: int
+    max_bad_row_fraction: float
+    statistics: HourStats  # a validated hour's: of its validated view
+    part_statistics: HourStats
+    warnings: list[CheckRecord]
+    row_failures: list[CheckRecord]
+    failures: list[CheckRecord]
+    checks: list[CheckRecord]
+    gx: GxSummary | None
+    validated_at: str
+    parts: list[str]  # the validated parts it covers, and their identity
+    sha256: str
+    live_rows: int
 
 
 def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
