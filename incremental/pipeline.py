@@ -5,7 +5,7 @@
 
 `monitor_step` is test-then-train: the champion scores the hour before anything trains on it,
 and the drift rule (`incremental.judge.drift`) reads that record to choose the hour's mode (normal or
-adapt), which `train_step` is handed; `evaluate_step` and `register_step` (`incremental.candidate`)
+adapt), which `train_step` is handed; `evaluate_step` and `register_step` (`incremental.judge.verdict`)
 judge and register the candidate, as they do a retrain's; `catch_up_step` (`incremental.retrain`)
 retrains on the recent window when a drift was declared.
 
@@ -27,7 +27,6 @@ from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
-from incremental import candidate
 from incremental.config import Settings
 from incremental.data import lake, lake_lock, storage
 from incremental.errors import IncrementalError
@@ -39,6 +38,7 @@ from incremental.handover import (
     Validated,
 )
 from incremental.hours import HOUR, iso_hour, parse_hour
+from incremental.judge import verdict
 from incremental.registry import lineage, tracking
 
 if TYPE_CHECKING:
@@ -249,9 +249,9 @@ def run_hour(
                            lake_key=validated.lake_key)
         monitored = monitor_step(settings, hour, dry_run=dry_run)
         trained = train_step(settings, hour, monitored, overrides=overrides, airflow_run_id=airflow_run_id)
-        evaluation = candidate.evaluate_step(settings, hour, trained)
-        registered = candidate.register_step(settings, hour, trained, evaluation, airflow_run_id=airflow_run_id,
-                                             force_promote_reason=force_promote_reason, dry_run=dry_run)
+        evaluation = verdict.evaluate_step(settings, hour, trained)
+        registered = verdict.register_step(settings, hour, trained, evaluation, airflow_run_id=airflow_run_id,
+                                           force_promote_reason=force_promote_reason, dry_run=dry_run)
         caught_up = catch_up_step(settings, hour, airflow_run_id=airflow_run_id) if not dry_run else None
         return HourRun(hour=hour, status="done", rows=extracted.rows, warnings=validated.warnings,
                        monitored_mode=monitored.mode, drift=monitored.assessment, registered=registered,

@@ -7,7 +7,7 @@
   freeze`, the `search_ranker_benchmark` DAG); `roll_anchor`: the drift episode's own refresh.
 
 Each candidate goes through the same evaluation and gate as an hourly update
-(`candidate.evaluate_step`, `candidate.register_step`).
+(`verdict.evaluate_step`, `verdict.register_step`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from incremental import candidate
 from incremental.config import Settings
 from incremental.data import lake, storage
 from incremental.handover import AnchorFrozen, CaughtUp, Registered, Trained
 from incremental.hours import HOUR
+from incremental.judge import verdict
 from incremental.judge.drift_rule import DriftContext, stale_rows
 from incremental.model import replay
 from incremental.registry import tracking
@@ -54,9 +54,9 @@ def full_retrain(
                       compare_with=champion, data_hash=result.data_hash,
                       drift=context or {"mode": kind, "anomalous": [], "changed_slices": []},
                       train_metrics={k: float(v) for k, v in result.metrics.items()})
-    evaluation = candidate.evaluate_step(settings, start, trained)
-    return candidate.register_step(settings, hour or start, trained, evaluation, airflow_run_id=airflow_run_id,
-                                   dry_run=dry_run)
+    evaluation = verdict.evaluate_step(settings, start, trained)
+    return verdict.register_step(settings, hour or start, trained, evaluation, airflow_run_id=airflow_run_id,
+                                 dry_run=dry_run)
 
 
 def catch_up_step(settings: Settings, hour: datetime, *, airflow_run_id: str | None = None) -> CaughtUp:

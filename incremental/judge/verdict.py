@@ -1,5 +1,5 @@
-"""A trained candidate, judged and registered: the two steps that an hourly update (`incremental.pipeline`)
-and a retrain from the base weights (`incremental.retrain`) share.
+"""The verdict on a trained candidate, and carrying it out: the two steps that an hourly update
+(`incremental.pipeline`) and a retrain from the base weights (`incremental.retrain`) share.
 
     evaluate_step: score the candidate (and its parent) on the fresh holdout and the anchor set; the gate
     register_step: a version for it; approved -> champion (compare-and-set); its report in MLflow
