@@ -7,7 +7,7 @@ peak RSS):
 
 - bootstrap from the preset's base weights on the first `hours - 1` hours (`train.bootstrap`,
   the loop `incremental bootstrap` runs), then the gate on the bootstrap's holdout and the
-  anchor (`pipeline.evaluate_step`; no registration);
+  anchor (`verdict.evaluate_step`; no registration);
 - score the last hour, never trained on (held out whole), with the candidate.
 
 Figures per preset: training samples/s (median of the per-step figure the loop logs to MLflow:
@@ -97,11 +97,10 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
 
     if threads:
         torch.set_num_threads(threads)
-    from incremental import pipeline
     from incremental.config import load_settings
     from incremental.data import lake
     from incremental.handover import Trained
-    from incremental.judge import metrics
+    from incremental.judge import metrics, verdict
     from incremental.model import ranker as rk
     from incremental.model.update import bootstrap, holdout_uri
     from incremental.registry import tracking
@@ -118,7 +117,7 @@ def run_preset(home: Path, preset: str, hours: int, steps: int | None, threads: 
     trained = Trained(hour=T0, interval_end=end, kind="full_retrain", run_id=result.run_id,
                       model_uri=result.model_uri, holdout_uri=holdout_uri(result.run_id, result.holdout_path))
     started = time.perf_counter()
-    gated = pipeline.evaluate_step(settings, T0, trained)
+    gated = verdict.evaluate_step(settings, T0, trained)
     evaluate_s = time.perf_counter() - started
 
     last = lake.read_partition(lake.partition(settings.lake, end)).to_pandas()

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from incremental.config import ValidationSettings  # noqa: E402
+from incremental.data import files  # noqa: E402
 from incremental.data import lake as lk  # noqa: E402
 from incremental.validation.validate import validate_hour  # noqa: E402
 
@@ -90,7 +91,7 @@ def main() -> int:
             validate_hour(lake, earlier, settings)
         for _ in range(args.repeat):
             # an hour already validated is not validated again (nothing pending): start each run afresh
-            (lk.partition_dir(lake, START) / lk.VALIDATION_FILE).unlink(missing_ok=True)
+            (lk.partition_dir(lake, START) / files.VALIDATION_FILE).unlink(missing_ok=True)
             t0 = time.perf_counter()
             report = validate_hour(lake, START, settings)
             timings.append(time.perf_counter() - t0)

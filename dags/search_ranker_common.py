@@ -338,20 +338,20 @@ def train_hour(monitored: Monitored) -> Trained:
 
 
 def evaluate_hour(trained: Trained) -> Evaluated:
-    from incremental import pipeline
+    from incremental.judge import verdict
 
-    return pipeline.evaluate_step(task_settings(), interval_hour(get_current_context()), trained)
+    return verdict.evaluate_step(task_settings(), interval_hour(get_current_context()), trained)
 
 
 def register_hour(trained: Trained, evaluation: Evaluated) -> Registered:
-    from incremental import pipeline
+    from incremental.judge import verdict
 
     context = get_current_context()
     params = context["params"]
-    registered = pipeline.register_step(task_settings(), interval_hour(context), trained, evaluation,
-                                        airflow_run_id=context["run_id"],
-                                        force_promote_reason=params.get("force_promote"),
-                                        dry_run=bool(params.get("dry_run")))
+    registered = verdict.register_step(task_settings(), interval_hour(context), trained, evaluation,
+                                       airflow_run_id=context["run_id"],
+                                       force_promote_reason=params.get("force_promote"),
+                                       dry_run=bool(params.get("dry_run")))
     banner(f"{str(registered.decision).upper()} (mode {trained.mode}): version {registered.version}, "
            f"champion {registered.champion}" + "".join(f"\n- {reason}" for reason in registered.reasons))
     return registered

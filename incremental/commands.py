@@ -316,9 +316,9 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> None:
-    from incremental.registry import champion as registry
+    from incremental.registry.history import format_history, history
 
-    print(registry.format_history(registry.history(settings)))
+    print(format_history(history(settings)))
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:

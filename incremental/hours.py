@@ -3,6 +3,7 @@
 An hour is an aware UTC `datetime` on the hour. It is parsed from text once, at the edge (the CLI's
 arguments, the DAG's data interval, a record read back from disk: `parse_hour`), passed on as a
 `datetime` below it, and written as text in one way only (`iso_hour`), in records, keys and messages.
+A moment (when a record was written: its `at`) is written in one way too (`now_iso`).
 """
 
 from __future__ import annotations
@@ -41,3 +42,8 @@ def hours(start: datetime, end: datetime) -> list[datetime]:
         out.append(hour)
         hour += HOUR
     return out
+
+
+def now_iso() -> str:
+    """The current UTC time to the second, for `at` and `extracted_at` fields (a moment, not an hour)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -5,8 +5,9 @@
 
 `monitor_step` is test-then-train: the champion scores the hour before anything trains on it,
 and the drift rule (`incremental.judge.drift`) reads that record to choose the hour's mode (normal or
-adapt), which `train_step` is handed; `catch_up_step` (`incremental.retrain`) retrains on the
-recent window when a drift was declared.
+adapt), which `train_step` is handed; `evaluate_step` and `register_step` (`incremental.judge.verdict`)
+judge and register the candidate, as they do a retrain's; `catch_up_step` (`incremental.retrain`)
+retrains on the recent window when a drift was declared.
 
 Each takes the settings and the hour (an aware UTC `datetime`, parsed once by the CLI or the DAG)
 and returns a small typed value (`incremental.handover`): lake keys (relative to the lake root),
@@ -20,7 +21,6 @@ partition was already turned into a model version returns that version instead o
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,21 +31,19 @@ from incremental.config import Settings
 from incremental.data import lake, lake_lock, storage
 from incremental.errors import IncrementalError
 from incremental.handover import (
-    Evaluated,
     Extracted,
     HourRun,
     Monitored,
-    Registered,
     Trained,
     Validated,
 )
 from incremental.hours import HOUR, iso_hour, parse_hour
-from incremental.registry import lineage, links, tracking
+from incremental.judge import verdict
+from incremental.registry import lineage, tracking
 
 if TYPE_CHECKING:
     from incremental.judge.drift import DriftState
     from incremental.judge.drift_rule import DriftContext, PrequentialRecord
-    from incremental.model import replay
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +55,6 @@ class PipelineError(IncrementalError, RuntimeError):
 def lake_key(settings: Settings, path: storage.LakePath | str) -> str:
     """A lake object as its key under the lake root: what every worker can resolve, never a local path."""
     return storage.key(settings.lake, path)
-
-
-class MlflowUrls(TypedDict, total=False):
-    mlflow_run_url: str
-    model_version_url: str
-
-
-def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> MlflowUrls:
-    """The MLflow UI's pages of the run and the version, where given."""
-    urls: MlflowUrls = {}
-    if run_id:
-        client = tracking.configure(settings)
-        experiment = client.get_run(run_id).info.experiment_id
-        urls["mlflow_run_url"] = links.run_url(settings.mlflow_ui_url, run_id, experiment)
-    if version:
-        urls["model_version_url"] = links.model_version_url(settings.mlflow_ui_url, settings.model_name, version)
-    return urls
 
 
 def validated_partition(settings: Settings, hour: datetime, what: str) -> lake.Partition:
@@ -204,13 +185,6 @@ def _mode_settings(settings: Settings, mode: str) -> Settings:
                                   l2sp_strength=a.l2sp_strength)
 
 
-def stale_rows(context: DriftContext) -> tuple[replay.Stale, ...]:
-    """The rules of what replay and the catch-up leave out (`drift.stale_rules`), as `replay.Stale`."""
-    from incremental.model import replay
-
-    return tuple(replay.Stale.from_dict(rule) for rule in context.get("stale", []))
-
-
 def train_step(
     settings: Settings, hour: datetime, monitored: Monitored | None = None, *,
     overrides: dict[str, float | int] | None = None, airflow_run_id: str | None = None,
@@ -220,7 +194,7 @@ def train_step(
 
     `monitored`: what `monitor_step` handed on for this hour (the mode and the drift context,
     the shadow chain's head); without it (`incremental train`) they are read from the drift state."""
-    from incremental.judge import drift
+    from incremental.judge import drift, drift_rule
     from incremental.model.update import holdout_uri, train_hour
     from incremental.registry import champion as registry
 
@@ -246,90 +220,13 @@ def train_step(
                        trained_by=skipped.trained_by, trained_through=skipped.trained_through)
     champion = tracking.champion(settings)
     result = train_hour(_mode_settings(settings, context["mode"]), hour, airflow_run_id=airflow_run_id,
-                        overrides=overrides, start_version=episode["start_version"], stale=stale_rows(context))
+                        overrides=overrides, start_version=episode["start_version"],
+                        stale=drift_rule.stale_rows(context))
     return Trained(hour=hour, interval_end=hour + HOUR, drift=context, compare_with=champion[0] if champion else None,
                    run_id=result.run_id, model_uri=result.model_uri, holdout_uri=holdout_uri(result.run_id, result.holdout_path),
                    parent_version=result.parent_version, data_hash=result.data_hash, partition_sha256=sha,
                    resumed_from_step=result.resumed_from_step,
                    train_metrics={k: float(v) for k, v in result.metrics.items()})
-
-
-def evaluate_step(settings: Settings, hour: datetime, trained: Trained) -> Evaluated:
-    """Score the candidate (and its parent) on the fresh holdout and the anchor set; apply the gate."""
-    from incremental.judge import evaluate
-
-    if trained.skipped is not None:
-        return Evaluated(hour=trained.hour, skipped=trained.skipped)
-    if trained.reused_version is not None:
-        return Evaluated(hour=trained.hour, reused_version=trained.reused_version)
-    evaluation = evaluate.evaluate_candidate(settings, trained)
-    return Evaluated(hour=trained.hour, run_id=trained.run_id, evaluation_uri=evaluation["uri"],
-                     decision=evaluation["decision"]["decision"], reasons=tuple(evaluation["decision"]["reasons"]),
-                     key_metrics=evaluation["key_metrics"])
-
-
-def register_step(
-    settings: Settings, hour: datetime, trained: Trained, evaluation: Evaluated, *,
-    airflow_run_id: str | None = None, force_promote_reason: str | None = None, dry_run: bool = False,
-) -> Registered:
-    """Register the candidate as a version; approved -> champion (compare-and-set); report to MLflow."""
-    from incremental.judge import drift
-    from incremental.judge.evaluate import drift_tags, forgot, improved, load_evaluation
-    from incremental.registry import champion as registry
-    from incremental.registry import review as report
-
-    if trained.skipped is not None:  # nothing trained: no version, the champion unchanged
-        return Registered(hour=hour, version=None, decision="skipped", skipped=trained.skipped,
-                          reasons=(trained.skipped,), trained_by=trained.trained_by,
-                          champion=tracking.champion_version(tracking.configure(settings), settings.model_name))
-    if trained.reused_version is not None:
-        return _reused(settings, hour, trained, force_promote_reason if not dry_run else None)
-    assert trained.run_id is not None and trained.model_uri is not None and trained.data_hash is not None  # a candidate
-    full = load_evaluation(settings, trained.run_id)
-    decision = full["decision"]
-    if dry_run:
-        champion = tracking.champion(settings)
-        return Registered(hour=hour, version=None, decision=decision["decision"], dry_run=True,
-                          reasons=tuple(decision["reasons"]), champion=champion[0] if champion else None,
-                          **mlflow_urls(settings, trained.run_id, None))
-    registered = registry.register_candidate(
-        settings, model_uri=trained.model_uri, run_id=trained.run_id,
-        interval_start=trained.hour, interval_end=trained.interval_end or trained.hour + HOUR,
-        parent_version=trained.parent_version, expected_champion=trained.compare_with, data_hash=trained.data_hash,
-        partition_sha256=trained.partition_sha256, approved=decision["approved"], reasons=decision["reasons"],
-        metrics=full["key_metrics"], airflow_run_id=airflow_run_id, anchor_sha256=full.get("anchor", {}).get("sha256"),
-        extra_tags=drift_tags(full),
-    )
-    if not registered.reused:
-        drift.after_decision(settings, hour, registered.version, registered.decision, trained.kind,
-                             improved=improved(full), forgot=forgot(decision))
-    override = None
-    if force_promote_reason and registered.decision != "approved":
-        override = registry.promote(settings, registered.version, force_promote_reason)
-    context = full.get("drift") or {}
-    result = Registered(
-        hour=hour, version=registered.version, decision=registered.decision, reasons=registered.reasons,
-        champion=override.champion if override else registered.champion, reused=registered.reused, override=override,
-        mode=full.get("mode", "normal"), changed_slices=tuple(context.get("changed_slices", [])),
-        drift_evidence=tuple(context.get("anomalous", []) or context.get("evidence", [])),
-        **mlflow_urls(settings, trained.run_id, registered.version))
-    if not registered.reused:
-        report.log_report(settings, trained.run_id, full, result)
-    return result
-
-
-def _reused(settings: Settings, hour: datetime, trained: Trained, force_promote_reason: str | None) -> Registered:
-    """Reprocessing an hour: the version its inputs already made, its decision (and a forced promotion)."""
-    from incremental.registry import champion as registry
-
-    assert trained.reused_version is not None
-    version = trained.reused_version
-    mv = tracking.configure(settings).get_model_version(settings.model_name, version)
-    override = registry.promote(settings, version, force_promote_reason) if force_promote_reason else None
-    return Registered(hour=hour, version=version, decision=mv.tags.get("decision"),
-                      reasons=tuple(json.loads(mv.tags.get("reasons", "[]"))), reused=True, override=override,
-                      champion=tracking.champion_version(tracking.configure(settings), settings.model_name),
-                      **mlflow_urls(settings, trained.run_id, version))
 
 
 def run_hour(
@@ -352,9 +249,9 @@ def run_hour(
                            lake_key=validated.lake_key)
         monitored = monitor_step(settings, hour, dry_run=dry_run)
         trained = train_step(settings, hour, monitored, overrides=overrides, airflow_run_id=airflow_run_id)
-        evaluation = evaluate_step(settings, hour, trained)
-        registered = register_step(settings, hour, trained, evaluation, airflow_run_id=airflow_run_id,
-                                   force_promote_reason=force_promote_reason, dry_run=dry_run)
+        evaluation = verdict.evaluate_step(settings, hour, trained)
+        registered = verdict.register_step(settings, hour, trained, evaluation, airflow_run_id=airflow_run_id,
+                                           force_promote_reason=force_promote_reason, dry_run=dry_run)
         caught_up = catch_up_step(settings, hour, airflow_run_id=airflow_run_id) if not dry_run else None
         return HourRun(hour=hour, status="done", rows=extracted.rows, warnings=validated.warnings,
                        monitored_mode=monitored.mode, drift=monitored.assessment, registered=registered,

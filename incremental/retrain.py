@@ -7,7 +7,7 @@
   freeze`, the `search_ranker_benchmark` DAG); `roll_anchor`: the drift episode's own refresh.
 
 Each candidate goes through the same evaluation and gate as an hourly update
-(`pipeline.evaluate_step`, `pipeline.register_step`).
+(`verdict.evaluate_step`, `verdict.register_step`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from incremental import pipeline
 from incremental.config import Settings
-from incremental.data import lake
+from incremental.data import lake, storage
 from incremental.handover import AnchorFrozen, CaughtUp, Registered, Trained
 from incremental.hours import HOUR
-from incremental.judge.drift_rule import DriftContext
+from incremental.judge import verdict
+from incremental.judge.drift_rule import DriftContext, stale_rows
 from incremental.model import replay
 from incremental.registry import tracking
 
@@ -66,9 +66,9 @@ def full_retrain(
                       compare_with=champion, data_hash=result.data_hash,
                       drift=context or {"mode": kind, "anomalous": [], "changed_slices": []},
                       train_metrics={k: float(v) for k, v in result.metrics.items()})
-    evaluation = pipeline.evaluate_step(settings, start, trained)
-    return pipeline.register_step(settings, hour or start, trained, evaluation, airflow_run_id=airflow_run_id,
-                                  dry_run=dry_run)
+    evaluation = verdict.evaluate_step(settings, start, trained)
+    return verdict.register_step(settings, hour or start, trained, evaluation, airflow_run_id=airflow_run_id,
+                                 dry_run=dry_run)
 
 
 def catch_up_step(settings: Settings, hour: datetime, *, airflow_run_id: str | None = None) -> CaughtUp:
@@ -88,7 +88,7 @@ def catch_up_step(settings: Settings, hour: datetime, *, airflow_run_id: str | N
     window = lake.validated_partitions(settings.lake, end, settings.drift.adapt.replay_hours)
     window_start = min([p.start for p in window], default=recent_start)
     registered = full_retrain(settings, window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
-                              context={**context, "mode": "catch_up"}, stale=pipeline.stale_rows(context),
+                              context={**context, "mode": "catch_up"}, stale=stale_rows(context),
                               holdout_from=recent_start, hour=hour)
     return CaughtUp(hour=hour, registered=registered, window=(window_start, end), judged_on=(recent_start, end))
 
@@ -106,7 +106,7 @@ def freeze_anchor(settings: Settings, start: datetime, end: datetime, size: int,
                          baseline_version=champion[0] if champion else None, protected_categories=protected)
     return AnchorFrozen(sha256=info.sha256, rows=info.rows, reason=reason, baseline_version=info.baseline_version,
                         protected_categories=info.protected_categories,
-                        lake_key=pipeline.lake_key(settings, anchor.anchor_dir(settings.lake)))
+                        lake_key=storage.key(settings.lake, anchor.anchor_dir(settings.lake)))
 
 
 def roll_anchor(settings: Settings, hour: datetime, reason: str, stable: list[str]) -> AnchorFrozen:

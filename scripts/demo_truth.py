@@ -27,8 +27,8 @@ from incremental.hours import parse_hour
 from incremental.judge import metrics
 from incremental.judge.lexical import LexicalScorer
 from incremental.model import ranker as rk
-from incremental.registry import champion as registry
 from incremental.registry import tracking
+from incremental.registry.history import history
 from incremental.sim.simulate import generate
 
 
@@ -62,7 +62,7 @@ def main() -> None:
     window = frame[frame["hour"] < pd.Timestamp(after)]
     floor = LexicalScorer.fit(window["title"].drop_duplicates())
     # the first version that served (approved, or promoted by a person), and the one serving now
-    first = next((str(r["version"]) for r in registry.history(settings) if r.get("champion_periods")), None)
+    first = next((str(r["version"]) for r in history(settings) if r.get("champion_periods")), None)
     last = tracking.champion(settings)
     models = {f"first champion v{first}": first} if first else {}
     if last and last[0] != first:

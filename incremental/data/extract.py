@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from incremental import __version__
-from incremental.data import lake, storage
+from incremental.data import files, lake, storage
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.manifest import ExtractDetails, Manifest
 from incremental.data.storage import LakePath
 from incremental.data.warehouse import Warehouse, sql_text
 from incremental.errors import InputError
-from incremental.hours import HOUR, iso_hour
+from incremental.hours import HOUR, iso_hour, now_iso
 
 log = logging.getLogger(__name__)
 EXTRACT_SQL = "extract_search_logs"
@@ -79,7 +79,7 @@ def _details(table: pa.Table, backend: str) -> ExtractDetails:
         "columns": {f.name: str(f.type) for f in table.schema},
         "source": backend,
         "extracted_by": f"incremental {__version__}",
-        "extracted_at": lake.now_iso(),
+        "extracted_at": now_iso(),
     }
 
 
@@ -141,7 +141,7 @@ def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa
         log.info("extracted %s: %d rows, sha256 %s", lake.hour_key(start), table.num_rows, manifest["sha256"][:12])
         return manifest
     delta = new_rows(table, accounted)
-    live_manifest = folder / lake.MANIFEST_FILE
+    live_manifest = folder / files.MANIFEST_FILE
     if delta.num_rows == 0:
         if storage.is_file(live_manifest):
             manifest = lake.read_manifest(folder)

@@ -3,7 +3,7 @@
 A manifest lists the hour's parts (file, rows, sha256 each, and where each came from), the hour's
 identity (`sha256`: the one part's, else that of the list of parts) and every identity it ever had,
 the events that changed it (a delta, a re-admission, rows or a part moved to quarantine), and what
-extraction recorded (the SQL, its hash, the event_ts range, the columns). `lake.check_manifest`
+extraction recorded (the SQL, its hash, the event_ts range, the columns). `files.check_manifest`
 checks a file against the parts of it every reader relies on; these types say what the pipeline
 writes. Keys of older manifests are optional.
 """

@@ -16,28 +16,25 @@ from typing import Any, cast
 import pyarrow as pa
 
 from incremental.data import storage
+from incremental.data.files import MANIFEST_FILE, atomic_write_json, read_json, write_parquet_atomic
 from incremental.data.lake import (
-    MANIFEST_FILE,
     QUARANTINE_FILE,
     READMITTED_FILE,
-    atomic_write_json,
     finish_manifest,
-    now_iso,
     partition_dir,
     parts_of,
     quarantine_attempts,
     quarantine_root,
-    read_json,
     read_manifest,
     read_parquet,
     readmitted,
     rows_quarantine_root,
     validated_files,
-    write_parquet_atomic,
     write_part,
 )
 from incremental.data.manifest import Manifest, PartDetails, PartEntry
 from incremental.data.storage import LakePath
+from incremental.hours import now_iso
 
 
 # --- moving data to quarantine ------------------------------------------------------------------

@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from incremental.data import files, storage
 from incremental.data import lake as lk
-from incremental.data import storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, IncrementalError, InputError
 from incremental.hours import hours, iso_hour, parse_hour
@@ -106,7 +106,7 @@ def current(lake: LakePath) -> AnchorInfo | None:
     path = anchor_dir(lake) / INFO_FILE
     if not storage.is_file(path):
         return None
-    payload = lk.read_json(path)
+    payload = files.read_json(path)
     problem = _check_info(payload)
     if problem:
         raise DamagedStateError(f"{path} is damaged: {problem}")
@@ -194,8 +194,8 @@ def freeze(
 
     storage.mkdir(folder)
     staging = folder / f".staging-{os.getpid()}.parquet"
-    lk.write_parquet_atomic(staging, chosen)
-    sha = lk.sha256_file(staging)
+    files.write_parquet_atomic(staging, chosen)
+    sha = files.sha256_file(staging)
     created = (now or datetime.now(UTC)).astimezone(UTC)
 
     info = AnchorInfo(
@@ -217,7 +217,7 @@ def freeze(
     if previous is not None:
         _archive(folder, previous, replaced_at=info.created_at, replaced_by=info)
     storage.move(staging, folder / ANCHOR_FILE)
-    lk.atomic_write_json(folder / INFO_FILE, info.to_dict())
+    files.atomic_write_json(folder / INFO_FILE, info.to_dict())
     return info
 
 
@@ -307,10 +307,10 @@ def holdout_window(lake: LakePath | str, start: datetime, end: datetime, fractio
 def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replaced_by: AnchorInfo) -> None:
     """Keep the previous anchor's file under its hash and append its record to the history."""
     old_file = folder / ANCHOR_FILE
-    actual = lk.sha256_file(old_file) if storage.is_file(old_file) else None
+    actual = files.sha256_file(old_file) if storage.is_file(old_file) else None
     kept = folder / f"anchor-{(actual or previous.sha256)[:12]}.parquet"  # named by what it holds
     if actual is not None and not storage.exists(kept):
-        lk.atomic_write_bytes(kept, storage.read_bytes(old_file))
+        files.atomic_write_bytes(kept, storage.read_bytes(old_file))
     record = {
         **previous.to_dict(),
         "archived_file": kept.name if storage.exists(kept) else None,
@@ -319,7 +319,7 @@ def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replac
         "replaced_by_sha256": replaced_by.sha256,
         "replaced_because": replaced_by.reason,
     }
-    lk.append_jsonl(folder / HISTORY_FILE, record)
+    files.append_jsonl(folder / HISTORY_FILE, record)
 
 
 # --------------------------------------------------------------------------- read and show
@@ -330,7 +330,7 @@ def history(lake: LakePath) -> list[dict[str, Any]]:
     path = anchor_dir(lake) / HISTORY_FILE
     if not storage.is_file(path):
         return []
-    return lk.read_jsonl(path)
+    return files.read_jsonl(path)
 
 
 def load(lake: LakePath) -> tuple[pd.DataFrame, AnchorInfo]:
@@ -341,7 +341,7 @@ def load(lake: LakePath) -> tuple[pd.DataFrame, AnchorInfo]:
     path = anchor_dir(lake) / info.file
     if not storage.is_file(path):
         raise AnchorError(f"{path} is missing although {INFO_FILE} records anchor {info.sha12}")
-    actual = lk.sha256_file(path)
+    actual = files.sha256_file(path)
     if actual != info.sha256:
         raise AnchorError(
             f"{path} has sha256 {actual[:12]} but {INFO_FILE} records {info.sha12}: the anchor changed after"

@@ -63,7 +63,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from incremental.config import DriftSettings, Settings
-from incremental.data import lake, lake_lock, storage
+from incremental.data import files, lake_lock, storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, redact_url
 from incremental.hours import HOUR, iso_hour, parse_hour
@@ -87,10 +87,10 @@ def append_line(settings: Settings, name: str, entry: Mapping[str, object],
                 check: Callable[[Any], str | None] | None = None) -> None:
     """One JSON line more in ``<lake>/_drift/<name>``: read, add, publish, under the lake lock
     (an object store has no append; two workers must not lose each other's line). A torn last
-    line is set aside first (`lake.append_jsonl`); with `check`, a damaged file is refused, never
+    line is set aside first (`files.append_jsonl`); with `check`, a damaged file is refused, never
     built on."""
     with lake_lock.lock(settings.lake, "drift"):
-        lake.append_jsonl(drift_dir(settings) / name, entry, check)
+        files.append_jsonl(drift_dir(settings) / name, entry, check)
 
 
 # --- the episode ----------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def load_state(settings: Settings) -> DriftState:
     path = drift_dir(settings) / STATE_FILE
     if not storage.is_file(path):
         return DriftState()
-    payload = lake.read_json(path)
+    payload = files.read_json(path)
     problem = _check_state(payload)
     if problem:
         raise DamagedStateError(f"{path} is damaged: {problem}")
@@ -158,7 +158,7 @@ def _check_state(payload: dict[str, Any]) -> str | None:
 
 
 def save_state(settings: Settings, state: DriftState) -> None:
-    lake.atomic_write_json(drift_dir(settings) / STATE_FILE, state.to_dict())
+    files.atomic_write_json(drift_dir(settings) / STATE_FILE, state.to_dict())
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from incremental.config import DriftSettings
 from incremental.hours import iso_hour
 
 if TYPE_CHECKING:
-    from incremental.model.replay import StaleRule
+    from incremental.model.replay import Stale, StaleRule
 
 OVERALL = "overall"
 NOISE_Z = 2.0  # a fall smaller than this many standard errors of the hour's AUC is noise
@@ -47,6 +47,13 @@ class DriftContext(TypedDict):
     declared_at: NotRequired[str | None]
     evidence: NotRequired[list[str]]
     stale: NotRequired[list[StaleRule]]
+
+
+def stale_rows(context: DriftContext) -> tuple[Stale, ...]:
+    """The rules of what replay and the catch-up leave out (`drift.stale_rules`), as `replay.Stale`."""
+    from incremental.model import replay
+
+    return tuple(replay.Stale.from_dict(rule) for rule in context.get("stale", []))
 
 
 class Episode(TypedDict):

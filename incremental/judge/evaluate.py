@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from incremental.config import GateSettings, Settings
-from incremental.data import lake
+from incremental.data import files
 from incremental.hours import HOUR, iso_hour
 from incremental.judge import anchor, compare, gate, metrics, score_cache
 from incremental.judge.drift_rule import DriftContext
@@ -282,7 +282,7 @@ def evaluate_candidate(settings: Settings, trained: Trained) -> Evaluation:
         "key_metrics": key_metrics(candidate),
         "thresholds": settings.gate.model_dump(),
     })
-    lake.atomic_write_json(settings.home / "evaluations" / f"{trained.run_id}.json", evaluation)
+    files.atomic_write_json(settings.home / "evaluations" / f"{trained.run_id}.json", evaluation)
     tracking.configure(settings).log_dict(trained.run_id, {**evaluation}, EVALUATION_ARTIFACT)
     evaluation["uri"] = f"runs:/{trained.run_id}/{EVALUATION_ARTIFACT}"
     return evaluation

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from incremental.config import Settings
-from incremental.data import lake, lake_lock
+from incremental.data import files, lake_lock
 from incremental.hours import iso_hour, parse_hour
 from incremental.judge.drift import append_line, drift_dir
 from incremental.judge.drift_rule import PrequentialRecord, SliceMetrics
@@ -56,7 +56,7 @@ def records(settings: Settings) -> list[PrequentialRecord]:
     line for an (hour, version, source) wins). Each line is checked (`check_record`): a damaged
     one is named (file and line), never skipped."""
     found: dict[tuple[str, str, str], PrequentialRecord] = {}
-    for r in lake.read_jsonl(drift_dir(settings) / RECORD_FILE, check_record):
+    for r in files.read_jsonl(drift_dir(settings) / RECORD_FILE, check_record):
         found[(r["hour"], r["champion_version"], r.get("source", PREQUENTIAL))] = cast(PrequentialRecord, r)
     # not sorted by version: "10" < "9", and the first written is the champion served on arrival
     return sorted(found.values(), key=lambda r: r["hour"])

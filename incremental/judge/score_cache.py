@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from incremental.data import lake as lk
-from incremental.data import storage
+from incremental.data import files, storage
 from incremental.data.storage import LakePath
 from incremental.judge.anchor import ANCHOR_DIR, INFO_FILE
 
@@ -67,5 +66,5 @@ def cached_scores(
         raise ValueError(f"compute() returned {result.shape[0]} scores for an anchor of {rows} rows")
     buffer = io.BytesIO()
     np.save(buffer, result, allow_pickle=False)
-    lk.atomic_write_bytes(path, buffer.getvalue())
+    files.atomic_write_bytes(path, buffer.getvalue())
     return result

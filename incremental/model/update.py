@@ -35,7 +35,7 @@ from mlflow.entities import Metric
 
 from incremental import locks
 from incremental.config import Settings, TrainingSettings
-from incremental.data import lake as lk
+from incremental.data import files
 from incremental.hours import HOUR, hours
 from incremental.model import ranker as rk
 from incremental.model import replay
@@ -234,7 +234,7 @@ def start_run(client: Any, experiment_id: str, settings: Settings, identity: Upd
 def publish(run_id: str, identity: UpdateIdentity, trainer: Trainer, tokenizer: Any, data: TrainingSet,
             max_length: int) -> None:
     """The holdout for the evaluator, the HF directory, and the pyfunc in the run."""
-    lk.write_parquet_atomic(identity.holdout_path, data.holdout)
+    files.write_parquet_atomic(identity.holdout_path, data.holdout)
     shutil.rmtree(identity.candidate_dir, ignore_errors=True)
     rk.save_dir(trainer.model.to("cpu"), tokenizer, identity.candidate_dir)  # type: ignore[arg-type]  # Trainer keeps the PreTrainedModel as a torch Module
     with mlflow.start_run(run_id=run_id):

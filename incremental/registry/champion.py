@@ -12,6 +12,8 @@
 - Idempotent: (interval, parent version, data hash) names a candidate; registering the same
   key again returns the existing version.
 - A person can promote a rejected version or roll back, with a reason; both are recorded as tags.
+
+What it records on each version, read back as `incremental history` shows it: `incremental.registry.history`.
 """
 
 from __future__ import annotations
@@ -25,17 +27,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import cast
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from incremental.config import Settings
-from incremental.data import lake, lake_lock
+from incremental.data import lake_lock
 from incremental.errors import IncrementalError, require_reason
 from incremental.handover import ChampionMove
-from incremental.hours import iso_hour
+from incremental.hours import iso_hour, now_iso
 from incremental.registry import tracking
 
 ALIAS = tracking.CHAMPION_ALIAS
@@ -65,16 +67,6 @@ class Registration:
     reasons: tuple[str, ...]
     champion: str | None
     reused: bool
-
-
-# One version in `history`: what `incremental history` shows of it (the key metrics as tagged: text).
-HistoryRow = TypedDict("HistoryRow", {
-    "version": str, "champion": bool, "decision": str, "override": str, "interval": str, "parent": str, "mode": str,
-    "changed_slices": str, "holdout_auc": str, "holdout_logloss": str, "anchor_auc": str, "anchor_ndcg@10": str,
-    "worst_category_auc": str, "holdout_ndcg_diff": str, "holdout_auc_diff": str,
-    "champion_periods": list[list[str | None]],  # [start, end or None] pairs
-    "reasons": list[str],
-})
 
 
 def candidate_key(interval_start: datetime, parent_version: str | None, data_hash: str) -> str:
@@ -140,7 +132,8 @@ def find_processed(
     return reusable[0] if reusable else None
 
 
-def _periods(version: ModelVersion) -> list[list[str | None]]:
+def champion_periods(version: ModelVersion) -> list[list[str | None]]:
+    """When the version was the champion: [start, end or None] pairs, as its tag records them."""
     return json.loads(version.tags.get("champion_periods", "[]"))
 
 
@@ -151,12 +144,13 @@ def _move_champion(client: mlflow.MlflowClient, name: str, to_version: str, when
         return current
     if current is not None:
         old = client.get_model_version(name, current)
-        periods = _periods(old)
+        periods = champion_periods(old)
         if periods and periods[-1][1] is None:
             periods[-1][1] = when
         client.set_model_version_tag(name, current, "champion_periods", json.dumps(periods))
     new = client.get_model_version(name, to_version)
-    client.set_model_version_tag(name, to_version, "champion_periods", json.dumps([*_periods(new), [when, None]]))
+    opened = [*champion_periods(new), [when, None]]
+    client.set_model_version_tag(name, to_version, "champion_periods", json.dumps(opened))
     client.set_registered_model_alias(name, ALIAS, to_version)
     return current
 
@@ -222,7 +216,7 @@ def register_candidate(
             "airflow_run_id": airflow_run_id or "",
             "partition_sha256": partition_sha256 or "",
             "anchor_sha256": anchor_sha256 or "",
-            "registered_at": lake.now_iso(),
+            "registered_at": now_iso(),
             REGISTRATION_TAG: "pending",
             **{TAG_NAMES[k]: f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
             **{k: v for k, v in (extra_tags or {}).items() if v},
@@ -247,7 +241,7 @@ def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion,
         client.set_model_version_tag(name, version, "reasons", json.dumps(reasons))
     client.update_model_version(name, version, description=_description(decision, reasons, mv.tags))
     if decision == "approved":
-        _move_champion(client, name, version, lake.now_iso())
+        _move_champion(client, name, version, now_iso())
     client.set_model_version_tag(name, version, REGISTRATION_TAG, "done")
     return Registration(version=version, decision=decision, reasons=tuple(reasons),
                         champion=tracking.champion_version(client, name), reused=reused)
@@ -306,7 +300,7 @@ def promote(settings: Settings, version: str, reason: str, who: str | None = Non
     with _registry_lock(settings):
         version = str(_existing_version(client, name, version).version)
         check_loadable(settings, version)
-        when = lake.now_iso()
+        when = now_iso()
         previous = _move_champion(client, name, version, when)
         for key, value in {
             "override": "promoted",
@@ -329,95 +323,16 @@ def rollback(settings: Settings, reason: str, to: str | None = None, who: str | 
             earlier = [
                 (periods[-1][1], str(v.version))
                 for v in client.search_model_versions(f"name = {_q(name)}")
-                if str(v.version) != current and (periods := _periods(v)) and periods[-1][1] is not None
+                if str(v.version) != current and (periods := champion_periods(v)) and periods[-1][1] is not None
             ]
             if not earlier:
                 raise RegistryError(f"{name} has no earlier champion to roll back to")
             to = max(earlier)[1]
         _existing_version(client, name, to)
         check_loadable(settings, str(to))
-        when = lake.now_iso()
+        when = now_iso()
         _move_champion(client, name, str(to), when)
         for key, value in {"rollback_reason": reason, "rollback_by": who or getpass.getuser(), "rollback_at": when,
                            "rollback_from": current or ""}.items():
             client.set_model_version_tag(name, str(to), key, value)
     return ChampionMove(champion=str(to), previous=current, reason=reason)
-
-
-def history(settings: Settings) -> list[HistoryRow]:
-    """Every version, oldest first, with its decision, interval, key metrics and champion periods."""
-    client = tracking.configure(settings)
-    name = settings.model_name
-    try:
-        versions = client.search_model_versions(f"name = {_q(name)}")
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return []
-        raise
-    current = tracking.champion_version(client, name)
-    return [_history_row(v, current) for v in sorted(versions, key=lambda v: int(v.version))]
-
-
-def _history_row(v: ModelVersion, current: str | None) -> HistoryRow:
-    tags = v.tags
-
-    def metric(key: str) -> str:  # as tagged: text
-        return tags.get(TAG_NAMES[key], "")
-
-    return {
-        "version": str(v.version),
-        "champion": str(v.version) == current,
-        "decision": tags.get("decision", ""),
-        "override": tags.get("override", "") or ("rollback" if tags.get("rollback_reason") else ""),
-        "interval": tags.get("interval", ""),
-        "parent": tags.get("parent_version", ""),
-        "mode": tags.get("mode", "normal") + (f" ({tags['kind']})" if tags.get("kind") not in (None, "hourly") else ""),
-        "changed_slices": tags.get("changed_slices", ""),
-        "holdout_auc": metric("holdout_auc"), "holdout_logloss": metric("holdout_logloss"),
-        "anchor_auc": metric("anchor_auc"), "anchor_ndcg@10": metric("anchor_ndcg@10"),
-        "worst_category_auc": metric("worst_category_auc"), "holdout_ndcg_diff": metric("holdout_ndcg_diff"),
-        "holdout_auc_diff": metric("holdout_auc_diff"),
-        "champion_periods": _periods(v),
-        "reasons": json.loads(tags.get("reasons", "[]")),
-    }
-
-
-def deciding_first(decision: str, reasons: list[str]) -> list[str]:
-    """A version's reasons with the one that decided first: for a version not approved, a stale
-    rejection (added after the gate approved it, whose approval line stays) before the gate's
-    failed checks, and those before any approval line."""
-    if decision == "approved":
-        return list(reasons)
-    rank = lambda r: 0 if r.startswith("stale:") else 2 if r.startswith("approved") else 1  # noqa: E731
-    return sorted(reasons, key=rank)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def format_history(rows: list[HistoryRow]) -> str:
-    from tabulate import tabulate
-
-    def periods(p: list[list[Any]]) -> str:  # [start, end or None] pairs
-        return "; ".join(f"{a[5:16]}..{(b or 'now')[5:16]}" for a, b in p)
-
-    table = [
-        [
-            ("* " if r["champion"] else "  ") + str(r["version"]),
-            r["decision"] + (f" ({r['override']})" if r["override"] else ""),
-            r["interval"],
-            r["parent"],
-            r["mode"],
-            r["holdout_auc"],
-            r["holdout_ndcg_diff"],
-            r["anchor_auc"],
-            r["worst_category_auc"],
-            periods(r["champion_periods"]),
-            _cut(" | ".join(deciding_first(r["decision"], r["reasons"])), 110),
-        ]
-        for r in rows
-    ]
-    headers = ["version", "decision", "interval", "parent", "mode", "holdout AUC", "NDCG vs champ", "anchor AUC", "worst cat AUC",
-               "champion (UTC)", "reasons"]
-    return tabulate(table, headers=headers, tablefmt="simple") if rows else "no model versions registered yet"

@@ -30,8 +30,8 @@ from incremental.handover import Registered  # noqa: E402
 from incremental.hours import HOUR, parse_hour
 from incremental.judge.evaluate import Evaluation, load_evaluation  # noqa: E402
 from incremental.judge.forgetting import forgetting_report
-from incremental.registry import champion as registry
 from incremental.registry import tracking  # noqa: E402
+from incremental.registry.history import history
 
 MAX_VERSIONS = 24  # rows of R and points of the history chart
 REVIEW = "review"  # the run's artifact folder for all of it
@@ -59,7 +59,7 @@ def accuracy_rows(settings: Settings, evaluation: Evaluation, version: str | Non
     client = tracking.configure(settings)
     sha = evaluation["anchor"]["sha256"]
     evaluations: dict[str, Evaluation] = {}
-    for row in registry.history(settings)[-MAX_VERSIONS:]:
+    for row in history(settings)[-MAX_VERSIONS:]:
         mv = client.get_model_version(settings.model_name, row["version"])
         if mv.tags.get("anchor_sha256") != sha or row["version"] == version or mv.run_id is None:
             continue  # (a version made outside a run has no evaluation)
@@ -133,7 +133,7 @@ def _category_chart(evaluation: Evaluation) -> Figure:
 
 
 def _history_chart(settings: Settings) -> Figure:
-    rows = registry.history(settings)[-MAX_VERSIONS:]
+    rows = history(settings)[-MAX_VERSIONS:]
 
     def number(text: str) -> float:
         try:

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from incremental.config import ValidationSettings
+from incremental.data import files
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.hours import HOUR
@@ -279,7 +280,7 @@ def validated_history(lake: LakePath, start: datetime, settings: ValidationSetti
             continue
         assert part.path is not None  # a validated hour has its folder
         try:
-            record = lk.read_json(part.path / lk.VALIDATION_FILE)
+            record = files.read_json(part.path / files.VALIDATION_FILE)
         except (OSError, ValueError):
             continue
         if record.get("statistics"):

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.errors import IncrementalError
 from incremental.hours import iso_hour
-
-if TYPE_CHECKING:
-    from incremental.validation.gx_suite import GxSummary
-    from incremental.validation.hour_drift import HourStats
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -41,31 +37,6 @@ class CheckRecord(TypedDict):
     success: bool
     unexpected: int | None
     message: str
-
-
-class ValidationRecord(TypedDict, total=False):
-    """A part's validation record: the hour's `_validation.json` once it is validated (with the
-    parts it covers, their identity and the hour's statistics), or the record beside quarantined data."""
-
-    status: str  # "validated" | "quarantined"
-    interval_start: str
-    interval_end: str
-    part: str
-    part_sha256: str
-    rows: int
-    bad_rows: int
-    max_bad_row_fraction: float
-    statistics: HourStats  # a validated hour's: of its validated view
-    part_statistics: HourStats
-    warnings: list[CheckRecord]
-    row_failures: list[CheckRecord]
-    failures: list[CheckRecord]
-    checks: list[CheckRecord]
-    gx: GxSummary | None
-    validated_at: str
-    parts: list[str]  # the validated parts it covers, and their identity
-    sha256: str
-    live_rows: int
 
 
 @dataclass(frozen=True)

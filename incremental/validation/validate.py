@@ -26,29 +26,30 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from incremental.config import ValidationSettings
+from incremental.data import files, storage
 from incremental.data import lake as lk
 from incremental.data import quarantine as lq
-from incremental.data import storage
 from incremental.data.manifest import PartEntry
 from incremental.data.storage import LakePath
 from incremental.errors import require_reason
-from incremental.hours import HOUR, iso_hour, parse_hour
+from incremental.hours import HOUR, iso_hour, now_iso, parse_hour
 from incremental.validation.frame import Outcome, check_frame
-from incremental.validation.gx_suite import gx_summary
-from incremental.validation.hour_drift import statistics_of, validated_history
+from incremental.validation.gx_suite import GxSummary, gx_summary
+from incremental.validation.hour_drift import HourStats, statistics_of, validated_history
 from incremental.validation.report import (
     CRITICAL,
     ROWS,
     WARNING,
     Check,
+    CheckRecord,
     ValidationError,
-    ValidationRecord,
     ValidationReport,
 )
 from incremental.validation.rows import schema_checks_arrow
@@ -61,6 +62,31 @@ _INT_TYPES = {
 }
 
 
+class ValidationRecord(TypedDict, total=False):
+    """A part's validation record: the hour's `_validation.json` once it is validated (with the
+    parts it covers, their identity and the hour's statistics), or the record beside quarantined data."""
+
+    status: str  # "validated" | "quarantined"
+    interval_start: str
+    interval_end: str
+    part: str
+    part_sha256: str
+    rows: int
+    bad_rows: int
+    max_bad_row_fraction: float
+    statistics: HourStats  # a validated hour's: of its validated view
+    part_statistics: HourStats
+    warnings: list[CheckRecord]
+    row_failures: list[CheckRecord]
+    failures: list[CheckRecord]
+    checks: list[CheckRecord]
+    gx: GxSummary | None
+    validated_at: str
+    parts: list[str]  # the validated parts it covers, and their identity
+    sha256: str
+    live_rows: int
+
+
 def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
     """The partition's Arrow schema and a pandas frame (integers as nullable dtypes, so a null stays a null)."""
     table = lk.read_parquet(path)
@@ -69,7 +95,7 @@ def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
 
 def _stored_report(start: datetime, live: LakePath) -> ValidationReport:
     """Nothing pending: the hour's last validation, as recorded (validating again changes nothing)."""
-    record = lk.read_json(live / lk.VALIDATION_FILE)
+    record = files.read_json(live / files.VALIDATION_FILE)
     checks = tuple(Check(**c) for c in record.get("checks", []))
     return ValidationReport(start, "validated", int(record.get("rows", 0)), checks, live, None,
                             part=None, live_rows=record.get("live_rows"))
@@ -79,7 +105,7 @@ def _stored_quarantine(start: datetime, folder: LakePath) -> ValidationReport:
     """The whole hour is in quarantine and nothing new was extracted: its verdict, as recorded. A
     re-run (a backfill reprocessing the hour) says "quarantined" again, as the first run did, rather
     than failing; `incremental readmit` is the way back."""
-    record = lk.read_json(folder / lk.QUARANTINE_FILE)
+    record = files.read_json(folder / lk.QUARANTINE_FILE)
     checks = tuple(Check(**c) for c in record.get("checks", []))
     index = folder / "data_docs" / "index.html"
     return ValidationReport(start, "quarantined", int(record.get("rows", 0)), checks, folder,
@@ -96,19 +122,19 @@ def validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings)
 def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
     live = lk.partition_dir(lake, start)
     hour = iso_hour(start)
-    if not storage.is_file(live / lk.MANIFEST_FILE):
+    if not storage.is_file(live / files.MANIFEST_FILE):
         found = lk.partition(lake, start)
         if found.status == "quarantined" and found.path is not None:
             return _stored_quarantine(start, found.path)
         raise ValidationError(f"hour {hour} has no partition in {lake / 'search_logs'}: extract it first")
     good = set(lk.validated_files(live))
-    pending = [p for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE)) if p["file"] not in good]
+    pending = [p for p in lk.parts_of(files.read_json(live / files.MANIFEST_FILE)) if p["file"] not in good]
     if not pending:
         return _stored_report(start, live)
     report = None
     for part in pending:
         report = _validate_part(lake, start, settings, part)
-        if not storage.is_file(live / lk.MANIFEST_FILE):
+        if not storage.is_file(live / files.MANIFEST_FILE):
             break  # the whole hour went to quarantine
     assert report is not None
     return report
@@ -137,7 +163,7 @@ def _load_part(lake: LakePath, start: datetime, part: PartEntry) -> _Part:
     data_file = live / part["file"]
     sha = lk.check_sha256(data_file, part.get("sha256"))
     schema, frame = read_frame(data_file)
-    manifest = lk.read_json(live / lk.MANIFEST_FILE)
+    manifest = files.read_json(live / files.MANIFEST_FILE)
     good = set(lk.validated_files(live))
     earlier_parts = [p for p in lk.parts_of(manifest) if p["file"] in good]
     earlier = _concat([read_frame(live / p["file"])[1] for p in earlier_parts])
@@ -198,7 +224,7 @@ def _stage_gx_result(out: Outcome, record: ValidationRecord, staging: Path) -> N
     """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantined data."""
     docs_tmp = staging / "data_docs"
     gx_json = out.gx.result.to_json_dict() if out.gx else {}
-    lk.atomic_write_json(staging / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats,
+    files.atomic_write_json(staging / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats,
                                                        "category_codes": out.codes})
     if out.gx is None or out.gx.docs is None:  # the checkpoint built none
         shutil.rmtree(docs_tmp, ignore_errors=True)
@@ -211,7 +237,7 @@ def _quarantine(lake: LakePath, start: datetime, p: _Part, out: Outcome, record:
         target = lq.quarantine_part(lake, start, p.entry, record, staging)
     else:
         live = lk.partition_dir(lake, start)
-        stale = live / lk.VALIDATION_FILE
+        stale = live / files.VALIDATION_FILE
         if storage.exists(stale):  # a record for other bytes: keep it, under another name
             storage.move(stale, live / f"_validation.superseded.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json")
         target = lq.quarantine(lake, start, record, staging)
@@ -262,7 +288,7 @@ def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _P
         "statistics": statistics_of(view, typed) if view is not None else out.stats,
     })
     live = lk.partition_dir(lake, start)
-    lk.atomic_write_json(live / lk.VALIDATION_FILE, record)
+    files.atomic_write_json(live / files.VALIDATION_FILE, record)
     return ValidationReport(start, "validated", len(p.frame), tuple(out.checks), live, docs,
                             quarantined_rows=n_bad, rows_path=rows_path, part=p.entry["file"],
                             live_rows=record["live_rows"])
@@ -285,16 +311,16 @@ def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, 
 def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
     hour = iso_hour(start)
     live = lk.partition_dir(lake, start)
-    if storage.is_file(live / lk.MANIFEST_FILE):
+    if storage.is_file(live / files.MANIFEST_FILE):
         good = set(lk.validated_files(live))
-        if any(p["file"] not in good for p in lk.parts_of(lk.read_json(live / lk.MANIFEST_FILE))):
+        if any(p["file"] not in good for p in lk.parts_of(files.read_json(live / files.MANIFEST_FILE))):
             validate_hour(lake, start, settings)  # a pending part first: readmission must not replace it
     sets, attempts = lq.row_sets(lake, start), lk.quarantine_attempts(lake, start)
     if not sets and not attempts:
         raise ValidationError(f"hour {hour} has nothing in quarantine to re-admit")
     tables = [lk.read_parquet(s / "rows.parquet").drop_columns([lk.REASON_COLUMN]) for s in sets]
     for attempt in attempts:
-        tables += [lk.read_parquet(attempt / p["file"]) for p in lk.parts_of(lk.read_json(attempt / lk.MANIFEST_FILE))]
+        tables += [lk.read_parquet(attempt / p["file"]) for p in lk.parts_of(files.read_json(attempt / files.MANIFEST_FILE))]
     table = pa.concat_tables(tables, promote_options="permissive")
     sources = [str(storage.relative_to(p, lake)) for p in [*sets, *attempts]]
     manifest = lk.add_part(lake, start, table, kind="readmitted",
@@ -302,5 +328,5 @@ def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings,
     into = manifest["parts"][-1]["file"]
     for folder in [*sets, *attempts]:
         lq.mark_readmitted(folder, {"reason": reason.strip(), "into": f"{lk.hour_key(start)}/{into}",
-                                    "at": lk.now_iso(), "rows": None})
+                                    "at": now_iso(), "rows": None})
     return validate_hour(lake, start, settings)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from incremental.data import lake
+from incremental.data import files, lake
 from incremental.judge import anchor, score_cache, strata
 
 H0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
@@ -47,7 +47,7 @@ def write_hour(root: Path, start: datetime, per_category: dict[str, int], valida
     )
     sha = lake.write_partition(root, start, table)["sha256"]
     if validated:
-        lake.atomic_write_json(lake.partition_dir(root, start) / lake.VALIDATION_FILE, {"sha256": sha, "status": "validated"})
+        files.atomic_write_json(lake.partition_dir(root, start) / files.VALIDATION_FILE, {"sha256": sha, "status": "validated"})
     return sha
 
 
@@ -124,7 +124,7 @@ def test_refresh_requires_the_flag_and_keeps_history(lake_root: Path) -> None:
     assert new.sha256 != old.sha256 and new.previous_sha256 == old.sha256
     folder = anchor.anchor_dir(lake_root)
     kept = folder / f"anchor-{old.sha12}.parquet"
-    assert lake.sha256_file(kept) == old.sha256  # the old anchor is still there, intact
+    assert files.sha256_file(kept) == old.sha256  # the old anchor is still there, intact
     (record,) = anchor.history(lake_root)
     assert record["sha256"] == old.sha256 and record["reason"] == "bootstrap"
     assert record["replaced_because"] == "new categories" and record["archived_file"] == kept.name

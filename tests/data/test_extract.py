@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from incremental.data import extract, lake
+from incremental.data import extract, files, lake
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR
 
@@ -95,8 +95,8 @@ def test_re_extraction_is_byte_identical_and_atomic(warehouse: Warehouse, tmp_pa
     second = extract.extract_hour(warehouse, tmp_path / "lake", T0)
     assert first["sha256"] == second["sha256"]
     folder = lake.partition_dir(tmp_path / "lake", T0)
-    assert sorted(p.name for p in folder.iterdir()) == [lake.MANIFEST_FILE, lake.DATA_FILE]  # no temp files left
-    assert lake.sha256_file(folder / lake.DATA_FILE) == second["sha256"]
+    assert sorted(p.name for p in folder.iterdir()) == [files.MANIFEST_FILE, lake.DATA_FILE]  # no temp files left
+    assert files.sha256_file(folder / lake.DATA_FILE) == second["sha256"]
 
 
 def test_empty_hour_gives_an_empty_partition_with_manifest(warehouse: Warehouse, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from incremental.config import ValidationSettings
+from incremental.data import files
 from incremental.data import lake as lk
 from incremental.hours import HOUR
 from incremental.validation.frame import validate_frame
@@ -99,9 +100,9 @@ def test_good_hour_is_validated(lake: Path, settings: ValidationSettings) -> Non
     assert report.status == "validated", report.summary()
     assert report.rows == ROWS and not report.failures and report.data_docs is None
     assert report.path == folder
-    record = json.loads((folder / lk.VALIDATION_FILE).read_text())
+    record = json.loads((folder / files.VALIDATION_FILE).read_text())
     assert record["status"] == "validated"
-    assert record["sha256"] == lk.read_json(folder / lk.MANIFEST_FILE)["sha256"]
+    assert record["sha256"] == files.read_json(folder / files.MANIFEST_FILE)["sha256"]
     assert record["statistics"]["rows"] == ROWS
     assert record["statistics"]["ctr"] == pytest.approx(0.1)
     assert sum(record["statistics"]["category_mix"].values()) == pytest.approx(1.0)
@@ -206,7 +207,7 @@ def test_bad_hour_is_quarantined_and_the_next_hour_flows(lake: Path, settings: V
     assert not live.exists()
     assert report.path.parent == lk.quarantine_root(lake, START)
     assert (report.path / lk.DATA_FILE).read_bytes() == data_bytes
-    assert (report.path / lk.MANIFEST_FILE).is_file()
+    assert (report.path / files.MANIFEST_FILE).is_file()
     gx_result = json.loads((report.path / "gx_result.json").read_text())
     assert gx_result["gx"]["results"] and any(c["rule"] == rule and not c["success"] for c in gx_result["checks"])
     assert report.data_docs is not None and report.data_docs.is_file()
@@ -242,7 +243,7 @@ def test_empty_hour_keeps_its_manifest(lake: Path, settings: ValidationSettings)
     write_hour(lake, good_frame().iloc[0:0])
     report = validate_hour(lake, START, settings)
     assert report.status == "quarantined" and report.rows == 0
-    assert lk.read_json(report.path / lk.MANIFEST_FILE)["rows"] == 0
+    assert files.read_json(report.path / files.MANIFEST_FILE)["rows"] == 0
     assert "0 rows, expected at least 50" in report.summary()
 
 
@@ -284,15 +285,15 @@ def test_revalidating_is_idempotent(lake: Path, settings: ValidationSettings) ->
     folder = write_hour(lake, good_frame())
     before = (folder / lk.DATA_FILE).read_bytes()
     first = validate_hour(lake, START, settings)
-    record1 = lk.read_json(folder / lk.VALIDATION_FILE)
+    record1 = files.read_json(folder / files.VALIDATION_FILE)
     second = validate_hour(lake, START, settings)
-    record2 = lk.read_json(folder / lk.VALIDATION_FILE)
+    record2 = files.read_json(folder / files.VALIDATION_FILE)
     assert first.status == second.status == "validated"
     assert first.checks == second.checks
     record1.pop("validated_at"), record2.pop("validated_at")
     assert record1 == record2
     assert (folder / lk.DATA_FILE).read_bytes() == before
-    assert sorted(p.name for p in folder.iterdir()) == sorted([lk.DATA_FILE, lk.MANIFEST_FILE, lk.VALIDATION_FILE])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([lk.DATA_FILE, files.MANIFEST_FILE, files.VALIDATION_FILE])
 
 
 def test_missing_hour_is_a_clear_error(lake: Path, settings: ValidationSettings) -> None:
@@ -350,7 +351,7 @@ def test_drift(lake: Path, settings: ValidationSettings, frame, rule: str, sever
     assert [(c.rule, c.severity) for c in bad] == [(rule, severity)], report.summary()
     assert f"{severity}: {rule}" in report.summary()
     if status == "validated":
-        record = lk.read_json(lk.partition_dir(lake, START) / lk.VALIDATION_FILE)
+        record = files.read_json(lk.partition_dir(lake, START) / files.VALIDATION_FILE)
         assert [w["rule"] for w in record["warnings"]] == [rule]
 
 

@@ -82,7 +82,7 @@ class Env:
 
     def history(self) -> list[dict]:
         out = self.sh("python -c 'import json; from incremental.config import load_settings; "
-                      "from incremental.registry.champion import history; print(\"HISTORY \" + json.dumps(history(load_settings())))'",
+                      "from incremental.registry.history import history; print(\"HISTORY \" + json.dumps(history(load_settings())))'",
                       timeout=120)
         line = next(x for x in out.stdout.splitlines() if x.startswith("HISTORY "))
         return json.loads(line[8:])

@@ -33,6 +33,7 @@ from incremental.judge import anchor, drift, metrics, prequential
 from incremental.judge.evaluate import score_dir
 from incremental.registry import champion as registry
 from incremental.registry import tracking
+from incremental.registry.history import history
 from incremental.sim.simulate import simulate
 from incremental.sim.traffic import drift_mapping
 
@@ -144,7 +145,7 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
     assert (f"forgetting budget: candidates held to version {episode['replaced']} on {', '.join(sorted(stable))}"
             in shown), shown
     promoted = episode["promoted"][-1]
-    rows = {r["version"]: r for r in registry.history(settings)}
+    rows = {r["version"]: r for r in history(settings)}
     assert rows[promoted]["decision"] == "approved" and not rows[promoted]["override"]
     assert rows[promoted]["mode"].startswith(("adapt", "catch_up"))
     client = tracking.configure(settings)

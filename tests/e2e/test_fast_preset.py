@@ -28,7 +28,7 @@ from incremental import pipeline
 from incremental.cli import main
 from incremental.config import DEFAULT_CONFIG_FILE, load_settings
 from incremental.data.warehouse import Warehouse
-from incremental.registry import champion as registry
+from incremental.registry.history import history
 from incremental.sim.simulate import simulate
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_fast_preset_learns_on_the_simulator_and_is_judged_against_the_lexical_f
     # 150 steps on 3 hours learn (above chance on rows no step was chosen on: early stopping has its
     # own sessions) but not enough to beat word overlap: measured in CI, holdout NDCG@10 0.605 against
     # BM25's 0.730, rejected by the floor. The decision follows the checks, whichever way it goes.
-    (version,) = registry.history(settings)
+    (version,) = history(settings)
     print(version)
     assert float(version["holdout_auc"]) > 0.55, version
     assert (version["decision"] == "approved") == all(c["passed"] for c in checks.values()), checks

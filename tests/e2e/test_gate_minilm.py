@@ -21,6 +21,7 @@ from incremental import pipeline, retrain
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR, hours
+from incremental.judge import verdict
 from incremental.registry import champion as registry
 from incremental.sim.simulate import simulate
 
@@ -74,9 +75,9 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
         assert all(r.startswith("holdout_vs_lexical_floor") for r in first.reasons), first.reasons
         registry.promote(settings, first.version, "e2e: the first champion, though BM25 ranks these hours better")
 
-    default = pipeline.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT))
+    default = verdict.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT))
     naive_overrides = {"replay_fraction": 0.0, "l2sp_strength": 0.0, "learning_rate": 3e-4}
-    naive = pipeline.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT, overrides=naive_overrides))
+    naive = verdict.evaluate_step(settings, DRIFT, pipeline.train_step(settings, DRIFT, overrides=naive_overrides))
     print("default:", default.key_metrics, default.reasons)
     print("naive:", naive.key_metrics, naive.reasons)
     assert default.decision == "approved", default.reasons
@@ -88,7 +89,7 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
     assert naive.key_metrics["anchor_auc"] < default.key_metrics["anchor_auc"] - 0.05
 
     # the default candidate becomes champion; the poisoned hour's candidate is rejected
-    registered = pipeline.register_step(settings, DRIFT, pipeline.train_step(settings, DRIFT), default)
+    registered = verdict.register_step(settings, DRIFT, pipeline.train_step(settings, DRIFT), default)
     assert registered.decision == "approved" and registered.champion == registered.version
     poisoned = pipeline.run_hour(settings, POISONED).registered
     assert poisoned is not None  # not quarantined: it passes validation

@@ -17,6 +17,7 @@ from incremental import pipeline, retrain
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
 from incremental.handover import Evaluated, Monitored, Registered, Trained
+from incremental.judge import verdict
 from incremental.sim.simulate import simulate
 
 T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
@@ -56,11 +57,11 @@ def test_tasks_hand_over_uris_not_local_paths(home: Path, monkeypatch: pytest.Mo
     shutil.rmtree(settings.home / "candidates")
     shutil.rmtree(settings.home / "holdout")
     shutil.rmtree(settings.home / "evaluations", ignore_errors=True)
-    evaluation = pipeline.evaluate_step(settings, hour, Trained.from_dict(returned["train"]))
+    evaluation = verdict.evaluate_step(settings, hour, Trained.from_dict(returned["train"]))
     returned["evaluate"] = evaluation.to_dict()
     assert Evaluated.from_dict(json.loads(json.dumps(returned["evaluate"]))) == evaluation
     shutil.rmtree(settings.home / "evaluations")
-    registered = pipeline.register_step(settings, hour, Trained.from_dict(returned["train"]),
+    registered = verdict.register_step(settings, hour, Trained.from_dict(returned["train"]),
                                         Evaluated.from_dict(returned["evaluate"]))
     returned["register"] = registered.to_dict()
     assert Registered.from_dict(json.loads(json.dumps(returned["register"]))) == registered

@@ -20,8 +20,8 @@ from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR, iso_hour
 from incremental.judge import drift, prequential
-from incremental.registry import champion as registry
 from incremental.registry import tracking
+from incremental.registry.history import history
 from incremental.sim.simulate import simulate
 
 T0 = datetime(2026, 5, 1, 0, tzinfo=UTC)
@@ -101,13 +101,13 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     # reprocessing the same hour: no second version
     assert main(["run-hour", "--start", hour5.isoformat()]) == 0
     assert "already processed" in capsys.readouterr().out
-    assert len(registry.history(settings)) == 2
+    assert len(history(settings)) == 2
 
     # a bad hour stops before training and says so
     assert main(["run-hour", "--start", bad.isoformat()]) == 1
     out = capsys.readouterr().out
     assert "QUARANTINED" in out and "expect_column_values_to_not_be_null(query)" in out
-    assert len(registry.history(settings)) == 2
+    assert len(history(settings)) == 2
 
     assert main(["history"]) == 0
     table = capsys.readouterr().out

@@ -20,7 +20,7 @@ import pytest
 
 from incremental import pipeline
 from incremental.config import Settings, load_settings
-from incremental.data import lake, lake_lock, storage
+from incremental.data import files, lake, lake_lock, storage
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import warehouse_count
 from incremental.data.warehouse import Warehouse
@@ -89,11 +89,11 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
 
     keys = _keys(settings)
     for hour in (good, rows_bad, after):
-        assert f"search_logs/{lake.hour_key(hour)}/{lake.MANIFEST_FILE}" in keys
-        assert f"search_logs/{lake.hour_key(hour)}/{lake.VALIDATION_FILE}" in keys
+        assert f"search_logs/{lake.hour_key(hour)}/{files.MANIFEST_FILE}" in keys
+        assert f"search_logs/{lake.hour_key(hour)}/{files.VALIDATION_FILE}" in keys
     assert f"search_logs/{lake.hour_key(rows_bad)}/part-0.valid.parquet" in keys
-    assert f"search_logs/{lake.hour_key(outage)}/{lake.MANIFEST_FILE}" not in keys  # moved whole
-    assert f"{results[outage].lake_key}/{lake.MANIFEST_FILE}" in keys
+    assert f"search_logs/{lake.hour_key(outage)}/{files.MANIFEST_FILE}" not in keys  # moved whole
+    assert f"{results[outage].lake_key}/{files.MANIFEST_FILE}" in keys
     assert f"{results[outage].lake_key}/gx_result.json" in keys
     assert f"{results[outage].lake_key}/data_docs/index.html" in keys
     assert not (home / "lake").exists(), "the lake is on S3: nothing of it may be on the local disk"

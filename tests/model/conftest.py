@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from incremental.config import Settings, TrainingSettings
+from incremental.data import files
 from incremental.data import lake as lk
 from incremental.hours import HOUR
 
@@ -93,7 +94,7 @@ def write_hour(lake: Path, start: datetime, frame: pd.DataFrame, *, validated: b
     table = pa.Table.from_pandas(frame, schema=lk.SEARCH_LOG_SCHEMA, preserve_index=False)
     sha = lk.write_partition(lake, start, table)["sha256"]
     if validated:
-        lk.atomic_write_json(lk.partition_dir(lake, start) / lk.VALIDATION_FILE, {"status": "validated", "sha256": sha})
+        files.atomic_write_json(lk.partition_dir(lake, start) / files.VALIDATION_FILE, {"status": "validated", "sha256": sha})
     return lk.partition(lake, start)
 
 

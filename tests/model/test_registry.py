@@ -12,6 +12,7 @@ import pytest
 from incremental.config import Settings
 from incremental.registry import champion as registry
 from incremental.registry import tracking
+from incremental.registry.history import format_history, history
 
 H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
 
@@ -82,7 +83,7 @@ def test_compare_and_set_idempotency_promote_and_rollback(settings: Settings) ->
     # the same (interval, parent, data hash) again: the existing version, no new one
     again = candidate(settings, 1, "1")
     assert again.reused and again.version == "2"
-    assert len(registry.history(settings)) == 3
+    assert len(history(settings)) == 3
 
     rejected = candidate(settings, 2, "2", approved=False)
     assert rejected.decision == "rejected" and rejected.champion == "2"
@@ -98,11 +99,11 @@ def test_compare_and_set_idempotency_promote_and_rollback(settings: Settings) ->
     assert tags["override_reason"] == "reviewed: anchor drop is a seasonal shift" and tags["override_by"] == "ana"
     assert tags["decision"] == "rejected"  # the gate's verdict stays on record beside the override
 
-    rows = {r["version"]: r for r in registry.history(settings)}
+    rows = {r["version"]: r for r in history(settings)}
     assert rows["4"]["champion"] and not rows["1"]["champion"]
     assert len(rows["1"]["champion_periods"]) == 2  # champion, replaced, champion again after the rollback, replaced
     assert all(p[1] is not None for p in rows["1"]["champion_periods"])
-    table = registry.format_history(registry.history(settings))
+    table = format_history(history(settings))
     assert "stale" in table and "approved" in table
 
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from incremental.config import Settings, load_settings
-from incremental.data import lake
+from incremental.data import files, lake
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import extract_hour, warehouse_count
 from incremental.data.warehouse import Warehouse
@@ -308,7 +308,7 @@ def test_late_rows_for_a_trained_hour_become_a_validated_delta(tmp_path: Path) -
     assert table.num_rows == before.manifest["rows"] + len(late) == warehouse_count(warehouse, hour)
     # the old identity still resolves to bytes that exist
     (old,) = [i for i in after.manifest["identities"] if i["sha256"] == lineage_sha]
-    assert [(p["file"], lake.sha256_file(after.path / p["file"])) for p in old["parts"]] == [
+    assert [(p["file"], files.sha256_file(after.path / p["file"])) for p in old["parts"]] == [
         (p["file"], p["sha256"]) for p in old["parts"]]
     # and again: nothing new, nothing written, still validated
     assert extract_hour(warehouse, settings.lake, hour)["delta_rows"] == 0
@@ -381,7 +381,7 @@ def test_a_failed_quarantine_does_not_leave_the_hour_stuck(tmp_path: Path) -> No
     with pytest.raises(OSError):
         validate_hour(settings.lake, T0, settings.validation)
     live = lake.partition_dir(settings.lake, T0)
-    assert sorted(p.name for p in live.iterdir()) == [lake.MANIFEST_FILE, lake.DATA_FILE]  # nothing half-moved
+    assert sorted(p.name for p in live.iterdir()) == [files.MANIFEST_FILE, lake.DATA_FILE]  # nothing half-moved
     blocker.unlink()
     report = validate_hour(settings.lake, T0, settings.validation)  # works again, no hand-deleting
     assert report.status == "quarantined" and report.data_docs is not None and report.data_docs.is_file()

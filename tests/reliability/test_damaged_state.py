@@ -21,7 +21,7 @@ import pytest
 from conftest import assert_clean_error, assert_ok, cli, cli_env
 
 from incremental.config import Settings, load_settings
-from incremental.data import lake
+from incremental.data import files, lake
 from incremental.errors import DamagedStateError, IncrementalError
 from incremental.hours import HOUR
 from incremental.judge import anchor, drift, prequential
@@ -82,14 +82,14 @@ def with_part(text: str, **change: object) -> str:
 
 # --- the lake's manifest and validation record ---------------------------------------------------
 @pytest.mark.parametrize("name, damage, what", [
-    (lake.MANIFEST_FILE, lambda t: t[: len(t) // 2], "not valid JSON"),
-    (lake.MANIFEST_FILE, lambda t: "", "empty"),
-    (lake.MANIFEST_FILE, lambda t: "[]", "a JSON object expected"),
-    (lake.MANIFEST_FILE, lambda t: with_part(t, rows="2"), "parts[0].rows"),
-    (lake.MANIFEST_FILE, lambda t: with_part(t, file="../../etc/passwd"), "parts[0].file"),
-    (lake.VALIDATION_FILE, lambda t: t[: len(t) // 3], "not valid JSON"),
-    (lake.VALIDATION_FILE, lambda t: json.dumps({**json.loads(t), "checks": [{"rule": 1}]}), "checks[0]"),
-    (lake.VALIDATION_FILE, lambda t: json.dumps({**json.loads(t), "parts": "part-0.parquet"}), "'parts'"),
+    (files.MANIFEST_FILE, lambda t: t[: len(t) // 2], "not valid JSON"),
+    (files.MANIFEST_FILE, lambda t: "", "empty"),
+    (files.MANIFEST_FILE, lambda t: "[]", "a JSON object expected"),
+    (files.MANIFEST_FILE, lambda t: with_part(t, rows="2"), "parts[0].rows"),
+    (files.MANIFEST_FILE, lambda t: with_part(t, file="../../etc/passwd"), "parts[0].file"),
+    (files.VALIDATION_FILE, lambda t: t[: len(t) // 3], "not valid JSON"),
+    (files.VALIDATION_FILE, lambda t: json.dumps({**json.loads(t), "checks": [{"rule": 1}]}), "checks[0]"),
+    (files.VALIDATION_FILE, lambda t: json.dumps({**json.loads(t), "parts": "part-0.parquet"}), "'parts'"),
 ])
 def test_a_damaged_lake_file_is_named_with_what_is_wrong(home: Path, name: str, damage, what: str) -> None:
     path = hour_dir(home) / name

@@ -30,7 +30,7 @@ class Constant(mlflow.pyfunc.PythonModel):
 def version(settings: Settings, start: int, end: int, parent: str | None, *, kind: str = "hourly",
             approved: bool = True, expected: str | None = None, run_tags: dict[str, str] | None = None) -> str:
     """Register a candidate for hours [start, end) trained from `parent` (hourly: the partition
-    sha256 `s<start>`), as `pipeline.register_step` tags it."""
+    sha256 `s<start>`), as `verdict.register_step` tags it."""
     tracking.get_or_create_experiment(settings)
     mlflow.set_experiment(tracking.UPDATES_EXPERIMENT)
     with mlflow.start_run() as run:

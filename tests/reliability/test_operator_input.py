@@ -19,7 +19,7 @@ from conftest import assert_clean_error, cli, cli_env
 from incremental.data import lake
 from incremental.errors import MIN_REASON_CHARS, InputError, require_reason
 from incremental.hours import iso_hour
-from incremental.registry.champion import format_history
+from incremental.registry.history import format_history
 
 
 def _usage_error(result, *needles: str) -> None:

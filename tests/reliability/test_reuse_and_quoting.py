@@ -15,6 +15,7 @@ import pytest
 from incremental.config import Settings, load_settings
 from incremental.registry import champion as registry
 from incremental.registry import tracking
+from incremental.registry.history import history
 
 H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
 
@@ -68,7 +69,7 @@ def test_quotes_in_the_model_name(home: Path, monkeypatch: pytest.MonkeyPatch, n
     first = candidate(settings, 0, None, sha="s0")
     again = candidate(settings, 0, None, sha="s0")  # idempotency goes through a filter too
     assert again.version == first.version and again.reused
-    rows = registry.history(settings)
+    rows = history(settings)
     assert [r["version"] for r in rows] == ["1"] and rows[0]["champion"]
     assert str(registry.find_processed(settings, H0, "s0", "1").version) == "1"
 
@@ -78,7 +79,7 @@ def test_a_name_with_both_quotes_is_refused_with_a_message(home: Path, monkeypat
 
     monkeypatch.setenv("INCREMENTAL_MODEL_NAME", """it's "odd\"""")
     with pytest.raises(IncrementalError, match="both kinds of quote"):
-        registry.history(load_settings())
+        history(load_settings())
 
 
 def test_a_failing_update_marks_its_run_failed(home: Path, tmp_path: Path) -> None:
