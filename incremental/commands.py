@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from incremental.config import Settings
-from incremental.data import lake
+from incremental.data import files, lake
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.warehouse import Warehouse
 from incremental.errors import IncrementalError, InputError, require_reason
@@ -176,7 +176,7 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
         return  # rank 0 prints the decision
     _print_decision(registered)
     if args.result_json is not None:
-        lake.atomic_write_json(args.result_json, registered.to_dict())
+        files.atomic_write_json(args.result_json, registered.to_dict())
 
 
 def _launch_sharded(settings: Settings, args: argparse.Namespace) -> None:
