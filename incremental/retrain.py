@@ -48,16 +48,22 @@ def full_retrain(
     """
     from incremental.judge import anchor
     from incremental.model import distributed
-    from incremental.model.update import bootstrap, holdout_uri, train_shard
+    from incremental.model.update import bootstrap, holdout_uri
 
     group = distributed.current()
     if group is not None and not group.is_main:  # torchrun: this rank trains its shard, rank 0 does the rest
-        train_shard(settings, start, end, stale=stale, holdout_from=holdout_from)
+        distributed.bootstrap_sharded(settings, start, end, group, stale=stale, holdout_from=holdout_from)
         return Registered(hour=hour or start, version=None, decision=None, reasons=(), champion=None,
                           skipped=f"rank {group.rank} of {group.world_size}: trained its shard; rank 0 evaluates, "
                                   "gates and registers the candidate")
     incumbent = tracking.champion(settings)
-    result = bootstrap(settings, start, end, airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
+    if group is None:
+        result = bootstrap(settings, start, end, airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
+    else:  # rank 0 of a torchrun group
+        sharded = distributed.bootstrap_sharded(settings, start, end, group, airflow_run_id=airflow_run_id,
+                                                stale=stale, holdout_from=holdout_from)
+        assert sharded is not None  # rank 0's part returns the candidate
+        result = sharded
     if anchor.current(settings.lake) is None:  # only once training worked: a failed bootstrap freezes nothing
         freeze_anchor(settings, start, end, anchor_size, reason="first bootstrap: no anchor yet", refresh=False)
     champion = incumbent[0] if incumbent else None  # what it must beat and replace

@@ -183,10 +183,21 @@ def gather(value: Any) -> list[Any]:
 # --- the sharded update ------------------------------------------------------------------------------
 
 
+def bootstrap_sharded(settings: Settings, start: datetime, end: datetime, group: Group, *,
+                      airflow_run_id: str | None = None, stale: tuple[replay.Stale, ...] = (),
+                      holdout_from: datetime | None = None) -> up.TrainResult | None:
+    """`update.bootstrap` on one rank of a torchrun group, every rank with the same arguments: rank 0
+    returns the candidate; the other ranks train their shard, with no side effect, and return None."""
+    settings, starts = up.bootstrap_window(settings, start, end)
+    return run_sharded(settings, starts, group, kind="bootstrap", max_steps=settings.training.bootstrap_steps,
+                       epochs=settings.training.bootstrap_epochs, airflow_run_id=airflow_run_id, stale=stale,
+                       holdout_from=holdout_from)
+
+
 def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kind: str, max_steps: int,
                 epochs: float, airflow_run_id: str | None = None, stale: tuple[replay.Stale, ...] = (),
                 holdout_from: datetime | None = None) -> up.TrainResult | None:
-    """One rank's part of a training from the base weights under torchrun (`update.bootstrap`):
+    """One rank's part of a training from the base weights under torchrun (`bootstrap_sharded`):
     rank 0 returns the `update.TrainResult`, the other ranks None. Every rank calls the same
     collectives in the same order: gather the shards, rank 0's reuse decision, DDP's all-reduces,
     the early-stopping decisions, the final barrier."""

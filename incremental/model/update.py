@@ -360,40 +360,12 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
     """Train the base weights on the validated hours of [start, end): the first champion, the
     full-retrain baseline and the catch-up retrain (which leaves out the `stale` rows and is judged
     on the holdout of the hours from `holdout_from`). A plain fine-tune: no replay (the window is
-    the data) and no L2-SP (the base weights are not a ranker to stay close to).
-
-    Under torchrun (`model.distributed.session`, WORLD_SIZE > 1) this is rank 0's part of a
-    sharded run; the other ranks call `train_shard` with the same arguments."""
+    the data) and no L2-SP (the base weights are not a ranker to stay close to). Under torchrun,
+    `model.distributed.bootstrap_sharded` is its counterpart."""
     settings, starts = bootstrap_window(settings, start, end)
-    from incremental.model import distributed
-
-    group = distributed.current()
-    if group is not None:
-        if not group.is_main:
-            raise TrainingError(f"rank {group.rank}: only rank 0 bootstraps a candidate (the others: train_shard)")
-        result = distributed.run_sharded(settings, starts, group, kind="bootstrap",
-                                         max_steps=settings.training.bootstrap_steps,
-                                         epochs=settings.training.bootstrap_epochs, airflow_run_id=airflow_run_id,
-                                         stale=stale, holdout_from=holdout_from)
-        assert result is not None  # rank 0's part returns the candidate
-        return result
     return run_update(settings, starts, kind="bootstrap", from_champion=False,
                       max_steps=settings.training.bootstrap_steps, epochs=settings.training.bootstrap_epochs,
                       airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
-
-
-def train_shard(settings: Settings, start: datetime, end: datetime, *, stale: tuple[replay.Stale, ...] = (),
-                holdout_from: datetime | None = None) -> None:
-    """A rank other than 0 of a sharded bootstrap (`model.distributed`): trains its shard of the
-    window alongside rank 0's `bootstrap`, with no side effect (no MLflow, no file), and returns."""
-    settings, starts = bootstrap_window(settings, start, end)
-    from incremental.model import distributed
-
-    group = distributed.current()
-    if group is None or group.is_main:
-        raise TrainingError("train_shard is for ranks other than 0 of a torchrun group")
-    distributed.run_sharded(settings, starts, group, kind="bootstrap", max_steps=settings.training.bootstrap_steps,
-                            epochs=settings.training.bootstrap_epochs, stale=stale, holdout_from=holdout_from)
 
 
 def bootstrap_window(settings: Settings, start: datetime, end: datetime) -> tuple[Settings, list[datetime]]:
