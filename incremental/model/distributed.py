@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +45,6 @@ from incremental.config import Settings, TrainingSettings
 from incremental.errors import InputError
 from incremental.model import replay
 from incremental.model import update as up
-from incremental.model.examples import TrainingError, training_set
 from incremental.model.fit import FitData, FitState, Trainer, fit, make_trainer, seed_everything
 from incremental.registry import tracking
 
@@ -203,13 +201,10 @@ def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kin
     the early-stopping decisions, the final barrier."""
     t = settings.training
     seed_everything(t.seed)
-    data = training_set(settings, starts, kind, stale, holdout_from)  # the same window on every rank
-    if len(data.fresh) + len(data.replayed) == 0:
-        raise TrainingError(f"no training rows in {[s.isoformat() for s in starts]} after the holdout split")
+    # the same window on every rank, and the schedule of one process: the global rows and the global batch
+    data, max_steps = up.training_window(settings, starts, kind, stale, holdout_from, max_steps, epochs)
     rows = data.rows
     check_world(int(rows["session_id"].nunique()), t.batch_size, group.world_size)
-    # the schedule of one process: sized on the global rows and the global batch
-    max_steps = max(max_steps, math.ceil(epochs * len(rows) / t.batch_size))
     mine = rows[shard_mask(rows["session_id"], group.rank, group.world_size).to_numpy()].reset_index(drop=True)
     shards = gather({"rank": group.rank, "rows": len(mine), "sessions": sorted(mine["session_id"].unique().tolist())})
     log.info("rank %d/%d: %d of %d training rows (%d sessions), %d steps of %d rows", group.rank, group.world_size,
@@ -248,16 +243,9 @@ def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kin
             started = time.perf_counter()
             state = _fit(group, trainer, inputs, local, max_steps, kind, on_metrics=metrics_log.add)
             dist.barrier()
-            metrics = up._final_metrics(state, data, inputs, trainer, time.perf_counter() - started)
-            metrics["train_rows_rank0"] = float(len(mine))
-            metrics_log.add(state.step, {f"final_{k}" if k.startswith("stopping_") else k: v
-                                         for k, v in metrics.items()})
-            metrics_log.flush()
-            up.publish(run_id, identity, trainer, tokenizer, data, t.max_length)
-            log.info("sharded update %s done on %d processes: %s", identity.key, group.world_size,
-                     {k: round(v, 4) for k, v in metrics.items()})
-            return up.TrainResult(run_id, f"runs:/{run_id}/model", identity.candidate_dir, parent_version,
-                                  data.data_hash, identity.holdout_path, metrics, None)
+            return up.finish(run_id, identity, state, data, inputs, trainer, tokenizer, t.max_length, metrics_log,
+                             time.perf_counter() - started, parent_version, None,
+                             extra={"train_rows_rank0": float(len(mine))})
         except BaseException:
             if run_id is not None:
                 up._mark_failed(client, run_id)

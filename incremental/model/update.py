@@ -269,10 +269,7 @@ def run_update(
     Steps: `max_steps`, or more when `epochs` passes over the training rows need more."""
     t = settings.training
     seed_everything(t.seed)
-    data = training_set(settings, starts, kind, stale, holdout_from)  # first: refusing an hour should not wait for a model
-    if len(data.fresh) + len(data.replayed) == 0:
-        raise TrainingError(f"no training rows in {[s.isoformat() for s in starts]} after the holdout split")
-    max_steps = max(max_steps, math.ceil(epochs * len(data.rows) / t.batch_size))
+    data, max_steps = training_window(settings, starts, kind, stale, holdout_from, max_steps, epochs)
     model, tokenizer, parent_version = starting_point(settings, from_champion, start_version)
     identity = update_identity(settings, starts, kind, max_steps, parent_version, data.data_hash)
     client = tracking.configure(settings)
@@ -298,17 +295,35 @@ def run_update(
             state = fit(trainer, inputs, t, max_steps=max_steps, state=state, on_metrics=metrics_log.add,
                         on_checkpoint=checkpointer(identity, trainer, run_id, metrics_log.flush),
                         label=f"{kind} update {identity.key[:13]}")
-            metrics = _final_metrics(state, data, inputs, trainer, time.perf_counter() - started)
-            metrics_log.add(state.step, {f"final_{k}" if k.startswith("stopping_") else k: v for k, v in metrics.items()})
-            metrics_log.flush()
-            publish(run_id, identity, trainer, tokenizer, data, t.max_length)
-            log.info("update %s done: %s", identity.key, {k: round(v, 4) for k, v in metrics.items()})
-            return TrainResult(run_id, f"runs:/{run_id}/model", identity.candidate_dir, parent_version,
-                               data.data_hash, identity.holdout_path, metrics, resumed_from_step)
+            return finish(run_id, identity, state, data, inputs, trainer, tokenizer, t.max_length, metrics_log,
+                          time.perf_counter() - started, parent_version, resumed_from_step)
         except BaseException:
             if run_id is not None:
                 _mark_failed(client, run_id)
             raise
+
+
+def training_window(settings: Settings, starts: list[datetime], kind: str, stale: tuple[replay.Stale, ...],
+                    holdout_from: datetime | None, max_steps: int, epochs: float) -> tuple[TrainingSet, int]:
+    """The training set of `starts` (read first: refusing an hour should not wait for a model) and
+    the step count: `max_steps`, or more when `epochs` passes over the training rows need more."""
+    data = training_set(settings, starts, kind, stale, holdout_from)
+    if len(data.fresh) + len(data.replayed) == 0:
+        raise TrainingError(f"no training rows in {[s.isoformat() for s in starts]} after the holdout split")
+    return data, max(max_steps, math.ceil(epochs * len(data.rows) / settings.training.batch_size))
+
+
+def finish(run_id: str, identity: UpdateIdentity, state: FitState, data: TrainingSet, inputs: FitData,
+           trainer: Trainer, tokenizer: Any, max_length: int, metrics_log: MetricLog, elapsed: float,
+           parent_version: str | None, resumed_from_step: int | None, extra: dict[str, float] | None = None) -> TrainResult:
+    """A trained update's end: its final metrics (and `extra`) logged, the candidate published."""
+    metrics = {**_final_metrics(state, data, inputs, trainer, elapsed), **(extra or {})}
+    metrics_log.add(state.step, {f"final_{k}" if k.startswith("stopping_") else k: v for k, v in metrics.items()})
+    metrics_log.flush()
+    publish(run_id, identity, trainer, tokenizer, data, max_length)
+    log.info("update %s done: %s", identity.key, {k: round(v, 4) for k, v in metrics.items()})
+    return TrainResult(run_id, f"runs:/{run_id}/model", identity.candidate_dir, parent_version,
+                       data.data_hash, identity.holdout_path, metrics, resumed_from_step)
 
 
 def _reuse(done: Any, identity: UpdateIdentity, parent_version: str | None, data: TrainingSet) -> TrainResult:
