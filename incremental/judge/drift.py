@@ -35,7 +35,7 @@ calls for.
    can tell them apart. When a series has changed (sustained drift), the episode starts:
    mode ``adapt`` (faster updates, see `DriftSettings.adapt`), the anchor set rolls to recent
    holdout sessions (keeping the old rows of the slices measured stable), a catch-up retrain
-   from the base weights on what still holds (`retrain.catch_up_step`) runs through the same
+   of the champion on what still holds (`retrain.catch_up_step`) runs through the same
    gate, and an alert says so. Rejected candidates of the episode are not
    thrown away: the next update warm-starts from the last one (the shadow chain). A promotion
    does not end the episode: one adapted model is rarely the end of adapting (tried: the medium

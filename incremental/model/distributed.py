@@ -183,19 +183,20 @@ def gather(value: Any) -> list[Any]:
 
 def bootstrap_sharded(settings: Settings, start: datetime, end: datetime, group: Group, *,
                       airflow_run_id: str | None = None, stale: tuple[replay.Stale, ...] = (),
-                      holdout_from: datetime | None = None) -> up.TrainResult | None:
+                      holdout_from: datetime | None = None, start_version: str | None = None) -> up.TrainResult | None:
     """`update.bootstrap` on one rank of a torchrun group, every rank with the same arguments: rank 0
     returns the candidate; the other ranks train their shard, with no side effect, and return None."""
     settings, starts = up.bootstrap_window(settings, start, end)
     return run_sharded(settings, starts, group, kind="bootstrap", max_steps=settings.training.bootstrap_steps,
                        epochs=settings.training.bootstrap_epochs, airflow_run_id=airflow_run_id, stale=stale,
-                       holdout_from=holdout_from)
+                       holdout_from=holdout_from, start_version=start_version)
 
 
 def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kind: str, max_steps: int,
                 epochs: float, airflow_run_id: str | None = None, stale: tuple[replay.Stale, ...] = (),
-                holdout_from: datetime | None = None) -> up.TrainResult | None:
-    """One rank's part of a training from the base weights under torchrun (`bootstrap_sharded`):
+                holdout_from: datetime | None = None, start_version: str | None = None) -> up.TrainResult | None:
+    """One rank's part of a training from the base weights or a version under torchrun (`bootstrap_sharded`;
+    DDP starts every rank from rank 0's weights):
     rank 0 returns the `update.TrainResult`, the other ranks None. Every rank calls the same
     collectives in the same order: gather the shards, rank 0's reuse decision, DDP's all-reduces,
     the early-stopping decisions, the final barrier."""
@@ -210,7 +211,7 @@ def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kin
     log.info("rank %d/%d: %d of %d training rows (%d sessions), %d steps of %d rows", group.rank, group.world_size,
              len(mine), len(rows), len(shards[group.rank]["sessions"]), max_steps, t.batch_size // group.world_size)
 
-    model, tokenizer, parent_version = up.starting_point(settings, from_champion=False, start_version=None)
+    model, tokenizer, parent_version = up.starting_point(settings, from_champion=False, start_version=start_version)
     identity = up.update_identity(settings, starts, kind, max_steps, parent_version, data.data_hash,
                                   world_size=group.world_size)
     local = t.model_copy(update={"batch_size": t.batch_size // group.world_size})  # each rank's part of a batch

@@ -371,14 +371,15 @@ def train_hour(
 
 
 def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None,
-              stale: tuple[replay.Stale, ...] = (), holdout_from: datetime | None = None) -> TrainResult:
-    """Train the base weights on the validated hours of [start, end): the first champion, the
-    full-retrain baseline and the catch-up retrain (which leaves out the `stale` rows and is judged
-    on the holdout of the hours from `holdout_from`). A plain fine-tune: no replay (the window is
-    the data) and no L2-SP (the base weights are not a ranker to stay close to). Under torchrun,
-    `model.distributed.bootstrap_sharded` is its counterpart."""
+              stale: tuple[replay.Stale, ...] = (), holdout_from: datetime | None = None,
+              start_version: str | None = None) -> TrainResult:
+    """Train on the validated hours of [start, end) at the bootstrap rate, from the base weights
+    (the first champion, the full-retrain baseline) or from a version (`start_version`: the
+    champion, for the catch-up retrain, which leaves out the `stale` rows and is judged on the holdout of the hours
+    from `holdout_from`). A plain fine-tune: no replay (the window is the data) and no L2-SP (the
+    point is to move). Under torchrun, `model.distributed.bootstrap_sharded` is its counterpart."""
     settings, starts = bootstrap_window(settings, start, end)
-    return run_update(settings, starts, kind="bootstrap", from_champion=False,
+    return run_update(settings, starts, kind="bootstrap", from_champion=False, start_version=start_version,
                       max_steps=settings.training.bootstrap_steps, epochs=settings.training.bootstrap_epochs,
                       airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
 
