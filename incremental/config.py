@@ -173,6 +173,8 @@ class AdaptSettings(_Section):
     # replay window; the changed slices' rows from before the drift are left out (`replay.Stale`)
     replay_hours: int = Field(48, ge=1)
     l2sp_strength: float = Field(0.1, ge=0.0)  # the hourly pull: the stable slices must not move
+    # the catch-up retrains the champion at the bootstrap rate: at least this many passes over what still holds
+    catch_up_passes: float = Field(3.0, gt=0.0)
 
 
 class DriftSettings(_Section):

@@ -92,7 +92,8 @@ def catch_up_step(settings: Settings, hour: datetime, *, airflow_run_id: str | N
     Tried before: a retrain on those last hours alone ranked the drifted slices well and had
     forgotten the others (anchor AUC of unchanged categories from 0.75-0.86 down to 0.24-0.47); a
     retrain from the base weights instead of the champion learned the new regime a third as well and
-    lost 0.11 truth NDCG@10 on the unchanged categories (`benchmarks/drift_truth_bench.py`)."""
+    lost 0.11 truth NDCG@10 on the unchanged categories; three passes (`drift.adapt.catch_up_passes`)
+    learned it better than one (`benchmarks/drift_truth_bench.py`)."""
     from incremental.judge import drift
 
     state = drift.load_state(settings)
@@ -102,7 +103,8 @@ def catch_up_step(settings: Settings, hour: datetime, *, airflow_run_id: str | N
     recent_start, end = _recent_window(settings, hour)
     window = lake.validated_partitions(settings.lake, end, settings.drift.adapt.replay_hours)
     window_start = min([p.start for p in window], default=recent_start)
-    registered = full_retrain(settings, window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
+    passes = settings.drift.adapt.catch_up_passes
+    registered = full_retrain(settings.with_training(bootstrap_epochs=passes), window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
                               context={**context, "mode": "catch_up"}, stale=stale_rows(context),
                               holdout_from=recent_start, hour=hour)
     return CaughtUp(hour=hour, registered=registered, window=(window_start, end), judged_on=(recent_start, end))
