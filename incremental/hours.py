@@ -12,10 +12,12 @@ A moment (when a record was written: its `at`) is written in one way too (`now_i
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from incremental.errors import InputError
 
 HOUR = timedelta(hours=1)
+_Time = TypeVar("_Time", bound=datetime)
 
 
 class Hour(datetime):
@@ -54,8 +56,8 @@ def iso_hour(hour: datetime) -> str:
     return f"{value:%Y-%m-%dT%H:%MZ}"
 
 
-def hours(start: datetime, end: datetime) -> list[datetime]:
-    """The hour starts in [start, end)."""
+def hours(start: _Time, end: datetime) -> list[_Time]:
+    """The hour starts in [start, end) (`Hour`s from an `Hour`)."""
     out, hour = [], start
     while hour < end:
         out.append(hour)

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from incremental import pipeline
+from incremental.hours import Hour
 from incremental.judge import prequential
 from incremental.registry import tracking
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = Hour(2026, 1, 1, tzinfo=UTC)
 
 
 def test_an_hour_inside_the_champions_training_interval_is_not_scored(settings, monkeypatch) -> None:  # noqa: ANN001
