@@ -30,6 +30,7 @@ from incremental.config import Settings
 from incremental.data import lake, lake_lock, storage
 from incremental.errors import IncrementalError
 from incremental.handover import (
+    AnchorFrozen,
     Extracted,
     HourRun,
     Monitored,
@@ -42,7 +43,7 @@ from incremental.registry import lineage, tracking
 
 if TYPE_CHECKING:
     from incremental.judge.drift import DriftState
-    from incremental.judge.drift_rule import DriftContext, PrequentialRecord
+    from incremental.judge.drift_rule import AssessmentRecord, DriftContext, PrequentialRecord
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,10 @@ def extract_step(settings: Settings, hour: Hour) -> Extracted:
     from incremental.data.extract import extract_hour
     from incremental.data.warehouse import Warehouse
 
+    key = lake_key(settings, lake.partition_dir(settings.lake, hour))  # where it goes: a path, nothing read
     manifest = extract_hour(Warehouse(settings.warehouse_url), settings.lake, hour)
     return Extracted(hour=hour, rows=manifest["rows"], sha256=manifest.get("sha256"), delta_rows=manifest.get("delta_rows"),
-                     lake_key=lake_key(settings, lake.partition_dir(settings.lake, hour)))
+                     lake_key=key)
 
 
 def validate_step(settings: Settings, hour: Hour) -> Validated:
@@ -94,20 +96,41 @@ def monitor_step(settings: Settings, hour: Hour, *, dry_run: bool = False) -> Mo
     hour: its score there would be train-on-test). A dry run records nothing and moves no
     episode: it says what the rule would decide. What `train` reads of the episode for this hour
     (`Monitored.context`, `start_version`) is taken here, once the episode has moved on."""
-    from incremental.judge import drift, drift_rule, prequential
+    from incremental.judge import drift
 
     found = tracking.champion(settings)
-    if found is None:
-        state = drift.load_state(settings)
-        return Monitored(hour=hour, mode=state.mode, note="no champion yet: nothing to score",
-                         **_episode(settings, state, hour))
-    version = found[0]
+    mode, observation = (_observe_hour(settings, found[0], hour, dry_run) if found is not None
+                    else (None, _Observation(note="no champion yet: nothing to score")))
+    state = drift.load_state(settings)  # once the episode has moved on (if it did)
+    return Monitored(hour=hour, mode=state.mode if mode is None else mode, **observation, **_episode(settings, state, hour))
+
+
+class _Observation(TypedDict, total=False):
+    """What `monitor_step` observed of the hour, less its mode and the episode's context (fields of `Monitored`)."""
+
+    champion_version: str
+    note: str
+    dry_run: bool
+    assessment: AssessmentRecord
+    declared_now: bool
+    ended_now: bool
+    declared_at: str | None
+    anomalous: tuple[str, ...]
+    changed_slices: tuple[str, ...]
+    anchor: AnchorFrozen | None
+
+
+def _observe_hour(settings: Settings, version: str, hour: Hour, dry_run: bool) -> tuple[str, _Observation]:
+    """The champion `version` scores the hour (`_scored`), the drift rule assesses it and, unless a
+    dry run, the episode moves on (and the anchor rolls when a drift is declared now): the mode, and
+    what else was found."""
+    from incremental.judge import drift, drift_rule, prequential
+
     recs = _scored(settings, version, hour, dry_run)
     state = drift.load_state(settings)
     assessment = drift_rule.assess(prequential.usable(recs, state.since), hour, settings.drift)
     if dry_run:
-        return Monitored(hour=hour, mode=state.mode, champion_version=version, dry_run=True,
-                         assessment=assessment.to_dict(), **_episode(settings, state, hour))
+        return state.mode, {"champion_version": version, "dry_run": True, "assessment": assessment.to_dict()}
     observed = drift.observe(settings, assessment, hour, champion=version)
     anchor = None
     if observed["declared_now"]:
@@ -116,11 +139,10 @@ def monitor_step(settings: Settings, hour: Hour, *, dry_run: bool = False) -> Mo
         anchor = roll_anchor(settings, hour, reason=f"drift declared at {hour}: "
                              + "; ".join(observed["assessment"]["evidence"])[:500],
                              stable=observed["assessment"]["stable_slices"])
-    return Monitored(hour=hour, mode=observed["mode"], champion_version=version, assessment=observed["assessment"],
-                     declared_now=observed["declared_now"], ended_now=observed["ended_now"],
-                     declared_at=observed["declared_at"], anomalous=tuple(observed["anomalous"]),
-                     changed_slices=tuple(observed["changed_slices"]), anchor=anchor,
-                     **_episode(settings, drift.load_state(settings), hour))
+    return observed["mode"], {
+        "champion_version": version, "assessment": observed["assessment"], "declared_now": observed["declared_now"],
+        "ended_now": observed["ended_now"], "declared_at": observed["declared_at"],
+        "anomalous": tuple(observed["anomalous"]), "changed_slices": tuple(observed["changed_slices"]), "anchor": anchor}
 
 
 def _scored(settings: Settings, version: str, hour: Hour, dry_run: bool) -> list[PrequentialRecord]:
