@@ -50,9 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO))
 from _record import RESULTS, record  # noqa: E402
 
-from incremental.hours import iso_hour  # noqa: E402
+from incremental.hours import Hour, iso_hour  # noqa: E402
 
-T0 = datetime(2026, 1, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 1, 1, 0, tzinfo=UTC)  # an Hour, as the pipeline takes it (`parse_hour` makes them)
 CONFIGS = {"minilm": REPO / "incremental.yaml", "minilm-l2": REPO / "incremental.yaml", "tiny": REPO / "tests" / "tiny.yaml"}
 ANCHOR_ROWS = 1000
 

@@ -31,10 +31,11 @@ sys.path.insert(0, str(ROOT))
 from incremental.config import ValidationSettings  # noqa: E402
 from incremental.data import files  # noqa: E402
 from incremental.data import lake as lk  # noqa: E402
+from incremental.hours import Hour  # noqa: E402
 from incremental.validation.validate import validate_hour  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "validate.json"
-START = datetime(2026, 1, 1, 5, tzinfo=UTC)
+START = Hour(2026, 1, 1, 5, tzinfo=UTC)
 
 
 def synthetic_table(rows: int, start: datetime = START, seed: int = 0) -> pa.Table:

@@ -21,7 +21,7 @@ from pydantic import JsonValue  # a task's return type: Airflow reads it (multip
 
 from incremental.config import dag_start
 from incremental.errors import InputError
-from incremental.hours import HOUR, iso_hour, parse_hour
+from incremental.hours import HOUR, Hour, iso_hour, parse_hour
 from incremental.notifier import FailureAlert
 
 if TYPE_CHECKING:
@@ -188,9 +188,9 @@ def publish_champion(decision: Mapping[str, Any]) -> dict[str, JsonValue]:
     return event
 
 
-def interval_hour(context: Mapping[str, Any]) -> datetime:
+def interval_hour(context: Mapping[str, Any]) -> Hour:
     """The hour this run covers, parsed here, once, from its data interval (Airflow's pendulum
-    DateTimes) into an aware UTC datetime on the hour: what the pipeline takes from here on. The
+    DateTimes) into an `Hour` (an aware UTC datetime on the hour): what the pipeline takes from here on. The
     interval must be exactly one whole UTC hour."""
     start, end = context["data_interval_start"], context["data_interval_end"]
     if start is None or end is None:
@@ -205,8 +205,8 @@ def interval_hour(context: Mapping[str, Any]) -> datetime:
     return hour
 
 
-def parse_window(params: Mapping[str, Any]) -> tuple[datetime, datetime]:
-    """`window_start`/`window_end` params as aware UTC datetimes on the hour, start before end."""
+def parse_window(params: Mapping[str, Any]) -> tuple[Hour, Hour]:
+    """`window_start`/`window_end` params as `Hour`s (aware UTC datetimes on the hour), start before end."""
     start = parse_hour(str(params["window_start"]).replace("Z", "+00:00"))
     end = parse_hour(str(params["window_end"]).replace("Z", "+00:00"))
     if end <= start:

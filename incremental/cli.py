@@ -15,14 +15,13 @@ import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 
 from incremental import commands
 from incremental.commands import Quarantined
 from incremental.config import Settings, load_settings
 from incremental.errors import IncrementalError, redact_url
-from incremental.hours import HOUR, parse_hour
+from incremental.hours import HOUR, Hour, parse_hour
 from incremental.runtime import prepare_process
 from incremental.sim.faults import FAULTS
 
@@ -30,7 +29,7 @@ EXIT_QUARANTINED = 1
 EXIT_BAD_INPUT = 2
 
 
-def _hour(text: str) -> datetime:
+def _hour(text: str) -> Hour:
     try:
         hour = parse_hour(text)
     except ValueError as exc:

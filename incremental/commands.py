@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from incremental.config import Settings
@@ -20,7 +19,7 @@ from incremental.data import files, lake
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.warehouse import Warehouse
 from incremental.errors import IncrementalError, InputError, require_reason
-from incremental.hours import HOUR, hours, iso_hour
+from incremental.hours import HOUR, Hour, hours, iso_hour
 
 if TYPE_CHECKING:
     from incremental.handover import CaughtUp, HourRun, Registered
@@ -31,7 +30,7 @@ class Quarantined(IncrementalError):
     """An hour failed validation; the message says why and where the data went."""
 
 
-def _hours(args: argparse.Namespace) -> list[datetime]:
+def _hours(args: argparse.Namespace) -> list[Hour]:
     """The hours of `--start` .. `--end` (default: the start's hour alone)."""
     end = args.end or args.start + HOUR
     if end <= args.start:
@@ -98,7 +97,7 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
               f"{lake.partition_dir(settings.lake, hour)}")
 
 
-def _each_hour(args: argparse.Namespace, validate: Callable[[datetime], ValidationReport], what: str) -> None:
+def _each_hour(args: argparse.Namespace, validate: Callable[[Hour], ValidationReport], what: str) -> None:
     """Validate (or re-admit) each hour of the interval, print its summary; raise if any is quarantined."""
     quarantined = []
     for hour in _hours(args):

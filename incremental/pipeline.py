@@ -9,7 +9,7 @@ adapt), which `train_step` is handed; `evaluate_step` and `register_step` (`incr
 judge and register the candidate, as they do a retrain's; `catch_up_step` (`incremental.retrain`)
 retrains on the recent window when a drift was declared.
 
-Each takes the settings and the hour (an aware UTC `datetime`, parsed once by the CLI or the DAG)
+Each takes the settings and the hour (an `incremental.hours.Hour`, parsed once by the CLI or the DAG)
 and returns a small typed value (`incremental.handover`): lake keys (relative to the lake root),
 MLflow run ids, `runs:/` and `models:/` URIs, versions and metrics. That is all that travels
 between Airflow tasks, as JSON, which may run on machines that share no disk: data stays in the
@@ -24,26 +24,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
 from incremental.config import Settings
 from incremental.data import lake, lake_lock, storage
 from incremental.errors import IncrementalError
 from incremental.handover import (
+    AnchorFrozen,
     Extracted,
     HourRun,
     Monitored,
     Trained,
     Validated,
 )
-from incremental.hours import HOUR, iso_hour, parse_hour
+from incremental.hours import HOUR, Hour
 from incremental.judge import verdict
 from incremental.registry import lineage, tracking
 
 if TYPE_CHECKING:
     from incremental.judge.drift import DriftState
-    from incremental.judge.drift_rule import DriftContext, PrequentialRecord
+    from incremental.judge.drift_rule import AssessmentRecord, DriftContext, PrequentialRecord
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +57,26 @@ def lake_key(settings: Settings, path: storage.LakePath | str) -> str:
     return storage.key(settings.lake, path)
 
 
-def validated_partition(settings: Settings, hour: datetime, what: str) -> lake.Partition:
+def validated_partition(settings: Settings, hour: Hour, what: str) -> lake.Partition:
     """The hour's partition, which must be validated (`what`: what cannot be done otherwise)."""
     part = lake.partition(settings.lake, hour)
     if part.status != "validated" or part.manifest is None:
-        raise PipelineError(f"hour {iso_hour(hour)} is {part.status}, not validated: {what}")
+        raise PipelineError(f"hour {hour} is {part.status}, not validated: {what}")
     return part
 
 
 # --- the stages ----------------------------------------------------------------------------
-def extract_step(settings: Settings, hour: datetime) -> Extracted:
+def extract_step(settings: Settings, hour: Hour) -> Extracted:
     from incremental.data.extract import extract_hour
     from incremental.data.warehouse import Warehouse
 
+    key = lake_key(settings, lake.partition_dir(settings.lake, hour))  # where it goes: a path, nothing read
     manifest = extract_hour(Warehouse(settings.warehouse_url), settings.lake, hour)
     return Extracted(hour=hour, rows=manifest["rows"], sha256=manifest.get("sha256"), delta_rows=manifest.get("delta_rows"),
-                     lake_key=lake_key(settings, lake.partition_dir(settings.lake, hour)))
+                     lake_key=key)
 
 
-def validate_step(settings: Settings, hour: datetime) -> Validated:
+def validate_step(settings: Settings, hour: Hour) -> Validated:
     from incremental.validation.validate import validate_hour
 
     report = validate_hour(settings.lake, hour, settings.validation)
@@ -87,7 +88,7 @@ def validate_step(settings: Settings, hour: datetime) -> Validated:
                      hour_validated=report.hour_validated)
 
 
-def monitor_step(settings: Settings, hour: datetime, *, dry_run: bool = False) -> Monitored:
+def monitor_step(settings: Settings, hour: Hour, *, dry_run: bool = False) -> Monitored:
     """The champion scores the validated hour (before anything trains on it); the drift rule decides the mode.
 
     Test, then train: an hour is scored once, by the champion served when it first arrived. A
@@ -95,42 +96,62 @@ def monitor_step(settings: Settings, hour: datetime, *, dry_run: bool = False) -
     hour: its score there would be train-on-test). A dry run records nothing and moves no
     episode: it says what the rule would decide. What `train` reads of the episode for this hour
     (`Monitored.context`, `start_version`) is taken here, once the episode has moved on."""
-    from incremental.judge import drift, drift_rule, prequential
+    from incremental.judge import drift
 
     found = tracking.champion(settings)
-    if found is None:
-        state = drift.load_state(settings)
-        return Monitored(hour=hour, mode=state.mode, note="no champion yet: nothing to score",
-                         **_episode(settings, state, hour))
-    version = found[0]
+    mode, observation = (_observe_hour(settings, found[0], hour, dry_run) if found is not None
+                    else (None, _Observation(note="no champion yet: nothing to score")))
+    state = drift.load_state(settings)  # once the episode has moved on (if it did)
+    return Monitored(hour=hour, mode=state.mode if mode is None else mode, **observation, **_episode(settings, state, hour))
+
+
+class _Observation(TypedDict, total=False):
+    """What `monitor_step` observed of the hour, less its mode and the episode's context (fields of `Monitored`)."""
+
+    champion_version: str
+    note: str
+    dry_run: bool
+    assessment: AssessmentRecord
+    declared_now: bool
+    ended_now: bool
+    declared_at: str | None
+    anomalous: tuple[str, ...]
+    changed_slices: tuple[str, ...]
+    anchor: AnchorFrozen | None
+
+
+def _observe_hour(settings: Settings, version: str, hour: Hour, dry_run: bool) -> tuple[str, _Observation]:
+    """The champion `version` scores the hour (`_scored`), the drift rule assesses it and, unless a
+    dry run, the episode moves on (and the anchor rolls when a drift is declared now): the mode, and
+    what else was found."""
+    from incremental.judge import drift, drift_rule, prequential
+
     recs = _scored(settings, version, hour, dry_run)
     state = drift.load_state(settings)
     assessment = drift_rule.assess(prequential.usable(recs, state.since), hour, settings.drift)
     if dry_run:
-        return Monitored(hour=hour, mode=state.mode, champion_version=version, dry_run=True,
-                         assessment=assessment.to_dict(), **_episode(settings, state, hour))
+        return state.mode, {"champion_version": version, "dry_run": True, "assessment": assessment.to_dict()}
     observed = drift.observe(settings, assessment, hour, champion=version)
     anchor = None
     if observed["declared_now"]:
         from incremental.retrain import roll_anchor
 
-        anchor = roll_anchor(settings, hour, reason=f"drift declared at {iso_hour(hour)}: "
+        anchor = roll_anchor(settings, hour, reason=f"drift declared at {hour}: "
                              + "; ".join(observed["assessment"]["evidence"])[:500],
                              stable=observed["assessment"]["stable_slices"])
-    return Monitored(hour=hour, mode=observed["mode"], champion_version=version, assessment=observed["assessment"],
-                     declared_now=observed["declared_now"], ended_now=observed["ended_now"],
-                     declared_at=observed["declared_at"], anomalous=tuple(observed["anomalous"]),
-                     changed_slices=tuple(observed["changed_slices"]), anchor=anchor,
-                     **_episode(settings, drift.load_state(settings), hour))
+    return observed["mode"], {
+        "champion_version": version, "assessment": observed["assessment"], "declared_now": observed["declared_now"],
+        "ended_now": observed["ended_now"], "declared_at": observed["declared_at"],
+        "anomalous": tuple(observed["anomalous"]), "changed_slices": tuple(observed["changed_slices"]), "anchor": anchor}
 
 
-def _scored(settings: Settings, version: str, hour: datetime, dry_run: bool) -> list[PrequentialRecord]:
+def _scored(settings: Settings, version: str, hour: Hour, dry_run: bool) -> list[PrequentialRecord]:
     """The prequential record with the hour scored by `version`, unless it was scored before (by
     the champion served when it arrived) or the champion's lineage may have trained on it."""
     from incremental.judge import prequential
 
     recs = prequential.records(settings)
-    scored = [r for r in recs if parse_hour(r["hour"]) == hour
+    scored = [r for r in recs if r["hour"] == f"{hour}"  # records are keyed by the hour's text (`record_once`)
               and r.get("source", prequential.PREQUENTIAL) == prequential.PREQUENTIAL]
     trained_until = lineage.of(settings, version).trained_through if not scored else None
     if not scored and trained_until is not None and hour < trained_until:
@@ -138,7 +159,7 @@ def _scored(settings: Settings, version: str, hour: datetime, dry_run: bool) -> 
         # an hour that arrived after a later one): this champion, an ancestor or their replay may
         # have trained on it; no record
         log.warning("hour %s is not scored: champion version %s's lineage trained on hours up to %s (train-on-test)",
-                    iso_hour(hour), version, iso_hour(trained_until))
+                    hour, version, trained_until)
     elif not scored:
         record = _record(settings, version, hour)
         if dry_run:
@@ -147,11 +168,11 @@ def _scored(settings: Settings, version: str, hour: datetime, dry_run: bool) -> 
         return prequential.records(settings)
     elif scored[0]["champion_version"] != version:
         log.info("hour %s was scored by version %s when it arrived: kept (test, then train), not scored again by %s",
-                 iso_hour(hour), scored[0]["champion_version"], version)
+                 hour, scored[0]["champion_version"], version)
     return recs
 
 
-def _record(settings: Settings, version: str, hour: datetime) -> PrequentialRecord:
+def _record(settings: Settings, version: str, hour: Hour) -> PrequentialRecord:
     """Score `version` on all the hour's rows: its prequential record (test, then train)."""
     from incremental.judge import metrics, prequential
     from incremental.judge.evaluate import score_dir
@@ -167,7 +188,7 @@ class Episode(TypedDict):
     start_version: str | None
 
 
-def _episode(settings: Settings, state: DriftState, hour: datetime) -> Episode:
+def _episode(settings: Settings, state: DriftState, hour: Hour) -> Episode:
     """What `train` reads of the drift episode for `hour`: the context (mode, this hour's anomalies,
     changed slices, what replay leaves out) and, in adapt mode, the shadow chain's head it starts from."""
     from incremental.judge import drift
@@ -186,7 +207,7 @@ def _mode_settings(settings: Settings, mode: str) -> Settings:
 
 
 def train_step(
-    settings: Settings, hour: datetime, monitored: Monitored | None = None, *,
+    settings: Settings, hour: Hour, monitored: Monitored | None = None, *,
     overrides: dict[str, float | int] | None = None, airflow_run_id: str | None = None,
 ) -> Trained:
     """Update the champion on the hour, or find the version this partition already produced, or
@@ -199,7 +220,7 @@ def train_step(
     from incremental.registry import champion as registry
 
     if monitored is not None and monitored.hour != hour:
-        raise PipelineError(f"train of hour {iso_hour(hour)} was handed the monitoring of {iso_hour(monitored.hour)}")
+        raise PipelineError(f"train of hour {hour} was handed the monitoring of {monitored.hour}")
     episode: Episode = ({"context": monitored.context, "start_version": monitored.start_version}
                         if monitored is not None else _episode(settings, drift.load_state(settings), hour))
     context: DriftContext = episode["context"]
@@ -209,13 +230,13 @@ def train_step(
     champion = tracking.champion(settings)  # reuse only what the current champion would make again
     existing = registry.find_processed(settings, hour, sha, champion[0] if champion else None)
     if existing is not None and not overrides:
-        log.info("hour %s (partition %s) already produced version %s: reusing it", iso_hour(hour), sha[:12],
+        log.info("hour %s (partition %s) already produced version %s: reusing it", hour, sha[:12],
                  existing.version)
         return Trained(hour=hour, reused_version=str(existing.version), run_id=existing.run_id, partition_sha256=sha)
     skipped = lineage.already_trained(settings, hour, champion[0] if champion else None, sha,
                                       start_version=episode["start_version"])
     if skipped is not None:
-        log.info("hour %s: %s", iso_hour(hour), skipped.message)
+        log.info("hour %s: %s", hour, skipped.message)
         return Trained(hour=hour, partition_sha256=sha, skipped=skipped.message, champion=skipped.champion,
                        trained_by=skipped.trained_by, trained_through=skipped.trained_through)
     champion = tracking.champion(settings)
@@ -230,7 +251,7 @@ def train_step(
 
 
 def run_hour(
-    settings: Settings, hour: datetime, *, overrides: dict[str, float | int] | None = None,
+    settings: Settings, hour: Hour, *, overrides: dict[str, float | int] | None = None,
     force_promote_reason: str | None = None, dry_run: bool = False, airflow_run_id: str | None = None,
 ) -> HourRun:
     """The whole hour without Airflow: extract -> validate -> monitor -> train -> evaluate ->
@@ -265,25 +286,25 @@ RUN_WAIT_S = 3 * 3600.0
 RUN_LEASE_S = 3600.0
 
 
-def run_lock_name(hour: datetime) -> str:
+def run_lock_name(hour: Hour) -> str:
     """The lake lock (`incremental.data.lake_lock`) that a run of the hour holds from extract to catch-up."""
     return f"run-{hour:%Y%m%dT%H}"
 
 
 @contextmanager
-def run_lock(settings: Settings, hour: datetime, timeout: float = RUN_WAIT_S) -> Iterator[None]:
+def run_lock(settings: Settings, hour: Hour, timeout: float = RUN_WAIT_S) -> Iterator[None]:
     """Hold the hour's run lock: one run of an hour at a time, the next one waiting (and saying so)."""
-    text, name = iso_hour(hour), run_lock_name(hour)
+    name = run_lock_name(hour)
     with ExitStack() as held:
         try:  # free: most runs
             held.enter_context(lake_lock.lock(settings.lake, name, timeout=0.0, lease=RUN_LEASE_S))
         except lake_lock.LockTimeout as busy:
             log.warning("hour %s is being run by another process: waiting for it to finish (up to %.0f min; "
-                        "the lock is held by %s), then going on with what it made", text, timeout / 60,
+                        "the lock is held by %s), then going on with what it made", hour, timeout / 60,
                         getattr(busy, "holder", None) or "a process this worker cannot name")
             try:
                 held.enter_context(lake_lock.lock(settings.lake, name, timeout=timeout, lease=RUN_LEASE_S))
             except lake_lock.LockTimeout:
-                raise PipelineError(f"hour {text} has been run by another process for more than {timeout / 60:.0f} "
+                raise PipelineError(f"hour {hour} has been run by another process for more than {timeout / 60:.0f} "
                                     f"min (lake lock {name}): is it stuck? Stop it, then run the hour again") from None
         yield

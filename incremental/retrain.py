@@ -21,7 +21,7 @@ import pyarrow as pa
 from incremental.config import Settings
 from incremental.data import lake, storage
 from incremental.handover import AnchorFrozen, CaughtUp, Registered, Trained
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour, parse_hour
 from incremental.judge import verdict
 from incremental.judge.drift_rule import DriftContext, stale_rows
 from incremental.model import replay
@@ -29,10 +29,10 @@ from incremental.registry import tracking
 
 
 def full_retrain(
-    settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None,
+    settings: Settings, start: Hour, end: datetime, *, airflow_run_id: str | None = None,
     anchor_size: int = 4000, dry_run: bool = False, kind: str = "full_retrain",
     context: DriftContext | None = None, stale: tuple[replay.Stale, ...] = (), holdout_from: datetime | None = None,
-    hour: datetime | None = None,
+    hour: Hour | None = None,
 ) -> Registered:
     """Train on the validated hours of [start, end), through the same gate: from the base weights,
     or from the champion for a catch-up (`kind` "catch_up").
@@ -84,7 +84,7 @@ def full_retrain(
                                  dry_run=dry_run)
 
 
-def catch_up_step(settings: Settings, hour: datetime, *, airflow_run_id: str | None = None) -> CaughtUp:
+def catch_up_step(settings: Settings, hour: Hour, *, airflow_run_id: str | None = None) -> CaughtUp:
     """When a drift was declared and its catch-up has not run: retrain the champion on
     what still holds, through the same (relative) gate. That is the validated hours of the adapt
     replay window (`drift.adapt.replay_hours`) less the stale rows (the changed slices' rows from
@@ -102,9 +102,9 @@ def catch_up_step(settings: Settings, hour: datetime, *, airflow_run_id: str | N
     context = drift.context(state, hour, settings.drift)
     recent_start, end = _recent_window(settings, hour)
     window = lake.validated_partitions(settings.lake, end, settings.drift.adapt.replay_hours)
-    window_start = min([p.start for p in window], default=recent_start)
-    passes = settings.drift.adapt.catch_up_passes
-    registered = full_retrain(settings.with_training(bootstrap_epochs=passes), window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
+    window_start = parse_hour(min([p.start for p in window], default=recent_start))  # the lake's datetimes: an Hour
+    settings = settings.with_training(bootstrap_epochs=settings.drift.adapt.catch_up_passes)
+    registered = full_retrain(settings, window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
                               context={**context, "mode": "catch_up"}, stale=stale_rows(context),
                               holdout_from=recent_start, hour=hour)
     return CaughtUp(hour=hour, registered=registered, window=(window_start, end), judged_on=(recent_start, end))
@@ -126,7 +126,7 @@ def freeze_anchor(settings: Settings, start: datetime, end: datetime, size: int,
                         lake_key=storage.key(settings.lake, anchor.anchor_dir(settings.lake)))
 
 
-def roll_anchor(settings: Settings, hour: datetime, reason: str, stable: list[str]) -> AnchorFrozen:
+def roll_anchor(settings: Settings, hour: Hour, reason: str, stable: list[str]) -> AnchorFrozen:
     """Replace the anchor by a sample of the holdout sessions of the last `catch_up_hours`
     validated hours (recorded in the anchor history), carrying over the rows of the `stable`
     categories (in line with their reference this hour, or on their last K hours pooled,
@@ -163,7 +163,7 @@ def _stable_rows(settings: Settings, stable: list[str], before: datetime) -> pa.
     return pa.concat_tables([old, more.filter(pa.array(fresh)).select(old.schema.names).cast(old.schema)])
 
 
-def _recent_window(settings: Settings, hour: datetime) -> tuple[datetime, datetime]:
+def _recent_window(settings: Settings, hour: Hour) -> tuple[datetime, datetime]:
     """[first, hour + 1h) over the last `catch_up_hours` validated hours up to `hour`."""
     end = hour + HOUR
     parts = lake.validated_partitions(settings.lake, end, settings.drift.catch_up_hours * 4)

@@ -3,14 +3,15 @@ the fixture CSV, its columns, and one import of it into a real warehouse."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from incremental.data.warehouse import Warehouse
+from incremental.hours import Hour
 from incremental.sim.judgments import import_judgments
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "judgments_small.csv"
-T0 = datetime(2024, 5, 1, tzinfo=UTC)
+T0 = Hour(2024, 5, 1, tzinfo=UTC)
 H = timedelta(hours=1)
 COLS = {"query_col": "search", "title_col": "product_name", "grade_col": "score"}
 

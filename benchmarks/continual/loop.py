@@ -8,7 +8,6 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from benchmarks.continual.report import fmt, stamp, summarize, write_results
 from benchmarks.continual.step import Scorer, measured, run_cost, step_arm, step_reference
 from benchmarks.continual.truth import TRUTH_FILE, Truth, judgment_truth, simulator_truth, titles_of
 from incremental.config import Settings
+from incremental.hours import Hour, parse_hour
 
 
 # --- data, bootstrap, the loop ---------------------------------------------------------------
@@ -29,7 +29,7 @@ def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
     from incremental.data.warehouse import Warehouse
 
     warehouse = Warehouse(data.warehouse_url)
-    start = datetime.fromisoformat(plan.start)
+    start = parse_hour(plan.start)
     if plan.scenario == "judgments":
         from incremental.sim.judgments import import_judgments
 
@@ -59,7 +59,7 @@ def bootstrap(plan: Plan, data: Settings) -> dict[str, Any]:
     from incremental import pipeline, retrain
     from incremental.registry import champion as registry
 
-    start = datetime.fromisoformat(plan.start)
+    start = parse_hour(plan.start)
     window = [start + i * HOUR for i in range(plan.bootstrap_hours)]
     statuses = {}
     for hour in window:
@@ -74,7 +74,7 @@ def bootstrap(plan: Plan, data: Settings) -> dict[str, Any]:
             "hours": statuses, **run_cost(data, result.version)}
 
 
-def prepare_hour(data: Settings, hour: datetime) -> tuple[str, Any]:
+def prepare_hour(data: Settings, hour: Hour) -> tuple[str, Any]:
     """Extract and validate the hour in the data home; its validated rows (None if quarantined)."""
     from incremental import pipeline
 
@@ -85,7 +85,7 @@ def prepare_hour(data: Settings, hour: datetime) -> tuple[str, Any]:
     return status, read_hour(data, hour)
 
 
-def read_hour(data: Settings, hour: datetime) -> Any:
+def read_hour(data: Settings, hour: Hour) -> Any:
     from incremental.data import lake
 
     return lake.read_partition(lake.partition(data.lake, hour)).to_pandas()
@@ -163,11 +163,11 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     anchor_frame, anchor_info = anchor.load(data.lake)
     anchor_truth = truth.gains(anchor_frame)
     # the lexical arm's corpus: the distinct titles of the validated hours an arm could have trained on
-    titles = set().union(*(titles_of(read_hour(data, datetime.fromisoformat(h)))
+    titles = set().union(*(titles_of(read_hour(data, parse_hour(h)))
                            for h, status in boot["hours"].items() if status == "validated"))
     state = {name: (arms[name], arm_settings(plan, name)) for name in models}
     scorers = {name: Scorer(settings) for name, (_, settings) in state.items()}
-    start = datetime.fromisoformat(plan.start)
+    start = parse_hour(plan.start)
     hours = [start + i * HOUR for i in range(plan.bootstrap_hours, plan.hours)]
     records, statuses, loop_began = [], {}, time.perf_counter()
     for i, hour in enumerate(hours):

@@ -14,7 +14,6 @@ with a paired bootstrap interval over sessions (`compare.category_mean_bootstrap
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pandas as pd
 from benchmarks.continual.homes import home_settings
 from benchmarks.continual.plan import HOUR, Plan
 from incremental.config import Settings
+from incremental.hours import parse_hour
 
 
 def unchanged_categories(plan: Plan) -> list[str]:
@@ -52,7 +52,7 @@ def build_probe(plan: Plan) -> pd.DataFrame | None:
     from incremental.sim.simulate import simulate
 
     settings = probe_settings(plan)
-    end = datetime.fromisoformat(plan.start)
+    end = parse_hour(plan.start)
     start = end - plan.probe_hours * HOUR
     simulate(Warehouse(settings.warehouse_url), start, end, rate=plan.rate, seed=plan.seed, scenario="steady")
     frames = []

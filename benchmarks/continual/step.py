@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from benchmarks.continual.plan import HOUR, Arm, Plan
 from benchmarks.continual.truth import as_probability, lexical_scores
 from incremental.config import Settings
 from incremental.handover import Registered
+from incremental.hours import Hour, parse_hour
 
 
 # --- measuring one step -------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def reference_scores(arm: Arm, frame: Any, truth: Any, titles: set[str]) -> np.n
     raise ValueError(f"arm {arm.name}: no reference scorer {arm.scorer!r}")
 
 
-def step_reference(arm: Arm, hour: datetime, frame: Any, truth: Any, anchor_frame: Any, anchor_truth: Any,
+def step_reference(arm: Arm, hour: Hour, frame: Any, truth: Any, anchor_frame: Any, anchor_truth: Any,
                    titles: set[str]) -> dict[str, Any]:
     """An arm with no model (oracle, lexical): score the hour and the anchor; nothing to learn
     (the lexical arm's IDF is refitted on `titles`, those of the hours before, at every hour:
@@ -168,7 +168,7 @@ def _force(settings: Settings, arm: Arm, result: Registered) -> bool:
     return result.override is not None
 
 
-def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -> dict[str, Any]:
+def learn(arm: Arm, settings: Settings, plan: Plan, hour: Hour, due: bool) -> dict[str, Any]:
     """The arm learns from `hour` (after it was scored); returns version, decision, override."""
     from incremental import pipeline, retrain
 
@@ -188,12 +188,12 @@ def learn(arm: Arm, settings: Settings, plan: Plan, hour: datetime, due: bool) -
     status = pipeline.validate_step(settings, hour).status
     if not due:
         return {"version": None, "decision": f"not due ({status})", "overridden": False}
-    start = datetime.fromisoformat(plan.start)
+    start = parse_hour(plan.start)
     result = retrain.full_retrain(settings, start, hour + HOUR, anchor_size=plan.anchor_size)
     return {"version": result.version, "decision": result.decision, "overridden": _force(settings, arm, result)}
 
 
-def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: datetime, due: bool,
+def step_arm(arm: Arm, settings: Settings, scorer: Scorer, plan: Plan, hour: Hour, due: bool,
              frame: Any, anchor_frame: Any, truth: Any = None) -> dict[str, Any]:
     """Test, then train: score the hour with the served model, then let the arm learn from it."""
     from incremental.registry import tracking

@@ -66,7 +66,7 @@ from incremental.config import DriftSettings, Settings
 from incremental.data import files, lake_lock, storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, redact_url
-from incremental.hours import HOUR, iso_hour, parse_hour
+from incremental.hours import HOUR, Hour, parse_hour
 from incremental.judge.drift_rule import Assessment, DriftContext, Episode, Observed
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def drift_began(state: DriftState, s: DriftSettings) -> str | None:
     than K - 1 hours before the declaration; that is the fallback for a state without it)."""
     if state.declared_at is None:
         return None
-    return state.began or iso_hour(parse_hour(state.declared_at) - (s.sustained_hours - 1) * HOUR)
+    return state.began or f"{parse_hour(state.declared_at) - (s.sustained_hours - 1) * HOUR}"
 
 
 def stale_rules(state: DriftState, s: DriftSettings) -> list[StaleRule]:
@@ -206,33 +206,33 @@ def stale_rules(state: DriftState, s: DriftSettings) -> list[StaleRule]:
     return rules
 
 
-def end_episode(state: DriftState, hour: str, how: str, s: DriftSettings) -> None:
+def end_episode(state: DriftState, hour: Hour, how: str, s: DriftSettings) -> None:
     """The champion recovered or settled: back to normal, the reference restarts after `hour`."""
     state.retired = stale_rules(state, s)
-    state.episodes.append({"declared_at": state.declared_at, "ended_at": hour, "how": how,
+    state.episodes.append({"declared_at": state.declared_at, "ended_at": f"{hour}", "how": how,
                            "promoted": list(state.promoted), "replaced": state.stale_champion,
                            "changed_slices": state.changed_slices, "stable_slices": state.stable_slices,
                            "evidence": state.evidence})
-    next_hour = iso_hour(parse_hour(hour) + HOUR)
+    next_hour = f"{hour + HOUR}"
     state.mode, state.since, state.declared_at, state.stale_champion = NORMAL, next_hour, None, None
     state.changed_slices, state.evidence, state.catch_up, state.shadow_version = [], [], None, None
     state.promoted, state.flat_hours, state.paged, state.stable_slices, state.began = [], 0, False, [], None
 
 
-def hours_in_episode(state: DriftState, hour: datetime) -> float:
+def hours_in_episode(state: DriftState, hour: Hour) -> float:
     if state.declared_at is None:
         return 0.0
     return (hour - parse_hour(state.declared_at)).total_seconds() / 3600
 
 
-def observe(settings: Settings, assessment: Assessment, hour: datetime, champion: str | None = None) -> Observed:
+def observe(settings: Settings, assessment: Assessment, hour: Hour, champion: str | None = None) -> Observed:
     """Move the episode on by one hour's assessment (declare, recover, page), saved under the lock,
     and say what holds now."""
     with changing_state(settings) as state:
         return _moved_on(settings, state, assessment, hour, champion)
 
 
-def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hour: datetime,
+def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hour: Hour,
               champion: str | None) -> Observed:
     state.last = dict(assessment.to_dict())
     declared_now = ended_now = False
@@ -245,7 +245,7 @@ def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hou
               hour=assessment.hour, evidence=assessment.evidence())
     elif state.mode == ADAPT and state.promoted and assessment.verdicts and not assessment.anomalous:
         declared = state.declared_at
-        end_episode(state, assessment.hour, "recovered", settings.drift)
+        end_episode(state, hour, "recovered", settings.drift)  # the assessment's hour
         ended_now = True
         alert(settings, "alert", f"drift episode declared at {declared} ended at {assessment.hour}: the champion "
               f"(version {champion}) recovered, its prequential AUC is back in line with the reference on every "
@@ -263,17 +263,17 @@ def _moved_on(settings: Settings, state: DriftState, assessment: Assessment, hou
             "changed_slices": state.changed_slices, "assessment": assessment.to_dict()}
 
 
-def context(state: DriftState, hour: datetime, s: DriftSettings) -> DriftContext:
+def context(state: DriftState, hour: Hour, s: DriftSettings) -> DriftContext:
     """What the update and the gate read for `hour`: mode, this hour's anomalies, changed slices,
     and the stale rules replay applies."""
-    last = state.last if state.last.get("hour") == iso_hour(hour) else {}
+    last = state.last if state.last.get("hour") == f"{hour}" else {}
     return {"mode": state.mode, "anomalous": last.get("evidence", []) if last.get("anomalous") else [],
             "changed_slices": list(state.changed_slices) if state.mode == ADAPT else [],
             "declared_at": state.declared_at, "evidence": list(state.evidence),
             "stale": stale_rules(state, s)}
 
 
-def after_decision(settings: Settings, hour: datetime, version: str | None, decision: str, kind: str,
+def after_decision(settings: Settings, hour: Hour, version: str | None, decision: str, kind: str,
                    improved: bool = False, forgot: bool = False) -> None:
     """A candidate of an episode was decided. Promoted: the shadow chain restarts from it; rejected:
     the next update warm-starts from it, unless it failed a forgetting check (`forgot`): breaking
@@ -288,7 +288,7 @@ def after_decision(settings: Settings, hour: datetime, version: str | None, deci
         _decided(settings, state, hour, version, decision, kind, improved, forgot)
 
 
-def _decided(settings: Settings, state: DriftState, hour: datetime, version: str, decision: str, kind: str,
+def _decided(settings: Settings, state: DriftState, hour: Hour, version: str, decision: str, kind: str,
              improved: bool, forgot: bool) -> None:
     if state.mode != ADAPT:  # the episode ended while this candidate was judged
         return
@@ -297,7 +297,7 @@ def _decided(settings: Settings, state: DriftState, hour: datetime, version: str
         state.promoted.append(version)
         alert(settings, "alert", f"drift episode declared at {state.declared_at}: version {version} ({kind}) "
               "passed the relative gate and is the champion; adapting goes on until it recovers or settles",
-              hour=iso_hour(hour))
+              hour=f"{hour}")
     state.shadow_version = None if approved or forgot else version
     if kind == "catch_up":
         state.catch_up = decision
@@ -305,10 +305,10 @@ def _decided(settings: Settings, state: DriftState, hour: datetime, version: str
         state.flat_hours = 0 if improved else state.flat_hours + 1
         if state.flat_hours >= settings.drift.settle_hours:
             declared = state.declared_at
-            end_episode(state, iso_hour(hour), "settled", settings.drift)
-            alert(settings, "alert", f"drift episode declared at {declared} ended at {iso_hour(hour)}: "
+            end_episode(state, hour, "settled", settings.drift)
+            alert(settings, "alert", f"drift episode declared at {declared} ended at {hour}: "
                   f"{settings.drift.settle_hours} adapt candidates in a row were no better than the champion "
-                  "(settled); back to normal updates", hour=iso_hour(hour))
+                  "(settled); back to normal updates", hour=f"{hour}")
 
 
 def alert(settings: Settings, level: str, message: str, **details: object) -> dict[str, object]:

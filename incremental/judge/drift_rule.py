@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 
 from incremental.config import DriftSettings
-from incremental.hours import iso_hour
+from incremental.hours import Hour
 
 if TYPE_CHECKING:
     from incremental.model.replay import Stale, StaleRule
@@ -262,11 +261,11 @@ def _pooled_verdict(name: str, points: list[Point], rows: list[float], recent: s
                          now[0][0][0] if changed else None, pooled=len(now), threshold=s.slice_auc_drop)
 
 
-def assess(recs: list[PrequentialRecord], hour: datetime, s: DriftSettings) -> Assessment:
+def assess(recs: list[PrequentialRecord], hour: Hour, s: DriftSettings) -> Assessment:
     """The verdict of every series at `hour`, from the (usable) records up to it: hour by hour for
     the overall series and the categories with `slice_min_rows` rows this hour, pooled over the
     last K hours for the thinner ones."""
-    at = iso_hour(hour)
+    at = f"{hour}"
     recs = [r for r in recs if r["hour"] <= at]
     if not recs or recs[-1]["hour"] != at:
         return Assessment(at, note="no prequential record for this hour (no champion yet?)")

@@ -13,12 +13,11 @@ appended to like them (`drift.append_line`, under the lake's ``drift`` lock).
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Any, cast
 
 from incremental.config import Settings
 from incremental.data import files, lake_lock
-from incremental.hours import iso_hour, parse_hour
+from incremental.hours import Hour, parse_hour
 from incremental.judge.drift import append_line, drift_dir
 from incremental.judge.drift_rule import PrequentialRecord, SliceMetrics
 
@@ -88,7 +87,7 @@ def record_once(settings: Settings, record: PrequentialRecord) -> bool:
         return True
 
 
-def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source: str = PREQUENTIAL) -> PrequentialRecord:
+def make_record(hour: Hour, version: str, evaluated: dict[str, Any], source: str = PREQUENTIAL) -> PrequentialRecord:
     """The line for one hour from `metrics.evaluate` of the champion's scores on all its rows,
     before anything trains on them."""
 
@@ -96,7 +95,7 @@ def make_record(hour: datetime, version: str, evaluated: dict[str, Any], source:
         return {"rows": _finite(m.get("rows")), "positives": _finite(m.get("positives")), "auc": _finite(m.get("auc")),
                 "ndcg@10": _finite(m.get("ndcg@10")), "logloss": _finite(m.get("logloss"))}
 
-    return {"hour": iso_hour(hour), "champion_version": str(version), "source": source, **small(evaluated),
+    return {"hour": f"{hour}", "champion_version": str(version), "source": source, **small(evaluated),
             "per_category": {c: small(m) for c, m in evaluated.get("per_category", {}).items()}}
 
 

@@ -11,12 +11,11 @@ returns a small typed value, as the pipeline's other steps do.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import TypedDict
 
 from incremental.config import Settings
 from incremental.handover import Evaluated, Registered, Trained
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour
 from incremental.registry import links, tracking
 
 
@@ -37,7 +36,7 @@ def mlflow_urls(settings: Settings, run_id: str | None, version: str | None) -> 
     return urls
 
 
-def evaluate_step(settings: Settings, hour: datetime, trained: Trained) -> Evaluated:
+def evaluate_step(settings: Settings, hour: Hour, trained: Trained) -> Evaluated:
     """Score the candidate (and its parent) on the fresh holdout and the anchor set; apply the gate."""
     from incremental.judge import evaluate
 
@@ -52,7 +51,7 @@ def evaluate_step(settings: Settings, hour: datetime, trained: Trained) -> Evalu
 
 
 def register_step(
-    settings: Settings, hour: datetime, trained: Trained, evaluation: Evaluated, *,
+    settings: Settings, hour: Hour, trained: Trained, evaluation: Evaluated, *,
     airflow_run_id: str | None = None, force_promote_reason: str | None = None, dry_run: bool = False,
 ) -> Registered:
     """Register the candidate as a version; approved -> champion (compare-and-set); report to MLflow."""
@@ -101,7 +100,7 @@ def register_step(
     return result
 
 
-def _reused(settings: Settings, hour: datetime, trained: Trained, force_promote_reason: str | None) -> Registered:
+def _reused(settings: Settings, hour: Hour, trained: Trained, force_promote_reason: str | None) -> Registered:
     """Reprocessing an hour: the version its inputs already made, its decision (and a forced promotion)."""
     from incremental.registry import champion as registry
 

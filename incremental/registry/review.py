@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from incremental.config import Settings  # noqa: E402
 from incremental.handover import Registered  # noqa: E402
-from incremental.hours import HOUR, parse_hour
+from incremental.hours import HOUR, Hour, parse_hour
 from incremental.judge.evaluate import Evaluation, load_evaluation  # noqa: E402
 from incremental.judge.forgetting import forgetting_report
 from incremental.registry import tracking  # noqa: E402
@@ -79,7 +79,7 @@ def rows_of(evaluations: dict[str, Evaluation]) -> AccuracyRows:
             "trained_through": {label: trained_through(e) for label, e in evaluations.items()}}
 
 
-def r_matrix(r: AccuracyRows) -> tuple[list[str], list[datetime], np.ndarray, dict[str, Any]]:
+def r_matrix(r: AccuracyRows) -> tuple[list[str], list[Hour], np.ndarray, dict[str, Any]]:
     """R from `accuracy_rows`: model labels (oldest first), source hours, values, and the forgetting summary.
 
     A source hour counts as learned by the first model whose last trained hour is at or after it

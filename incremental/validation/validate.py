@@ -39,7 +39,7 @@ from incremental.data import quarantine as lq
 from incremental.data.manifest import PartEntry
 from incremental.data.storage import LakePath
 from incremental.errors import require_reason
-from incremental.hours import HOUR, iso_hour, now_iso, parse_hour
+from incremental.hours import HOUR, Hour, now_iso
 from incremental.validation.frame import Outcome, check_frame
 from incremental.validation.gx_suite import GxSummary, gx_summary
 from incremental.validation.hour_drift import HourStats, statistics_of, validated_history
@@ -112,21 +112,19 @@ def _stored_quarantine(start: datetime, folder: LakePath) -> ValidationReport:
                             index if storage.is_file(index) else None, part=None)
 
 
-def validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
+def validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
-    start = parse_hour(start)
     with lk.hour_lock(lake, start):
         return _validate_hour(lake, start, settings)
 
 
-def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
+def _validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
     live = lk.partition_dir(lake, start)
-    hour = iso_hour(start)
     if not storage.is_file(live / files.MANIFEST_FILE):
         found = lk.partition(lake, start)
         if found.status == "quarantined" and found.path is not None:
             return _stored_quarantine(start, found.path)
-        raise ValidationError(f"hour {hour} has no partition in {lake / 'search_logs'}: extract it first")
+        raise ValidationError(f"hour {start} has no partition in {lake / 'search_logs'}: extract it first")
     good = set(lk.validated_files(live))
     pending = [p for p in lk.parts_of(files.read_json(live / files.MANIFEST_FILE)) if p["file"] not in good]
     if not pending:
@@ -294,7 +292,7 @@ def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _P
                             live_rows=record["live_rows"])
 
 
-def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
+def readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:
     """Put an hour's quarantined rows (row sets and quarantined hours/parts) back, and validate them again.
 
     For after a fix: a reviewed change of the rules (incremental.yaml), or a source repaired. The
@@ -302,14 +300,12 @@ def readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, 
     and from where; the quarantine folders are marked re-admitted (`readmitted.json`), never
     deleted. Rows that still fail are quarantined again, like any part's.
     """
-    start = parse_hour(start)
     reason = require_reason(reason, "readmit (--reason: what was fixed)", ValidationError)
     with lk.hour_lock(lake, start):
         return _readmit_hour(lake, start, settings, reason)
 
 
-def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings, reason: str) -> ValidationReport:
-    hour = iso_hour(start)
+def _readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:
     live = lk.partition_dir(lake, start)
     if storage.is_file(live / files.MANIFEST_FILE):
         good = set(lk.validated_files(live))
@@ -317,7 +313,7 @@ def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings,
             validate_hour(lake, start, settings)  # a pending part first: readmission must not replace it
     sets, attempts = lq.row_sets(lake, start), lk.quarantine_attempts(lake, start)
     if not sets and not attempts:
-        raise ValidationError(f"hour {hour} has nothing in quarantine to re-admit")
+        raise ValidationError(f"hour {start} has nothing in quarantine to re-admit")
     tables = [lk.read_parquet(s / "rows.parquet").drop_columns([lk.REASON_COLUMN]) for s in sets]
     for attempt in attempts:
         tables += [lk.read_parquet(attempt / p["file"]) for p in lk.parts_of(files.read_json(attempt / files.MANIFEST_FILE))]

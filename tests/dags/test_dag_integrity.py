@@ -257,9 +257,12 @@ def test_the_runs_hour_is_parsed_once_from_its_data_interval() -> None:
         sys.path.remove(str(DAGS))
     from airflow.sdk.exceptions import AirflowFailException
 
+    from incremental.hours import Hour
+
     paris = pendulum.datetime(2026, 1, 1, 6, tz="Europe/Paris")  # 05:00 UTC
     hour = common.interval_hour({"data_interval_start": paris, "data_interval_end": paris.add(hours=1)})
-    assert hour == datetime(2026, 1, 1, 5, tzinfo=UTC) and type(hour) is datetime and hour.tzinfo is UTC
+    assert hour == datetime(2026, 1, 1, 5, tzinfo=UTC) and type(hour) is Hour and hour.tzinfo is UTC
+    assert str(hour) == "2026-01-01T05:00Z"  # an Hour (no pendulum DateTime) that writes itself
     start = pendulum.datetime(2026, 1, 1, 5)
     for end in (start.add(hours=2), start.add(minutes=30), None):
         with pytest.raises(AirflowFailException):

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pytest
 
 from incremental.data import files, lake
+from incremental.hours import Hour
 from incremental.judge import anchor, score_cache, strata
 
-H0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
+H0 = Hour(2025, 3, 1, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 # rows per (hour offset, category); hour 2 is extracted but not validated, hour 4 is missing
 LAYOUT = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,9 +11,9 @@ import pytest
 
 from incremental.data import extract, files, lake
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour
 
-T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+T0 = Hour(2026, 3, 1, 10, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
 NASTY = ["'; DROP TABLE search_impressions; --", "\" OR 1=1 --", "100% _under\\score", "naïve café \u2603", ""]
 

@@ -11,10 +11,11 @@ import pytest
 
 from incremental.config import Settings
 from incremental.data.warehouse import Warehouse
+from incremental.hours import Hour
 from incremental.sim import catalogue, faults, traffic
 from incremental.sim import simulate as sim
 
-T0 = datetime(2024, 3, 1, tzinfo=UTC)  # a Friday
+T0 = Hour(2024, 3, 1, tzinfo=UTC)  # a Friday
 H = timedelta(hours=1)
 COLUMNS = ["event_id", "event_ts", "ingested_at", "session_id", "user_id", "query", "product_id", "position", "clicked"]
 

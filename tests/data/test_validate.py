@@ -15,12 +15,12 @@ import pytest
 from incremental.config import ValidationSettings
 from incremental.data import files
 from incremental.data import lake as lk
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour
 from incremental.validation.frame import validate_frame
 from incremental.validation.report import CRITICAL, WARNING, ValidationError
 from incremental.validation.validate import read_frame, validate_hour
 
-START = datetime(2026, 1, 1, 5, tzinfo=UTC)
+START = Hour(2026, 1, 1, 5, tzinfo=UTC)
 ROWS = 80
 CATEGORIES = ["shoes", "electronics", "bags", "home"]
 

@@ -7,7 +7,7 @@ hour still validates; SQL metacharacters must come through as plain data.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -15,11 +15,11 @@ from incremental.config import Settings
 from incremental.data import lake
 from incremental.data.extract import extract_hour, warehouse_count
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR, hours
+from incremental.hours import HOUR, Hour, hours
 from incremental.sim.simulate import simulate
 from incremental.validation.validate import validate_hour
 
-T0 = datetime(2026, 4, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 4, 1, 0, tzinfo=UTC)
 # fault -> the rule (and column) its quarantine message must name
 EXPECTED_RULE = {
     "null_query": "expect_column_values_to_not_be_null(query)",

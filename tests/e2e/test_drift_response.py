@@ -28,7 +28,7 @@ from incremental.cli import main
 from incremental.config import load_settings
 from incremental.data import lake
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour
 from incremental.judge import anchor, drift, metrics, prequential
 from incremental.judge.evaluate import score_dir
 from incremental.registry import champion as registry
@@ -44,7 +44,7 @@ from incremental.sim.traffic import drift_mapping
 # the episode failed `anchor_ndcg_drop` on the unchanged categories: the drifted traffic, about 90%
 # of it in the changed categories, taught the model to forget lexical matches everywhere.)
 pytestmark = pytest.mark.slow
-T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
+T0 = Hour(2026, 3, 2, 0, tzinfo=UTC)
 BOOTSTRAP_HOURS = 3
 POISONED = T0 + timedelta(hours=5)
 DRIFT = T0 + timedelta(hours=7)

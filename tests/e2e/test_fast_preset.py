@@ -18,7 +18,7 @@ The fast preset reads MiniLM's first two layers by mean pooling (`model.MeanPool
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,11 +28,12 @@ from incremental import pipeline
 from incremental.cli import main
 from incremental.config import DEFAULT_CONFIG_FILE, load_settings
 from incremental.data.warehouse import Warehouse
+from incremental.hours import Hour
 from incremental.registry.history import history
 from incremental.sim.simulate import simulate
 
 pytestmark = pytest.mark.slow
-T0 = datetime(2026, 1, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 1, 1, 0, tzinfo=UTC)
 HOURS = 3
 # The reviewed file with fewer bootstrap steps; everything else (learning rate, batch, gate) as reviewed.
 SMALL = {"bootstrap_steps": 150, "eval_every": 50, "checkpoint_every": 50}

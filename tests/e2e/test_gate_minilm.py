@@ -11,7 +11,7 @@ Small settings keep it to a few minutes on a CPU.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import duckdb
@@ -20,13 +20,13 @@ import pytest
 from incremental import pipeline, retrain
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR, hours
+from incremental.hours import HOUR, Hour, hours
 from incremental.judge import verdict
 from incremental.registry import champion as registry
 from incremental.sim.simulate import simulate
 
 pytestmark = pytest.mark.slow
-T0 = datetime(2026, 1, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 1, 1, 0, tzinfo=UTC)
 POISONED = T0 + timedelta(hours=4)  # a steady hour, processed last (as a backfill would)
 DRIFT = T0 + timedelta(hours=5)
 SMALL = """\

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,11 @@ from incremental import pipeline, retrain
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
 from incremental.handover import Evaluated, Monitored, Registered, Trained
+from incremental.hours import Hour
 from incremental.judge import verdict
 from incremental.sim.simulate import simulate
 
-T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 6, 1, 0, tzinfo=UTC)
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "tiny.yaml"
 
 

@@ -18,13 +18,13 @@ from incremental import pipeline, retrain
 from incremental.cli import main
 from incremental.config import load_settings
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR, iso_hour
+from incremental.hours import HOUR, Hour, iso_hour
 from incremental.judge import drift, prequential
 from incremental.registry import tracking
 from incremental.registry.history import history
 from incremental.sim.simulate import simulate
 
-T0 = datetime(2026, 5, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 5, 1, 0, tzinfo=UTC)
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "tiny.yaml"
 
 

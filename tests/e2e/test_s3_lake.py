@@ -24,12 +24,12 @@ from incremental.data import files, lake, lake_lock, storage
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import warehouse_count
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour
 from incremental.judge import anchor, score_cache
 from incremental.model import replay
 from incremental.sim.simulate import simulate
 
-T0 = datetime(2026, 4, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 4, 1, 0, tzinfo=UTC)
 RATE = 2000  # 10 damaged rows per fault and hour: 0.5%, under max_bad_row_fraction (1%): row quarantine
 SEED = 7
 

@@ -22,7 +22,7 @@ import torch
 from incremental.config import Settings, TrainingSettings
 from incremental.data import files
 from incremental.data import lake as lk
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour
 
 COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
 CONFLICTING = set(COLOURS[:4])  # the words whose meaning the drift inverts
@@ -50,7 +50,7 @@ RULES: dict[str, Rule] = {"match": match, "inverted": inverted}
 # 3-5x faster per step here than 2 threads under load).
 torch.set_num_threads(1)
 
-BASE = datetime(2026, 3, 1, 0, tzinfo=UTC)
+BASE = Hour(2026, 3, 1, 0, tzinfo=UTC)
 OLD_HOURS = [BASE + timedelta(hours=k) for k in range(4)]  # rule "match": the bootstrap window
 DRIFT_HOUR = BASE + timedelta(hours=4)  # rule "inverted"
 UNVALIDATED_HOUR = BASE + timedelta(hours=5)  # extracted, never validated

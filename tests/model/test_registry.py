@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import mlflow
@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from incremental.config import Settings
+from incremental.hours import Hour
 from incremental.registry import champion as registry
 from incremental.registry import tracking
 from incremental.registry.history import format_history, history
 
-H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
+H0 = Hour(2026, 2, 1, 0, tzinfo=UTC)
 
 
 class Constant(mlflow.pyfunc.PythonModel):

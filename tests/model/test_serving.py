@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import mlflow
@@ -26,12 +26,13 @@ import pandas as pd
 import pytest
 from conftest import make_settings
 
+from incremental.hours import Hour
 from incremental.model import ranker as rk
 from incremental.registry import champion as registry
 from incremental.registry import tracking
 from incremental.serving import server as serve
 
-H0 = datetime(2026, 4, 1, 0, tzinfo=UTC)
+H0 = Hour(2026, 4, 1, 0, tzinfo=UTC)
 ROWS = pd.DataFrame({
     "query": ["red running shoes", "blue lamp", "leather bag", "grey jacket"],
     "title": ["acme red running shoes", "nova blue desk lamp", "zenith brown leather bag", "peak grey rain jacket"],

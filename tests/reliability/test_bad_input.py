@@ -26,12 +26,12 @@ from incremental.data import files, lake
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import extract_hour, warehouse_count
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR, hours, iso_hour
+from incremental.hours import HOUR, Hour, hours, iso_hour
 from incremental.sim.simulate import simulate
 from incremental.validation.report import ValidationReport
 from incremental.validation.validate import readmit_hour, validate_hour
 
-T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 6, 1, 0, tzinfo=UTC)
 RATE = 2000  # the simulator damages 10 rows per fault and hour: 0.5%, under max_bad_row_fraction (1%)
 SEED = 7
 

@@ -95,12 +95,11 @@ def test_a_run_of_an_hour_held_too_long_by_another_is_a_clear_error(settings: Se
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """The hour's run lock (two `run-hour` of one hour take turns): the one that waits says so, and
     a wait past its limit is one line naming the hour and the lock, not a TimeoutError traceback."""
-    from datetime import UTC, datetime
-
     from incremental import pipeline
     from incremental.errors import IncrementalError
+    from incremental.hours import parse_hour
 
-    start = datetime(2026, 7, 1, 4, tzinfo=UTC)
+    start = parse_hour("2026-07-01T04:00Z")
     path = settings.lake / "_locks" / f"{pipeline.run_lock_name(start)}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as held:  # another run of the hour (another open file: flock makes it wait)

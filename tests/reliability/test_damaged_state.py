@@ -23,10 +23,10 @@ from conftest import assert_clean_error, assert_ok, cli, cli_env
 from incremental.config import Settings, load_settings
 from incremental.data import files, lake
 from incremental.errors import DamagedStateError, IncrementalError
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour
 from incremental.judge import anchor, drift, prequential
 
-T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 6, 1, 0, tzinfo=UTC)
 HOURS = ("--start", "2026-06-01T00:00", "--end", "2026-06-01T02:00")
 
 

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,9 +36,11 @@ from conftest import (
     tag_of,
 )
 
+from incremental.hours import Hour
+
 pytestmark = pytest.mark.slow
 
-T0 = datetime(2026, 6, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 6, 1, 0, tzinfo=UTC)
 
 
 def hour(k: int) -> str:

@@ -14,7 +14,7 @@ import fcntl
 import json
 import subprocess
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,11 +33,11 @@ from conftest import (
 
 from incremental import pipeline
 from incremental.data import lake
-from incremental.hours import iso_hour
+from incremental.hours import Hour, iso_hour
 
 pytestmark = pytest.mark.slow
 
-T0 = datetime(2026, 7, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 7, 1, 0, tzinfo=UTC)
 
 
 def hour(k: int) -> str:

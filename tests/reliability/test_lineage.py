@@ -12,10 +12,11 @@ import mlflow
 import pandas as pd
 
 from incremental.config import Settings
+from incremental.hours import Hour
 from incremental.registry import champion as registry
 from incremental.registry import lineage, tracking
 
-H0 = datetime(2026, 3, 1, 0, tzinfo=UTC)
+H0 = Hour(2026, 3, 1, 0, tzinfo=UTC)
 
 
 def at(k: int) -> datetime:

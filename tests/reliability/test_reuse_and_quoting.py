@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 
 from incremental.config import Settings, load_settings
+from incremental.hours import Hour
 from incremental.registry import champion as registry
 from incremental.registry import tracking
 from incremental.registry.history import history
 
-H0 = datetime(2026, 2, 1, 0, tzinfo=UTC)
+H0 = Hour(2026, 2, 1, 0, tzinfo=UTC)
 
 
 class Constant(mlflow.pyfunc.PythonModel):

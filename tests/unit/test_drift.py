@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from incremental.config import DriftSettings
+from incremental.hours import Hour
 from incremental.judge import drift, drift_rule, prequential
 from incremental.model import replay
 
 S = DriftSettings(overall_auc_drop=0.05, slice_auc_drop=0.15, slice_min_rows=100, sustained_hours=3,
                   reference_hours=12, min_reference_hours=3)
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = Hour(2026, 1, 1, tzinfo=UTC)
 
 
 def hour(i: int) -> datetime:

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incremental.hours import HOUR, iso_hour
+from incremental.hours import HOUR, Hour, iso_hour
 from incremental.registry import review as report
 
-H9, H10 = datetime(2026, 1, 1, 9, tzinfo=UTC), datetime(2026, 1, 1, 10, tzinfo=UTC)
+H9, H10 = Hour(2026, 1, 1, 9, tzinfo=UTC), Hour(2026, 1, 1, 10, tzinfo=UTC)
 
 
 def evaluation(trained_on: datetime, auc: dict[datetime, float]) -> dict:

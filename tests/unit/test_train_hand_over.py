@@ -15,11 +15,12 @@ import pytest
 from incremental import pipeline
 from incremental.config import Settings
 from incremental.handover import Monitored
+from incremental.hours import Hour
 from incremental.model import replay, update
 from incremental.registry import champion as registry
 from incremental.registry import lineage, tracking
 
-T0 = datetime(2026, 1, 1, 5, tzinfo=UTC)
+T0 = Hour(2026, 1, 1, 5, tzinfo=UTC)
 ADAPT_CONTEXT = {"mode": "adapt", "anomalous": ["shoes: champion AUC 0.50 vs reference 0.80 -> anomalous"],
                  "changed_slices": ["shoes"], "declared_at": "2026-01-01T03:00Z", "evidence": [],
                  "stale": [{"categories": ["shoes"], "before": "2026-01-01T01:00Z"}]}
