@@ -94,8 +94,9 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
     warehouse = Warehouse(settings.warehouse_url)
     for hour in _hours(args):
         manifest = extract_hour(warehouse, settings.lake, hour)
-        print(f"{iso_hour(hour)}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  "
-              f"{lake.partition_dir(settings.lake, hour)}")
+        where = (f"staged {manifest['staged']}" if manifest.get("staged") else
+                 f"table version {manifest['version']}" if manifest.get("version") is not None else "")
+        print(f"{iso_hour(hour)}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  {where}")
 
 
 def _each_hour(args: argparse.Namespace, validate: Callable[[datetime], ValidationReport], what: str) -> None:
@@ -117,18 +118,19 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
-    print(f"{'hour':<18} {'status':<12} {'rows':>8} {'quarantined':>11} {'parts':>5}  path")
+    print(f"{'hour':<18} {'status':<12} {'rows':>8} {'pending':>8} {'quarantined':>11} {'version':>7}  path")
     for hour in _hours(args):
         part = lake.partition(settings.lake, hour)
-        rows = part.manifest["rows"] if part.manifest and part.status != "quarantined" else ""
         counts = lake_quarantine.row_counts(settings.lake, hour)
-        parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
+        rows = counts["validated"] if part.status == "validated" else counts["extracted"] if part.status == "extracted" else ""
+        pending = counts["extracted"] if part.status == "validated" else ""
         gone = lake.missing_parts(part)  # a validated hour whose file was deleted is not validated data
         status = "damaged" if gone else part.status
-        print(f"{iso_hour(hour)}  {status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
-              f"{parts if part.manifest else '':>5}  {part.path or ''}")
+        version = part.version if part.version is not None else ""
+        print(f"{iso_hour(hour)}  {status:<12} {rows:>8} {pending or '':>8} {counts['quarantined'] or '':>11} "
+              f"{version:>7}  {part.path or ''}")
         if gone:
-            print(f"    {part.status} but missing part(s): {', '.join(gone)} (restore them from a backup)")
+            print(f"    {part.status} but missing data file(s): {', '.join(gone)} (restore them from a backup)")
 
 
 def cmd_readmit(settings: Settings, args: argparse.Namespace) -> None:

@@ -1,0 +1,231 @@
+"""The lake's rows: one Delta Lake table, ``<lake>/search_logs``, read and written with `deltalake`.
+
+Every row the warehouse gave for an hour is in it once, with the data contract's columns
+(`SEARCH_LOG_SCHEMA`) plus three of the lake's own: ``hour`` (the hour it was extracted for, as
+`iso_hour` writes it), ``status`` (extracted / validated / quarantined) and ``quarantine_reason``
+(the rules a quarantined row broke). The table is partitioned by ``hour`` and, within it, by
+``status``, so an hour's state is known from the log alone (its files, their row counts), without
+reading a row, and a commit that leaves the validated rows alone leaves their files alone.
+
+Every change is one commit of the log: an `append` (extraction, late rows) or an `overwrite_hour`
+(validation, quarantine, re-admission: a `predicate` on the hour). A commit is a create-only
+conditional PUT of ``_delta_log/<n>.json`` on S3 (delta-rs 1.x's default) and a create-only file
+locally, so two writers on one hour cannot both win: the loser's overwrite raises
+`deltalake.exceptions.CommitFailedError` and writes nothing visible. Each commit's
+``custom_metadata`` says what it was (`event`, the hour, the SQL's hash, the rows' sha256).
+
+Outside readers need nothing of this project: ``DeltaTable("<lake>/search_logs").to_pyarrow_dataset()``.
+Always read through the log: a folder also holds files that later commits removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from incremental.data.storage import LakePath, ObjectPath
+from incremental.errors import DamagedStateError
+from incremental.hours import iso_hour
+
+TABLE = "search_logs"
+HOUR_COLUMN, STATUS_COLUMN, REASON_COLUMN = "hour", "status", "quarantine_reason"
+EXTRACTED, VALIDATED, QUARANTINED = "extracted", "validated", "quarantined"
+PARTITION_BY = [HOUR_COLUMN, STATUS_COLUMN]
+
+# The contract of an extracted hour. Validation checks an hour's rows against it exactly.
+SEARCH_LOG_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string()),
+        pa.field("event_ts", pa.timestamp("us", tz="UTC")),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+        pa.field("session_id", pa.string()),
+        pa.field("user_id", pa.string()),
+        pa.field("query", pa.string()),
+        pa.field("product_id", pa.string()),
+        pa.field("position", pa.int32()),
+        pa.field("clicked", pa.int32()),
+        pa.field("title", pa.string()),
+        pa.field("brand", pa.string()),
+        pa.field("category", pa.string()),
+        pa.field("price", pa.float64()),
+    ]
+)
+TABLE_SCHEMA = SEARCH_LOG_SCHEMA.append(pa.field(HOUR_COLUMN, pa.string())).append(
+    pa.field(STATUS_COLUMN, pa.string())).append(pa.field(REASON_COLUMN, pa.string()))
+
+
+def table_path(lake: LakePath) -> LakePath:
+    return lake / TABLE
+
+
+def uri(lake: LakePath) -> str:
+    """The table's URI, as `deltalake` (and any outside reader) opens it."""
+    path = table_path(lake)
+    return str(path) if isinstance(path, ObjectPath) else str(Path(path).absolute())
+
+
+def storage_options(lake: LakePath) -> dict[str, str] | None:
+    """What delta-rs needs to reach an object store lake: the standard AWS variables, as every AWS
+    client reads them (plain HTTP allowed only where the endpoint says http://, as MinIO or moto)."""
+    if not isinstance(lake, ObjectPath):
+        return None
+    env = os.environ
+    names = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+             "AWS_SESSION_TOKEN": "AWS_SESSION_TOKEN", "AWS_REGION": "AWS_REGION",
+             "AWS_DEFAULT_REGION": "AWS_REGION", "AWS_ENDPOINT_URL_S3": "AWS_ENDPOINT_URL",
+             "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
+    options = {target: env[name] for name, target in names.items() if env.get(name)}
+    if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        options["AWS_ALLOW_HTTP"] = "true"
+    return options
+
+
+@contextlib.contextmanager
+def reading(where: str) -> Iterator[None]:
+    """A log or data file the reader cannot make sense of: `DamagedStateError` naming the table."""
+    try:
+        yield
+    except (DeltaError, OSError) as exc:
+        if isinstance(exc, TableNotFoundError | FileNotFoundError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DamagedStateError(f"{where} is damaged (or its store unreachable): {first}") from None
+
+
+def open_table(lake: LakePath, version: int | None = None) -> DeltaTable | None:
+    """The table at its latest version (or `version`); None while nothing was ever written."""
+    where, options = uri(lake), storage_options(lake)
+    with reading(where):
+        if not DeltaTable.is_deltatable(where, storage_options=options):
+            return None
+        dt = DeltaTable(where, version=version, storage_options=options)
+        dt.get_add_actions(flatten=False)  # the whole log replayed now: damage shows here, by name
+        if not dt.history(1):  # delta-rs reads an emptied commit file as a commit of nothing
+            raise DamagedStateError(f"{where} is damaged: its commit {dt.version()} (_delta_log/{dt.version():020d}.json) "
+                                    "records nothing (emptied?); restore it from a backup")
+        return dt
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of the table's current version (what the log lists)."""
+
+    path: str  # relative to the table, as the log writes it
+    hour: str
+    status: str
+    rows: int
+    size: int
+
+
+def files_of(dt: DeltaTable | None, start: datetime | None = None) -> list[DataFile]:
+    """The data files of the table's version (of one hour's partition when `start` is given), by path."""
+    if dt is None:
+        return []
+    with reading(dt.table_uri):
+        actions = pa.table(dt.get_add_actions(flatten=True))
+    if start is not None:
+        actions = actions.filter(pc.equal(actions[f"partition.{HOUR_COLUMN}"], iso_hour(start)))
+    found = [DataFile(a["path"], a[f"partition.{HOUR_COLUMN}"], a[f"partition.{STATUS_COLUMN}"],
+                      int(a["num_records"] or 0), int(a["size_bytes"]))
+             for a in actions.select(["path", f"partition.{HOUR_COLUMN}", f"partition.{STATUS_COLUMN}",
+                                      "num_records", "size_bytes"]).to_pylist()]
+    return sorted(found, key=lambda f: f.path)
+
+
+def file_uris(dt: DeltaTable, start: datetime, statuses: Sequence[str]) -> list[str]:
+    """The absolute URIs of the hour's files with one of `statuses` (decoded, unlike the log's paths)."""
+    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", iso_hour(start)), (STATUS_COLUMN, "in", list(statuses))]
+    return sorted(dt.file_uris(partition_filters=filters))
+
+
+def read_rows(dt: DeltaTable | None, start: datetime, statuses: Sequence[str], *,
+              columns: Sequence[str] | None = None) -> pa.Table:
+    """The hour's rows with one of `statuses`, in a stable order (file path, then row), as the contract's
+    columns (`columns` to choose others, e.g. `TABLE_SCHEMA.names`)."""
+    names = list(columns or SEARCH_LOG_SCHEMA.names)
+    schema = pa.schema([TABLE_SCHEMA.field(n) for n in names])
+    if dt is None:
+        return schema.empty_table()
+    with reading(dt.table_uri):
+        dataset = dt.to_pyarrow_dataset()
+        where = (ds.field(HOUR_COLUMN) == iso_hour(start)) & ds.field(STATUS_COLUMN).isin(list(statuses))
+        fragments = sorted(dataset.get_fragments(filter=where), key=lambda f: f.path)
+        tables = [f.to_table(schema=dataset.schema, columns=names) for f in fragments]
+    return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
+
+
+def rows_sha256(table: pa.Table) -> str:
+    """A content hash of rows: the sha256 of their deterministic, uncompressed Parquet encoding
+    (same rows in the same order -> same hash, whatever warehouse or chunking they came from)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata(None).combine_chunks(), sink, compression="none",
+                   write_statistics=False, store_schema=False)
+    return hashlib.sha256(memoryview(sink.getvalue())).hexdigest()
+
+
+def with_status(rows: pa.Table, start: datetime, status: str, reasons: pa.Array | None = None) -> pa.Table:
+    """Contract rows as table rows: the hour, `status`, and the reason each quarantined row broke."""
+    n = rows.num_rows
+    contract = rows.select(SEARCH_LOG_SCHEMA.names).cast(SEARCH_LOG_SCHEMA)
+    reason = reasons if reasons is not None else pa.nulls(n, pa.string())
+    return pa.Table.from_arrays([*contract.columns, pa.array([iso_hour(start)] * n, pa.string()),
+                                 pa.array([status] * n, pa.string()), reason.cast(pa.string())],
+                                schema=TABLE_SCHEMA)
+
+
+def _properties(start: datetime, event: str, metadata: Mapping[str, Any]) -> CommitProperties:
+    custom = {"event": event, "hour": iso_hour(start)}
+    custom.update({k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+                   for k, v in metadata.items() if v is not None})
+    return CommitProperties(custom_metadata=custom)
+
+
+def append(lake: LakePath, start: datetime, rows: pa.Table, event: str, metadata: Mapping[str, Any]) -> int:
+    """Append table rows (`with_status`) to the hour in one commit; the table's new version."""
+    write_deltalake(uri(lake), rows, mode="append", partition_by=PARTITION_BY, storage_options=storage_options(lake),
+                    commit_properties=_properties(start, event, metadata))
+    dt = open_table(lake)
+    assert dt is not None  # just written
+    return dt.version()
+
+
+def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table, event: str, metadata: Mapping[str, Any], *,
+                   keep_validated: bool) -> int:
+    """Replace the hour's rows with `rows` in one commit; the table's new version.
+
+    `keep_validated`: the validated rows are not part of it (their files stay as they are; `rows`
+    may hold no validated row). Otherwise `rows` is the whole hour, validated rows included. A
+    concurrent commit on the same hour makes this one fail (`CommitFailedError`), never a mixture.
+    """
+    predicate = f"{HOUR_COLUMN} = '{iso_hour(start)}'"
+    if keep_validated:
+        predicate += f" AND {STATUS_COLUMN} <> '{VALIDATED}'"
+        if pc.any(pc.equal(rows[STATUS_COLUMN], VALIDATED)).as_py():
+            raise ValueError("overwrite_hour(keep_validated=True) was given validated rows")
+    write_deltalake(uri(lake), rows, mode="overwrite", predicate=predicate, partition_by=PARTITION_BY,
+                    storage_options=storage_options(lake), commit_properties=_properties(start, event, metadata))
+    dt = open_table(lake)
+    assert dt is not None  # just written
+    return dt.version()
+
+
+def hour_versions(dt: DeltaTable | None, start: datetime) -> list[dict[str, Any]]:
+    """The commits that changed the hour, oldest first (their version, event and metadata)."""
+    if dt is None:
+        return []
+    hour = iso_hour(start)
+    return sorted((c for c in dt.history() if c.get("hour") == hour), key=lambda c: int(c["version"]))
