@@ -12,7 +12,8 @@ quarantined whole as ``rows.parquet`` in its event's folder. Re-admitted folders
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,17 @@ def record_event(target: LakePath, report: Mapping[str, Any], staged: Path | Non
         storage.put_tree(staged, target)
     atomic_write_json(target / lake.QUARANTINE_FILE, report)
     return target
+
+
+@contextlib.contextmanager
+def taken_back_on_failure(target: LakePath | None) -> Iterator[None]:
+    """Remove a quarantine event's folder (written before its commit) when the commit fails."""
+    try:
+        yield
+    except BaseException:
+        if target is not None:
+            storage.rmtree(target)
+        raise
 
 
 def stage_extraction(lake_root: LakePath, start: datetime, rows: pa.Table) -> LakePath:

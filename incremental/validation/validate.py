@@ -241,13 +241,14 @@ def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record
     rules = ";".join(sorted({c.rule for c in out.checks if not c.success and c.severity == CRITICAL}))
     if staged_file:  # rows the table cannot hold: their file goes to quarantine whole
         target = lq.quarantine_staged(lake, start, record, staging)
-    else:
-        reasons = pa.array([r or rules for r in out.reasons.tolist()], pa.string())  # a row's own rules, else the hour's
-        rows = table.with_status(b.rows, start, table.QUARANTINED, reasons)
-        table.overwrite_hour(lake, start, pa.concat_tables([b.kept, rows]), b.event,
-                             _commit_metadata(b, record, rules=rules), keep_validated=True)
+    else:  # the report first: a failed commit takes it back, so no report names a quarantine that did not happen
         target = lq.record_event(lq.new_event_dir(lake, start, "hour" if not b.earlier.num_rows else "part"),
                                  record, staging)
+        reasons = pa.array([r or rules for r in out.reasons.tolist()], pa.string())  # a row's own rules, else the hour's
+        rows = table.with_status(b.rows, start, table.QUARANTINED, reasons)
+        with lq.taken_back_on_failure(target):
+            table.overwrite_hour(lake, start, pa.concat_tables([b.kept, rows]), b.event,
+                                 _commit_metadata(b, record, rules=rules), keep_validated=True)
     index = target / "data_docs" / "index.html"
     return ValidationReport(start, "quarantined", b.rows.num_rows, tuple(out.checks), target,
                             index if storage.is_file(index) else None, part=b.label,
@@ -269,15 +270,16 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
     hour = [b.kept, quarantined] if keep_validated else [table.with_status(b.earlier, start, table.VALIDATED),
                                                          table.with_status(clean, start, table.VALIDATED), b.kept,
                                                          quarantined]
-    version = table.overwrite_hour(lake, start, pa.concat_tables(hour), b.event,
-                                   _commit_metadata(b, record, rules=rules or None), keep_validated=keep_validated)
     rows_path, docs = None, None
-    if bad.num_rows:
+    if bad.num_rows:  # the report first: a failed commit takes it back
         report = {**record, "status": "rows_quarantined", "rows": bad.num_rows, "of_rows": b.rows.num_rows,
-                  "rules": rules, "version": version}
+                  "rules": rules}
         rows_path = lq.record_event(lq.new_event_dir(lake, start, "rows"), report, staging)
         index = rows_path / "data_docs" / "index.html"
         docs = index if storage.is_file(index) else None
+    with lq.taken_back_on_failure(rows_path):
+        version = table.overwrite_hour(lake, start, pa.concat_tables(hour), b.event,
+                                       _commit_metadata(b, record, rules=rules or None), keep_validated=keep_validated)
     view = lk.partition(lake, start)
     frames = [f for f in (to_frame(b.earlier), to_frame(clean)) if len(f)]
     typed = {c.column for c in out.checks
