@@ -35,9 +35,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from incremental.data.storage import LakePath, ObjectPath
+from incremental.data.storage import LakePath, ObjectPath, StoreError
 from incremental.errors import DamagedStateError
 from incremental.hours import iso_hour
 
@@ -96,13 +96,16 @@ def storage_options(lake: LakePath) -> dict[str, str] | None:
 
 @contextlib.contextmanager
 def reading(where: str) -> Iterator[None]:
-    """A log or data file the reader cannot make sense of: `DamagedStateError` naming the table."""
+    """A log or data file the reader cannot make sense of: `DamagedStateError` naming the table (on an
+    object store `StoreError`, retryable: an unreachable endpoint or a missing bucket looks the same)."""
     try:
         yield
     except (DeltaError, OSError) as exc:
-        if isinstance(exc, TableNotFoundError | FileNotFoundError):
+        if isinstance(exc, TableNotFoundError | FileNotFoundError | CommitFailedError):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "://" in where:
+            raise StoreError(f"{where}: the table cannot be read or written ({first})") from None
         raise DamagedStateError(f"{where} is damaged (or its store unreachable): {first}") from None
 
 
@@ -196,8 +199,9 @@ def _properties(start: datetime, event: str, metadata: Mapping[str, Any]) -> Com
 
 def append(lake: LakePath, start: datetime, rows: pa.Table, event: str, metadata: Mapping[str, Any]) -> int:
     """Append table rows (`with_status`) to the hour in one commit; the table's new version."""
-    write_deltalake(uri(lake), rows, mode="append", partition_by=PARTITION_BY, storage_options=storage_options(lake),
-                    commit_properties=_properties(start, event, metadata))
+    with reading(uri(lake)):
+        write_deltalake(uri(lake), rows, mode="append", partition_by=PARTITION_BY,
+                        storage_options=storage_options(lake), commit_properties=_properties(start, event, metadata))
     dt = open_table(lake)
     assert dt is not None  # just written
     return dt.version()
@@ -216,8 +220,9 @@ def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table, event: str, 
         predicate += f" AND {STATUS_COLUMN} <> '{VALIDATED}'"
         if pc.any(pc.equal(rows[STATUS_COLUMN], VALIDATED)).as_py():
             raise ValueError("overwrite_hour(keep_validated=True) was given validated rows")
-    write_deltalake(uri(lake), rows, mode="overwrite", predicate=predicate, partition_by=PARTITION_BY,
-                    storage_options=storage_options(lake), commit_properties=_properties(start, event, metadata))
+    with reading(uri(lake)):
+        write_deltalake(uri(lake), rows, mode="overwrite", predicate=predicate, partition_by=PARTITION_BY,
+                        storage_options=storage_options(lake), commit_properties=_properties(start, event, metadata))
     dt = open_table(lake)
     assert dt is not None  # just written
     return dt.version()
