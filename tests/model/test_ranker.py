@@ -12,6 +12,7 @@ from conftest import CONFLICTING, DRIFT_HOUR, OLD_HOURS, UNVALIDATED_HOUR, inver
 from sklearn.metrics import roc_auc_score
 
 from incremental.data import lake as lk
+from incremental.data import table
 from incremental.hours import HOUR
 from incremental.model import ranker as rk
 from incremental.model import replay
@@ -77,6 +78,11 @@ def test_mlflow_roundtrip(bootstrapped) -> None:
     assert [p["hour"] for p in lineage["partitions"]] == [h.isoformat() for h in OLD_HOURS]
     assert all(p["sha256"] == lk.partition(settings.lake, h).manifest["sha256"]
                for p, h in zip(lineage["partitions"], OLD_HOURS, strict=True))
+    # the table version it read: recorded in the lineage and on the run, for `history` and time travel
+    version = lk.partition(settings.lake, OLD_HOURS[0]).version
+    assert lineage["table_version"] == version and {p["table_version"] for p in lineage["partitions"]} == {version}
+    assert lineage["table"] == table.uri(settings.lake)
+    assert run.data.tags["lineage.table_version"] == str(version)
 
 
 def test_refuses_an_hour_that_is_not_validated(shared_home, lake) -> None:
