@@ -38,7 +38,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from incremental.data.storage import LakePath, ObjectPath, StoreError
-from incremental.errors import DamagedStateError
+from incremental.errors import DamagedStateError, IncrementalError
 from incremental.hours import iso_hour
 
 TABLE = "search_logs"
@@ -66,6 +66,13 @@ SEARCH_LOG_SCHEMA = pa.schema(
 )
 TABLE_SCHEMA = SEARCH_LOG_SCHEMA.append(pa.field(HOUR_COLUMN, pa.string())).append(
     pa.field(STATUS_COLUMN, pa.string())).append(pa.field(REASON_COLUMN, pa.string()))
+
+
+class CommitConflict(IncrementalError, RuntimeError):
+    """Another writer committed a change to the same hour first: nothing of this change was committed
+    (the table is as that writer left it). Running the step again reads the new state and redoes it."""
+
+    retryable = True
 
 
 def table_path(lake: LakePath) -> LakePath:
@@ -213,16 +220,22 @@ def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table, event: str, 
 
     `keep_validated`: the validated rows are not part of it (their files stay as they are; `rows`
     may hold no validated row). Otherwise `rows` is the whole hour, validated rows included. A
-    concurrent commit on the same hour makes this one fail (`CommitFailedError`), never a mixture.
+    concurrent commit that added or removed rows of the hour makes this one fail (`CommitConflict`),
+    never a mixture: the rows it read are the rows it replaces.
     """
     predicate = f"{HOUR_COLUMN} = '{iso_hour(start)}'"
     if keep_validated:
         predicate += f" AND {STATUS_COLUMN} <> '{VALIDATED}'"
         if pc.any(pc.equal(rows[STATUS_COLUMN], VALIDATED)).as_py():
             raise ValueError("overwrite_hour(keep_validated=True) was given validated rows")
-    with reading(uri(lake)):
-        write_deltalake(uri(lake), rows, mode="overwrite", predicate=predicate, partition_by=PARTITION_BY,
-                        storage_options=storage_options(lake), commit_properties=_properties(start, event, metadata))
+    try:
+        with reading(uri(lake)):
+            write_deltalake(uri(lake), rows, mode="overwrite", predicate=predicate, partition_by=PARTITION_BY,
+                            storage_options=storage_options(lake), commit_properties=_properties(start, event, metadata))
+    except CommitFailedError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "commit refused"
+        raise CommitConflict(f"hour {iso_hour(start)}: another writer changed it first ({first}); nothing of this "
+                             f"{event} was committed: run it again") from None
     dt = open_table(lake)
     assert dt is not None  # just written
     return dt.version()
