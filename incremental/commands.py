@@ -317,6 +317,19 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> None:
     _print_json(registry.rollback(settings, args.reason, to=args.to).to_dict())
 
 
+def cmd_training_rows(settings: Settings, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from incremental.model.rebuild import lineage_of, rebuild
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"--out {out} is not empty: name a new or empty folder")
+    for hour in rebuild(settings, lineage_of(settings, args.version), out):
+        print(f"{hour.hour}  {hour.rows:>8} rows  table version {hour.table_version}  sha256 {hour.sha256[:16]}  "
+              f"identical  {hour.path}")
+
+
 def cmd_history(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.registry.history import format_history, history
 

@@ -44,6 +44,7 @@ class TrainedHour(TypedDict):
     hour: str  # ISO time of the hour's start
     sha256: str
     table_version: int | None  # the version of the lake's table the hour's rows were read at
+    rows_sha256: str  # the hour's rows as read (`table.rows_sha256`): what a rebuild by time travel must give
     rows: int
     train_rows: int
     stopping_rows: int
@@ -108,7 +109,7 @@ def load_hours(
         if holdout_from is None or start >= holdout_from:
             holdout.append(rows.filter(pa.array(mask & keep)))
         parts.append({"hour": start.isoformat(), "sha256": part.manifest["sha256"], "table_version": part.version,
-                      "rows": rows.num_rows,
+                      "rows_sha256": table.rows_sha256(rows), "rows": rows.num_rows,
                       "train_rows": int((~mask & ~stop & keep).sum()), "stopping_rows": int((stop & keep).sum()),
                       "holdout_rows": int((mask & keep).sum()),
                       "stale_rows": int((~keep).sum())})

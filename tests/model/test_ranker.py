@@ -17,6 +17,7 @@ from incremental.hours import HOUR
 from incremental.model import ranker as rk
 from incremental.model import replay
 from incremental.model.fit import batch_indices
+from incremental.model.rebuild import rebuild
 from incremental.model.update import TrainingError, train_hour
 from incremental.registry import tracking
 
@@ -57,7 +58,7 @@ def test_ranks_exact_match_above_unrelated(bootstrapped) -> None:
     assert float(np.mean(high - low)) > 0.3, (high, low)
 
 
-def test_mlflow_roundtrip(bootstrapped) -> None:
+def test_mlflow_roundtrip(bootstrapped, tmp_path) -> None:
     settings, result = bootstrapped
     tracking.configure(settings)
     frame = pd.read_parquet(result.holdout_path).head(50)
@@ -83,6 +84,8 @@ def test_mlflow_roundtrip(bootstrapped) -> None:
     assert lineage["table_version"] == version and {p["table_version"] for p in lineage["partitions"]} == {version}
     assert lineage["table"] == table.uri(settings.lake)
     assert run.data.tags["lineage.table_version"] == str(version)
+    rebuilt = rebuild(settings, lineage, tmp_path / "rows")  # by time travel, checked against what it read
+    assert [h.rows for h in rebuilt] == [p["rows"] for p in lineage["partitions"]]
 
 
 def test_refuses_an_hour_that_is_not_validated(shared_home, lake) -> None:
