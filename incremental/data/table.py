@@ -141,19 +141,34 @@ class DataFile:
     size: int
 
 
+_FILES: dict[tuple[str, int], dict[str, list[DataFile]]] = {}  # (table, version) -> hour -> files: versions never change
+
+
+def _files_by_hour(dt: DeltaTable) -> dict[str, list[DataFile]]:
+    key = (dt.table_uri, dt.version())
+    if key not in _FILES:
+        with reading(dt.table_uri):
+            actions = pa.table(dt.get_add_actions(flatten=True))
+        by_hour: dict[str, list[DataFile]] = {}
+        for a in actions.select(["path", f"partition.{HOUR_COLUMN}", f"partition.{STATUS_COLUMN}", "num_records",
+                                 "size_bytes"]).to_pylist():
+            found = DataFile(a["path"], a[f"partition.{HOUR_COLUMN}"], a[f"partition.{STATUS_COLUMN}"],
+                             int(a["num_records"] or 0), int(a["size_bytes"]))
+            by_hour.setdefault(found.hour, []).append(found)
+        while len(_FILES) >= 16:
+            _FILES.pop(next(iter(_FILES)))
+        _FILES[key] = {h: sorted(f, key=lambda f: f.path) for h, f in by_hour.items()}
+    return _FILES[key]
+
+
 def files_of(dt: DeltaTable | None, start: datetime | None = None) -> list[DataFile]:
     """The data files of the table's version (of one hour's partition when `start` is given), by path."""
     if dt is None:
         return []
-    with reading(dt.table_uri):
-        actions = pa.table(dt.get_add_actions(flatten=True))
+    by_hour = _files_by_hour(dt)
     if start is not None:
-        actions = actions.filter(pc.equal(actions[f"partition.{HOUR_COLUMN}"], iso_hour(start)))
-    found = [DataFile(a["path"], a[f"partition.{HOUR_COLUMN}"], a[f"partition.{STATUS_COLUMN}"],
-                      int(a["num_records"] or 0), int(a["size_bytes"]))
-             for a in actions.select(["path", f"partition.{HOUR_COLUMN}", f"partition.{STATUS_COLUMN}",
-                                      "num_records", "size_bytes"]).to_pylist()]
-    return sorted(found, key=lambda f: f.path)
+        return list(by_hour.get(iso_hour(start), []))
+    return sorted((f for found in by_hour.values() for f in found), key=lambda f: f.path)
 
 
 def file_uris(dt: DeltaTable, start: datetime, statuses: Sequence[str]) -> list[str]:
