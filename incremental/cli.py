@@ -166,6 +166,8 @@ def _registry_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", help="version (default: the previous champion)")
     p.add_argument("--reason", required=True)
     _command(sub, "history", commands.cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
+    _command(sub, "migrate-lake", commands.cmd_migrate_lake,
+             "move a lake in the format before Delta Lake (Parquet parts + manifests) into the search_logs table")
     p = _command(sub, "training-rows", commands.cmd_training_rows,
                  "rebuild a model version's training hours by time travel in the lake's table (checked byte for byte)")
     p.add_argument("--version", required=True, help="the registered model version")

@@ -317,6 +317,18 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> None:
     _print_json(registry.rollback(settings, args.reason, to=args.to).to_dict())
 
 
+def cmd_migrate_lake(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.data.migrate import OLD, migrate
+
+    done = migrate(settings.lake)
+    for h in done:
+        what = "already in the table" if h.version is None and (h.validated or h.extracted or h.quarantined) == 0 \
+            else f"table version {h.version}"
+        print(f"{iso_hour(h.start)}  validated {h.validated:>8}  extracted {h.extracted:>7}  quarantined "
+              f"{h.quarantined:>6}" + (f" (+{h.kept_as_file} kept as a file)" if h.kept_as_file else "") + f"  {what}")
+    print(f"{len(done)} hour(s); the old hours are kept in {settings.lake / OLD} (delete it once you have checked)")
+
+
 def cmd_training_rows(settings: Settings, args: argparse.Namespace) -> None:
     from pathlib import Path
 
