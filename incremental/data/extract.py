@@ -147,7 +147,11 @@ def _write(lake_root: LakePath, start: datetime, rows: pa.Table, source: str) ->
     details = _details(rows, source)
     summary = cast(Manifest, dict(details))
     summary["interval_start"], summary["interval_end"] = start.isoformat(), (start + HOUR).isoformat()
-    summary["rows"], summary["sha256"] = rows.num_rows, table.rows_sha256(rows)
+    fits = fits_table(rows)
+    whole = table.NewFile(table.EXTRACTED, rows.num_rows, table.encode(table.with_status(rows, start, table.EXTRACTED))) \
+        if fits else None
+    # the same rows give the same sha256: of the data file they make (of their plain encoding when they cannot be one)
+    summary["rows"], summary["sha256"] = rows.num_rows, whole.sha256 if whole else table.rows_sha256(rows)
     accounted = lake_quarantine.accounted_tables(lake_root, start)
     history = bool(accounted) or bool(lake.quarantine_attempts(lake_root, start, include_readmitted=True))
     delta = new_rows(rows, accounted)
@@ -166,9 +170,11 @@ def _write(lake_root: LakePath, start: datetime, rows: pa.Table, source: str) ->
         return summary
     lake_quarantine.drop_staged(lake_root, start)  # an earlier extraction of rows that did not fit
     event = "late_rows" if history else "extract"
-    version = table.append(lake_root, start, table.with_status(delta, start, table.EXTRACTED), event, {
-        "sql_sha256": details["sql_sha256"], "rows_sha256": table.rows_sha256(delta) if history else summary["sha256"],
-        "rows": str(delta.num_rows), "source": details["source"], "extracted_by": details["extracted_by"],
+    new = whole if not history and whole is not None else \
+        table.NewFile(table.EXTRACTED, delta.num_rows, table.encode(table.with_status(delta, start, table.EXTRACTED)))
+    version = table.append_files(lake_root, start, [new], event, {
+        "sql_sha256": details["sql_sha256"], "rows_sha256": new.sha256, "rows": str(delta.num_rows),
+        "source": details["source"], "extracted_by": details["extracted_by"],
         "min_event_ts": details["min_event_ts"], "max_event_ts": details["max_event_ts"]})
     log.info("extracted %s: %d rows (%s), table version %d", lake.hour_key(start), delta.num_rows,
              "new" if history else "extracted", version)
