@@ -29,7 +29,7 @@ from incremental.data.storage import LakePath
 from incremental.errors import IncrementalError, InputError
 
 OLD = "search_logs.v2"  # where the old hours are kept after the move
-MANIFEST, VALIDATION = "_manifest.json", "_validation.json"
+MANIFEST, VALIDATION = files.MANIFEST_FILE, files.VALIDATION_FILE  # checked when read (`files.read_json`)
 
 
 class MigrationError(IncrementalError, RuntimeError):
