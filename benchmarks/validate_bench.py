@@ -94,7 +94,7 @@ def main() -> int:
             # an hour already validated is not validated again (nothing pending): start each run afresh
             if lk.partition(lake, START).status == "validated":  # back to extracted, untimed
                 delta.overwrite_hour(lake, START, delta.with_status(table, START, delta.EXTRACTED), "benchmark reset",
-                                     {}, keep_validated=False)
+                                     {}, keep_validated=False, read=delta.open_table(lake))
             t0 = time.perf_counter()
             report = validate_hour(lake, START, settings)
             timings.append(time.perf_counter() - t0)

@@ -8,10 +8,11 @@ Every row the warehouse gave for an hour is in it once, with the data contract's
 reading a row, and a commit that leaves the validated rows alone leaves their files alone.
 
 Every change is one commit of the log: an `append` (extraction, late rows) or an `overwrite_hour`
-(validation, quarantine, re-admission: a `predicate` on the hour, `write_deltalake`). An append
-encodes its rows once (`encode`: deterministic zstd Parquet, whose sha256 is the rows' identity),
-puts the file in the hour's folder and commits it (`create_write_transaction`): as fast as the
-plain Parquet file the lake wrote before, where `write_deltalake` took twice as long. A commit is a create-only
+(validation, quarantine, re-admission: the files of the hour as read removed, the new ones added).
+Either encodes its rows once per status (`encode`: deterministic zstd Parquet, whose sha256 is
+the rows' identity), puts the files in the hour's folder and commits them
+(`create_write_transaction`): as fast as the plain Parquet file the lake wrote before, where
+`write_deltalake` took twice as long. A commit is a create-only
 conditional PUT of ``_delta_log/<n>.json`` on S3 (delta-rs 1.x's default) and a create-only file
 locally, so two writers on one hour cannot both win: the loser's overwrite raises
 `deltalake.exceptions.CommitFailedError` and writes nothing visible. Each commit's
@@ -41,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from deltalake import ColumnProperties, CommitProperties, DeltaTable, Schema, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
@@ -76,11 +77,6 @@ SEARCH_LOG_SCHEMA = pa.schema(
 TABLE_SCHEMA = SEARCH_LOG_SCHEMA.append(pa.field(HOUR_COLUMN, pa.string())).append(
     pa.field(STATUS_COLUMN, pa.string())).append(pa.field(REASON_COLUMN, pa.string()))
 FILE_SCHEMA = SEARCH_LOG_SCHEMA.append(pa.field(REASON_COLUMN, pa.string()))  # a data file's columns
-# Column statistics cost a third of a write and serve data skipping on data columns, which no reader
-# here needs (reads prune by hour and status, in the log): kept for the two timestamps only.
-WRITER = WriterProperties(default_column_properties=ColumnProperties(statistics_enabled="NONE"),
-                          column_properties={c: ColumnProperties(statistics_enabled="CHUNK")
-                                             for c in ("event_ts", "ingested_at")})
 
 
 class CommitConflict(IncrementalError, RuntimeError):
@@ -258,10 +254,7 @@ class NewFile:
 
 def append(lake: LakePath, start: datetime, rows: pa.Table, event: str, metadata: Mapping[str, Any]) -> int:
     """Append table rows (`with_status`, any statuses) to the hour in one commit; the table's new version."""
-    statuses = sorted(set(rows[STATUS_COLUMN].to_pylist()))
-    parts = [rows.filter(pc.equal(rows[STATUS_COLUMN], s)) for s in statuses]
-    return append_files(lake, start, [NewFile(s, p.num_rows, encode(p)) for s, p in zip(statuses, parts, strict=True)],
-                        event, metadata)
+    return append_files(lake, start, _encoded(rows), event, metadata)
 
 
 def _publish(lake: LakePath, start: datetime, new: NewFile) -> AddAction:
@@ -300,29 +293,48 @@ def append_files(lake: LakePath, start: datetime, new: Sequence[NewFile], event:
     return dt.version()
 
 
+def _encoded(rows: pa.Table) -> list[NewFile]:
+    """Table rows as one data file per status (`encode`)."""
+    statuses = sorted(set(rows[STATUS_COLUMN].to_pylist()))
+    parts = [rows.filter(pc.equal(rows[STATUS_COLUMN], s)) for s in statuses]
+    return [NewFile(s, p.num_rows, encode(p)) for s, p in zip(statuses, parts, strict=True)]
+
+
 def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table, event: str, metadata: Mapping[str, Any], *,
-                   keep_validated: bool) -> int:
-    """Replace the hour's rows with `rows` in one commit; the table's new version.
+                   keep_validated: bool, read: DeltaTable | None) -> int:
+    """Replace the hour's rows, as of `read` (the version they were read at), with `rows` in one
+    commit; the table's new version.
 
     `keep_validated`: the validated rows are not part of it (their files stay as they are; `rows`
-    may hold no validated row). Otherwise `rows` is the whole hour, validated rows included. A
-    concurrent commit that added or removed rows of the hour makes this one fail (`CommitConflict`),
-    never a mixture: the rows it read are the rows it replaces.
+    may hold no validated row). Otherwise `rows` is the whole hour, validated rows included. The
+    commit removes the files `read` lists and adds the new ones: a concurrent commit that removed
+    any of them makes it fail (`CommitConflict`, nothing committed), and rows appended since `read`
+    (late rows) stay as they are, never lost.
     """
-    predicate = f"{HOUR_COLUMN} = '{iso_hour(start)}'"
+    if keep_validated and pc.any(pc.equal(rows[STATUS_COLUMN], VALIDATED)).as_py():
+        raise ValueError("overwrite_hour(keep_validated=True) was given validated rows")
+    new = _encoded(rows) if rows.num_rows else []
+    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", iso_hour(start))]
     if keep_validated:
-        predicate += f" AND {STATUS_COLUMN} <> '{VALIDATED}'"
-        if pc.any(pc.equal(rows[STATUS_COLUMN], VALIDATED)).as_py():
-            raise ValueError("overwrite_hour(keep_validated=True) was given validated rows")
-    try:
-        with reading(uri(lake)):
-            write_deltalake(uri(lake), rows, mode="overwrite", predicate=predicate, partition_by=PARTITION_BY,
-                            storage_options=storage_options(lake), writer_properties=WRITER,
-                            commit_properties=_properties(start, event, metadata))
-    except CommitFailedError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "commit refused"
-        raise CommitConflict(f"hour {iso_hour(start)}: another writer changed it first ({first}); nothing of this "
-                             f"{event} was committed: run it again") from None
+        filters.append((STATUS_COLUMN, "!=", VALIDATED))
+    actions = [_publish(lake, start, f) for f in new]
+    props = _properties(start, event, metadata)
+    with reading(uri(lake)):
+        try:
+            if read is None:  # no table yet: this is its first commit (losing that race is a conflict too)
+                create_table_with_add_actions(uri(lake), Schema.from_arrow(TABLE_SCHEMA), actions, mode="error",
+                                              partition_by=PARTITION_BY, storage_options=storage_options(lake),
+                                              commit_properties=props)
+            else:
+                read.create_write_transaction(list[AddAction | RemoveAction](actions), mode="overwrite",
+                                              schema=TABLE_SCHEMA, partition_by=PARTITION_BY,
+                                              partition_filters=filters, commit_properties=props)
+        except DeltaError as exc:  # CommitFailedError is one; a first commit that lost is another
+            if read is not None and not isinstance(exc, CommitFailedError):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "commit refused"
+            raise CommitConflict(f"hour {iso_hour(start)}: another writer changed it first ({first}); nothing of "
+                                 f"this {event} was committed: run it again") from None
     dt = open_table(lake)
     assert dt is not None  # just written
     return dt.version()

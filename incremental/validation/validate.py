@@ -33,6 +33,7 @@ from typing import TypedDict
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import DeltaTable
 
 from incremental.config import ValidationSettings
 from incremental.data import files, storage, table
@@ -72,7 +73,6 @@ class ValidationRecord(TypedDict, total=False):
     interval_start: str
     interval_end: str
     part: str  # what was validated: the first extraction, rows extracted since, re-admitted rows
-    rows_sha256: str
     rows: int
     bad_rows: int
     max_bad_row_fraction: float
@@ -149,7 +149,7 @@ def _validate_hour(lake: LakePath, start: datetime, settings: ValidationSettings
     pending = table.read_rows(dt, start, [table.EXTRACTED])
     earlier = table.read_rows(dt, start, [table.VALIDATED])
     kept = table.read_rows(dt, start, [table.QUARANTINED], columns=table.TABLE_SCHEMA.names)
-    batch = _Batch(pending, SINCE if earlier.num_rows else FIRST, earlier, kept, "validate", {})
+    batch = _Batch(pending, SINCE if earlier.num_rows else FIRST, earlier, kept, "validate", {}, dt)
     return _validate_batch(lake, start, settings, batch)
 
 
@@ -163,6 +163,7 @@ class _Batch:
     kept: pa.Table  # the hour's quarantined rows that stay quarantined (table columns)
     event: str  # the commit's event: validate | readmit
     metadata: dict[str, object]  # more for the commit's custom_metadata
+    read: DeltaTable | None  # the table version all of it was read at (what the commit replaces)
 
 
 def _validate_batch(lake: LakePath, start: datetime, settings: ValidationSettings, b: _Batch,
@@ -193,7 +194,8 @@ def _validate_batch(lake: LakePath, start: datetime, settings: ValidationSetting
             return _quarantine(lake, start, b, out, record, staging, staged_file)
         if staged_file:  # rows that pass fit the table (the contract is checked): they go into it
             lq.drop_staged(lake, start)
-        return _accept(lake, start, b, out, record, staging)
+        return _accept(lake, start, b, out, record, staging, frame[~out.bad] if earlier is None else
+                       pd.concat([earlier, frame[~out.bad]], ignore_index=True))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -206,7 +208,6 @@ def _record(start: datetime, end: datetime, settings: ValidationSettings, b: _Ba
         "interval_start": start.isoformat(),
         "interval_end": end.isoformat(),
         "part": b.label,
-        "rows_sha256": table.rows_sha256(b.rows),
         "rows": b.rows.num_rows,
         "bad_rows": int(out.bad.sum()),
         "max_bad_row_fraction": settings.max_bad_row_fraction,
@@ -231,7 +232,7 @@ def _stage_gx_result(out: Outcome, record: ValidationRecord, staging: Path) -> N
 
 
 def _commit_metadata(b: _Batch, record: ValidationRecord, **more: object) -> dict[str, object]:
-    return {"rows_sha256": record["rows_sha256"], "rows": str(record["rows"]), "bad_rows": str(record["bad_rows"]),
+    return {"rows": str(record["rows"]), "bad_rows": str(record["bad_rows"]),
             "status": record["status"], **b.metadata, **more}
 
 
@@ -248,7 +249,7 @@ def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record
         rows = table.with_status(b.rows, start, table.QUARANTINED, reasons)
         with lq.taken_back_on_failure(target):
             table.overwrite_hour(lake, start, pa.concat_tables([b.kept, rows]), b.event,
-                                 _commit_metadata(b, record, rules=rules), keep_validated=True)
+                                 _commit_metadata(b, record, rules=rules), keep_validated=True, read=b.read)
     index = target / "data_docs" / "index.html"
     return ValidationReport(start, "quarantined", b.rows.num_rows, tuple(out.checks), target,
                             index if storage.is_file(index) else None, part=b.label,
@@ -256,8 +257,9 @@ def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record
 
 
 def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: ValidationRecord,
-            staging: Path) -> ValidationReport:
-    """The batch is validated, its bad rows (if any) quarantined with their reasons: one commit."""
+            staging: Path, view: pd.DataFrame) -> ValidationReport:
+    """The batch is validated, its bad rows (if any) quarantined with their reasons: one commit.
+    `view`: the hour's validated rows afterwards, as a frame (their statistics go in the record)."""
     mask = pa.array(out.bad)
     clean, bad = b.rows.filter(pc.invert(mask)), b.rows.filter(mask)
     reasons = pa.array(out.reasons[out.bad].tolist(), pa.string())
@@ -279,14 +281,14 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
         docs = index if storage.is_file(index) else None
     with lq.taken_back_on_failure(rows_path):
         version = table.overwrite_hour(lake, start, pa.concat_tables(hour), b.event,
-                                       _commit_metadata(b, record, rules=rules or None), keep_validated=keep_validated)
-    view = lk.partition(lake, start)
-    frames = [f for f in (to_frame(b.earlier), to_frame(clean)) if len(f)]
+                                       _commit_metadata(b, record, rules=rules or None), keep_validated=keep_validated,
+                                       read=b.read)
+    after = lk.partition(lake, start)
     typed = {c.column for c in out.checks
              if c.rule == "expect_column_values_to_be_of_type" and c.success and c.column is not None}
-    record.update({"sha256": str((view.manifest or {}).get("sha256", "")), "version": version,
-                   "live_rows": int((view.manifest or {}).get("rows", 0)), "part_statistics": out.stats,
-                   "statistics": statistics_of(pd.concat(frames, ignore_index=True), typed) if frames else out.stats})
+    record.update({"sha256": str((after.manifest or {}).get("sha256", "")), "version": version,
+                   "live_rows": int((after.manifest or {}).get("rows", 0)), "part_statistics": out.stats,
+                   "statistics": statistics_of(view, typed) if len(view) else out.stats})
     here = lk.partition_dir(lake, start)
     files.atomic_write_json(here / files.VALIDATION_FILE, record)
     return ValidationReport(start, "validated", b.rows.num_rows, tuple(out.checks), here, docs,
@@ -301,7 +303,7 @@ def _validate_staged(lake: LakePath, start: datetime, settings: ValidationSettin
     dt = table.open_table(lake)
     earlier = table.read_rows(dt, start, [table.VALIDATED])
     batch = _Batch(lk.read_parquet(staged), SINCE if earlier.num_rows else FIRST, earlier,
-                   table.TABLE_SCHEMA.empty_table(), "validate", {})
+                   table.TABLE_SCHEMA.empty_table(), "validate", {}, dt)
     return _validate_batch(lake, start, settings, batch, staged_file=True)
 
 
@@ -333,7 +335,7 @@ def _readmit_hour(lake: LakePath, start: datetime, settings: ValidationSettings,
     sources = [str(storage.relative_to(a, lake)) for a in attempts]
     earlier = table.read_rows(dt, start, [table.VALIDATED])
     batch = _Batch(rows, READMITTED, earlier, table.TABLE_SCHEMA.empty_table(), "readmit",
-                   {"reason": reason, "sources": sources})
+                   {"reason": reason, "sources": sources}, dt)
     report = _validate_batch(lake, start, settings, batch)
     for folder in attempts:
         lq.mark_readmitted(folder, {"reason": reason, "at": now_iso(), "into": table.uri(lake)})

@@ -44,8 +44,9 @@ rows = table.with_status(rows, hour, table.VALIDATED)
 while time.time() < start_at:
     time.sleep(0.001)
 try:
-    if mode == "overwrite":
-        version = table.overwrite_hour(lake, hour, rows, "race", {"writer": name}, keep_validated=False)
+    if mode == "overwrite":  # what it read of the hour (nothing of it here), then its commit replacing that
+        read = table.open_table(lake)
+        version = table.overwrite_hour(lake, hour, rows, "race", {"writer": name}, keep_validated=False, read=read)
     else:
         version = table.append(lake, hour, rows, "race", {"writer": name})
     print(json.dumps({"writer": name, "committed": version}))
