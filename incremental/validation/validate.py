@@ -261,7 +261,10 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
     """The batch is validated, its bad rows (if any) quarantined with their reasons: one commit.
     `view`: the hour's validated rows afterwards, as a frame (their statistics go in the record)."""
     mask = pa.array(out.bad)
-    clean, bad = b.rows.filter(pc.invert(mask)), b.rows.filter(mask)
+    if out.bad.any():
+        clean, bad = b.rows.filter(pc.invert(mask)), b.rows.filter(mask)
+    else:  # the usual hour: nothing to filter (a copy of every column)
+        clean, bad = b.rows, b.rows.slice(0, 0)
     reasons = pa.array(out.reasons[out.bad].tolist(), pa.string())
     quarantined = table.with_status(bad, start, table.QUARANTINED, reasons)
     rules: dict[str, int] = {}
@@ -269,9 +272,9 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
         for name in reason.split(";"):
             rules[name] = rules.get(name, 0) + 1
     keep_validated = clean.num_rows == 0
-    hour = [b.kept, quarantined] if keep_validated else [table.with_status(b.earlier, start, table.VALIDATED),
-                                                         table.with_status(clean, start, table.VALIDATED), b.kept,
-                                                         quarantined]
+    held = pa.concat_tables([b.kept, quarantined])  # one file per status: no table to split again
+    hour = [held] if keep_validated else [pa.concat_tables([table.with_status(b.earlier, start, table.VALIDATED),
+                                                            table.with_status(clean, start, table.VALIDATED)]), held]
     rows_path, docs = None, None
     if bad.num_rows:  # the report first: a failed commit takes it back
         report = {**record, "status": "rows_quarantined", "rows": bad.num_rows, "of_rows": b.rows.num_rows,
@@ -280,7 +283,7 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
         index = rows_path / "data_docs" / "index.html"
         docs = index if storage.is_file(index) else None
     with lq.taken_back_on_failure(rows_path):
-        version = table.overwrite_hour(lake, start, pa.concat_tables(hour), b.event,
+        version = table.overwrite_hour(lake, start, hour, b.event,
                                        _commit_metadata(b, record, rules=rules or None), keep_validated=keep_validated,
                                        read=b.read)
     after = lk.partition(lake, start)
