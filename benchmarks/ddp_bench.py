@@ -64,12 +64,12 @@ def hour_frame(start: datetime, rows: int, seed: int) -> pd.DataFrame:
 
 def make_lake(lake: Path, hours: int, rows: int) -> None:
     from incremental.data import lake as lk
+    from incremental.data import table as delta
 
     for k in range(hours):
         start = T0 + timedelta(hours=k)
         table = pa.Table.from_pandas(hour_frame(start, rows, seed=k), schema=lk.SEARCH_LOG_SCHEMA, preserve_index=False)
-        sha = lk.write_partition(lake, start, table)["sha256"]
-        lk.atomic_write_json(lk.partition_dir(lake, start) / lk.VALIDATION_FILE, {"status": "validated", "sha256": sha})
+        delta.append(lake, start, delta.with_status(table, start, delta.VALIDATED), "benchmark fixture", {})
 
 
 def run_arm(work: Path, lake: Path, arm: str, repeat: int, args: argparse.Namespace) -> dict:

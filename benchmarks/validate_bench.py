@@ -1,7 +1,7 @@
 """Benchmark: `validate_hour` on one hour of 1,000,000 valid rows (synthetic, self-made).
 
-Builds the frame, writes it as a partition (Parquet + manifest) in a temporary lake, times
-`validate_hour` (read + sha256 + schema + GX suite + text checks + drift + `_validation.json`),
+Builds the frame, appends it to a temporary lake's Delta table (status extracted), times
+`validate_hour` (read + schema + GX suite + text checks + drift + the commit + `_validation.json`),
 and records the figures in `benchmarks/results/validate.json`.
 
     .venv/bin/python benchmarks/validate_bench.py [--rows N] [--repeat K] [--no-record]
@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from incremental.config import ValidationSettings  # noqa: E402
-from incremental.data import files  # noqa: E402
 from incremental.data import lake as lk  # noqa: E402
+from incremental.data import table as delta  # noqa: E402
+from incremental.data.extract import write_rows  # noqa: E402
 from incremental.hours import Hour  # noqa: E402
 from incremental.validation.validate import validate_hour  # noqa: E402
 
@@ -84,15 +85,17 @@ def main() -> int:
     timings = []
     with tempfile.TemporaryDirectory() as tmp:
         lake = Path(tmp) / "lake"
-        lk.write_partition(lake, START, table)
+        write_rows(lake, START, table)
         # earlier validated hours (0.4x the volume: inside the warning ratio) so the drift checks run too
         for k in range(1, settings.drift_min_history + 1):
             earlier = START - timedelta(hours=k)
-            lk.write_partition(lake, earlier, synthetic_table(max(args.rows * 2 // 5, 100), earlier, seed=k))
+            write_rows(lake, earlier, synthetic_table(max(args.rows * 2 // 5, 100), earlier, seed=k))
             validate_hour(lake, earlier, settings)
         for _ in range(args.repeat):
             # an hour already validated is not validated again (nothing pending): start each run afresh
-            (lk.partition_dir(lake, START) / files.VALIDATION_FILE).unlink(missing_ok=True)
+            if lk.partition(lake, START).status == "validated":  # back to extracted, untimed
+                delta.overwrite_hour(lake, START, delta.with_status(table, START, delta.EXTRACTED), "benchmark reset",
+                                     {}, keep_validated=False, read=delta.open_table(lake))
             t0 = time.perf_counter()
             report = validate_hour(lake, START, settings)
             timings.append(time.perf_counter() - t0)

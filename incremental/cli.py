@@ -113,7 +113,7 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "partitions", commands.cmd_partitions, "list hours with their status, live rows and rows in quarantine")
     _interval(p)
     p = _command(sub, "readmit", commands.cmd_readmit, "after a fix, put an hour's quarantined rows (or whole hour) back and "
-                 "validate them again (recorded in the hour's manifest)")
+                 "validate them again (recorded in the lake table's log)")
     _interval(p)
     p.add_argument("--reason", required=True, help="what was fixed (recorded)")
 
@@ -165,6 +165,12 @@ def _registry_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", help="version (default: the previous champion)")
     p.add_argument("--reason", required=True)
     _command(sub, "history", commands.cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
+    _command(sub, "migrate-lake", commands.cmd_migrate_lake,
+             "move a lake in the format before Delta Lake (Parquet parts + manifests) into the search_logs table")
+    p = _command(sub, "training-rows", commands.cmd_training_rows,
+                 "rebuild a model version's training hours by time travel in the lake's table (checked byte for byte)")
+    p.add_argument("--version", required=True, help="the registered model version")
+    p.add_argument("--out", required=True, help="a new or empty folder for one Parquet file per hour")
     p = _command(sub, "drift", commands.cmd_drift,
                  "the drift rule's state: mode, episode, changed slices, the champion's prequential record")
     p.add_argument("--hours", type=_positive, default=12, help="how many recent hours of the record to show")

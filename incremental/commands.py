@@ -93,8 +93,9 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> None:
     warehouse = Warehouse(settings.warehouse_url)
     for hour in _hours(args):
         manifest = extract_hour(warehouse, settings.lake, hour)
-        print(f"{iso_hour(hour)}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  "
-              f"{lake.partition_dir(settings.lake, hour)}")
+        where = (f"staged {manifest['staged']}" if manifest.get("staged") else
+                 f"table version {manifest['version']}" if manifest.get("version") is not None else "")
+        print(f"{iso_hour(hour)}  {manifest['rows']:>8} rows  sha256 {manifest['sha256'][:16]}  {where}")
 
 
 def _each_hour(args: argparse.Namespace, validate: Callable[[Hour], ValidationReport], what: str) -> None:
@@ -116,18 +117,19 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
-    print(f"{'hour':<18} {'status':<12} {'rows':>8} {'quarantined':>11} {'parts':>5}  path")
+    print(f"{'hour':<18} {'status':<12} {'rows':>8} {'pending':>8} {'quarantined':>11} {'version':>7}  path")
     for hour in _hours(args):
         part = lake.partition(settings.lake, hour)
-        rows = part.manifest["rows"] if part.manifest and part.status != "quarantined" else ""
         counts = lake_quarantine.row_counts(settings.lake, hour)
-        parts = f"{len(part.parts)}" + (f"+{part.pending_parts}" if part.status == "validated" and part.pending_parts else "")
+        rows = counts["validated"] if part.status == "validated" else counts["extracted"] if part.status == "extracted" else ""
+        pending = counts["extracted"] if part.status == "validated" else ""
         gone = lake.missing_parts(part)  # a validated hour whose file was deleted is not validated data
         status = "damaged" if gone else part.status
-        print(f"{iso_hour(hour)}  {status:<12} {rows:>8} {counts['quarantined'] or '':>11} "
-              f"{parts if part.manifest else '':>5}  {part.path or ''}")
+        version = part.version if part.version is not None else ""
+        print(f"{iso_hour(hour)}  {status:<12} {rows:>8} {pending or '':>8} {counts['quarantined'] or '':>11} "
+              f"{version:>7}  {part.path or ''}")
         if gone:
-            print(f"    {part.status} but missing part(s): {', '.join(gone)} (restore them from a backup)")
+            print(f"    {part.status} but missing data file(s): {', '.join(gone)} (restore them from a backup)")
 
 
 def cmd_readmit(settings: Settings, args: argparse.Namespace) -> None:
@@ -312,6 +314,31 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.registry import champion as registry
 
     _print_json(registry.rollback(settings, args.reason, to=args.to).to_dict())
+
+
+def cmd_migrate_lake(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.data.migrate import OLD, migrate
+
+    done = migrate(settings.lake)
+    for h in done:
+        what = "already in the table" if h.version is None and (h.validated or h.extracted or h.quarantined) == 0 \
+            else f"table version {h.version}"
+        print(f"{iso_hour(h.start)}  validated {h.validated:>8}  extracted {h.extracted:>7}  quarantined "
+              f"{h.quarantined:>6}" + (f" (+{h.kept_as_file} kept as a file)" if h.kept_as_file else "") + f"  {what}")
+    print(f"{len(done)} hour(s); the old hours are kept in {settings.lake / OLD} (delete it once you have checked)")
+
+
+def cmd_training_rows(settings: Settings, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from incremental.model.rebuild import lineage_of, rebuild
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"--out {out} is not empty: name a new or empty folder")
+    for hour in rebuild(settings, lineage_of(settings, args.version), out):
+        print(f"{hour.hour}  {hour.rows:>8} rows  table version {hour.table_version}  sha256 {hour.sha256[:16]}  "
+              f"identical  {hour.path}")
 
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> None:

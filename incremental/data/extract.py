@@ -4,14 +4,13 @@
 the hour they arrived; nothing falls between hours), joined with the catalogue. The result is
 conformed to `lake.SEARCH_LOG_SCHEMA` where that is a lossless change of representation
 (integer width, timestamp unit, string kind) and left as it is otherwise, so a schema change
-in the warehouse reaches validation, which quarantines it, instead of being cast away here.
-The Parquet file is written atomically and deterministically: re-extracting the same hour
-gives the same bytes and the same sha256.
+in the warehouse reaches validation, which quarantines it, instead of being cast away here
+(such rows are staged beside the table: the table holds only rows of the contract).
 
-Validated data is never overwritten. Once any part of an hour was validated or quarantined,
-re-extracting it (a backfill, `run-hour`, a sweep for late rows) writes only the rows the lake
-does not hold yet, as a new part (a *delta*, validated on its own); when there are none, nothing
-is written. Which rows are new is a multiset difference on the impression columns
+The rows go into the lake's Delta table (`incremental.data.table`) as one append, status
+*extracted*. Validated data is never overwritten. Re-extracting an hour (a backfill, `run-hour`,
+a sweep for late rows) appends only the rows the lake does not hold yet (validated on their own);
+when there are none, nothing is committed. Which rows are new is a multiset difference on the impression columns
 (`lake.IMPRESSION_KEY`), so an exact replay of a row is still caught by validation's duplicate
 checks rather than hidden here, and a catalogue fix (title, brand) does not make a row "new".
 """
@@ -21,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from incremental import __version__
-from incremental.data import files, lake, storage
+from incremental.data import lake, table
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.manifest import ExtractDetails, Manifest
 from incremental.data.storage import LakePath
@@ -111,56 +111,75 @@ def new_rows(table: pa.Table, accounted: list[pa.Table]) -> pa.Table:
 
 
 def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> Manifest:
-    """Write the partition for the hour starting at `start` (or its delta) and return its manifest.
+    """Append the hour's rows the lake does not hold yet to the table (one commit, or none) and say what was done.
 
-    An empty hour gives an empty partition (with the schema) and its manifest, not an error. An
-    hour the lake already holds rows of gets a delta part with the rows not held yet, or nothing;
-    the manifest returned then says `delta_rows` (0 when nothing was new). `start` is an aware UTC
-    datetime on the hour, as the CLI and the DAGs parse it (`incremental.hours.parse_hour`).
+    The first extraction of an hour appends all its rows; a later one (a backfill, a sweep for late
+    rows) appends only the new ones (`delta_rows`; 0: nothing new, nothing committed). `sha256` is
+    the hour's rows as the warehouse gave them, so extracting unchanged data gives the same one. An
+    empty hour, or rows whose columns break the contract, cannot be rows of the table: they are
+    staged for validation to judge (`incremental.data.quarantine.stage_extraction`). `start` is an
+    aware UTC datetime on the hour, as the CLI and the DAGs parse it (`incremental.hours.parse_hour`).
     """
     end = start + HOUR
     now = datetime.now(UTC)
     if end > now:  # its rows are still arriving: a partition of it would be cut short, then "validated"
         raise InputError(f"hour {iso_hour(start)} has not closed yet (it ends at {iso_hour(end)}; now is "
                          f"{now:%Y-%m-%dT%H:%MZ}): an hour is extracted after it ends")
-    table = warehouse.query_arrow(EXTRACT_SQL, {"start": start, "end": end})
-    if table.num_rows == 0 and any(pa.types.is_null(f.type) for f in table.schema):
-        table = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result
-    table = conform(table)
+    rows = warehouse.query_arrow(EXTRACT_SQL, {"start": start, "end": end})
+    if rows.num_rows == 0 and any(pa.types.is_null(f.type) for f in rows.schema):
+        rows = lake.SEARCH_LOG_SCHEMA.empty_table()  # a backend that cannot type an empty result
+    return write_rows(lake_root, start, conform(rows), warehouse.backend)
+
+
+def fits_table(rows: pa.Table) -> bool:
+    """Whether rows can be rows of the table: some, with exactly the contract's columns and types."""
+    return rows.num_rows > 0 and rows.schema.remove_metadata().equals(lake.SEARCH_LOG_SCHEMA)
+
+
+def write_rows(lake_root: LakePath, start: datetime, rows: pa.Table, source: str = "arrow") -> Manifest:
+    """Put an hour's rows, as a warehouse gave them (`source`), into the lake (see `extract_hour`):
+    the new ones appended, or staged, or nothing. Takes the hour's lock."""
     with lake.hour_lock(lake_root, start):
-        return _write(warehouse, lake_root, start, table)
+        return _write(lake_root, start, rows, source)
 
 
-def _write(warehouse: Warehouse, lake_root: LakePath, start: datetime, table: pa.Table) -> Manifest:
-    """The partition or its delta, under the hour's lock (see `extract_hour`)."""
-    folder = lake.partition_dir(lake_root, start)
+def _write(lake_root: LakePath, start: datetime, rows: pa.Table, source: str) -> Manifest:
+    details = _details(rows, source)
+    summary = cast(Manifest, dict(details))
+    summary["interval_start"], summary["interval_end"] = start.isoformat(), (start + HOUR).isoformat()
+    fits = fits_table(rows)
+    whole = table.NewFile(table.EXTRACTED, rows.num_rows, table.encode(table.with_status(rows, start, table.EXTRACTED))) \
+        if fits else None
+    # the same rows give the same sha256: of the data file they make (of their plain encoding when they cannot be one)
+    summary["rows"], summary["sha256"] = rows.num_rows, whole.sha256 if whole else table.rows_sha256(rows)
     accounted = lake_quarantine.accounted_tables(lake_root, start)
-    has_history = bool(accounted) or bool(lake.quarantine_attempts(lake_root, start, include_readmitted=True))
-    if not has_history:
-        manifest = lake.write_partition(lake_root, start, table, **_details(table, warehouse.backend))
-        log.info("extracted %s: %d rows, sha256 %s", lake.hour_key(start), table.num_rows, manifest["sha256"][:12])
-        return manifest
-    delta = new_rows(table, accounted)
-    live_manifest = folder / files.MANIFEST_FILE
-    if delta.num_rows == 0:
-        if storage.is_file(live_manifest):
-            manifest = lake.read_manifest(folder)
-        else:  # everything of the hour sits in quarantine: say so, write nothing
-            attempt = lake.latest_quarantine(lake_root, start)
-            manifest = lake.read_manifest(attempt) if attempt else {"rows": 0}  # no identity: nothing of it
-            manifest = {**manifest, "quarantined": str(attempt) if attempt else None}
-        log.info("extracted %s: nothing new (%d rows already in the lake)", lake.hour_key(start), table.num_rows)
-        return {**manifest, "delta_rows": 0}
-    details = _details(delta, warehouse.backend)
-    manifest = lake.add_part(
-        lake_root, start, delta, kind="delta",
-        event={"event": "delta", "why": "rows reached the warehouse after the hour was extracted"},
-        min_event_ts=details["min_event_ts"], max_event_ts=details["max_event_ts"], columns=details["columns"],
-        sql_sha256=details["sql_sha256"],
-    )
-    log.info("extracted %s: delta of %d new rows (%s), hour sha256 %s", lake.hour_key(start), delta.num_rows,
-             manifest["parts"][-1]["file"], manifest["sha256"][:12])
-    return {**manifest, "delta_rows": delta.num_rows}
+    history = bool(accounted) or bool(lake.quarantine_attempts(lake_root, start, include_readmitted=True))
+    delta = new_rows(rows, accounted)
+    if history and delta.num_rows == 0:
+        part = lake.partition(lake_root, start)
+        log.info("extracted %s: nothing new (%d rows already in the lake)", lake.hour_key(start), rows.num_rows)
+        summary["delta_rows"], summary["version"] = 0, part.version
+        summary["quarantined"] = str(part.path) if part.status == "quarantined" else None
+        return summary
+    if history:
+        summary["delta_rows"] = delta.num_rows
+    if not fits_table(delta):
+        staged = lake_quarantine.stage_extraction(lake_root, start, delta)
+        log.info("extracted %s: %d rows staged for validation (%s)", lake.hour_key(start), delta.num_rows, staged)
+        summary["staged"] = str(staged)
+        return summary
+    lake_quarantine.drop_staged(lake_root, start)  # an earlier extraction of rows that did not fit
+    event = "late_rows" if history else "extract"
+    new = whole if not history and whole is not None else \
+        table.NewFile(table.EXTRACTED, delta.num_rows, table.encode(table.with_status(delta, start, table.EXTRACTED)))
+    version = table.append_files(lake_root, start, [new], event, {
+        "sql_sha256": details["sql_sha256"], "rows_sha256": new.sha256, "rows": str(delta.num_rows),
+        "source": details["source"], "extracted_by": details["extracted_by"],
+        "min_event_ts": details["min_event_ts"], "max_event_ts": details["max_event_ts"]})
+    log.info("extracted %s: %d rows (%s), table version %d", lake.hour_key(start), delta.num_rows,
+             "new" if history else "extracted", version)
+    summary["version"] = version
+    return summary
 
 
 def warehouse_count(warehouse: Warehouse, start: datetime) -> int:

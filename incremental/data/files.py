@@ -3,8 +3,9 @@
 Bytes, JSON and Parquet are published whole or not at all (`atomic_write_bytes`, `atomic_write_json`,
 `write_parquet_atomic`: a temporary file, fsync and rename locally; one PUT on object storage, see
 `incremental.data.storage`). A JSON object read back (`read_json`) is checked against the schema of
-its kind, known by its file name: an hour's manifest (`MANIFEST_FILE`, `check_manifest`) or its
-validation record (`VALIDATION_FILE`, `check_validation`); damage is a `DamagedStateError` naming the
+its kind, known by its file name: an hour's manifest of the lake's old format (`MANIFEST_FILE`,
+`check_manifest`: read only by `incremental.data.migrate`) or an hour's validation record
+(`VALIDATION_FILE`, `check_validation`); damage is a `DamagedStateError` naming the
 file and what is wrong. A JSON-lines record (`read_jsonl`, `append_jsonl`) recovers a torn last line.
 Where these files stand in the lake, and what they mean: `incremental.data.lake`.
 """
@@ -22,7 +23,7 @@ from incremental.data import storage
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError
 
-MANIFEST_FILE = "_manifest.json"  # an hour's manifest (`incremental.data.manifest`)
+MANIFEST_FILE = "_manifest.json"  # an hour's manifest in the lake's old format (`incremental.data.migrate`)
 VALIDATION_FILE = "_validation.json"  # an hour's validation record: which parts are validated
 
 log = logging.getLogger(__name__)

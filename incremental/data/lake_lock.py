@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from incremental import locks
-from incremental.data.storage import LOCKS_DIR, LakePath, ObjectPath
+from incremental.data.storage import LOCKS_DIR, LakePath, ObjectPath, StoreError
 
 LockTimeout = locks.LockTimeout  # another worker held the lake lock for longer than we were willing to wait
 
@@ -80,7 +80,7 @@ def _object_lock(path: ObjectPath, timeout: float, lease: float) -> Iterator[Non
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                raise
+                raise StoreError(f"{path}: the lake lock cannot be taken ({code or exc})") from exc
         _break_if_expired(client, bucket, key_)
         if time.monotonic() > deadline:
             raise LockTimeout(f"lake lock {path} held by another worker for more than {timeout:g} s", path=str(path))

@@ -1,8 +1,9 @@
 """Where the lake's bytes live: a local folder (the default) or an S3 prefix, behind one small layer.
 
 `INCREMENTAL_LAKE` is a path (``/srv/lake``, ``./var/lake``) or a URI (``s3://bucket/prefix``).
-The lake code (`incremental.data.lake`, `incremental.data.quarantine`, extraction, validation) works on
-*lake paths*: a `pathlib.Path` for a local lake, an `ObjectPath` (bucket + key, the same pure path
+The lake's rows are a Delta table that `deltalake` reads and writes itself (`incremental.data.table`,
+which also puts an append's data files here). Everything beside it (`incremental.data.lake`,
+`incremental.data.quarantine`, extraction, validation) works on *lake paths*: a `pathlib.Path` for a local lake, an `ObjectPath` (bucket + key, the same pure path
 operations: ``/``, ``name``, ``parent``, ``with_name``, ``relative_to``) for an object store, and
 does every read, listing and write through the functions here, which go through
 `pyarrow.fs` (`LocalFileSystem` or `S3FileSystem`, from `pyarrow.fs.FileSystem.from_uri`). S3
@@ -13,12 +14,10 @@ Where the two stores differ by nature, and what the lake relies on:
 
 * **Publishing an object.** Locally: a temporary file in the same folder, fsync, rename over the
   target. On S3 a single PUT (or a completed multipart upload) is atomic: readers see the whole
-  object or none, so it is written in place. A partition is visible only once its manifest
-  exists, and the manifest is always written last.
-* **Moving a folder** (an hour to quarantine). Locally one rename. S3 has no rename: the objects
-  are copied with the manifest last, then the source manifest is deleted first and the rest after
-  it, so at every moment the hour is either live (its manifest is there) or in quarantine, and a
-  crash in between leaves a copy that validating again moves aside, as locally.
+  object or none, so it is written in place.
+* **Moving a file or folder** (a staged extraction to quarantine, the old format's hours aside).
+  Locally one rename. S3 has no rename: the objects are copied (the one named `last` last), then
+  deleted (that one first).
 * **The lock** (`lake_lock.lock`): locally an exclusive file lock (`incremental.locks`) under
   ``<lake>/_locks``; on S3 a create-only conditional PUT (``If-None-Match: *``) of ``<lake>/_locks/<name>.lock`` holding the
   owner and an expiry (a lease), released by a delete conditional on its ETag (``If-Match``). A

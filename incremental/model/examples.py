@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from incremental.config import Settings
 from incremental.data import lake as lk
+from incremental.data import table
 from incremental.errors import IncrementalError
 from incremental.hours import HOUR, iso_hour
 from incremental.model import propensity, replay
@@ -42,6 +43,8 @@ class TrainedHour(TypedDict):
 
     hour: str  # ISO time of the hour's start
     sha256: str
+    table_version: int | None  # the version of the lake's table the hour's rows were read at
+    rows_sha256: str  # the hour's rows as read (`table.rows_sha256`): what a rebuild by time travel must give
     rows: int
     train_rows: int
     stopping_rows: int
@@ -59,6 +62,8 @@ class TrainingLineage(TypedDict):
     replay: replay.ReplayLineage
     examination: dict[str, object]  # `propensity.Examination.to_dict`
     data_hash: NotRequired[str]
+    table: NotRequired[str]  # the lake's table (URI) and the version the fresh hours were read at
+    table_version: NotRequired[int | None]
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,9 @@ def load_hours(
     fraction = settings.training.holdout_fraction
     train, stopping, holdout = [], [], []
     parts: list[TrainedHour] = []
+    snapshot = table.open_table(settings.lake)  # every hour as of one version of the table
     for start in starts:
-        part = lk.partition(settings.lake, start)
+        part = lk.partition(settings.lake, start, snapshot)
         if part.status != "validated":
             message = f"hour {iso_hour(start)} is {part.status}, not validated: refusing to train on it"
             if strict:
@@ -93,16 +99,17 @@ def load_hours(
             log.warning("%s (skipped)", message)
             continue
         assert part.manifest is not None  # a validated hour has one
-        table = lk.read_partition(part)
-        sessions = table.column("session_id").to_pylist()
+        rows = lk.read_partition(part)
+        sessions = rows.column("session_id").to_pylist()
         mask = replay.holdout_mask(sessions, fraction)
         stop = replay.holdout_mask(sessions, settings.training.early_stopping_fraction, salt="early-stopping") & ~mask
-        keep = ~replay.stale_mask(stale, start, table.column("category").to_pandas())
-        train.append(table.filter(pa.array(~mask & ~stop & keep)).to_pandas())
-        stopping.append(table.filter(pa.array(stop & keep)).to_pandas())
+        keep = ~replay.stale_mask(stale, start, rows.column("category").to_pandas())
+        train.append(rows.filter(pa.array(~mask & ~stop & keep)).to_pandas())
+        stopping.append(rows.filter(pa.array(stop & keep)).to_pandas())
         if holdout_from is None or start >= holdout_from:
-            holdout.append(table.filter(pa.array(mask & keep)))
-        parts.append({"hour": start.isoformat(), "sha256": part.manifest["sha256"], "rows": table.num_rows,
+            holdout.append(rows.filter(pa.array(mask & keep)))
+        parts.append({"hour": start.isoformat(), "sha256": part.manifest["sha256"], "table_version": part.version,
+                      "rows_sha256": table.rows_sha256(rows), "rows": rows.num_rows,
                       "train_rows": int((~mask & ~stop & keep).sum()), "stopping_rows": int((stop & keep).sum()),
                       "holdout_rows": int((mask & keep).sum()),
                       "stale_rows": int((~keep).sum())})
@@ -153,7 +160,8 @@ def training_set(settings: Settings, starts: list[datetime], kind: str, stale: t
     examination = examination_curve(settings, starts[-1])
     lineage: TrainingLineage = {"kind": kind, "interval_start": starts[0].isoformat(),
                                 "interval_end": (starts[-1] + HOUR).isoformat(), "partitions": parts,
-                                "replay": replay_lineage, "examination": examination.to_dict()}
+                                "replay": replay_lineage, "examination": examination.to_dict(),
+                                "table": table.uri(settings.lake), "table_version": parts[0]["table_version"]}
     identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
                 "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
                 "holdout_fraction": t.holdout_fraction, "early_stopping_fraction": t.early_stopping_fraction}

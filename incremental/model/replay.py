@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ class ReplayLineage(TypedDict):
     stale: list[StaleRule] | None
     stale_rows_left_out: int
     partitions: list[ReplayedPartition]
+    table_version: NotRequired[int | None]  # the version of the lake's table the replayed hours were read at
 
 
 class StaleRule(TypedDict, total=False):
@@ -160,6 +161,7 @@ def sample(
     picked = pool.iloc[chosen]
     counts = picked["_hour"].value_counts()
     lineage["rows"] = len(picked)
+    lineage["table_version"] = parts[0].version
     lineage["partitions"] = [
         {
             "hour": part.start.isoformat(),

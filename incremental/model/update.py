@@ -223,7 +223,8 @@ def start_run(client: Any, experiment_id: str, settings: Settings, identity: Upd
             "lineage.partitions": ",".join(f"{p['hour']}:{p['sha256'][:12]}" for p in lineage["partitions"])[:4000],
             "lineage.replay_partitions": ",".join(f"{p['hour']}:{(p['sha256'] or '')[:12]}:{p['sampled']}"
                                                   for p in replay_parts)[:4000],
-            "lineage.replay_rows": str(lineage["replay"]["rows"])}
+            "lineage.replay_rows": str(lineage["replay"]["rows"]),
+            "lineage.table": lineage.get("table", ""), "lineage.table_version": str(lineage.get("table_version", ""))}
     if airflow_run_id:
         tags["airflow_run_id"] = airflow_run_id
     client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],

@@ -216,6 +216,7 @@ def register_candidate(
             "airflow_run_id": airflow_run_id or "",
             "partition_sha256": partition_sha256 or "",
             "anchor_sha256": anchor_sha256 or "",
+            **_lake_lineage(client, run_id),
             "registered_at": now_iso(),
             REGISTRATION_TAG: "pending",
             **{TAG_NAMES[k]: f"{v:.6g}" if v is not None else "nan" for k, v in metrics.items() if k in KEY_METRICS},
@@ -223,6 +224,12 @@ def register_candidate(
         }
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)
         return _complete(client, settings, client.get_model_version(name, version), expected, reused=False)
+
+
+def _lake_lineage(client: mlflow.MlflowClient, run_id: str) -> dict[str, str]:
+    """The lake table and its version the run's fresh hours were read at (its `lineage.*` tags)."""
+    tags = client.get_run(run_id).data.tags
+    return {"lake_table": tags.get("lineage.table", ""), "lake_table_version": tags.get("lineage.table_version", "")}
 
 
 def _complete(client: mlflow.MlflowClient, settings: Settings, mv: ModelVersion, expected: str | None,

@@ -24,6 +24,7 @@ HistoryRow = TypedDict("HistoryRow", {
     "version": str, "champion": bool, "decision": str, "override": str, "interval": str, "parent": str, "mode": str,
     "changed_slices": str, "holdout_auc": str, "holdout_logloss": str, "anchor_auc": str, "anchor_ndcg@10": str,
     "worst_category_auc": str, "holdout_ndcg_diff": str, "holdout_auc_diff": str,
+    "lake_table_version": str,  # the version of the lake's table its fresh hours were read at
     "champion_periods": list[list[str | None]],  # [start, end or None] pairs
     "reasons": list[str],
 })
@@ -62,6 +63,7 @@ def _history_row(v: ModelVersion, current: str | None) -> HistoryRow:
         "anchor_auc": metric("anchor_auc"), "anchor_ndcg@10": metric("anchor_ndcg@10"),
         "worst_category_auc": metric("worst_category_auc"), "holdout_ndcg_diff": metric("holdout_ndcg_diff"),
         "holdout_auc_diff": metric("holdout_auc_diff"),
+        "lake_table_version": tags.get("lake_table_version", ""),
         "champion_periods": champion_periods(v),
         "reasons": json.loads(tags.get("reasons", "[]")),
     }
@@ -93,6 +95,7 @@ def format_history(rows: list[HistoryRow]) -> str:
             r["decision"] + (f" ({r['override']})" if r["override"] else ""),
             r["interval"],
             r["parent"],
+            r["lake_table_version"],
             r["mode"],
             r["holdout_auc"],
             r["holdout_ndcg_diff"],
@@ -103,6 +106,6 @@ def format_history(rows: list[HistoryRow]) -> str:
         ]
         for r in rows
     ]
-    headers = ["version", "decision", "interval", "parent", "mode", "holdout AUC", "NDCG vs champ", "anchor AUC", "worst cat AUC",
+    headers = ["version", "decision", "interval", "parent", "lake v", "mode", "holdout AUC", "NDCG vs champ", "anchor AUC", "worst cat AUC",
                "champion (UTC)", "reasons"]
     return tabulate(table, headers=headers, tablefmt="simple") if rows else "no model versions registered yet"

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from incremental.config import ValidationSettings
-from incremental.data import files
+from incremental.data import files, table
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.hours import HOUR
@@ -272,10 +272,11 @@ _MESSAGES = {"drift_row_count": _volume, "drift_ctr": _ctr, "drift_category_mix"
 def validated_history(lake: LakePath, start: datetime, settings: ValidationSettings) -> list[HourStats]:
     """Statistics of the latest `drift_window_hours` validated hours within `drift_lookback_hours`, oldest first."""
     out: list[HourStats] = []
+    snapshot = table.open_table(lake)  # one version of the table for every hour looked at
     for k in range(1, settings.drift_lookback_hours + 1):
         if len(out) >= settings.drift_window_hours:
             break
-        part = lk.partition(lake, start - HOUR * k)
+        part = lk.partition(lake, start - HOUR * k, snapshot)
         if part.status != "validated":
             continue
         assert part.path is not None  # a validated hour has its folder

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
 
-from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.errors import IncrementalError
 from incremental.hours import iso_hour
@@ -21,6 +20,7 @@ CRITICAL = "critical"
 WARNING = "warning"
 ROWS = "rows"  # the failing rows are quarantined, the hour goes on
 
+FIRST = "first extraction"  # what a report names when it validated an hour's first rows
 DRIFT_RULES = ("drift_row_count", "drift_ctr", "drift_category_mix")
 
 
@@ -67,15 +67,15 @@ class Check:
 class ValidationReport:
     start: datetime
     status: str  # "validated" | "quarantined"
-    rows: int  # rows of the part(s) this validation looked at
+    rows: int  # the rows this validation looked at
     checks: tuple[Check, ...]
-    path: LakePath  # the live folder (validated) or the quarantine folder
+    path: LakePath  # the hour's records folder (validated) or its quarantine folder
     data_docs: LakePath | None  # index.html of the GX data docs site (quarantined hour or rows)
     quarantined_rows: int = 0  # rows moved to quarantine while the hour was validated
     rows_path: LakePath | None = None  # where those rows went
-    part: str | None = None  # the part validated now (None: nothing was pending)
+    part: str | None = None  # what was validated now (`FIRST`, later rows; None: nothing was pending)
     live_rows: int | None = None  # rows of the hour's validated view afterwards
-    hour_validated: bool = False  # quarantined: only this part went; the hour keeps its validated parts
+    hour_validated: bool = False  # quarantined: only these rows went; the hour keeps its validated rows
 
     @property
     def failures(self) -> tuple[Check, ...]:
@@ -92,20 +92,20 @@ class ValidationReport:
     def summary(self) -> str:
         hour = iso_hour(self.start)
         failures, warns = self.failures, self.warnings
-        what = f"part {self.part}" if self.part and self.part != lk.DATA_FILE else None
+        what = self.part if self.part and self.part != FIRST else None
         if self.status == "quarantined" and self.hour_validated:
             head = f"hour {hour}: {what or self.part} quarantined ({len(failures)} critical"
             head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
-            head += f"): {self.rows} rows moved to {self.path}; the hour stays validated with its earlier parts"
+            head += f"): {self.rows} rows quarantined (report: {self.path}); the hour stays validated with its earlier rows"
         elif self.status == "quarantined":
             head = f"hour {hour} quarantined ({len(failures)} critical"
             head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
-            head += f"): {self.rows} rows" + (f" of {what}" if what else "") + f" moved to {self.path}"
+            head += f"): {self.rows} rows" + (f" of {what}" if what else "") + f" quarantined (report: {self.path})"
         else:
             head = f"hour {hour} validated: {self.rows} rows" + (f" ({what})" if what else "")
             if self.quarantined_rows:
                 head += (f", {self.quarantined_rows} bad row{'s' if self.quarantined_rows != 1 else ''}"
-                         f" quarantined to {self.rows_path}")
+                         f" quarantined (report: {self.rows_path})")
             head += f", {len(warns)} warning" + ("s" if len(warns) != 1 else "") if warns else ""
             if self.part is None:
                 head += " (already validated; nothing new)"

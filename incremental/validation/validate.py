@@ -1,22 +1,24 @@
-"""Validate one extracted hour in the lake: its pending part checked, then validated or quarantined.
+"""Validate one extracted hour in the lake: its pending rows checked, then validated or quarantined.
 
 The checks themselves (a Great Expectations suite plus hour-over-hour drift) are the pure core,
 `incremental.validation.frame`. This module is the lake side: `validate_hour(lake, start,
-settings)` validates the hour's pending part (the first extraction, or a delta of late or
-re-admitted rows) and then, by what failed:
+settings)` validates the hour's pending rows (status *extracted* in the table: the first
+extraction, or late rows) and then, by what failed, commits the outcome as **one overwrite of the
+hour** (`incremental.data.table.overwrite_hour`):
 
-* nothing: the part is validated (`_validation.json` lists the validated parts);
-* only **row-level** rules, on at most `max_bad_row_fraction` of the part's rows: the failing
-  *rows* move to `quarantine/.../rows/<part>-<sha12>/rows.parquet` with a `quarantine_reason`
-  column naming every rule each row broke (plus the GX result and data docs), the other rows stay
-  live (`part-N.valid.parquet`) and are validated: the hour goes on;
-* more bad rows than that, or any **table-level** rule: the whole hour (or, when earlier parts of
-  the hour are validated already, the whole delta part) moves to quarantine with the full GX
-  result (`gx_result.json`) and GX's own data docs (`data_docs/`).
+* nothing: the rows become *validated* (the hour's record, `_validation.json` beside the table,
+  keeps the checks and statistics, and the table version);
+* only **row-level** rules, on at most `max_bad_row_fraction` of the rows: the failing rows become
+  *quarantined* with a `quarantine_reason` naming every rule each broke, the others *validated*;
+  the GX result and data docs go to a quarantine folder of the hour;
+* more bad rows than that, or any **table-level** rule: all the pending rows become quarantined
+  (the hour's validated rows, if any, stay as they are, their files untouched), with the GX
+  result (`gx_result.json`) and data docs (`data_docs/`) in the quarantine folder.
 
-Live rows plus quarantined rows always equal the warehouse rows of the hour (`incremental.data.quarantine.row_counts`).
-`readmit_hour` puts quarantined rows back (after a fix: a reviewed settings change, a repaired
-source), as a new part that is validated like any other; the manifest records it.
+An extraction the table cannot hold (an empty hour, columns off the contract) is staged beside it;
+validating it quarantines its file whole. Every row of the hour is in the table or in such a file
+(`incremental.data.quarantine.row_counts`). `readmit_hour` validates the quarantined rows again
+(after a fix: a reviewed settings change, a repaired source) in the same kind of commit.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from typing import TypedDict
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import DeltaTable
 
 from incremental.config import ValidationSettings
-from incremental.data import files, storage
+from incremental.data import files, storage, table
 from incremental.data import lake as lk
 from incremental.data import quarantine as lq
-from incremental.data.manifest import PartEntry
 from incremental.data.storage import LakePath
 from incremental.errors import require_reason
 from incremental.hours import HOUR, Hour, now_iso
@@ -45,6 +47,7 @@ from incremental.validation.gx_suite import GxSummary, gx_summary
 from incremental.validation.hour_drift import HourStats, statistics_of, validated_history
 from incremental.validation.report import (
     CRITICAL,
+    FIRST,
     ROWS,
     WARNING,
     Check,
@@ -63,14 +66,13 @@ _INT_TYPES = {
 
 
 class ValidationRecord(TypedDict, total=False):
-    """A part's validation record: the hour's `_validation.json` once it is validated (with the
-    parts it covers, their identity and the hour's statistics), or the record beside quarantined data."""
+    """A validation's record: the hour's `_validation.json` once it is validated (the identity and
+    table version of its validated rows, the hour's statistics), or the report beside quarantined data."""
 
     status: str  # "validated" | "quarantined"
     interval_start: str
     interval_end: str
-    part: str
-    part_sha256: str
+    part: str  # what was validated: the first extraction, rows extracted since, re-admitted rows
     rows: int
     bad_rows: int
     max_bad_row_fraction: float
@@ -82,29 +84,43 @@ class ValidationRecord(TypedDict, total=False):
     checks: list[CheckRecord]
     gx: GxSummary | None
     validated_at: str
-    parts: list[str]  # the validated parts it covers, and their identity
-    sha256: str
+    sha256: str  # the identity of the hour's validated files (`lake.identity`)
+    version: int  # the table version the outcome was committed as
     live_rows: int
 
 
+
+SINCE = "rows extracted since"
+READMITTED = "re-admitted rows"
+
+
+def to_frame(rows: pa.Table) -> pd.DataFrame:
+    """A pandas frame of rows (integers as nullable dtypes, so a null stays a null)."""
+    return rows.to_pandas(types_mapper=_INT_TYPES.get)
+
+
 def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
-    """The partition's Arrow schema and a pandas frame (integers as nullable dtypes, so a null stays a null)."""
-    table = lk.read_parquet(path)
-    return table.schema, table.to_pandas(types_mapper=_INT_TYPES.get)
+    """A Parquet file's Arrow schema and its frame (`to_frame`)."""
+    rows = lk.read_parquet(path)
+    return rows.schema, to_frame(rows)
 
 
-def _stored_report(start: datetime, live: LakePath) -> ValidationReport:
+def _stored_report(lake: LakePath, start: datetime) -> ValidationReport:
     """Nothing pending: the hour's last validation, as recorded (validating again changes nothing)."""
-    record = files.read_json(live / files.VALIDATION_FILE)
+    here = lk.partition_dir(lake, start)
+    path = here / files.VALIDATION_FILE
+    record = files.read_json(path) if storage.is_file(path) else {}
     checks = tuple(Check(**c) for c in record.get("checks", []))
-    return ValidationReport(start, "validated", int(record.get("rows", 0)), checks, live, None,
-                            part=None, live_rows=record.get("live_rows"))
+    live = lk.partition(lake, start)
+    rows = (live.manifest or {}).get("rows", 0)
+    return ValidationReport(start, "validated", int(record.get("rows", rows)), checks, here, None,
+                            part=None, live_rows=int(rows))
 
 
 def _stored_quarantine(start: datetime, folder: LakePath) -> ValidationReport:
-    """The whole hour is in quarantine and nothing new was extracted: its verdict, as recorded. A
-    re-run (a backfill reprocessing the hour) says "quarantined" again, as the first run did, rather
-    than failing; `incremental readmit` is the way back."""
+    """The hour's rows are all in quarantine and nothing new was extracted: its verdict, as recorded.
+    A re-run (a backfill reprocessing the hour) says "quarantined" again, as the first run did,
+    rather than failing; `incremental readmit` is the way back."""
     record = files.read_json(folder / lk.QUARANTINE_FILE)
     checks = tuple(Check(**c) for c in record.get("checks", []))
     index = folder / "data_docs" / "index.html"
@@ -113,99 +129,85 @@ def _stored_quarantine(start: datetime, folder: LakePath) -> ValidationReport:
 
 
 def validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
-    """Validate the hour's pending part (first extraction or delta): validate, quarantine its bad rows, or quarantine it."""
+    """Validate the hour's pending rows: validate them, quarantine the bad ones, or quarantine them all."""
     with lk.hour_lock(lake, start):
         return _validate_hour(lake, start, settings)
 
 
 def _validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
-    live = lk.partition_dir(lake, start)
-    if not storage.is_file(live / files.MANIFEST_FILE):
-        found = lk.partition(lake, start)
-        if found.status == "quarantined" and found.path is not None:
-            return _stored_quarantine(start, found.path)
-        raise ValidationError(f"hour {start} has no partition in {lake / 'search_logs'}: extract it first")
-    good = set(lk.validated_files(live))
-    pending = [p for p in lk.parts_of(files.read_json(live / files.MANIFEST_FILE)) if p["file"] not in good]
-    if not pending:
-        return _stored_report(start, live)
-    report = None
-    for part in pending:
-        report = _validate_part(lake, start, settings, part)
-        if not storage.is_file(live / files.MANIFEST_FILE):
-            break  # the whole hour went to quarantine
-    assert report is not None
-    return report
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else None
+    if lk.staged_file(lake, start) is not None:
+        return _validate_staged(lake, start, settings)
+    dt = table.open_table(lake)
+    part = lk.partition(lake, start, dt)
+    if part.status == "missing":
+        raise ValidationError(f"hour {start} has no partition in {table.uri(lake)}: extract it first")
+    if part.status == "quarantined" and part.path is not None:
+        return _stored_quarantine(start, part.path)
+    if not part.pending_parts:
+        return _stored_report(lake, start)
+    pending = table.read_rows(dt, start, [table.EXTRACTED])
+    earlier = table.read_rows(dt, start, [table.VALIDATED])
+    kept = table.read_rows(dt, start, [table.QUARANTINED], columns=table.TABLE_SCHEMA.names)
+    batch = _Batch(pending, SINCE if earlier.num_rows else FIRST, earlier, kept, "validate", {}, dt)
+    return _validate_batch(lake, start, settings, batch)
 
 
 @dataclass
-class _Part:
-    """A pending part of the hour, read and checked against its manifest, and the hour's validated parts."""
+class _Batch:
+    """Rows to validate (`rows`: pending or re-admitted) and the hour's rows that stay as they are."""
 
-    entry: PartEntry  # the part's manifest entry
-    path: LakePath
-    sha256: str
-    schema: pa.Schema
-    frame: pd.DataFrame
-    earlier_parts: list[PartEntry]  # the hour's parts validated already
-    earlier: pd.DataFrame | None  # their rows
-
-
-def _load_part(lake: LakePath, start: datetime, part: PartEntry) -> _Part:
-    live = lk.partition_dir(lake, start)
-    data_file = live / part["file"]
-    sha = lk.check_sha256(data_file, part.get("sha256"))
-    schema, frame = read_frame(data_file)
-    manifest = files.read_json(live / files.MANIFEST_FILE)
-    good = set(lk.validated_files(live))
-    earlier_parts = [p for p in lk.parts_of(manifest) if p["file"] in good]
-    earlier = _concat([read_frame(live / p["file"])[1] for p in earlier_parts])
-    return _Part(part, data_file, sha, schema, frame, earlier_parts, earlier)
+    rows: pa.Table
+    label: str  # what the report calls them
+    earlier: pa.Table  # the hour's validated rows (untouched)
+    kept: pa.Table  # the hour's quarantined rows that stay quarantined (table columns)
+    event: str  # the commit's event: validate | readmit
+    metadata: dict[str, object]  # more for the commit's custom_metadata
+    read: DeltaTable | None  # the table version all of it was read at (what the commit replaces)
 
 
-def _validate_part(lake: LakePath, start: datetime, settings: ValidationSettings, part: PartEntry) -> ValidationReport:
+def _validate_batch(lake: LakePath, start: datetime, settings: ValidationSettings, b: _Batch,
+                    staged_file: bool = False) -> ValidationReport:
+    """Check the batch's rows, commit the outcome (one overwrite of the hour), record it."""
     end = start + HOUR
-    p = _load_part(lake, start, part)
-    table_stats = not p.earlier_parts or len(p.frame) >= settings.min_rows
+    frame = to_frame(b.rows)
+    earlier = to_frame(b.earlier) if b.earlier.num_rows else None
+    table_stats = earlier is None or len(frame) >= settings.min_rows
     history = validated_history(lake, start, settings)
     staging = Path(tempfile.mkdtemp(prefix=f"{start:%Y%m%d%H}-", dir=lk.scratch_dir(lake)))
     try:
-        out = check_frame(p.frame, start, end, settings, history, schema_checks_arrow(p.schema), staging / "data_docs",
-                        table_stats=table_stats, earlier=p.earlier)
+        out = check_frame(frame, start, end, settings, history, schema_checks_arrow(b.rows.schema),
+                          staging / "data_docs", table_stats=table_stats, earlier=earlier)
         critical = [c for c in out.checks if not c.success and c.severity == CRITICAL]
         n_bad = int(out.bad.sum())
-        if not critical and p.earlier_parts and len(p.frame) and n_bad == len(p.frame):
-            # nothing of this delta is good: it goes to quarantine as a part (the hour's identity stays)
+        if not critical and earlier is not None and len(frame) and n_bad == len(frame):
+            # nothing of these rows is good: all quarantined (the hour keeps its validated rows)
             whole = Check("expect_part_to_have_valid_rows", None, CRITICAL, False, n_bad,
-                          f"expect_part_to_have_valid_rows: all {n_bad} rows of {part['file']} failed row-level "
-                          f"rules: the part is quarantined whole, the hour keeps its validated parts")
+                          f"expect_part_to_have_valid_rows: all {n_bad} {b.label} failed row-level rules: they are "
+                          "quarantined, the hour keeps its validated rows")
             out.checks.append(whole)
             critical = [whole]
-        record = _record(start, end, settings, p, out, critical)
-        if critical or n_bad:  # the full GX result and GX's data docs go with the data
+        record = _record(start, end, settings, b, out, critical)
+        if critical or n_bad:  # the full GX result and GX's data docs go with the quarantine record
             _stage_gx_result(out, record, staging)
         if critical:
-            return _quarantine(lake, start, p, out, record, staging)
-        return _accept(lake, start, settings, p, out, record, staging)
+            return _quarantine(lake, start, b, out, record, staging, staged_file)
+        if staged_file:  # rows that pass fit the table (the contract is checked): they go into it
+            lq.drop_staged(lake, start)
+        return _accept(lake, start, b, out, record, staging, frame[~out.bad] if earlier is None else
+                       pd.concat([earlier, frame[~out.bad]], ignore_index=True))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
+def _record(start: datetime, end: datetime, settings: ValidationSettings, b: _Batch, out: Outcome,
             critical: list[Check]) -> ValidationRecord:
-    """The validation record of a part (`_validation.json`, or the quarantine's record)."""
+    """The validation record of a batch (`_validation.json`, or the quarantine's report)."""
     return {
         "status": "validated" if not critical else "quarantined",
         "interval_start": start.isoformat(),
         "interval_end": end.isoformat(),
-        "part": p.entry["file"],
-        "part_sha256": p.sha256,
-        "rows": len(p.frame),
+        "part": b.label,
+        "rows": b.rows.num_rows,
         "bad_rows": int(out.bad.sum()),
         "max_bad_row_fraction": settings.max_bad_row_fraction,
         "statistics": out.stats,
@@ -219,7 +221,7 @@ def _record(start: datetime, end: datetime, settings: ValidationSettings, p: _Pa
 
 
 def _stage_gx_result(out: Outcome, record: ValidationRecord, staging: Path) -> None:
-    """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantined data."""
+    """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantine record."""
     docs_tmp = staging / "data_docs"
     gx_json = out.gx.result.to_json_dict() if out.gx else {}
     files.atomic_write_json(staging / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats,
@@ -228,101 +230,128 @@ def _stage_gx_result(out: Outcome, record: ValidationRecord, staging: Path) -> N
         shutil.rmtree(docs_tmp, ignore_errors=True)
 
 
-def _quarantine(lake: LakePath, start: datetime, p: _Part, out: Outcome, record: ValidationRecord,
-                staging: Path) -> ValidationReport:
-    """A critical failure: the hour goes to quarantine, or only this delta when the hour has validated parts."""
-    if p.earlier_parts:
-        target = lq.quarantine_part(lake, start, p.entry, record, staging)
-    else:
-        live = lk.partition_dir(lake, start)
-        stale = live / files.VALIDATION_FILE
-        if storage.exists(stale):  # a record for other bytes: keep it, under another name
-            storage.move(stale, live / f"_validation.superseded.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json")
-        target = lq.quarantine(lake, start, record, staging)
+def _commit_metadata(b: _Batch, record: ValidationRecord, **more: object) -> dict[str, object]:
+    return {"rows": str(record["rows"]), "bad_rows": str(record["bad_rows"]),
+            "status": record["status"], **b.metadata, **more}
+
+
+def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: ValidationRecord,
+                staging: Path, staged_file: bool) -> ValidationReport:
+    """A critical failure: all the batch's rows are quarantined; the hour keeps its validated rows."""
+    rules = ";".join(sorted({c.rule for c in out.checks if not c.success and c.severity == CRITICAL}))
+    if staged_file:  # rows the table cannot hold: their file goes to quarantine whole
+        target = lq.quarantine_staged(lake, start, record, staging)
+    else:  # the report first: a failed commit takes it back, so no report names a quarantine that did not happen
+        target = lq.record_event(lq.new_event_dir(lake, start, "hour" if not b.earlier.num_rows else "part"),
+                                 record, staging)
+        reasons = pa.array([r or rules for r in out.reasons.tolist()], pa.string())  # a row's own rules, else the hour's
+        rows = table.with_status(b.rows, start, table.QUARANTINED, reasons)
+        with lq.taken_back_on_failure(target):
+            table.overwrite_hour(lake, start, pa.concat_tables([b.kept, rows]), b.event,
+                                 _commit_metadata(b, record, rules=rules), keep_validated=True, read=b.read)
     index = target / "data_docs" / "index.html"
-    return ValidationReport(start, "quarantined", len(p.frame), tuple(out.checks), target,
-                            index if storage.is_file(index) else None, part=p.entry["file"],
-                            hour_validated=bool(p.earlier_parts))
+    return ValidationReport(start, "quarantined", b.rows.num_rows, tuple(out.checks), target,
+                            index if storage.is_file(index) else None, part=b.label,
+                            hour_validated=bool(b.earlier.num_rows))
 
 
-def _quarantine_rows(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
-                     record: ValidationRecord, staging: Path) -> PartEntry:
-    """Move the part's bad rows to quarantine (with the rules each broke); the part's new manifest entry."""
-    table = lk.read_parquet(p.path)
+def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: ValidationRecord,
+            staging: Path, view: pd.DataFrame) -> ValidationReport:
+    """The batch is validated, its bad rows (if any) quarantined with their reasons: one commit.
+    `view`: the hour's validated rows afterwards, as a frame (their statistics go in the record)."""
     mask = pa.array(out.bad)
-    bad_rows = table.filter(mask).append_column(
-        lk.REASON_COLUMN, pa.array(out.reasons[out.bad].tolist(), pa.string()))
+    if out.bad.any():
+        clean, bad = b.rows.filter(pc.invert(mask)), b.rows.filter(mask)
+    else:  # the usual hour: nothing to filter (a copy of every column)
+        clean, bad = b.rows, b.rows.slice(0, 0)
+    reasons = pa.array(out.reasons[out.bad].tolist(), pa.string())
+    quarantined = table.with_status(bad, start, table.QUARANTINED, reasons)
     rules: dict[str, int] = {}
-    for reason in out.reasons[out.bad]:
+    for reason in reasons.to_pylist():
         for name in reason.split(";"):
             rules[name] = rules.get(name, 0) + 1
-    report = {"status": "rows_quarantined", "interval_start": start.isoformat(), "part": p.entry["file"],
-              "extracted_sha256": p.sha256, "rows": int(out.bad.sum()), "of_rows": len(p.frame), "rules": rules,
-              "max_bad_row_fraction": settings.max_bad_row_fraction,
-              "row_failures": record["row_failures"], "at": record["validated_at"]}
-    return lq.quarantine_rows(lake, start, p.entry, table.filter(pc.invert(mask)), bad_rows, report, staging)
-
-
-def _accept(lake: LakePath, start: datetime, settings: ValidationSettings, p: _Part, out: Outcome,
-            record: ValidationRecord, staging: Path) -> ValidationReport:
-    """The part is validated (its bad rows, if any, quarantined): record the hour's validated view."""
-    entry, rows_path, docs, clean = p.entry, None, None, p.frame
-    n_bad = int(out.bad.sum())
-    if n_bad:
-        entry = _quarantine_rows(lake, start, settings, p, out, record, staging)
-        rows_path = lake / entry["row_quarantine"]
+    keep_validated = clean.num_rows == 0
+    held = pa.concat_tables([b.kept, quarantined])  # one file per status: no table to split again
+    hour = [held] if keep_validated else [pa.concat_tables([table.with_status(b.earlier, start, table.VALIDATED),
+                                                            table.with_status(clean, start, table.VALIDATED)]), held]
+    rows_path, docs = None, None
+    if bad.num_rows:  # the report first: a failed commit takes it back
+        report = {**record, "status": "rows_quarantined", "rows": bad.num_rows, "of_rows": b.rows.num_rows,
+                  "rules": rules}
+        rows_path = lq.record_event(lq.new_event_dir(lake, start, "rows"), report, staging)
         index = rows_path / "data_docs" / "index.html"
         docs = index if storage.is_file(index) else None
-        clean = p.frame[~out.bad]
-    validated = [*p.earlier_parts, entry]
-    view = _concat([p.earlier, clean]) if p.earlier is not None else clean
+    with lq.taken_back_on_failure(rows_path):
+        version = table.overwrite_hour(lake, start, hour, b.event,
+                                       _commit_metadata(b, record, rules=rules or None), keep_validated=keep_validated,
+                                       read=b.read)
+    after = lk.partition(lake, start)
     typed = {c.column for c in out.checks
              if c.rule == "expect_column_values_to_be_of_type" and c.success and c.column is not None}
-    record.update({
-        "parts": [q["file"] for q in validated],
-        "sha256": lk.identity(validated),
-        "live_rows": int(sum(int(q["rows"]) for q in validated)),
-        "part_statistics": out.stats,
-        "statistics": statistics_of(view, typed) if view is not None else out.stats,
-    })
-    live = lk.partition_dir(lake, start)
-    files.atomic_write_json(live / files.VALIDATION_FILE, record)
-    return ValidationReport(start, "validated", len(p.frame), tuple(out.checks), live, docs,
-                            quarantined_rows=n_bad, rows_path=rows_path, part=p.entry["file"],
+    record.update({"sha256": str((after.manifest or {}).get("sha256", "")), "version": version,
+                   "live_rows": int((after.manifest or {}).get("rows", 0)), "part_statistics": out.stats,
+                   "statistics": statistics_of(view, typed) if len(view) else out.stats})
+    here = lk.partition_dir(lake, start)
+    files.atomic_write_json(here / files.VALIDATION_FILE, record)
+    return ValidationReport(start, "validated", b.rows.num_rows, tuple(out.checks), here, docs,
+                            quarantined_rows=bad.num_rows, rows_path=rows_path, part=b.label,
                             live_rows=record["live_rows"])
 
 
-def readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:
-    """Put an hour's quarantined rows (row sets and quarantined hours/parts) back, and validate them again.
+def _validate_staged(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
+    """An extraction the table cannot hold (empty, or off the contract): checked, and quarantined whole."""
+    staged = lk.staged_file(lake, start)
+    assert staged is not None
+    dt = table.open_table(lake)
+    earlier = table.read_rows(dt, start, [table.VALIDATED])
+    batch = _Batch(lk.read_parquet(staged), SINCE if earlier.num_rows else FIRST, earlier,
+                   table.TABLE_SCHEMA.empty_table(), "validate", {}, dt)
+    return _validate_batch(lake, start, settings, batch, staged_file=True)
 
-    For after a fix: a reviewed change of the rules (incremental.yaml), or a source repaired. The
-    rows become a new part of the hour (kind "readmitted"); the manifest's events record when, why
-    and from where; the quarantine folders are marked re-admitted (`readmitted.json`), never
-    deleted. Rows that still fail are quarantined again, like any part's.
+
+def readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:
+    """Validate an hour's quarantined rows again and commit the outcome: one overwrite of the hour.
+
+    For after a fix: a reviewed change of the rules (incremental.yaml), or a source repaired. Rows
+    that pass become validated, rows that still fail stay quarantined (with the reasons found now);
+    the commit's metadata records the reason and the quarantine folders the rows came from, and
+    those folders are marked re-admitted (`readmitted.json`), never deleted.
     """
     reason = require_reason(reason, "readmit (--reason: what was fixed)", ValidationError)
     with lk.hour_lock(lake, start):
-        return _readmit_hour(lake, start, settings, reason)
+        return _readmit_hour(lake, start, settings, reason.strip())
 
 
 def _readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:
-    live = lk.partition_dir(lake, start)
-    if storage.is_file(live / files.MANIFEST_FILE):
-        good = set(lk.validated_files(live))
-        if any(p["file"] not in good for p in lk.parts_of(files.read_json(live / files.MANIFEST_FILE))):
-            validate_hour(lake, start, settings)  # a pending part first: readmission must not replace it
-    sets, attempts = lq.row_sets(lake, start), lk.quarantine_attempts(lake, start)
-    if not sets and not attempts:
+    part = lk.partition(lake, start)
+    if part.pending_parts and part.status in ("validated", "extracted"):
+        validate_hour(lake, start, settings)  # pending rows first: re-admission must not pass them by
+    dt = table.open_table(lake)
+    in_table = table.read_rows(dt, start, [table.QUARANTINED])
+    whole = lk.quarantined_files(lake, start)
+    if not in_table.num_rows and not whole:
         raise ValidationError(f"hour {start} has nothing in quarantine to re-admit")
-    tables = [lk.read_parquet(s / "rows.parquet").drop_columns([lk.REASON_COLUMN]) for s in sets]
-    for attempt in attempts:
-        tables += [lk.read_parquet(attempt / p["file"]) for p in lk.parts_of(files.read_json(attempt / files.MANIFEST_FILE))]
-    table = pa.concat_tables(tables, promote_options="permissive")
-    sources = [str(storage.relative_to(p, lake)) for p in [*sets, *attempts]]
-    manifest = lk.add_part(lake, start, table, kind="readmitted",
-                           event={"event": "readmit", "reason": reason.strip(), "sources": sources})
-    into = manifest["parts"][-1]["file"]
-    for folder in [*sets, *attempts]:
-        lq.mark_readmitted(folder, {"reason": reason.strip(), "into": f"{lk.hour_key(start)}/{into}",
-                                    "at": now_iso(), "rows": None})
-    return validate_hour(lake, start, settings)
+    rows = pa.concat_tables([in_table, *(_as_contract(p) for p in whole)])
+    attempts = lk.quarantine_attempts(lake, start)
+    sources = [str(storage.relative_to(a, lake)) for a in attempts]
+    earlier = table.read_rows(dt, start, [table.VALIDATED])
+    batch = _Batch(rows, READMITTED, earlier, table.TABLE_SCHEMA.empty_table(), "readmit",
+                   {"reason": reason, "sources": sources}, dt)
+    report = _validate_batch(lake, start, settings, batch)
+    for folder in attempts:
+        lq.mark_readmitted(folder, {"reason": reason, "at": now_iso(), "into": table.uri(lake)})
+    return report
+
+
+def _as_contract(path: LakePath) -> pa.Table:
+    """A quarantined extraction file's rows as the contract's columns, or a clear error saying why not."""
+    rows = lk.read_parquet(path)
+    missing = [n for n in lk.SEARCH_LOG_SCHEMA.names if n not in rows.column_names]
+    if missing:
+        raise ValidationError(f"{path} cannot be re-admitted: it lacks column(s) {', '.join(missing)} (fix the "
+                              "source and extract the hour again)")
+    try:
+        return rows.select(lk.SEARCH_LOG_SCHEMA.names).cast(lk.SEARCH_LOG_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValidationError(f"{path} cannot be re-admitted: its columns do not convert to the contract ({exc})") \
+            from None

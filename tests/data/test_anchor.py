@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from incremental.data import files, lake
+from incremental.data import table as delta
 from incremental.hours import Hour
 from incremental.judge import anchor, score_cache, strata
 
@@ -46,10 +47,9 @@ def write_hour(root: Path, start: datetime, per_category: dict[str, int], valida
         },
         schema=lake.SEARCH_LOG_SCHEMA,
     )
-    sha = lake.write_partition(root, start, table)["sha256"]
-    if validated:
-        files.atomic_write_json(lake.partition_dir(root, start) / files.VALIDATION_FILE, {"sha256": sha, "status": "validated"})
-    return sha
+    status = delta.VALIDATED if validated else delta.EXTRACTED
+    delta.append(root, start, delta.with_status(table, start, status), "test fixture", {})
+    return str(lake.partition(root, start).manifest["sha256"])
 
 
 @pytest.fixture

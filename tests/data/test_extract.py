@@ -6,10 +6,10 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from incremental.data import extract, files, lake
+from incremental.data import extract, lake, table
+from incremental.data import quarantine as lake_quarantine
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR, Hour
 
@@ -67,13 +67,13 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
 
 def test_hour_holds_exactly_the_rows_ingested_in_it(warehouse: Warehouse, tmp_path: Path) -> None:
     manifest = extract.extract_hour(warehouse, tmp_path / "lake", T0)
-    table = pq.read_table(lake.partition_dir(tmp_path / "lake", T0) / lake.DATA_FILE)
-    ids = set(table.column("event_id").to_pylist())
+    rows = lake.read_partition(lake.partition(tmp_path / "lake", T0))
+    ids = set(rows.column("event_id").to_pylist())
     assert "e-start" in ids and "e-last" in ids and "e-late" in ids  # half-open, by ingested_at
     assert "e-before" not in ids and "e-end" not in ids
     assert "e-unknown-product" in ids  # LEFT JOIN: kept, for validation to judge
-    assert manifest["rows"] == table.num_rows == extract.warehouse_count(warehouse, T0) == 4 + len(NASTY)
-    assert table.schema.equals(lake.SEARCH_LOG_SCHEMA)
+    assert manifest["rows"] == rows.num_rows == extract.warehouse_count(warehouse, T0) == 4 + len(NASTY)
+    assert rows.schema.equals(lake.SEARCH_LOG_SCHEMA)
     # the late event's event_ts is in the manifest's range
     assert manifest["min_event_ts"] == (T0 - timedelta(hours=5)).isoformat()
     # neighbouring hours get the boundary rows: nothing lost, nothing twice
@@ -90,22 +90,43 @@ def test_sql_metacharacters_are_plain_data(warehouse: Warehouse, tmp_path: Path)
     assert extract.warehouse_count(warehouse, T0) == part.manifest["rows"]  # the tables are still there
 
 
-def test_re_extraction_is_byte_identical_and_atomic(warehouse: Warehouse, tmp_path: Path) -> None:
-    first = extract.extract_hour(warehouse, tmp_path / "lake", T0)
-    second = extract.extract_hour(warehouse, tmp_path / "lake", T0)
-    assert first["sha256"] == second["sha256"]
-    folder = lake.partition_dir(tmp_path / "lake", T0)
-    assert sorted(p.name for p in folder.iterdir()) == [files.MANIFEST_FILE, lake.DATA_FILE]  # no temp files left
-    assert files.sha256_file(folder / lake.DATA_FILE) == second["sha256"]
+def test_re_extraction_commits_nothing_new(warehouse: Warehouse, tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    first = extract.extract_hour(warehouse, root, T0)
+    second = extract.extract_hour(warehouse, root, T0)
+    assert first["sha256"] == second["sha256"] and second["delta_rows"] == 0
+    dt = table.open_table(root)
+    assert dt is not None and dt.version() == first["version"] == second["version"] == 0  # one commit, not two
+    (commit,) = table.hour_versions(dt, T0)
+    assert commit["event"] == "extract" and commit["hour"] == "2026-03-01T10:00Z"
+    assert commit["rows_sha256"] == first["sha256"] and commit["sql_sha256"] == first["sql_sha256"]
+    assert lake_quarantine.row_counts(root, T0)["total"] == extract.warehouse_count(warehouse, T0)
 
 
-def test_empty_hour_gives_an_empty_partition_with_manifest(warehouse: Warehouse, tmp_path: Path) -> None:
+def test_late_rows_are_one_append_of_only_the_new_rows(warehouse: Warehouse, tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    extract.extract_hour(warehouse, root, T0)
+    late = impressions().slice(0, 1).to_pylist()[0] | {"event_id": "e-later", "ingested_at": T0 + timedelta(minutes=30)}
+    warehouse.insert("search_impressions", pa.Table.from_pylist([late], schema=impressions().schema))
+    again = extract.extract_hour(warehouse, root, T0)
+    assert again["delta_rows"] == 1 and again["version"] == 1
+    commits = table.hour_versions(table.open_table(root), T0)
+    assert [c["event"] for c in commits] == ["extract", "late_rows"] and commits[1]["rows"] == "1"
+    rows = lake.read_partition(lake.partition(root, T0))
+    assert rows.num_rows == extract.warehouse_count(warehouse, T0) and "e-later" in rows["event_id"].to_pylist()
+    assert extract.extract_hour(warehouse, root, T0)["delta_rows"] == 0  # and nothing twice
+
+
+def test_empty_hour_is_staged_for_validation(warehouse: Warehouse, tmp_path: Path) -> None:
     empty_hour = T0 + timedelta(hours=5)
     manifest = extract.extract_hour(warehouse, tmp_path / "lake", empty_hour)
-    assert manifest["rows"] == 0 and manifest["min_event_ts"] is None
-    table = pq.read_table(lake.partition_dir(tmp_path / "lake", empty_hour) / lake.DATA_FILE)
-    assert table.num_rows == 0 and table.schema.equals(lake.SEARCH_LOG_SCHEMA)
+    assert manifest["rows"] == 0 and manifest["min_event_ts"] is None and manifest["staged"]
+    staged = lake.staged_file(tmp_path / "lake", empty_hour)
+    assert staged is not None
+    rows = lake.read_parquet(staged)
+    assert rows.num_rows == 0 and rows.schema.equals(lake.SEARCH_LOG_SCHEMA)
     assert lake.partition(tmp_path / "lake", empty_hour).status == "extracted"
+    assert table.open_table(tmp_path / "lake") is None  # the table holds rows only
 
 
 def test_duckdb_and_postgresql_give_the_same_bytes(tmp_path: Path, postgres_url: str) -> None:
@@ -133,6 +154,8 @@ def test_a_changed_column_type_reaches_validation_unchanged(tmp_path: Path) -> N
     con.close()
     manifest = extract.extract_hour(w, tmp_path / "lake", T0)
     assert manifest["columns"]["clicked"] == "string"
+    staged = lake.staged_file(tmp_path / "lake", T0)  # not rows of the table: staged as it came
+    assert staged is not None and lake.read_parquet(staged).schema.field("clicked").type == pa.string()
 
 
 def test_loading_names_only_known_tables_and_columns(tmp_path: Path) -> None:

@@ -13,12 +13,13 @@ import pyarrow as pa
 import pytest
 
 from incremental.config import ValidationSettings
-from incremental.data import files
+from incremental.data import files, table
 from incremental.data import lake as lk
+from incremental.data.extract import write_rows
 from incremental.hours import HOUR, Hour
 from incremental.validation.frame import validate_frame
 from incremental.validation.report import CRITICAL, WARNING, ValidationError
-from incremental.validation.validate import read_frame, validate_hour
+from incremental.validation.validate import to_frame, validate_hour
 
 START = Hour(2026, 1, 1, 5, tzinfo=UTC)
 ROWS = 80
@@ -28,7 +29,7 @@ CATEGORIES = ["shoes", "electronics", "bags", "home"]
 def good_frame(
     start: datetime = START, rows: int = ROWS, ctr: float = 0.1, seed: int = 0, categories=CATEGORIES
 ) -> pd.DataFrame:
-    """A valid hour, typed exactly like a partition read back by `read_frame`."""
+    """A valid hour, typed exactly like a partition read back by `to_frame`."""
     rng = np.random.default_rng(seed)
     ingested = [start + timedelta(seconds=int(s)) for s in rng.integers(0, 3600, rows)]
     clicks = np.zeros(rows, dtype=np.int32)
@@ -71,10 +72,18 @@ def _as_contract(table: pa.Table) -> pa.Table:
 
 
 def write_hour(lake: Path, frame: pd.DataFrame | pa.Table, start: datetime = START) -> Path:
-    """Write a partition like the extractor does: Parquet (atomic) + manifest with its sha256."""
-    table = frame if isinstance(frame, pa.Table) else _as_contract(pa.Table.from_pandas(frame, preserve_index=False))
-    lk.write_partition(lake, start, table)
+    """Put an hour's rows into the lake like the extractor does (the table, or staged when they cannot be its rows)."""
+    rows = frame if isinstance(frame, pa.Table) else _as_contract(pa.Table.from_pandas(frame, preserve_index=False))
+    write_rows(lake, start, rows)
     return lk.partition_dir(lake, start)
+
+
+def hour_rows(lake: Path, start: datetime = START) -> pa.Table:
+    """What the lake holds of the hour, as extracted: the table's rows (every status), else the staged file."""
+    staged = lk.staged_file(lake, start)
+    if staged is not None:
+        return lk.read_parquet(staged)
+    return table.read_rows(table.open_table(lake), start, [table.EXTRACTED, table.VALIDATED, table.QUARANTINED])
 
 
 @pytest.fixture
@@ -102,7 +111,8 @@ def test_good_hour_is_validated(lake: Path, settings: ValidationSettings) -> Non
     assert report.path == folder
     record = json.loads((folder / files.VALIDATION_FILE).read_text())
     assert record["status"] == "validated"
-    assert record["sha256"] == files.read_json(folder / files.MANIFEST_FILE)["sha256"]
+    assert record["sha256"] == lk.partition(lake, START).manifest["sha256"]
+    assert record["version"] == lk.partition(lake, START).version == 1  # the extraction, then the validation
     assert record["statistics"]["rows"] == ROWS
     assert record["statistics"]["ctr"] == pytest.approx(0.1)
     assert sum(record["statistics"]["category_mix"].values()) == pytest.approx(1.0)
@@ -188,8 +198,8 @@ BAD_HOURS = {
 @pytest.mark.parametrize("case", list(BAD_HOURS))
 def test_bad_hour_is_quarantined_and_the_next_hour_flows(lake: Path, settings: ValidationSettings, case: str) -> None:
     mutate, rule, column, unexpected = BAD_HOURS[case]
-    live = write_hour(lake, mutate(good_frame()))
-    data_bytes = (live / lk.DATA_FILE).read_bytes()
+    write_hour(lake, mutate(good_frame()))
+    extracted = hour_rows(lake)
     report = validate_hour(lake, START, settings)
 
     assert report.status == "quarantined", report.summary()
@@ -203,11 +213,16 @@ def test_bad_hour_is_quarantined_and_the_next_hour_flows(lake: Path, settings: V
     assert hits[0].name in summary
     if unexpected is not None:
         assert f"{unexpected} of {len(mutate(good_frame()))} rows failed" in summary
-    # moved whole, nothing deleted, with the GX result and GX's data docs
-    assert not live.exists()
+    # quarantined whole, nothing deleted: the table's rows of the hour (each naming the rules it
+    # broke), or the staged file of rows the table cannot hold; the GX result and GX's data docs beside
     assert report.path.parent == lk.quarantine_root(lake, START)
-    assert (report.path / lk.DATA_FILE).read_bytes() == data_bytes
-    assert (report.path / files.MANIFEST_FILE).is_file()
+    if (report.path / lk.QUARANTINED_ROWS_FILE).is_file():
+        assert lk.read_parquet(report.path / lk.QUARANTINED_ROWS_FILE).equals(extracted)
+        assert lk.staged_file(lake, START) is None
+    else:
+        held = table.read_rows(table.open_table(lake), START, [table.QUARANTINED], columns=table.TABLE_SCHEMA.names)
+        assert held.select(lk.SEARCH_LOG_SCHEMA.names).equals(extracted)
+        assert all(rule in reason for reason in held[table.REASON_COLUMN].to_pylist())
     gx_result = json.loads((report.path / "gx_result.json").read_text())
     assert gx_result["gx"]["results"] and any(c["rule"] == rule and not c["success"] for c in gx_result["checks"])
     assert report.data_docs is not None and report.data_docs.is_file()
@@ -218,7 +233,7 @@ def test_bad_hour_is_quarantined_and_the_next_hour_flows(lake: Path, settings: V
     again = validate_hour(lake, START, settings)
     assert (again.status, again.path, again.data_docs) == ("quarantined", report.path, report.data_docs)
     assert failed(again.failures, rule, column) and str(report.path) in again.summary()
-    assert sorted(lk.quarantine_root(lake, START).iterdir()) == [report.path] and not live.exists()
+    assert sorted(lk.quarantine_root(lake, START).iterdir()) == [report.path]
 
     # the next good hour still validates
     nxt = START + HOUR
@@ -243,7 +258,7 @@ def test_empty_hour_keeps_its_manifest(lake: Path, settings: ValidationSettings)
     write_hour(lake, good_frame().iloc[0:0])
     report = validate_hour(lake, START, settings)
     assert report.status == "quarantined" and report.rows == 0
-    assert files.read_json(report.path / files.MANIFEST_FILE)["rows"] == 0
+    assert lk.read_parquet(report.path / lk.QUARANTINED_ROWS_FILE).num_rows == 0
     assert "0 rows, expected at least 50" in report.summary()
 
 
@@ -274,17 +289,17 @@ def test_sql_metacharacters_pass_unchanged(lake: Path, settings: ValidationSetti
     nasty = "'; DROP TABLE search_logs; -- \" OR 1=1 /* % _ \\ */"
     frame.loc[0, "query"] = nasty
     frame.loc[1, "title"] = "Robert'); DROP TABLE students;--"
-    folder = write_hour(lake, frame)
+    write_hour(lake, frame)
     report = validate_hour(lake, START, settings)
     assert report.status == "validated", report.summary()
-    _, back = read_frame(folder / lk.DATA_FILE)
+    back = to_frame(lk.read_partition(lk.partition(lake, START)))
     assert back.loc[0, "query"] == nasty and back.loc[1, "title"] == "Robert'); DROP TABLE students;--"
 
 
 def test_revalidating_is_idempotent(lake: Path, settings: ValidationSettings) -> None:
     folder = write_hour(lake, good_frame())
-    before = (folder / lk.DATA_FILE).read_bytes()
     first = validate_hour(lake, START, settings)
+    version = lk.partition(lake, START).version
     record1 = files.read_json(folder / files.VALIDATION_FILE)
     second = validate_hour(lake, START, settings)
     record2 = files.read_json(folder / files.VALIDATION_FILE)
@@ -292,8 +307,8 @@ def test_revalidating_is_idempotent(lake: Path, settings: ValidationSettings) ->
     assert first.checks == second.checks
     record1.pop("validated_at"), record2.pop("validated_at")
     assert record1 == record2
-    assert (folder / lk.DATA_FILE).read_bytes() == before
-    assert sorted(p.name for p in folder.iterdir()) == sorted([lk.DATA_FILE, files.MANIFEST_FILE, files.VALIDATION_FILE])
+    assert lk.partition(lake, START).version == version == 1  # nothing pending: nothing committed
+    assert sorted(p.name for p in folder.iterdir()) == [files.VALIDATION_FILE]
 
 
 def test_missing_hour_is_a_clear_error(lake: Path, settings: ValidationSettings) -> None:

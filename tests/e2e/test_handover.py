@@ -71,7 +71,7 @@ def test_tasks_hand_over_uris_not_local_paths(home: Path, monkeypatch: pytest.Mo
     assert {k: local_paths(v, settings.home) for k, v in returned.items() if local_paths(v, settings.home)} == {}
     assert trained.holdout_uri is not None and trained.holdout_uri.startswith(f"runs:/{trained.run_id}/")
     assert evaluation.evaluation_uri == f"runs:/{trained.run_id}/evaluation/evaluation.json"
-    assert registered.version == "2" and returned["extract"]["lake_key"].startswith("search_logs/")
+    assert registered.version == "2" and returned["extract"]["lake_key"].startswith("records/search_logs/")
     assert trained.drift == monitored.context  # train used what monitor handed it
 
 

@@ -16,15 +16,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import pyarrow as pa
 import pytest
 
 from incremental import pipeline
 from incremental.config import Settings, load_settings
-from incremental.data import files, lake, lake_lock, storage
+from incremental.data import files, lake, lake_lock, storage, table
 from incremental.data import quarantine as lake_quarantine
-from incremental.data.extract import warehouse_count
+from incremental.data.extract import warehouse_count, write_rows
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR, Hour
+from incremental.hours import HOUR, Hour, iso_hour
 from incremental.judge import anchor, score_cache
 from incremental.model import replay
 from incremental.sim.simulate import simulate
@@ -75,11 +76,11 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     for hour in (good, rows_bad, outage, after):
         extracted = pipeline.extract_step(settings, hour)
         assert extracted.rows == warehouse_count(warehouse, hour)
-        assert extracted.lake_key == lake.hour_key(hour).join(("search_logs/", ""))
+        assert extracted.lake_key == lake.hour_key(hour).join(("records/search_logs/", ""))
         results[hour] = pipeline.validate_step(settings, hour)
 
-    # a clean hour, an hour with bad rows (moved out row by row), an outage (the whole hour moved
-    # to quarantine: a "folder move" on S3), and the hour after it
+    # a clean hour, an hour with bad rows (quarantined row by row), an outage (the whole hour
+    # quarantined: an empty hour, staged beside the table, moved whole), and the hour after it
     assert results[good].status == "validated", results[good].summary
     assert results[rows_bad].status == "validated" and results[rows_bad].quarantined_rows == 10
     assert results[outage].status == "quarantined", results[outage].summary
@@ -88,12 +89,16 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     assert str(results[rows_bad].quarantined_rows_key).startswith("quarantine/search_logs/")
 
     keys = _keys(settings)
+    commits = {k for k in keys if k.startswith("search_logs/_delta_log/") and k.endswith(".json")}
+    assert len(commits) == 6  # good, rows_bad, after: extract + validate each; the outage: staged, no commit
     for hour in (good, rows_bad, after):
-        assert f"search_logs/{lake.hour_key(hour)}/{files.MANIFEST_FILE}" in keys
-        assert f"search_logs/{lake.hour_key(hour)}/{files.VALIDATION_FILE}" in keys
-    assert f"search_logs/{lake.hour_key(rows_bad)}/part-0.valid.parquet" in keys
-    assert f"search_logs/{lake.hour_key(outage)}/{files.MANIFEST_FILE}" not in keys  # moved whole
-    assert f"{results[outage].lake_key}/{files.MANIFEST_FILE}" in keys
+        assert f"records/search_logs/{lake.hour_key(hour)}/{files.VALIDATION_FILE}" in keys
+        assert any(k.startswith(f"search_logs/hour={iso_hour(hour).replace(':', '%3A')}/status=validated/")
+                   for k in keys)
+    assert any(k.startswith(f"search_logs/hour={iso_hour(rows_bad).replace(':', '%3A')}/status=quarantined/")
+               for k in keys)
+    assert f"staging/search_logs/{lake.hour_key(outage)}/{lake.STAGED_FILE}" not in keys  # moved whole
+    assert f"{results[outage].lake_key}/{lake.QUARANTINED_ROWS_FILE}" in keys
     assert f"{results[outage].lake_key}/gx_result.json" in keys
     assert f"{results[outage].lake_key}/data_docs/index.html" in keys
     assert not (home / "lake").exists(), "the lake is on S3: nothing of it may be on the local disk"
@@ -113,7 +118,7 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     assert len(frame) == 500 and [p["hour"] for p in lineage["partitions"]] == [
         h.isoformat() for h in (good, rows_bad, after)]
 
-    # re-extracting writes nothing new; late rows become a delta part, validated on its own
+    # re-extracting commits nothing new; late rows are one append, validated on their own
     assert pipeline.extract_step(settings, after).delta_rows == 0
     lineage_sha = lake.partition(settings.lake, after).manifest["sha256"]
     late_hour = after + HOUR
@@ -122,8 +127,7 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     assert delta.delta_rows is not None and delta.delta_rows > 0
     assert pipeline.validate_step(settings, after).validated
     grown = lake.partition(settings.lake, after)
-    assert grown.manifest["sha256"] != lineage_sha and [p["file"] for p in grown.parts] == ["part-0.parquet",
-                                                                                           "part-1.parquet"]
+    assert grown.manifest["sha256"] != lineage_sha and grown.version == 7 and grown.pending_parts == 0
     assert lake.read_partition(grown).num_rows == warehouse_count(warehouse, after)
 
     # the anchor (forgetting benchmark) is frozen from the validated hours into the lake, and read back
@@ -140,17 +144,20 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     assert not (home / "lake").exists()
 
 
-def test_a_partition_is_visible_only_once_its_manifest_is(s3_settings: Settings) -> None:
-    """Publish order: the data objects, then the manifest (one PUT: atomic). Parts without a manifest are not an hour."""
+def test_a_data_file_the_log_does_not_list_is_not_part_of_the_hour(s3_settings: Settings) -> None:
+    """A writer that died after uploading its data file but before its commit leaves an object in
+    the table's folder: readers go through the log, so the hour does not change."""
     settings = s3_settings
-    table = lake.SEARCH_LOG_SCHEMA.empty_table()
-    folder = lake.partition_dir(settings.lake, T0)
-    lake.write_part(folder, lake.DATA_FILE, table, kind="initial")
-    assert lake.partition(settings.lake, T0).status == "missing"
-    manifest = lake.write_partition(settings.lake, T0, table)
+    rows = pa.Table.from_pylist([{"event_id": "e1", "event_ts": T0, "ingested_at": T0, "session_id": "s",
+                                  "user_id": "u", "query": "q", "product_id": "p", "position": 1, "clicked": 0,
+                                  "title": "t", "brand": "b", "category": "c", "price": 1.0}],
+                                schema=lake.SEARCH_LOG_SCHEMA)
+    manifest = write_rows(settings.lake, T0, rows)
+    assert manifest["version"] == 0
+    hour_folder = table.table_path(settings.lake) / f"hour={iso_hour(T0)}" / "status=extracted"
+    files.write_parquet_atomic(hour_folder / "part-00000-orphan.parquet", table.with_status(rows, T0, table.EXTRACTED))
     found = lake.partition(settings.lake, T0)
-    assert found.status == "extracted" and found.manifest["sha256"] == manifest["sha256"]
-    assert lake.read_partition(found).num_rows == 0
+    assert found.status == "extracted" and found.version == 0 and lake.read_partition(found).num_rows == 1
 
 
 def test_the_lake_lock_is_a_conditional_put_and_excludes(s3_settings: Settings) -> None:
@@ -221,4 +228,4 @@ def test_a_missing_bucket_is_named(s3_settings: Settings, monkeypatch: pytest.Mo
     monkeypatch.setenv("INCREMENTAL_LAKE", "s3://no-such-bucket-here/lake")
     settings = load_settings()
     with pytest.raises((storage.StoreError, FileNotFoundError), match="no-such-bucket-here"):
-        lake.write_partition(settings.lake, T0, lake.SEARCH_LOG_SCHEMA.empty_table())
+        write_rows(settings.lake, T0, lake.SEARCH_LOG_SCHEMA.empty_table())

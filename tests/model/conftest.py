@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from incremental.config import Settings, TrainingSettings
-from incremental.data import files
 from incremental.data import lake as lk
+from incremental.data import table
 from incremental.hours import HOUR, Hour
 
 COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
@@ -90,11 +90,11 @@ def make_hour_frame(start: datetime, rows: int, seed: int, rule: str | Rule = "m
 
 
 def write_hour(lake: Path, start: datetime, frame: pd.DataFrame, *, validated: bool = True) -> lk.Partition:
-    """Write a partition as extraction and validation would: Parquet, manifest, validation mark."""
-    table = pa.Table.from_pandas(frame, schema=lk.SEARCH_LOG_SCHEMA, preserve_index=False)
-    sha = lk.write_partition(lake, start, table)["sha256"]
-    if validated:
-        files.atomic_write_json(lk.partition_dir(lake, start) / files.VALIDATION_FILE, {"status": "validated", "sha256": sha})
+    """Put an hour's rows into the lake's table, validated (or only extracted), as extraction and
+    validation would leave them (without running the checks: one append with the status set)."""
+    rows = pa.Table.from_pandas(frame, schema=lk.SEARCH_LOG_SCHEMA, preserve_index=False)
+    status = table.VALIDATED if validated else table.EXTRACTED
+    table.append(lake, start, table.with_status(rows, start, status), "test fixture", {})
     return lk.partition(lake, start)
 
 

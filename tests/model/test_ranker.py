@@ -12,10 +12,12 @@ from conftest import CONFLICTING, DRIFT_HOUR, OLD_HOURS, UNVALIDATED_HOUR, inver
 from sklearn.metrics import roc_auc_score
 
 from incremental.data import lake as lk
+from incremental.data import table
 from incremental.hours import HOUR
 from incremental.model import ranker as rk
 from incremental.model import replay
 from incremental.model.fit import batch_indices
+from incremental.model.rebuild import rebuild
 from incremental.model.update import TrainingError, train_hour
 from incremental.registry import tracking
 
@@ -56,7 +58,7 @@ def test_ranks_exact_match_above_unrelated(bootstrapped) -> None:
     assert float(np.mean(high - low)) > 0.3, (high, low)
 
 
-def test_mlflow_roundtrip(bootstrapped) -> None:
+def test_mlflow_roundtrip(bootstrapped, tmp_path) -> None:
     settings, result = bootstrapped
     tracking.configure(settings)
     frame = pd.read_parquet(result.holdout_path).head(50)
@@ -77,6 +79,13 @@ def test_mlflow_roundtrip(bootstrapped) -> None:
     assert [p["hour"] for p in lineage["partitions"]] == [h.isoformat() for h in OLD_HOURS]
     assert all(p["sha256"] == lk.partition(settings.lake, h).manifest["sha256"]
                for p, h in zip(lineage["partitions"], OLD_HOURS, strict=True))
+    # the table version it read: recorded in the lineage and on the run, for `history` and time travel
+    version = lk.partition(settings.lake, OLD_HOURS[0]).version
+    assert lineage["table_version"] == version and {p["table_version"] for p in lineage["partitions"]} == {version}
+    assert lineage["table"] == table.uri(settings.lake)
+    assert run.data.tags["lineage.table_version"] == str(version)
+    rebuilt = rebuild(settings, lineage, tmp_path / "rows")  # by time travel, checked against what it read
+    assert [h.rows for h in rebuilt] == [p["rows"] for p in lineage["partitions"]]
 
 
 def test_refuses_an_hour_that_is_not_validated(shared_home, lake) -> None:

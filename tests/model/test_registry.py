@@ -108,6 +108,21 @@ def test_compare_and_set_idempotency_promote_and_rollback(settings: Settings) ->
     assert "stale" in table and "approved" in table
 
 
+def test_history_shows_the_lake_table_version_a_version_trained_on(settings: Settings) -> None:
+    run_id, uri = log_run(settings)
+    tracking.configure(settings).set_tag(run_id, "lineage.table_version", "7")  # as `update.start_run` tags it
+    tracking.configure(settings).set_tag(run_id, "lineage.table", "/lake/search_logs")
+    registry.register_candidate(settings, model_uri=uri, run_id=run_id, interval_start=H0, interval_end=H0 + timedelta(hours=1),
+                                parent_version=None, data_hash="lake", approved=True, reasons=["all checks passed"],
+                                metrics={"holdout_auc": 0.7})
+    (row,) = history(settings)
+    assert row["lake_table_version"] == "7"
+    tags = tracking.configure(settings).get_model_version(settings.model_name, row["version"]).tags
+    assert tags["lake_table"] == "/lake/search_logs" and tags["lake_table_version"] == "7"
+    header, _, line = format_history([row]).splitlines()[:3]
+    assert "lake v" in header and " 7 " in line
+
+
 def test_overrides_need_reasons(settings: Settings) -> None:
     candidate(settings, 0, None)
     with pytest.raises(registry.RegistryError, match="needs a reason"):

@@ -5,24 +5,26 @@ Every kind of bad input has its expected outcome, naming the rule: the failing *
 quarantine and the hour goes on (row-level rules, under `max_bad_row_fraction`), or the *hour*
 goes (table-level rules, or too many bad rows). Whatever happens, nothing is lost: live rows plus
 quarantined rows equal the warehouse rows of each hour. Also: late rows become a separately
-validated delta (validated bytes are never rewritten), quarantined rows can be re-admitted after a
+validated append (validated rows are never changed), quarantined rows can be re-admitted after a
 fix, a failed quarantine does not leave the hour stuck, and no data value reaches the HTML data
 docs unescaped.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from incremental.config import Settings, load_settings
-from incremental.data import files, lake
+from incremental.data import lake, table
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import extract_hour, warehouse_count
 from incremental.data.warehouse import Warehouse
@@ -68,6 +70,15 @@ OTHER_HOURS = {
     "too_many_bad_rows": ("null_query", 300, "expect_bad_row_fraction_to_be_at_most"),  # 10 of ~300 rows
     "volume_collapse": (None, 10, "drift_row_count"),  # ~70 rows (with late arrivals) after hours of 2,000
 }
+
+
+def quarantined(root: Path, hour: datetime) -> pa.Table:
+    """The hour's quarantined rows in the lake's table, with their `quarantine_reason`."""
+    return table.read_rows(table.open_table(root), hour, [table.QUARANTINED], columns=table.TABLE_SCHEMA.names)
+
+
+def by_event_id(rows: pa.Table) -> pa.Table:
+    return rows.sort_by("event_id")
 
 
 @dataclass
@@ -120,8 +131,8 @@ def test_row_fault_quarantines_the_rows_and_the_hour_goes_on(run: Run, fault: st
     report, rule = run.reports[fault], ROW_FAULTS[fault]
     assert report.status == "validated", report.summary()
     assert report.quarantined_rows >= 2 and rule in report.summary(), report.summary()
-    bad = pq.read_table(report.rows_path / "rows.parquet").to_pylist()
-    assert len(bad) == report.quarantined_rows
+    bad = quarantined(run.settings.lake, report.start).to_pylist()
+    assert len(bad) == report.quarantined_rows and (report.rows_path / "quarantine.json").is_file()
     assert all(r[lake.REASON_COLUMN] for r in bad)  # every quarantined row names its rule(s)
     assert any(rule in r[lake.REASON_COLUMN] for r in bad)
     quarantined_ids = {r["event_id"] for r in bad}
@@ -138,7 +149,7 @@ def test_row_fault_quarantines_the_rows_and_the_hour_goes_on(run: Run, fault: st
 
 def test_mojibake_title_row_is_quarantined_not_repaired(run: Run) -> None:
     report = run.reports["mojibake_title"]
-    bad = pq.read_table(report.rows_path / "rows.parquet").to_pylist()
+    bad = quarantined(run.settings.lake, report.start).to_pylist()
     assert all("\x89\xdb\xaa" in r["title"] for r in bad)  # kept exactly as it arrived
     assert "expect_column_values_to_be_valid_text(title)" in report.summary()
 
@@ -158,8 +169,10 @@ def test_hour_fault_quarantines_the_hour_and_the_next_hour_validates(run: Run, f
     assert HOUR_FAULTS[fault] in {c.name for c in report.failures}, report.summary()
     assert HOUR_FAULTS[fault] in report.summary()
     assert lake.partition(run.settings.lake, report.start).status == "quarantined"
-    assert (report.path / lake.DATA_FILE).is_file() and (report.path / "gx_result.json").is_file()
+    assert (report.path / "gx_result.json").is_file() and (report.path / lake.QUARANTINE_FILE).is_file()
     assert report.data_docs is not None and report.data_docs.is_file()
+    counts = lake_quarantine.row_counts(run.settings.lake, report.start)
+    assert counts["live"] == 0 and counts["quarantined"] == warehouse_count(run.warehouse, report.start)
     after = run.reports[f"after_{fault}"]
     assert after.status == "validated", after.summary()
 
@@ -234,7 +247,7 @@ def test_xss_never_reaches_the_data_docs(tmp_path: Path) -> None:
     for marker in XSS_MARKERS:
         assert marker not in text, marker
     # the data itself is kept as it arrived
-    stored = pq.read_table(report.path / lake.DATA_FILE).column("event_id").to_pylist()
+    stored = quarantined(settings.lake, T0).column("event_id").to_pylist()
     assert '<script>alert("id")</script>' in stored
 
 
@@ -273,8 +286,8 @@ def test_data_docs_are_served_sandboxed(tmp_path: Path, monkeypatch: pytest.Monk
     plugin._data_docs_app.cache_clear()
 
 
-# --- late rows: a delta, never an overwrite --------------------------------------------------------
-def test_late_rows_for_a_trained_hour_become_a_validated_delta(tmp_path: Path) -> None:
+# --- late rows: an append, validated on their own; validated rows never change ----------------------
+def test_late_rows_for_a_trained_hour_are_validated_on_their_own(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "var")
     warehouse = Warehouse(settings.warehouse_url)
     hour = T0 + timedelta(hours=1)
@@ -283,9 +296,8 @@ def test_late_rows_for_a_trained_hour_become_a_validated_delta(tmp_path: Path) -
         extract_hour(warehouse, settings.lake, h)
         assert validate_hour(settings.lake, h, settings.validation).status == "validated"
     before = lake.partition(settings.lake, hour)
-    lineage_sha = before.manifest["sha256"]  # what a model trained on the hour records
-    part0 = before.path / lake.DATA_FILE
-    part0_bytes = part0.read_bytes()
+    lineage_sha = before.manifest["sha256"]  # what a model trained on the hour records (with the version)
+    trained_on = lake.read_partition(before)
 
     nxt = hour + HOUR  # rows of `hour` that reach the warehouse only now
     summary = simulate(warehouse, nxt, nxt + HOUR, rate=RATE, seed=SEED, faults=["late_rows_for_trained_hour"])
@@ -293,26 +305,27 @@ def test_late_rows_for_a_trained_hour_become_a_validated_delta(tmp_path: Path) -
     assert lake.partition(settings.lake, hour).manifest["sha256"] == lineage_sha  # nothing changes until extracted
 
     manifest = extract_hour(warehouse, settings.lake, hour)
-    assert manifest["delta_rows"] == len(late) and manifest["parts"][-1]["file"] == "part-1.parquet"
+    assert manifest["delta_rows"] == len(late) and manifest["version"] == before.version + 1  # one append
     pending = lake.partition(settings.lake, hour)
-    assert pending.status == "validated" and pending.pending_parts == 1  # training sees the validated parts only
-    assert pending.manifest["sha256"] == lineage_sha
+    assert pending.status == "validated" and pending.pending_parts == 1  # training sees the validated rows only
+    assert pending.manifest["sha256"] == lineage_sha and lake.read_partition(pending).equals(trained_on)
     report = validate_hour(settings.lake, hour, settings.validation)
-    assert report.status == "validated" and report.part == "part-1.parquet" and report.rows == len(late), report.summary()
+    assert report.status == "validated" and report.part == "rows extracted since" and report.rows == len(late), \
+        report.summary()
 
     after = lake.partition(settings.lake, hour)
-    assert after.manifest["sha256"] != lineage_sha  # downstream sees new data
-    assert part0.read_bytes() == part0_bytes  # the validated bytes were not touched
-    table = lake.read_partition(after)
-    assert late <= set(table.column("event_id").to_pylist())
-    assert table.num_rows == before.manifest["rows"] + len(late) == warehouse_count(warehouse, hour)
-    # the old identity still resolves to bytes that exist
-    (old,) = [i for i in after.manifest["identities"] if i["sha256"] == lineage_sha]
-    assert [(p["file"], files.sha256_file(after.path / p["file"])) for p in old["parts"]] == [
-        (p["file"], p["sha256"]) for p in old["parts"]]
-    # and again: nothing new, nothing written, still validated
+    assert after.manifest["sha256"] != lineage_sha and after.version == before.version + 2  # downstream sees new data
+    rows = lake.read_partition(after)
+    assert late <= set(rows.column("event_id").to_pylist())
+    assert rows.num_rows == before.manifest["rows"] + len(late) == warehouse_count(warehouse, hour)
+    old = rows.filter(pc.is_in(rows["event_id"], trained_on["event_id"]))
+    assert by_event_id(old).equals(by_event_id(trained_on))  # the validated rows are unchanged
+    # what a model trained on is still there, by time travel to the version it read
+    assert lake.read_partition(before).equals(trained_on)
+    # and again: nothing new, nothing committed, still validated
     assert extract_hour(warehouse, settings.lake, hour)["delta_rows"] == 0
     assert validate_hour(settings.lake, hour, settings.validation).part is None
+    assert lake.partition(settings.lake, hour).version == after.version
 
 
 def test_replayed_rows_into_a_validated_hour_quarantine_the_delta_only(tmp_path: Path) -> None:
@@ -378,10 +391,11 @@ def test_a_failed_quarantine_does_not_leave_the_hour_stuck(tmp_path: Path) -> No
     blocker = lake.quarantine_root(settings.lake, T0)
     blocker.parent.mkdir(parents=True)
     blocker.write_text("not a folder")  # the move to quarantine fails (a real OSError, not a mock)
+    version = lake.partition(settings.lake, T0).version
     with pytest.raises(OSError):
         validate_hour(settings.lake, T0, settings.validation)
-    live = lake.partition_dir(settings.lake, T0)
-    assert sorted(p.name for p in live.iterdir()) == [files.MANIFEST_FILE, lake.DATA_FILE]  # nothing half-moved
+    part = lake.partition(settings.lake, T0)
+    assert part.status == "extracted" and part.version == version  # nothing committed, nothing half-done
     blocker.unlink()
     report = validate_hour(settings.lake, T0, settings.validation)  # works again, no hand-deleting
     assert report.status == "quarantined" and report.data_docs is not None and report.data_docs.is_file()
@@ -415,7 +429,7 @@ def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pyt
         assert second.split()[1] == "quarantined" and second.split()[2] == str(warehouse_count(warehouse, T0 + HOUR))
         assert main(["readmit", "--start", T0.isoformat(), "--reason", "max_query_chars raised to 5000 (review #12)"]) == 0
         out = capsys.readouterr().out
-        assert "validated: 10 rows (part part-1.parquet)" in out, out
+        assert "validated: 10 rows (re-admitted rows)" in out, out
         # a whole quarantined hour with nothing fixed: validated again, quarantined again, exit 1, nothing lost
         assert main(["readmit", "--start", (T0 + HOUR).isoformat(), "--reason", "checking the zero-click hour again"]) == EXIT_QUARANTINED
         assert "expect_column_mean_to_be_between(clicked)" in capsys.readouterr().out
@@ -428,9 +442,12 @@ def test_quarantined_rows_are_readmitted_after_a_fix(tmp_path: Path, capsys: pyt
     assert part.manifest["sha256"] != sha and part.pending_parts == 0
     counts = lake_quarantine.row_counts(settings.lake, T0)
     assert counts["quarantined"] == 0 and counts["live"] == warehouse_count(warehouse, T0)
-    (event,) = [e for e in part.manifest["events"] if e["event"] == "readmit"]
-    assert event["reason"].startswith("max_query_chars raised") and event["sources"]
-    assert (settings.lake / event["sources"][0] / lake.READMITTED_FILE).is_file()  # marked, not deleted
+    commits = table.hour_versions(table.open_table(settings.lake), T0)
+    assert [c["event"] for c in commits] == ["extract", "validate", "readmit"]  # one commit each
+    event = commits[-1]
+    sources = json.loads(event["sources"])
+    assert event["reason"].startswith("max_query_chars raised") and sources
+    assert (settings.lake / sources[0] / lake.READMITTED_FILE).is_file()  # marked, not deleted
     assert lake_quarantine.row_counts(settings.lake, T0 + HOUR)["total"] == warehouse_count(warehouse, T0 + HOUR)
     assert "validated" in listing and "quarantined" in listing
 

@@ -6,8 +6,9 @@ Every file the pipeline keeps is checked when read (a schema per file): the CLI 
 line naming the file and what is wrong, exit 2, no traceback. A torn last line of a JSON-lines
 record (a crash in the middle of an append) is recovered by design: left out with a warning, and
 set aside (never lost) before the next line is written; a bad line in the middle is damage, named
-with its line number. A validated hour whose Parquet part is gone is shown as damaged by
-`partitions`, and reading it names the hour and the file.
+with its line number. A validated hour whose data file is gone is shown as damaged by
+`partitions`, and reading it names the hour and the file; a damaged commit of the table's log is
+named with the table.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from conftest import assert_clean_error, assert_ok, cli, cli_env
 
 from incremental.config import Settings, load_settings
-from incremental.data import files, lake
+from incremental.data import files, lake, table
 from incremental.errors import DamagedStateError, IncrementalError
 from incremental.hours import HOUR, Hour
 from incremental.judge import anchor, drift, prequential
@@ -74,27 +76,24 @@ def record(hour: str, version: str = "1", auc: float = 0.7) -> dict:
             "auc": auc, "ndcg@10": 0.5, "logloss": 0.6, "per_category": {}}
 
 
-def with_part(text: str, **change: object) -> str:
-    manifest = json.loads(text)
-    manifest["parts"][0].update(change)
-    return json.dumps(manifest)
+# --- the table's log and the hour's validation record -----------------------------------------------
+@pytest.mark.parametrize("damage", [lambda t: t[: len(t) // 2], lambda t: "", lambda t: "not json\n"])
+def test_a_damaged_commit_of_the_tables_log_is_named(home: Path, damage) -> None:
+    log = Path(table.uri(settings_for(home).lake)) / "_delta_log"
+    last = sorted(log.glob("*.json"))[-1]
+    last.write_text(damage(last.read_text()))
+    assert_clean_error(cli(cli_env(home), "partitions", *HOURS), table.uri(settings_for(home).lake), "damaged")
 
 
-# --- the lake's manifest and validation record ---------------------------------------------------
-@pytest.mark.parametrize("name, damage, what", [
-    (files.MANIFEST_FILE, lambda t: t[: len(t) // 2], "not valid JSON"),
-    (files.MANIFEST_FILE, lambda t: "", "empty"),
-    (files.MANIFEST_FILE, lambda t: "[]", "a JSON object expected"),
-    (files.MANIFEST_FILE, lambda t: with_part(t, rows="2"), "parts[0].rows"),
-    (files.MANIFEST_FILE, lambda t: with_part(t, file="../../etc/passwd"), "parts[0].file"),
-    (files.VALIDATION_FILE, lambda t: t[: len(t) // 3], "not valid JSON"),
-    (files.VALIDATION_FILE, lambda t: json.dumps({**json.loads(t), "checks": [{"rule": 1}]}), "checks[0]"),
-    (files.VALIDATION_FILE, lambda t: json.dumps({**json.loads(t), "parts": "part-0.parquet"}), "'parts'"),
+@pytest.mark.parametrize("damage, what", [
+    (lambda t: t[: len(t) // 3], "not valid JSON"),
+    (lambda t: json.dumps({**json.loads(t), "checks": [{"rule": 1}]}), "checks[0]"),
+    (lambda t: json.dumps({**json.loads(t), "sha256": "abc"}), "'sha256'"),
 ])
-def test_a_damaged_lake_file_is_named_with_what_is_wrong(home: Path, name: str, damage, what: str) -> None:
-    path = hour_dir(home) / name
+def test_a_damaged_validation_record_is_named_with_what_is_wrong(home: Path, damage, what: str) -> None:
+    path = hour_dir(home) / files.VALIDATION_FILE
     path.write_text(damage(path.read_text()))
-    assert_clean_error(cli(cli_env(home), "partitions", *HOURS), str(path), "damaged", what)
+    assert_clean_error(cli(cli_env(home), "validate", *HOURS), str(path), "damaged", what)
 
 
 # --- the drift state -------------------------------------------------------------------------------
@@ -170,19 +169,20 @@ def test_damage_is_not_retryable(home: Path) -> None:
     assert caught.value.retryable is False
 
 
-# --- a validated hour's Parquet part deleted (defect 9) ---------------------------------------------
-def test_a_deleted_part_shows_as_damaged_and_reading_it_names_the_hour_and_file(home: Path) -> None:
-    (hour_dir(home, T0 + HOUR) / lake.DATA_FILE).unlink()
+# --- a validated hour's data file deleted (defect 9) ------------------------------------------------
+def test_a_deleted_data_file_shows_as_damaged_and_reading_it_names_the_hour_and_file(home: Path) -> None:
+    settings = settings_for(home)
+    (gone,) = lake.partition(settings.lake, T0 + HOUR).files
+    (Path(table.uri(settings.lake)) / unquote(gone.path)).unlink()
     out = assert_ok(cli(cli_env(home), "partitions", *HOURS)).stdout
     [line] = [line for line in out.splitlines() if line.startswith("2026-06-01T01:00Z")]
     assert line.split()[1] == "damaged", out
-    assert "missing part(s): part-0.parquet" in out
+    assert f"missing data file(s): {gone.path}" in out
     assert "2026-06-01T00:00Z  validated" in out  # the other hour is in order
 
-    settings = settings_for(home)
     part = lake.partition(settings.lake, T0 + HOUR)
-    assert lake.missing_parts(part) == [lake.DATA_FILE]
-    with pytest.raises(IncrementalError, match=r"hour 2026-06-01T01:00Z is damaged: .*part-0\.parquet missing"):
+    assert lake.missing_parts(part) == [gone.path]
+    with pytest.raises(IncrementalError, match=r"hour 2026-06-01T01:00Z is damaged: .*missing"):
         lake.read_partition(part)
     # the replay read of a later hour, whose window holds the damaged hour, names it too
     from incremental.model import replay

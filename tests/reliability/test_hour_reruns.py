@@ -32,7 +32,7 @@ from conftest import (
 )
 
 from incremental import pipeline
-from incremental.data import lake
+from incremental.data import lake, table
 from incremental.hours import Hour, iso_hour
 
 pytestmark = pytest.mark.slow
@@ -151,7 +151,7 @@ def test_an_hour_after_a_later_one_is_trained_once_and_not_scored(world: Path) -
 
 
 def test_late_rows_of_a_trained_hour_are_not_an_update_of_their_own(world: Path) -> None:
-    """Rows of hour 08 that reach the warehouse after it was trained: a delta part, validated, the
+    """Rows of hour 08 that reach the warehouse after it was trained: an append, validated, the
     hour's identity changes (as before); but the hour is not trained again, whole, into the
     champion that already learnt it (before: a second version of hour 08, its old rows trained twice)."""
     env = cli_env(world)
@@ -166,7 +166,9 @@ def test_late_rows_of_a_trained_hour_are_not_an_update_of_their_own(world: Path)
     assert (f"skipped: hour 2026-07-01T08:00Z is already in champion v{eight['version']}'s training data "
             "(trained through 2026-07-01T09:00Z): not trained again; rows that reached the hour since") in again.stdout
     part = lake.partition(world / "lake", T0 + timedelta(hours=8))
-    assert part.status == "validated" and len(part.manifest["parts"]) == 2  # the delta, validated
+    assert part.status == "validated" and part.pending_parts == 0  # the late rows, validated
+    events = [c["event"] for c in table.hour_versions(table.open_table(world / "lake"), T0 + timedelta(hours=8))]
+    assert events[-2:] == ["late_rows", "validate"]  # one append, one validation
     assert part.manifest["sha256"] != eight["tags"]["partition_sha256"]
     after = mlflow_state(world)
     assert after["versions"] == state["versions"] and len(after["runs"]) == len(state["runs"])

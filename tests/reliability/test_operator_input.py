@@ -106,7 +106,7 @@ def test_history_shows_the_deciding_reason_of_a_stale_rejection_first() -> None:
     approval = "approved: all 12 checks passed; " + "; ".join(f"check {i}: within noise of the champion" for i in range(6))
     stale = "stale: trained from version 3 but the champion is now 4; retrain from the current champion"
     row = {"champion": False, "version": "5", "decision": "rejected", "override": None, "interval": "06-01T10",
-           "parent": "3", "mode": "normal", "holdout_auc": 0.7, "holdout_ndcg_diff": 0.0, "anchor_auc": 0.7,
+           "parent": "3", "lake_table_version": "12", "mode": "normal", "holdout_auc": 0.7, "holdout_ndcg_diff": 0.0, "anchor_auc": 0.7,
            "worst_category_auc": 0.6, "champion_periods": [], "reasons": [approval, stale]}
     [line] = [x for x in format_history([row]).splitlines() if x.strip().startswith("5")]
     assert "stale: trained from version 3" in line, line
