@@ -174,7 +174,7 @@ class AdaptSettings(_Section):
     replay_hours: int = Field(48, ge=1)
     l2sp_strength: float = Field(0.1, ge=0.0)  # the hourly pull: the stable slices must not move
     # the catch-up retrains the champion at the bootstrap rate: at least this many passes over what still holds
-    catch_up_passes: float = Field(3.0, gt=0.0)
+    catch_up_passes: float = Field(1.0, gt=0.0)
 
 
 class DriftSettings(_Section):

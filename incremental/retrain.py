@@ -92,8 +92,8 @@ def catch_up_step(settings: Settings, hour: Hour, *, airflow_run_id: str | None 
     Tried before: a retrain on those last hours alone ranked the drifted slices well and had
     forgotten the others (anchor AUC of unchanged categories from 0.75-0.86 down to 0.24-0.47); a
     retrain from the base weights instead of the champion learned the new regime a third as well and
-    lost 0.11 truth NDCG@10 on the unchanged categories; three passes (`drift.adapt.catch_up_passes`)
-    learned it better than one (`benchmarks/drift_truth_bench.py`)."""
+    lost 0.11 truth NDCG@10 on the unchanged categories (`benchmarks/drift_truth_bench.py`, two seeds;
+    `drift.adapt.catch_up_passes`: three passes were no better over the two seeds)."""
     from incremental.judge import drift
 
     state = drift.load_state(settings)

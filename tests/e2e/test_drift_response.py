@@ -155,7 +155,7 @@ def test_a_poisoned_hour_is_rejected_and_a_sustained_drift_is_adopted(
     caught = [r.catch_up.registered for r in runs.values() if r.catch_up and r.catch_up.registered]
     assert caught and caught[0].version, "no catch-up retrain ran"
     parent = client.get_run(client.get_model_version(settings.model_name, caught[0].version).run_id)
-    assert parent.data.params["parent_version"] not in ("none", caught[0].version), parent.data.params
+    assert parent.data.tags["parent_version"] not in ("none", caught[0].version), parent.data.tags
 
     # the adopted model ranks the drifted traffic better than the stale champion it replaced: both
     # scored on the same rows of the last hour, which neither trained on
