@@ -332,9 +332,7 @@ def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table | Sequence[pa
                                               partition_by=PARTITION_BY, storage_options=storage_options(lake),
                                               commit_properties=props)
             else:
-                read.create_write_transaction(list[AddAction | RemoveAction](actions), mode="overwrite",
-                                              schema=TABLE_SCHEMA, partition_by=PARTITION_BY,
-                                              partition_filters=filters, commit_properties=props)
+                _overwrite(lake, start, read, actions, filters, props)
         except DeltaError as exc:  # CommitFailedError is one; a first commit that lost is another
             if read is not None and not isinstance(exc, CommitFailedError):
                 raise
@@ -344,6 +342,26 @@ def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table | Sequence[pa
     dt = open_table(lake)
     assert dt is not None  # just written
     return dt.version()
+
+
+def _overwrite(lake: LakePath, start: datetime, read: DeltaTable, actions: list[AddAction],
+               filters: list[tuple[str, str, Any]], props: CommitProperties, attempts: int = 5) -> None:
+    """The overwrite's commit as of `read`. delta-rs judges a conflict on the whole table: a commit
+    of another hour in between fails it too, though this hour's files are the same. Then it is
+    made again as of the newer version, unless a commit since `read` changed this hour (a real
+    conflict: `CommitFailedError` goes up)."""
+    for attempt in range(attempts):
+        try:
+            read.create_write_transaction(list[AddAction | RemoveAction](actions), mode="overwrite",
+                                          schema=TABLE_SCHEMA, partition_by=PARTITION_BY,
+                                          partition_filters=filters, commit_properties=props)
+            return
+        except CommitFailedError:
+            newer = open_table(lake)
+            if newer is None or attempt == attempts - 1 \
+                    or any(int(c["version"]) > read.version() for c in hour_versions(newer, start)):
+                raise
+            read = newer
 
 
 def hour_versions(dt: DeltaTable | None, start: datetime) -> list[dict[str, Any]]:

@@ -382,3 +382,28 @@ def test_volume_drift_critical_and_pure_core(settings: ValidationSettings) -> No
     checks, _ = validate_frame(good_frame(rows=ROWS), START, START + HOUR, settings, history[:2])
     assert all(c.success for c in checks)
     assert any("skipped" in c.message for c in checks if c.rule == "drift_row_count")
+
+
+def test_an_overwrite_waits_for_no_other_hour_but_refuses_a_change_of_its_own(lake: Path) -> None:
+    """delta-rs judges a conflict on the whole table: a commit of another hour between the read and
+    the overwrite must not refuse it (two hours validated at once, found by the PostgreSQL fault
+    test); a commit of the same hour must."""
+    later = START + HOUR
+    write_hour(lake, good_frame())
+    write_hour(lake, good_frame(), later)
+    read = table.open_table(lake)
+    rows, others = (table.read_rows(read, h, [table.EXTRACTED]) for h in (START, later))
+    table.overwrite_hour(lake, later, table.with_status(others, later, table.QUARANTINED), "quarantine", {},
+                         keep_validated=False, read=table.open_table(lake))  # another hour's overwrite in between
+    version = table.overwrite_hour(lake, START, table.with_status(rows, START, table.VALIDATED), "validate", {},
+                                   keep_validated=False, read=read)
+    assert version == table.open_table(lake).version() == 3
+    assert table.read_rows(table.open_table(lake), START, [table.VALIDATED]).num_rows == ROWS
+    assert table.read_rows(table.open_table(lake), later, [table.QUARANTINED]).num_rows == ROWS  # untouched
+
+    read = table.open_table(lake)  # the same hour changes between the read and the overwrite: refused
+    table.overwrite_hour(lake, later, table.with_status(others, later, table.EXTRACTED), "readmit", {},
+                         keep_validated=False, read=table.open_table(lake))
+    with pytest.raises(table.CommitConflict, match="another writer changed it first"):
+        table.overwrite_hour(lake, later, table.with_status(others, later, table.VALIDATED), "validate", {},
+                             keep_validated=False, read=read)
