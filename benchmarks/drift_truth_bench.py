@@ -14,7 +14,10 @@ trains the candidate recipes on the same rows and scores the hours after them, w
 - `champion_3pass`: the same with three passes;
 - `recent_3pass`: from the base weights on the hours since the drift only, three passes;
 - `champion_recent_3pass`: from the champion on the hours since the drift only, three passes;
-- `oracle` (ranks by the hidden relevance) and `lexical` (BM25 fitted on the titles).
+- `oracle` (ranks by the hidden relevance) and `lexical` (BM25 fitted on the titles);
+- `hybrid_<recipe>`: the recipe with the lexical term (`training.lexical_term`), started from the
+  hybrid champion (`hybrid_champion`, trained like `champion` with the term) or the base weights
+  with a new term. Only the champions the asked arms start from are trained.
 
 Per arm: truth NDCG@10 (graded by the hidden relevance) over all scored rows, on the changed
 categories and on the unchanged ones (forgetting shows there), and click AUC. The changed
@@ -81,8 +84,11 @@ def train(settings, model, tokenizer, window: pd.DataFrame, passes: float, *, ne
     trainer = make_trainer(model, t, steps, new_head=new_head)
     started = time.perf_counter()
     state = fit(trainer, data, t, max_steps=steps, label=f"{passes:g} pass(es) on {len(rows)} rows")
-    return trainer.model.to("cpu").eval(), {"schedule_steps": steps, "steps": state.step, "best_step": state.best_step,
-                                            "train_rows": len(rows), "seconds": round(time.perf_counter() - started, 1)}
+    info = {"schedule_steps": steps, "steps": state.step, "best_step": state.best_step, "train_rows": len(rows),
+            "seconds": round(time.perf_counter() - started, 1)}
+    if rk.has_lexical_term(trainer.model):
+        info["lexical_weight"] = round(float(trainer.model.lexical_weight.item()), 4)
+    return trainer.model.to("cpu").eval(), info
 
 
 def scored_by_part(scored: pd.DataFrame, scores: np.ndarray, changed: pd.Series, oracle_auc: float) -> dict:
@@ -136,16 +142,28 @@ def main() -> None:
                                "arms": arms, "training": training},
                packages=("torch", "transformers"))
 
-    base, tokenizer = rk.load_base(settings.base_model, seed=settings.training.seed)
-    champion, training["champion"] = train(settings, copy.deepcopy(base), tokenizer,
-                                           frame[frame["hour"] < DRIFT_HOUR].reset_index(drop=True), 1.0, new_head=True)
-    judge("champion", champion, tokenizer)
-    recipes = {"base_1pass": (base, still_holds, 1.0, True), "base_3pass": (base, still_holds, 3.0, True),
-               "champion_1pass": (champion, still_holds, 1.0, False),
-               "champion_3pass": (champion, still_holds, 3.0, False), "recent_3pass": (base, recent, 3.0, True),
-               "champion_recent_3pass": (champion, recent, 3.0, False)}
-    for name in args.arms.split(","):
-        start, window, passes, new_head = recipes[name]
+    asked = args.arms.split(",")
+    recipes: dict[str, tuple] = {}
+    for prefix, lexical in (("", False), ("hybrid_", True)):
+        mine = [name[len(prefix):] for name in asked if name.startswith("hybrid_") == lexical]
+        if not mine:
+            continue
+        base, tokenizer = rk.load_base(settings.base_model, seed=settings.training.seed, lexical=lexical)
+        champion = None
+        if any(name.startswith("champion") for name in mine):
+            champion, training[prefix + "champion"] = train(settings, copy.deepcopy(base), tokenizer,
+                                                            frame[frame["hour"] < DRIFT_HOUR].reset_index(drop=True),
+                                                            1.0, new_head=True)
+            judge(prefix + "champion", champion, tokenizer)
+        recipes.update({prefix + name: (start, window, passes, new_head, tokenizer) for name, (start, window, passes,
+                        new_head) in {"base_1pass": (base, still_holds, 1.0, True),
+                                      "base_3pass": (base, still_holds, 3.0, True),
+                                      "champion_1pass": (champion, still_holds, 1.0, False),
+                                      "champion_3pass": (champion, still_holds, 3.0, False),
+                                      "recent_3pass": (base, recent, 3.0, True),
+                                      "champion_recent_3pass": (champion, recent, 3.0, False)}.items()})
+    for name in asked:
+        start, window, passes, new_head, tokenizer = recipes[name]
         model, training[name] = train(settings, copy.deepcopy(start), tokenizer, window, passes, new_head=new_head)
         judge(name, model, tokenizer)
 

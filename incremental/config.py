@@ -117,6 +117,10 @@ class TrainingSettings(_Section):
     propensity_hours: int = Field(24, ge=1)  # validated hours, up to the update's last, the curve is fitted on
     checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
     max_length: int = Field(64, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically
+    # a hybrid ranker: a model trained from the base weights adds w x (share of the query's words found in the
+    # product text) to its logit, w learned (`model.ranker`); a champion keeps what it was built with
+    lexical_term: bool = False
+    lexical_lr_scale: float = Field(100.0, gt=0.0)  # w's learning rate: the run's rate times this (one scalar)
     bf16_autocast: bool = True  # on CUDA only
 
 

@@ -57,20 +57,31 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices only: not on biases or LayerNorm (as BERT was trained)."""
+def parameter_groups(model: torch.nn.Module, weight_decay: float,
+                     lexical_lr: float | None = None) -> list[dict[str, Any]]:
+    """Weight decay on matrices only: not on biases or LayerNorm (as BERT was trained). The lexical
+    term's w (`lexical_weight`, when the model has one) gets a group of its own, with no decay and
+    `lexical_lr`: at the encoder's rate one scalar would barely move in a run."""
     norm_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
+    lexical: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        if name.split(".")[-1] == "lexical_weight":
+            lexical.append(param)
+            continue
         (no_decay if name.endswith("bias") or id(param) in norm_params else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": weight_decay},
+                                    {"params": no_decay, "weight_decay": 0.0}]
+    if lexical:
+        groups.append({"params": lexical, "weight_decay": 0.0, **({"lr": lexical_lr} if lexical_lr else {})})
+    return groups
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainingSettings) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, t.weight_decay)
+    groups = parameter_groups(model, t.weight_decay, t.learning_rate * t.lexical_lr_scale)
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.learning_rate, momentum=0.9)
     return torch.optim.AdamW(groups, lr=t.learning_rate)
@@ -161,10 +172,10 @@ class FitData:
     """Tokenised pairs (`model.tokenize`), their click labels and the examination probability of
     their positions (1.0 everywhere without a position correction)."""
 
-    train: dict[str, list[list[int]]]
+    train: rk.Features
     train_labels: torch.Tensor
     train_examination: torch.Tensor
-    stopping: dict[str, list[list[int]]]
+    stopping: rk.Features
     stopping_labels: np.ndarray
     stopping_examination: torch.Tensor
     pad_id: int
@@ -232,7 +243,7 @@ class Trainer:
         labels = data.train_labels[index].to(self.device)
         examination = data.train_examination[index].to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(**batch).logits.squeeze(-1)
+            logits = rk.forward(self.model, batch)
         # the loss on the logits, in fp32; never `labels=` (transformers would compute MSE)
         loss = click_loss(logits.float(), labels, examination)
         loss.backward()
@@ -249,13 +260,13 @@ def make_trainer(model: torch.nn.Module, t: TrainingSettings, max_steps: int, *,
                  device: torch.device | None = None) -> Trainer:
     """The model on its device (default: `rk.pick_device()`), AdamW with a linear warm-up and decay
     over `max_steps`, and the L2-SP anchors: the starting weights, except a head that was just
-    initialised at random."""
+    initialised at random (nor a new lexical term's w)."""
     device = device or rk.pick_device()
     model.to(device)
     anchors = {}
     if t.l2sp_strength > 0:
         anchors = {name: p.detach().clone() for name, p in model.named_parameters()
-                   if not (new_head and name.startswith("classifier."))}
+                   if not (new_head and (name.startswith("classifier.") or name == "lexical_weight"))}
     optimizer = make_optimizer(model, t)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_fraction * max_steps), max_steps)
     autocast = device.type == "cuda" and t.bf16_autocast and torch.cuda.is_bf16_supported()

@@ -9,6 +9,13 @@ model, since transformers 5.x then computes MSE for one label and saves
 
 Nothing here downloads anything: every load is `local_files_only=True`.
 
+The lexical term (`training.lexical_term`, a hybrid ranker): logit = transformer(q, d) + w x
+lexical(q, d), where lexical is the share of the query's distinct words (`judge.lexical.tokenize`)
+found in the product text and w one learned scalar saved with the weights (`lexical_weight`; the
+config says `ranker_lexical: true`). It needs nothing but the two strings, so every scoring path
+(training, evaluation, anchor, serving) computes it in `tokenize`. A model saved without it has no
+w and scores as before.
+
 Logged to MLflow as a pyfunc (`RankerPyfunc`) wrapping the Hugging Face directory, so
 `incremental serve` (or `mlflow models serve -m models:/<name>@champion`) serves it and
 `mlflow.pyfunc.load_model(uri).predict(df[query, title, brand?, category?])` returns click
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -39,6 +46,7 @@ from transformers import (
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from incremental.errors import InputError
+from incremental.judge.lexical import tokenize as words
 from incremental.progress import Progress
 
 INPUT_COLUMNS = ("query", "title", "brand", "category")
@@ -75,7 +83,43 @@ FAST_LAYERS = 2
 PRESETS = ("minilm", "minilm-l2", "tiny")
 
 
-class MeanPoolRanker(BertPreTrainedModel):
+LEXICAL_INIT = 0.0  # w of a new lexical term: the term starts silent; its own learning rate moves it (fit.py)
+
+
+def has_lexical_term(model: torch.nn.Module) -> bool:
+    """Whether the model (or the module a DDP wrapper holds) adds w x lexical to its logit."""
+    module = getattr(model, "module", model)
+    return bool(getattr(getattr(module, "config", None), "ranker_lexical", False))
+
+
+class _LexicalTerm:
+    """The hybrid part shared by both heads: `lexical_weight`, a learned scalar w, when the config
+    says `ranker_lexical`; w x lexical is added to the transformer's logit."""
+
+    config: Any
+    lexical_weight: torch.nn.Parameter
+
+    def _add_lexical_weight(self) -> None:
+        if getattr(self.config, "ranker_lexical", False):
+            self.lexical_weight = torch.nn.Parameter(torch.full((1,), LEXICAL_INIT))
+
+    def _with_lexical(self, logits: torch.Tensor, lexical: torch.Tensor | None) -> torch.Tensor:
+        if not getattr(self.config, "ranker_lexical", False):
+            return logits
+        if lexical is None:
+            raise ValueError("this ranker has a lexical term: pass lexical= (ranker.collate computes it)")
+        return logits + self.lexical_weight * lexical.to(logits.dtype).unsqueeze(-1)
+
+    def _init_lexical(self, module: torch.nn.Module) -> None:
+        # transformers initialises the parameters a checkpoint lacks through _init_weights; its
+        # `initialization` functions leave the ones it loaded alone
+        if module is cast(torch.nn.Module, self) and hasattr(self, "lexical_weight"):
+            from transformers import initialization
+
+            initialization.constant_(self.lexical_weight, LEXICAL_INIT)
+
+
+class MeanPoolRanker(_LexicalTerm, BertPreTrainedModel):
     """A BERT encoder read out by the masked mean of its last layer's token vectors, then one
     linear logit: how sentence-transformers pools MiniLM. Saved with `ranker_pooling: "mean"` in
     its config, which is how `load_dir` knows to rebuild this class rather than a [CLS] head."""
@@ -86,20 +130,51 @@ class MeanPoolRanker(BertPreTrainedModel):
         self.bert = BertModel(config, add_pooling_layer=False)
         self.dropout = torch.nn.Dropout(config.hidden_dropout_prob)
         self.classifier = torch.nn.Linear(config.hidden_size, 1)
+        self._add_lexical_weight()
         self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        super()._init_weights(module)
+        self._init_lexical(module)
 
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        lexical: torch.Tensor | None = None,
         **_: Any,
     ) -> SequenceClassifierOutput:
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+        return SequenceClassifierOutput(logits=self._with_lexical(self.classifier(self.dropout(pooled)), lexical))
+
+
+class LexicalClsRanker(_LexicalTerm, BertForSequenceClassification):
+    """BERT's own [CLS] head (`minilm`, `tiny`) plus the lexical term: what `load_base` builds for
+    those presets under `lexical=True`, and `load_dir` for a [CLS] model saved with `ranker_lexical`."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self._add_lexical_weight()
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        super()._init_weights(module)
+        self._init_lexical(module)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        lexical: torch.Tensor | None = None,
+        **_: Any,
+    ) -> SequenceClassifierOutput:
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return SequenceClassifierOutput(logits=self._with_lexical(out.logits, lexical))
 
 
 def minilm_path() -> Path:
@@ -126,11 +201,14 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_base(
+    base_model: str = "minilm", *, seed: int = 0, lexical: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The starting point when there is no champion: a preset (`PRESETS`) or a local HF directory.
 
     The classification head is new in every case; it (and for `tiny`, everything) is initialised
-    from `seed`, inside a forked RNG so the caller's random state is left alone.
+    from `seed`, inside a forked RNG so the caller's random state is left alone. `lexical`: add the
+    lexical term (w starts at `LEXICAL_INIT`); a local directory then has to be a BERT.
     """
     source = minilm_path() if base_model in PRESETS else Path(base_model)
     if not source.is_dir():
@@ -148,13 +226,21 @@ def load_base(base_model: str = "minilm", *, seed: int = 0) -> tuple[PreTrainedM
                 num_labels=1,  # type: ignore[call-arg]  # taken by PreTrainedConfig.__post_init__(**kwargs), not a field
                 **TINY,
             )
-            model = BertForSequenceClassification(config)
+            config.ranker_lexical = lexical
+            model = LexicalClsRanker(config) if lexical else BertForSequenceClassification(config)
         elif base_model == "minilm-l2":
             # MiniLM's own embeddings and first FAST_LAYERS layers; the weights of the later
             # layers are simply not loaded.
-            model = MeanPoolRanker.from_pretrained(
-                str(source), num_labels=1, num_hidden_layers=FAST_LAYERS, local_files_only=True
-            )
+            config = AutoConfig.from_pretrained(str(source), num_labels=1, num_hidden_layers=FAST_LAYERS,
+                                                local_files_only=True)
+            config.ranker_lexical = lexical
+            model = MeanPoolRanker.from_pretrained(str(source), config=config, local_files_only=True)
+        elif lexical:
+            config = AutoConfig.from_pretrained(str(source), num_labels=1, local_files_only=True)
+            if config.model_type != "bert":
+                raise InputError(f"base model {base_model!r}: the lexical term needs a BERT encoder")
+            config.ranker_lexical = True
+            model = LexicalClsRanker.from_pretrained(str(source), config=config, local_files_only=True)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(source), num_labels=1, local_files_only=True
@@ -167,7 +253,8 @@ def load_dir(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
     _quiet()
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     mean = getattr(config, "ranker_pooling", "cls") == "mean"
-    loader = MeanPoolRanker if mean else AutoModelForSequenceClassification
+    lexical = getattr(config, "ranker_lexical", False)  # absent in models saved before the term: none
+    loader: Any = MeanPoolRanker if mean else LexicalClsRanker if lexical else AutoModelForSequenceClassification
     model = loader.from_pretrained(str(path), local_files_only=True)
     if model.config.num_labels != 1:
         raise InputError(f"{path}: a ranker has one output, this model has {model.config.num_labels}")
@@ -211,20 +298,48 @@ def frame_texts(frame: Any) -> tuple[list[str], list[str]]:
     return queries, texts
 
 
+class Features(TypedDict):
+    """Tokenised pairs, unpadded, and each pair's lexical overlap (`lexical_overlap`)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    lexical: list[float]
+
+
+def lexical_overlap(queries: Sequence[str], texts: Sequence[str]) -> list[float]:
+    """The share of each query's distinct words found among its product text's words (lowercase
+    runs of word characters, `judge.lexical.tokenize`): 1.0 when every query word is in the text,
+    0.0 when none is or the query has no word. The lexical term's input."""
+    cache: dict[str, frozenset[str]] = {}
+
+    def of(text: str) -> frozenset[str]:
+        if text not in cache:
+            cache[text] = frozenset(words(text))
+        return cache[text]
+
+    out = []
+    for query, text in zip(queries, texts, strict=True):
+        q = of(query)
+        out.append(len(q & of(text)) / len(q) if q else 0.0)
+    return out
+
+
 def tokenize(
     tokenizer: PreTrainedTokenizerBase, queries: Sequence[str], texts: Sequence[str], max_length: int
-) -> dict[str, list[list[int]]]:
-    """Tokenise pairs once, unpadded (padding happens per batch, to the batch's longest)."""
+) -> Features:
+    """Tokenise pairs once, unpadded (padding happens per batch, to the batch's longest), and
+    compute their lexical overlap (used by a model with the lexical term, ignored otherwise)."""
     if not len(queries):  # e.g. an hour whose sessions fell none in the early-stopping split
-        return {"input_ids": [], "token_type_ids": []}
+        return {"input_ids": [], "token_type_ids": [], "lexical": []}
     encoded = tokenizer(
         list(queries), list(texts), truncation="longest_first", max_length=max_length, padding=False
     )
-    return {"input_ids": encoded["input_ids"], "token_type_ids": encoded["token_type_ids"]}
+    return {"input_ids": encoded["input_ids"], "token_type_ids": encoded["token_type_ids"],
+            "lexical": lexical_overlap(queries, texts)}
 
 
 def collate(
-    features: dict[str, list[list[int]]], index: Sequence[int] | np.ndarray, pad_id: int, device: torch.device
+    features: Features, index: Sequence[int] | np.ndarray, pad_id: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
     """Pad the selected pairs to the longest among them (dynamic padding) and move them to `device`."""
     width = max(len(features["input_ids"][i]) for i in index)
@@ -236,14 +351,24 @@ def collate(
         ids[row, :n] = torch.tensor(features["input_ids"][i])
         types[row, :n] = torch.tensor(features["token_type_ids"][i])
         mask[row, :n] = 1
+    lexical = torch.tensor([features["lexical"][i] for i in index], dtype=torch.float32)
     return {
         "input_ids": ids.to(device, non_blocking=True),
         "token_type_ids": types.to(device, non_blocking=True),
         "attention_mask": mask.to(device, non_blocking=True),
+        "lexical": lexical.to(device, non_blocking=True),
     }
 
 
-def _by_length(features: dict[str, list[list[int]]], batch_size: int) -> Iterator[np.ndarray]:
+def forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's logits for a collated batch, shape (rows,): the lexical overlap goes in only
+    when the model has the term (a plain Hugging Face head takes no such input)."""
+    if not has_lexical_term(model):
+        batch = {k: v for k, v in batch.items() if k != "lexical"}
+    return model(**batch).logits.squeeze(-1)
+
+
+def _by_length(features: Features, batch_size: int) -> Iterator[np.ndarray]:
     # Sorting by length makes each batch's padding nearly zero; the caller restores the order.
     lengths = np.fromiter((len(x) for x in features["input_ids"]), dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
@@ -253,7 +378,7 @@ def _by_length(features: dict[str, list[list[int]]], batch_size: int) -> Iterato
 
 def logits(
     model: torch.nn.Module,  # a PreTrainedModel; only its torch Module side is used
-    features: dict[str, list[list[int]]],
+    features: Features,
     *,
     pad_id: int,
     batch_size: int = 256,
@@ -271,7 +396,7 @@ def logits(
             done = 0
             for index in _by_length(features, batch_size):
                 batch = collate(features, index, pad_id, device)
-                out[index] = model(**batch).logits.squeeze(-1).float().cpu().numpy()
+                out[index] = forward(model, batch).float().cpu().numpy()
                 done += len(index)
                 progress.update(done)
             progress.finish(done)

@@ -132,7 +132,8 @@ def starting_point(settings: Settings, from_champion: bool, start_version: str |
     parent_version = start_version or (found[0] if found else None)
     if parent_version:
         return (*rk.load_dir(tracking.version_model_dir(settings, parent_version)), parent_version)
-    return (*rk.load_base(settings.base_model, seed=settings.training.seed), None)
+    return (*rk.load_base(settings.base_model, seed=settings.training.seed, lexical=settings.training.lexical_term),
+            None)
 
 
 @dataclass(frozen=True)
