@@ -203,7 +203,7 @@ def main() -> int:
                   f"truth {judged['truth']:6s} failed: {', '.join(judged['failed']) or '-'}", flush=True)
     confusion = Counter(f"{d['decision']} / {d['truth']}" for d in decisions)
     name = f"gate_rules-{args.result.stem}-{args.arm}"
-    record(name, {"run": str(args.result), "commit": result.get("stamp", {}).get("commit"), "arm": args.arm,
+    record(name, {"run": str(args.result), "run_commit": result.get("stamp", {}).get("commit"), "arm": args.arm,
                   "horizon": args.horizon, "decisions": decisions, "confusion": dict(confusion),
                   "rules": rule_table(decisions)})
     return 0
