@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import mlflow
@@ -43,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from incremental.config import Settings, TrainingSettings
 from incremental.errors import InputError
+from incremental.hours import Hour
 from incremental.model import replay
 from incremental.model import update as up
 from incremental.model.fit import FitData, FitState, Trainer, fit, make_trainer, seed_everything
@@ -181,9 +182,9 @@ def gather(value: Any) -> list[Any]:
 # --- the sharded update ------------------------------------------------------------------------------
 
 
-def bootstrap_sharded(settings: Settings, start: datetime, end: datetime, group: Group, *,
+def bootstrap_sharded(settings: Settings, start: Hour, end: Hour, group: Group, *,
                       airflow_run_id: str | None = None, stale: tuple[replay.Stale, ...] = (),
-                      holdout_from: datetime | None = None, start_version: str | None = None) -> up.TrainResult | None:
+                      holdout_from: Hour | None = None, start_version: str | None = None) -> up.TrainResult | None:
     """`update.bootstrap` on one rank of a torchrun group, every rank with the same arguments: rank 0
     returns the candidate; the other ranks train their shard, with no side effect, and return None."""
     settings, starts = up.bootstrap_window(settings, start, end)
@@ -192,9 +193,9 @@ def bootstrap_sharded(settings: Settings, start: datetime, end: datetime, group:
                        holdout_from=holdout_from, start_version=start_version)
 
 
-def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kind: str, max_steps: int,
+def run_sharded(settings: Settings, starts: list[Hour], group: Group, *, kind: str, max_steps: int,
                 epochs: float, airflow_run_id: str | None = None, stale: tuple[replay.Stale, ...] = (),
-                holdout_from: datetime | None = None, start_version: str | None = None) -> up.TrainResult | None:
+                holdout_from: Hour | None = None, start_version: str | None = None) -> up.TrainResult | None:
     """One rank's part of a training from the base weights or a version under torchrun (`bootstrap_sharded`;
     DDP starts every rank from rank 0's weights):
     rank 0 returns the `update.TrainResult`, the other ranks None. Every rank calls the same

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
@@ -24,7 +23,7 @@ from incremental.config import Settings
 from incremental.data import lake as lk
 from incremental.data import table
 from incremental.errors import IncrementalError
-from incremental.hours import HOUR, iso_hour
+from incremental.hours import HOUR, Hour
 from incremental.model import propensity, replay
 
 log = logging.getLogger(__name__)
@@ -75,8 +74,8 @@ class HourRows:
 
 
 def load_hours(
-    settings: Settings, starts: list[datetime], *, strict: bool, stale: tuple[replay.Stale, ...] = (),
-    holdout_from: datetime | None = None,
+    settings: Settings, starts: list[Hour], *, strict: bool, stale: tuple[replay.Stale, ...] = (),
+    holdout_from: Hour | None = None,
 ) -> HourRows:
     """Training, early-stopping and holdout rows of validated hours, split by hashes of session_id.
 
@@ -93,7 +92,7 @@ def load_hours(
     for start in starts:
         part = lk.partition(settings.lake, start, snapshot)
         if part.status != "validated":
-            message = f"hour {iso_hour(start)} is {part.status}, not validated: refusing to train on it"
+            message = f"hour {start} is {part.status}, not validated: refusing to train on it"
             if strict:
                 raise TrainingError(message)
             log.warning("%s (skipped)", message)
@@ -119,7 +118,7 @@ def load_hours(
                     pa.concat_tables(holdout), parts)
 
 
-def examination_curve(settings: Settings, last: datetime) -> propensity.Examination:
+def examination_curve(settings: Settings, last: Hour) -> propensity.Examination:
     """The examination curve, fitted on the validated hours of the `propensity_hours` up to `last`
     (an hour's own rows are too few: a curve needs the same pair shown at several positions)."""
     t = settings.training
@@ -147,8 +146,8 @@ class TrainingSet:
         return pd.concat([self.fresh, self.replayed], ignore_index=True) if len(self.replayed) else self.fresh
 
 
-def training_set(settings: Settings, starts: list[datetime], kind: str, stale: tuple[replay.Stale, ...] = (),
-                 holdout_from: datetime | None = None) -> TrainingSet:
+def training_set(settings: Settings, starts: list[Hour], kind: str, stale: tuple[replay.Stale, ...] = (),
+                 holdout_from: Hour | None = None) -> TrainingSet:
     """The hours' rows (less their holdout sessions and `stale` rows) plus replay, with lineage and a data hash."""
     t = settings.training
     loaded = load_hours(settings, starts, strict=kind == "hourly", stale=stale, holdout_from=holdout_from)

@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from mlflow.entities import Metric
 from incremental import locks
 from incremental.config import Settings, TrainingSettings
 from incremental.data import files
-from incremental.hours import HOUR, hours
+from incremental.hours import HOUR, Hour, hours
 from incremental.model import ranker as rk
 from incremental.model import replay
 from incremental.model.examples import TrainingError, TrainingSet, digest, training_set
@@ -147,7 +146,7 @@ class UpdateIdentity:
     checkpoint_path: Path
 
 
-def update_identity(settings: Settings, starts: list[datetime], kind: str, max_steps: int,
+def update_identity(settings: Settings, starts: list[Hour], kind: str, max_steps: int,
                     parent_version: str | None, data_hash: str, world_size: int = 1) -> UpdateIdentity:
     config: dict[str, Any] = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
                               "base_model": None if parent_version else settings.base_model}
@@ -255,7 +254,7 @@ def publish(run_id: str, identity: UpdateIdentity, trainer: Trainer, tokenizer: 
 
 def run_update(
     settings: Settings,
-    starts: list[datetime],
+    starts: list[Hour],
     *,
     kind: str,
     from_champion: bool,
@@ -264,7 +263,7 @@ def run_update(
     airflow_run_id: str | None = None,
     start_version: str | None = None,
     stale: tuple[replay.Stale, ...] = (),
-    holdout_from: datetime | None = None,
+    holdout_from: Hour | None = None,
 ) -> TrainResult:
     """Train one candidate. kind: "hourly" (one hour, replay) or "bootstrap" (a window, base).
     Steps: `max_steps`, or more when `epochs` passes over the training rows need more."""
@@ -304,8 +303,8 @@ def run_update(
             raise
 
 
-def training_window(settings: Settings, starts: list[datetime], kind: str, stale: tuple[replay.Stale, ...],
-                    holdout_from: datetime | None, max_steps: int, epochs: float) -> tuple[TrainingSet, int]:
+def training_window(settings: Settings, starts: list[Hour], kind: str, stale: tuple[replay.Stale, ...],
+                    holdout_from: Hour | None, max_steps: int, epochs: float) -> tuple[TrainingSet, int]:
     """The training set of `starts` (read first: refusing an hour should not wait for a model) and
     the step count: `max_steps`, or more when `epochs` passes over the training rows need more."""
     data = training_set(settings, starts, kind, stale, holdout_from)
@@ -361,7 +360,7 @@ def _final_metrics(state: FitState, data: TrainingSet, inputs: FitData, trainer:
 
 
 def train_hour(
-    settings: Settings, start: datetime, *, airflow_run_id: str | None = None, overrides: dict | None = None,
+    settings: Settings, start: Hour, *, airflow_run_id: str | None = None, overrides: dict | None = None,
     start_version: str | None = None, stale: tuple[replay.Stale, ...] = (),
 ) -> TrainResult:
     """Update the champion (or `start_version`) on the validated hour [start, start + 1h), with replay
@@ -371,8 +370,8 @@ def train_hour(
                       max_steps=settings.training.max_steps, airflow_run_id=airflow_run_id, stale=stale)
 
 
-def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None,
-              stale: tuple[replay.Stale, ...] = (), holdout_from: datetime | None = None,
+def bootstrap(settings: Settings, start: Hour, end: Hour, *, airflow_run_id: str | None = None,
+              stale: tuple[replay.Stale, ...] = (), holdout_from: Hour | None = None,
               start_version: str | None = None) -> TrainResult:
     """Train on the validated hours of [start, end) at the bootstrap rate, from the base weights
     (the first champion, the full-retrain baseline) or from a version (`start_version`: the
@@ -385,7 +384,7 @@ def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run
                       airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
 
 
-def bootstrap_window(settings: Settings, start: datetime, end: datetime) -> tuple[Settings, list[datetime]]:
+def bootstrap_window(settings: Settings, start: Hour, end: Hour) -> tuple[Settings, list[Hour]]:
     """A bootstrap's settings (no replay, no L2-SP, the bootstrap learning rate) and its hours."""
     settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0,
                                       learning_rate=settings.training.bootstrap_learning_rate)

@@ -38,7 +38,6 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypedDict, cast
 
 import numpy as np
@@ -48,7 +47,7 @@ from incremental.config import ValidationSettings
 from incremental.data import files, table
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
-from incremental.hours import HOUR
+from incremental.hours import HOUR, Hour
 from incremental.validation.report import CRITICAL, DRIFT_RULES, WARNING, Check
 
 UNSEEN_CATEGORY_WEIGHT = 0.01  # GX tail_weight_holdout: expected mass shared by categories the reference never saw
@@ -269,7 +268,7 @@ def _largest_moves(details: dict[str, Any], names: dict[str, str], mix: dict[str
 _MESSAGES = {"drift_row_count": _volume, "drift_ctr": _ctr, "drift_category_mix": _mix}
 
 
-def validated_history(lake: LakePath, start: datetime, settings: ValidationSettings) -> list[HourStats]:
+def validated_history(lake: LakePath, start: Hour, settings: ValidationSettings) -> list[HourStats]:
     """Statistics of the latest `drift_window_hours` validated hours within `drift_lookback_hours`, oldest first."""
     out: list[HourStats] = []
     snapshot = table.open_table(lake)  # one version of the table for every hour looked at

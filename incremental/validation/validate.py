@@ -105,7 +105,7 @@ def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
     return rows.schema, to_frame(rows)
 
 
-def _stored_report(lake: LakePath, start: datetime) -> ValidationReport:
+def _stored_report(lake: LakePath, start: Hour) -> ValidationReport:
     """Nothing pending: the hour's last validation, as recorded (validating again changes nothing)."""
     here = lk.partition_dir(lake, start)
     path = here / files.VALIDATION_FILE
@@ -117,7 +117,7 @@ def _stored_report(lake: LakePath, start: datetime) -> ValidationReport:
                             part=None, live_rows=int(rows))
 
 
-def _stored_quarantine(start: datetime, folder: LakePath) -> ValidationReport:
+def _stored_quarantine(start: Hour, folder: LakePath) -> ValidationReport:
     """The hour's rows are all in quarantine and nothing new was extracted: its verdict, as recorded.
     A re-run (a backfill reprocessing the hour) says "quarantined" again, as the first run did,
     rather than failing; `incremental readmit` is the way back."""
@@ -165,7 +165,7 @@ class _Batch:
     read: DeltaTable | None  # the table version all of it was read at (what the commit replaces)
 
 
-def _validate_batch(lake: LakePath, start: datetime, settings: ValidationSettings, b: _Batch,
+def _validate_batch(lake: LakePath, start: Hour, settings: ValidationSettings, b: _Batch,
                     staged_file: bool = False) -> ValidationReport:
     """Check the batch's rows, commit the outcome (one overwrite of the hour), record it."""
     end = start + HOUR
@@ -199,7 +199,7 @@ def _validate_batch(lake: LakePath, start: datetime, settings: ValidationSetting
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _record(start: datetime, end: datetime, settings: ValidationSettings, b: _Batch, out: Outcome,
+def _record(start: Hour, end: Hour, settings: ValidationSettings, b: _Batch, out: Outcome,
             critical: list[Check]) -> ValidationRecord:
     """The validation record of a batch (`_validation.json`, or the quarantine's report)."""
     return {
@@ -235,7 +235,7 @@ def _commit_metadata(b: _Batch, record: ValidationRecord, **more: object) -> dic
             "status": record["status"], **b.metadata, **more}
 
 
-def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: ValidationRecord,
+def _quarantine(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: ValidationRecord,
                 staging: Path, staged_file: bool) -> ValidationReport:
     """A critical failure: all the batch's rows are quarantined; the hour keeps its validated rows."""
     rules = ";".join(sorted({c.rule for c in out.checks if not c.success and c.severity == CRITICAL}))
@@ -255,7 +255,7 @@ def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record
                             hour_validated=bool(b.earlier.num_rows))
 
 
-def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: ValidationRecord,
+def _accept(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: ValidationRecord,
             staging: Path, view: pd.DataFrame) -> ValidationReport:
     """The batch is validated, its bad rows (if any) quarantined with their reasons: one commit.
     `view`: the hour's validated rows afterwards, as a frame (their statistics go in the record)."""
@@ -298,7 +298,7 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
                             live_rows=record["live_rows"])
 
 
-def _validate_staged(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
+def _validate_staged(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
     """An extraction the table cannot hold (empty, or off the contract): checked, and quarantined whole."""
     staged = lk.staged_file(lake, start)
     assert staged is not None
