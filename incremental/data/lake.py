@@ -202,6 +202,68 @@ def validated_partitions(lake: LakePath, before: Hour, window_hours: int) -> lis
     return [p for p in found if p.status == "validated"]
 
 
+@dataclass(frozen=True)
+class ToValidate:
+    """An hour as validation reads it, once, under the hour's lock and as of one table version
+    (`read`: what the outcome's commit replaces).
+
+    `rows`: what there is to validate (rows extracted since the last validation, or a staged
+    extraction when `staged`); None when nothing is (the hour is missing, quarantined, or
+    validated with nothing new): then `record` is its last validation record or quarantine report.
+    `history`: the statistics of the latest validated hours before it (the drift checks' reference)."""
+
+    part: Partition
+    read: DeltaTable | None
+    rows: pa.Table | None
+    staged: bool
+    earlier: pa.Table  # the hour's validated rows, which stay as they are
+    kept: pa.Table  # its quarantined rows (table columns), which stay quarantined
+    record: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+def to_validate(lake: LakePath, start: Hour, lookback_hours: int, history_hours: int) -> ToValidate:
+    """What validating the hour reads of the lake (`ToValidate`), all at once; rows only when some wait."""
+    dt = table.open_table(lake)
+    part = partition(lake, start, dt)
+    staged = staged_file(lake, start)
+    none = table.TABLE_SCHEMA.empty_table()
+    if staged is None and not part.pending_parts:  # nothing to validate: the hour's last verdict
+        record: dict[str, Any] = {}
+        if part.status == "quarantined" and part.path is not None:
+            record = files.read_json(part.path / QUARANTINE_FILE)
+        elif part.path is not None and storage.is_file(part.path / files.VALIDATION_FILE):
+            record = files.read_json(part.path / files.VALIDATION_FILE)
+        return ToValidate(part, dt, None, False, none, none, record, [])
+    history = validated_statistics(lake, start, lookback_hours, history_hours, dt)
+    earlier = table.read_rows(dt, start, [table.VALIDATED])
+    if staged is not None:
+        return ToValidate(part, dt, read_parquet(staged), True, earlier, none, {}, history)
+    return ToValidate(part, dt, table.read_rows(dt, start, [table.EXTRACTED]), False, earlier,
+                      table.read_rows(dt, start, [table.QUARANTINED], columns=table.TABLE_SCHEMA.names), {}, history)
+
+
+def validated_statistics(lake: LakePath, before: Hour, lookback_hours: int, count: int,
+                         dt: DeltaTable | None) -> list[dict[str, Any]]:
+    """The statistics in the validation records of the latest `count` validated hours within
+    `lookback_hours` before `before` (as of `dt`), oldest first; an unreadable record is passed over."""
+    out: list[dict[str, Any]] = []
+    for k in range(1, lookback_hours + 1):
+        if len(out) >= count:
+            break
+        part = partition(lake, before - HOUR * k, dt)
+        if part.status != "validated":
+            continue
+        assert part.path is not None  # a validated hour has its folder
+        try:
+            record = files.read_json(part.path / files.VALIDATION_FILE)
+        except (OSError, ValueError):
+            continue
+        if record.get("statistics"):
+            out.append(record["statistics"])
+    return out[::-1]
+
+
 def read_parquet(path: LakePath) -> pa.Table:
     """A Parquet file of the lake beside the table (local or on object storage)."""
     return storage.read_parquet(path)
