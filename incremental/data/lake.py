@@ -195,10 +195,15 @@ def partition(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> Part
     return Partition(start, "missing", None, None)
 
 
+def partitions(lake: LakePath, starts: Sequence[Hour]) -> list[Partition]:
+    """The hours' states, all as of one table version (its latest)."""
+    dt = table.open_table(lake)
+    return [partition(lake, start, dt) for start in starts]
+
+
 def validated_partitions(lake: LakePath, before: Hour, window_hours: int) -> list[Partition]:
     """Validated hours in [before - window, before), oldest first, all as of one table version."""
-    dt = table.open_table(lake)
-    found = [partition(lake, before - HOUR * k, dt) for k in range(window_hours, 0, -1)]
+    found = partitions(lake, [before - HOUR * k for k in range(window_hours, 0, -1)])
     return [p for p in found if p.status == "validated"]
 
 
