@@ -99,12 +99,6 @@ def to_frame(rows: pa.Table) -> pd.DataFrame:
     return rows.to_pandas(types_mapper=_INT_TYPES.get)
 
 
-def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
-    """A Parquet file's Arrow schema and its frame (`to_frame`)."""
-    rows = lk.read_parquet(path)
-    return rows.schema, to_frame(rows)
-
-
 def validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending rows: validate them, quarantine the bad ones, or quarantine them all."""
     with lk.hour_lock(lake, start):
