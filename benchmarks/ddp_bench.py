@@ -36,9 +36,10 @@ import pandas as pd
 import pyarrow as pa
 
 from benchmarks._record import record
+from incremental.hours import Hour
 
 REPO = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
+T0 = Hour(2026, 3, 1, tzinfo=UTC)
 COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "brown"]
 KINDS = {"shoes": "footwear", "shirt": "apparel", "bag": "accessories", "lamp": "home"}
 

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 import duckdb
@@ -32,9 +32,9 @@ from _record import record  # noqa: E402
 
 from incremental.data import extract, table  # noqa: E402
 from incremental.data.warehouse import Warehouse, _duckdb_params, sql_text  # noqa: E402
-from incremental.hours import HOUR  # noqa: E402
+from incremental.hours import HOUR, Hour  # noqa: E402
 
-BENCH_HOUR = datetime(2026, 1, 1, 12, tzinfo=UTC)
+BENCH_HOUR = Hour(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def build(path: Path, rows: int) -> Warehouse:

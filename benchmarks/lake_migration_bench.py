@@ -40,11 +40,11 @@ from validate_bench import START, synthetic_table  # noqa: E402
 EXTRACT = r"""
 import json, sys, tempfile, time
 from pathlib import Path
-from datetime import datetime
 from incremental.data import extract
+from incremental.hours import parse_hour
 from incremental.data.warehouse import Warehouse
 
-warehouse, hour = Warehouse(sys.argv[1]), datetime.fromisoformat(sys.argv[2])
+warehouse, hour = Warehouse(sys.argv[1]), parse_hour(sys.argv[2])
 with tempfile.TemporaryDirectory() as tmp:
     t = time.perf_counter()
     manifest = extract.extract_hour(warehouse, Path(tmp) / "lake", hour)
@@ -53,10 +53,10 @@ with tempfile.TemporaryDirectory() as tmp:
 VALIDATE = r"""
 import json, sys, tempfile, time
 from pathlib import Path
-from datetime import datetime
 import pyarrow.parquet as pq
 from incremental.config import ValidationSettings
 from incremental.data import lake as lk
+from incremental.hours import parse_hour
 from incremental.validation.validate import validate_hour
 
 if hasattr(lk, "write_partition"):  # before: Parquet parts + manifests
@@ -64,13 +64,13 @@ if hasattr(lk, "write_partition"):  # before: Parquet parts + manifests
 else:  # after: the Delta table
     from incremental.data.extract import write_rows as put
 settings = ValidationSettings()
-hour = datetime.fromisoformat(sys.argv[2])
+hour = parse_hour(sys.argv[2])
 with tempfile.TemporaryDirectory() as tmp:
     lake = Path(tmp) / "lake"
     for spec in sys.argv[3:]:
         path, start = spec.split("@")
-        put(lake, datetime.fromisoformat(start), pq.read_table(path))
-        assert validate_hour(lake, datetime.fromisoformat(start), settings).status == "validated"
+        put(lake, parse_hour(start), pq.read_table(path))
+        assert validate_hour(lake, parse_hour(start), settings).status == "validated"
     put(lake, hour, pq.read_table(sys.argv[1]))
     t = time.perf_counter()
     report = validate_hour(lake, hour, settings)

@@ -191,8 +191,8 @@ def _launch_sharded(settings: Settings, args: argparse.Namespace) -> None:
     from incremental.model.examples import training_set
     from incremental.model.update import bootstrap_window
 
-    boot, starts = bootstrap_window(settings, args.start, args.end)
-    rows = training_set(boot, starts, "bootstrap").rows
+    boot, parts = bootstrap_window(settings, args.start, args.end)
+    rows = training_set(boot, parts, "bootstrap").rows
     distributed.check_world(int(rows["session_id"].nunique()), boot.training.batch_size, args.nproc)
     del rows
     child = launch.bootstrap_args(args.start, args.end, anchor_size=args.anchor_size, dry_run=args.dry_run,

@@ -240,7 +240,7 @@ def train_step(
         return Trained(hour=hour, partition_sha256=sha, skipped=skipped.message, champion=skipped.champion,
                        trained_by=skipped.trained_by, trained_through=skipped.trained_through)
     champion = tracking.champion(settings)
-    result = train_hour(_mode_settings(settings, context["mode"]), hour, airflow_run_id=airflow_run_id,
+    result = train_hour(_mode_settings(settings, context["mode"]), part, airflow_run_id=airflow_run_id,
                         overrides=overrides, start_version=episode["start_version"],
                         stale=drift_rule.stale_rows(context))
     return Trained(hour=hour, interval_end=hour + HOUR, drift=context, compare_with=champion[0] if champion else None,

@@ -21,7 +21,7 @@ import pyarrow as pa
 from incremental.config import Settings
 from incremental.data import lake, storage
 from incremental.handover import AnchorFrozen, CaughtUp, Registered, Trained
-from incremental.hours import HOUR, Hour, parse_hour
+from incremental.hours import HOUR, Hour
 from incremental.judge import verdict
 from incremental.judge.drift_rule import DriftContext, stale_rows
 from incremental.model import replay
@@ -29,9 +29,9 @@ from incremental.registry import tracking
 
 
 def full_retrain(
-    settings: Settings, start: Hour, end: datetime, *, airflow_run_id: str | None = None,
+    settings: Settings, start: Hour, end: Hour, *, airflow_run_id: str | None = None,
     anchor_size: int = 4000, dry_run: bool = False, kind: str = "full_retrain",
-    context: DriftContext | None = None, stale: tuple[replay.Stale, ...] = (), holdout_from: datetime | None = None,
+    context: DriftContext | None = None, stale: tuple[replay.Stale, ...] = (), holdout_from: Hour | None = None,
     hour: Hour | None = None,
 ) -> Registered:
     """Train on the validated hours of [start, end), through the same gate: from the base weights,
@@ -102,7 +102,7 @@ def catch_up_step(settings: Settings, hour: Hour, *, airflow_run_id: str | None 
     context = drift.context(state, hour, settings.drift)
     recent_start, end = _recent_window(settings, hour)
     window = lake.validated_partitions(settings.lake, end, settings.drift.adapt.replay_hours)
-    window_start = parse_hour(min([p.start for p in window], default=recent_start))  # the lake's datetimes: an Hour
+    window_start = min([p.start for p in window], default=recent_start)
     settings = settings.with_training(bootstrap_epochs=settings.drift.adapt.catch_up_passes)
     registered = full_retrain(settings, window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
                               context={**context, "mode": "catch_up"}, stale=stale_rows(context),
@@ -110,7 +110,7 @@ def catch_up_step(settings: Settings, hour: Hour, *, airflow_run_id: str | None 
     return CaughtUp(hour=hour, registered=registered, window=(window_start, end), judged_on=(recent_start, end))
 
 
-def freeze_anchor(settings: Settings, start: datetime, end: datetime, size: int, reason: str,
+def freeze_anchor(settings: Settings, start: datetime, end: Hour, size: int, reason: str,
                   refresh: bool = False, carry: pa.Table | None = None,
                   protected: list[str] | None = None) -> AnchorFrozen:
     """Freeze (or refresh) the anchor; the champion of the moment becomes its forgetting baseline,
@@ -163,7 +163,7 @@ def _stable_rows(settings: Settings, stable: list[str], before: datetime) -> pa.
     return pa.concat_tables([old, more.filter(pa.array(fresh)).select(old.schema.names).cast(old.schema)])
 
 
-def _recent_window(settings: Settings, hour: Hour) -> tuple[datetime, datetime]:
+def _recent_window(settings: Settings, hour: Hour) -> tuple[Hour, Hour]:
     """[first, hour + 1h) over the last `catch_up_hours` validated hours up to `hour`."""
     end = hour + HOUR
     parts = lake.validated_partitions(settings.lake, end, settings.drift.catch_up_hours * 4)

@@ -34,7 +34,7 @@ from incremental.data.manifest import ExtractDetails, Manifest
 from incremental.data.storage import LakePath
 from incremental.data.warehouse import Warehouse, sql_text
 from incremental.errors import InputError
-from incremental.hours import HOUR, iso_hour, now_iso
+from incremental.hours import HOUR, Hour, now_iso
 
 log = logging.getLogger(__name__)
 EXTRACT_SQL = "extract_search_logs"
@@ -110,7 +110,7 @@ def new_rows(table: pa.Table, accounted: list[pa.Table]) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
-def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> Manifest:
+def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: Hour) -> Manifest:
     """Append the hour's rows the lake does not hold yet to the table (one commit, or none) and say what was done.
 
     The first extraction of an hour appends all its rows; a later one (a backfill, a sweep for late
@@ -118,12 +118,12 @@ def extract_hour(warehouse: Warehouse, lake_root: LakePath, start: datetime) -> 
     the hour's rows as the warehouse gave them, so extracting unchanged data gives the same one. An
     empty hour, or rows whose columns break the contract, cannot be rows of the table: they are
     staged for validation to judge (`incremental.data.quarantine.stage_extraction`). `start` is an
-    aware UTC datetime on the hour, as the CLI and the DAGs parse it (`incremental.hours.parse_hour`).
+    `incremental.hours.Hour`, as the CLI and the DAGs parse it.
     """
     end = start + HOUR
     now = datetime.now(UTC)
     if end > now:  # its rows are still arriving: a partition of it would be cut short, then "validated"
-        raise InputError(f"hour {iso_hour(start)} has not closed yet (it ends at {iso_hour(end)}; now is "
+        raise InputError(f"hour {start} has not closed yet (it ends at {end}; now is "
                          f"{now:%Y-%m-%dT%H:%MZ}): an hour is extracted after it ends")
     rows = warehouse.query_arrow(EXTRACT_SQL, {"start": start, "end": end})
     if rows.num_rows == 0 and any(pa.types.is_null(f.type) for f in rows.schema):
@@ -136,14 +136,14 @@ def fits_table(rows: pa.Table) -> bool:
     return rows.num_rows > 0 and rows.schema.remove_metadata().equals(lake.SEARCH_LOG_SCHEMA)
 
 
-def write_rows(lake_root: LakePath, start: datetime, rows: pa.Table, source: str = "arrow") -> Manifest:
+def write_rows(lake_root: LakePath, start: Hour, rows: pa.Table, source: str = "arrow") -> Manifest:
     """Put an hour's rows, as a warehouse gave them (`source`), into the lake (see `extract_hour`):
     the new ones appended, or staged, or nothing. Takes the hour's lock."""
     with lake.hour_lock(lake_root, start):
         return _write(lake_root, start, rows, source)
 
 
-def _write(lake_root: LakePath, start: datetime, rows: pa.Table, source: str) -> Manifest:
+def _write(lake_root: LakePath, start: Hour, rows: pa.Table, source: str) -> Manifest:
     details = _details(rows, source)
     summary = cast(Manifest, dict(details))
     summary["interval_start"], summary["interval_end"] = start.isoformat(), (start + HOUR).isoformat()
@@ -182,6 +182,6 @@ def _write(lake_root: LakePath, start: datetime, rows: pa.Table, source: str) ->
     return summary
 
 
-def warehouse_count(warehouse: Warehouse, start: datetime) -> int:
+def warehouse_count(warehouse: Warehouse, start: Hour) -> int:
     """Rows the warehouse holds for the hour (by ingested_at): what the partition must hold."""
     return int(warehouse.scalar("count_search_logs", {"start": start, "end": start + HOUR}))

@@ -32,7 +32,6 @@ import hashlib
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -45,7 +44,7 @@ from incremental.data import files, lake_lock, storage, table
 from incremental.data.storage import LakePath
 from incremental.data.table import DataFile
 from incremental.errors import IncrementalError
-from incremental.hours import HOUR, iso_hour
+from incremental.hours import HOUR, Hour
 
 SCHEMA_VERSION = 3  # 3: the Delta table; 2: Parquet parts + manifests
 QUARANTINE_FILE = "quarantine.json"
@@ -65,21 +64,21 @@ class LakeError(IncrementalError, RuntimeError):
     """A partition is missing, unreadable or inconsistent with the table's log."""
 
 
-def hour_key(start: datetime) -> str:
+def hour_key(start: Hour) -> str:
     """The hour's folder under the records, staging and quarantine roots: ``dt=YYYY-MM-DD/hour=HH``."""
     return f"dt={start:%Y-%m-%d}/hour={start:%H}"
 
 
-def partition_dir(lake: LakePath, start: datetime) -> LakePath:
+def partition_dir(lake: LakePath, start: Hour) -> LakePath:
     """The hour's records folder (its validation record): where the hour is named outside the table."""
     return lake / "records" / table.TABLE / hour_key(start)
 
 
-def staging_dir(lake: LakePath, start: datetime) -> LakePath:
+def staging_dir(lake: LakePath, start: Hour) -> LakePath:
     return lake / "staging" / table.TABLE / hour_key(start)
 
 
-def quarantine_root(lake: LakePath, start: datetime) -> LakePath:
+def quarantine_root(lake: LakePath, start: Hour) -> LakePath:
     return lake / "quarantine" / table.TABLE / hour_key(start)
 
 
@@ -89,7 +88,7 @@ def scratch_dir(lake: LakePath) -> Path:
     return storage.scratch_dir(lake)
 
 
-def hour_lock(lake: LakePath, start: datetime) -> AbstractContextManager[None]:
+def hour_lock(lake: LakePath, start: Hour) -> AbstractContextManager[None]:
     """The lock extraction, validation and re-admission take on an hour. Not what keeps the table
     whole (a losing commit fails on its own): it saves two workers doing the same hour's work twice."""
     return lake_lock.lock(lake, f"search_logs-{start:%Y%m%dT%H}")
@@ -108,14 +107,14 @@ def readmitted(folder: LakePath) -> bool:
     return storage.is_file(folder / READMITTED_FILE)
 
 
-def quarantine_attempts(lake: LakePath, start: datetime, *, include_readmitted: bool = False) -> list[LakePath]:
+def quarantine_attempts(lake: LakePath, start: Hour, *, include_readmitted: bool = False) -> list[LakePath]:
     """The hour's quarantine folders (each with its report), oldest first."""
     found = [p for p in storage.children(quarantine_root(lake, start))
              if storage.is_file(p / QUARANTINE_FILE) and (include_readmitted or not readmitted(p))]
     return sorted(found, key=lambda p: (storage.mtime_ns(p / QUARANTINE_FILE), str(p)))
 
 
-def quarantined_files(lake: LakePath, start: datetime) -> list[LakePath]:
+def quarantined_files(lake: LakePath, start: Hour) -> list[LakePath]:
     """The hour's quarantined extraction files (rows the table cannot hold), not re-admitted."""
     return [a / QUARANTINED_ROWS_FILE for a in quarantine_attempts(lake, start)
             if storage.is_file(a / QUARANTINED_ROWS_FILE)]
@@ -128,7 +127,7 @@ def parquet_rows(path: LakePath) -> int:
         return int(pq.ParquetFile(f).metadata.num_rows)
 
 
-def staged_file(lake: LakePath, start: datetime) -> LakePath | None:
+def staged_file(lake: LakePath, start: Hour) -> LakePath | None:
     path = staging_dir(lake, start) / STAGED_FILE
     return path if storage.is_file(path) else None
 
@@ -143,7 +142,7 @@ class Partition:
     since and not validated yet.
     """
 
-    start: datetime
+    start: Hour
     status: Status
     path: LakePath | None  # the hour's records folder; a quarantined hour: its latest quarantine folder
     manifest: dict[str, Any] | None
@@ -152,7 +151,7 @@ class Partition:
     lake: LakePath | None = None
 
     @property
-    def end(self) -> datetime:
+    def end(self) -> Hour:
         return self.start + HOUR
 
     @property
@@ -164,13 +163,13 @@ class Partition:
         return list(self.files)
 
 
-def _view(lake: LakePath, start: datetime, dt: DeltaTable | None, found: Sequence[DataFile]) -> dict[str, Any]:
+def _view(lake: LakePath, start: Hour, dt: DeltaTable | None, found: Sequence[DataFile]) -> dict[str, Any]:
     return {"interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(),
             "rows": sum(f.rows for f in found), "sha256": identity(found),
             "version": dt.version() if dt is not None else None, "table": table.uri(lake)}
 
 
-def partition(lake: LakePath, start: datetime, dt: DeltaTable | None = None) -> Partition:
+def partition(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> Partition:
     """The hour's state in the table's latest version (or in `dt`, an opened version)."""
     dt = dt if dt is not None else table.open_table(lake)
     found = table.files_of(dt, start)
@@ -196,11 +195,78 @@ def partition(lake: LakePath, start: datetime, dt: DeltaTable | None = None) -> 
     return Partition(start, "missing", None, None)
 
 
-def validated_partitions(lake: LakePath, before: datetime, window_hours: int) -> list[Partition]:
-    """Validated hours in [before - window, before), oldest first, all as of one table version."""
+def partitions(lake: LakePath, starts: Sequence[Hour]) -> list[Partition]:
+    """The hours' states, all as of one table version (its latest)."""
     dt = table.open_table(lake)
-    found = [partition(lake, before - HOUR * k, dt) for k in range(window_hours, 0, -1)]
+    return [partition(lake, start, dt) for start in starts]
+
+
+def validated_partitions(lake: LakePath, before: Hour, window_hours: int) -> list[Partition]:
+    """Validated hours in [before - window, before), oldest first, all as of one table version."""
+    found = partitions(lake, [before - HOUR * k for k in range(window_hours, 0, -1)])
     return [p for p in found if p.status == "validated"]
+
+
+@dataclass(frozen=True)
+class ToValidate:
+    """An hour as validation reads it, once, under the hour's lock and as of one table version
+    (`read`: what the outcome's commit replaces).
+
+    `rows`: what there is to validate (rows extracted since the last validation, or a staged
+    extraction when `staged`); None when nothing is (the hour is missing, quarantined, or
+    validated with nothing new): then `record` is its last validation record or quarantine report.
+    `history`: the statistics of the latest validated hours before it (the drift checks' reference)."""
+
+    part: Partition
+    read: DeltaTable | None
+    rows: pa.Table | None
+    staged: bool
+    earlier: pa.Table  # the hour's validated rows, which stay as they are
+    kept: pa.Table  # its quarantined rows (table columns), which stay quarantined
+    record: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+def to_validate(lake: LakePath, start: Hour, lookback_hours: int, history_hours: int) -> ToValidate:
+    """What validating the hour reads of the lake (`ToValidate`), all at once; rows only when some wait."""
+    dt = table.open_table(lake)
+    part = partition(lake, start, dt)
+    staged = staged_file(lake, start)
+    none = table.TABLE_SCHEMA.empty_table()
+    if staged is None and not part.pending_parts:  # nothing to validate: the hour's last verdict
+        record: dict[str, Any] = {}
+        if part.status == "quarantined" and part.path is not None:
+            record = files.read_json(part.path / QUARANTINE_FILE)
+        elif part.path is not None and storage.is_file(part.path / files.VALIDATION_FILE):
+            record = files.read_json(part.path / files.VALIDATION_FILE)
+        return ToValidate(part, dt, None, False, none, none, record, [])
+    history = validated_statistics(lake, start, lookback_hours, history_hours, dt)
+    earlier = table.read_rows(dt, start, [table.VALIDATED])
+    if staged is not None:
+        return ToValidate(part, dt, read_parquet(staged), True, earlier, none, {}, history)
+    return ToValidate(part, dt, table.read_rows(dt, start, [table.EXTRACTED]), False, earlier,
+                      table.read_rows(dt, start, [table.QUARANTINED], columns=table.TABLE_SCHEMA.names), {}, history)
+
+
+def validated_statistics(lake: LakePath, before: Hour, lookback_hours: int, count: int,
+                         dt: DeltaTable | None) -> list[dict[str, Any]]:
+    """The statistics in the validation records of the latest `count` validated hours within
+    `lookback_hours` before `before` (as of `dt`), oldest first; an unreadable record is passed over."""
+    out: list[dict[str, Any]] = []
+    for k in range(1, lookback_hours + 1):
+        if len(out) >= count:
+            break
+        part = partition(lake, before - HOUR * k, dt)
+        if part.status != "validated":
+            continue
+        assert part.path is not None  # a validated hour has its folder
+        try:
+            record = files.read_json(part.path / files.VALIDATION_FILE)
+        except (OSError, ValueError):
+            continue
+        if record.get("statistics"):
+            out.append(record["statistics"])
+    return out[::-1]
 
 
 def read_parquet(path: LakePath) -> pa.Table:
@@ -225,12 +291,12 @@ def read_partition(part: Partition, verify: bool = True) -> pa.Table:
     """The rows of the hour's view (for a validated hour: its validated rows), as of the partition's
     table version, with the contract's columns. `verify`: a data file gone is a `LakeError` naming it."""
     if part.lake is None or part.manifest is None:
-        raise LakeError(f"hour {iso_hour(part.start)} has no partition in the lake")
+        raise LakeError(f"hour {part.start} has no partition in the lake")
     if part.manifest.get("staged"):
         return read_parquet(storage.root(part.manifest["staged"]))
     gone = missing_parts(part) if verify else []
     if gone:
-        raise LakeError(f"hour {iso_hour(part.start)} is damaged: its {part.status} data file(s) {', '.join(gone)} "
+        raise LakeError(f"hour {part.start} is damaged: its {part.status} data file(s) {', '.join(gone)} "
                         f"missing from {table.table_path(part.lake)} (restore from a backup; `incremental partitions` "
                         "lists such hours)")
     dt = table.open_table(part.lake, part.version)

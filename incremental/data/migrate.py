@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +26,7 @@ import pyarrow as pa
 from incremental.data import files, lake, storage, table
 from incremental.data.storage import LakePath
 from incremental.errors import IncrementalError, InputError
+from incremental.hours import Hour, parse_hour
 
 OLD = "search_logs.v2"  # where the old hours are kept after the move
 MANIFEST, VALIDATION = files.MANIFEST_FILE, files.VALIDATION_FILE  # checked when read (`files.read_json`)
@@ -38,7 +38,7 @@ class MigrationError(IncrementalError, RuntimeError):
 
 @dataclass(frozen=True)
 class MigratedHour:
-    start: datetime
+    start: Hour
     validated: int
     extracted: int
     quarantined: int
@@ -46,14 +46,14 @@ class MigratedHour:
     version: int | None  # the commit; None: already in the table, or nothing to commit
 
 
-def old_hours(lake_root: LakePath) -> Iterator[datetime]:
+def old_hours(lake_root: LakePath) -> Iterator[Hour]:
     """The hours the old format holds (live or only in quarantine), oldest first."""
     found = set()
     for base in (lake_root / OLD, lake_root / "quarantine" / table.TABLE):
         for day in storage.children(base):
             for hour in storage.children(day):
                 if day.name.startswith("dt=") and hour.name.startswith("hour="):
-                    found.add(datetime.fromisoformat(f"{day.name[3:]}T{hour.name[5:]}:00+00:00"))
+                    found.add(parse_hour(f"{day.name[3:]}T{hour.name[5:]}:00+00:00"))
     return iter(sorted(found))
 
 
@@ -89,7 +89,7 @@ def _fits(rows: pa.Table) -> bool:
         return False
 
 
-def _quarantined(lake_root: LakePath, start: datetime) -> tuple[list[pa.Table], int]:
+def _quarantined(lake_root: LakePath, start: Hour) -> tuple[list[pa.Table], int]:
     """The hour's quarantined rows as table rows, and how many stay files (columns off the contract)."""
     out, kept = [], 0
     root = lake.quarantine_root(lake_root, start)
@@ -112,7 +112,7 @@ def _quarantined(lake_root: LakePath, start: datetime) -> tuple[list[pa.Table], 
     return out, kept
 
 
-def migrate_hour(lake_root: LakePath, start: datetime) -> MigratedHour:
+def migrate_hour(lake_root: LakePath, start: Hour) -> MigratedHour:
     """One hour of the old format appended to the table in one commit (skipped when the table holds it)."""
     if table.files_of(table.open_table(lake_root), start):
         return MigratedHour(start, 0, 0, 0, 0, None)

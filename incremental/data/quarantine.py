@@ -23,9 +23,10 @@ import pyarrow as pa
 from incremental.data import lake, storage, table
 from incremental.data.files import atomic_write_json, write_parquet_atomic
 from incremental.data.storage import LakePath
+from incremental.hours import Hour
 
 
-def new_event_dir(lake_root: LakePath, start: datetime, kind: str) -> LakePath:
+def new_event_dir(lake_root: LakePath, start: Hour, kind: str) -> LakePath:
     """A fresh folder for one quarantine event of the hour (`kind`: hour, rows, part, schema)."""
     return lake.quarantine_root(lake_root, start) / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{kind}"
 
@@ -51,35 +52,35 @@ def taken_back_on_failure(target: LakePath | None) -> Iterator[None]:
         raise
 
 
-def stage_extraction(lake_root: LakePath, start: datetime, rows: pa.Table) -> LakePath:
+def stage_extraction(lake_root: LakePath, start: Hour, rows: pa.Table) -> LakePath:
     """Keep an extraction the table cannot hold (empty, or columns off the contract) for validation."""
     path = lake.staging_dir(lake_root, start) / lake.STAGED_FILE
     write_parquet_atomic(path, rows)
     return path
 
 
-def quarantine_staged(lake_root: LakePath, start: datetime, report: Mapping[str, Any],
+def quarantine_staged(lake_root: LakePath, start: Hour, report: Mapping[str, Any],
                       staged: Path | None = None) -> LakePath:
     """Move the hour's staged extraction to quarantine whole: its rows, report, GX result and docs."""
     source = lake.staged_file(lake_root, start)
     if source is None:
-        raise lake.LakeError(f"hour {start:%Y-%m-%dT%H:%MZ} has no staged extraction to quarantine")
+        raise lake.LakeError(f"hour {start} has no staged extraction to quarantine")
     target = new_event_dir(lake_root, start, "hour")
     storage.mkdir(target)
     storage.move(source, target / lake.QUARANTINED_ROWS_FILE)
     return record_event(target, report, staged)
 
 
-def drop_staged(lake_root: LakePath, start: datetime) -> None:
+def drop_staged(lake_root: LakePath, start: Hour) -> None:
     """Forget a staged extraction whose rows went into the table."""
     storage.rmtree(lake.staging_dir(lake_root, start))
 
 
-def quarantined_file_tables(lake_root: LakePath, start: datetime) -> list[pa.Table]:
+def quarantined_file_tables(lake_root: LakePath, start: Hour) -> list[pa.Table]:
     return [lake.read_parquet(p) for p in lake.quarantined_files(lake_root, start)]
 
 
-def row_counts(lake_root: LakePath, start: datetime) -> dict[str, int]:
+def row_counts(lake_root: LakePath, start: Hour) -> dict[str, int]:
     """Where the hour's rows are: live (validated + extracted), quarantined (in the table, and whole
     extractions the table cannot hold, staged ones counted as extracted)."""
     found = table.files_of(table.open_table(lake_root), start)
@@ -93,7 +94,7 @@ def row_counts(lake_root: LakePath, start: datetime) -> dict[str, int]:
             "quarantined": count[table.QUARANTINED] + whole, "total": live + count[table.QUARANTINED] + whole}
 
 
-def accounted_tables(lake_root: LakePath, start: datetime) -> list[pa.Table]:
+def accounted_tables(lake_root: LakePath, start: Hour) -> list[pa.Table]:
     """Every row of the hour the lake holds (the table's rows of every status, quarantined
     extractions), as extracted: what re-extraction compares with. A staged extraction is not
     included: extracting again replaces it."""

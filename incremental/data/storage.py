@@ -152,10 +152,6 @@ def root(location: str | os.PathLike[str] | ObjectPath) -> LakePath:
     return Path(text).absolute()
 
 
-def is_object(path: LakePath) -> bool:
-    return isinstance(path, ObjectPath)
-
-
 @functools.lru_cache(maxsize=8)
 def _object_fs(scheme: str, bucket: str, endpoint: str | None, region: str | None) -> pafs.FileSystem:
     # from_uri reads the AWS_* variables (endpoint, credentials, region) as any AWS client does;

@@ -2,8 +2,8 @@
 
 Every row the warehouse gave for an hour is in it once, with the data contract's columns
 (`SEARCH_LOG_SCHEMA`) plus three of the lake's own: ``hour`` (the hour it was extracted for, as
-`iso_hour` writes it), ``status`` (extracted / validated / quarantined) and ``quarantine_reason``
-(the rules a quarantined row broke). The table is partitioned by ``hour`` and, within it, by
+an `incremental.hours.Hour` writes itself), ``status`` (extracted / validated / quarantined) and
+``quarantine_reason`` (the rules a quarantined row broke). The table is partitioned by ``hour`` and, within it, by
 ``status``, so an hour's state is known from the log alone (its files, their row counts), without
 reading a row, and a commit that leaves the validated rows alone leaves their files alone.
 
@@ -33,7 +33,6 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -49,7 +48,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from incremental.data import storage
 from incremental.data.storage import LakePath, ObjectPath, StoreError
 from incremental.errors import DamagedStateError, IncrementalError
-from incremental.hours import iso_hour
+from incremental.hours import Hour
 
 TABLE = "search_logs"
 HOUR_COLUMN, STATUS_COLUMN, REASON_COLUMN = "hour", "status", "quarantine_reason"
@@ -172,23 +171,23 @@ def _files_by_hour(dt: DeltaTable) -> dict[str, list[DataFile]]:
     return _FILES[key]
 
 
-def files_of(dt: DeltaTable | None, start: datetime | None = None) -> list[DataFile]:
+def files_of(dt: DeltaTable | None, start: Hour | None = None) -> list[DataFile]:
     """The data files of the table's version (of one hour's partition when `start` is given), by path."""
     if dt is None:
         return []
     by_hour = _files_by_hour(dt)
     if start is not None:
-        return list(by_hour.get(iso_hour(start), []))
+        return list(by_hour.get(str(start), []))
     return sorted((f for found in by_hour.values() for f in found), key=lambda f: f.path)
 
 
-def file_uris(dt: DeltaTable, start: datetime, statuses: Sequence[str]) -> list[str]:
+def file_uris(dt: DeltaTable, start: Hour, statuses: Sequence[str]) -> list[str]:
     """The absolute URIs of the hour's files with one of `statuses` (decoded, unlike the log's paths)."""
-    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", iso_hour(start)), (STATUS_COLUMN, "in", list(statuses))]
+    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", str(start)), (STATUS_COLUMN, "in", list(statuses))]
     return sorted(dt.file_uris(partition_filters=filters))
 
 
-def read_rows(dt: DeltaTable | None, start: datetime, statuses: Sequence[str], *,
+def read_rows(dt: DeltaTable | None, start: Hour, statuses: Sequence[str], *,
               columns: Sequence[str] | None = None) -> pa.Table:
     """The hour's rows with one of `statuses`, in a stable order (file path, then row), as the contract's
     columns (`columns` to choose others, e.g. `TABLE_SCHEMA.names`)."""
@@ -198,7 +197,7 @@ def read_rows(dt: DeltaTable | None, start: datetime, statuses: Sequence[str], *
         return schema.empty_table()
     with reading(dt.table_uri):
         dataset = dt.to_pyarrow_dataset()
-        where = (ds.field(HOUR_COLUMN) == iso_hour(start)) & ds.field(STATUS_COLUMN).isin(list(statuses))
+        where = (ds.field(HOUR_COLUMN) == str(start)) & ds.field(STATUS_COLUMN).isin(list(statuses))
         fragments = sorted(dataset.get_fragments(filter=where), key=lambda f: f.path)
         tables = [f.to_table(schema=dataset.schema, columns=names) for f in fragments]
     return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
@@ -213,18 +212,18 @@ def rows_sha256(table: pa.Table) -> str:
     return hashlib.sha256(memoryview(sink.getvalue())).hexdigest()
 
 
-def with_status(rows: pa.Table, start: datetime, status: str, reasons: pa.Array | None = None) -> pa.Table:
+def with_status(rows: pa.Table, start: Hour, status: str, reasons: pa.Array | None = None) -> pa.Table:
     """Contract rows as table rows: the hour, `status`, and the reason each quarantined row broke."""
     n = rows.num_rows
     contract = rows.select(SEARCH_LOG_SCHEMA.names).cast(SEARCH_LOG_SCHEMA)
     reason = reasons if reasons is not None else pa.nulls(n, pa.string())
-    return pa.Table.from_arrays([*contract.columns, pa.repeat(pa.scalar(iso_hour(start), pa.string()), n),
+    return pa.Table.from_arrays([*contract.columns, pa.repeat(pa.scalar(str(start), pa.string()), n),
                                  pa.repeat(pa.scalar(status, pa.string()), n), reason.cast(pa.string())],
                                 schema=TABLE_SCHEMA)
 
 
-def _properties(start: datetime, event: str, metadata: Mapping[str, Any]) -> CommitProperties:
-    custom = {"event": event, "hour": iso_hour(start)}
+def _properties(start: Hour, event: str, metadata: Mapping[str, Any]) -> CommitProperties:
+    custom = {"event": event, "hour": str(start)}
     custom.update({k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
                    for k, v in metadata.items() if v is not None})
     return CommitProperties(custom_metadata=custom)
@@ -252,22 +251,22 @@ class NewFile:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def append(lake: LakePath, start: datetime, rows: pa.Table, event: str, metadata: Mapping[str, Any]) -> int:
+def append(lake: LakePath, start: Hour, rows: pa.Table, event: str, metadata: Mapping[str, Any]) -> int:
     """Append table rows (`with_status`, any statuses) to the hour in one commit; the table's new version."""
     return append_files(lake, start, _encoded(rows), event, metadata)
 
 
-def _publish(lake: LakePath, start: datetime, new: NewFile) -> AddAction:
+def _publish(lake: LakePath, start: Hour, new: NewFile) -> AddAction:
     """Put a data file in the hour's folder (one PUT on S3; temp file and rename locally) and say how
     the log adds it. Its name holds its sha256; in the table only once the commit lists it."""
-    folder = f"{HOUR_COLUMN}={quote(iso_hour(start), safe='')}/{STATUS_COLUMN}={new.status}"
+    folder = f"{HOUR_COLUMN}={quote(str(start), safe='')}/{STATUS_COLUMN}={new.status}"
     name = f"part-{new.sha256[:16]}-{uuid.uuid4().hex[:12]}.parquet"
     storage.write_bytes(table_path(lake) / folder / name, new.data)
-    return AddAction(f"{folder}/{name}", len(new.data), {HOUR_COLUMN: iso_hour(start), STATUS_COLUMN: new.status},
+    return AddAction(f"{folder}/{name}", len(new.data), {HOUR_COLUMN: str(start), STATUS_COLUMN: new.status},
                      int(time.time() * 1000), True, json.dumps({"numRecords": new.rows}))
 
 
-def append_files(lake: LakePath, start: datetime, new: Sequence[NewFile], event: str, metadata: Mapping[str, Any]) -> int:
+def append_files(lake: LakePath, start: Hour, new: Sequence[NewFile], event: str, metadata: Mapping[str, Any]) -> int:
     """Add encoded data files to the hour in one commit (an append: concurrent appends both land); the new version.
 
     The files are written first, then the commit (`create_write_transaction`, or the table's first
@@ -305,7 +304,7 @@ def _encoded(tables: pa.Table | Sequence[pa.Table]) -> list[NewFile]:
     return out
 
 
-def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table | Sequence[pa.Table], event: str,
+def overwrite_hour(lake: LakePath, start: Hour, rows: pa.Table | Sequence[pa.Table], event: str,
                    metadata: Mapping[str, Any], *, keep_validated: bool, read: DeltaTable | None) -> int:
     """Replace the hour's rows, as of `read` (the version they were read at), with `rows` in one
     commit; the table's new version.
@@ -320,7 +319,7 @@ def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table | Sequence[pa
     new = _encoded(rows)
     if keep_validated and any(f.status == VALIDATED for f in new):
         raise ValueError("overwrite_hour(keep_validated=True) was given validated rows")
-    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", iso_hour(start))]
+    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", str(start))]
     if keep_validated:
         filters.append((STATUS_COLUMN, "!=", VALIDATED))
     actions = [_publish(lake, start, f) for f in new]
@@ -337,14 +336,14 @@ def overwrite_hour(lake: LakePath, start: datetime, rows: pa.Table | Sequence[pa
             if read is not None and not isinstance(exc, CommitFailedError):
                 raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "commit refused"
-            raise CommitConflict(f"hour {iso_hour(start)}: another writer changed it first ({first}); nothing of "
+            raise CommitConflict(f"hour {str(start)}: another writer changed it first ({first}); nothing of "
                                  f"this {event} was committed: run it again") from None
     dt = open_table(lake)
     assert dt is not None  # just written
     return dt.version()
 
 
-def _overwrite(lake: LakePath, start: datetime, read: DeltaTable, actions: list[AddAction],
+def _overwrite(lake: LakePath, start: Hour, read: DeltaTable, actions: list[AddAction],
                filters: list[tuple[str, str, Any]], props: CommitProperties, attempts: int = 5) -> None:
     """The overwrite's commit as of `read`. delta-rs judges a conflict on the whole table: a commit
     of another hour in between fails it too, though this hour's files are the same. Then it is
@@ -364,9 +363,9 @@ def _overwrite(lake: LakePath, start: datetime, read: DeltaTable, actions: list[
             read = newer
 
 
-def hour_versions(dt: DeltaTable | None, start: datetime) -> list[dict[str, Any]]:
+def hour_versions(dt: DeltaTable | None, start: Hour) -> list[dict[str, Any]]:
     """The commits that changed the hour, oldest first (their version, event and metadata)."""
     if dt is None:
         return []
-    hour = iso_hour(start)
+    hour = str(start)
     return sorted((c for c in dt.history() if c.get("hour") == hour), key=lambda c: int(c["version"]))

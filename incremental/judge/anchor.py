@@ -36,7 +36,7 @@ from incremental.data import files, storage
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, IncrementalError, InputError
-from incremental.hours import hours, iso_hour, parse_hour
+from incremental.hours import Hour, hours, iso_hour, parse_hour
 from incremental.judge.strata import NULL_CATEGORY, SOURCE_HOUR, sample
 
 ANCHOR_DIR = "anchor"
@@ -221,7 +221,7 @@ def freeze(
     return info
 
 
-def _choose_rows(lake: LakePath, start: datetime, end: datetime, size: int, seed: int,
+def _choose_rows(lake: LakePath, start: Hour, end: Hour, size: int, seed: int,
                  holdout_fraction: float | None, carry: pa.Table | None
                  ) -> tuple[pa.Table, pa.Table, list[lk.Partition], dict[str, str]]:
     """The rows to freeze (the carried rows' sample, then the window's) and what they were chosen
@@ -236,7 +236,7 @@ def _choose_rows(lake: LakePath, start: datetime, end: datetime, size: int, seed
     return chosen, table, parts, skipped
 
 
-def _read_window(lake: LakePath, start: datetime, end: datetime) -> tuple[pa.Table, list[lk.Partition], dict[str, str]]:
+def _read_window(lake: LakePath, start: Hour, end: Hour) -> tuple[pa.Table, list[lk.Partition], dict[str, str]]:
     """The validated hours' rows with their source_hour, those hours' partitions, and the status of
     each hour skipped."""
     tables: list[pa.Table] = []

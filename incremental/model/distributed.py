@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import mlflow
@@ -42,7 +42,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from incremental.config import Settings, TrainingSettings
+from incremental.data import lake as lk
 from incremental.errors import InputError
+from incremental.hours import Hour
 from incremental.model import replay
 from incremental.model import update as up
 from incremental.model.fit import FitData, FitState, Trainer, fit, make_trainer, seed_everything
@@ -181,20 +183,20 @@ def gather(value: Any) -> list[Any]:
 # --- the sharded update ------------------------------------------------------------------------------
 
 
-def bootstrap_sharded(settings: Settings, start: datetime, end: datetime, group: Group, *,
+def bootstrap_sharded(settings: Settings, start: Hour, end: Hour, group: Group, *,
                       airflow_run_id: str | None = None, stale: tuple[replay.Stale, ...] = (),
-                      holdout_from: datetime | None = None, start_version: str | None = None) -> up.TrainResult | None:
+                      holdout_from: Hour | None = None, start_version: str | None = None) -> up.TrainResult | None:
     """`update.bootstrap` on one rank of a torchrun group, every rank with the same arguments: rank 0
     returns the candidate; the other ranks train their shard, with no side effect, and return None."""
-    settings, starts = up.bootstrap_window(settings, start, end)
-    return run_sharded(settings, starts, group, kind="bootstrap", max_steps=settings.training.bootstrap_steps,
+    settings, parts = up.bootstrap_window(settings, start, end)
+    return run_sharded(settings, parts, group, kind="bootstrap", max_steps=settings.training.bootstrap_steps,
                        epochs=settings.training.bootstrap_epochs, airflow_run_id=airflow_run_id, stale=stale,
                        holdout_from=holdout_from, start_version=start_version)
 
 
-def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kind: str, max_steps: int,
+def run_sharded(settings: Settings, parts: list[lk.Partition], group: Group, *, kind: str, max_steps: int,
                 epochs: float, airflow_run_id: str | None = None, stale: tuple[replay.Stale, ...] = (),
-                holdout_from: datetime | None = None, start_version: str | None = None) -> up.TrainResult | None:
+                holdout_from: Hour | None = None, start_version: str | None = None) -> up.TrainResult | None:
     """One rank's part of a training from the base weights or a version under torchrun (`bootstrap_sharded`;
     DDP starts every rank from rank 0's weights):
     rank 0 returns the `update.TrainResult`, the other ranks None. Every rank calls the same
@@ -203,7 +205,7 @@ def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kin
     t = settings.training
     seed_everything(t.seed)
     # the same window on every rank, and the schedule of one process: the global rows and the global batch
-    data, max_steps = up.training_window(settings, starts, kind, stale, holdout_from, max_steps, epochs)
+    data, max_steps = up.training_window(settings, parts, kind, stale, holdout_from, max_steps, epochs)
     rows = data.rows
     check_world(int(rows["session_id"].nunique()), t.batch_size, group.world_size)
     mine = rows[shard_mask(rows["session_id"], group.rank, group.world_size).to_numpy()].reset_index(drop=True)
@@ -212,7 +214,7 @@ def run_sharded(settings: Settings, starts: list[datetime], group: Group, *, kin
              len(mine), len(rows), len(shards[group.rank]["sessions"]), max_steps, t.batch_size // group.world_size)
 
     model, tokenizer, parent_version = up.starting_point(settings, from_champion=False, start_version=start_version)
-    identity = up.update_identity(settings, starts, kind, max_steps, parent_version, data.data_hash,
+    identity = up.update_identity(settings, parts[0].start, parts[-1].start, kind, max_steps, parent_version, data.data_hash,
                                   world_size=group.world_size)
     local = t.model_copy(update={"batch_size": t.batch_size // group.world_size})  # each rank's part of a batch
     if not group.is_main:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
@@ -24,7 +23,7 @@ from incremental.config import Settings
 from incremental.data import lake as lk
 from incremental.data import table
 from incremental.errors import IncrementalError
-from incremental.hours import HOUR, iso_hour
+from incremental.hours import HOUR, Hour
 from incremental.model import propensity, replay
 
 log = logging.getLogger(__name__)
@@ -75,10 +74,11 @@ class HourRows:
 
 
 def load_hours(
-    settings: Settings, starts: list[datetime], *, strict: bool, stale: tuple[replay.Stale, ...] = (),
-    holdout_from: datetime | None = None,
+    settings: Settings, parts: list[lk.Partition], *, strict: bool, stale: tuple[replay.Stale, ...] = (),
+    holdout_from: Hour | None = None,
 ) -> HourRows:
-    """Training, early-stopping and holdout rows of validated hours, split by hashes of session_id.
+    """Training, early-stopping and holdout rows of validated hours (`parts`: their states, as the
+    caller read them), split by hashes of session_id.
 
     strict: every hour must be validated (an hourly update); otherwise hours that are not are
     skipped and reported (a bootstrap window may contain quarantined or empty hours).
@@ -88,12 +88,11 @@ def load_hours(
     """
     fraction = settings.training.holdout_fraction
     train, stopping, holdout = [], [], []
-    parts: list[TrainedHour] = []
-    snapshot = table.open_table(settings.lake)  # every hour as of one version of the table
-    for start in starts:
-        part = lk.partition(settings.lake, start, snapshot)
+    trained: list[TrainedHour] = []
+    for part in parts:
+        start = part.start
         if part.status != "validated":
-            message = f"hour {iso_hour(start)} is {part.status}, not validated: refusing to train on it"
+            message = f"hour {start} is {part.status}, not validated: refusing to train on it"
             if strict:
                 raise TrainingError(message)
             log.warning("%s (skipped)", message)
@@ -108,18 +107,18 @@ def load_hours(
         stopping.append(rows.filter(pa.array(stop & keep)).to_pandas())
         if holdout_from is None or start >= holdout_from:
             holdout.append(rows.filter(pa.array(mask & keep)))
-        parts.append({"hour": start.isoformat(), "sha256": part.manifest["sha256"], "table_version": part.version,
-                      "rows_sha256": table.rows_sha256(rows), "rows": rows.num_rows,
-                      "train_rows": int((~mask & ~stop & keep).sum()), "stopping_rows": int((stop & keep).sum()),
-                      "holdout_rows": int((mask & keep).sum()),
-                      "stale_rows": int((~keep).sum())})
-    if not parts:
-        raise TrainingError(f"no validated hour among {len(starts)} to train on")
+        trained.append({"hour": start.isoformat(), "sha256": part.manifest["sha256"], "table_version": part.version,
+                        "rows_sha256": table.rows_sha256(rows), "rows": rows.num_rows,
+                        "train_rows": int((~mask & ~stop & keep).sum()), "stopping_rows": int((stop & keep).sum()),
+                        "holdout_rows": int((mask & keep).sum()),
+                        "stale_rows": int((~keep).sum())})
+    if not trained:
+        raise TrainingError(f"no validated hour among {len(parts)} to train on")
     return HourRows(pd.concat(train, ignore_index=True), pd.concat(stopping, ignore_index=True),
-                    pa.concat_tables(holdout), parts)
+                    pa.concat_tables(holdout), trained)
 
 
-def examination_curve(settings: Settings, last: datetime) -> propensity.Examination:
+def examination_curve(settings: Settings, last: Hour) -> propensity.Examination:
     """The examination curve, fitted on the validated hours of the `propensity_hours` up to `last`
     (an hour's own rows are too few: a curve needs the same pair shown at several positions)."""
     t = settings.training
@@ -147,29 +146,31 @@ class TrainingSet:
         return pd.concat([self.fresh, self.replayed], ignore_index=True) if len(self.replayed) else self.fresh
 
 
-def training_set(settings: Settings, starts: list[datetime], kind: str, stale: tuple[replay.Stale, ...] = (),
-                 holdout_from: datetime | None = None) -> TrainingSet:
-    """The hours' rows (less their holdout sessions and `stale` rows) plus replay, with lineage and a data hash."""
+def training_set(settings: Settings, parts: list[lk.Partition], kind: str, stale: tuple[replay.Stale, ...] = (),
+                 holdout_from: Hour | None = None) -> TrainingSet:
+    """The hours' rows (`parts`: their states; less their holdout sessions and `stale` rows) plus
+    replay, with lineage and a data hash."""
     t = settings.training
-    loaded = load_hours(settings, starts, strict=kind == "hourly", stale=stale, holdout_from=holdout_from)
-    fresh, parts = loaded.train, loaded.parts
+    first, last = parts[0].start, parts[-1].start
+    loaded = load_hours(settings, parts, strict=kind == "hourly", stale=stale, holdout_from=holdout_from)
+    fresh, trained = loaded.train, loaded.parts
     replayed, replay_lineage = replay.sample(
-        settings.lake, starts[0], fresh_rows=len(fresh), fraction=t.replay_fraction,
+        settings.lake, first, fresh_rows=len(fresh), fraction=t.replay_fraction,
         replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
     )
-    examination = examination_curve(settings, starts[-1])
-    lineage: TrainingLineage = {"kind": kind, "interval_start": starts[0].isoformat(),
-                                "interval_end": (starts[-1] + HOUR).isoformat(), "partitions": parts,
+    examination = examination_curve(settings, last)
+    lineage: TrainingLineage = {"kind": kind, "interval_start": first.isoformat(),
+                                "interval_end": (last + HOUR).isoformat(), "partitions": trained,
                                 "replay": replay_lineage, "examination": examination.to_dict(),
-                                "table": table.uri(settings.lake), "table_version": parts[0]["table_version"]}
-    identity = {"partitions": [(p["hour"], p["sha256"]) for p in parts],
+                                "table": table.uri(settings.lake), "table_version": trained[0]["table_version"]}
+    identity = {"partitions": [(p["hour"], p["sha256"]) for p in trained],
                 "replay": [(p["hour"], p["sha256"], p["sampled"]) for p in replay_lineage["partitions"]],
                 "holdout_fraction": t.holdout_fraction, "early_stopping_fraction": t.early_stopping_fraction}
     if stale:  # only then: an update with nothing stale keeps the identity it always had
         identity["stale"] = [rule.to_dict() for rule in stale]
     if holdout_from is not None:
         identity["holdout_from"] = holdout_from.isoformat()
-    if t.position_bias != "none":  # the curve is fitted on hours outside `starts` too: part of what trains
+    if t.position_bias != "none":  # the curve is fitted on hours outside `parts` too: part of what trains
         identity["examination"] = examination.to_dict()
     lineage["data_hash"] = data_hash = digest(identity)
     return TrainingSet(fresh, replayed, loaded.stopping, loaded.holdout, examination, lineage, data_hash)

@@ -14,13 +14,13 @@ retention shorter than the oldest live model version's training.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from incremental.config import Settings
 from incremental.data import files, table
 from incremental.errors import IncrementalError, InputError
+from incremental.hours import parse_hour
 from incremental.registry import tracking
 
 
@@ -66,7 +66,7 @@ def rebuild(settings: Settings, lineage: dict[str, Any], out: Path) -> list[Rebu
         if int(version) > latest.version():
             raise InputError(f"hour {p['hour']} was trained at table version {version}, but {table.uri(settings.lake)} "
                              f"is at version {latest.version()}: is this the lake the version trained on?")
-        start = datetime.fromisoformat(p["hour"])
+        start = parse_hour(p["hour"])
         rows = table.read_rows(table.open_table(settings.lake, int(version)), start, [table.VALIDATED])
         sha = table.rows_sha256(rows)
         if sha != expected:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
-from incremental.hours import iso_hour, parse_hour
+from incremental.hours import Hour, iso_hour, parse_hour
 
 
 class ReplayedPartition(TypedDict):
@@ -123,7 +123,7 @@ def replay_size(fresh_rows: int, fraction: float) -> int:
 
 def sample(
     lake: LakePath,
-    start: datetime,
+    start: Hour,
     *,
     fresh_rows: int,
     fraction: float,

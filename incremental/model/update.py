@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,8 @@ from mlflow.entities import Metric
 from incremental import locks
 from incremental.config import Settings, TrainingSettings
 from incremental.data import files
-from incremental.hours import HOUR, hours
+from incremental.data import lake as lk
+from incremental.hours import HOUR, Hour, hours
 from incremental.model import ranker as rk
 from incremental.model import replay
 from incremental.model.examples import TrainingError, TrainingSet, digest, training_set
@@ -147,13 +147,13 @@ class UpdateIdentity:
     checkpoint_path: Path
 
 
-def update_identity(settings: Settings, starts: list[datetime], kind: str, max_steps: int,
+def update_identity(settings: Settings, first: Hour, last: Hour, kind: str, max_steps: int,
                     parent_version: str | None, data_hash: str, world_size: int = 1) -> UpdateIdentity:
     config: dict[str, Any] = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
                               "base_model": None if parent_version else settings.base_model}
     if world_size > 1:  # a sharded run (`model.distributed`) trains otherwise: its own update; one process keeps its key
         config["world_size"] = world_size
-    hour_key = f"{starts[0]:%Y%m%dT%H}" + (f"-{starts[-1] + HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
+    hour_key = f"{first:%Y%m%dT%H}" + (f"-{last + HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
     key = f"{hour_key}-{'v' + parent_version if parent_version else 'base'}-{data_hash[:12]}-{digest(config)[:8]}"
     home = settings.home
     return UpdateIdentity(key, config, home / "candidates" / key, home / "holdout" / f"{key}.parquet",
@@ -255,7 +255,7 @@ def publish(run_id: str, identity: UpdateIdentity, trainer: Trainer, tokenizer: 
 
 def run_update(
     settings: Settings,
-    starts: list[datetime],
+    parts: list[lk.Partition],
     *,
     kind: str,
     from_champion: bool,
@@ -264,15 +264,15 @@ def run_update(
     airflow_run_id: str | None = None,
     start_version: str | None = None,
     stale: tuple[replay.Stale, ...] = (),
-    holdout_from: datetime | None = None,
+    holdout_from: Hour | None = None,
 ) -> TrainResult:
     """Train one candidate. kind: "hourly" (one hour, replay) or "bootstrap" (a window, base).
     Steps: `max_steps`, or more when `epochs` passes over the training rows need more."""
     t = settings.training
     seed_everything(t.seed)
-    data, max_steps = training_window(settings, starts, kind, stale, holdout_from, max_steps, epochs)
+    data, max_steps = training_window(settings, parts, kind, stale, holdout_from, max_steps, epochs)
     model, tokenizer, parent_version = starting_point(settings, from_champion, start_version)
-    identity = update_identity(settings, starts, kind, max_steps, parent_version, data.data_hash)
+    identity = update_identity(settings, parts[0].start, parts[-1].start, kind, max_steps, parent_version, data.data_hash)
     client = tracking.configure(settings)
     experiment_id = tracking.get_or_create_experiment(settings)
     run_id: str | None = None
@@ -304,13 +304,13 @@ def run_update(
             raise
 
 
-def training_window(settings: Settings, starts: list[datetime], kind: str, stale: tuple[replay.Stale, ...],
-                    holdout_from: datetime | None, max_steps: int, epochs: float) -> tuple[TrainingSet, int]:
-    """The training set of `starts` (read first: refusing an hour should not wait for a model) and
+def training_window(settings: Settings, parts: list[lk.Partition], kind: str, stale: tuple[replay.Stale, ...],
+                    holdout_from: Hour | None, max_steps: int, epochs: float) -> tuple[TrainingSet, int]:
+    """The training set of the hours `parts` (read first: refusing an hour should not wait for a model) and
     the step count: `max_steps`, or more when `epochs` passes over the training rows need more."""
-    data = training_set(settings, starts, kind, stale, holdout_from)
+    data = training_set(settings, parts, kind, stale, holdout_from)
     if len(data.fresh) + len(data.replayed) == 0:
-        raise TrainingError(f"no training rows in {[s.isoformat() for s in starts]} after the holdout split")
+        raise TrainingError(f"no training rows in {[p.start.isoformat() for p in parts]} after the holdout split")
     return data, max(max_steps, math.ceil(epochs * len(data.rows) / settings.training.batch_size))
 
 
@@ -361,35 +361,36 @@ def _final_metrics(state: FitState, data: TrainingSet, inputs: FitData, trainer:
 
 
 def train_hour(
-    settings: Settings, start: datetime, *, airflow_run_id: str | None = None, overrides: dict | None = None,
+    settings: Settings, part: lk.Partition, *, airflow_run_id: str | None = None, overrides: dict | None = None,
     start_version: str | None = None, stale: tuple[replay.Stale, ...] = (),
 ) -> TrainResult:
-    """Update the champion (or `start_version`) on the validated hour [start, start + 1h), with replay
-    (less the `stale` rows) and L2-SP."""
+    """Update the champion (or `start_version`) on the validated hour `part` (its state as the caller
+    read it: the rows it checked are the rows trained on), with replay (less the `stale` rows) and L2-SP."""
     settings = settings.with_training(**overrides) if overrides else settings
-    return run_update(settings, [start], kind="hourly", from_champion=True, start_version=start_version,
+    return run_update(settings, [part], kind="hourly", from_champion=True, start_version=start_version,
                       max_steps=settings.training.max_steps, airflow_run_id=airflow_run_id, stale=stale)
 
 
-def bootstrap(settings: Settings, start: datetime, end: datetime, *, airflow_run_id: str | None = None,
-              stale: tuple[replay.Stale, ...] = (), holdout_from: datetime | None = None,
+def bootstrap(settings: Settings, start: Hour, end: Hour, *, airflow_run_id: str | None = None,
+              stale: tuple[replay.Stale, ...] = (), holdout_from: Hour | None = None,
               start_version: str | None = None) -> TrainResult:
     """Train on the validated hours of [start, end) at the bootstrap rate, from the base weights
     (the first champion, the full-retrain baseline) or from a version (`start_version`: the
     champion, for the catch-up retrain, which leaves out the `stale` rows and is judged on the holdout of the hours
     from `holdout_from`). A plain fine-tune: no replay (the window is the data) and no L2-SP (the
     point is to move). Under torchrun, `model.distributed.bootstrap_sharded` is its counterpart."""
-    settings, starts = bootstrap_window(settings, start, end)
-    return run_update(settings, starts, kind="bootstrap", from_champion=False, start_version=start_version,
+    settings, parts = bootstrap_window(settings, start, end)
+    return run_update(settings, parts, kind="bootstrap", from_champion=False, start_version=start_version,
                       max_steps=settings.training.bootstrap_steps, epochs=settings.training.bootstrap_epochs,
                       airflow_run_id=airflow_run_id, stale=stale, holdout_from=holdout_from)
 
 
-def bootstrap_window(settings: Settings, start: datetime, end: datetime) -> tuple[Settings, list[datetime]]:
-    """A bootstrap's settings (no replay, no L2-SP, the bootstrap learning rate) and its hours."""
+def bootstrap_window(settings: Settings, start: Hour, end: Hour) -> tuple[Settings, list[lk.Partition]]:
+    """A bootstrap's settings (no replay, no L2-SP, the bootstrap learning rate) and its hours, as
+    the lake holds them (all as of one table version)."""
     settings = settings.with_training(replay_fraction=0.0, l2sp_strength=0.0,
                                       learning_rate=settings.training.bootstrap_learning_rate)
     starts = hours(start, end)
     if not starts:
         raise TrainingError(f"empty bootstrap window [{start}, {end})")
-    return settings, starts
+    return settings, lk.partitions(settings.lake, starts)

@@ -38,17 +38,12 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 
 from incremental.config import ValidationSettings
-from incremental.data import files, table
-from incremental.data import lake as lk
-from incremental.data.storage import LakePath
-from incremental.hours import HOUR
 from incremental.validation.report import CRITICAL, DRIFT_RULES, WARNING, Check
 
 UNSEEN_CATEGORY_WEIGHT = 0.01  # GX tail_weight_holdout: expected mass shared by categories the reference never saw
@@ -267,23 +262,3 @@ def _largest_moves(details: dict[str, Any], names: dict[str, str], mix: dict[str
 
 
 _MESSAGES = {"drift_row_count": _volume, "drift_ctr": _ctr, "drift_category_mix": _mix}
-
-
-def validated_history(lake: LakePath, start: datetime, settings: ValidationSettings) -> list[HourStats]:
-    """Statistics of the latest `drift_window_hours` validated hours within `drift_lookback_hours`, oldest first."""
-    out: list[HourStats] = []
-    snapshot = table.open_table(lake)  # one version of the table for every hour looked at
-    for k in range(1, settings.drift_lookback_hours + 1):
-        if len(out) >= settings.drift_window_hours:
-            break
-        part = lk.partition(lake, start - HOUR * k, snapshot)
-        if part.status != "validated":
-            continue
-        assert part.path is not None  # a validated hour has its folder
-        try:
-            record = files.read_json(part.path / files.VALIDATION_FILE)
-        except (OSError, ValueError):
-            continue
-        if record.get("statistics"):
-            out.append(cast(HourStats, record["statistics"]))  # written by `statistics_of`
-    return out[::-1]

@@ -9,12 +9,11 @@ and `incremental.validation.validate` for what follows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypedDict
 
 from incremental.data.storage import LakePath
 from incremental.errors import IncrementalError
-from incremental.hours import iso_hour
+from incremental.hours import Hour
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -65,7 +64,7 @@ class Check:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    start: datetime
+    start: Hour
     status: str  # "validated" | "quarantined"
     rows: int  # the rows this validation looked at
     checks: tuple[Check, ...]
@@ -90,7 +89,7 @@ class ValidationReport:
         return tuple(c for c in self.checks if not c.success and c.severity == ROWS)
 
     def summary(self) -> str:
-        hour = iso_hour(self.start)
+        hour = self.start
         failures, warns = self.failures, self.warnings
         what = self.part if self.part and self.part != FIRST else None
         if self.status == "quarantined" and self.hour_validated:

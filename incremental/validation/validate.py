@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -44,7 +44,7 @@ from incremental.errors import require_reason
 from incremental.hours import HOUR, Hour, now_iso
 from incremental.validation.frame import Outcome, check_frame
 from incremental.validation.gx_suite import GxSummary, gx_summary
-from incremental.validation.hour_drift import HourStats, statistics_of, validated_history
+from incremental.validation.hour_drift import HourStats, statistics_of
 from incremental.validation.report import (
     CRITICAL,
     FIRST,
@@ -99,57 +99,41 @@ def to_frame(rows: pa.Table) -> pd.DataFrame:
     return rows.to_pandas(types_mapper=_INT_TYPES.get)
 
 
-def read_frame(path: LakePath) -> tuple[pa.Schema, pd.DataFrame]:
-    """A Parquet file's Arrow schema and its frame (`to_frame`)."""
-    rows = lk.read_parquet(path)
-    return rows.schema, to_frame(rows)
-
-
-def _stored_report(lake: LakePath, start: datetime) -> ValidationReport:
-    """Nothing pending: the hour's last validation, as recorded (validating again changes nothing)."""
-    here = lk.partition_dir(lake, start)
-    path = here / files.VALIDATION_FILE
-    record = files.read_json(path) if storage.is_file(path) else {}
-    checks = tuple(Check(**c) for c in record.get("checks", []))
-    live = lk.partition(lake, start)
-    rows = (live.manifest or {}).get("rows", 0)
-    return ValidationReport(start, "validated", int(record.get("rows", rows)), checks, here, None,
-                            part=None, live_rows=int(rows))
-
-
-def _stored_quarantine(start: datetime, folder: LakePath) -> ValidationReport:
-    """The hour's rows are all in quarantine and nothing new was extracted: its verdict, as recorded.
-    A re-run (a backfill reprocessing the hour) says "quarantined" again, as the first run did,
-    rather than failing; `incremental readmit` is the way back."""
-    record = files.read_json(folder / lk.QUARANTINE_FILE)
-    checks = tuple(Check(**c) for c in record.get("checks", []))
-    index = folder / "data_docs" / "index.html"
-    return ValidationReport(start, "quarantined", int(record.get("rows", 0)), checks, folder,
-                            index if storage.is_file(index) else None, part=None)
-
-
 def validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending rows: validate them, quarantine the bad ones, or quarantine them all."""
     with lk.hour_lock(lake, start):
-        return _validate_hour(lake, start, settings)
+        found = lk.to_validate(lake, start, settings.drift_lookback_hours, settings.drift_window_hours)
+        return _validate(lake, found, settings)
 
 
-def _validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
-    if lk.staged_file(lake, start) is not None:
-        return _validate_staged(lake, start, settings)
-    dt = table.open_table(lake)
-    part = lk.partition(lake, start, dt)
-    if part.status == "missing":
-        raise ValidationError(f"hour {start} has no partition in {table.uri(lake)}: extract it first")
-    if part.status == "quarantined" and part.path is not None:
-        return _stored_quarantine(start, part.path)
-    if not part.pending_parts:
-        return _stored_report(lake, start)
-    pending = table.read_rows(dt, start, [table.EXTRACTED])
-    earlier = table.read_rows(dt, start, [table.VALIDATED])
-    kept = table.read_rows(dt, start, [table.QUARANTINED], columns=table.TABLE_SCHEMA.names)
-    batch = _Batch(pending, SINCE if earlier.num_rows else FIRST, earlier, kept, "validate", {}, dt)
-    return _validate_batch(lake, start, settings, batch)
+def _validate(lake: LakePath, found: lk.ToValidate, settings: ValidationSettings) -> ValidationReport:
+    """The hour as read (`lake.to_validate`): its pending rows checked and the outcome committed, or,
+    with nothing pending, its last verdict as recorded (validating again changes nothing)."""
+    part, record = found.part, found.record
+    if found.rows is None and part.status == "missing":
+        raise ValidationError(f"hour {part.start} has no partition in {table.uri(lake)}: extract it first")
+    if found.rows is None and part.status == "quarantined" and part.path is not None:
+        # all in quarantine and nothing new: "quarantined" again, as the first run said, rather than
+        # failing (a backfill reprocessing the hour); `incremental readmit` is the way back
+        index = part.path / "data_docs" / "index.html"
+        return ValidationReport(part.start, "quarantined", int(record.get("rows", 0)), _checks(record), part.path,
+                                index if storage.is_file(index) else None, part=None)
+    if found.rows is None:
+        assert part.path is not None  # a validated or extracted hour has its records folder
+        live = int((part.manifest or {}).get("rows", 0))
+        return ValidationReport(part.start, "validated", int(record.get("rows", live)), _checks(record), part.path,
+                                None, part=None, live_rows=live)
+    batch = _Batch(found.rows, SINCE if found.earlier.num_rows else FIRST, found.earlier, found.kept, "validate", {},
+                   found.read, _history(found.history))
+    return _validate_batch(lake, part.start, settings, batch, staged_file=found.staged)
+
+
+def _checks(record: dict[str, Any]) -> tuple[Check, ...]:
+    return tuple(Check(**c) for c in record.get("checks", []))
+
+
+def _history(statistics: list[dict[str, Any]]) -> list[HourStats]:
+    return [cast(HourStats, s) for s in statistics]  # written by `statistics_of`
 
 
 @dataclass
@@ -163,19 +147,19 @@ class _Batch:
     event: str  # the commit's event: validate | readmit
     metadata: dict[str, object]  # more for the commit's custom_metadata
     read: DeltaTable | None  # the table version all of it was read at (what the commit replaces)
+    history: list[HourStats]  # the statistics of the latest validated hours before it (`lake.validated_statistics`)
 
 
-def _validate_batch(lake: LakePath, start: datetime, settings: ValidationSettings, b: _Batch,
+def _validate_batch(lake: LakePath, start: Hour, settings: ValidationSettings, b: _Batch,
                     staged_file: bool = False) -> ValidationReport:
     """Check the batch's rows, commit the outcome (one overwrite of the hour), record it."""
     end = start + HOUR
     frame = to_frame(b.rows)
     earlier = to_frame(b.earlier) if b.earlier.num_rows else None
     table_stats = earlier is None or len(frame) >= settings.min_rows
-    history = validated_history(lake, start, settings)
     staging = Path(tempfile.mkdtemp(prefix=f"{start:%Y%m%d%H}-", dir=lk.scratch_dir(lake)))
     try:
-        out = check_frame(frame, start, end, settings, history, schema_checks_arrow(b.rows.schema),
+        out = check_frame(frame, start, end, settings, b.history, schema_checks_arrow(b.rows.schema),
                           staging / "data_docs", table_stats=table_stats, earlier=earlier)
         critical = [c for c in out.checks if not c.success and c.severity == CRITICAL]
         n_bad = int(out.bad.sum())
@@ -187,19 +171,15 @@ def _validate_batch(lake: LakePath, start: datetime, settings: ValidationSetting
             out.checks.append(whole)
             critical = [whole]
         record = _record(start, end, settings, b, out, critical)
-        if critical or n_bad:  # the full GX result and GX's data docs go with the quarantine record
-            _stage_gx_result(out, record, staging)
         if critical:
             return _quarantine(lake, start, b, out, record, staging, staged_file)
-        if staged_file:  # rows that pass fit the table (the contract is checked): they go into it
-            lq.drop_staged(lake, start)
-        return _accept(lake, start, b, out, record, staging, frame[~out.bad] if earlier is None else
+        return _accept(lake, start, b, out, record, staging, staged_file, frame[~out.bad] if earlier is None else
                        pd.concat([earlier, frame[~out.bad]], ignore_index=True))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _record(start: datetime, end: datetime, settings: ValidationSettings, b: _Batch, out: Outcome,
+def _record(start: Hour, end: Hour, settings: ValidationSettings, b: _Batch, out: Outcome,
             critical: list[Check]) -> ValidationRecord:
     """The validation record of a batch (`_validation.json`, or the quarantine's report)."""
     return {
@@ -221,7 +201,7 @@ def _record(start: datetime, end: datetime, settings: ValidationSettings, b: _Ba
 
 
 def _stage_gx_result(out: Outcome, record: ValidationRecord, staging: Path) -> None:
-    """The full GX result and GX's data docs (the checkpoint built them), staged to go with the quarantine record."""
+    """The full GX result and GX's data docs (the checkpoint built them), staged to go with a quarantine record."""
     docs_tmp = staging / "data_docs"
     gx_json = out.gx.result.to_json_dict() if out.gx else {}
     files.atomic_write_json(staging / "gx_result.json", {"gx": gx_json, "checks": record["checks"], "statistics": out.stats,
@@ -235,10 +215,11 @@ def _commit_metadata(b: _Batch, record: ValidationRecord, **more: object) -> dic
             "status": record["status"], **b.metadata, **more}
 
 
-def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: ValidationRecord,
+def _quarantine(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: ValidationRecord,
                 staging: Path, staged_file: bool) -> ValidationReport:
     """A critical failure: all the batch's rows are quarantined; the hour keeps its validated rows."""
     rules = ";".join(sorted({c.rule for c in out.checks if not c.success and c.severity == CRITICAL}))
+    _stage_gx_result(out, record, staging)
     if staged_file:  # rows the table cannot hold: their file goes to quarantine whole
         target = lq.quarantine_staged(lake, start, record, staging)
     else:  # the report first: a failed commit takes it back, so no report names a quarantine that did not happen
@@ -255,10 +236,12 @@ def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record
                             hour_validated=bool(b.earlier.num_rows))
 
 
-def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: ValidationRecord,
-            staging: Path, view: pd.DataFrame) -> ValidationReport:
+def _accept(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: ValidationRecord,
+            staging: Path, staged_file: bool, view: pd.DataFrame) -> ValidationReport:
     """The batch is validated, its bad rows (if any) quarantined with their reasons: one commit.
     `view`: the hour's validated rows afterwards, as a frame (their statistics go in the record)."""
+    if staged_file:  # rows that pass fit the table (the contract is checked): they go into it
+        lq.drop_staged(lake, start)
     mask = pa.array(out.bad)
     if out.bad.any():
         clean, bad = b.rows.filter(pc.invert(mask)), b.rows.filter(mask)
@@ -275,7 +258,8 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
     hour = [held] if keep_validated else [pa.concat_tables([table.with_status(b.earlier, start, table.VALIDATED),
                                                             table.with_status(clean, start, table.VALIDATED)]), held]
     rows_path, docs = None, None
-    if bad.num_rows:  # the report first: a failed commit takes it back
+    if bad.num_rows:  # the report first (with the GX result and data docs): a failed commit takes it back
+        _stage_gx_result(out, record, staging)
         report = {**record, "status": "rows_quarantined", "rows": bad.num_rows, "of_rows": b.rows.num_rows,
                   "rules": rules}
         rows_path = lq.record_event(lq.new_event_dir(lake, start, "rows"), report, staging)
@@ -296,17 +280,6 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
     return ValidationReport(start, "validated", b.rows.num_rows, tuple(out.checks), here, docs,
                             quarantined_rows=bad.num_rows, rows_path=rows_path, part=b.label,
                             live_rows=record["live_rows"])
-
-
-def _validate_staged(lake: LakePath, start: datetime, settings: ValidationSettings) -> ValidationReport:
-    """An extraction the table cannot hold (empty, or off the contract): checked, and quarantined whole."""
-    staged = lk.staged_file(lake, start)
-    assert staged is not None
-    dt = table.open_table(lake)
-    earlier = table.read_rows(dt, start, [table.VALIDATED])
-    batch = _Batch(lk.read_parquet(staged), SINCE if earlier.num_rows else FIRST, earlier,
-                   table.TABLE_SCHEMA.empty_table(), "validate", {}, dt)
-    return _validate_batch(lake, start, settings, batch, staged_file=True)
 
 
 def readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:
@@ -335,8 +308,9 @@ def _readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, rea
     attempts = lk.quarantine_attempts(lake, start)
     sources = [str(storage.relative_to(a, lake)) for a in attempts]
     earlier = table.read_rows(dt, start, [table.VALIDATED])
+    history = lk.validated_statistics(lake, start, settings.drift_lookback_hours, settings.drift_window_hours, dt)
     batch = _Batch(rows, READMITTED, earlier, table.TABLE_SCHEMA.empty_table(), "readmit",
-                   {"reason": reason, "sources": sources}, dt)
+                   {"reason": reason, "sources": sources}, dt, _history(history))
     report = _validate_batch(lake, start, settings, batch)
     for folder in attempts:
         lq.mark_readmitted(folder, {"reason": reason, "at": now_iso(), "into": table.uri(lake)})

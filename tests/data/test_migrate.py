@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,8 +17,9 @@ from incremental.data import lake, table
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.migrate import OLD, migrate
 from incremental.errors import InputError
+from incremental.hours import Hour
 
-T0 = datetime(2026, 10, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 10, 1, 0, tzinfo=UTC)
 A, B, C, D = (T0 + timedelta(hours=k) for k in range(4))
 
 

@@ -3,7 +3,7 @@ the same bytes whatever was committed since, refused when the history does not h
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,9 +12,10 @@ import pytest
 from incremental.config import Settings, load_settings
 from incremental.data import lake, table
 from incremental.errors import InputError
+from incremental.hours import Hour
 from incremental.model.rebuild import RebuildError, rebuild
 
-H = datetime(2026, 9, 1, 4, tzinfo=UTC)
+H = Hour(2026, 9, 1, 4, tzinfo=UTC)
 
 
 def rows(prefix: str, n: int) -> pa.Table:

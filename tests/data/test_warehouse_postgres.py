@@ -10,6 +10,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from incremental.data.warehouse import Warehouse
+from incremental.hours import Hour
 
 TEXTS = ["plain", "", None, "comma, \"quote\" and 'apostrophe'", "two\nlines\r\nthree", "100% _x\\y", "naïve ☃",
          "NULL", "\\N", "t"]
@@ -74,7 +75,7 @@ def test_many_csv_blocks_give_duckdbs_bytes(tmp_path, postgres_url: str, monkeyp
     import incremental.data.warehouse as wh
     from incremental.data import extract
 
-    hour = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    hour = Hour(2026, 3, 1, 10, tzinfo=UTC)
     n = 3000
     products = pa.table({"product_id": [f"p{i}" for i in range(50)], "title": [f"title {i}, \"x\"" for i in range(50)],
                          "brand": [None if i % 7 == 0 else f"b{i % 5}" for i in range(50)],

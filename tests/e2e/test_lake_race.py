@@ -24,19 +24,20 @@ import pytest
 
 from incremental.data import table
 from incremental.data.storage import ObjectPath
+from incremental.hours import parse_hour
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR = "2026-05-01T07:00:00+00:00"
 ROWS = 200
 WRITER = r"""
 import json, sys, time
-from datetime import datetime
 import pyarrow as pa
 from incremental.data import table
+from incremental.hours import parse_hour
 from incremental.data.storage import root
 
 lake, name, mode, start_at = root(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
-hour = datetime.fromisoformat(sys.argv[5])
+hour = parse_hour(sys.argv[5])
 n = int(sys.argv[6])
 rows = pa.table({f.name: pa.nulls(n, f.type) for f in table.SEARCH_LOG_SCHEMA}).set_column(
     0, "event_id", pa.array([f"{name}-{i}" for i in range(n)]))
@@ -90,10 +91,9 @@ def race(lake_uri: str, mode: str, tmp_path: Path, rounds: int) -> list[list[dic
 
 
 def hour_rows(lake_uri: str) -> list[str]:
-    from datetime import datetime
 
     dt = table.open_table(ObjectPath.from_uri(lake_uri))
-    rows = table.read_rows(dt, datetime.fromisoformat(HOUR), [table.VALIDATED, table.EXTRACTED, table.QUARANTINED])
+    rows = table.read_rows(dt, parse_hour(HOUR), [table.VALIDATED, table.EXTRACTED, table.QUARANTINED])
     return rows.column("event_id").to_pylist()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from incremental.config import load_settings
@@ -15,11 +15,11 @@ from incremental.data import lake, table
 from incremental.data import quarantine as lake_quarantine
 from incremental.data.extract import extract_hour, warehouse_count
 from incremental.data.warehouse import Warehouse
-from incremental.hours import HOUR, iso_hour
+from incremental.hours import HOUR, Hour, iso_hour
 from incremental.sim.simulate import simulate
 from incremental.validation.validate import validate_hour
 
-T0 = datetime(2026, 8, 1, 0, tzinfo=UTC)
+T0 = Hour(2026, 8, 1, 0, tzinfo=UTC)
 READER = r"""
 import json, sys
 from collections import Counter

@@ -91,9 +91,9 @@ def test_mlflow_roundtrip(bootstrapped, tmp_path) -> None:
 def test_refuses_an_hour_that_is_not_validated(shared_home, lake) -> None:
     settings = make_settings(shared_home, lake, model_name="ranker-refuse")
     with pytest.raises(TrainingError, match="extracted, not validated"):
-        train_hour(settings, UNVALIDATED_HOUR)
+        train_hour(settings, lk.partition(lake, UNVALIDATED_HOUR))
     with pytest.raises(TrainingError, match="missing, not validated"):
-        train_hour(settings, DRIFT_HOUR + HOUR * 10)
+        train_hour(settings, lk.partition(lake, DRIFT_HOUR + HOUR * 10))
 
 
 def test_holdout_split_keeps_sessions_on_one_side(lake) -> None:
@@ -138,7 +138,7 @@ def test_a_catch_up_window_leaves_out_stale_rows_and_is_judged_on_its_recent_hou
     from incremental.model.examples import load_hours
 
     settings = make_settings(tmp_path / "home", lake)
-    hours = [*OLD_HOURS, DRIFT_HOUR]
+    hours = lk.partitions(lake, [*OLD_HOURS, DRIFT_HOUR])
     whole = load_hours(settings, hours, strict=False)
     everything, whole_holdout = pd.concat([whole.train, whole.stopping], ignore_index=True), whole.holdout
     changed = everything["category"].value_counts().index[0]
@@ -179,7 +179,7 @@ def test_training_early_stopping_and_holdout_sessions_are_disjoint(bootstrapped)
     from incremental.model.examples import training_set
 
     settings, _ = bootstrapped
-    data = training_set(settings, OLD_HOURS, "bootstrap")
+    data = training_set(settings, lk.partitions(settings.lake, OLD_HOURS), "bootstrap")
     train, stopping = set(data.fresh["session_id"]), set(data.stopping["session_id"])
     holdout = set(data.holdout.column("session_id").to_pylist())
     assert train and stopping and holdout
@@ -219,11 +219,12 @@ def test_the_examination_curve_is_part_of_the_data_identity(lake, tmp_path, monk
     from incremental.model import propensity
 
     settings = make_settings(tmp_path / "home", lake).with_training(position_bias="pbm")
-    first = training_data.training_set(settings, [DRIFT_HOUR], "hourly").data_hash
+    hour = [lk.partition(lake, DRIFT_HOUR)]
+    first = training_data.training_set(settings, hour, "hourly").data_hash
     flat = propensity.unbiased(1)
     monkeypatch.setattr(training_data, "examination_curve", lambda *_: flat)
-    assert training_data.training_set(settings, [DRIFT_HOUR], "hourly").data_hash != first
+    assert training_data.training_set(settings, hour, "hourly").data_hash != first
     # without the correction the identity is what it always was
     plain = make_settings(tmp_path / "home", lake)
-    assert training_data.training_set(plain, [DRIFT_HOUR], "hourly").data_hash == \
-        training_data.training_set(plain.with_training(propensity_hours=3), [DRIFT_HOUR], "hourly").data_hash
+    assert training_data.training_set(plain, hour, "hourly").data_hash == \
+        training_data.training_set(plain.with_training(propensity_hours=3), hour, "hourly").data_hash

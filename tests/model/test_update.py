@@ -16,6 +16,7 @@ from conftest import DRIFT_HOUR, OLD_HOURS, TINY_TRAINING, make_hour_frame, make
 from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
+from incremental.data import lake as lk
 from incremental.model import ranker as rk
 from incremental.model.update import train_hour
 from incremental.registry import tracking
@@ -31,10 +32,11 @@ from pathlib import Path
 repo, here, home, lake, training = json.loads(sys.argv[1])
 sys.path[:0] = [repo, here]
 from conftest import OLD_HOURS, TINY_TRAINING, make_settings
+from incremental.data.lake import partition
 from incremental.model.update import train_hour
 settings = make_settings(Path(home), Path(lake), model_name="ranker-resume",
                          training=TINY_TRAINING.model_copy(update=training))
-result = train_hour(settings, OLD_HOURS[1])
+result = train_hour(settings, partition(settings.lake, OLD_HOURS[1]))
 print(json.dumps({"run_id": result.run_id, "resumed_from_step": result.resumed_from_step}))
 """
 
@@ -66,7 +68,7 @@ def test_killed_update_resumes_and_matches_an_uninterrupted_run(tmp_path: Path, 
     assert not checkpoints[0].exists()  # removed once the model is logged
 
     settings = make_settings(clean, lake, model_name="ranker-resume", training=RESUME_TRAINING)
-    uninterrupted = train_hour(settings, OLD_HOURS[1])
+    uninterrupted = train_hour(settings, lk.partition(lake, OLD_HOURS[1]))
     assert uninterrupted.resumed_from_step is None
 
     resumed_dir = next((interrupted / "candidates").iterdir())
@@ -101,9 +103,9 @@ def test_replay_and_l2sp_reduce_forgetting_under_conflicting_drift(bootstrapped,
     new = make_hour_frame(DRIFT_HOUR, 1000, seed=998, rule="inverted")
     before_old, _ = _old_and_new_auc(tracking.version_model_dir(settings, version), old, new)
 
-    naive = train_hour(settings, DRIFT_HOUR, overrides={"replay_fraction": 0.0, "l2sp_strength": 0.0,
+    naive = train_hour(settings, lk.partition(settings.lake, DRIFT_HOUR), overrides={"replay_fraction": 0.0, "l2sp_strength": 0.0,
                                                          "learning_rate": 3e-3})
-    default = train_hour(settings, DRIFT_HOUR)
+    default = train_hour(settings, lk.partition(settings.lake, DRIFT_HOUR))
     assert naive.parent_version == default.parent_version == str(version)
     client = tracking.configure(settings)
     replay_rows = {r.run_id: int(client.get_run(r.run_id).data.tags["lineage.replay_rows"]) for r in (naive, default)}

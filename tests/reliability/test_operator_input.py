@@ -18,7 +18,7 @@ from conftest import assert_clean_error, cli, cli_env
 
 from incremental.data import lake
 from incremental.errors import MIN_REASON_CHARS, InputError, require_reason
-from incremental.hours import iso_hour
+from incremental.hours import Hour, iso_hour
 from incremental.registry.history import format_history
 
 
@@ -41,7 +41,7 @@ def test_run_hour_names_the_hours_it_did_not_attempt(fresh_home: Path) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert "hour 2026-06-01T10:00Z was quarantined" in last
     assert "not attempted: 2026-06-01T11:00Z .. 2026-06-01T12:00Z" in last, last
-    assert lake.partition(fresh_home / "lake", datetime(2026, 6, 1, 11, tzinfo=UTC)).status == "missing"
+    assert lake.partition(fresh_home / "lake", Hour(2026, 6, 1, 11, tzinfo=UTC)).status == "missing"
 
 
 # --- 17: an hour that has not closed ------------------------------------------------------------------

@@ -99,17 +99,18 @@ def test_a_failing_update_marks_its_run_failed(home: Path, tmp_path: Path) -> No
                                                                        "checkpoint_every": 2}))
     home.mkdir(parents=True, exist_ok=True)
     (home / "holdout").write_text("not a folder")
+    from incremental.data.lake import partition
     from incremental.model.update import train_hour
 
     with pytest.raises(OSError):
-        train_hour(settings, OLD_HOURS[0])
+        train_hour(settings, partition(settings.lake, OLD_HOURS[0]))
     client = tracking.configure(settings)
     runs = client.search_runs([tracking.get_or_create_experiment(settings)])
     assert [r.info.status for r in runs] == ["FAILED"]
 
     # and a rerun once the fault is gone resumes and finishes (the update lock was released)
     (home / "holdout").unlink()
-    done = train_hour(settings, OLD_HOURS[0])
+    done = train_hour(settings, partition(settings.lake, OLD_HOURS[0]))
     assert client.get_run(done.run_id).info.status == "FINISHED"
     assert not [r for r in client.search_runs([tracking.get_or_create_experiment(settings)])
                 if r.info.status == "RUNNING"]

@@ -32,8 +32,8 @@ def asked(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     hour validated, a champion v2, nothing processed or trained before."""
     asked: dict[str, Any] = {}
 
-    def train_hour(s: Settings, hour: datetime, **kwargs: Any) -> SimpleNamespace:
-        asked.update(kwargs, hour=hour, learning_rate=s.training.learning_rate)
+    def train_hour(s: Settings, part: SimpleNamespace, **kwargs: Any) -> SimpleNamespace:
+        asked.update(kwargs, part=part, learning_rate=s.training.learning_rate)
         return SimpleNamespace(run_id="r1", model_uri="runs:/r1/model", holdout_path=Path("holdout.parquet"),
                                parent_version=kwargs["start_version"] or "2", data_hash="d" * 64,
                                resumed_from_step=None, metrics={"steps": 3})
