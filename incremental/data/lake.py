@@ -29,6 +29,7 @@ model version's lineage records, with the table `version` it read).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ QUARANTINE_FILE = "quarantine.json"
 READMITTED_FILE = "readmitted.json"
 STAGED_FILE = "extracted.parquet"
 QUARANTINED_ROWS_FILE = "rows.parquet"  # an extraction the table cannot hold, quarantined whole
+REPORT_KEY = "report"  # a commit's metadata: the quarantine folder whose report describes its quarantined rows
+AWAITS_COMMIT = "awaits_commit"  # a report's: it holds only once a commit names its folder (REPORT_KEY)
+AWAITS_ROWS = "awaits_rows"  # a report's: it holds only once its folder's rows file is there
 REASON_COLUMN = table.REASON_COLUMN
 SEARCH_LOG_SCHEMA = table.SEARCH_LOG_SCHEMA
 # What identifies an impression as it arrived (the catalogue columns come from a join and may be fixed later).
@@ -108,16 +112,70 @@ def readmitted(folder: LakePath) -> bool:
     return storage.is_file(folder / READMITTED_FILE)
 
 
-def quarantine_attempts(lake: LakePath, start: datetime, *, include_readmitted: bool = False) -> list[LakePath]:
-    """The hour's quarantine folders (each with its report), oldest first."""
-    found = [p for p in storage.children(quarantine_root(lake, start))
-             if storage.is_file(p / QUARANTINE_FILE) and (include_readmitted or not readmitted(p))]
+@dataclass(frozen=True)
+class HourLog:
+    """What the table's log says of the hour's quarantine folders (their names relative to the lake):
+    those a commit quarantined rows for (`REPORT_KEY` in its metadata), and those a re-admission
+    commit took its rows from (its ``sources``), with that commit."""
+
+    reports: frozenset[str]
+    readmits: dict[str, dict[str, Any]]
+    since_ms: int | None = None  # the log's oldest commit still held, when older ones were cleaned up
+
+    def committed(self, name: str, report: LakePath) -> bool:
+        """Whether the folder `name`, whose report awaits its commit, was committed: a commit names
+        it, or the report is older than the oldest commit the log holds (it may name it): taken as committed."""
+        if name in self.reports:
+            return True
+        return self.since_ms is not None and storage.mtime_ns(report) // 1_000_000 < self.since_ms
+
+
+def hour_log(lake: LakePath, start: datetime, dt: DeltaTable | None = None) -> HourLog:
+    """The hour's quarantine folders as the table's log (latest version, or `dt`) names them."""
+    dt = dt if dt is not None else table.open_table(lake)
+    commits = table.hour_versions(dt, start)
+    oldest = table.oldest_commit(dt)
+    since = int(oldest["timestamp"]) if oldest is not None and int(oldest["version"]) > 0 else None
+    reports = frozenset(str(c[REPORT_KEY]) for c in commits if c.get(REPORT_KEY))
+    readmits: dict[str, dict[str, Any]] = {}
+    for c in commits:
+        if c.get("event") == "readmit" and c.get("sources"):
+            for source in json.loads(str(c["sources"])):
+                readmits.setdefault(str(source), c)
+    return HourLog(reports, readmits, since)
+
+
+def folder_name(lake: LakePath, folder: LakePath) -> str:
+    """A quarantine folder's name as the log records it: its path relative to the lake."""
+    return str(storage.relative_to(folder, lake))
+
+
+def unfinished(folder: LakePath, log: HourLog, lake: LakePath) -> bool:
+    """A quarantine folder whose report does not hold yet (its writer died, or is still at work, in
+    between): its report awaits a commit that names it and the log has none, or its report says the
+    rows file follows it (a staged extraction moved in) and the file is not there."""
+    report = files.read_json(folder / QUARANTINE_FILE)
+    if report.get(AWAITS_COMMIT) and not log.committed(folder_name(lake, folder), folder / QUARANTINE_FILE):
+        return True
+    return bool(report.get(AWAITS_ROWS)) and not storage.is_file(folder / QUARANTINED_ROWS_FILE)
+
+
+def quarantine_attempts(lake: LakePath, start: datetime, *, include_readmitted: bool = False,
+                        dt: DeltaTable | None = None) -> list[LakePath]:
+    """The hour's quarantine folders (each with a report that holds: see `unfinished`), oldest first;
+    re-admitted ones (marked, or named by a re-admission's commit) only with `include_readmitted`."""
+    found = [p for p in storage.children(quarantine_root(lake, start)) if storage.is_file(p / QUARANTINE_FILE)]
+    if not found:
+        return []
+    log = hour_log(lake, start, dt)
+    found = [p for p in found if not unfinished(p, log, lake) and (
+        include_readmitted or not (readmitted(p) or folder_name(lake, p) in log.readmits))]
     return sorted(found, key=lambda p: (storage.mtime_ns(p / QUARANTINE_FILE), str(p)))
 
 
-def quarantined_files(lake: LakePath, start: datetime) -> list[LakePath]:
+def quarantined_files(lake: LakePath, start: datetime, dt: DeltaTable | None = None) -> list[LakePath]:
     """The hour's quarantined extraction files (rows the table cannot hold), not re-admitted."""
-    return [a / QUARANTINED_ROWS_FILE for a in quarantine_attempts(lake, start)
+    return [a / QUARANTINED_ROWS_FILE for a in quarantine_attempts(lake, start, dt=dt)
             if storage.is_file(a / QUARANTINED_ROWS_FILE)]
 
 
@@ -187,11 +245,11 @@ def partition(lake: LakePath, start: datetime, dt: DeltaTable | None = None) -> 
     if staged is not None:
         manifest = {**_view(lake, start, dt, []), "rows": parquet_rows(staged), "sha256": files.sha256_file(staged), "staged": str(staged)}
         return Partition(start, "extracted", here, manifest, 1, (), lake)
-    attempts = quarantine_attempts(lake, start)
+    attempts = quarantine_attempts(lake, start, dt=dt)
     if by[table.QUARANTINED] or attempts:
         view = by[table.QUARANTINED]
         manifest = _view(lake, start, dt, view)
-        manifest["rows"] += sum(parquet_rows(q) for q in quarantined_files(lake, start))
+        manifest["rows"] += sum(parquet_rows(q) for q in quarantined_files(lake, start, dt))
         return Partition(start, "quarantined", attempts[-1] if attempts else here, manifest, 0, tuple(view), lake)
     return Partition(start, "missing", None, None)
 

@@ -135,6 +135,7 @@ def validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> 
 
 
 def _validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
+    lq.repair(lake, start)  # what a killed run of this hour left half-done, finished or undone first
     if lk.staged_file(lake, start) is not None:
         return _validate_staged(lake, start, settings)
     dt = table.open_table(lake)
@@ -241,14 +242,16 @@ def _quarantine(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record
     rules = ";".join(sorted({c.rule for c in out.checks if not c.success and c.severity == CRITICAL}))
     if staged_file:  # rows the table cannot hold: their file goes to quarantine whole
         target = lq.quarantine_staged(lake, start, record, staging)
-    else:  # the report first: a failed commit takes it back, so no report names a quarantine that did not happen
+    else:  # the report first, so that no commit is without its report; it holds once the commit names it
+        # (a failed commit takes it back, a killed one leaves it unlisted until `lq.repair` removes it)
         target = lq.record_event(lq.new_event_dir(lake, start, "hour" if not b.earlier.num_rows else "part"),
-                                 record, staging)
+                                 record, staging, awaits=lk.AWAITS_COMMIT)
         reasons = pa.array([r or rules for r in out.reasons.tolist()], pa.string())  # a row's own rules, else the hour's
         rows = table.with_status(b.rows, start, table.QUARANTINED, reasons)
         with lq.taken_back_on_failure(target):
             table.overwrite_hour(lake, start, pa.concat_tables([b.kept, rows]), b.event,
-                                 _commit_metadata(b, record, rules=rules), keep_validated=True, read=b.read)
+                                 _commit_metadata(b, record, rules=rules, **lq.commit_name(lake, target)),
+                                 keep_validated=True, read=b.read)
     index = target / "data_docs" / "index.html"
     return ValidationReport(start, "quarantined", b.rows.num_rows, tuple(out.checks), target,
                             index if storage.is_file(index) else None, part=b.label,
@@ -275,16 +278,16 @@ def _accept(lake: LakePath, start: datetime, b: _Batch, out: Outcome, record: Va
     hour = [held] if keep_validated else [pa.concat_tables([table.with_status(b.earlier, start, table.VALIDATED),
                                                             table.with_status(clean, start, table.VALIDATED)]), held]
     rows_path, docs = None, None
-    if bad.num_rows:  # the report first: a failed commit takes it back
+    if bad.num_rows:  # the report first, holding once the commit names it (as in `_quarantine`)
         report = {**record, "status": "rows_quarantined", "rows": bad.num_rows, "of_rows": b.rows.num_rows,
                   "rules": rules}
-        rows_path = lq.record_event(lq.new_event_dir(lake, start, "rows"), report, staging)
+        rows_path = lq.record_event(lq.new_event_dir(lake, start, "rows"), report, staging, awaits=lk.AWAITS_COMMIT)
         index = rows_path / "data_docs" / "index.html"
         docs = index if storage.is_file(index) else None
     with lq.taken_back_on_failure(rows_path):
         version = table.overwrite_hour(lake, start, hour, b.event,
-                                       _commit_metadata(b, record, rules=rules or None), keep_validated=keep_validated,
-                                       read=b.read)
+                                       _commit_metadata(b, record, rules=rules or None, **lq.commit_name(lake, rows_path)),
+                                       keep_validated=keep_validated, read=b.read)
     after = lk.partition(lake, start)
     typed = {c.column for c in out.checks
              if c.rule == "expect_column_values_to_be_of_type" and c.success and c.column is not None}
@@ -323,6 +326,10 @@ def readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reas
 
 
 def _readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:
+    if lq.repair(lake, start).marked:  # a re-admission killed after its commit: it is done now, not done twice
+        part = lk.partition(lake, start)
+        return _stored_quarantine(start, part.path) if part.status == "quarantined" and part.path is not None \
+            else _stored_report(lake, start)
     part = lk.partition(lake, start)
     if part.pending_parts and part.status in ("validated", "extracted"):
         validate_hour(lake, start, settings)  # pending rows first: re-admission must not pass them by
