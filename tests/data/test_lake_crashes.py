@@ -30,13 +30,13 @@ TOLERANT = {"max_bad_row_fraction": 0.1}  # a few bad rows of 80 are quarantined
 FIXED = {**TOLERANT, "max_query_chars": 5000}  # the reviewed fix re-admission follows
 
 
-def killed(lake: Path, step: str, at: str, settings: dict | None = None) -> None:
+def killed(lake: Path, step: str, at: str, settings: dict | None = None, fault: str = "KILL_AT_COMMIT") -> None:
     """Run `step` (validate | readmit) of the hour in a child that SIGKILLs itself at `at` (see sitecustomize)."""
     call = "validate_hour(lake, start, s)" if step == "validate" else "readmit_hour(lake, start, s, 'query length rule reviewed (#12)')"
     code = ("import sys; from pathlib import Path; from incremental.config import ValidationSettings;"
             "from incremental.hours import parse_hour; from incremental.validation.validate import readmit_hour, validate_hour;"
             f"lake, start, s = Path(sys.argv[1]), parse_hour(sys.argv[2]), ValidationSettings(**{settings or {}!r}); {call}")
-    env = {**os.environ, "PYTHONPATH": f"{FAULTS_DIR}{os.pathsep}{REPO}", "INCREMENTAL_TEST_FAULT_KILL_AT_COMMIT": at}
+    env = {**os.environ, "PYTHONPATH": f"{FAULTS_DIR}{os.pathsep}{REPO}", f"INCREMENTAL_TEST_FAULT_{fault}": at}
     done = subprocess.run([sys.executable, "-c", code, str(lake), START.isoformat()], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, f"rc={done.returncode}\n{done.stderr[-3000:]}"
@@ -97,14 +97,35 @@ def test_a_readmission_killed_after_its_commit_is_finished_not_repeated(tmp_path
     assert (counts["validated"], counts["quarantined"], counts["total"]) == (ROWS, 0, ROWS)
 
 
+def off_contract() -> pa.Table:
+    """An hour the table cannot hold (event_ts in ns): staged, then quarantined whole as a file."""
+    rows = pa.Table.from_pandas(good_frame(), preserve_index=False).cast(lk.SEARCH_LOG_SCHEMA)
+    return rows.set_column(1, pa.field("event_ts", pa.timestamp("ns", tz="UTC")),
+                           rows["event_ts"].cast(pa.timestamp("ns", tz="UTC")))
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_whole_extraction_quarantine_killed_at_its_move_loses_nothing(tmp_path: Path, when: str) -> None:
+    """The report is written before the staged file moves in: killed before the move, the rows are
+    still staged (the report not listed); after it, the quarantine is whole. (Moved first, a kill
+    left a rows file without a report: listed nowhere, the hour "missing", its rows lost.)"""
+    lake = tmp_path / "lake"
+    write_hour(lake, off_contract())
+    killed(lake, "validate", when, fault="KILL_AT_MOVE")
+    assert lq.row_counts(lake, START)["total"] == ROWS  # nothing lost, nothing counted twice
+    assert lk.partition(lake, START).status == ("extracted" if when == "before" else "quarantined")
+    report = validate_hour(lake, START, ValidationSettings())  # the rerun
+    assert report.status == "quarantined"
+    (folder,) = folders(lake)
+    assert (folder / lk.QUARANTINED_ROWS_FILE).is_file() and lk.staged_file(lake, START) is None
+    assert lq.row_counts(lake, START)["quarantined_whole"] == ROWS
+
+
 def test_a_whole_extraction_readmitted_and_killed_is_not_readmitted_twice(tmp_path: Path) -> None:
     """An extraction the table could not hold, quarantined whole as a file: re-admitting it twice
     would put its rows in the table twice."""
     lake = tmp_path / "lake"
-    rows = pa.Table.from_pandas(good_frame(), preserve_index=False).cast(lk.SEARCH_LOG_SCHEMA)
-    rows = rows.set_column(1, pa.field("event_ts", pa.timestamp("ns", tz="UTC")),
-                           rows["event_ts"].cast(pa.timestamp("ns", tz="UTC")))
-    write_hour(lake, rows)
+    write_hour(lake, off_contract())
     assert validate_hour(lake, START, ValidationSettings()).status == "quarantined"
     (source,) = lk.quarantine_attempts(lake, START)
     assert (source / lk.QUARANTINED_ROWS_FILE).is_file()
