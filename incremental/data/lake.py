@@ -56,6 +56,7 @@ QUARANTINED_ROWS_FILE = "rows.parquet"  # an extraction the table cannot hold, q
 REPORT_KEY = "report"  # a commit's metadata: the quarantine folder whose report describes its quarantined rows
 AWAITS_COMMIT = "awaits_commit"  # a report's: it holds only once a commit names its folder (REPORT_KEY)
 AWAITS_ROWS = "awaits_rows"  # a report's: it holds only once its folder's rows file is there
+STAGED_KEY = "staged_sha256"  # a commit's metadata (a report's): the staged extraction file whose rows it took
 REASON_COLUMN = table.REASON_COLUMN
 SEARCH_LOG_SCHEMA = table.SEARCH_LOG_SCHEMA
 # What identifies an impression as it arrived (the catalogue columns come from a join and may be fixed later).
@@ -120,6 +121,7 @@ class HourLog:
 
     reports: frozenset[str]
     readmits: dict[str, dict[str, Any]]
+    staged: frozenset[str] = frozenset()  # the sha256 of staged extraction files a commit took the rows of
     since_ms: int | None = None  # the log's oldest commit still held, when older ones were cleaned up
 
     def committed(self, name: str, report: LakePath) -> bool:
@@ -142,7 +144,8 @@ def hour_log(lake: LakePath, start: datetime, dt: DeltaTable | None = None) -> H
         if c.get("event") == "readmit" and c.get("sources"):
             for source in json.loads(str(c["sources"])):
                 readmits.setdefault(str(source), c)
-    return HourLog(reports, readmits, since)
+    staged = frozenset(str(c[STAGED_KEY]) for c in commits if c.get(STAGED_KEY))
+    return HourLog(reports, readmits, staged, since)
 
 
 def folder_name(lake: LakePath, folder: LakePath) -> str:
@@ -187,8 +190,12 @@ def parquet_rows(path: LakePath) -> int:
 
 
 def staged_file(lake: LakePath, start: datetime) -> LakePath | None:
+    """The hour's staged extraction, unless a commit took its rows (a validation killed before it
+    deleted the file: `quarantine.repair` does)."""
     path = staging_dir(lake, start) / STAGED_FILE
-    return path if storage.is_file(path) else None
+    if not storage.is_file(path):
+        return None
+    return None if files.sha256_file(path) in hour_log(lake, start).staged else path
 
 
 @dataclass(frozen=True)

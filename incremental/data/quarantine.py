@@ -66,11 +66,16 @@ def repair(lake_root: LakePath, start: datetime) -> Repaired:
       its report) whose commit never came: the rows are still live, the folder goes;
     * a staged extraction moved to quarantine whole: an unfinished move is undone (the staged file
       is whole), a finished one whose staged file is still there (copy, then delete) drops it;
-    * a re-admission committed before its folders were marked: they are marked now, from the commit.
+    * a re-admission committed before its folders were marked: they are marked now, from the commit;
+    * a staged extraction whose rows a validation committed (`lake.STAGED_KEY`) before it deleted the file: deleted.
     """
     log = lake.hour_log(lake_root, start)
     removed, marked, dropped = [], [], False
-    staged = lake.staged_file(lake_root, start)
+    path = lake.staging_dir(lake_root, start) / lake.STAGED_FILE
+    staged: LakePath | None = path if storage.is_file(path) else None
+    if staged is not None and files.sha256_file(staged) in log.staged:  # its rows committed, the file left
+        drop_staged(lake_root, start)
+        staged, dropped = None, True
     for folder in storage.children(lake.quarantine_root(lake_root, start)):
         if not storage.is_file(folder / lake.QUARANTINE_FILE):
             continue
@@ -85,7 +90,7 @@ def repair(lake_root: LakePath, start: datetime) -> Repaired:
                                      "into": table.uri(lake_root), "version": int(commit["version"]), "repaired": True})
             marked.append(folder)
         elif staged is not None and storage.is_file(folder / lake.QUARANTINED_ROWS_FILE) \
-                and files.read_json(folder / lake.QUARANTINE_FILE).get("staged_sha256") == files.sha256_file(staged):
+                and files.read_json(folder / lake.QUARANTINE_FILE).get(lake.STAGED_KEY) == files.sha256_file(staged):
             drop_staged(lake_root, start)
             staged, dropped = None, True
     return Repaired(tuple(removed), tuple(marked), dropped)
@@ -123,7 +128,7 @@ def quarantine_staged(lake_root: LakePath, start: datetime, report: Mapping[str,
     # the report first, naming the file it awaits: a kill before the move leaves the rows staged
     # (the report is not listed, `repair` removes it), never a rows file without its report
     target = record_event(new_event_dir(lake_root, start, "hour"),
-                          {**report, "staged_sha256": files.sha256_file(source)}, staged, awaits=lake.AWAITS_ROWS)
+                          {**report, lake.STAGED_KEY: files.sha256_file(source)}, staged, awaits=lake.AWAITS_ROWS)
     storage.move(source, target / lake.QUARANTINED_ROWS_FILE)
     return target
 

@@ -192,10 +192,11 @@ def _validate_batch(lake: LakePath, start: datetime, settings: ValidationSetting
             _stage_gx_result(out, record, staging)
         if critical:
             return _quarantine(lake, start, b, out, record, staging, staged_file)
-        if staged_file:  # rows that pass fit the table (the contract is checked): they go into it
+        report = _accept(lake, start, b, out, record, staging, frame[~out.bad] if earlier is None else
+                         pd.concat([earlier, frame[~out.bad]], ignore_index=True))
+        if staged_file:  # its rows fit the table and are in it: the file goes (its commit names it: `lq.repair`)
             lq.drop_staged(lake, start)
-        return _accept(lake, start, b, out, record, staging, frame[~out.bad] if earlier is None else
-                       pd.concat([earlier, frame[~out.bad]], ignore_index=True))
+        return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -308,7 +309,7 @@ def _validate_staged(lake: LakePath, start: datetime, settings: ValidationSettin
     dt = table.open_table(lake)
     earlier = table.read_rows(dt, start, [table.VALIDATED])
     batch = _Batch(lk.read_parquet(staged), SINCE if earlier.num_rows else FIRST, earlier,
-                   table.TABLE_SCHEMA.empty_table(), "validate", {}, dt)
+                   table.TABLE_SCHEMA.empty_table(), "validate", {lk.STAGED_KEY: files.sha256_file(staged)}, dt)
     return _validate_batch(lake, start, settings, batch, staged_file=True)
 
 

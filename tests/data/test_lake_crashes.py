@@ -137,3 +137,22 @@ def test_a_whole_extraction_readmitted_and_killed_is_not_readmitted_twice(tmp_pa
     assert (counts["validated"], counts["quarantined"], counts["total"]) == (ROWS, 0, ROWS)
     assert lk.readmitted(source)
     assert [c["event"] for c in table.hour_versions(table.open_table(lake), START)].count("readmit") == 1
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_staged_extraction_validated_and_killed_at_its_commit_loses_nothing(tmp_path: Path, when: str) -> None:
+    """Staged rows that pass (the columns' types fit the contract, a flag did not): committed into the
+    table, then the staged file deleted. (Deleted first, a kill before the commit lost the rows.)"""
+    lake = tmp_path / "lake"
+    rows = pa.Table.from_pandas(good_frame(), preserve_index=False).cast(lk.SEARCH_LOG_SCHEMA)
+    rows = rows.cast(pa.schema([f.with_nullable(f.name != "event_id") for f in rows.schema]))
+    write_hour(lake, rows)
+    assert lk.staged_file(lake, START) is not None
+    killed(lake, "validate", f"{when}:validate")
+    assert lq.row_counts(lake, START)["total"] == ROWS  # nothing lost, nothing counted twice
+    assert validate_hour(lake, START, ValidationSettings()).status == "validated"  # the rerun
+    counts = lq.row_counts(lake, START)
+    assert (counts["validated"], counts["total"]) == (ROWS, ROWS) and lk.staged_file(lake, START) is None
+    assert not lk.staging_dir(lake, START).exists()
+    events = [c["event"] for c in table.hour_versions(table.open_table(lake), START)]
+    assert events == ["validate"]  # one commit: the rerun did not add the rows again
