@@ -90,13 +90,13 @@ class CommitConflict(IncrementalError, RuntimeError):
     retryable = True
 
 
-def table_path(lake: LakePath) -> LakePath:
-    return lake / TABLE
+def table_path(lake: LakePath, name: str = TABLE) -> LakePath:
+    return lake / name
 
 
-def uri(lake: LakePath) -> str:
-    """The table's URI, as `deltalake` (and any outside reader) opens it."""
-    path = table_path(lake)
+def uri(lake: LakePath, name: str = TABLE) -> str:
+    """The table's URI (`name`: another table of the lake), as `deltalake` (and any outside reader) opens it."""
+    path = table_path(lake, name)
     return str(path) if isinstance(path, ObjectPath) else str(Path(path).absolute())
 
 
@@ -131,15 +131,15 @@ def reading(where: str) -> Iterator[None]:
         raise DamagedStateError(f"{where} is damaged (or its store unreachable): {first}") from None
 
 
-def open_table(lake: LakePath, version: int | None = None) -> DeltaTable | None:
+def open_table(lake: LakePath, version: int | None = None, name: str = TABLE) -> DeltaTable | None:
     """The table at its latest version (or `version`); None while nothing was ever written."""
-    where, options = uri(lake), storage_options(lake)
+    where, options = uri(lake, name), storage_options(lake)
     with reading(where):
         if not DeltaTable.is_deltatable(where, storage_options=options):
             return None
         dt = DeltaTable(where, version=version, storage_options=options)
         dt.get_add_actions(flatten=False)  # the whole log replayed now: damage shows here, by name
-        delta_log.check(table_path(lake), dt)  # a commit file emptied or gone, which the replay passes over
+        delta_log.check(table_path(lake, name), dt)  # a commit file emptied or gone, which the replay passes over
         return dt
 
 
