@@ -54,6 +54,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: at least 0")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -167,6 +177,13 @@ def _registry_commands(sub: argparse._SubParsersAction) -> None:
     _command(sub, "history", commands.cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
     _command(sub, "migrate-lake", commands.cmd_migrate_lake,
              "move a lake in the format before Delta Lake (Parquet parts + manifests) into the search_logs table")
+    p = _command(sub, "maintain-lake", commands.cmd_maintain_lake,
+                 "compact small files, checkpoint and vacuum the lake's table, keeping every version live models trained at")
+    p.add_argument("--dry-run", action="store_true", help="change nothing: list what each step would do")
+    p.add_argument("--recent", type=_positive, default=10, help="keep the rows of this many latest versions too "
+                   "(besides the champion and its parents)")
+    p.add_argument("--retention-hours", type=_non_negative, default=168,
+                   help="delete no file removed (or never committed) less than this long ago (default: a week)")
     p = _command(sub, "training-rows", commands.cmd_training_rows,
                  "rebuild a model version's training hours by time travel in the lake's table (checked byte for byte)")
     p.add_argument("--version", required=True, help="the registered model version")

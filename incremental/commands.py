@@ -328,6 +328,25 @@ def cmd_migrate_lake(settings: Settings, args: argparse.Namespace) -> None:
     print(f"{len(done)} hour(s); the old hours are kept in {settings.lake / OLD} (delete it once you have checked)")
 
 
+def cmd_maintain_lake(settings: Settings, args: argparse.Namespace) -> None:
+    from incremental.data.maintain import maintain
+    from incremental.registry.lineage import live_versions
+
+    live = live_versions(settings, args.recent)
+    done = maintain(settings.lake, live.oldest_table_version, retention_hours=args.retention_hours,
+                    dry_run=args.dry_run)
+    would = "would be " if done.dry_run else ""
+    kept = f"from version {done.keep_from}" if done.keep_from is not None else "the latest version only"
+    print(f"live model versions: {', '.join(live.versions) or 'none'}; table versions kept readable: {kept}")
+    for line in done.compacted:
+        print(f"compacted{' (dry run)' if done.dry_run else ''}: {line}")
+    if done.checkpoint is not None:
+        print(f"checkpoint at version {done.checkpoint}")
+    print(f"{len(done.vacuumed)} data file(s) no kept version needs {would}deleted")
+    for path in done.vacuumed:
+        print(f"  {path}")
+
+
 def cmd_training_rows(settings: Settings, args: argparse.Namespace) -> None:
     from pathlib import Path
 

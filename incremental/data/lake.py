@@ -29,6 +29,7 @@ model version's lineage records, with the table `version` it read).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ QUARANTINE_FILE = "quarantine.json"
 READMITTED_FILE = "readmitted.json"
 STAGED_FILE = "extracted.parquet"
 QUARANTINED_ROWS_FILE = "rows.parquet"  # an extraction the table cannot hold, quarantined whole
+REPORT_KEY = "report"  # a commit's metadata: the quarantine folder whose report describes its quarantined rows
+AWAITS_COMMIT = "awaits_commit"  # a report's: it holds only once a commit names its folder (REPORT_KEY)
+AWAITS_ROWS = "awaits_rows"  # a report's: it holds only once its folder's rows file is there
+STAGED_KEY = "staged_sha256"  # a commit's metadata (a report's): the staged extraction file whose rows it took
 REASON_COLUMN = table.REASON_COLUMN
 SEARCH_LOG_SCHEMA = table.SEARCH_LOG_SCHEMA
 # What identifies an impression as it arrived (the catalogue columns come from a join and may be fixed later).
@@ -107,16 +112,72 @@ def readmitted(folder: LakePath) -> bool:
     return storage.is_file(folder / READMITTED_FILE)
 
 
-def quarantine_attempts(lake: LakePath, start: Hour, *, include_readmitted: bool = False) -> list[LakePath]:
-    """The hour's quarantine folders (each with its report), oldest first."""
-    found = [p for p in storage.children(quarantine_root(lake, start))
-             if storage.is_file(p / QUARANTINE_FILE) and (include_readmitted or not readmitted(p))]
+@dataclass(frozen=True)
+class HourLog:
+    """What the table's log says of the hour's quarantine folders (their names relative to the lake):
+    those a commit quarantined rows for (`REPORT_KEY` in its metadata), and those a re-admission
+    commit took its rows from (its ``sources``), with that commit."""
+
+    reports: frozenset[str]
+    readmits: dict[str, dict[str, Any]]
+    staged: frozenset[str] = frozenset()  # the sha256 of staged extraction files a commit took the rows of
+    since_ms: int | None = None  # the log's oldest commit still held, when older ones were cleaned up
+
+    def committed(self, name: str, report: LakePath) -> bool:
+        """Whether the folder `name`, whose report awaits its commit, was committed: a commit names
+        it, or the report is older than the oldest commit the log holds (it may name it): taken as committed."""
+        if name in self.reports:
+            return True
+        return self.since_ms is not None and storage.mtime_ns(report) // 1_000_000 < self.since_ms
+
+
+def hour_log(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> HourLog:
+    """The hour's quarantine folders as the table's log (latest version, or `dt`) names them."""
+    dt = dt if dt is not None else table.open_table(lake)
+    commits = table.hour_versions(dt, start)
+    oldest = table.oldest_commit(dt)
+    since = int(oldest["timestamp"]) if oldest is not None and int(oldest["version"]) > 0 else None
+    reports = frozenset(str(c[REPORT_KEY]) for c in commits if c.get(REPORT_KEY))
+    readmits: dict[str, dict[str, Any]] = {}
+    for c in commits:
+        if c.get("event") == "readmit" and c.get("sources"):
+            for source in json.loads(str(c["sources"])):
+                readmits.setdefault(str(source), c)
+    staged = frozenset(str(c[STAGED_KEY]) for c in commits if c.get(STAGED_KEY))
+    return HourLog(reports, readmits, staged, since)
+
+
+def folder_name(lake: LakePath, folder: LakePath) -> str:
+    """A quarantine folder's name as the log records it: its path relative to the lake."""
+    return str(storage.relative_to(folder, lake))
+
+
+def unfinished(folder: LakePath, log: HourLog, lake: LakePath) -> bool:
+    """A quarantine folder whose report does not hold yet (its writer died, or is still at work, in
+    between): its report awaits a commit that names it and the log has none, or its report says the
+    rows file follows it (a staged extraction moved in) and the file is not there."""
+    report = files.read_json(folder / QUARANTINE_FILE)
+    if report.get(AWAITS_COMMIT) and not log.committed(folder_name(lake, folder), folder / QUARANTINE_FILE):
+        return True
+    return bool(report.get(AWAITS_ROWS)) and not storage.is_file(folder / QUARANTINED_ROWS_FILE)
+
+
+def quarantine_attempts(lake: LakePath, start: Hour, *, include_readmitted: bool = False,
+                        dt: DeltaTable | None = None) -> list[LakePath]:
+    """The hour's quarantine folders (each with a report that holds: see `unfinished`), oldest first;
+    re-admitted ones (marked, or named by a re-admission's commit) only with `include_readmitted`."""
+    found = [p for p in storage.children(quarantine_root(lake, start)) if storage.is_file(p / QUARANTINE_FILE)]
+    if not found:
+        return []
+    log = hour_log(lake, start, dt)
+    found = [p for p in found if not unfinished(p, log, lake) and (
+        include_readmitted or not (readmitted(p) or folder_name(lake, p) in log.readmits))]
     return sorted(found, key=lambda p: (storage.mtime_ns(p / QUARANTINE_FILE), str(p)))
 
 
-def quarantined_files(lake: LakePath, start: Hour) -> list[LakePath]:
+def quarantined_files(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> list[LakePath]:
     """The hour's quarantined extraction files (rows the table cannot hold), not re-admitted."""
-    return [a / QUARANTINED_ROWS_FILE for a in quarantine_attempts(lake, start)
+    return [a / QUARANTINED_ROWS_FILE for a in quarantine_attempts(lake, start, dt=dt)
             if storage.is_file(a / QUARANTINED_ROWS_FILE)]
 
 
@@ -128,8 +189,12 @@ def parquet_rows(path: LakePath) -> int:
 
 
 def staged_file(lake: LakePath, start: Hour) -> LakePath | None:
+    """The hour's staged extraction, unless a commit took its rows (a validation killed before it
+    deleted the file: `quarantine.repair` does)."""
     path = staging_dir(lake, start) / STAGED_FILE
-    return path if storage.is_file(path) else None
+    if not storage.is_file(path):
+        return None
+    return None if files.sha256_file(path) in hour_log(lake, start).staged else path
 
 
 @dataclass(frozen=True)
@@ -186,11 +251,11 @@ def partition(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> Part
     if staged is not None:
         manifest = {**_view(lake, start, dt, []), "rows": parquet_rows(staged), "sha256": files.sha256_file(staged), "staged": str(staged)}
         return Partition(start, "extracted", here, manifest, 1, (), lake)
-    attempts = quarantine_attempts(lake, start)
+    attempts = quarantine_attempts(lake, start, dt=dt)
     if by[table.QUARANTINED] or attempts:
         view = by[table.QUARANTINED]
         manifest = _view(lake, start, dt, view)
-        manifest["rows"] += sum(parquet_rows(q) for q in quarantined_files(lake, start))
+        manifest["rows"] += sum(parquet_rows(q) for q in quarantined_files(lake, start, dt))
         return Partition(start, "quarantined", attempts[-1] if attempts else here, manifest, 0, tuple(view), lake)
     return Partition(start, "missing", None, None)
 
@@ -220,7 +285,7 @@ class ToValidate:
     part: Partition
     read: DeltaTable | None
     rows: pa.Table | None
-    staged: bool
+    staged: LakePath | None  # the staged extraction file `rows` came from
     earlier: pa.Table  # the hour's validated rows, which stay as they are
     kept: pa.Table  # its quarantined rows (table columns), which stay quarantined
     record: dict[str, Any]
@@ -239,12 +304,12 @@ def to_validate(lake: LakePath, start: Hour, lookback_hours: int, history_hours:
             record = files.read_json(part.path / QUARANTINE_FILE)
         elif part.path is not None and storage.is_file(part.path / files.VALIDATION_FILE):
             record = files.read_json(part.path / files.VALIDATION_FILE)
-        return ToValidate(part, dt, None, False, none, none, record, [])
+        return ToValidate(part, dt, None, None, none, none, record, [])
     history = validated_statistics(lake, start, lookback_hours, history_hours, dt)
     earlier = table.read_rows(dt, start, [table.VALIDATED])
     if staged is not None:
-        return ToValidate(part, dt, read_parquet(staged), True, earlier, none, {}, history)
-    return ToValidate(part, dt, table.read_rows(dt, start, [table.EXTRACTED]), False, earlier,
+        return ToValidate(part, dt, read_parquet(staged), staged, earlier, none, {}, history)
+    return ToValidate(part, dt, table.read_rows(dt, start, [table.EXTRACTED]), None, earlier,
                       table.read_rows(dt, start, [table.QUARANTINED], columns=table.TABLE_SCHEMA.names), {}, history)
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from incremental.data import lake, storage, table
+from incremental.data import files, lake, storage, table
 from incremental.data.files import atomic_write_json, write_parquet_atomic
 from incremental.data.storage import LakePath
 from incremental.hours import Hour
@@ -31,14 +32,74 @@ def new_event_dir(lake_root: LakePath, start: Hour, kind: str) -> LakePath:
     return lake.quarantine_root(lake_root, start) / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{kind}"
 
 
-def record_event(target: LakePath, report: Mapping[str, Any], staged: Path | None = None) -> LakePath:
+def record_event(target: LakePath, report: Mapping[str, Any], staged: Path | None = None, *,
+                 awaits: str | None = None) -> LakePath:
     """Write one quarantine event's folder: what validation staged (GX result, data docs), then its
-    report last (a folder without a report is unfinished and not listed)."""
+    report last (a folder without a report is unfinished and not listed). `awaits`: what must follow
+    for the report to hold (`lake.AWAITS_COMMIT`: the commit of its rows, naming the folder;
+    `lake.AWAITS_ROWS`: its rows file): until then it is not listed, and `repair` removes it."""
     storage.mkdir(target)
     if staged is not None:
         storage.put_tree(staged, target)
-    atomic_write_json(target / lake.QUARANTINE_FILE, report)
+    atomic_write_json(target / lake.QUARANTINE_FILE, {**report, awaits: True} if awaits else report)
     return target
+
+
+def commit_name(lake_root: LakePath, target: LakePath | None) -> dict[str, str]:
+    """What a commit's metadata says of the quarantine folder whose report describes its rows."""
+    return {lake.REPORT_KEY: lake.folder_name(lake_root, target)} if target is not None else {}
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """What `repair` found of a writer killed in the middle of a change of the hour."""
+
+    removed: tuple[LakePath, ...] = ()  # quarantine folders whose change never committed
+    marked: tuple[LakePath, ...] = ()  # folders a committed re-admission took rows from, marked now
+    dropped_staged: bool = False  # a staged extraction already quarantined whole
+
+
+def repair(lake_root: LakePath, start: Hour) -> Repaired:
+    """Finish or undo what a killed writer left of the hour, by the table's log; idempotent. Call it
+    with the hour's lock held (no other writer of the hour is then between its two steps).
+
+    * a report written before its commit (validation's order, so that no commit is ever without
+      its report) whose commit never came: the rows are still live, the folder goes;
+    * a staged extraction moved to quarantine whole: an unfinished move is undone (the staged file
+      is whole), a finished one whose staged file is still there (copy, then delete) drops it;
+    * a re-admission committed before its folders were marked: they are marked now, from the commit;
+    * a staged extraction whose rows a validation committed (`lake.STAGED_KEY`) before it deleted the file: deleted.
+    """
+    log = lake.hour_log(lake_root, start)
+    removed, marked, dropped = [], [], False
+    path = lake.staging_dir(lake_root, start) / lake.STAGED_FILE
+    staged: LakePath | None = path if storage.is_file(path) else None
+    if staged is not None and files.sha256_file(staged) in log.staged:  # its rows committed, the file left
+        drop_staged(lake_root, start)
+        staged, dropped = None, True
+    for folder in storage.children(lake.quarantine_root(lake_root, start)):
+        if not storage.is_file(folder / lake.QUARANTINE_FILE):
+            continue
+        name = lake.folder_name(lake_root, folder)
+        if lake.unfinished(folder, log, lake_root):
+            if staged is not None or not files.read_json(folder / lake.QUARANTINE_FILE).get(lake.AWAITS_ROWS):
+                storage.rmtree(folder)
+                removed.append(folder)
+        elif name in log.readmits and not lake.readmitted(folder):
+            commit = log.readmits[name]
+            mark_readmitted(folder, {"reason": commit.get("reason"), "at": _commit_time(commit),
+                                     "into": table.uri(lake_root), "version": int(commit["version"]), "repaired": True})
+            marked.append(folder)
+        elif staged is not None and storage.is_file(folder / lake.QUARANTINED_ROWS_FILE) \
+                and files.read_json(folder / lake.QUARANTINE_FILE).get(lake.STAGED_KEY) == files.sha256_file(staged):
+            drop_staged(lake_root, start)
+            staged, dropped = None, True
+    return Repaired(tuple(removed), tuple(marked), dropped)
+
+
+def _commit_time(commit: Mapping[str, Any]) -> str | None:
+    stamp = commit.get("timestamp")
+    return datetime.fromtimestamp(int(stamp) / 1000, UTC).isoformat() if stamp is not None else None
 
 
 @contextlib.contextmanager
@@ -65,10 +126,12 @@ def quarantine_staged(lake_root: LakePath, start: Hour, report: Mapping[str, Any
     source = lake.staged_file(lake_root, start)
     if source is None:
         raise lake.LakeError(f"hour {start} has no staged extraction to quarantine")
-    target = new_event_dir(lake_root, start, "hour")
-    storage.mkdir(target)
+    # the report first, naming the file it awaits: a kill before the move leaves the rows staged
+    # (the report is not listed, `repair` removes it), never a rows file without its report
+    target = record_event(new_event_dir(lake_root, start, "hour"),
+                          {**report, lake.STAGED_KEY: files.sha256_file(source)}, staged, awaits=lake.AWAITS_ROWS)
     storage.move(source, target / lake.QUARANTINED_ROWS_FILE)
-    return record_event(target, report, staged)
+    return target
 
 
 def drop_staged(lake_root: LakePath, start: Hour) -> None:

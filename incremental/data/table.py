@@ -41,11 +41,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Schema
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Schema
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from incremental.data import storage
+from incremental.data import delta_log, storage
 from incremental.data.storage import LakePath, ObjectPath, StoreError
 from incremental.errors import DamagedStateError, IncrementalError
 from incremental.hours import Hour
@@ -76,6 +76,10 @@ SEARCH_LOG_SCHEMA = pa.schema(
 TABLE_SCHEMA = SEARCH_LOG_SCHEMA.append(pa.field(HOUR_COLUMN, pa.string())).append(
     pa.field(STATUS_COLUMN, pa.string())).append(pa.field(REASON_COLUMN, pa.string()))
 FILE_SCHEMA = SEARCH_LOG_SCHEMA.append(pa.field(REASON_COLUMN, pa.string()))  # a data file's columns
+# After each commit: a checkpoint every `delta.checkpointInterval` commits, as delta-rs does, but the
+# log is never cleaned up behind it (its default after 30 days): time travel to the version a model
+# version trained at needs that version's log (`incremental maintain-lake` checkpoints and vacuums data files).
+HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 
 
 class CommitConflict(IncrementalError, RuntimeError):
@@ -85,13 +89,13 @@ class CommitConflict(IncrementalError, RuntimeError):
     retryable = True
 
 
-def table_path(lake: LakePath) -> LakePath:
-    return lake / TABLE
+def table_path(lake: LakePath, name: str = TABLE) -> LakePath:
+    return lake / name
 
 
-def uri(lake: LakePath) -> str:
-    """The table's URI, as `deltalake` (and any outside reader) opens it."""
-    path = table_path(lake)
+def uri(lake: LakePath, name: str = TABLE) -> str:
+    """The table's URI (`name`: another table of the lake), as `deltalake` (and any outside reader) opens it."""
+    path = table_path(lake, name)
     return str(path) if isinstance(path, ObjectPath) else str(Path(path).absolute())
 
 
@@ -126,17 +130,15 @@ def reading(where: str) -> Iterator[None]:
         raise DamagedStateError(f"{where} is damaged (or its store unreachable): {first}") from None
 
 
-def open_table(lake: LakePath, version: int | None = None) -> DeltaTable | None:
+def open_table(lake: LakePath, version: int | None = None, name: str = TABLE) -> DeltaTable | None:
     """The table at its latest version (or `version`); None while nothing was ever written."""
-    where, options = uri(lake), storage_options(lake)
+    where, options = uri(lake, name), storage_options(lake)
     with reading(where):
         if not DeltaTable.is_deltatable(where, storage_options=options):
             return None
         dt = DeltaTable(where, version=version, storage_options=options)
         dt.get_add_actions(flatten=False)  # the whole log replayed now: damage shows here, by name
-        if not dt.history(1):  # delta-rs reads an emptied commit file as a commit of nothing
-            raise DamagedStateError(f"{where} is damaged: its commit {dt.version()} (_delta_log/{dt.version():020d}.json) "
-                                    "records nothing (emptied?); restore it from a backup")
+        delta_log.check(table_path(lake, name), dt)  # a commit file emptied or gone, which the replay passes over
         return dt
 
 
@@ -279,14 +281,14 @@ def append_files(lake: LakePath, start: Hour, new: Sequence[NewFile], event: str
             try:
                 create_table_with_add_actions(uri(lake), Schema.from_arrow(TABLE_SCHEMA), actions, mode="append",
                                               partition_by=PARTITION_BY, storage_options=options,
-                                              commit_properties=props)
+                                              commit_properties=props, post_commithook_properties=HOOKS)
             except DeltaError:  # another writer created the table first: append to it
                 dt = open_table(lake)
                 if dt is None:
                     raise
         if dt is not None:
             dt.create_write_transaction(list[AddAction | RemoveAction](actions), mode="append", schema=TABLE_SCHEMA, partition_by=PARTITION_BY,
-                                        commit_properties=props)
+                                        commit_properties=props, post_commithook_properties=HOOKS)
     dt = open_table(lake)
     assert dt is not None  # just written
     return dt.version()
@@ -329,7 +331,7 @@ def overwrite_hour(lake: LakePath, start: Hour, rows: pa.Table | Sequence[pa.Tab
             if read is None:  # no table yet: this is its first commit (losing that race is a conflict too)
                 create_table_with_add_actions(uri(lake), Schema.from_arrow(TABLE_SCHEMA), actions, mode="error",
                                               partition_by=PARTITION_BY, storage_options=storage_options(lake),
-                                              commit_properties=props)
+                                              commit_properties=props, post_commithook_properties=HOOKS)
             else:
                 _overwrite(lake, start, read, actions, filters, props)
         except DeltaError as exc:  # CommitFailedError is one; a first commit that lost is another
@@ -352,8 +354,8 @@ def _overwrite(lake: LakePath, start: Hour, read: DeltaTable, actions: list[AddA
     for attempt in range(attempts):
         try:
             read.create_write_transaction(list[AddAction | RemoveAction](actions), mode="overwrite",
-                                          schema=TABLE_SCHEMA, partition_by=PARTITION_BY,
-                                          partition_filters=filters, commit_properties=props)
+                                          schema=TABLE_SCHEMA, partition_by=PARTITION_BY, partition_filters=filters,
+                                          commit_properties=props, post_commithook_properties=HOOKS)
             return
         except CommitFailedError:
             newer = open_table(lake)
@@ -368,4 +370,15 @@ def hour_versions(dt: DeltaTable | None, start: Hour) -> list[dict[str, Any]]:
     if dt is None:
         return []
     hour = str(start)
-    return sorted((c for c in dt.history() if c.get("hour") == hour), key=lambda c: int(c["version"]))
+    with reading(dt.table_uri):
+        commits = delta_log.history(storage.root(dt.table_uri), dt)
+    return [c for c in commits if c.get("hour") == hour]
+
+
+def oldest_commit(dt: DeltaTable | None) -> dict[str, Any] | None:
+    """The oldest commit the log still holds (older ones are cleaned up behind a checkpoint)."""
+    if dt is None:
+        return None
+    with reading(dt.table_uri):
+        commits = delta_log.history(storage.root(dt.table_uri), dt)
+    return commits[0] if commits else None

@@ -6,11 +6,12 @@ so that every model is measured on the same rows; refreshing it is a deliberate 
 
 Layout (under the lake root)::
 
-    anchor/anchor.parquet             the rows: SEARCH_LOG_SCHEMA + source_hour (UTC hour start)
-    anchor/anchor.json                AnchorInfo: sha256 of anchor.parquet, source hours and their
-                                      partition sha256s, counts per hour and per category, ...
+    anchor_set/                       the rows (SEARCH_LOG_SCHEMA + source_hour), a Delta table of one file:
+                                      a commit per freeze or refresh, replaced ones by time travel
+    anchor/anchor.json                AnchorInfo: sha256 of the rows' file, the table version holding
+                                      it, source hours and their partition sha256s, counts, ...
     anchor/history.jsonl              one line per replaced anchor (its anchor.json + when/why replaced)
-    anchor/anchor-<sha12>.parquet     a replaced anchor's file, kept
+    anchor/anchor.parquet, anchor-<sha12>.parquet   an anchor frozen before the table (and kept)
     anchor/scores/<sha12>/v<version>.npy   cached scores of a model version on that anchor
                                       (`incremental.judge.score_cache`)
 
@@ -22,6 +23,7 @@ the same bytes and the same sha256 (for a given pyarrow version).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -31,12 +33,14 @@ from typing import Any, TypedDict
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from incremental.data import files, storage
 from incremental.data import lake as lk
 from incremental.data.storage import LakePath
 from incremental.errors import DamagedStateError, IncrementalError, InputError
 from incremental.hours import Hour, hours, iso_hour, parse_hour
+from incremental.judge import anchor_table
 from incremental.judge.strata import NULL_CATEGORY, SOURCE_HOUR, sample
 
 ANCHOR_DIR = "anchor"
@@ -58,7 +62,7 @@ class AnchorExistsError(AnchorError):
 class AnchorInfo:
     """What anchor.json records about a frozen anchor."""
 
-    sha256: str  # of anchor.parquet
+    sha256: str  # of the rows' Parquet file
     rows: int
     start: str  # the window [start, end) it was sampled from, ISO UTC
     end: str
@@ -71,7 +75,8 @@ class AnchorInfo:
     skipped_hours: dict[str, str]  # ISO hour in the window -> status, for hours not validated
     created_at: str
     reason: str
-    file: str = ANCHOR_FILE
+    file: str = ANCHOR_FILE  # an anchor frozen before the table: its file in the anchor folder
+    table_version: int | None = None  # the version of `anchor_set` that holds it (None: `file`)
     schema_version: int = lk.SCHEMA_VERSION
     previous_sha256: str | None = None
     # the forgetting budget: the champion when the anchor was frozen, and the categories it is held
@@ -119,7 +124,7 @@ _INFO_TYPES: dict[str, tuple[type, ...]] = {
     "skipped_hours": (dict,), "created_at": (str,), "reason": (str,),
 }
 _INFO_OPTIONAL: dict[str, tuple[type, ...]] = {
-    "file": (str,), "schema_version": (int,), "previous_sha256": (str, type(None)),
+    "file": (str,), "table_version": (int, type(None)), "schema_version": (int,), "previous_sha256": (str, type(None)),
     "baseline_version": (str, type(None)), "protected_categories": (list, type(None)), "extra": (dict,),
 }
 
@@ -194,9 +199,13 @@ def freeze(
 
     storage.mkdir(folder)
     staging = folder / f".staging-{os.getpid()}.parquet"
-    files.write_parquet_atomic(staging, chosen)
-    sha = files.sha256_file(staging)
+    files.write_parquet_atomic(staging, chosen)  # the deterministic bytes, then as the table's file
+    data = storage.read_bytes(staging)
+    sha = hashlib.sha256(data).hexdigest()
+    storage.unlink(staging)
     created = (now or datetime.now(UTC)).astimezone(UTC)
+    version = anchor_table.commit(lake, data, chosen.num_rows, chosen.schema, {
+        "event": "refresh" if previous is not None else "freeze", "sha256": sha, "reason": reason})
 
     info = AnchorInfo(
         sha256=sha,
@@ -209,6 +218,7 @@ def freeze(
         skipped_hours=skipped,
         created_at=created.isoformat().replace("+00:00", "Z"),
         reason=reason,
+        table_version=version,
         previous_sha256=previous.sha256 if previous is not None else None,
         baseline_version=baseline_version,
         protected_categories=sorted(protected_categories) if protected_categories is not None else None,
@@ -216,7 +226,6 @@ def freeze(
 
     if previous is not None:
         _archive(folder, previous, replaced_at=info.created_at, replaced_by=info)
-    storage.move(staging, folder / ANCHOR_FILE)
     files.atomic_write_json(folder / INFO_FILE, info.to_dict())
     return info
 
@@ -305,9 +314,9 @@ def holdout_window(lake: LakePath | str, start: datetime, end: datetime, fractio
 
 
 def _archive(folder: LakePath, previous: AnchorInfo, *, replaced_at: str, replaced_by: AnchorInfo) -> None:
-    """Keep the previous anchor's file under its hash and append its record to the history."""
+    """Append the previous anchor's record to the history (one frozen before the table: its file kept under its hash)."""
     old_file = folder / ANCHOR_FILE
-    actual = files.sha256_file(old_file) if storage.is_file(old_file) else None
+    actual = files.sha256_file(old_file) if previous.table_version is None and storage.is_file(old_file) else None
     kept = folder / f"anchor-{(actual or previous.sha256)[:12]}.parquet"  # named by what it holds
     if actual is not None and not storage.exists(kept):
         files.atomic_write_bytes(kept, storage.read_bytes(old_file))
@@ -338,16 +347,14 @@ def load(lake: LakePath) -> tuple[pd.DataFrame, AnchorInfo]:
     info = current(lake)
     if info is None:
         raise AnchorError(f"no anchor is frozen under {anchor_dir(lake)}: run freeze first")
-    path = anchor_dir(lake) / info.file
-    if not storage.is_file(path):
+    path, data = anchor_table.stored(lake, info.table_version, anchor_dir(lake) / info.file)
+    if data is None:
         raise AnchorError(f"{path} is missing although {INFO_FILE} records anchor {info.sha12}")
-    actual = files.sha256_file(path)
+    actual = hashlib.sha256(data).hexdigest()
     if actual != info.sha256:
-        raise AnchorError(
-            f"{path} has sha256 {actual[:12]} but {INFO_FILE} records {info.sha12}: the anchor changed after"
-            " it was frozen (or a refresh was interrupted); refresh it deliberately"
-        )
-    return lk.read_parquet(path).to_pandas(), info
+        raise AnchorError(f"{path} has sha256 {actual[:12]} but {INFO_FILE} records {info.sha12}: the anchor "
+                          "changed after it was frozen (or a refresh was interrupted); refresh it deliberately")
+    return pq.read_table(pa.BufferReader(data)).to_pandas(), info
 
 
 def show(lake: LakePath) -> str:
@@ -359,7 +366,8 @@ def show(lake: LakePath) -> str:
         f"anchor {info.sha256}",
         f"  rows {info.rows} (asked {info.size}, seed {info.seed}) from [{info.start}, {info.end})",
         f"  created {info.created_at}" + (f": {info.reason}" if info.reason else ""),
-        f"  file {anchor_dir(lake) / info.file}",
+        f"  table {anchor_table.uri(lake)} version {info.table_version}" if info.table_version is not None
+        else f"  file {anchor_dir(lake) / info.file}",
         f"  {budget_line(info)}",
         f"  per source hour ({len(info.per_hour)}):",
     ]
@@ -377,7 +385,7 @@ def show(lake: LakePath) -> str:
     for rec in past:
         lines.append(f"    {str(rec.get('sha256', ''))[:12]}  {rec.get('rows')} rows  created {rec.get('created_at')}"
                      f"  replaced {rec.get('replaced_at')} ({rec.get('replaced_because') or 'no reason given'})"
-                     f"  kept as {rec.get('archived_file')}")
+                     f"  kept as {rec.get('archived_file') or 'table version ' + str(rec.get('table_version'))}")
     return "\n".join(lines)
 
 

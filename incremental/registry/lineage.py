@@ -175,3 +175,25 @@ def already_trained(settings: Settings, start: datetime, champion: str | None, s
                    "--end ...) retrains old hours")
         return AlreadyTrained(message, champion, trained.version, through)
     return None
+
+
+@dataclass(frozen=True)
+class LiveVersions:
+    """The registered versions whose training rows the lake keeps (`incremental maintain-lake`):
+    the champion and its chain of parents, and the `recent` latest versions (a rollback's candidates)."""
+
+    versions: tuple[str, ...]
+    oldest_table_version: int | None  # the oldest lake table version their lineage records (None: none does)
+
+
+def live_versions(settings: Settings, recent: int) -> LiveVersions:
+    """The live versions and the oldest table version their hours were read at (their
+    `lake_table_version` tag: the version their first fresh hour was read at, the oldest of theirs)."""
+    client = tracking.configure(settings)
+    found = {str(v.version): v for v in _all_versions(client, settings.model_name)}
+    champion = tracking.champion_version(client, settings.model_name)
+    live = set(of(settings, champion).chain) if champion is not None else set()
+    live |= set(sorted(found, key=int)[-recent:] if recent > 0 else [])
+    tagged = [(found[v].tags or {}).get("lake_table_version", "") for v in live if v in found]
+    numbers = [int(t) for t in tagged if str(t).isdigit()]
+    return LiveVersions(tuple(sorted(live, key=int)), min(numbers) if numbers else None)

@@ -102,6 +102,7 @@ def to_frame(rows: pa.Table) -> pd.DataFrame:
 def validate_hour(lake: LakePath, start: Hour, settings: ValidationSettings) -> ValidationReport:
     """Validate the hour's pending rows: validate them, quarantine the bad ones, or quarantine them all."""
     with lk.hour_lock(lake, start):
+        lq.repair(lake, start)  # what a killed run of this hour left half-done, finished or undone first
         found = lk.to_validate(lake, start, settings.drift_lookback_hours, settings.drift_window_hours)
         return _validate(lake, found, settings)
 
@@ -123,9 +124,10 @@ def _validate(lake: LakePath, found: lk.ToValidate, settings: ValidationSettings
         live = int((part.manifest or {}).get("rows", 0))
         return ValidationReport(part.start, "validated", int(record.get("rows", live)), _checks(record), part.path,
                                 None, part=None, live_rows=live)
-    batch = _Batch(found.rows, SINCE if found.earlier.num_rows else FIRST, found.earlier, found.kept, "validate", {},
-                   found.read, _history(found.history))
-    return _validate_batch(lake, part.start, settings, batch, staged_file=found.staged)
+    metadata: dict[str, object] = {lk.STAGED_KEY: files.sha256_file(found.staged)} if found.staged is not None else {}
+    batch = _Batch(found.rows, SINCE if found.earlier.num_rows else FIRST, found.earlier, found.kept, "validate",
+                   metadata, found.read, _history(found.history))
+    return _validate_batch(lake, part.start, settings, batch, staged_file=found.staged is not None)
 
 
 def _checks(record: dict[str, Any]) -> tuple[Check, ...]:
@@ -173,8 +175,11 @@ def _validate_batch(lake: LakePath, start: Hour, settings: ValidationSettings, b
         record = _record(start, end, settings, b, out, critical)
         if critical:
             return _quarantine(lake, start, b, out, record, staging, staged_file)
-        return _accept(lake, start, b, out, record, staging, staged_file, frame[~out.bad] if earlier is None else
-                       pd.concat([earlier, frame[~out.bad]], ignore_index=True))
+        report = _accept(lake, start, b, out, record, staging, frame[~out.bad] if earlier is None else
+                         pd.concat([earlier, frame[~out.bad]], ignore_index=True))
+        if staged_file:  # its rows fit the table and are in it: the file goes (its commit names it: `lq.repair`)
+            lq.drop_staged(lake, start)
+        return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -222,14 +227,16 @@ def _quarantine(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: Va
     _stage_gx_result(out, record, staging)
     if staged_file:  # rows the table cannot hold: their file goes to quarantine whole
         target = lq.quarantine_staged(lake, start, record, staging)
-    else:  # the report first: a failed commit takes it back, so no report names a quarantine that did not happen
+    else:  # the report first, so that no commit is without its report; it holds once the commit names it
+        # (a failed commit takes it back, a killed one leaves it unlisted until `lq.repair` removes it)
         target = lq.record_event(lq.new_event_dir(lake, start, "hour" if not b.earlier.num_rows else "part"),
-                                 record, staging)
+                                 record, staging, awaits=lk.AWAITS_COMMIT)
         reasons = pa.array([r or rules for r in out.reasons.tolist()], pa.string())  # a row's own rules, else the hour's
         rows = table.with_status(b.rows, start, table.QUARANTINED, reasons)
         with lq.taken_back_on_failure(target):
             table.overwrite_hour(lake, start, pa.concat_tables([b.kept, rows]), b.event,
-                                 _commit_metadata(b, record, rules=rules), keep_validated=True, read=b.read)
+                                 _commit_metadata(b, record, rules=rules, **lq.commit_name(lake, target)),
+                                 keep_validated=True, read=b.read)
     index = target / "data_docs" / "index.html"
     return ValidationReport(start, "quarantined", b.rows.num_rows, tuple(out.checks), target,
                             index if storage.is_file(index) else None, part=b.label,
@@ -237,11 +244,9 @@ def _quarantine(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: Va
 
 
 def _accept(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: ValidationRecord,
-            staging: Path, staged_file: bool, view: pd.DataFrame) -> ValidationReport:
+            staging: Path, view: pd.DataFrame) -> ValidationReport:
     """The batch is validated, its bad rows (if any) quarantined with their reasons: one commit.
     `view`: the hour's validated rows afterwards, as a frame (their statistics go in the record)."""
-    if staged_file:  # rows that pass fit the table (the contract is checked): they go into it
-        lq.drop_staged(lake, start)
     mask = pa.array(out.bad)
     if out.bad.any():
         clean, bad = b.rows.filter(pc.invert(mask)), b.rows.filter(mask)
@@ -258,17 +263,17 @@ def _accept(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: Valida
     hour = [held] if keep_validated else [pa.concat_tables([table.with_status(b.earlier, start, table.VALIDATED),
                                                             table.with_status(clean, start, table.VALIDATED)]), held]
     rows_path, docs = None, None
-    if bad.num_rows:  # the report first (with the GX result and data docs): a failed commit takes it back
+    if bad.num_rows:  # the report first (with the GX result and data docs), holding once the commit names it
         _stage_gx_result(out, record, staging)
         report = {**record, "status": "rows_quarantined", "rows": bad.num_rows, "of_rows": b.rows.num_rows,
                   "rules": rules}
-        rows_path = lq.record_event(lq.new_event_dir(lake, start, "rows"), report, staging)
+        rows_path = lq.record_event(lq.new_event_dir(lake, start, "rows"), report, staging, awaits=lk.AWAITS_COMMIT)
         index = rows_path / "data_docs" / "index.html"
         docs = index if storage.is_file(index) else None
     with lq.taken_back_on_failure(rows_path):
         version = table.overwrite_hour(lake, start, hour, b.event,
-                                       _commit_metadata(b, record, rules=rules or None), keep_validated=keep_validated,
-                                       read=b.read)
+                                       _commit_metadata(b, record, rules=rules or None, **lq.commit_name(lake, rows_path)),
+                                       keep_validated=keep_validated, read=b.read)
     after = lk.partition(lake, start)
     typed = {c.column for c in out.checks
              if c.rule == "expect_column_values_to_be_of_type" and c.success and c.column is not None}
@@ -296,6 +301,9 @@ def readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reas
 
 
 def _readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:
+    if lq.repair(lake, start).marked:  # a re-admission killed after its commit: it is done now, not done twice
+        return _validate(lake, lk.to_validate(lake, start, settings.drift_lookback_hours, settings.drift_window_hours),
+                         settings)
     part = lk.partition(lake, start)
     if part.pending_parts and part.status in ("validated", "extracted"):
         validate_hour(lake, start, settings)  # pending rows first: re-admission must not pass them by

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
-from incremental.data import files, lake
+from incremental.data import lake
 from incremental.data import table as delta
 from incremental.hours import Hour
-from incremental.judge import anchor, score_cache, strata
+from incremental.judge import anchor, anchor_table, score_cache, strata
 
 H0 = Hour(2025, 3, 1, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -110,7 +112,7 @@ def test_hash_is_stable_for_the_same_inputs(lake_root: Path, tmp_path: Path) -> 
     other_seed = anchor.freeze(twin, H0, H0 + 5 * HOUR, size=48, seed=2, refresh=True)
     assert other_seed.sha256 != first.sha256
     # a changed anchor file is caught
-    path = anchor.anchor_dir(lake_root) / anchor.ANCHOR_FILE
+    (path,) = (Path(u) for u in DeltaTable(anchor_table.uri(lake_root)).file_uris())
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(anchor.AnchorError, match="changed"):
         anchor.load(lake_root)
@@ -124,18 +126,22 @@ def test_refresh_requires_the_flag_and_keeps_history(lake_root: Path) -> None:
     new = anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=40, reason="new categories", refresh=True)
     assert new.sha256 != old.sha256 and new.previous_sha256 == old.sha256
     folder = anchor.anchor_dir(lake_root)
-    kept = folder / f"anchor-{old.sha12}.parquet"
-    assert files.sha256_file(kept) == old.sha256  # the old anchor is still there, intact
+    # each anchor is a version of the anchor_set table: the old one is still there, intact, by time travel
+    assert (old.table_version, new.table_version) == (0, 1)
+    assert hashlib.sha256(anchor_table.read_bytes(lake_root, 0) or b"").hexdigest() == old.sha256
     (record,) = anchor.history(lake_root)
-    assert record["sha256"] == old.sha256 and record["reason"] == "bootstrap"
-    assert record["replaced_because"] == "new categories" and record["archived_file"] == kept.name
+    assert record["sha256"] == old.sha256 and record["reason"] == "bootstrap" and record["table_version"] == 0
+    assert record["replaced_because"] == "new categories" and record["archived_file"] is None
     assert json.loads((folder / anchor.INFO_FILE).read_text())["sha256"] == new.sha256
     assert anchor.load(lake_root)[1] == new
     assert old.sha12 in anchor.show(lake_root) and "new categories" in anchor.show(lake_root)
     assert "forgetting budget: none" in anchor.show(lake_root) and new.baseline_version is None
     anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=45, refresh=True)
     assert [r["sha256"] for r in anchor.history(lake_root)] == [old.sha256, new.sha256]
-    assert (folder / f"anchor-{new.sha12}.parquet").is_file() and kept.is_file()
+    commits = DeltaTable(anchor_table.uri(lake_root)).history()  # an outside reader: one commit each
+    assert sorted((c["event"], c["sha256"]) for c in commits) == sorted(
+        [("freeze", old.sha256), ("refresh", new.sha256), ("refresh", anchor.current(lake_root).sha256)])
+    assert not list(folder.glob("*.parquet"))  # the rows are in the table only
 
 
 def test_a_rolled_anchor_carries_the_unchanged_slices_old_rows(lake_root: Path) -> None:
@@ -203,3 +209,21 @@ def test_holdout_window_gives_only_unseen_rows_of_the_categories_asked(lake_root
     assert H0 + 2 * HOUR not in set(frame["source_hour"])  # not validated: skipped
     assert anchor.holdout_window(lake_root, H0, H0 + 5 * HOUR, 0.5, ["no-such-category"]) is None
     assert anchor.holdout_window(lake_root, H0 + 5 * HOUR, H0 + 5 * HOUR, 0.5, ["books"]) is None
+
+
+def test_an_anchor_frozen_before_the_table_still_loads_and_is_kept_when_refreshed(lake_root: Path) -> None:
+    import shutil
+
+    old = anchor.freeze(lake_root, H0, H0 + 2 * HOUR, size=30, reason="bootstrap")
+    folder = anchor.anchor_dir(lake_root)
+    data = anchor_table.read_bytes(lake_root, 0) or b""
+    shutil.rmtree(lake_root / anchor_table.TABLE)  # as the lake held it before: anchor.parquet, no table version
+    (folder / anchor.ANCHOR_FILE).write_bytes(data)
+    legacy = {k: v for k, v in old.to_dict().items() if k != "table_version"}
+    (folder / anchor.INFO_FILE).write_text(json.dumps(legacy))
+    frame, info = anchor.load(lake_root)
+    assert info.table_version is None and info.sha256 == old.sha256 and len(frame) == old.rows
+    new = anchor.freeze(lake_root, H0, H0 + 5 * HOUR, size=40, reason="new categories", refresh=True)
+    assert new.table_version == 0 and anchor.load(lake_root)[1] == new
+    (record,) = anchor.history(lake_root)
+    assert record["archived_file"] == f"anchor-{old.sha12}.parquet" and (folder / record["archived_file"]).is_file()

@@ -75,3 +75,32 @@ def test_the_command_names_a_version_that_is_not_there(settings: Settings, tmp_p
                            str(tmp_path / "out")], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "has no version '42'" in done.stderr
+
+
+def test_an_emptied_earlier_commit_is_named_for_every_version_that_replays_over_it(settings: Settings,
+                                                                                   tmp_path: Path) -> None:
+    """A commit file emptied by something outside the project, not the latest: delta-rs replays the
+    log over it as a commit of nothing (the hour's validated rows gone, its extracted rows back), so
+    every version from it on is refused by name, training-rows included; the versions before it open."""
+    from incremental.data import delta_log
+    from incremental.errors import DamagedStateError
+
+    table.append(settings.lake, H, table.with_status(rows("a", 50), H, table.EXTRACTED), "extract", {})  # v0
+    table.overwrite_hour(settings.lake, H, table.with_status(rows("a", 50), H, table.VALIDATED), "validate", {},
+                         keep_validated=False, read=table.open_table(settings.lake))  # v1
+    table.append(settings.lake, H, table.with_status(rows("late", 5), H, table.EXTRACTED), "extract", {})  # v2
+    part = lake.partition(settings.lake, H)
+    lineage = {"partitions": [{"hour": H.isoformat(), "table_version": part.version,
+                               "rows_sha256": table.rows_sha256(lake.read_partition(part)), "rows": 50}]}
+    log = Path(table.uri(settings.lake)) / "_delta_log"
+    (log / f"{1:020d}.json").write_text("")
+    delta_log._CHECKED.clear()  # as a new process finds it
+    table._FILES.clear()
+    for version in (None, 1, 2):
+        with pytest.raises(DamagedStateError, match=r"commit 1 \(_delta_log/0+1\.json\) records nothing"):
+            table.open_table(settings.lake, version)
+    with pytest.raises(DamagedStateError, match="commit 1"):
+        lake.partition(settings.lake, H)  # not "extracted" again, as the replay alone would say
+    with pytest.raises(DamagedStateError, match="commit 1"):
+        rebuild(settings, lineage, tmp_path / "out")  # not rows that differ: the commit that lost them
+    assert table.open_table(settings.lake, 0).version() == 0  # before it: whole

@@ -123,3 +123,23 @@ def test_promote_rollback_history_drift(commands: tuple[Env, dict[str, str]]) ->
     out = run(env, "drift --hours 3")
     assert out.startswith("mode: normal"), out
     assert "champion's prequential AUC" in out and f"{RUN_HOUR}Z  v1" in out, out
+
+
+def test_maintain_lake_keeps_what_live_versions_trained_on(commands: tuple[Env, dict[str, str]]) -> None:
+    env, _ = commands
+    before = {v: env.home / f"rows-v{v}-before" for v in ("1", "2")}
+    for version, folder in before.items():
+        run(env, f"training-rows --version {version} --out {folder}")
+    dry = run(env, "maintain-lake --dry-run --retention-hours 0")
+    assert "live model versions: 1, 2; table versions kept readable: from version " in dry, dry
+    listed = [Path(line.strip()).name for line in dry.splitlines() if line.startswith("  ")]
+    assert listed and "would be deleted" in dry, dry  # the extracted files validation replaced, before version 1
+    assert all(list(env.home.rglob(name)) for name in listed)  # a dry run deletes nothing
+    out = run(env, "maintain-lake --retention-hours 0")
+    assert "checkpoint at version " in out and f"{len(listed)} data file(s) no kept version needs deleted" in out, out
+    assert not any(list(env.home.rglob(name)) for name in listed)
+    for version, folder in before.items():  # each live version's training rows, byte for byte
+        after = env.home / f"rows-v{version}-after"
+        run(env, f"training-rows --version {version} --out {after}")
+        assert sorted(p.name for p in after.iterdir()) == sorted(p.name for p in folder.iterdir())
+        assert all((after / p.name).read_bytes() == p.read_bytes() for p in folder.iterdir())

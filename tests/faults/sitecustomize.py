@@ -12,6 +12,12 @@ Without these variables it does nothing.
 * `INCREMENTAL_TEST_FAULT_KILL_IN_REGISTRATION=1`: right after a model version is created in the
   registry (`mlflow.register_model`, which `incremental.registry.champion` calls), before its decision
   (the champion alias, the `registration` tag) is carried out.
+* `INCREMENTAL_TEST_FAULT_KILL_AT_COMMIT=before:EVENT` / `after:EVENT`: right before (after) a commit
+  that overwrites an hour of the lake's table for `EVENT` (validate, readmit):
+  `incremental.data.table.overwrite_hour`, which validation calls once its quarantine report is
+  written and before re-admission marks the folders its rows came from.
+* `INCREMENTAL_TEST_FAULT_KILL_AT_MOVE=before` / `after`: right before (after) a staged extraction
+  is moved into its quarantine folder as ``rows.parquet`` (`incremental.data.storage.move`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import signal
 
 KILL_AT_STEP = "INCREMENTAL_TEST_FAULT_KILL_AT_STEP"
 KILL_IN_REGISTRATION = "INCREMENTAL_TEST_FAULT_KILL_IN_REGISTRATION"
+KILL_AT_COMMIT = "INCREMENTAL_TEST_FAULT_KILL_AT_COMMIT"
+KILL_AT_MOVE = "INCREMENTAL_TEST_FAULT_KILL_AT_MOVE"
 
 
 def _die() -> None:
@@ -55,7 +63,45 @@ def _kill_after_register_model() -> None:
     mlflow.register_model = register_then_die
 
 
+def _kill_at_commit(when: str, event: str) -> None:
+    from incremental.data import table
+
+    overwrite = table.overwrite_hour
+
+    @functools.wraps(overwrite)
+    def overwrite_and_die(lake, start, rows, what, *args, **kwargs):
+        if what == event and when == "before":
+            _die()
+        version = overwrite(lake, start, rows, what, *args, **kwargs)
+        if what == event:
+            _die()
+        return version
+
+    table.overwrite_hour = overwrite_and_die
+
+
+def _kill_at_move(when: str) -> None:
+    from incremental.data import storage
+
+    move = storage.move
+
+    @functools.wraps(move)
+    def move_and_die(src, dst, *args, **kwargs):
+        quarantined = getattr(dst, "name", "") == "rows.parquet"
+        if quarantined and when == "before":
+            _die()
+        move(src, dst, *args, **kwargs)
+        if quarantined:
+            _die()
+
+    storage.move = move_and_die
+
+
 if os.environ.get(KILL_AT_STEP):
     _kill_after_checkpoint(int(os.environ[KILL_AT_STEP]))
 if os.environ.get(KILL_IN_REGISTRATION):
     _kill_after_register_model()
+if os.environ.get(KILL_AT_COMMIT):
+    _kill_at_commit(*os.environ[KILL_AT_COMMIT].split(":", 1))
+if os.environ.get(KILL_AT_MOVE):
+    _kill_at_move(os.environ[KILL_AT_MOVE])
