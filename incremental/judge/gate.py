@@ -26,7 +26,7 @@ and ``context`` = ``{"mode": "normal"|"adapt"|"catch_up", "anomalous": [evidence
 | --- | --- | --- |
 | ``holdout_rows`` | value | holdout rows >= ``min_holdout_rows`` (an empty holdout rejects) |
 | ``holdout_vs_lexical_floor`` | relative | no champion yet: the NDCG@10 interval of candidate minus a BM25 floor fitted on the same hours is not wholly below 0 |
-| ``holdout_auc`` | value | AUC >= ``min_holdout_auc`` (chance), or (with a champion) >= the champion's |
+| ``holdout_auc`` | value | AUC >= ``min_holdout_auc`` (chance), or (with a champion) >= the champion's or not significantly below it |
 | ``holdout_logloss`` | value | log loss <= ``max_holdout_logloss``, or <= the champion's |
 | ``holdout_ece`` | value | ECE <= ``max_holdout_ece``, or <= the champion's |
 | ``holdout_ndcg_vs_champion`` | relative | upper end of the NDCG@10 interval >= -``max_holdout_ndcg_deficit`` |
@@ -93,7 +93,8 @@ def decide(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, thr
     t, context = thresholds, context or {}
     checks: list[GateCheck] = [
         rows_check(candidate, t.min_holdout_rows),
-        value_check("holdout_auc", candidate, "holdout.auc", ">=", t.min_holdout_auc, champion),
+        value_check("holdout_auc", candidate, "holdout.auc", ">=", t.min_holdout_auc, champion,
+                    interval="holdout_vs_champion.auc"),
         value_check("holdout_logloss", candidate, "holdout.logloss", "<=", t.max_holdout_logloss, champion),
         value_check("holdout_ece", candidate, "holdout.ece", "<=", t.max_holdout_ece, champion),
     ]

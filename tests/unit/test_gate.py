@@ -156,10 +156,20 @@ def test_floors_never_block_a_candidate_better_than_the_champion() -> None:
     d = decide(candidate, champion, T)
     assert d.approved, d.reasons
     assert "at least as good as the champion" in check(d, "holdout_auc").detail
-    # the same floor still rejects a candidate that is also worse than the champion
-    worse = decide(model(holdout_auc=0.52), model(holdout_auc=0.60), T)
+    # the same floor still rejects a candidate that is also significantly worse than the champion
+    worse = decide(model(holdout_auc=0.52, auc_vs=WORSE), model(holdout_auc=0.60), T)
     assert not check(worse, "holdout_auc").passed
     assert "worse than the champion's 0.6000" in check(worse, "holdout_auc").detail
+
+
+def test_the_auc_floor_does_not_reject_a_candidate_within_noise_of_the_champion() -> None:
+    # after a drift both sit below chance; a point difference the interval calls noise is no reason
+    # (benchmarks/gate_rules_bench.py: the floor alone rejected a candidate better on the truth)
+    noise = decide(model(holdout_auc=0.47, auc_vs=NOISE), model(holdout_auc=0.48), T)
+    assert check(noise, "holdout_auc").passed and noise.approved, noise.reasons
+    assert "within noise" in check(noise, "holdout_auc").detail
+    first = decide(model(holdout_auc=0.47), None, T)  # a first model has no champion: the floor judges it
+    assert not check(first, "holdout_auc").passed
 
 
 def test_undefined_interval_rejects() -> None:
