@@ -14,6 +14,7 @@ import pytest
 from incremental.config import Settings, load_settings
 from incremental.data import lake, table
 from incremental.data.maintain import maintain
+from incremental.hours import iso_hour
 from incremental.model.rebuild import rebuild
 
 H = datetime(2026, 9, 1, 4, tzinfo=UTC)
@@ -59,7 +60,7 @@ def test_maintenance_keeps_what_a_live_version_trained_on_and_deletes_what_only_
     identity = lake.partition(lk, H).manifest["sha256"]
 
     dry = maintain(lk, keep_from=1, retention_hours=0, dry_run=True)
-    assert dry.compacted == (f"{lake.iso_hour(H)} extracted: 3 files",) and dry.checkpoint is None
+    assert dry.compacted == (f"{iso_hour(H)} extracted: 3 files",) and dry.checkpoint is None
     assert {Path(p).name for p in dry.vacuumed} == {p.name for p in only_v0}  # (vacuum names them decoded)
     assert all(p.is_file() for p in only_v0) and table.open_table(lk).version() == 4  # nothing changed
 
