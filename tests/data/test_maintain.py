@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
-import pyarrow as pa
 import pytest
+from lake_rows import rows, tiny_home
 
-from incremental.config import Settings, load_settings
+from incremental.config import Settings
 from incremental.data import lake, table
 from incremental.data.maintain import maintain
 from incremental.hours import iso_hour
@@ -20,16 +20,9 @@ from incremental.model.rebuild import rebuild
 H = datetime(2026, 9, 1, 4, tzinfo=UTC)
 
 
-def rows(prefix: str, n: int) -> pa.Table:
-    base = {f.name: pa.nulls(n, f.type) for f in lake.SEARCH_LOG_SCHEMA}
-    base["event_id"] = pa.array([f"{prefix}-{i}" for i in range(n)])
-    base["session_id"] = pa.array([f"s{i % 7}" for i in range(n)])
-    return pa.table(base, schema=lake.SEARCH_LOG_SCHEMA)
-
-
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings({"INCREMENTAL_HOME": str(tmp_path / "var"), "INCREMENTAL_BASE_MODEL": "tiny"})
+    return tiny_home(tmp_path)
 
 
 def on_disk(settings: Settings, version: int) -> set[Path]:

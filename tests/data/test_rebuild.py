@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
+from lake_rows import rows, tiny_home
 
-from incremental.config import Settings, load_settings
+from incremental.config import Settings
 from incremental.data import lake, table
 from incremental.errors import InputError
 from incremental.hours import Hour
@@ -18,16 +18,9 @@ from incremental.model.rebuild import RebuildError, rebuild
 H = Hour(2026, 9, 1, 4, tzinfo=UTC)
 
 
-def rows(prefix: str, n: int) -> pa.Table:
-    base = {f.name: pa.nulls(n, f.type) for f in lake.SEARCH_LOG_SCHEMA}
-    base["event_id"] = pa.array([f"{prefix}-{i}" for i in range(n)])
-    base["session_id"] = pa.array([f"s{i % 7}" for i in range(n)])
-    return pa.table(base, schema=lake.SEARCH_LOG_SCHEMA)
-
-
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings({"INCREMENTAL_HOME": str(tmp_path / "var"), "INCREMENTAL_BASE_MODEL": "tiny"})
+    return tiny_home(tmp_path)
 
 
 def trained_lineage(settings: Settings) -> dict:
