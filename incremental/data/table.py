@@ -89,11 +89,10 @@ class CommitConflict(IncrementalError, RuntimeError):
     retryable = True
 
 
-def hour_key(start: Hour) -> str:
-    """The hour's partition value, ``2026-01-01T09:00Z``: an `Hour`'s own text. A plain datetime (a
-    caller outside the package: a test, a benchmark) is written the same way, never as its own str,
-    which would be another key and miss every row of the hour."""
-    return str(start) if isinstance(start, Hour) else iso_hour(start)
+def partition_value(start: Hour) -> str:
+    """The hour's value in the table's `hour` column, ``2026-01-01T09:00Z``, whatever datetime it is
+    given: a plain datetime's own str would be another value and miss every row of the hour."""
+    return iso_hour(start)
 
 
 def table_path(lake: LakePath, name: str = TABLE) -> LakePath:
@@ -186,13 +185,13 @@ def files_of(dt: DeltaTable | None, start: Hour | None = None) -> list[DataFile]
         return []
     by_hour = _files_by_hour(dt)
     if start is not None:
-        return list(by_hour.get(hour_key(start), []))
+        return list(by_hour.get(partition_value(start), []))
     return sorted((f for found in by_hour.values() for f in found), key=lambda f: f.path)
 
 
 def file_uris(dt: DeltaTable, start: Hour, statuses: Sequence[str]) -> list[str]:
     """The absolute URIs of the hour's files with one of `statuses` (decoded, unlike the log's paths)."""
-    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", hour_key(start)), (STATUS_COLUMN, "in", list(statuses))]
+    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", partition_value(start)), (STATUS_COLUMN, "in", list(statuses))]
     return sorted(dt.file_uris(partition_filters=filters))
 
 
@@ -206,7 +205,7 @@ def read_rows(dt: DeltaTable | None, start: Hour, statuses: Sequence[str], *,
         return schema.empty_table()
     with reading(dt.table_uri):
         dataset = dt.to_pyarrow_dataset()
-        where = (ds.field(HOUR_COLUMN) == hour_key(start)) & ds.field(STATUS_COLUMN).isin(list(statuses))
+        where = (ds.field(HOUR_COLUMN) == partition_value(start)) & ds.field(STATUS_COLUMN).isin(list(statuses))
         fragments = sorted(dataset.get_fragments(filter=where), key=lambda f: f.path)
         tables = [f.to_table(schema=dataset.schema, columns=names) for f in fragments]
     return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
@@ -226,13 +225,13 @@ def with_status(rows: pa.Table, start: Hour, status: str, reasons: pa.Array | No
     n = rows.num_rows
     contract = rows.select(SEARCH_LOG_SCHEMA.names).cast(SEARCH_LOG_SCHEMA)
     reason = reasons if reasons is not None else pa.nulls(n, pa.string())
-    return pa.Table.from_arrays([*contract.columns, pa.repeat(pa.scalar(hour_key(start), pa.string()), n),
+    return pa.Table.from_arrays([*contract.columns, pa.repeat(pa.scalar(partition_value(start), pa.string()), n),
                                  pa.repeat(pa.scalar(status, pa.string()), n), reason.cast(pa.string())],
                                 schema=TABLE_SCHEMA)
 
 
 def _properties(start: Hour, event: str, metadata: Mapping[str, Any]) -> CommitProperties:
-    custom = {"event": event, "hour": hour_key(start)}
+    custom = {"event": event, "hour": partition_value(start)}
     custom.update({k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
                    for k, v in metadata.items() if v is not None})
     return CommitProperties(custom_metadata=custom)
@@ -268,10 +267,10 @@ def append(lake: LakePath, start: Hour, rows: pa.Table, event: str, metadata: Ma
 def _publish(lake: LakePath, start: Hour, new: NewFile) -> AddAction:
     """Put a data file in the hour's folder (one PUT on S3; temp file and rename locally) and say how
     the log adds it. Its name holds its sha256; in the table only once the commit lists it."""
-    folder = f"{HOUR_COLUMN}={quote(hour_key(start), safe='')}/{STATUS_COLUMN}={new.status}"
+    folder = f"{HOUR_COLUMN}={quote(partition_value(start), safe='')}/{STATUS_COLUMN}={new.status}"
     name = f"part-{new.sha256[:16]}-{uuid.uuid4().hex[:12]}.parquet"
     storage.write_bytes(table_path(lake) / folder / name, new.data)
-    return AddAction(f"{folder}/{name}", len(new.data), {HOUR_COLUMN: hour_key(start), STATUS_COLUMN: new.status},
+    return AddAction(f"{folder}/{name}", len(new.data), {HOUR_COLUMN: partition_value(start), STATUS_COLUMN: new.status},
                      int(time.time() * 1000), True, json.dumps({"numRecords": new.rows}))
 
 
@@ -328,7 +327,7 @@ def overwrite_hour(lake: LakePath, start: Hour, rows: pa.Table | Sequence[pa.Tab
     new = _encoded(rows)
     if keep_validated and any(f.status == VALIDATED for f in new):
         raise ValueError("overwrite_hour(keep_validated=True) was given validated rows")
-    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", hour_key(start))]
+    filters: list[tuple[str, str, Any]] = [(HOUR_COLUMN, "=", partition_value(start))]
     if keep_validated:
         filters.append((STATUS_COLUMN, "!=", VALIDATED))
     actions = [_publish(lake, start, f) for f in new]
@@ -345,7 +344,7 @@ def overwrite_hour(lake: LakePath, start: Hour, rows: pa.Table | Sequence[pa.Tab
             if read is not None and not isinstance(exc, CommitFailedError):
                 raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "commit refused"
-            raise CommitConflict(f"hour {hour_key(start)}: another writer changed it first ({first}); nothing of "
+            raise CommitConflict(f"hour {partition_value(start)}: another writer changed it first ({first}); nothing of "
                                  f"this {event} was committed: run it again") from None
     dt = open_table(lake)
     assert dt is not None  # just written
@@ -376,7 +375,7 @@ def hour_versions(dt: DeltaTable | None, start: Hour) -> list[dict[str, Any]]:
     """The commits that changed the hour, oldest first (their version, event and metadata)."""
     if dt is None:
         return []
-    hour = hour_key(start)
+    hour = partition_value(start)
     with reading(dt.table_uri):
         commits = delta_log.history(storage.root(dt.table_uri), dt)
     return [c for c in commits if c.get("hour") == hour]
