@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from incremental.data import storage
 from incremental.data.storage import LakePath
@@ -189,14 +190,19 @@ _SCHEMAS: dict[str, Callable[[dict[str, Any]], str | None]] = {MANIFEST_FILE: ch
                                                                VALIDATION_FILE: check_validation}
 
 
+# deterministic Parquet: the same table gives the same bytes
+_PARQUET: dict[str, Any] = {"compression": "zstd", "row_group_size": 256 * 1024, "write_statistics": True,
+                            "store_schema": True}
+
+
 def write_parquet_atomic(path: LakePath, table: pa.Table) -> None:
-    """Deterministic Parquet (same table -> same bytes), published atomically (see `storage.write_parquet`)."""
-    storage.write_parquet(
-        path,
-        table.replace_schema_metadata(None),
-        compression="zstd",
-        row_group_size=256 * 1024,
-        write_statistics=True,
-        store_schema=True,
-    )
+    """Deterministic Parquet, published atomically (see `storage.write_parquet`)."""
+    storage.write_parquet(path, table.replace_schema_metadata(None), **_PARQUET)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The bytes `write_parquet_atomic` would write, in memory."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata(None), sink, **_PARQUET)
+    return bytes(sink.getvalue().to_pybytes())
 

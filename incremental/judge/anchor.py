@@ -24,7 +24,6 @@ the same bytes and the same sha256 (for a given pyarrow version).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -198,11 +197,8 @@ def freeze(
     chosen, table, parts, skipped = _choose_rows(lake, start, end, size, seed, holdout_fraction, carry)
 
     storage.mkdir(folder)
-    staging = folder / f".staging-{os.getpid()}.parquet"
-    files.write_parquet_atomic(staging, chosen)  # the deterministic bytes, then as the table's file
-    data = storage.read_bytes(staging)
+    data = files.parquet_bytes(chosen)  # deterministic: their sha256 names the anchor
     sha = hashlib.sha256(data).hexdigest()
-    storage.unlink(staging)
     created = (now or datetime.now(UTC)).astimezone(UTC)
     version = anchor_table.commit(lake, data, chosen.num_rows, chosen.schema, {
         "event": "refresh" if previous is not None else "freeze", "sha256": sha, "reason": reason})
