@@ -48,9 +48,8 @@ from benchmarks.continual.homes import arm_settings  # noqa: E402
 from benchmarks.continual.plan import HOUR, Plan  # noqa: E402
 from benchmarks.continual.probe import probe_settings, unchanged_categories  # noqa: E402
 from benchmarks.continual.step import Scorer  # noqa: E402
-from benchmarks.continual.truth import TRUTH_FILE, Truth, simulator_truth  # noqa: E402
+from benchmarks.continual.truth import TRUTH_FILE, Truth, group_ndcg, paired_truth, simulator_truth  # noqa: E402
 from incremental.hours import parse_hour  # noqa: E402
-from incremental.judge import metrics  # noqa: E402
 
 
 # --- the truth of a comparison ------------------------------------------------------------------
@@ -58,28 +57,8 @@ def truth_diff(frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray,
                samples: int = 1000, confidence: float = 0.9, seed: int = 0) -> dict[str, Any]:
     """Truth NDCG@10 of candidate minus champion over (session, query) groups, with a paired
     bootstrap interval over sessions; rows whose truth is unknown are left out."""
-    known = np.isfinite(gains)
-    frame = frame.reset_index(drop=True)[known].reset_index(drop=True)
-    if not len(frame):
-        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "groups": 0}
-    keys = frame.groupby(["session_id", "query"], sort=False, dropna=False)
-    groups = keys.ngroup().to_numpy()
-    cand = metrics.ndcg_per_group(gains[known], candidate[known], groups)
-    champ = metrics.ndcg_per_group(gains[known], champion[known], groups)
-    diff = cand - champ
-    defined = np.isfinite(diff)
-    session_of_group = pd.factorize(keys["session_id"].first().to_numpy())[0]
-    session, diff = session_of_group[defined], diff[defined]
-    n = int(session.max()) + 1 if len(session) else 0
-    if not n:
-        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "groups": 0}
-    sums, counts = np.bincount(session, diff, n), np.bincount(session, minlength=n).astype(float)
-    draws = np.random.default_rng(seed).integers(0, n, size=(samples, n))
-    drawn = np.stack([np.bincount(d, minlength=n) for d in draws]).astype(float)
-    reps = (drawn @ sums) / (drawn @ counts)
-    tail = (1 - confidence) / 2
-    return {"diff": float(diff.mean()), "lo": float(np.quantile(reps, tail)), "hi": float(np.quantile(reps, 1 - tail)),
-            "groups": int(len(diff))}
+    return paired_truth([group_ndcg(frame, candidate, gains)], [group_ndcg(frame, champion, gains)],
+                        samples=samples, confidence=confidence, seed=seed)
 
 
 def verdict(*diffs: dict[str, Any]) -> str:

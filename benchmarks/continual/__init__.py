@@ -72,6 +72,7 @@ from benchmarks.continual.report import (
     largest_loss,
     markdown,
     mean,
+    paired_table,
     ratio,
     recovery_hours,
     summarize,
@@ -96,6 +97,7 @@ def main(args: argparse.Namespace, config_file: Path | None = None) -> dict[str,
           f"model {plan.base_model}; homes under {plan.work}", flush=True)
     result = run(plan, log=lambda line: print(line, flush=True))
     print(summary_table(result["summary"]))
+    print("\n".join(paired_table(result["summary"])))
     for kind, path in result["files"].items():
         print(f"{kind}: {path}")
     return result

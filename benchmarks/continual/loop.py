@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks.continual.homes import arm_settings, copy_home, write_configs
 from benchmarks.continual.plan import HOUR, Plan, all_arms
 from benchmarks.continual.probe import build_probe, forgetting, served_at, unchanged_categories
-from benchmarks.continual.report import fmt, stamp, summarize, write_results
+from benchmarks.continual.report import GROUPS, fmt, stamp, summarize, write_results
 from benchmarks.continual.step import Scorer, measured, run_cost, step_arm, step_reference
 from benchmarks.continual.truth import TRUTH_FILE, Truth, judgment_truth, simulator_truth, titles_of
 from incremental.config import Settings
@@ -188,6 +188,8 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     probe = probe_forgetting(plan, scorers, records, [h.isoformat() for h in hours], log)
     for name, figures in (probe or {}).get("arms", {}).items():
         summary["arms"][name]["unchanged_forgetting_probe"] = figures
+    for rec in records:  # summarized: the per-session figures would make the results file ten times larger
+        (rec.get("prequential") or {}).pop(GROUPS, None)
     result = {"stamp": stamped, "plan": asdict(plan), "configs": configs, "data": data_summary,
               "bootstrap": {**boot, "seconds": boot_seconds}, "truth": data_summary.pop("truth", None),
               "anchor": {"sha256": anchor_info.sha256, "rows": anchor_info.rows}, "probe": probe and {k: v for k, v in probe.items() if k != "arms"},

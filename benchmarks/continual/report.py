@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.continual.plan import Plan, all_arms
+from benchmarks.continual.truth import paired_truth
 from incremental.config import REPO_ROOT
 
 REFERENCE = "full_retrain"
+FLOOR = "lexical"
+GROUPS = "truth_groups"  # a record's per-(session, query) truth NDCG@10 (`truth.group_ndcg`), for `paired`
 ORACLE, LEXICAL = "oracle", "lexical"  # the reference arms without a model (`truth`)
 TRUTH = "truth_ndcg@10"
 RECOVERY_TOLERANCE = 0.01  # NDCG@10 within this of the reference counts as recovered
@@ -114,6 +117,26 @@ def _last_learn(records: list[dict[str, Any]], arm: str) -> dict[str, Any] | Non
     return learned[-1] if learned else None
 
 
+def paired(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
+           drift_index: int | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each model arm's truth NDCG@10 minus the floor's (lexical) and the reference's (full_retrain),
+    on the same rows, with a 90% bootstrap interval over sessions: over all scored hours, and
+    before and from the drift."""
+    groups = {(r["hour"], r["arm"]): (r.get("prequential") or {}).get(GROUPS) for r in records}
+    spans = {"all": hours}
+    if drift_index is not None:
+        spans |= {"before_drift": hours[:drift_index], "after_drift": hours[drift_index:]}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for arm in arms:
+        for other in (FLOOR, REFERENCE):
+            if arm in (FLOOR, "oracle", other) or other not in arms:
+                continue
+            out.setdefault(arm, {})[other] = {
+                span: paired_truth([groups.get((h, arm)) for h in hs], [groups.get((h, other)) for h in hs])
+                for span, hs in spans.items() if hs}
+    return out
+
+
 def summarize(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
               drift_hour: str | None, unchanged: Sequence[str] = ()) -> dict[str, Any]:
     """Per arm: mean truth NDCG@10 (all scored hours, before and from the drift), mean prequential
@@ -132,7 +155,7 @@ def summarize(records: list[dict[str, Any]], arms: Sequence[str], hours: list[st
                 "seconds": ratio(gated.get("learn_seconds"), full.get("learn_seconds")),
                 "examples": ratio(gated.get("examples"), full.get("examples"))}
     return {"hours": hours, "drift_hour": drift_hour, "reference": ref, "arms": per_arm,
-            "unchanged_categories": sorted(unchanged),
+            "truth_paired": paired(records, arms, hours, drift_index), "unchanged_categories": sorted(unchanged),
             "cost_ratio_gated_vs_full_retrain": cost}
 
 
@@ -185,6 +208,24 @@ def summary_table(summary: dict[str, Any]) -> str:
             f"{s['promotions']} / {s['updates']} | "
             f"{s['learn_seconds']:.0f} | {s['examples']} | {fmt(s['peak_rss_mb'], '.0f')} | {s['human_interventions']} |")
     return "\n".join(lines)
+
+
+def paired_table(summary: dict[str, Any]) -> list[str]:
+    """Each model arm against the floor and the reference on the truth, paired over sessions."""
+    rows = [(arm, other, figures) for arm, by in (summary.get("truth_paired") or {}).items()
+            for other, figures in by.items()]
+    if not rows:
+        return []
+    spans = list(rows[0][2])
+    lines = ["Truth NDCG@10 of each model arm minus the floor's (`lexical`) and the reference's (`full_retrain`), "
+             "on the same rows, with a 90% bootstrap interval over sessions (an interval above 0: better beyond "
+             "the noise):", "", "| arm | against | " + " | ".join(s.replace("_", " ") for s in spans) + " |",
+             "|" + " --- |" * (len(spans) + 2)]
+    for arm, other, figures in rows:
+        cells = [f"{fmt(f['diff'], '+.3f')} [{fmt(f['lo'], '+.3f')}, {fmt(f['hi'], '+.3f')}]"
+                 for f in (figures.get(s, {}) for s in spans)]
+        lines.append(f"| {arm} | {other} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _probe_cell(probe: dict[str, Any] | None) -> str:
@@ -253,7 +294,7 @@ def markdown(result: dict[str, Any], charts: dict[str, str]) -> str:
         "Each hour is scored by the model the arm served at the close of the previous hour, then the arm "
         "learns from it. Means are over the scored hours; recovery is the hours from the drift until NDCG@10 "
         f"is within {RECOVERY_TOLERANCE} of full_retrain's and stays there; pages are the gated pipeline's human interventions.", "",
-        summary_table(summary), "", *_truth_text(result), *_probe_text(result),
+        summary_table(summary), "", *_truth_text(result), *paired_table(summary), *_probe_text(result),
         f"Cost of the last gated update vs the last full retrain: {fmt(cost.get('seconds'), '.2f')}x the seconds, "
         f"{fmt(cost.get('examples'), '.2f')}x the examples.", "",
         "## Arms", "", *[f"- `{a}`: {arms[a].description}" for a in plan["arms"]], "",

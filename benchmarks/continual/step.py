@@ -17,7 +17,7 @@ import numpy as np
 from benchmarks.continual.homes import count_pages
 from benchmarks.continual.lineage import served_lineage, version_run
 from benchmarks.continual.plan import HOUR, Arm, Plan
-from benchmarks.continual.truth import as_probability, lexical_scores
+from benchmarks.continual.truth import as_probability, group_ndcg, lexical_scores
 from incremental.config import Settings
 from incremental.handover import Registered
 from incremental.hours import Hour, parse_hour
@@ -98,6 +98,7 @@ def prequential(frame: Any, scores: Any, truth: Any, *, calibrated: bool = True)
             m["logloss"] = m["ece"] = None
     if truth is not None:
         out["truth_ndcg@10"] = metrics.ndcg_against(frame, scores, truth)
+        out["truth_groups"] = group_ndcg(frame, scores, truth)  # for the paired comparisons; not kept in the results
         out["truth_rows"] = int(np.isfinite(truth).sum())
     return out
 

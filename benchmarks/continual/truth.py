@@ -111,3 +111,51 @@ def as_probability(scores: np.ndarray) -> np.ndarray:
 
 def finite_or_none(value: float) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+# --- one arm against another on the truth: paired over sessions ----------------------------------
+def group_ndcg(frame: pd.DataFrame, scores: Any, gains: Any) -> dict[str, list[Any]]:
+    """Truth NDCG@10 of each (session, query) group of an hour with some known gain, and its
+    session: what pairs two arms scored on the same hour (same rows, same group order)."""
+    from incremental.judge import metrics
+
+    gains = np.asarray(gains, dtype=np.float64)
+    known = np.isfinite(gains)
+    rows = frame.reset_index(drop=True)[known]
+    keys = rows.groupby(["session_id", "query"], sort=False, dropna=False)
+    ndcg = metrics.ndcg_per_group(gains[known], np.asarray(scores, dtype=np.float64)[known], keys.ngroup().to_numpy())
+    sessions = keys["session_id"].first().astype(str).to_numpy()
+    defined = np.isfinite(ndcg)
+    return {"sessions": sessions[defined].tolist(), "ndcg": ndcg[defined].tolist()}
+
+
+def session_interval(diff: np.ndarray, sessions: np.ndarray, *, samples: int = 1000, confidence: float = 0.9,
+                     seed: int = 0) -> dict[str, Any]:
+    """Mean of per-group differences with a bootstrap interval that resamples whole sessions (groups
+    of one session move together); nan figures when there is nothing to compare."""
+    codes = pd.factorize(pd.Series(sessions))[0]
+    n = int(codes.max()) + 1 if len(codes) else 0
+    if not n:
+        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "groups": 0}
+    sums, counts = np.bincount(codes, diff, n), np.bincount(codes, minlength=n).astype(float)
+    draws = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+    drawn = np.stack([np.bincount(d, minlength=n) for d in draws]).astype(float)
+    reps = (drawn @ sums) / (drawn @ counts)
+    tail = (1 - confidence) / 2
+    return {"diff": float(diff.mean()), "lo": float(np.quantile(reps, tail)), "hi": float(np.quantile(reps, 1 - tail)),
+            "groups": int(len(diff))}
+
+
+def paired_truth(arm: list[dict[str, list[Any]] | None], other: list[dict[str, list[Any]] | None],
+                 **interval: Any) -> dict[str, Any]:
+    """Truth NDCG@10 of `arm` minus `other` over the hours both scored (each a `group_ndcg`), with a
+    bootstrap interval over sessions (`session_interval`'s options: 90% by default)."""
+    diffs, sessions = [], []
+    for a, b in zip(arm, other, strict=True):
+        if a is None or b is None or a["sessions"] != b["sessions"]:
+            continue
+        diffs.append(np.asarray(a["ndcg"]) - np.asarray(b["ndcg"]))
+        sessions.extend(a["sessions"])
+    if not diffs:
+        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "groups": 0}
+    return session_interval(np.concatenate(diffs), np.asarray(sessions), **interval)

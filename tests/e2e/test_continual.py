@@ -56,6 +56,11 @@ def test_the_small_preset_writes_json_summary_and_charts(run: dict) -> None:
         assert rec["anchor_auc_per_category"] and "peak_rss_mb" in rec and rec["pages"] == 0
         # truth NDCG@10 for every arm and hour, the truth knowing every row
         assert 0 < pre["truth_ndcg@10"] <= 1 + 1e-9 and pre["truth_rows"] == pre["rows"]
+        assert "truth_groups" not in pre  # used for the paired comparisons, not kept in the file
+    paired = result["summary"]["truth_paired"]  # every model arm against the floor and the reference
+    assert set(paired) == {"frozen", "naive", "gated", "full_retrain"} and set(paired["gated"]) == {"lexical", "full_retrain"}
+    assert all(f["lo"] <= f["diff"] <= f["hi"] and f["groups"] > 0 for f in paired["gated"]["lexical"].values())
+    assert "| gated | lexical |" in md
     summary = result["summary"]["arms"]
     assert set(summary) == set(arms) and summary["full_retrain"]["recovery_hours"] == 0
     # forgetting measured on a probe of pre-drift hours no arm trains on, with its interval; the

@@ -281,3 +281,37 @@ def test_summary_and_table_carry_truth_ndcg_before_and_after_the_drift() -> None
     assert "| oracle | 1.000 | 1.000 | 1.000 |" in table
     no_truth = continual.summarize(_records(), ("gated",), HOURS, drift_hour=None)
     assert no_truth["arms"]["gated"]["truth_ndcg@10"] is None  # a run without truth: n/a, not an error
+
+
+def test_arms_are_compared_on_the_truth_paired_over_sessions_with_an_interval() -> None:
+    from benchmarks.continual import report
+    from benchmarks.continual import truth as continual_truth
+
+    rng = np.random.default_rng(0)
+    sessions = np.repeat([f"s{i}" for i in range(60)], 10)
+    frame = pd.DataFrame({"session_id": sessions, "query": "drill"})
+    gains = rng.choice([0.02, 0.15, 0.7], size=len(frame))
+    gains[:10] = np.nan  # a session the truth does not know: left out
+    oracle = np.nan_to_num(gains)
+    noisy = oracle + rng.normal(0, 0.3, len(frame))
+    good, same = continual_truth.group_ndcg(frame, oracle, gains), continual_truth.group_ndcg(frame, noisy, gains)
+    assert len(good["ndcg"]) == 59 and "s0" not in good["sessions"] and np.allclose(good["ndcg"], 1.0)
+    better = continual_truth.paired_truth([good, None], [same, same])  # an hour one arm did not score: skipped
+    assert better["lo"] > 0 and better["groups"] == 59
+    assert better["diff"] == pytest.approx(1.0 - np.mean(same["ndcg"]))
+    level = continual_truth.paired_truth([same], [same])
+    assert level["diff"] == level["lo"] == level["hi"] == 0.0
+    # in the summary: each model arm against the floor and the reference, all hours and either side of the drift
+    records = []
+    for h in HOURS:
+        for arm, groups in (("gated", same), ("lexical", same), ("full_retrain", good)):
+            rec = _record(arm, h, 0.7)
+            rec["prequential"]["truth_groups"] = groups
+            records.append(rec)
+    summary = continual.summarize(records, ("gated", "lexical", "full_retrain"), HOURS, drift_hour=HOURS[2])
+    paired = summary["truth_paired"]
+    assert set(paired) == {"gated", "full_retrain"} and set(paired["gated"]) == {"lexical", "full_retrain"}
+    assert paired["gated"]["lexical"]["all"]["diff"] == 0.0
+    assert paired["gated"]["full_retrain"]["after_drift"]["hi"] < 0 and paired["gated"]["full_retrain"]["all"]["groups"] == 5 * 59
+    table = "\n".join(report.paired_table(summary))
+    assert "| gated | full_retrain |" in table and "| full_retrain | lexical |" in table
