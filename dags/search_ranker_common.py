@@ -115,6 +115,12 @@ def nproc_param() -> Param:
                  "shard of the window's sessions each). 1: a single process, as an hourly update trains.")
 
 
+def catch_up_nproc_param() -> Param:
+    return Param(1, type="integer", minimum=1, maximum=16, title="Catch-up processes (GPUs)",
+                 description="Run the catch-up retrain after a declared drift on this many processes of the GPU "
+                 "worker (torchrun, DDP: `incremental catch-up --nproc N`). 1: in the task itself.")
+
+
 def training_overrides(params: Mapping[str, Any]) -> dict[str, float | int] | None:
     """The training settings a manual run overrides (its params), None when none is set."""
     overrides = {k: params[k] for k in ("learning_rate", "max_steps", "replay_fraction") if params.get(k) is not None}
@@ -258,11 +264,27 @@ def sharded_retrain_command(start: datetime, end: datetime, nproc: int, *, dry_r
     processes, then runs torchrun (`incremental.launch`); rank 0 writes the decision to `result_json`."""
     from incremental import launch
 
-    if nproc < 2:
-        raise InputError(f"nproc {nproc}: a sharded retrain needs at least 2 processes (1 trains in the task itself)")
+    _check_sharded(nproc)
     return launch.cli_command(launch.bootstrap_args(start, end, nproc=nproc, dry_run=dry_run,
                                                     airflow_run_id=airflow_run_id, result_json=result_json,
                                                     verbose=True))
+
+
+def sharded_catch_up_command(hour: datetime, nproc: int, *, dry_run: bool, airflow_run_id: str,
+                             result_json: str) -> list[str]:
+    """`incremental catch-up --nproc N` in this worker's interpreter: nothing when no catch-up is
+    pending, else checks its window splits over N processes and runs torchrun; rank 0 (or the
+    launcher, when there is nothing to do) writes the decision to `result_json`."""
+    from incremental import launch
+
+    _check_sharded(nproc)
+    return launch.cli_command(launch.catch_up_args(hour, nproc=nproc, dry_run=dry_run, airflow_run_id=airflow_run_id,
+                                                   result_json=result_json, verbose=True))
+
+
+def _check_sharded(nproc: int) -> None:
+    if nproc < 2:
+        raise InputError(f"nproc {nproc}: a sharded retrain needs at least 2 processes (1 trains in the task itself)")
 
 
 def run_sharded_retrain(command: list[str], result_json: str) -> dict[str, Any]:
@@ -358,13 +380,29 @@ def register_hour(trained: Trained, evaluation: Evaluated) -> Registered:
 
 
 def catch_up_hour() -> CaughtUp:
+    """The catch-up retrain, if one is pending: in this task, or (param `catch_up_nproc` > 1) as
+    `incremental catch-up --nproc N` in a subprocess (torchrun), rank 0's decision read back."""
+    import tempfile
+
+    from incremental.handover import CaughtUp
     from incremental.retrain import catch_up_step
 
     context = get_current_context()
-    caught = catch_up_step(task_settings(), interval_hour(context), airflow_run_id=context["run_id"])
+    params = context["params"]
+    hour, dry_run = interval_hour(context), bool(params.get("dry_run"))
+    nproc = int(params.get("catch_up_nproc") or 1)
+    if nproc > 1:
+        with tempfile.TemporaryDirectory() as folder:
+            result_json = f"{folder}/decision.json"
+            command = sharded_catch_up_command(hour, nproc, dry_run=dry_run, airflow_run_id=context["run_id"],
+                                               result_json=result_json)
+            caught = CaughtUp.from_dict(run_sharded_retrain(command, result_json))
+    else:
+        caught = catch_up_step(task_settings(), hour, airflow_run_id=context["run_id"], dry_run=dry_run)
     if caught.registered is not None and caught.window is not None:
         registered = caught.registered
-        banner(f"CATCH-UP {str(registered.decision).upper()} on {'/'.join(iso_hour(h) for h in caught.window)}: "
+        on = f" on {nproc} processes" if nproc > 1 else ""
+        banner(f"CATCH-UP {str(registered.decision).upper()} on {'/'.join(iso_hour(h) for h in caught.window)}{on}: "
                f"version {registered.version}, champion {registered.champion}"
                + "".join(f"\n- {reason}" for reason in registered.reasons))
     return caught

@@ -25,7 +25,10 @@ value (`incremental.handover`) as JSON, and the hour is read once from the run's
 * **Assets**: every extracted hour is an event on `search_logs`; every new champion an event on
   `mlflow://models/search-ranker` (schedule a deployment DAG on it).
 * **Manual runs** (Trigger with config): `force_promote` (the reason, at least 10 characters),
-  `dry_run`, and training overrides `learning_rate`, `max_steps`, `replay_fraction`.
+  `dry_run` (the catch-up too), and training overrides `learning_rate`, `max_steps`, `replay_fraction`.
+* **Catch-up on several GPUs**: `catch_up_nproc` (default 1) > 1 runs the catch-up as
+  `incremental catch-up --nproc N` (torchrun, DDP, as the full-retrain DAG's `nproc`) and reads
+  rank 0's decision back; the worker must have N GPUs.
 * **Backfills**: *Trigger → Backfill* in the UI or
   `airflow backfill create --dag-id search_ranker_hourly --from-date ... --to-date ... --max-active-runs 1`.
   Keep *max active runs* at 1 (Airflow's backfill default is 10 and the DAG's limit does not apply to
@@ -51,6 +54,7 @@ from search_ranker_common import (
     START_DATE,
     TAGS,
     catch_up_hour,
+    catch_up_nproc_param,
     default_args,
     dry_run_param,
     evaluate_hour,
@@ -78,7 +82,8 @@ from incremental.handover import Evaluated, Monitored, Trained, Validated
     max_active_runs=1,  # hours are serial: each one warm-starts from the last champion
     dagrun_timeout=timedelta(hours=3),
     default_args=default_args(),
-    params={"force_promote": force_promote_param(), "dry_run": dry_run_param(), **training_override_params()},
+    params={"force_promote": force_promote_param(), "dry_run": dry_run_param(), **training_override_params(),
+            "catch_up_nproc": catch_up_nproc_param()},
     tags=TAGS,
     doc_md=__doc__,
 )
@@ -128,7 +133,8 @@ def search_ranker_hourly():
     @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(minutes=90))
     @fail_fast
     def catch_up(decision: dict) -> dict:
-        """After a drift was declared: retrain from the base weights on the recent window, through the same gate."""
+        """After a drift was declared: retrain the champion on what still holds, through the same gate
+        (`catch_up_nproc` > 1: on that many processes, torchrun)."""
         return catch_up_hour().to_dict()  # publish_catch_up announces its version when it became the champion
 
     validation = validate(extract())

@@ -140,6 +140,18 @@ def _training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--airflow-run-id", default=None, help=argparse.SUPPRESS)  # the DAG's run, recorded on the MLflow run
     p.add_argument("--result-json", type=Path, default=None,
                    help="also write the decision as JSON to this file (what the full-retrain DAG reads back)")
+    p = _command(sub, "catch-up", commands.cmd_catch_up,
+                 "the catch-up retrain a declared drift left pending: the champion retrained on what still holds "
+                 "(the hourly DAG's catch_up task), through the gate; nothing when none is pending")
+    p.add_argument("--hour", type=_hour, required=True,
+                   help="the hour it runs for (the catch-up window ends after it), ISO UTC")
+    p.add_argument("--nproc", type=_positive, default=1,
+                   help="train on this many processes of this machine (torchrun, DDP, as bootstrap --nproc); "
+                        "default 1, a single process")
+    p.add_argument("--dry-run", action="store_true", help="decide but register nothing (the catch-up stays pending)")
+    p.add_argument("--airflow-run-id", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--result-json", type=Path, default=None,
+                   help="also write the decision as JSON to this file (what the hourly DAG reads back)")
     p = _command(sub, "run-hour", commands.cmd_run_hour,
                  "extract -> validate -> monitor -> train -> evaluate -> register/reject (-> catch-up), for each "
                  "hour; an hour the champion's lineage already trained on is skipped, not trained again; two runs "

@@ -22,7 +22,12 @@ from incremental.errors import IncrementalError, InputError, require_reason
 from incremental.hours import HOUR, Hour, hours, iso_hour
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from incremental.data.lake import Partition
     from incremental.handover import CaughtUp, HourRun, Registered
+    from incremental.model.distributed import Group
+    from incremental.model.replay import Stale
     from incremental.validation.report import ValidationReport
 
 
@@ -159,17 +164,22 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
     """A full retrain: in this process, or (`--nproc N`, N > 1) in N processes started by torchrun,
     each of which runs this command again (with WORLD_SIZE set: `model.distributed`)."""
+    from incremental import launch
     from incremental.model import distributed
+    from incremental.model.update import bootstrap_window
     from incremental.retrain import full_retrain
 
     if args.end <= args.start:
         raise InputError(f"--end {iso_hour(args.end)} must be after --start {iso_hour(args.start)}")
     launched = distributed.from_env()  # set by torchrun
     if launched is None and args.nproc > 1:
-        _launch_sharded(settings, args)
+        _check_split(*bootstrap_window(settings, args.start, args.end), args.nproc)
+        _launch_sharded("bootstrap", args.nproc, launch.bootstrap_args(
+            args.start, args.end, anchor_size=args.anchor_size, dry_run=args.dry_run,
+            airflow_run_id=args.airflow_run_id, result_json=str(args.result_json) if args.result_json else None,
+            verbose=logging.getLogger().isEnabledFor(logging.INFO)))
         return
-    if launched is not None and args.nproc not in (1, launched.world_size):
-        raise InputError(f"--nproc {args.nproc} but torchrun started {launched.world_size} processes")
+    _check_launched(launched, args.nproc)
     with distributed.session() as group:
         registered = full_retrain(settings, args.start, args.end, anchor_size=args.anchor_size, dry_run=args.dry_run,
                                   airflow_run_id=args.airflow_run_id)
@@ -180,28 +190,76 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
         files.atomic_write_json(args.result_json, registered.to_dict())
 
 
-def _launch_sharded(settings: Settings, args: argparse.Namespace) -> None:
-    """Check the window can be split over `--nproc` processes (a clear error here, not one per rank),
-    then run this command in that many processes under torchrun; its exit status is this one's."""
+def cmd_catch_up(settings: Settings, args: argparse.Namespace) -> None:
+    """The catch-up retrain the drift state asks for at `--hour` (nothing when none is pending): in
+    this process, or (`--nproc N`, N > 1) in N processes started by torchrun, as `bootstrap` does."""
+    from incremental import launch
+    from incremental.handover import CaughtUp
+    from incremental.judge.drift_rule import stale_rows
+    from incremental.model import distributed
+    from incremental.model.update import bootstrap_window
+    from incremental.retrain import catch_up_settings, catch_up_step, pending_catch_up
+
+    launched = distributed.from_env()  # set by torchrun
+    if launched is None and args.nproc > 1:
+        plan = pending_catch_up(settings, args.hour)
+        if isinstance(plan, str):  # nothing to train: no process to start
+            _caught_up(CaughtUp(hour=args.hour, skipped=plan), args.result_json)
+            return
+        _check_split(*bootstrap_window(catch_up_settings(settings), plan.start, plan.end), args.nproc,
+                     stale=stale_rows(plan.context), holdout_from=plan.holdout_from)
+        _launch_sharded("catch-up", args.nproc, launch.catch_up_args(
+            args.hour, dry_run=args.dry_run, airflow_run_id=args.airflow_run_id,
+            result_json=str(args.result_json) if args.result_json else None,
+            verbose=logging.getLogger().isEnabledFor(logging.INFO)))
+        return
+    _check_launched(launched, args.nproc)
+    with distributed.session() as group:
+        caught = catch_up_step(settings, args.hour, airflow_run_id=args.airflow_run_id, dry_run=args.dry_run)
+    if group is not None and not group.is_main:
+        return  # rank 0 prints the decision
+    _caught_up(caught, args.result_json)
+
+
+def _caught_up(caught: CaughtUp, result_json: Path | None) -> None:
+    """A catch-up's decision (or why there was none), printed and, with `result_json`, written as JSON."""
+    if caught.registered is None or caught.window is None or caught.judged_on is None:
+        print(f"{iso_hour(caught.hour)}  no catch-up: {caught.skipped}")
+    else:
+        _print_decision(caught.registered)
+        print(f"    catch-up retrain of the champion on {'/'.join(iso_hour(h) for h in caught.window)} (less the "
+              f"stale rows), judged on {'/'.join(iso_hour(h) for h in caught.judged_on)}")
+    if result_json is not None:
+        files.atomic_write_json(result_json, caught.to_dict())
+
+
+def _check_launched(launched: Group | None, nproc: int) -> None:
+    """Under torchrun, `--nproc` (if given) must be the number of processes it started."""
+    if launched is not None and nproc not in (1, launched.world_size):
+        raise InputError(f"--nproc {nproc} but torchrun started {launched.world_size} processes")
+
+
+def _check_split(settings: Settings, parts: list[Partition], nproc: int, *, stale: tuple[Stale, ...] = (),
+                 holdout_from: Hour | None = None) -> None:
+    """Check the window's training rows can be split over `nproc` processes: a clear error here,
+    before any process starts, not one per rank."""
+    from incremental.model import distributed
+    from incremental.model.examples import training_set
+
+    rows = training_set(settings, parts, "bootstrap", stale, holdout_from).rows
+    distributed.check_world(int(rows["session_id"].nunique()), settings.training.batch_size, nproc)
+
+
+def _launch_sharded(what: str, nproc: int, child: list[str]) -> None:
+    """Run `incremental <child>` in `nproc` processes under torchrun; its exit status is this one's."""
     import subprocess
     import sys
 
     from incremental import launch
-    from incremental.model import distributed
-    from incremental.model.examples import training_set
-    from incremental.model.update import bootstrap_window
 
-    boot, parts = bootstrap_window(settings, args.start, args.end)
-    rows = training_set(boot, parts, "bootstrap").rows
-    distributed.check_world(int(rows["session_id"].nunique()), boot.training.batch_size, args.nproc)
-    del rows
-    child = launch.bootstrap_args(args.start, args.end, anchor_size=args.anchor_size, dry_run=args.dry_run,
-                                  airflow_run_id=args.airflow_run_id,
-                                  result_json=str(args.result_json) if args.result_json else None,
-                                  verbose=logging.getLogger().isEnabledFor(logging.INFO))
-    done = subprocess.run(launch.torchrun_command(args.nproc, child), check=False)
+    done = subprocess.run(launch.torchrun_command(nproc, child), check=False)
     if done.returncode != 0:
-        print(f"incremental: error: the {args.nproc}-process bootstrap failed: torchrun exited {done.returncode} "
+        print(f"incremental: error: the {nproc}-process {what} failed: torchrun exited {done.returncode} "
               "(each rank's error is above)", file=sys.stderr)
         raise SystemExit(done.returncode)
 

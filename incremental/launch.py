@@ -1,7 +1,8 @@
-"""The command line of a full retrain on several processes: `torchrun` over `incremental bootstrap`.
+"""The command line of a retrain on several processes: `torchrun` over `incremental bootstrap` (a
+full retrain) or `incremental catch-up` (the catch-up retrain after a declared drift).
 
-Standard library only: the full-retrain DAG builds its command with it, and the CLI
-(`incremental bootstrap --nproc N`) launches the same one. Each process then finds its rank in
+Standard library only: the full-retrain and hourly DAGs build their commands with it, and the CLI
+(`incremental bootstrap --nproc N`, `incremental catch-up --nproc N`) launches the same ones. Each process then finds its rank in
 the environment torchrun sets (`incremental.model.distributed`).
 """
 
@@ -17,12 +18,26 @@ def bootstrap_args(start: datetime, end: datetime, *, nproc: int = 1, anchor_siz
                    dry_run: bool = False, airflow_run_id: str | None = None, result_json: str | None = None,
                    verbose: bool = False) -> list[str]:
     """`incremental bootstrap`'s arguments (after the program name) for one window."""
-    args = ["-v"] if verbose else []
-    args += ["bootstrap", "--start", iso_hour(start), "--end", iso_hour(end)]
-    if nproc != 1:
-        args += ["--nproc", str(nproc)]
+    args = ["bootstrap", "--start", iso_hour(start), "--end", iso_hour(end)]
     if anchor_size is not None:
         args += ["--anchor-size", str(anchor_size)]
+    return _with_options(args, nproc=nproc, dry_run=dry_run, airflow_run_id=airflow_run_id, result_json=result_json,
+                         verbose=verbose)
+
+
+def catch_up_args(hour: datetime, *, nproc: int = 1, dry_run: bool = False, airflow_run_id: str | None = None,
+                  result_json: str | None = None, verbose: bool = False) -> list[str]:
+    """`incremental catch-up`'s arguments (after the program name) for the hour that found it pending."""
+    return _with_options(["catch-up", "--hour", iso_hour(hour)], nproc=nproc, dry_run=dry_run,
+                         airflow_run_id=airflow_run_id, result_json=result_json, verbose=verbose)
+
+
+def _with_options(command: list[str], *, nproc: int, dry_run: bool, airflow_run_id: str | None,
+                  result_json: str | None, verbose: bool) -> list[str]:
+    """A training command's words (`command`) with the options the sharded launches share."""
+    args = (["-v"] if verbose else []) + command
+    if nproc != 1:
+        args += ["--nproc", str(nproc)]
     if dry_run:
         args.append("--dry-run")
     if airflow_run_id:

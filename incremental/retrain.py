@@ -14,6 +14,7 @@ Each candidate goes through the same evaluation and gate as an hourly update
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
@@ -47,14 +48,18 @@ def full_retrain(
     Under torchrun (inside `model.distributed.session`, WORLD_SIZE > 1) every rank calls it with the
     same arguments: each trains its shard of the window (DDP), rank 0 alone does the rest (MLflow,
     anchor, evaluation, gate, registry); the other ranks return a `Registered` with `skipped` set
-    and no decision.
+    and no decision. Rank 0 reads the champion and tells the others (a catch-up: each rank then
+    loads that version, read-only, as its starting point; DDP starts them all from rank 0's weights).
     """
     from incremental.judge import anchor
     from incremental.model import distributed
     from incremental.model.update import bootstrap, holdout_uri
 
     group = distributed.current()
-    incumbent = tracking.champion(settings)
+    # under torchrun rank 0 reads the champion and every rank takes its answer (a catch-up starts from it)
+    incumbent = tracking.champion(settings) if group is None or group.is_main else None
+    if group is not None:
+        incumbent = distributed.from_main(incumbent)
     # a catch-up moves the champion (measured: benchmarks/results/drift_truth-seed*.json); a full retrain starts afresh
     start_version = incumbent[0] if kind == "catch_up" and incumbent else None
     if group is not None and not group.is_main:  # torchrun: this rank trains its shard, rank 0 does the rest
@@ -84,7 +89,39 @@ def full_retrain(
                                  dry_run=dry_run)
 
 
-def catch_up_step(settings: Settings, hour: Hour, *, airflow_run_id: str | None = None) -> CaughtUp:
+@dataclass(frozen=True)
+class CatchUpPlan:
+    """What a pending catch-up retrains on: the hours [start, end) less the stale rows (`context`'s
+    rules), judged on the holdout of the hours from `holdout_from`."""
+
+    start: Hour
+    end: Hour
+    holdout_from: Hour
+    context: DriftContext
+
+
+def pending_catch_up(settings: Settings, hour: Hour) -> CatchUpPlan | str:
+    """The catch-up the drift state asks for at `hour`, or why there is none (a drift was declared
+    and its catch-up has not run: mode adapt, catch-up "pending")."""
+    from incremental.judge import drift
+
+    state = drift.load_state(settings)
+    if state.mode != drift.ADAPT or state.catch_up != "pending":
+        return f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"
+    context = drift.context(state, hour, settings.drift)
+    recent_start, end = _recent_window(settings, hour)
+    window = lake.validated_partitions(settings.lake, end, settings.drift.adapt.replay_hours)
+    window_start = min([p.start for p in window], default=recent_start)
+    return CatchUpPlan(start=window_start, end=end, holdout_from=recent_start, context={**context, "mode": "catch_up"})
+
+
+def catch_up_settings(settings: Settings) -> Settings:
+    """The settings a catch-up trains with: `drift.adapt.catch_up_passes` passes over its window."""
+    return settings.with_training(bootstrap_epochs=settings.drift.adapt.catch_up_passes)
+
+
+def catch_up_step(settings: Settings, hour: Hour, *, airflow_run_id: str | None = None,
+                  dry_run: bool = False) -> CaughtUp:
     """When a drift was declared and its catch-up has not run: retrain the champion on
     what still holds, through the same (relative) gate. That is the validated hours of the adapt
     replay window (`drift.adapt.replay_hours`) less the stale rows (the changed slices' rows from
@@ -93,21 +130,26 @@ def catch_up_step(settings: Settings, hour: Hour, *, airflow_run_id: str | None 
     forgotten the others (anchor AUC of unchanged categories from 0.75-0.86 down to 0.24-0.47); a
     retrain from the base weights instead of the champion learned the new regime a third as well and
     lost 0.11 truth NDCG@10 on the unchanged categories (`benchmarks/drift_truth_bench.py`, two seeds;
-    `drift.adapt.catch_up_passes`: three passes were no better over the two seeds)."""
-    from incremental.judge import drift
+    `drift.adapt.catch_up_passes`: three passes were no better over the two seeds).
 
-    state = drift.load_state(settings)
-    if state.mode != drift.ADAPT or state.catch_up != "pending":
-        return CaughtUp(hour=hour, skipped=f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}")
-    context = drift.context(state, hour, settings.drift)
-    recent_start, end = _recent_window(settings, hour)
-    window = lake.validated_partitions(settings.lake, end, settings.drift.adapt.replay_hours)
-    window_start = min([p.start for p in window], default=recent_start)
-    settings = settings.with_training(bootstrap_epochs=settings.drift.adapt.catch_up_passes)
-    registered = full_retrain(settings, window_start, end, airflow_run_id=airflow_run_id, kind="catch_up",
-                              context={**context, "mode": "catch_up"}, stale=stale_rows(context),
-                              holdout_from=recent_start, hour=hour)
-    return CaughtUp(hour=hour, registered=registered, window=(window_start, end), judged_on=(recent_start, end))
+    Under torchrun (inside `model.distributed.session`) every rank calls it: rank 0 reads the drift
+    state and the window (`pending_catch_up`) and every rank follows its plan, so all of them
+    train the same window or all skip; then `full_retrain` shards it (rank 0 alone gates and
+    registers; the others return a `CaughtUp` whose `registered` has `skipped` set)."""
+    from incremental.model import distributed
+
+    group = distributed.current()
+    plan = pending_catch_up(settings, hour) if group is None or group.is_main else None
+    if group is not None:
+        plan = distributed.from_main(plan)  # one plan for every rank, even if the state moves meanwhile
+    assert plan is not None  # rank 0's, on every rank
+    if isinstance(plan, str):
+        return CaughtUp(hour=hour, skipped=plan)
+    registered = full_retrain(catch_up_settings(settings), plan.start, plan.end, airflow_run_id=airflow_run_id,
+                              kind="catch_up", context=plan.context, stale=stale_rows(plan.context),
+                              holdout_from=plan.holdout_from, hour=hour, dry_run=dry_run)
+    return CaughtUp(hour=hour, registered=registered, window=(plan.start, plan.end),
+                    judged_on=(plan.holdout_from, plan.end))
 
 
 def freeze_anchor(settings: Settings, start: datetime, end: Hour, size: int, reason: str,

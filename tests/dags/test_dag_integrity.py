@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -360,3 +360,61 @@ def test_full_retrain_on_several_processes_builds_the_torchrun_launch(dagbag, tm
     with pytest.raises(IncrementalError, match="exit 1") as failed:
         common.run_sharded_retrain([sys.executable, "-c", "raise SystemExit(1)"], str(result))
     assert failed.value.retryable
+
+
+def test_catch_up_on_several_processes_builds_the_torchrun_launch(dagbag, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hourly DAG's `catch_up_nproc` (default 1: the catch-up in the task itself, as before) > 1:
+    the task runs `incremental catch-up --nproc N` (which starts torchrun) and reads rank 0's decision back."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    sys.path.insert(0, str(DAGS))
+    try:
+        import search_ranker_common as common
+    finally:
+        sys.path.remove(str(DAGS))
+    from incremental import retrain
+    from incremental.errors import InputError
+    from incremental.handover import CaughtUp
+
+    dag = dagbag.dags["search_ranker_hourly"]
+    assert _resolve(dag, {})["catch_up_nproc"] == 1  # scheduled runs: one process, as before
+    assert _resolve(dag, {"catch_up_nproc": 4})["catch_up_nproc"] == 4
+    for bad in (0, -1, 17, "two", 1.5):
+        with pytest.raises(ParamValidationError):
+            _resolve(dag, {"catch_up_nproc": bad})
+
+    hour = datetime(2026, 1, 1, 5, tzinfo=UTC)
+    command = common.sharded_catch_up_command(hour, 2, dry_run=True, airflow_run_id="scheduled__1",
+                                              result_json="/tmp/x/decision.json")
+    assert command == [sys.executable, "-m", "incremental.cli", "-v", "catch-up", "--hour", "2026-01-01T05:00Z",
+                       "--nproc", "2", "--dry-run", "--airflow-run-id", "scheduled__1",
+                       "--result-json", "/tmp/x/decision.json"]
+    with pytest.raises(InputError):
+        common.sharded_catch_up_command(hour, 1, dry_run=False, airflow_run_id="r", result_json="/tmp/d.json")
+
+    # the task body: nproc 1 calls catch_up_step in the task; nproc 2 launches and reads the decision back
+    import pendulum
+
+    def run_with(conf: dict) -> tuple[CaughtUp, list]:
+        calls: list = []
+        context = {"params": _resolve(dag, conf), "run_id": "scheduled__1",
+                   "data_interval_start": pendulum.instance(hour), "data_interval_end": pendulum.instance(hour).add(hours=1)}
+        monkeypatch.setattr(common, "get_current_context", lambda: context)
+        monkeypatch.setattr(common, "task_settings", lambda: "settings")
+        monkeypatch.setattr(retrain, "catch_up_step", lambda *a, **k: calls.append(("in task", a, k))
+                            or CaughtUp(hour=hour, skipped="mode normal, catch-up not needed"))
+        decision = {"hour": "2026-01-01T05:00Z", "version": "4", "decision": "approved", "reasons": [],
+                    "champion": "4", "window": ["2026-01-01T00:00Z", "2026-01-01T06:00Z"],
+                    "judged_on": ["2026-01-01T04:00Z", "2026-01-01T06:00Z"]}
+        monkeypatch.setattr(common, "run_sharded_retrain", lambda c, r: calls.append(("torchrun", c, r)) or decision)
+        return common.catch_up_hour(), calls
+
+    caught, calls = run_with({})
+    assert caught.skipped and [c[0] for c in calls] == ["in task"]
+    assert calls[0][1] == ("settings", hour) and calls[0][2] == {"airflow_run_id": "scheduled__1", "dry_run": False}
+    caught, calls = run_with({"catch_up_nproc": 2, "dry_run": True})
+    assert [c[0] for c in calls] == ["torchrun"]
+    assert calls[0][1][3:] == ["-v", "catch-up", "--hour", "2026-01-01T05:00Z", "--nproc", "2", "--dry-run",
+                               "--airflow-run-id", "scheduled__1", "--result-json", calls[0][2]]
+    assert caught.registered is not None and caught.registered.version == "4" and caught.window == (
+        hour - timedelta(hours=5), hour + timedelta(hours=1))

@@ -108,6 +108,90 @@ def test_two_processes_train_disjoint_shards_into_one_candidate(ddp_home: Path) 
     assert sum(int(params[f"ddp.rank{r}.rows"]) for r in (0, 1)) == len(rows)
 
 
+@pytest.mark.slow
+def test_a_catch_up_on_two_processes_retrains_the_champion_on_disjoint_shards(ddp_home: Path) -> None:
+    """`incremental catch-up --nproc 2`, as the hourly DAG runs it with `catch_up_nproc: 2`: a drift
+    declared (its state written as the drift rule leaves it), a champion, a third hour; one
+    candidate from the champion on disjoint shards of the window less the stale rows."""
+    import math
+
+    from incremental import retrain
+    from incremental.judge import drift
+    from incremental.judge.drift_rule import stale_rows
+    from incremental.registry import champion as registry
+    from incremental.registry import tracking
+
+    (ddp_home / "ddp.yaml").write_text(CONFIG + "drift:\n  catch_up_hours: 1\n")
+    settings = load_settings()
+    first = retrain.full_retrain(settings, START, END, anchor_size=100)  # the champion: version 1
+    if first.decision != "approved":  # the first tiny model may miss the value thresholds: a person promotes it
+        registry.promote(settings, "1", "the test's champion, whatever the gate said")
+    assert tracking.champion(settings) == ("1", f"models:/{settings.model_name}/1")
+    hour = END  # the drifted hour that finds the catch-up pending
+    write_hour(ddp_home / "lake", hour, make_hour_frame(hour, 240, seed=2, rule="inverted"))
+    state = drift.load_state(settings)  # as `drift.declare` leaves it: adapt mode, catch-up pending
+    state.mode, state.declared_at, state.began, state.catch_up = drift.ADAPT, iso_hour(hour), iso_hour(hour), "pending"
+    state.changed_slices = ["footwear"]  # its rows from before the drift are stale: left out
+    drift.save_state(settings, state)
+
+    command = launch.cli_command(launch.catch_up_args(hour, nproc=2, verbose=True,
+                                                      result_json=str(ddp_home / "decision.json")))
+    out = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, f"--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-5000:]}"
+    assert "Traceback" not in out.stderr, out.stderr[-5000:]
+    assert "rank 0/2: " in out.stderr and "rank 1/2: " in out.stderr, out.stderr[-5000:]  # two ranks trained
+    assert out.stdout.count(f"{iso_hour(hour)}  ") == 1 and " version 2 " in out.stdout, out.stdout  # rank 0 alone
+    decision = json.loads((ddp_home / "decision.json").read_text())
+    assert decision["version"] == "2" and decision["mode"] == "catch_up" and decision["hour"] == iso_hour(hour)
+    assert decision["window"] == [iso_hour(START), iso_hour(hour + HOUR)] and decision["judged_on"] == [
+        iso_hour(hour), iso_hour(hour + HOUR)], decision
+    assert drift.load_state(settings).catch_up == decision["decision"]  # the episode knows it ran
+
+    # what it trained on: the window less the stale rows (footwear before the drift), one pass
+    plan = retrain.pending_catch_up(settings, hour)
+    assert isinstance(plan, str)  # no longer pending
+    boot, parts = bootstrap_window(settings, START, hour + HOUR)
+    stale = stale_rows({"mode": "catch_up", "anomalous": [], "changed_slices": [],
+                        "stale": [{"categories": ["footwear"], "before": iso_hour(hour)}]})
+    rows = training_set(boot, parts, "bootstrap", stale, hour).rows
+    assert len(rows) < len(training_set(boot, parts, "bootstrap", (), hour).rows)
+    expected_steps = max(10, math.ceil(settings.drift.adapt.catch_up_passes * len(rows) / 16))
+
+    client = tracking.configure(settings)
+    versions = {str(v.version): v for v in client.search_model_versions(f"name='{settings.model_name}'")}
+    assert sorted(versions) == ["1", "2"]  # one candidate
+    run = client.get_run(versions["2"].run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["kind"] == "bootstrap" and versions["2"].tags["mode"] == "catch_up", versions["2"].tags
+    assert run.data.tags["parent_version"] == "1" and versions["2"].tags["parent_version"] == "1"  # from the champion
+    assert run.data.metrics["steps"] == expected_steps
+    params = run.data.params
+    assert params["ddp.world_size"] == "2"
+    shards = json.loads(Path(client.download_artifacts(run.info.run_id, distributed.SHARDS_ARTIFACT,
+                                                       str(ddp_home / "dl"))).read_text())["shards"]
+    first_shard, second_shard = (set(s["sessions"]) for s in shards)
+    assert first_shard and second_shard and not first_shard & second_shard
+    assert first_shard | second_shard == set(rows["session_id"])
+    assert sum(int(params[f"ddp.rank{r}.rows"]) for r in (0, 1)) == len(rows)
+
+
+def test_catch_up_with_nothing_pending_and_bad_input(ddp_home: Path, capsys: pytest.CaptureFixture) -> None:
+    """No catch-up pending: one line, exit 0, no process started (nor the decision file missing);
+    `--nproc 0` and a bad hour: argparse's one error line, exit 2."""
+    result = ddp_home / "decision.json"
+    assert main(["catch-up", "--hour", iso_hour(END), "--nproc", "2", "--result-json", str(result)]) == 0
+    assert capsys.readouterr().out == f"{iso_hour(END)}  no catch-up: mode normal, catch-up not needed\n"
+    assert json.loads(result.read_text()) == {"hour": iso_hour(END), "skipped": "mode normal, catch-up not needed"}
+    for bad, message in ((["--hour", iso_hour(END), "--nproc", "0"], "--nproc: 0: at least 1"),
+                         (["--hour", "yesterday"], "--hour: 'yesterday'"),
+                         (["--hour", "2026-03-01T00:30"], "--hour: '2026-03-01T00:30'")):
+        with pytest.raises(SystemExit) as exited:
+            main(["catch-up", *bad])
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and message in err and "Traceback" not in err, err
+
+
 def test_shards_keep_sessions_whole_and_split_them_evenly() -> None:
     import pandas as pd
 
@@ -159,6 +243,8 @@ def test_the_launch_command() -> None:
                                  result_json="/tmp/d.json")
     assert args == ["bootstrap", "--start", "2026-03-01T00:00Z", "--end", "2026-03-01T05:00Z", "--dry-run",
                     "--airflow-run-id", "manual__x", "--result-json", "/tmp/d.json"]
+    assert launch.catch_up_args(START, nproc=2, airflow_run_id="scheduled__x") == [
+        "catch-up", "--hour", "2026-03-01T00:00Z", "--nproc", "2", "--airflow-run-id", "scheduled__x"]
     assert launch.torchrun_command(4, args, python="py") == [
         "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "incremental.cli", "--", *args]
     assert launch.cli_command(["bootstrap", "--nproc", "2"], python="py") == [
