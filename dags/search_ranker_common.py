@@ -116,9 +116,10 @@ def nproc_param() -> Param:
 
 
 def catch_up_nproc_param() -> Param:
-    return Param(1, type="integer", minimum=1, maximum=16, title="Catch-up processes (GPUs)",
+    return Param(None, type=["null", "integer"], minimum=1, maximum=16, title="Catch-up processes (GPUs)",
                  description="Run the catch-up retrain after a declared drift on this many processes of the GPU "
-                 "worker (torchrun, DDP: `incremental catch-up --nproc N`). 1: in the task itself.")
+                 "worker (torchrun, DDP: `incremental catch-up --nproc N`); 1: in the task itself. Empty: "
+                 "`drift.adapt.catch_up_processes` of the reviewed config, as scheduled runs do.")
 
 
 def training_overrides(params: Mapping[str, Any]) -> dict[str, float | int] | None:
@@ -390,7 +391,8 @@ def catch_up_hour() -> CaughtUp:
     context = get_current_context()
     params = context["params"]
     hour, dry_run = interval_hour(context), bool(params.get("dry_run"))
-    nproc = int(params.get("catch_up_nproc") or 1)
+    settings = task_settings()
+    nproc = int(params.get("catch_up_nproc") or settings.drift.adapt.catch_up_processes)
     if nproc > 1:
         with tempfile.TemporaryDirectory() as folder:
             result_json = f"{folder}/decision.json"
@@ -398,7 +400,7 @@ def catch_up_hour() -> CaughtUp:
                                                result_json=result_json)
             caught = CaughtUp.from_dict(run_sharded_retrain(command, result_json))
     else:
-        caught = catch_up_step(task_settings(), hour, airflow_run_id=context["run_id"], dry_run=dry_run)
+        caught = catch_up_step(settings, hour, airflow_run_id=context["run_id"], dry_run=dry_run)
     if caught.registered is not None and caught.window is not None:
         registered = caught.registered
         on = f" on {nproc} processes" if nproc > 1 else ""

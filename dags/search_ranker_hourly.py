@@ -26,7 +26,8 @@ value (`incremental.handover`) as JSON, and the hour is read once from the run's
   `mlflow://models/search-ranker` (schedule a deployment DAG on it).
 * **Manual runs** (Trigger with config): `force_promote` (the reason, at least 10 characters),
   `dry_run` (the catch-up too), and training overrides `learning_rate`, `max_steps`, `replay_fraction`.
-* **Catch-up on several GPUs**: `catch_up_nproc` (default 1) > 1 runs the catch-up as
+* **Catch-up on several GPUs**: `drift.adapt.catch_up_processes` (the reviewed config, 1), or a
+  manual run's `catch_up_nproc`, > 1 runs the catch-up as
   `incremental catch-up --nproc N` (torchrun, DDP, as the full-retrain DAG's `nproc`) and reads
   rank 0's decision back; the worker must have N GPUs.
 * **Backfills**: *Trigger → Backfill* in the UI or
@@ -134,7 +135,7 @@ def search_ranker_hourly():
     @fail_fast
     def catch_up(decision: dict) -> dict:
         """After a drift was declared: retrain the champion on what still holds, through the same gate
-        (`catch_up_nproc` > 1: on that many processes, torchrun)."""
+        (`catch_up_processes` or `catch_up_nproc` > 1: on that many processes, torchrun)."""
         return catch_up_hour().to_dict()  # publish_catch_up announces its version when it became the champion
 
     validation = validate(extract())

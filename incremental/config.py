@@ -175,6 +175,8 @@ class AdaptSettings(_Section):
     l2sp_strength: float = Field(0.1, ge=0.0)  # the hourly pull: the stable slices must not move
     # the catch-up retrains the champion at the bootstrap rate: at least this many passes over what still holds
     catch_up_passes: float = Field(1.0, gt=0.0)
+    # processes (GPUs) of the worker the catch-up trains on: 1 in the hourly task, more under torchrun (DDP)
+    catch_up_processes: int = Field(1, ge=1, le=16)
 
 
 class DriftSettings(_Section):

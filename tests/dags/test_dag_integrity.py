@@ -363,8 +363,11 @@ def test_full_retrain_on_several_processes_builds_the_torchrun_launch(dagbag, tm
 
 
 def test_catch_up_on_several_processes_builds_the_torchrun_launch(dagbag, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hourly DAG's `catch_up_nproc` (default 1: the catch-up in the task itself, as before) > 1:
-    the task runs `incremental catch-up --nproc N` (which starts torchrun) and reads rank 0's decision back."""
+    """The hourly DAG's catch-up processes (a run's `catch_up_nproc`, else the reviewed config's
+    `drift.adapt.catch_up_processes`, 1: the catch-up in the task itself) > 1: the task runs
+    `incremental catch-up --nproc N` (which starts torchrun) and reads rank 0's decision back."""
+    from types import SimpleNamespace
+
     from airflow.sdk.exceptions import ParamValidationError
 
     sys.path.insert(0, str(DAGS))
@@ -377,7 +380,7 @@ def test_catch_up_on_several_processes_builds_the_torchrun_launch(dagbag, monkey
     from incremental.handover import CaughtUp
 
     dag = dagbag.dags["search_ranker_hourly"]
-    assert _resolve(dag, {})["catch_up_nproc"] == 1  # scheduled runs: one process, as before
+    assert _resolve(dag, {})["catch_up_nproc"] is None  # scheduled runs: the config's
     assert _resolve(dag, {"catch_up_nproc": 4})["catch_up_nproc"] == 4
     for bad in (0, -1, 17, "two", 1.5):
         with pytest.raises(ParamValidationError):
@@ -395,12 +398,13 @@ def test_catch_up_on_several_processes_builds_the_torchrun_launch(dagbag, monkey
     # the task body: nproc 1 calls catch_up_step in the task; nproc 2 launches and reads the decision back
     import pendulum
 
-    def run_with(conf: dict) -> tuple[CaughtUp, list]:
+    def run_with(conf: dict, processes: int = 1) -> tuple[CaughtUp, list]:
         calls: list = []
         context = {"params": _resolve(dag, conf), "run_id": "scheduled__1",
                    "data_interval_start": pendulum.instance(hour), "data_interval_end": pendulum.instance(hour).add(hours=1)}
         monkeypatch.setattr(common, "get_current_context", lambda: context)
-        monkeypatch.setattr(common, "task_settings", lambda: "settings")
+        settings = SimpleNamespace(drift=SimpleNamespace(adapt=SimpleNamespace(catch_up_processes=processes)))
+        monkeypatch.setattr(common, "task_settings", lambda: settings)
         monkeypatch.setattr(retrain, "catch_up_step", lambda *a, **k: calls.append(("in task", a, k))
                             or CaughtUp(hour=hour, skipped="mode normal, catch-up not needed"))
         decision = {"hour": "2026-01-01T05:00Z", "version": "4", "decision": "approved", "reasons": [],
@@ -411,7 +415,11 @@ def test_catch_up_on_several_processes_builds_the_torchrun_launch(dagbag, monkey
 
     caught, calls = run_with({})
     assert caught.skipped and [c[0] for c in calls] == ["in task"]
-    assert calls[0][1] == ("settings", hour) and calls[0][2] == {"airflow_run_id": "scheduled__1", "dry_run": False}
+    assert calls[0][1][1] == hour and calls[0][2] == {"airflow_run_id": "scheduled__1", "dry_run": False}
+    _, calls = run_with({}, processes=2)  # a scheduled run on a worker the config gives 2 GPUs
+    assert [c[0] for c in calls] == ["torchrun"] and "--nproc" in calls[0][1] and "2" in calls[0][1]
+    _, calls = run_with({"catch_up_nproc": 1}, processes=2)  # a manual run's param wins
+    assert [c[0] for c in calls] == ["in task"]
     caught, calls = run_with({"catch_up_nproc": 2, "dry_run": True})
     assert [c[0] for c in calls] == ["torchrun"]
     assert calls[0][1][3:] == ["-v", "catch-up", "--hour", "2026-01-01T05:00Z", "--nproc", "2", "--dry-run",
