@@ -26,6 +26,7 @@ from incremental.errors import DamagedStateError
 
 MANIFEST_FILE = "_manifest.json"  # an hour's manifest in the lake's old format (`incremental.data.migrate`)
 VALIDATION_FILE = "_validation.json"  # an hour's validation record: which parts are validated
+PENDING_VALIDATION_FILE = "_validation.pending.json"  # one written before its commit (`quarantine.write_record`)
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,8 @@ def check_validation(record: dict[str, Any]) -> str | None:
 
 
 _SCHEMAS: dict[str, Callable[[dict[str, Any]], str | None]] = {MANIFEST_FILE: check_manifest,
-                                                               VALIDATION_FILE: check_validation}
+                                                               VALIDATION_FILE: check_validation,
+                                                               PENDING_VALIDATION_FILE: check_validation}
 
 
 # deterministic Parquet: the same table gives the same bytes

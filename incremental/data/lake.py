@@ -5,7 +5,8 @@ Layout (all under the lake root, a local folder or ``s3://bucket/prefix``):
     search_logs/                                the Delta table (`incremental.data.table`): every row of
                                                 every hour, with its status; ``_delta_log/`` is its history
     records/search_logs/dt=YYYY-MM-DD/hour=HH/  files beside the table: the hour's last validation record
-                                                (`_validation.json`: checks, statistics, the table version)
+                                                (`_validation.json`: checks, statistics, the table version;
+                                                `_validation.pending.json` while its commit is to come)
     staging/search_logs/dt=YYYY-MM-DD/hour=HH/  an extraction the table cannot hold (an empty hour, or columns
                                                 that break the contract), waiting for validation to judge it
     quarantine/search_logs/dt=YYYY-MM-DD/hour=HH/<id>/
@@ -56,6 +57,7 @@ REPORT_KEY = "report"  # a commit's metadata: the quarantine folder whose report
 AWAITS_COMMIT = "awaits_commit"  # a report's: it holds only once a commit names its folder (REPORT_KEY)
 AWAITS_ROWS = "awaits_rows"  # a report's: it holds only once its folder's rows file is there
 STAGED_KEY = "staged_sha256"  # a commit's metadata (a report's): the staged extraction file whose rows it took
+RECORD_KEY = "validation_record"  # a commit's metadata: the id of the validation record written before it (AWAITS_COMMIT)
 REASON_COLUMN = table.REASON_COLUMN
 SEARCH_LOG_SCHEMA = table.SEARCH_LOG_SCHEMA
 # What identifies an impression as it arrived (the catalogue columns come from a join and may be fixed later).
@@ -116,19 +118,23 @@ def readmitted(folder: LakePath) -> bool:
 class HourLog:
     """What the table's log says of the hour's quarantine folders (their names relative to the lake):
     those a commit quarantined rows for (`REPORT_KEY` in its metadata), and those a re-admission
-    commit took its rows from (its ``sources``), with that commit."""
+    commit took its rows from (its ``sources``), with that commit; and of its validation records
+    written before their commit (`RECORD_KEY`), with that commit."""
 
     reports: frozenset[str]
     readmits: dict[str, dict[str, Any]]
     staged: frozenset[str] = frozenset()  # the sha256 of staged extraction files a commit took the rows of
     since_ms: int | None = None  # the log's oldest commit still held, when older ones were cleaned up
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # validation record id -> its commit
 
     def committed(self, name: str, report: LakePath) -> bool:
         """Whether the folder `name`, whose report awaits its commit, was committed: a commit names
         it, or the report is older than the oldest commit the log holds (it may name it): taken as committed."""
-        if name in self.reports:
-            return True
-        return self.since_ms is not None and storage.mtime_ns(report) // 1_000_000 < self.since_ms
+        return name in self.reports or self.older(report)
+
+    def older(self, path: LakePath) -> bool:
+        """Whether a file written before its commit is older than the oldest commit the log holds."""
+        return self.since_ms is not None and storage.mtime_ns(path) // 1_000_000 < self.since_ms
 
 
 def hour_log(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> HourLog:
@@ -144,7 +150,8 @@ def hour_log(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> HourL
             for source in json.loads(str(c["sources"])):
                 readmits.setdefault(str(source), c)
     staged = frozenset(str(c[STAGED_KEY]) for c in commits if c.get(STAGED_KEY))
-    return HourLog(reports, readmits, staged, since)
+    records = {str(c[RECORD_KEY]): c for c in commits if c.get(RECORD_KEY)}
+    return HourLog(reports, readmits, staged, since, records)
 
 
 def folder_name(lake: LakePath, folder: LakePath) -> str:

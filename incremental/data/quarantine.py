@@ -8,11 +8,17 @@ and GX's data docs. An extraction whose columns break the contract (or an empty 
 rows of the table: it is staged (``staging/…/extracted.parquet``) for validation to judge, and
 quarantined whole as ``rows.parquet`` in its event's folder. Re-admitted folders are marked
 (`readmitted.json`), never deleted.
+
+Validation's record of the hour (`_validation.json`) follows the same rule as a quarantine report:
+written before the commit it describes (`write_record`: pending, with an id the commit names),
+published once the commit is made (`finish_record`), and finished or removed by `repair` for a
+writer killed in between, as the table's log says.
 """
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +63,7 @@ class Repaired:
     removed: tuple[LakePath, ...] = ()  # quarantine folders whose change never committed
     marked: tuple[LakePath, ...] = ()  # folders a committed re-admission took rows from, marked now
     dropped_staged: bool = False  # a staged extraction already quarantined whole
+    record: str | None = None  # a validation record written before its commit: "finished" (it came) or "removed"
 
 
 def repair(lake_root: LakePath, start: Hour) -> Repaired:
@@ -68,7 +75,9 @@ def repair(lake_root: LakePath, start: Hour) -> Repaired:
     * a staged extraction moved to quarantine whole: an unfinished move is undone (the staged file
       is whole), a finished one whose staged file is still there (copy, then delete) drops it;
     * a re-admission committed before its folders were marked: they are marked now, from the commit;
-    * a staged extraction whose rows a validation committed (`lake.STAGED_KEY`) before it deleted the file: deleted.
+    * a staged extraction whose rows a validation committed (`lake.STAGED_KEY`) before it deleted the file: deleted;
+    * a validation record written before its commit (`write_record`): published with what the
+      commit made known (`finish_record`, from the table as of that commit) if it came, else removed.
     """
     log = lake.hour_log(lake_root, start)
     removed, marked, dropped = [], [], False
@@ -94,7 +103,46 @@ def repair(lake_root: LakePath, start: Hour) -> Repaired:
                 and files.read_json(folder / lake.QUARANTINE_FILE).get(lake.STAGED_KEY) == files.sha256_file(staged):
             drop_staged(lake_root, start)
             staged, dropped = None, True
-    return Repaired(tuple(removed), tuple(marked), dropped)
+    return Repaired(tuple(removed), tuple(marked), dropped, _repair_record(lake_root, start, log))
+
+
+def _repair_record(lake_root: LakePath, start: Hour, log: lake.HourLog) -> str | None:
+    pending = lake.partition_dir(lake_root, start) / files.PENDING_VALIDATION_FILE
+    if not storage.is_file(pending):
+        return None
+    record = files.read_json(pending)
+    commit = log.records.get(str(record.get(lake.AWAITS_COMMIT)))
+    if commit is None and not log.older(pending):  # its commit never came: the rows are still pending
+        storage.unlink(pending)
+        return "removed"
+    # its commit came (or the log no longer holds it: then the hour's latest version stands for it)
+    dt = table.open_table(lake_root, int(commit["version"])) if commit is not None else None
+    finish_record(lake_root, start, record, lake.partition(lake_root, start, dt))
+    return "finished"
+
+
+def write_record(lake_root: LakePath, start: Hour, record: Mapping[str, Any]) -> dict[str, str]:
+    """Write the hour's validation record before the commit of the rows it validated: pending
+    (`files.PENDING_VALIDATION_FILE`), awaiting the commit whose metadata names its id (what this
+    returns, for the metadata). Its version and identity are known once the commit is made
+    (`finish_record`); a writer killed before that leaves it for `repair`."""
+    name = uuid.uuid4().hex
+    atomic_write_json(lake.partition_dir(lake_root, start) / files.PENDING_VALIDATION_FILE,
+                      {**record, "sha256": None, lake.AWAITS_COMMIT: name})
+    return {lake.RECORD_KEY: name}
+
+
+def finish_record(lake_root: LakePath, start: Hour, record: Mapping[str, Any], view: lake.Partition) -> dict[str, Any]:
+    """Publish the hour's validation record (`files.VALIDATION_FILE`) with what its commit made
+    known, from `view` (the hour as of that commit): the table version, the identity and count of
+    the validated rows; the pending one goes. The record as published."""
+    manifest = view.manifest or {}
+    final = {**{k: v for k, v in record.items() if k != lake.AWAITS_COMMIT}, "version": view.version,
+             "sha256": str(manifest.get("sha256", "")), "live_rows": int(manifest.get("rows", 0))}
+    here = lake.partition_dir(lake_root, start)
+    atomic_write_json(here / files.VALIDATION_FILE, final)
+    storage.unlink(here / files.PENDING_VALIDATION_FILE)
+    return final
 
 
 def _commit_time(commit: Mapping[str, Any]) -> str | None:
@@ -103,13 +151,17 @@ def _commit_time(commit: Mapping[str, Any]) -> str | None:
 
 
 @contextlib.contextmanager
-def taken_back_on_failure(target: LakePath | None) -> Iterator[None]:
-    """Remove a quarantine event's folder (written before its commit) when the commit fails."""
+def taken_back_on_failure(*written: LakePath | None) -> Iterator[None]:
+    """Remove what was written before a commit (a quarantine event's folder, a pending validation
+    record) when the commit fails."""
     try:
         yield
     except BaseException:
-        if target is not None:
-            storage.rmtree(target)
+        for target in written:
+            if target is not None and storage.is_file(target):
+                storage.unlink(target)
+            elif target is not None:
+                storage.rmtree(target)
         raise
 
 

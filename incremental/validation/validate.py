@@ -270,21 +270,20 @@ def _accept(lake: LakePath, start: Hour, b: _Batch, out: Outcome, record: Valida
         rows_path = lq.record_event(lq.new_event_dir(lake, start, "rows"), report, staging, awaits=lk.AWAITS_COMMIT)
         index = rows_path / "data_docs" / "index.html"
         docs = index if storage.is_file(index) else None
-    with lq.taken_back_on_failure(rows_path):
-        version = table.overwrite_hour(lake, start, hour, b.event,
-                                       _commit_metadata(b, record, rules=rules or None, **lq.commit_name(lake, rows_path)),
-                                       keep_validated=keep_validated, read=b.read)
-    after = lk.partition(lake, start)
     typed = {c.column for c in out.checks
              if c.rule == "expect_column_values_to_be_of_type" and c.success and c.column is not None}
-    record.update({"sha256": str((after.manifest or {}).get("sha256", "")), "version": version,
-                   "live_rows": int((after.manifest or {}).get("rows", 0)), "part_statistics": out.stats,
-                   "statistics": statistics_of(view, typed) if len(view) else out.stats})
+    record.update({"part_statistics": out.stats, "statistics": statistics_of(view, typed) if len(view) else out.stats})
+    # the hour's record too before the commit, pending until it is made (a kill in between: `lq.repair`)
+    named = lq.write_record(lake, start, record)
     here = lk.partition_dir(lake, start)
-    files.atomic_write_json(here / files.VALIDATION_FILE, record)
+    with lq.taken_back_on_failure(rows_path, here / files.PENDING_VALIDATION_FILE):
+        table.overwrite_hour(lake, start, hour, b.event,
+                             _commit_metadata(b, record, rules=rules or None, **lq.commit_name(lake, rows_path), **named),
+                             keep_validated=keep_validated, read=b.read)
+    final = lq.finish_record(lake, start, record, lk.partition(lake, start))
     return ValidationReport(start, "validated", b.rows.num_rows, tuple(out.checks), here, docs,
                             quarantined_rows=bad.num_rows, rows_path=rows_path, part=b.label,
-                            live_rows=record["live_rows"])
+                            live_rows=final["live_rows"])
 
 
 def readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, reason: str) -> ValidationReport:

@@ -1,6 +1,6 @@
 """A validation or a re-admission killed (SIGKILL: no handler, no `finally`) between its two steps
-on the lake: the quarantine report it wrote and the table's commit, or the commit and the marks on
-the quarantine folders its rows came from. The killed process is a real child, crashed by the
+on the lake: the quarantine report it wrote and the table's commit, the commit and the hour's
+validation record, or the commit and the marks on the quarantine folders its rows came from. The killed process is a real child, crashed by the
 test-only `tests/faults/sitecustomize.py`; the rerun must end as one uninterrupted run would have:
 nothing lost, nothing counted twice, no report for rows that are live, no stale quarantine."""
 
@@ -19,10 +19,10 @@ import pytest
 from test_validate import ROWS, START, good_frame, write_hour
 
 from incremental.config import ValidationSettings
+from incremental.data import files, table
 from incremental.data import lake as lk
 from incremental.data import quarantine as lq
-from incremental.data import table
-from incremental.validation.validate import readmit_hour, validate_hour
+from incremental.validation.validate import READMITTED, readmit_hour, validate_hour
 
 REPO = Path(__file__).resolve().parents[2]
 FAULTS_DIR = REPO / "tests" / "faults"
@@ -64,9 +64,13 @@ def test_a_quarantine_killed_before_its_commit_is_redone_once(tmp_path: Path, ba
     assert (orphan / lk.QUARANTINE_FILE).is_file() and table.open_table(lake).version() == version
     assert lk.partition(lake, START).status == "extracted" and lk.quarantine_attempts(lake, START) == []
     assert lq.row_counts(lake, START)["quarantined"] == 0
+    records = lk.partition_dir(lake, START)  # the hour's record, written before its commit too: pending, not its record
+    assert (records / files.PENDING_VALIDATION_FILE).is_file() == (status == "validated")
+    assert not (records / files.VALIDATION_FILE).exists()
 
     report = validate_hour(lake, START, ValidationSettings(**TOLERANT))  # the rerun: the orphan goes, the quarantine is done once
     assert report.status == status, report.summary()
+    assert sorted(p.name for p in records.glob("*")) == ([files.VALIDATION_FILE] if status == "validated" else [])
     (folder,) = folders(lake)
     assert folder != orphan and lk.quarantine_attempts(lake, START) == [folder]
     counts = lq.row_counts(lake, START)
@@ -92,6 +96,8 @@ def test_a_readmission_killed_after_its_commit_is_finished_not_repeated(tmp_path
     assert [c["event"] for c in table.hour_versions(table.open_table(lake), START)] == [c["event"] for c in commits]
     marked = json.loads((source / lk.READMITTED_FILE).read_text())
     assert marked["repaired"] is True and marked["version"] == commits[-1]["version"]
+    record = files.read_json(lk.partition_dir(lake, START) / files.VALIDATION_FILE)  # the re-admission's, not the one before
+    assert (record["part"], record["version"], record["live_rows"]) == (READMITTED, commits[-1]["version"], ROWS)
     assert marked["reason"] == "query length rule reviewed (#12)"
     counts = lq.row_counts(lake, START)
     assert (counts["validated"], counts["quarantined"], counts["total"]) == (ROWS, 0, ROWS)
@@ -156,3 +162,43 @@ def test_a_staged_extraction_validated_and_killed_at_its_commit_loses_nothing(tm
     assert not lk.staging_dir(lake, START).exists()
     events = [c["event"] for c in table.hour_versions(table.open_table(lake), START)]
     assert events == ["validate"]  # one commit: the rerun did not add the rows again
+
+
+def late_rows(rows: int = 20) -> pd.DataFrame:
+    """Rows of the hour that arrived after its first extraction (event ids of their own)."""
+    frame = good_frame(rows=rows, seed=7)
+    return frame.assign(event_id="late-" + frame["event_id"])
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["first", "late-rows"])
+def test_a_validation_killed_after_its_commit_keeps_the_hours_record(tmp_path: Path, late: bool) -> None:
+    """The commit validates the hour's rows, then the record (`_validation.json`: the statistics later
+    hours' drift checks compare with, the table version) is written. Killed in between, the hour was
+    validated in the table with no record (or, for late rows, the one before), and validating again
+    found nothing pending: the record stayed missing (behind). The rerun must leave the record an
+    uninterrupted run writes (`twin`), naming the commit that validated the rows."""
+    lake, twin = tmp_path / "lake", tmp_path / "twin"
+    for root in (lake, twin):
+        write_hour(root, good_frame())
+        if late:
+            assert validate_hour(root, START, ValidationSettings()).status == "validated"
+            write_hour(root, late_rows())
+    assert validate_hour(twin, START, ValidationSettings()).status == "validated"
+    killed(lake, "validate", "after:validate")
+    commit = table.hour_versions(table.open_table(lake), START)[-1]
+    part = lk.partition(lake, START)
+    assert commit["event"] == "validate" and part.status == "validated" and not part.pending_parts
+
+    report = validate_hour(lake, START, ValidationSettings())  # the rerun (the task's retry)
+    assert report.status == "validated", report.summary()
+    assert table.hour_versions(table.open_table(lake), START)[-1] == commit  # nothing committed again
+    folder = lk.partition_dir(lake, START)
+    record = files.read_json(folder / files.VALIDATION_FILE)
+    want = files.read_json(twin / folder.relative_to(lake) / files.VALIDATION_FILE)
+    live = ROWS + (20 if late else 0)
+    assert (record["version"], record["sha256"], record["live_rows"]) == (commit["version"], part.manifest["sha256"], live)
+    assert record["statistics"]["rows"] == live  # of the hour's validated rows, late ones included
+    for r in (record, want):
+        r.pop("validated_at"), r.pop("sha256")  # a time, and the identity of files named at random
+    assert record == want
+    assert sorted(p.name for p in folder.iterdir()) == [files.VALIDATION_FILE]

@@ -311,6 +311,20 @@ def test_revalidating_is_idempotent(lake: Path, settings: ValidationSettings) ->
     assert sorted(p.name for p in folder.iterdir()) == [files.VALIDATION_FILE]
 
 
+def test_a_refused_commit_leaves_no_record(lake: Path, settings: ValidationSettings,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hour's record is written before its commit (pending): a commit refused takes it back."""
+    folder = write_hour(lake, good_frame())
+
+    def refused(*args, **kwargs):
+        raise table.CommitConflict("another writer changed it first")
+
+    monkeypatch.setattr(table, "overwrite_hour", refused)
+    with pytest.raises(table.CommitConflict):
+        validate_hour(lake, START, settings)
+    assert list(folder.glob("*")) == [] and lk.partition(lake, START).status == "extracted"
+
+
 def test_missing_hour_is_a_clear_error(lake: Path, settings: ValidationSettings) -> None:
     with pytest.raises(ValidationError, match="no partition"):
         validate_hour(lake, START, settings)

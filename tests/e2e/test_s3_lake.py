@@ -93,6 +93,7 @@ def test_the_data_plane_runs_on_s3_and_reads_back(s3_settings: Settings, home: P
     assert len(commits) == 6  # good, rows_bad, after: extract + validate each; the outage: staged, no commit
     for hour in (good, rows_bad, after):
         assert f"records/search_logs/{lake.hour_key(hour)}/{files.VALIDATION_FILE}" in keys
+        assert f"records/search_logs/{lake.hour_key(hour)}/{files.PENDING_VALIDATION_FILE}" not in keys  # published
         assert any(k.startswith(f"search_logs/hour={iso_hour(hour).replace(':', '%3A')}/status=validated/")
                    for k in keys)
     assert any(k.startswith(f"search_logs/hour={iso_hour(rows_bad).replace(':', '%3A')}/status=quarantined/")

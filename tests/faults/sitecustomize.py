@@ -14,8 +14,9 @@ Without these variables it does nothing.
   (the champion alias, the `registration` tag) is carried out.
 * `INCREMENTAL_TEST_FAULT_KILL_AT_COMMIT=before:EVENT` / `after:EVENT`: right before (after) a commit
   that overwrites an hour of the lake's table for `EVENT` (validate, readmit):
-  `incremental.data.table.overwrite_hour`, which validation calls once its quarantine report is
-  written and before re-admission marks the folders its rows came from.
+  `incremental.data.table.overwrite_hour`, which validation calls once its quarantine report (and
+  the hour's pending validation record) is written, before that record is published, and before
+  re-admission marks the folders its rows came from.
 * `INCREMENTAL_TEST_FAULT_KILL_AT_MOVE=before` / `after`: right before (after) a staged extraction
   is moved into its quarantine folder as ``rows.parquet`` (`incremental.data.storage.move`).
 """
