@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 missing=0
-RUNTIME=' var var/demo var/demo/services ./var .venv/bin/python _manifest.json _validation.json rows anchor.json scores review models gx_result.json _drift/prequential.jsonl _drift/state.json anchor/anchor.json anchor/history.jsonl search_logs search_logs.v2 _delta_log lineage.json readmitted.json quarantine.json '
+RUNTIME=' var var/demo var/demo/services ./var .venv/bin/python _manifest.json _validation.json _validation.pending.json rows anchor.json scores review models gx_result.json _drift/prequential.jsonl _drift/state.json anchor/anchor.json anchor/history.jsonl search_logs search_logs.v2 _delta_log lineage.json readmitted.json quarantine.json '
 NOT_PATHS=' images.airflow.repository/tag nvidia.com/gpu '
 tracked=$(git ls-files)
 for doc in README.md CHANGELOG.md docs/*.md; do
