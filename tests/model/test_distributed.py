@@ -60,16 +60,22 @@ def ddp_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.mark.slow
-def test_two_processes_train_disjoint_shards_into_one_candidate(ddp_home: Path) -> None:
-    # `incremental bootstrap --nproc 2`, as the DAG runs it: the check, then python -m torch.distributed.run
-    command = launch.cli_command(launch.bootstrap_args(START, END, nproc=2, anchor_size=100, verbose=True,
-                                                       result_json=str(ddp_home / "decision.json")))
+def _two_ranks(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a `--nproc 2` command; it exits 0 with no traceback, both ranks having trained."""
     out = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, f"--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-5000:]}"
     assert "Traceback" not in out.stderr, out.stderr[-5000:]
     assert "rank 0/2: " in out.stderr and "rank 1/2: " in out.stderr, out.stderr[-5000:]  # two ranks trained
+    return out
+
+
+@pytest.mark.slow
+def test_two_processes_train_disjoint_shards_into_one_candidate(ddp_home: Path) -> None:
+    # `incremental bootstrap --nproc 2`, as the DAG runs it: the check, then python -m torch.distributed.run
+    command = launch.cli_command(launch.bootstrap_args(START, END, nproc=2, anchor_size=100, verbose=True,
+                                                       result_json=str(ddp_home / "decision.json")))
+    out = _two_ranks(command)
     # one decision, printed by rank 0 alone
     assert out.stdout.count(f"{iso_hour(START)}  ") == 1 and " version 1 " in out.stdout, out.stdout
     decision = json.loads((ddp_home / "decision.json").read_text())
@@ -136,11 +142,7 @@ def test_a_catch_up_on_two_processes_retrains_the_champion_on_disjoint_shards(dd
 
     command = launch.cli_command(launch.catch_up_args(hour, nproc=2, verbose=True,
                                                       result_json=str(ddp_home / "decision.json")))
-    out = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, f"--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-5000:]}"
-    assert "Traceback" not in out.stderr, out.stderr[-5000:]
-    assert "rank 0/2: " in out.stderr and "rank 1/2: " in out.stderr, out.stderr[-5000:]  # two ranks trained
+    out = _two_ranks(command)
     assert out.stdout.count(f"{iso_hour(hour)}  ") == 1 and " version 2 " in out.stdout, out.stdout  # rank 0 alone
     decision = json.loads((ddp_home / "decision.json").read_text())
     assert decision["version"] == "2" and decision["mode"] == "catch_up" and decision["hour"] == iso_hour(hour)
