@@ -24,10 +24,7 @@ from incremental.hours import HOUR, Hour, hours, iso_hour
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from incremental.data.lake import Partition
     from incremental.handover import CaughtUp, HourRun, Registered
-    from incremental.model.distributed import Group
-    from incremental.model.replay import Stale
     from incremental.validation.report import ValidationReport
 
 
@@ -173,13 +170,13 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
         raise InputError(f"--end {iso_hour(args.end)} must be after --start {iso_hour(args.start)}")
     launched = distributed.from_env()  # set by torchrun
     if launched is None and args.nproc > 1:
-        _check_split(*bootstrap_window(settings, args.start, args.end), args.nproc)
-        _launch_sharded("bootstrap", args.nproc, launch.bootstrap_args(
+        launch.check_split(*bootstrap_window(settings, args.start, args.end), args.nproc)
+        launch.run_sharded("bootstrap", args.nproc, launch.bootstrap_args(
             args.start, args.end, anchor_size=args.anchor_size, dry_run=args.dry_run,
             airflow_run_id=args.airflow_run_id, result_json=str(args.result_json) if args.result_json else None,
             verbose=logging.getLogger().isEnabledFor(logging.INFO)))
         return
-    _check_launched(launched, args.nproc)
+    launch.check_launched(launched, args.nproc)
     with distributed.session() as group:
         registered = full_retrain(settings, args.start, args.end, anchor_size=args.anchor_size, dry_run=args.dry_run,
                                   airflow_run_id=args.airflow_run_id)
@@ -206,14 +203,14 @@ def cmd_catch_up(settings: Settings, args: argparse.Namespace) -> None:
         if isinstance(plan, str):  # nothing to train: no process to start
             _caught_up(CaughtUp(hour=args.hour, skipped=plan), args.result_json)
             return
-        _check_split(*bootstrap_window(catch_up_settings(settings), plan.start, plan.end), args.nproc,
+        launch.check_split(*bootstrap_window(catch_up_settings(settings), plan.start, plan.end), args.nproc,
                      stale=stale_rows(plan.context), holdout_from=plan.holdout_from)
-        _launch_sharded("catch-up", args.nproc, launch.catch_up_args(
+        launch.run_sharded("catch-up", args.nproc, launch.catch_up_args(
             args.hour, dry_run=args.dry_run, airflow_run_id=args.airflow_run_id,
             result_json=str(args.result_json) if args.result_json else None,
             verbose=logging.getLogger().isEnabledFor(logging.INFO)))
         return
-    _check_launched(launched, args.nproc)
+    launch.check_launched(launched, args.nproc)
     with distributed.session() as group:
         caught = catch_up_step(settings, args.hour, airflow_run_id=args.airflow_run_id, dry_run=args.dry_run)
     if group is not None and not group.is_main:
@@ -231,37 +228,6 @@ def _caught_up(caught: CaughtUp, result_json: Path | None) -> None:
               f"stale rows), judged on {'/'.join(iso_hour(h) for h in caught.judged_on)}")
     if result_json is not None:
         files.atomic_write_json(result_json, caught.to_dict())
-
-
-def _check_launched(launched: Group | None, nproc: int) -> None:
-    """Under torchrun, `--nproc` (if given) must be the number of processes it started."""
-    if launched is not None and nproc not in (1, launched.world_size):
-        raise InputError(f"--nproc {nproc} but torchrun started {launched.world_size} processes")
-
-
-def _check_split(settings: Settings, parts: list[Partition], nproc: int, *, stale: tuple[Stale, ...] = (),
-                 holdout_from: Hour | None = None) -> None:
-    """Check the window's training rows can be split over `nproc` processes: a clear error here,
-    before any process starts, not one per rank."""
-    from incremental.model import distributed
-    from incremental.model.examples import training_set
-
-    rows = training_set(settings, parts, "bootstrap", stale, holdout_from).rows
-    distributed.check_world(int(rows["session_id"].nunique()), settings.training.batch_size, nproc)
-
-
-def _launch_sharded(what: str, nproc: int, child: list[str]) -> None:
-    """Run `incremental <child>` in `nproc` processes under torchrun; its exit status is this one's."""
-    import subprocess
-    import sys
-
-    from incremental import launch
-
-    done = subprocess.run(launch.torchrun_command(nproc, child), check=False)
-    if done.returncode != 0:
-        print(f"incremental: error: the {nproc}-process {what} failed: torchrun exited {done.returncode} "
-              "(each rank's error is above)", file=sys.stderr)
-        raise SystemExit(done.returncode)
 
 
 def cmd_benchmark_freeze(settings: Settings, args: argparse.Namespace) -> None:
