@@ -1,6 +1,11 @@
 """An outside reader: a process that imports nothing of this project reads the lake's table with
-`deltalake` alone (as Spark, Trino, DuckDB or Polars would through their Delta readers) and gets
-every hour's rows, by status, exactly as the project accounts for them."""
+`deltalake` alone (its SQL reader, as Spark, Trino, DuckDB or Polars would read through theirs) and
+gets every hour's rows, by status, exactly as the project accounts for them.
+
+Not `dt.to_pyarrow_dataset()`: with deltalake 1.6.6 and pyarrow 25 a process that read through it
+aborts at exit (SIGABRT, "terminate called without an active exception") in most runs here, after
+printing its answer; this test failed CI on it. The project reads the log's files with pyarrow's own
+filesystem (`incremental.data.table.read_rows`), which does not."""
 
 from __future__ import annotations
 
@@ -23,10 +28,11 @@ T0 = Hour(2026, 8, 1, 0, tzinfo=UTC)
 READER = r"""
 import json, sys
 from collections import Counter
-from deltalake import DeltaTable
+import pyarrow as pa
+from deltalake import DeltaTable, QueryBuilder
 
 dt = DeltaTable(sys.argv[1])
-rows = dt.to_pyarrow_dataset().to_table(columns=["hour", "status", "event_id"])
+rows = pa.table(QueryBuilder().register("logs", dt).execute("SELECT hour, status, event_id FROM logs").read_all())
 counts = Counter(zip(rows.column("hour").to_pylist(), rows.column("status").to_pylist()))
 ours = sorted(m for m in sys.modules if m == "incremental" or m.startswith("incremental."))
 print(json.dumps({"version": dt.version(), "counts": [[h, s, n] for (h, s), n in sorted(counts.items())],
