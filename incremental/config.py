@@ -114,6 +114,9 @@ class TrainingSettings(_Section):
     # clicks are position-biased: "pbm" trains on P(click) = examination[position] x P(relevant), with
     # the examination curve estimated from the logs (incremental.model.propensity); "none": plain BCE on clicks
     position_bias: Literal["pbm", "none"] = "none"
+    # weak supervision: the training label is this share P(click | BM25) and the rest the click
+    # (incremental.model.weak_labels); 0 trains on clicks alone. Early stopping and the gate judge clicks
+    bm25_label_weight: float = Field(0.0, ge=0.0, le=1.0)
     propensity_hours: int = Field(24, ge=1)  # validated hours, up to the update's last, the curve is fitted on
     checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
     max_length: int = Field(64, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically

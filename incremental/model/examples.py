@@ -24,7 +24,7 @@ from incremental.data import lake as lk
 from incremental.data import table
 from incremental.errors import IncrementalError
 from incremental.hours import HOUR, Hour
-from incremental.model import propensity, replay
+from incremental.model import propensity, replay, weak_labels
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class TrainingLineage(TypedDict):
     data_hash: NotRequired[str]
     table: NotRequired[str]  # the lake's table (URI) and the version the fresh hours were read at
     table_version: NotRequired[int | None]
+    weak_labels: NotRequired[dict[str, object]]  # `weak_labels.with_bm25_labels`' fit, where BM25 is part of the label
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def training_set(settings: Settings, parts: list[lk.Partition], kind: str, stale
         replay_hours=t.replay_hours, holdout_fraction=t.holdout_fraction, seed=t.seed, stale=stale,
     )
     examination = examination_curve(settings, last)
+    fresh, replayed, weak = _labelled(fresh, replayed, t.bm25_label_weight)
     lineage: TrainingLineage = {"kind": kind, "interval_start": first.isoformat(),
                                 "interval_end": (last + HOUR).isoformat(), "partitions": trained,
                                 "replay": replay_lineage, "examination": examination.to_dict(),
@@ -172,5 +174,16 @@ def training_set(settings: Settings, parts: list[lk.Partition], kind: str, stale
         identity["holdout_from"] = holdout_from.isoformat()
     if t.position_bias != "none":  # the curve is fitted on hours outside `parts` too: part of what trains
         identity["examination"] = examination.to_dict()
+    if weak:
+        lineage["weak_labels"] = weak
     lineage["data_hash"] = data_hash = digest(identity)
     return TrainingSet(fresh, replayed, loaded.stopping, loaded.holdout, examination, lineage, data_hash)
+
+
+def _labelled(fresh: pd.DataFrame, replayed: pd.DataFrame,
+              weight: float) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object] | None]:
+    """The training rows with BM25 in their label (`training.bm25_label_weight` > 0), fitted on all of them."""
+    if weight <= 0 or not len(fresh):
+        return fresh, replayed, None
+    both, weak = weak_labels.with_bm25_labels(pd.concat([fresh, replayed], ignore_index=True), weight)
+    return both.iloc[:len(fresh)], both.iloc[len(fresh):].reset_index(drop=True), weak

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import get_linear_schedule_with_warmup
 
 from incremental.model import ranker as rk
+from incremental.model.weak_labels import LABEL_COLUMN
 from incremental.progress import Progress
 
 if TYPE_CHECKING:
@@ -158,7 +159,8 @@ def stopping_eval(model: torch.nn.Module, data: FitData, autocast: bool) -> dict
 
 @dataclass
 class FitData:
-    """Tokenised pairs (`model.tokenize`), their click labels and the examination probability of
+    """Tokenised pairs (`model.tokenize`), their labels (the click, or a training row's `label` where
+    `weak_labels` mixed BM25 in; early stopping judges clicks) and the examination probability of
     their positions (1.0 everywhere without a position correction)."""
 
     train: dict[str, list[list[int]]]
@@ -185,7 +187,7 @@ class FitData:
 
         return cls(
             train=rk.tokenize(tokenizer, *rk.frame_texts(train), max_length),
-            train_labels=torch.tensor(train["clicked"].to_numpy(dtype=np.float32)),
+            train_labels=torch.tensor(train[LABEL_COLUMN if LABEL_COLUMN in train else "clicked"].to_numpy(dtype=np.float32)),
             train_examination=exam(train),
             stopping=rk.tokenize(tokenizer, *rk.frame_texts(stopping), max_length),
             stopping_labels=stopping["clicked"].to_numpy(dtype=np.float64),

@@ -228,3 +228,37 @@ def test_the_examination_curve_is_part_of_the_data_identity(lake, tmp_path, monk
     plain = make_settings(tmp_path / "home", lake)
     assert training_data.training_set(plain, hour, "hourly").data_hash == \
         training_data.training_set(plain.with_training(propensity_hours=3), hour, "hourly").data_hash
+
+
+def test_bm25_in_the_label_reaches_training_rows_only_and_is_part_of_the_identity(lake, tmp_path) -> None:  # noqa: ANN001
+    """`training.bm25_label_weight`: the rows that train carry a label between their click and BM25 on
+    the click scale; early-stopping rows (and the gate's) keep the click; the fit is in the lineage,
+    and another weight is another update."""
+    from incremental.model import examples as training_data
+    from incremental.model.fit import FitData
+    from incremental.model.weak_labels import LABEL_COLUMN
+
+    hour = [lk.partition(lake, DRIFT_HOUR)]
+    plain = make_settings(tmp_path / "home", lake)
+    clicks = training_data.training_set(plain, hour, "hourly")
+    assert LABEL_COLUMN not in clicks.rows and "weak_labels" not in clicks.lineage
+    mixed = training_data.training_set(plain.with_training(bm25_label_weight=0.5), hour, "hourly")
+    rows = mixed.rows
+    assert len(rows) == len(clicks.rows) and len(mixed.replayed) == len(clicks.replayed) > 0
+    half = rows[LABEL_COLUMN] - 0.5 * rows["clicked"]
+    assert half.between(0, 0.5).all() and half.nunique() > 1  # 0.5 x P(click | BM25), not a constant
+    assert abs(rows[LABEL_COLUMN].mean() - rows["clicked"].mean()) < 0.05  # the click scale
+    weak = mixed.lineage["weak_labels"]
+    assert weak["bm25_label_weight"] == 0.5 and weak["slope"] > 0  # the colour words: BM25 rises with clicks
+    assert LABEL_COLUMN not in mixed.stopping
+    tokenizer = rk.load_base("tiny", seed=0)[1]
+    data = FitData.from_frames(tokenizer, rows, mixed.stopping, 32)
+    np.testing.assert_allclose(data.train_labels.numpy(), rows[LABEL_COLUMN].to_numpy(), rtol=1e-6)
+    assert set(np.unique(data.stopping_labels)) <= {0.0, 1.0}
+    assert mixed.data_hash == clicks.data_hash  # the same rows: the weight is in the update's config digest
+    from incremental.model.update import update_identity
+
+    def key(settings) -> str:  # noqa: ANN001
+        return update_identity(settings, DRIFT_HOUR, DRIFT_HOUR, "hourly", 100, "1", mixed.data_hash).key
+
+    assert key(plain) != key(plain.with_training(bm25_label_weight=0.5))
