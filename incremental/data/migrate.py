@@ -10,7 +10,8 @@ Migration moves the old ``search_logs/`` aside to ``search_logs.v2/`` (kept: not
 appends each hour to the table in one commit (event ``migrate``): validated parts as *validated*,
 the others as *extracted*, row sets and quarantined hours as *quarantined* with their reasons. A
 quarantined hour whose columns the table cannot hold stays a file (`rows.parquet` in its quarantine
-folder, as the new format keeps such rows). The hour's validation record is copied beside the table.
+folder, as the new format keeps such rows). The hour's validation record is copied beside the table (pending until its commit is made, so that a
+migration killed in between is finished by the next run).
 Each hour's rows are counted against the old format's before its commit; an interrupted migration
 is run again and skips the hours the table holds.
 """
@@ -24,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from incremental.data import files, lake, storage, table
+from incremental.data import quarantine as lake_quarantine
 from incremental.data.storage import LakePath
 from incremental.errors import IncrementalError, InputError
 from incremental.hours import Hour, parse_hour
@@ -113,8 +115,13 @@ def _quarantined(lake_root: LakePath, start: Hour) -> tuple[list[pa.Table], int]
 
 
 def migrate_hour(lake_root: LakePath, start: Hour) -> MigratedHour:
-    """One hour of the old format appended to the table in one commit (skipped when the table holds it)."""
+    """One hour of the old format appended to the table in one commit (skipped when the table holds it).
+
+    Its validation record is written pending before the commit, named by it, and published after
+    (`quarantine.write_record`, `finish_record`): a migration killed in between leaves it for the next
+    run's `quarantine.repair`, instead of an hour in the table without its record."""
     if table.files_of(table.open_table(lake_root), start):
+        lake_quarantine.repair(lake_root, start)  # a record left pending by a killed run: finished now
         return MigratedHour(start, 0, 0, 0, 0, None)
     live = lake_root / OLD / lake.hour_key(start)
     rows: list[pa.Table] = []
@@ -130,18 +137,25 @@ def migrate_hour(lake_root: LakePath, start: Hour) -> MigratedHour:
     quarantined, kept = _quarantined(lake_root, start)
     rows += quarantined
     n_quarantined = sum(t.num_rows for t in quarantined)
+    record = _old_record(live, start) if storage.is_file(live / VALIDATION) else None
     version = None
     if any(t.num_rows for t in rows):
-        version = table.append(lake_root, start, pa.concat_tables(rows), "migrate",
-                               {"from": f"{OLD}/{lake.hour_key(start)}", "schema_version": "2"})
-    if storage.is_file(live / VALIDATION):
-        record = files.read_json(live / VALIDATION)
-        view = lake.partition(lake_root, start)
-        record.update({"sha256": (view.manifest or {}).get("sha256") if view.status == "validated" else None,
-                       "version": version, "migrated_from": f"{OLD}/{lake.hour_key(start)}"})
-        record.pop("parts", None)
-        files.atomic_write_json(lake.partition_dir(lake_root, start) / files.VALIDATION_FILE, record)
+        named = lake_quarantine.write_record(lake_root, start, record) if record is not None else {}
+        with lake_quarantine.taken_back_on_failure(lake.partition_dir(lake_root, start) / files.PENDING_VALIDATION_FILE
+                                                   if named else None):
+            version = table.append(lake_root, start, pa.concat_tables(rows), "migrate",
+                                   {"from": f"{OLD}/{lake.hour_key(start)}", "schema_version": "2", **named})
+        if record is not None:
+            lake_quarantine.finish_record(lake_root, start, record, lake.partition(lake_root, start))
+    elif record is not None:  # nothing for the table: the record as it was
+        files.atomic_write_json(lake.partition_dir(lake_root, start) / files.VALIDATION_FILE,
+                                {**record, "sha256": None, "version": None})
     return MigratedHour(start, counts[table.VALIDATED], counts[table.EXTRACTED], n_quarantined, kept, version)
+
+
+def _old_record(live: LakePath, start: Hour) -> dict[str, Any]:
+    record = {k: v for k, v in files.read_json(live / VALIDATION).items() if k not in ("parts", "sha256")}
+    return {**record, "migrated_from": f"{OLD}/{lake.hour_key(start)}"}
 
 
 def migrate(lake_root: LakePath) -> list[MigratedHour]:

@@ -97,3 +97,28 @@ def test_an_old_lake_moves_into_the_table_every_row_once(tmp_path: Path) -> None
 def test_a_lake_without_the_old_format_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="holds no lake in the old format"):
         migrate(tmp_path / "lake")
+
+
+def test_a_migration_killed_after_an_hours_commit_gets_its_record_on_the_next_run(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hour's validation record is written pending before its commit: a run killed after the
+    commit (here: before the record is published) leaves it to the next run, which finishes it."""
+    root = tmp_path / "lake"
+    old_lake(root)
+    real = lake_quarantine.finish_record
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # what a kill leaves: nothing after the commit ran
+
+    monkeypatch.setattr(lake_quarantine, "finish_record", killed)
+    with pytest.raises(KeyboardInterrupt):
+        migrate(root)
+    assert table.files_of(table.open_table(root), A)  # A's commit was made ...
+    assert not (lake.partition_dir(root, A) / "_validation.json").exists()  # ... and its record is pending
+    monkeypatch.setattr(lake_quarantine, "finish_record", real)
+    done = {h.start: h for h in migrate(root)}
+    assert done[A].version is None and done[B].validated == 30  # A skipped, the rest migrated
+    record = json.loads((lake.partition_dir(root, A) / "_validation.json").read_text())
+    assert record["sha256"] == lake.partition(root, A).manifest["sha256"] and record["version"] == 0  # the commit that created the table
+    assert record["migrated_from"] == f"{OLD}/{lake.hour_key(A)}"
+    assert not (lake.partition_dir(root, A) / "_validation.pending.json").exists()
