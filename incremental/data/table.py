@@ -201,31 +201,23 @@ def read_rows(dt: DeltaTable | None, start: Hour, statuses: Sequence[str], *,
     """The hour's rows with one of `statuses`, in a stable order (file path, then row), as the contract's
     columns (`columns` to choose others, e.g. `TABLE_SCHEMA.names`).
 
-    The log says which files; pyarrow's own filesystem reads them. Not `dt.to_pyarrow_dataset()`: its
-    filesystem calls back into delta-rs from Arrow's threads, and a process that read through it
-    aborts at exit ("terminate called without an active exception", SIGABRT) in about one run of
-    thirty here, after its work is done: a task that succeeded would be reported failed."""
+    The log says which files; pyarrow's own filesystem reads them. Not `dt.to_pyarrow_dataset()`: a
+    process that read through it aborts at exit (SIGABRT) in about one run of thirty, its work done."""
     names = list(columns or SEARCH_LOG_SCHEMA.names)
     schema = pa.schema([TABLE_SCHEMA.field(n) for n in names])
     if dt is None:
         return schema.empty_table()
-    in_file = [n for n in names if n not in PARTITION_BY]
-    tables = []
+    in_file, found = [n for n in names if n not in PARTITION_BY], []
     with reading(dt.table_uri):
         for status in statuses:
+            value = {HOUR_COLUMN: partition_value(start), STATUS_COLUMN: status}  # the partition: not in the files
             for file_uri in file_uris(dt, start, [status]):
                 fs, where = storage.locate(storage.root(file_uri))
                 rows = ds.dataset(where, schema=FILE_SCHEMA, format="parquet", filesystem=fs).to_table(columns=in_file)
-                tables.append((file_uri, _with_partition(rows, start, status, names)))
-    tables.sort(key=lambda t: t[0])
-    return pa.concat_tables([t for _, t in tables]).cast(schema) if tables else schema.empty_table()
-
-
-def _with_partition(rows: pa.Table, start: Hour, status: str, names: Sequence[str]) -> pa.Table:
-    """A data file's rows with the partition's columns (which the file does not hold), in `names`' order."""
-    value = {HOUR_COLUMN: partition_value(start), STATUS_COLUMN: status}
-    return pa.table({n: pa.repeat(pa.scalar(value[n], pa.string()), rows.num_rows) if n in value else rows.column(n)
-                     for n in names})
+                found.append((file_uri, pa.table({n: pa.repeat(pa.scalar(value[n], pa.string()), rows.num_rows)
+                                                  if n in value else rows.column(n) for n in names})))
+    found.sort(key=lambda f: f[0])
+    return pa.concat_tables([t for _, t in found]).cast(schema) if found else schema.empty_table()
 
 
 def rows_sha256(table: pa.Table) -> str:
