@@ -4,6 +4,7 @@ the arms, scenarios and presets."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prepare_process()
+    # the progress of long work (a bootstrap, a full retrain: minutes each) shows as in the CLI
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     def work(settings: Settings) -> None:
         try:
