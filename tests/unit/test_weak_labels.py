@@ -38,3 +38,24 @@ def test_the_label_mixes_the_click_with_bm25_in_the_given_share() -> None:
     assert labelled[LABEL_COLUMN].dtype == np.float32 and list(rows.columns) == ["query", "title", "clicked"]
     only_bm25, _ = with_bm25_labels(rows, 1.0)
     assert only_bm25[LABEL_COLUMN].iloc[0] > only_bm25[LABEL_COLUMN].iloc[2]  # clicks ignored, BM25 orders
+
+
+def test_a_category_whose_clicks_no_longer_follow_bm25_gets_its_own_curve() -> None:
+    """After a drift a category's words mean something else: BM25 predicts its clicks no more, and
+    its label must not teach the old meaning (a category too small to fit keeps the overall curve)."""
+    rng = np.random.default_rng(1)
+    n = 600
+    words = rng.integers(0, 3, n)  # 0, 1 or 2 of the query's two words in the title
+    titles = np.array(["oak table", "oak chair", "pine shelf"])[2 - words]
+    category = np.array(["kept"] * 300 + ["drifted"] * 300)
+    p = np.where(category == "kept", 0.1 + 0.35 * words, 0.8 - 0.35 * words)  # drifted: clicks against the words
+    rows = pd.DataFrame({"query": "oak table", "title": titles, "category": category,
+                         "clicked": (rng.random(n) < p).astype(int)})
+    rows = pd.concat([rows, pd.DataFrame({"query": "oak table", "title": ["oak table", "pine shelf"] * 10,
+                                          "category": "small", "clicked": [0, 1] * 10})], ignore_index=True)
+    labelled, fit = with_bm25_labels(rows, 1.0)
+    assert fit["categories"]["kept"]["slope"] > 0 > fit["categories"]["drifted"]["slope"]
+    assert "small" not in fit["categories"]  # 20 rows: the overall curve
+    label = labelled.groupby(["category", "title"])[LABEL_COLUMN].first()
+    assert label["kept", "oak table"] > label["kept", "pine shelf"]
+    assert label["drifted", "oak table"] < label["drifted", "pine shelf"]
