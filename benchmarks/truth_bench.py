@@ -63,6 +63,7 @@ from incremental.model import (
 )
 from incremental.model import ranker as rk  # noqa: E402
 from incremental.model.fit import FitData, fit, make_trainer, seed_everything  # noqa: E402
+from incremental.model.weak_labels import fit_calibration  # noqa: E402
 from incremental.sim.simulate import generate  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -108,13 +109,11 @@ def bm25_targets(window: pd.DataFrame, train: pd.DataFrame) -> tuple[np.ndarray,
     """BM25 of each training row (IDF on the window's distinct titles, as the `lexical` arm), put on
     the click scale: sigmoid(a x BM25 + b), a and b fitted by logistic regression of the clicks on
     BM25 over the same rows. Monotone in BM25 (a > 0), so it orders each session as BM25 does."""
-    from sklearn.linear_model import LogisticRegression
-
     scorer = LexicalScorer.fit(window["title"].drop_duplicates())
-    bm25 = scorer.score(train["query"].to_numpy(), train["title"].to_numpy()).reshape(-1, 1)
-    calibration = LogisticRegression(C=1e6).fit(bm25, train["clicked"].to_numpy(dtype=int))
-    a, b = float(calibration.coef_[0, 0]), float(calibration.intercept_[0])
-    targets = 1.0 / (1.0 + np.exp(-(a * bm25[:, 0] + b)))
+    bm25 = scorer.score(train["query"].to_numpy(), train["title"].to_numpy())
+    curve = fit_calibration(bm25, train["clicked"].to_numpy())  # the product's fit (one curve, all rows)
+    a, b = curve.slope, curve.intercept
+    targets = 1.0 / (1.0 + np.exp(-(a * bm25 + b)))
     return targets.astype(np.float32), {"slope": round(a, 4), "intercept": round(b, 4),
                                         "target_mean": round(float(targets.mean()), 4),
                                         "click_rate": round(float(train["clicked"].mean()), 4)}

@@ -207,15 +207,14 @@ def read_rows(dt: DeltaTable | None, start: Hour, statuses: Sequence[str], *,
     schema = pa.schema([TABLE_SCHEMA.field(n) for n in names])
     if dt is None:
         return schema.empty_table()
-    in_file, found = [n for n in names if n not in PARTITION_BY], []
+    found = []
     with reading(dt.table_uri):
         for status in statuses:
-            value = {HOUR_COLUMN: partition_value(start), STATUS_COLUMN: status}  # the partition: not in the files
             for file_uri in file_uris(dt, start, [status]):
                 fs, where = storage.locate(storage.root(file_uri))
-                rows = ds.dataset(where, schema=FILE_SCHEMA, format="parquet", filesystem=fs).to_table(columns=in_file)
-                found.append((file_uri, pa.table({n: pa.repeat(pa.scalar(value[n], pa.string()), rows.num_rows)
-                                                  if n in value else rows.column(n) for n in names})))
+                rows = ds.dataset(where, schema=FILE_SCHEMA, format="parquet", filesystem=fs).to_table()
+                reasons = rows.column(REASON_COLUMN).combine_chunks()
+                found.append((file_uri, with_status(rows, start, status, reasons).select(names)))  # + the partition
     found.sort(key=lambda f: f[0])
     return pa.concat_tables([t for _, t in found]).cast(schema) if found else schema.empty_table()
 
