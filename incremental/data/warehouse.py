@@ -263,7 +263,10 @@ class Warehouse:
         empty string a quoted one, so the two stay apart. libpq hands COPY data over one row at a
         time, so a thread pumps it into a pipe while Arrow's reader parses what has arrived.
         """
-        query = _psycopg_params(statement.strip().rstrip(";"))
+        from psycopg import sql
+
+        # the statement is a file of sql/ (trusted text, placeholders included): composed as SQL, its values bound
+        query = sql.SQL(_psycopg_params(statement.strip().rstrip(";")))
         engine = self._engine()
         raw: Any = engine.raw_connection()  # psycopg's: its cursor is a context manager, with copy()
         try:
@@ -271,11 +274,11 @@ class Warehouse:
                 for setting in _PG_READ_SESSION:
                     cur.execute(setting)
                 # the result's column names and types, from the planner (no rows are produced)
-                cur.execute(f"SELECT * FROM (\n{query}\n) AS q LIMIT 0", dict(params))
+                cur.execute(sql.SQL("SELECT * FROM (\n{}\n) AS q LIMIT 0").format(query), dict(params))
                 columns = [(d.name, _PG_ARROW.get(d.type_code)) for d in cur.description]
                 if any(t is None for _, t in columns) or len({n for n, _ in columns}) != len(columns):
                     return None
-                table = _read_csv_while_copying(cur, f"COPY (\n{query}\n) TO STDOUT WITH (FORMAT csv)",
+                table = _read_csv_while_copying(cur, sql.SQL("COPY (\n{}\n) TO STDOUT WITH (FORMAT csv)").format(query),
                                                 dict(params), columns)
             raw.rollback()  # read only; ends the transaction the SETs opened
         except pa.ArrowInvalid:  # a value Arrow's parser does not take (e.g. 'infinity'): read row by row
@@ -322,8 +325,11 @@ class Warehouse:
         # transaction covers the whole load.
         buffer = io.BytesIO()
         pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
-        staging = f"CREATE TEMP TABLE incoming_rows (LIKE {table_name}) ON COMMIT DROP"  # whitelisted name
-        copy_in = f"COPY incoming_rows ({', '.join(rows.column_names)}) FROM STDIN WITH (FORMAT csv)"
+        from psycopg import sql
+
+        staging = sql.SQL("CREATE TEMP TABLE incoming_rows (LIKE {}) ON COMMIT DROP").format(sql.Identifier(table_name))
+        copy_in = sql.SQL("COPY incoming_rows ({}) FROM STDIN WITH (FORMAT csv)").format(
+            sql.SQL(", ").join(map(sql.Identifier, rows.column_names)))
         raw: Any = engine.raw_connection()  # psycopg's: its cursor is a context manager, with copy()
         try:
             with raw.cursor() as cur:
@@ -336,7 +342,7 @@ class Warehouse:
             raw.close()
 
 
-def _read_csv_while_copying(cur: Any, copy_sql: str, params: dict[str, Any],
+def _read_csv_while_copying(cur: Any, copy_sql: Any, params: dict[str, Any],
                             columns: list[tuple[str, pa.DataType]]) -> pa.Table:
     """Run a `COPY ... TO STDOUT (FORMAT csv)` on psycopg cursor `cur` and parse its output with
     Arrow as it arrives (a pump thread writes into a pipe; the reader parses blocks in parallel)."""
