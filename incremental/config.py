@@ -116,7 +116,7 @@ class TrainingSettings(_Section):
     position_bias: Literal["pbm", "none"] = "none"
     # weak supervision: the training label is this share P(click | BM25) and the rest the click
     # (incremental.model.weak_labels); 0 trains on clicks alone. Early stopping and the gate judge clicks
-    bm25_label_weight: float = Field(0.0, ge=0.0, le=1.0)
+    bm25_label_weight: float = Field(0.5, ge=0.0, le=1.0)
     propensity_hours: int = Field(24, ge=1)  # validated hours, up to the update's last, the curve is fitted on
     checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
     max_length: int = Field(64, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically
@@ -161,7 +161,8 @@ class GateSettings(_Section):
     # fall at most this below the anchor's baseline (the champion when it was frozen or rolled)
     max_cumulative_auc_drop: float = Field(0.01, ge=0.0)
     # transient versus sustained: a candidate trained on an hour where the champion's own
-    # prequential metric fell (`incremental.judge.drift`) is held back in normal mode
+    # prequential metric fell (`incremental.judge.drift`) is held back in normal mode; on a late hour
+    # (run after a later one: no prequential record), its holdout AUC against its anchor AUC
     hold_anomalous_hours: bool = True
 
 

@@ -126,9 +126,11 @@ def _observe_hour(settings: Settings, version: str, hour: Hour, dry_run: bool) -
     what else was found."""
     from incremental.judge import drift, drift_rule, prequential
 
-    recs = _scored(settings, version, hour, dry_run)
+    recs, late = _scored(settings, version, hour, dry_run)
     state = drift.load_state(settings)
     assessment = drift_rule.assess(prequential.usable(recs, state.since), hour, settings.drift)
+    if late:  # no record of this hour to judge: the evaluation compares the champion's holdout with its anchor
+        assessment = drift_rule.Assessment(f"{hour}", note=late, late=True)
     if dry_run:
         return state.mode, {"champion_version": version, "dry_run": True, "assessment": assessment.to_dict()}
     observed = drift.observe(settings, assessment, hour, champion=version)
@@ -145,9 +147,10 @@ def _observe_hour(settings: Settings, version: str, hour: Hour, dry_run: bool) -
         "anomalous": tuple(observed["anomalous"]), "changed_slices": tuple(observed["changed_slices"]), "anchor": anchor}
 
 
-def _scored(settings: Settings, version: str, hour: Hour, dry_run: bool) -> list[PrequentialRecord]:
+def _scored(settings: Settings, version: str, hour: Hour, dry_run: bool) -> tuple[list[PrequentialRecord], str]:
     """The prequential record with the hour scored by `version`, unless it was scored before (by
-    the champion served when it arrived) or the champion's lineage may have trained on it."""
+    the champion served when it arrived) or the champion's lineage may have trained on it: then
+    the hour is late, and the second value says why (else "")."""
     from incremental.judge import prequential
 
     recs = prequential.records(settings)
@@ -158,18 +161,20 @@ def _scored(settings: Settings, version: str, hour: Hour, dry_run: bool) -> list
         # never scored on arrival (a backfill of older hours, a window before the first champion,
         # an hour that arrived after a later one): this champion, an ancestor or their replay may
         # have trained on it; no record
-        log.warning("hour %s is not scored: champion version %s's lineage trained on hours up to %s (train-on-test)",
-                    hour, version, trained_until)
-    elif not scored:
+        late = (f"a late hour, not scored: champion version {version}'s lineage trained on hours up to "
+                f"{trained_until} (train-on-test)")
+        log.warning("hour %s is %s", hour, late)
+        return recs, late
+    if not scored:
         record = _record(settings, version, hour)
         if dry_run:
-            return [*recs, record]
+            return [*recs, record], ""
         prequential.record_once(settings, record)  # another run of the hour may have scored it meanwhile
-        return prequential.records(settings)
-    elif scored[0]["champion_version"] != version:
+        return prequential.records(settings), ""
+    if scored[0]["champion_version"] != version:
         log.info("hour %s was scored by version %s when it arrived: kept (test, then train), not scored again by %s",
                  hour, scored[0]["champion_version"], version)
-    return recs
+    return recs, ""
 
 
 def _record(settings: Settings, version: str, hour: Hour) -> PrequentialRecord:

@@ -182,7 +182,7 @@ def hold_check(context: Mapping[str, Any]) -> GateCheck:
         detail = (f"mode {mode}: candidates of a drift episode are judged by the relative gate" if mode != "normal"
                   else "the champion's prequential metrics on this hour are in line with its reference")
         return GateCheck("hour_not_anomalous", HOLD, "drift.anomalous", 0.0, 0.0, "<=", True, detail)
-    detail = ("held back: the champion's own prequential metric fell on this hour ("
+    detail = ("held back: the champion's own metric fell on this hour ("
               + "; ".join(anomalous) + "); one bad hour and the first hour of a drift look alike, "
               "the next hours tell them apart (a sustained change starts the adapt mode)")
     return GateCheck("hour_not_anomalous", HOLD, "drift.anomalous", float(len(anomalous)), 0.0, "<=", False, detail)

@@ -46,6 +46,10 @@ class DriftContext(TypedDict):
     declared_at: NotRequired[str | None]
     evidence: NotRequired[list[str]]
     stale: NotRequired[list[StaleRule]]
+    # the hour arrived after a later one trained the champion (a backfill, an hour run out of order):
+    # it has no prequential record, so the evaluation judges its anomaly on the champion's holdout
+    # AUC against its anchor AUC instead (`late_evidence`)
+    late: NotRequired[bool]
 
 
 def stale_rows(context: DriftContext) -> tuple[Stale, ...]:
@@ -90,6 +94,7 @@ class AssessmentRecord(TypedDict):
     stable_slices: list[str]
     evidence: list[str]
     note: str
+    late: NotRequired[bool]
 
 
 # --- the rule (pure) ----------------------------------------------------------------------------
@@ -124,6 +129,7 @@ class Assessment:
     hour: str
     verdicts: tuple[SeriesVerdict, ...] = ()
     note: str = ""
+    late: bool = False  # not scored: a later hour trained the champion first (`DriftContext.late`)
 
     @property
     def anomalous(self) -> list[str]:
@@ -164,7 +170,7 @@ class Assessment:
     def to_dict(self) -> AssessmentRecord:
         return {"hour": self.hour, "anomalous": self.anomalous, "changed": self.changed,
                 "changed_slices": self.changed_slices, "stable_slices": self.stable_slices,
-                "evidence": self.evidence(), "note": self.note}
+                "evidence": self.evidence(), "note": self.note, "late": self.late}
 
 
 def auc_standard_error(auc: float, positives: float | None, rows: float | None) -> float:
@@ -202,6 +208,32 @@ def _series(recs: list[PrequentialRecord]) -> tuple[dict[str, list[Point]], dict
     return out, rows
 
 
+def fell(reference: float, value: float, se: float, threshold: float) -> bool:
+    """The rule's fall: beyond the threshold and beyond NOISE_Z standard errors of the value."""
+    return reference - value > max(threshold, NOISE_Z * se)
+
+
+def late_evidence(holdout: SliceMetrics, anchor: SliceMetrics, s: DriftSettings) -> list[str]:
+    """A late hour (`DriftContext.late`) has no prequential record to hold it by, and the drift
+    rule's reference (earlier hours) may not exist: the champion's AUC on the hour's fresh holdout
+    is judged against its AUC on the anchor set (held-out rows of earlier hours) by the same rule,
+    where the champion has skill to lose. Its evidence line when it fell, else none. Tried: an hour
+    whose clicks were moved to the mirrored positions, run after a later hour, passed the gate
+    when the update trained on soft labels (`training.bm25_label_weight`), since it moved too
+    little for the relative checks to see."""
+    value, reference = holdout.get("auc"), anchor.get("auc")
+    if value is None or reference is None or not math.isfinite(value) or not math.isfinite(reference):
+        return []
+    threshold = s.overall_auc_drop
+    se = auc_standard_error(value, holdout.get("positives"), holdout.get("rows"))
+    informative = reference >= 0.5 + threshold / 2  # as `SeriesVerdict.informative`
+    if not informative or not fell(reference, value, se, threshold):
+        return []
+    return [f"overall (a late hour: its holdout against the anchor set): champion AUC {value:.3f} vs "
+            f"{reference:.3f} on the anchor (drop {reference - value:+.3f}, beyond {threshold} and "
+            f"{NOISE_Z:g} standard errors) -> anomalous"]
+
+
 def _verdict(name: str, points: list[Point], hour: str, threshold: float, s: DriftSettings) -> SeriesVerdict | None:
     """A fall counts when it exceeds the threshold and NOISE_Z standard errors of that hour's AUC
     (a small slice must fall further before it says anything)."""
@@ -215,19 +247,15 @@ def _verdict(name: str, points: list[Point], hour: str, threshold: float, s: Dri
             return None
         recent = points[-1:]
     reference = float(np.median([p[1] for p in before]))
-
-    def fell(value: float, se: float) -> bool:
-        return reference - value > max(threshold, NOISE_Z * se)
-
     streak = 0
     for _, value, se, _ in reversed(recent):
-        if not fell(value, se):
+        if not fell(reference, value, se, threshold):
             break
         streak += 1
     _, value, se, _ = points[-1]
     since = recent[-streak][0] if streak else None
-    return SeriesVerdict(name, reference, value, reference - value, streak, fell(value, se), streak >= k, since,
-                         threshold=threshold)
+    return SeriesVerdict(name, reference, value, reference - value, streak, fell(reference, value, se, threshold),
+                         streak >= k, since, threshold=threshold)
 
 
 def _pool(points: list[Point]) -> tuple[float, float]:

@@ -26,7 +26,7 @@ import pandas as pd
 from incremental.config import GateSettings, Settings
 from incremental.data import files
 from incremental.hours import HOUR, iso_hour
-from incremental.judge import anchor, compare, gate, metrics, score_cache
+from incremental.judge import anchor, compare, drift_rule, gate, metrics, score_cache
 from incremental.judge.drift_rule import DriftContext
 from incremental.judge.strata import SOURCE_HOUR
 from incremental.model import ranker
@@ -265,6 +265,9 @@ def evaluate_candidate(settings: Settings, trained: Trained) -> Evaluation:
     else:  # a first model: judged against a floor fitted on its own data, not a constant
         candidate["lexical_floor"] = lexical_floor(holdout, holdout_scores, settings)
 
+    if champion is not None and context.get("late") and not context.get("anomalous"):
+        context = {**context, "anomalous": drift_rule.late_evidence(champion["holdout"], champion["anchor"],
+                                                                     settings.drift)}
     decision = gate.decide(candidate, champion, settings.gate, context)
     evaluation: Evaluation = strict_json({
         "interval_start": iso_hour(trained.hour),

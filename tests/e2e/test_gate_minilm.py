@@ -95,3 +95,5 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
     assert poisoned is not None  # not quarantined: it passes validation
     print("poisoned:", poisoned.reasons)
     assert poisoned.decision == "rejected" and poisoned.champion == registered.version
+    # run after a later hour, it has no prequential record: held by the champion's holdout AUC against its anchor's
+    assert any(r.startswith("hour_not_anomalous") and "a late hour" in r for r in poisoned.reasons), poisoned.reasons

@@ -239,7 +239,7 @@ def test_bm25_in_the_label_reaches_training_rows_only_and_is_part_of_the_identit
     from incremental.model.weak_labels import LABEL_COLUMN
 
     hour = [lk.partition(lake, DRIFT_HOUR)]
-    plain = make_settings(tmp_path / "home", lake)
+    plain = make_settings(tmp_path / "home", lake).with_training(bm25_label_weight=0.0)
     clicks = training_data.training_set(plain, hour, "hourly")
     assert LABEL_COLUMN not in clicks.rows and "weak_labels" not in clicks.lineage
     mixed = training_data.training_set(plain.with_training(bm25_label_weight=0.5), hour, "hourly")

@@ -284,3 +284,16 @@ def test_an_hour_keeps_the_record_of_the_champion_served_when_it_arrived(setting
     assert not prequential.record_once(settings, prequential.make_record(hour(0), "11", {"rows": 100, "auc": 0.5}))
     assert prequential.record_once(settings, prequential.make_record(hour(1), "11", {"rows": 100, "auc": 0.5}))
     assert [r["champion_version"] for r in prequential.records(settings)] == ["9", "10", "2", "11"]
+
+
+def test_a_late_hour_is_anomalous_when_the_champions_holdout_falls_below_its_anchor() -> None:
+    """A late hour has no prequential record: the champion's holdout AUC against its anchor AUC, by
+    the rule's threshold and noise, and only where the champion has skill to lose."""
+    s = DriftSettings()
+    anchor = {"auc": 0.78, "rows": 800, "positives": 150}
+    poisoned = drift_rule.late_evidence({"auc": 0.40, "rows": 200, "positives": 40}, anchor, s)
+    assert len(poisoned) == 1 and "late hour" in poisoned[0] and "drop +0.380" in poisoned[0]
+    assert drift_rule.late_evidence({"auc": 0.75, "rows": 200, "positives": 40}, anchor, s) == []  # in line
+    assert drift_rule.late_evidence({"auc": 0.62, "rows": 30, "positives": 4}, anchor, s) == []  # within its noise
+    assert drift_rule.late_evidence({"auc": 0.30, "rows": 200, "positives": 40}, {**anchor, "auc": 0.51}, s) == []
+    assert drift_rule.late_evidence({"auc": None, "rows": 200, "positives": 0}, anchor, s) == []  # no clicks
