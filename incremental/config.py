@@ -161,8 +161,8 @@ class GateSettings(_Section):
     # fall at most this below the anchor's baseline (the champion when it was frozen or rolled)
     max_cumulative_auc_drop: float = Field(0.01, ge=0.0)
     # transient versus sustained: a candidate trained on an hour where the champion's own
-    # prequential metric fell (`incremental.judge.drift`) is held back in normal mode; on a late hour
-    # (run after a later one: no prequential record), its holdout AUC against its anchor AUC
+    # prequential metric fell (`incremental.judge.drift`) is held back in normal mode; on an hour the
+    # drift rule has no verdict on (a late hour, too few earlier hours), its holdout AUC against its anchor AUC
     hold_anomalous_hours: bool = True
 
 

@@ -129,8 +129,8 @@ def _observe_hour(settings: Settings, version: str, hour: Hour, dry_run: bool) -
     recs, late = _scored(settings, version, hour, dry_run)
     state = drift.load_state(settings)
     assessment = drift_rule.assess(prequential.usable(recs, state.since), hour, settings.drift)
-    if late:  # no record of this hour to judge: the evaluation compares the champion's holdout with its anchor
-        assessment = drift_rule.Assessment(f"{hour}", note=late, late=True)
+    if late:  # no record of this hour: no verdict (the evaluation compares the champion's holdout with its anchor)
+        assessment = drift_rule.Assessment(f"{hour}", note=late)
     if dry_run:
         return state.mode, {"champion_version": version, "dry_run": True, "assessment": assessment.to_dict()}
     observed = drift.observe(settings, assessment, hour, champion=version)

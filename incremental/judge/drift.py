@@ -270,7 +270,7 @@ def context(state: DriftState, hour: Hour, s: DriftSettings) -> DriftContext:
     return {"mode": state.mode, "anomalous": last.get("evidence", []) if last.get("anomalous") else [],
             "changed_slices": list(state.changed_slices) if state.mode == ADAPT else [],
             "declared_at": state.declared_at, "evidence": list(state.evidence),
-            "stale": stale_rules(state, s), "late": bool(last.get("late"))}
+            "stale": stale_rules(state, s), "judged": bool(last.get("judged", True))}
 
 
 def after_decision(settings: Settings, hour: Hour, version: str | None, decision: str, kind: str,

@@ -46,10 +46,11 @@ class DriftContext(TypedDict):
     declared_at: NotRequired[str | None]
     evidence: NotRequired[list[str]]
     stale: NotRequired[list[StaleRule]]
-    # the hour arrived after a later one trained the champion (a backfill, an hour run out of order):
-    # it has no prequential record, so the evaluation judges its anomaly on the champion's holdout
-    # AUC against its anchor AUC instead (`late_evidence`)
-    late: NotRequired[bool]
+    # False: the rule had no verdict on this hour (a late hour, run after a later one trained the
+    # champion, has no prequential record; after a first champion or an episode, too few earlier
+    # hours), so the evaluation judges its anomaly on the champion's holdout AUC against its anchor
+    # AUC instead (`anchor_evidence`). Missing: judged (or not monitored)
+    judged: NotRequired[bool]
 
 
 def stale_rows(context: DriftContext) -> tuple[Stale, ...]:
@@ -94,7 +95,7 @@ class AssessmentRecord(TypedDict):
     stable_slices: list[str]
     evidence: list[str]
     note: str
-    late: NotRequired[bool]
+    judged: NotRequired[bool]
 
 
 # --- the rule (pure) ----------------------------------------------------------------------------
@@ -129,7 +130,6 @@ class Assessment:
     hour: str
     verdicts: tuple[SeriesVerdict, ...] = ()
     note: str = ""
-    late: bool = False  # not scored: a later hour trained the champion first (`DriftContext.late`)
 
     @property
     def anomalous(self) -> list[str]:
@@ -170,7 +170,7 @@ class Assessment:
     def to_dict(self) -> AssessmentRecord:
         return {"hour": self.hour, "anomalous": self.anomalous, "changed": self.changed,
                 "changed_slices": self.changed_slices, "stable_slices": self.stable_slices,
-                "evidence": self.evidence(), "note": self.note, "late": self.late}
+                "evidence": self.evidence(), "note": self.note, "judged": bool(self.verdicts)}
 
 
 def auc_standard_error(auc: float, positives: float | None, rows: float | None) -> float:
@@ -213,14 +213,15 @@ def fell(reference: float, value: float, se: float, threshold: float) -> bool:
     return reference - value > max(threshold, NOISE_Z * se)
 
 
-def late_evidence(holdout: SliceMetrics, anchor: SliceMetrics, s: DriftSettings) -> list[str]:
-    """A late hour (`DriftContext.late`) has no prequential record to hold it by, and the drift
-    rule's reference (earlier hours) may not exist: the champion's AUC on the hour's fresh holdout
-    is judged against its AUC on the anchor set (held-out rows of earlier hours) by the same rule,
-    where the champion has skill to lose. Its evidence line when it fell, else none. Tried: an hour
-    whose clicks were moved to the mirrored positions, run after a later hour, passed the gate
-    when the update trained on soft labels (`training.bm25_label_weight`), since it moved too
-    little for the relative checks to see."""
+def anchor_evidence(holdout: SliceMetrics, anchor: SliceMetrics, s: DriftSettings) -> list[str]:
+    """An hour the rule has no verdict on (`DriftContext.judged` False: a late hour has no
+    prequential record, and after a first champion or an episode there are too few earlier hours)
+    would never be held: the champion's AUC on the hour's fresh holdout is judged against its AUC
+    on the anchor set (held-out rows of earlier hours) by the same threshold and noise, where the
+    champion has skill to lose. Its evidence line when it fell, else none. Tried: an hour whose
+    clicks were moved to the mirrored positions, run after a later hour, passed the gate when the
+    update trained on soft labels (`training.bm25_label_weight`), since it moved too little for the
+    relative checks to see."""
     value, reference = holdout.get("auc"), anchor.get("auc")
     if value is None or reference is None or not math.isfinite(value) or not math.isfinite(reference):
         return []
@@ -229,7 +230,7 @@ def late_evidence(holdout: SliceMetrics, anchor: SliceMetrics, s: DriftSettings)
     informative = reference >= 0.5 + threshold / 2  # as `SeriesVerdict.informative`
     if not informative or not fell(reference, value, se, threshold):
         return []
-    return [f"overall (a late hour: its holdout against the anchor set): champion AUC {value:.3f} vs "
+    return [f"overall (no prequential verdict: the hour's holdout against the anchor set): champion AUC {value:.3f} vs "
             f"{reference:.3f} on the anchor (drop {reference - value:+.3f}, beyond {threshold} and "
             f"{NOISE_Z:g} standard errors) -> anomalous"]
 

@@ -265,9 +265,9 @@ def evaluate_candidate(settings: Settings, trained: Trained) -> Evaluation:
     else:  # a first model: judged against a floor fitted on its own data, not a constant
         candidate["lexical_floor"] = lexical_floor(holdout, holdout_scores, settings)
 
-    if champion is not None and context.get("late") and not context.get("anomalous"):
-        context = {**context, "anomalous": drift_rule.late_evidence(champion["holdout"], champion["anchor"],
-                                                                     settings.drift)}
+    if champion is not None and not context.get("judged", True) and not context.get("anomalous"):
+        context = {**context, "anomalous": drift_rule.anchor_evidence(champion["holdout"], champion["anchor"],
+                                                                       settings.drift)}
     decision = gate.decide(candidate, champion, settings.gate, context)
     evaluation: Evaluation = strict_json({
         "interval_start": iso_hour(trained.hour),

@@ -9,8 +9,9 @@ same rows. **Forgetting limits** apply to the anchor slices that have *not* chan
 whose champion prequential metric fell for K hours in a row (`incremental.judge.drift`) is reported,
 not protected, since unlearning a contradicted pattern is correct. And a candidate trained on an
 **anomalous hour** is held back in normal mode: one poisoned hour favours the candidate on its own
-holdout, and only the following hours tell a bad hour from the start of a drift. An hour run after a later
-one (a backfill) has no prequential record: its anomaly is the champion's holdout AUC against its anchor AUC.
+holdout, and only the following hours tell a bad hour from the start of a drift. Where the rule has no verdict (an
+hour run after a later one, as a backfill's are, has no prequential record; after a first champion or an
+episode there are too few earlier hours), its anomaly is the champion's holdout AUC against its anchor AUC.
 
 Inputs are the benchmark's metric dicts, one per model::
 
@@ -36,7 +37,7 @@ and ``context`` = ``{"mode": "normal"|"adapt"|"catch_up", "anomalous": [evidence
 | ``anchor_worst_category_auc_drop`` | change | no unchanged category fell more than ``max_worst_category_auc_drop`` beyond noise |
 | ``anchor_ndcg_drop`` | change | champion anchor NDCG@10 - candidate's <= ``max_anchor_ndcg_drop`` (unchanged slices), or within noise |
 | ``anchor_cumulative_auc_drop`` | change | mean AUC over the protected categories, baseline's - candidate's <= ``max_cumulative_auc_drop``, or within noise |
-| ``hour_not_anomalous`` | hold | mode is not normal, or the champion's prequential metric did not fall this hour (a late hour, which has no prequential record: its holdout AUC did not fall below its anchor AUC, `drift_rule.late_evidence`) |
+| ``hour_not_anomalous`` | hold | mode is not normal, or the champion's prequential metric did not fall this hour (where the rule has no verdict, a late hour or too few earlier hours: its holdout AUC did not fall below its anchor AUC, `drift_rule.anchor_evidence`) |
 
 Every check's detail, and the rules they share (the noise margin on forgetting, the cumulative
 budget, fail-closed on a missing or non-finite metric): `incremental.judge.checks`.

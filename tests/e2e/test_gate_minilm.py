@@ -96,4 +96,4 @@ def test_naive_update_is_rejected_for_forgetting_default_is_approved_poison_is_r
     print("poisoned:", poisoned.reasons)
     assert poisoned.decision == "rejected" and poisoned.champion == registered.version
     # run after a later hour, it has no prequential record: held by the champion's holdout AUC against its anchor's
-    assert any(r.startswith("hour_not_anomalous") and "a late hour" in r for r in poisoned.reasons), poisoned.reasons
+    assert any(r.startswith("hour_not_anomalous") and "no prequential verdict" in r for r in poisoned.reasons), poisoned.reasons

@@ -76,6 +76,7 @@ def test_small_slices_and_short_histories_are_not_judged() -> None:
     assert [v.series for v in a.verdicts] == ["overall"]
     b = drift_rule.assess(records([0.8, 0.2], [0.7, 0.7]), hour(1), S)
     assert b.verdicts == () and "fewer than 3 earlier hours" in b.note
+    assert a.to_dict()["judged"] and not b.to_dict()["judged"]  # b: the gate holds on holdout vs anchor instead
 
 
 def test_the_reference_restarts_after_an_episode() -> None:
@@ -286,14 +287,15 @@ def test_an_hour_keeps_the_record_of_the_champion_served_when_it_arrived(setting
     assert [r["champion_version"] for r in prequential.records(settings)] == ["9", "10", "2", "11"]
 
 
-def test_a_late_hour_is_anomalous_when_the_champions_holdout_falls_below_its_anchor() -> None:
-    """A late hour has no prequential record: the champion's holdout AUC against its anchor AUC, by
-    the rule's threshold and noise, and only where the champion has skill to lose."""
+def test_an_hour_without_a_verdict_is_anomalous_when_the_champions_holdout_falls_below_its_anchor() -> None:
+    """A late hour has no prequential record, a young champion too few earlier hours: the
+    champion's holdout AUC against its anchor AUC, by the rule's threshold and noise, and only
+    where the champion has skill to lose."""
     s = DriftSettings()
     anchor = {"auc": 0.78, "rows": 800, "positives": 150}
-    poisoned = drift_rule.late_evidence({"auc": 0.40, "rows": 200, "positives": 40}, anchor, s)
-    assert len(poisoned) == 1 and "late hour" in poisoned[0] and "drop +0.380" in poisoned[0]
-    assert drift_rule.late_evidence({"auc": 0.75, "rows": 200, "positives": 40}, anchor, s) == []  # in line
-    assert drift_rule.late_evidence({"auc": 0.62, "rows": 30, "positives": 4}, anchor, s) == []  # within its noise
-    assert drift_rule.late_evidence({"auc": 0.30, "rows": 200, "positives": 40}, {**anchor, "auc": 0.51}, s) == []
-    assert drift_rule.late_evidence({"auc": None, "rows": 200, "positives": 0}, anchor, s) == []  # no clicks
+    poisoned = drift_rule.anchor_evidence({"auc": 0.40, "rows": 200, "positives": 40}, anchor, s)
+    assert len(poisoned) == 1 and "no prequential verdict" in poisoned[0] and "drop +0.380" in poisoned[0]
+    assert drift_rule.anchor_evidence({"auc": 0.75, "rows": 200, "positives": 40}, anchor, s) == []  # in line
+    assert drift_rule.anchor_evidence({"auc": 0.62, "rows": 30, "positives": 4}, anchor, s) == []  # within its noise
+    assert drift_rule.anchor_evidence({"auc": 0.30, "rows": 200, "positives": 40}, {**anchor, "auc": 0.51}, s) == []
+    assert drift_rule.anchor_evidence({"auc": None, "rows": 200, "positives": 0}, anchor, s) == []  # no clicks
