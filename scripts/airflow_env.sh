@@ -36,6 +36,10 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_S
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-$AIRFLOW_HOME/simple_auth_manager_passwords.json}"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
+# a task's calls to the Task Execution API: Airflow waits 5 s by default; on a loaded 2-core machine
+# (`make demo` beside a benchmark, load 8) the one api-server worker answered later, and the task
+# was killed before it started (SIGKILL, "httpx.ReadTimeout", then a retry)
+export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="${AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT:-60}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-True}"
 export INCREMENTAL_MLFLOW_UI_URL="${INCREMENTAL_MLFLOW_UI_URL:-http://127.0.0.1:5000}"
 # The pipeline runs offline: nothing is downloaded from a model hub at run time.
