@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 from urllib.parse import quote
 
 from airflow.listeners import hookimpl
@@ -270,13 +270,30 @@ class RunNoteListener:
                 _write_note(session, attached)
 
 
+class ExternalView(TypedDict):
+    """An external view, as Airflow's plugin manager reads one: a link in the UI's menu or on a DAG."""
+
+    name: str
+    href: str
+    destination: str  # "nav" | "dag" | ...
+    category: NotRequired[str]  # the menu it goes in ("browse")
+
+
+class FastApiApp(TypedDict):
+    """A FastAPI app mounted in Airflow's API server, as the plugin manager reads one."""
+
+    app: Any  # a FastAPI app (`_data_docs_app`)
+    url_prefix: str
+    name: str
+
+
 class SearchRankerPlugin(AirflowPlugin):
     name = "search_ranker"
     global_operator_extra_links = [MlflowRunLink(), ModelVersionLink(), DataDocsLink()]
     listeners = [RunNoteListener()]
 
     @property
-    def external_views(self) -> list[dict[str, Any]]:  # type: ignore[override]  # AirflowPlugin declares a list; built when asked for (the settings are not read on import)
+    def external_views(self) -> list[ExternalView]:  # type: ignore[override]  # AirflowPlugin declares a list; built when asked for (the settings are not read on import)
         found = settings()
         if found is None:
             return []
@@ -287,5 +304,5 @@ class SearchRankerPlugin(AirflowPlugin):
         ]
 
     @property
-    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # AirflowPlugin declares a list; built on first use, in the API server only
+    def fastapi_apps(self) -> list[FastApiApp]:  # type: ignore[override]  # AirflowPlugin declares a list; built on first use, in the API server only
         return [{"app": _data_docs_app(), "url_prefix": DATA_DOCS_ROUTE, "name": "search-ranker data docs"}]

@@ -35,9 +35,10 @@ def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
 
         judgments = plan.judgments
         assert judgments is not None  # plan_from_args sets it for this scenario
-        summary = import_judgments(warehouse, Path(judgments["path"]), start=start, rate=plan.rate,
-                                   seed=plan.seed, **{k: v for k, v in judgments.items() if k != "path"})
-        summary["truth"] = Truth(judgment_truth(**judgments)).save(Path(plan.work) / TRUTH_FILE)
+        imported = import_judgments(warehouse, Path(judgments["path"]), start=start, rate=plan.rate,
+                                    seed=plan.seed, **{k: v for k, v in judgments.items() if k != "path"})
+        summary: dict[str, Any] = {**imported,
+                                   "truth": Truth(judgment_truth(**judgments)).save(Path(plan.work) / TRUTH_FILE)}
         hours = min(plan.hours, int(summary["hours"]))
         if hours <= plan.bootstrap_hours:
             raise ValueError(f"{judgments['path']} fills {summary['hours']} hours at --rate {plan.rate}: "
@@ -47,9 +48,9 @@ def load_data(plan: Plan, data: Settings) -> tuple[Plan, dict[str, Any]]:
 
     drift_at = start + plan.drift_hour * HOUR if plan.scenario == "drift" and plan.drift_hour is not None else None
     args: dict[str, Any] = {"rate": plan.rate, "seed": plan.seed, "scenario": plan.scenario, "drift_at": drift_at}
-    summary = simulate(warehouse, start, start + plan.hours * HOUR, **args)
-    summary["truth"] = Truth(simulator_truth(start, start + plan.hours * HOUR, **args)).save(
-        Path(plan.work) / TRUTH_FILE)
+    simulated = simulate(warehouse, start, start + plan.hours * HOUR, **args)
+    summary = {**simulated, "truth": Truth(simulator_truth(start, start + plan.hours * HOUR, **args)).save(
+        Path(plan.work) / TRUTH_FILE)}
     return plan, {k: v for k, v in summary.items() if k not in ("faults", "per_hour")}
 
 

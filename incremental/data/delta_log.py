@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Required, TypedDict, cast
 
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
@@ -26,9 +26,30 @@ from incremental.errors import DamagedStateError
 LOG_DIR = "_delta_log"
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(\.\d+\.\d+)?\.parquet$")
+
+
+class Commit(TypedDict, total=False):
+    """A commit as `history` reads it: its ``commitInfo`` and its ``version``. Of the ``commitInfo``,
+    the keys this project reads: delta-rs's ``timestamp`` (ms) and ``operation``, and the custom
+    metadata its commits carry (`incremental.data.table`: every value a string; a non-string one
+    is JSON). Other keys delta-rs writes pass through, unread."""
+
+    version: Required[int]
+    timestamp: int  # ms since the epoch
+    operation: str
+    event: str  # what the commit did: the ``event`` of `table.append` / `overwrite_hour` ("readmit", ...)
+    hour: str  # the hour's partition value
+    status: str
+    reason: str
+    sources: str  # a re-admission: the quarantine folders it took rows from (a JSON list)
+    report: str  # `lake.REPORT_KEY`
+    staged_sha256: str  # `lake.STAGED_KEY`
+    validation_record: str  # `lake.RECORD_KEY`
+
+
 _CHECKED: set[tuple[str, int]] = set()  # (table, version) whose log was found whole
-_HISTORY: dict[str, dict[int, dict[str, Any]]] = {}  # table -> version -> its commit: a version never changes
-_LISTED: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (table, version) -> `history`
+_HISTORY: dict[str, dict[int, Commit]] = {}  # table -> version -> its commit: a version never changes
+_LISTED: dict[tuple[str, int], list[Commit]] = {}  # (table, version) -> `history`
 
 
 def _holds_nothing(log: LakePath, name: str, size: int) -> bool:
@@ -75,7 +96,7 @@ def check(table: LakePath, dt: DeltaTable) -> None:
     _CHECKED.add(key)
 
 
-def history(table: LakePath, dt: DeltaTable) -> list[dict[str, Any]]:
+def history(table: LakePath, dt: DeltaTable) -> list[Commit]:
     """The commits of the table up to `dt`'s version that the log still holds, oldest first: each
     commit's ``commitInfo`` (timestamp, operation, the custom metadata: event, hour, ...) and its
     ``version``. Read from the commit files, not `DeltaTable.history()`, which numbers the commits
@@ -92,7 +113,7 @@ def history(table: LakePath, dt: DeltaTable) -> list[dict[str, Any]]:
             for line in storage.read_bytes(table / LOG_DIR / commits[v][0]).splitlines():
                 action = json.loads(line) if line.strip() else {}
                 info = action.get("commitInfo", info)
-            cached[v] = {**info, "version": v}
+            cached[v] = cast(Commit, {**info, "version": v})
         out.append(cached[v])
     while len(_LISTED) >= 16:
         _LISTED.pop(next(iter(_LISTED)))

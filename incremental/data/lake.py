@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Final, Literal, NotRequired, TypedDict, cast
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -43,21 +43,26 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from incremental.data import files, lake_lock, storage, table
+from incremental.data.delta_log import Commit
 from incremental.data.storage import LakePath
 from incremental.data.table import DataFile
 from incremental.errors import IncrementalError
 from incremental.hours import HOUR, Hour
+
+if TYPE_CHECKING:  # JSON shapes only: what validation writes beside the table, read back here
+    from incremental.validation.hour_drift import HourStats
+    from incremental.validation.validate import ValidationRecord
 
 SCHEMA_VERSION = 3  # 3: the Delta table; 2: Parquet parts + manifests
 QUARANTINE_FILE = "quarantine.json"
 READMITTED_FILE = "readmitted.json"
 STAGED_FILE = "extracted.parquet"
 QUARANTINED_ROWS_FILE = "rows.parquet"  # an extraction the table cannot hold, quarantined whole
-REPORT_KEY = "report"  # a commit's metadata: the quarantine folder whose report describes its quarantined rows
+REPORT_KEY: Final = "report"  # a commit's metadata: the quarantine folder whose report describes its quarantined rows
 AWAITS_COMMIT = "awaits_commit"  # a report's: it holds only once a commit names its folder (REPORT_KEY)
 AWAITS_ROWS = "awaits_rows"  # a report's: it holds only once its folder's rows file is there
-STAGED_KEY = "staged_sha256"  # a commit's metadata (a report's): the staged extraction file whose rows it took
-RECORD_KEY = "validation_record"  # a commit's metadata: the id of the validation record written before it (AWAITS_COMMIT)
+STAGED_KEY: Final = "staged_sha256"  # a commit's metadata (a report's): the staged extraction file whose rows it took
+RECORD_KEY: Final = "validation_record"  # a commit's metadata: the id of the validation record written before it (AWAITS_COMMIT)
 REASON_COLUMN = table.REASON_COLUMN
 SEARCH_LOG_SCHEMA = table.SEARCH_LOG_SCHEMA
 # What identifies an impression as it arrived (the catalogue columns come from a join and may be fixed later).
@@ -122,10 +127,10 @@ class HourLog:
     written before their commit (`RECORD_KEY`), with that commit."""
 
     reports: frozenset[str]
-    readmits: dict[str, dict[str, Any]]
+    readmits: dict[str, Commit]
     staged: frozenset[str] = frozenset()  # the sha256 of staged extraction files a commit took the rows of
     since_ms: int | None = None  # the log's oldest commit still held, when older ones were cleaned up
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # validation record id -> its commit
+    records: dict[str, Commit] = field(default_factory=dict)  # validation record id -> its commit
 
     def committed(self, name: str, report: LakePath) -> bool:
         """Whether the folder `name`, whose report awaits its commit, was committed: a commit names
@@ -144,7 +149,7 @@ def hour_log(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> HourL
     oldest = table.oldest_commit(dt)
     since = int(oldest["timestamp"]) if oldest is not None and int(oldest["version"]) > 0 else None
     reports = frozenset(str(c[REPORT_KEY]) for c in commits if c.get(REPORT_KEY))
-    readmits: dict[str, dict[str, Any]] = {}
+    readmits: dict[str, Commit] = {}
     for c in commits:
         if c.get("event") == "readmit" and c.get("sources"):
             for source in json.loads(str(c["sources"])):
@@ -204,6 +209,19 @@ def staged_file(lake: LakePath, start: Hour) -> LakePath | None:
     return None if files.sha256_file(path) in hour_log(lake, start).staged else path
 
 
+class View(TypedDict):
+    """What a `Partition`'s view is (its `manifest`): the hour, its rows, their identity, the table
+    version read and the table's URI."""
+
+    interval_start: str  # ISO times of the hour [start, end)
+    interval_end: str
+    rows: int
+    sha256: str  # `identity` of the view's data files; a staged extraction: the file's sha256
+    version: int | None  # the table version read (None: no table yet)
+    table: str  # `table.uri`
+    staged: NotRequired[str]  # an extraction staged beside the table: its file
+
+
 @dataclass(frozen=True)
 class Partition:
     """One hour of the lake, as of one table version, and what state it is in.
@@ -217,7 +235,7 @@ class Partition:
     start: Hour
     status: Status
     path: LakePath | None  # the hour's records folder; a quarantined hour: its latest quarantine folder
-    manifest: dict[str, Any] | None
+    manifest: View | None
     pending_parts: int = 0
     files: tuple[DataFile, ...] = field(default=())
     lake: LakePath | None = None
@@ -228,14 +246,14 @@ class Partition:
 
     @property
     def version(self) -> int | None:
-        return (self.manifest or {}).get("version")
+        return self.manifest["version"] if self.manifest is not None else None
 
     @property
     def parts(self) -> list[DataFile]:
         return list(self.files)
 
 
-def _view(lake: LakePath, start: Hour, dt: DeltaTable | None, found: Sequence[DataFile]) -> dict[str, Any]:
+def _view(lake: LakePath, start: Hour, dt: DeltaTable | None, found: Sequence[DataFile]) -> View:
     return {"interval_start": start.isoformat(), "interval_end": (start + HOUR).isoformat(),
             "rows": sum(f.rows for f in found), "sha256": identity(found),
             "version": dt.version() if dt is not None else None, "table": table.uri(lake)}
@@ -256,7 +274,7 @@ def partition(lake: LakePath, start: Hour, dt: DeltaTable | None = None) -> Part
         return Partition(start, "extracted", here, _view(lake, start, dt, view), len(view), tuple(view), lake)
     staged = staged_file(lake, start)
     if staged is not None:
-        manifest = {**_view(lake, start, dt, []), "rows": parquet_rows(staged), "sha256": files.sha256_file(staged), "staged": str(staged)}
+        manifest: View = {**_view(lake, start, dt, []), "rows": parquet_rows(staged), "sha256": files.sha256_file(staged), "staged": str(staged)}
         return Partition(start, "extracted", here, manifest, 1, (), lake)
     attempts = quarantine_attempts(lake, start, dt=dt)
     if by[table.QUARANTINED] or attempts:
@@ -295,8 +313,8 @@ class ToValidate:
     staged: LakePath | None  # the staged extraction file `rows` came from
     earlier: pa.Table  # the hour's validated rows, which stay as they are
     kept: pa.Table  # its quarantined rows (table columns), which stay quarantined
-    record: dict[str, Any]
-    history: list[dict[str, Any]]
+    record: ValidationRecord
+    history: list[HourStats]
 
 
 def to_validate(lake: LakePath, start: Hour, lookback_hours: int, history_hours: int) -> ToValidate:
@@ -306,11 +324,11 @@ def to_validate(lake: LakePath, start: Hour, lookback_hours: int, history_hours:
     staged = staged_file(lake, start)
     none = table.TABLE_SCHEMA.empty_table()
     if staged is None and not part.pending_parts:  # nothing to validate: the hour's last verdict
-        record: dict[str, Any] = {}
+        record: ValidationRecord = {}
         if part.status == "quarantined" and part.path is not None:
-            record = files.read_json(part.path / QUARANTINE_FILE)
+            record = cast("ValidationRecord", files.read_json(part.path / QUARANTINE_FILE))
         elif part.path is not None and storage.is_file(part.path / files.VALIDATION_FILE):
-            record = files.read_json(part.path / files.VALIDATION_FILE)
+            record = cast("ValidationRecord", files.read_json(part.path / files.VALIDATION_FILE))
         return ToValidate(part, dt, None, None, none, none, record, [])
     history = validated_statistics(lake, start, lookback_hours, history_hours, dt)
     earlier = table.read_rows(dt, start, [table.VALIDATED])
@@ -321,10 +339,10 @@ def to_validate(lake: LakePath, start: Hour, lookback_hours: int, history_hours:
 
 
 def validated_statistics(lake: LakePath, before: Hour, lookback_hours: int, count: int,
-                         dt: DeltaTable | None) -> list[dict[str, Any]]:
+                         dt: DeltaTable | None) -> list[HourStats]:
     """The statistics in the validation records of the latest `count` validated hours within
     `lookback_hours` before `before` (as of `dt`), oldest first; an unreadable record is passed over."""
-    out: list[dict[str, Any]] = []
+    out: list[HourStats] = []
     for k in range(1, lookback_hours + 1):
         if len(out) >= count:
             break

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 
@@ -59,13 +59,22 @@ def old_hours(lake_root: LakePath) -> Iterator[Hour]:
     return iter(sorted(found))
 
 
-def _parts(folder: LakePath) -> list[dict[str, Any]]:
+class OldPart(TypedDict):
+    """A Parquet part of an old hour, as its ``_manifest.json`` lists it (a single-part manifest: itself)."""
+
+    file: str  # in the hour's folder
+    rows: int | None
+    sha256: str
+
+
+def _parts(folder: LakePath) -> list[OldPart]:
     manifest = files.read_json(folder / MANIFEST)
-    return list(manifest.get("parts") or [{"file": manifest.get("file", "part-0.parquet"), "rows": manifest.get("rows"),
-                                          "sha256": manifest["sha256"]}])
+    parts: list[OldPart] = manifest.get("parts") or [
+        {"file": manifest.get("file", "part-0.parquet"), "rows": manifest.get("rows"), "sha256": manifest["sha256"]}]
+    return list(parts)
 
 
-def _validated_names(folder: LakePath, parts: list[dict[str, Any]]) -> set[str]:
+def _validated_names(folder: LakePath, parts: list[OldPart]) -> set[str]:
     if not storage.is_file(folder / VALIDATION):
         return set()
     record = files.read_json(folder / VALIDATION)
@@ -75,7 +84,7 @@ def _validated_names(folder: LakePath, parts: list[dict[str, Any]]) -> set[str]:
     return {p["file"] for p in parts} if record.get("sha256") == manifest.get("sha256") else set()
 
 
-def _read(path: LakePath, expected_rows: Any = None) -> pa.Table:
+def _read(path: LakePath, expected_rows: int | None = None) -> pa.Table:
     rows = lake.read_parquet(path)
     if expected_rows is not None and rows.num_rows != int(expected_rows):
         raise MigrationError(f"{path} holds {rows.num_rows} rows, its manifest says {expected_rows}: fix the old "

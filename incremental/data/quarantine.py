@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 
@@ -31,6 +31,9 @@ from incremental.data import files, lake, storage, table
 from incremental.data.files import atomic_write_json, write_parquet_atomic
 from incremental.data.storage import LakePath
 from incremental.hours import Hour
+
+if TYPE_CHECKING:  # JSON shapes only
+    from incremental.validation.validate import ValidationRecord
 
 
 def new_event_dir(lake_root: LakePath, start: Hour, kind: str) -> LakePath:
@@ -132,13 +135,14 @@ def write_record(lake_root: LakePath, start: Hour, record: Mapping[str, Any]) ->
     return {lake.RECORD_KEY: name}
 
 
-def finish_record(lake_root: LakePath, start: Hour, record: Mapping[str, Any], view: lake.Partition) -> dict[str, Any]:
+def finish_record(lake_root: LakePath, start: Hour, record: Mapping[str, Any], view: lake.Partition) -> ValidationRecord:
     """Publish the hour's validation record (`files.VALIDATION_FILE`) with what its commit made
     known, from `view` (the hour as of that commit): the table version, the identity and count of
     the validated rows; the pending one goes. The record as published."""
-    manifest = view.manifest or {}
-    final = {**{k: v for k, v in record.items() if k != lake.AWAITS_COMMIT}, "version": view.version,
-             "sha256": str(manifest.get("sha256", "")), "live_rows": int(manifest.get("rows", 0))}
+    manifest = view.manifest
+    final = cast("ValidationRecord", {**{k: v for k, v in record.items() if k != lake.AWAITS_COMMIT},
+                                      "version": view.version, "sha256": manifest["sha256"] if manifest else "",
+                                      "live_rows": manifest["rows"] if manifest else 0})
     here = lake.partition_dir(lake_root, start)
     atomic_write_json(here / files.VALIDATION_FILE, final)
     storage.unlink(here / files.PENDING_VALIDATION_FILE)

@@ -379,7 +379,7 @@ def _overwrite(lake: LakePath, start: Hour, read: DeltaTable, actions: list[AddA
             read = newer
 
 
-def hour_versions(dt: DeltaTable | None, start: Hour) -> list[dict[str, Any]]:
+def hour_versions(dt: DeltaTable | None, start: Hour) -> list[delta_log.Commit]:
     """The commits that changed the hour, oldest first (their version, event and metadata)."""
     if dt is None:
         return []
@@ -389,7 +389,7 @@ def hour_versions(dt: DeltaTable | None, start: Hour) -> list[dict[str, Any]]:
     return [c for c in commits if c.get("hour") == hour]
 
 
-def oldest_commit(dt: DeltaTable | None) -> dict[str, Any] | None:
+def oldest_commit(dt: DeltaTable | None) -> delta_log.Commit | None:
     """The oldest commit the log still holds (older ones are cleaned up behind a checkpoint)."""
     if dt is None:
         return None

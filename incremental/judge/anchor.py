@@ -276,7 +276,7 @@ def _counts(chosen: pa.Table, table: pa.Table, parts: list[lk.Partition]) -> _Co
     cats = chosen.column("category").to_pandas().fillna(NULL_CATEGORY).astype(str)
     available = pd.Series(table.column(SOURCE_HOUR).to_pandas()).value_counts()
     return {
-        "source_hours": {iso_hour(p.start): str((p.manifest or {}).get("sha256", "")) for p in parts},
+        "source_hours": {iso_hour(p.start): p.manifest["sha256"] if p.manifest else "" for p in parts},
         "per_hour": {iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(hours_col.value_counts().items())},
         "per_category": {str(c): int(n) for c, n in sorted(cats.value_counts().items())},
         "available_per_hour": {iso_hour(h.to_pydatetime()): int(n) for h, n in sorted(available.items())},

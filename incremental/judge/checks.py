@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from incremental.config import GateSettings
 
@@ -53,11 +53,23 @@ class GateCheck:
     passed: bool
     detail: str
 
-    def to_dict(self) -> dict[str, object]:
-        out = asdict(self)
-        out["value"] = _json_float(self.value)
-        out["threshold"] = _json_float(self.threshold)
-        return out
+    def to_dict(self) -> GateCheckRecord:
+        return {"name": self.name, "kind": self.kind, "metric": self.metric, "value": _json_float(self.value),
+                "threshold": _json_float(self.threshold), "comparison": self.comparison, "passed": self.passed,
+                "detail": self.detail}
+
+
+class GateCheckRecord(TypedDict):
+    """A `GateCheck` in an evaluation's decision: strict JSON (a non-finite value or threshold is null)."""
+
+    name: str
+    kind: str
+    metric: str
+    value: float | None
+    threshold: float | None
+    comparison: str
+    passed: bool
+    detail: str
 
 
 def _json_float(x: float) -> float | None:

@@ -211,7 +211,7 @@ class Evaluation(TypedDict):
     anchor: dict[str, Any]  # the anchor set's record (`anchor.AnchorInfo`)
     candidate: dict[str, Any]  # its metrics (fresh holdout, anchor), its intervals against the champion or floor
     champion: dict[str, Any] | None  # the champion's metrics on the same rows
-    decision: dict[str, Any]  # `gate.Decision`: approved, every check, the reasons
+    decision: gate.DecisionRecord  # approved, every check, the reasons
     key_metrics: dict[str, float | None]
     thresholds: dict[str, Any]  # `GateSettings`
     uri: NotRequired[str]  # runs:/<run_id>/evaluation/evaluation.json (not stored in it)
@@ -298,7 +298,7 @@ def improved(evaluation: Evaluation) -> bool:
     return any((relative.get(m) or {}).get("verdict") == "better" for m in ("ndcg@10", "auc"))
 
 
-def forgot(decision: dict[str, Any]) -> bool:
+def forgot(decision: gate.DecisionRecord) -> bool:
     """A forgetting check failed: the candidate broke what still holds on the anchor set."""
     return any(c["name"].startswith("anchor_") and not c["passed"] for c in decision.get("checks", []))
 

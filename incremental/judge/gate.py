@@ -47,12 +47,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from incremental.config import GateSettings
 from incremental.judge.checks import (
     RELATIVE,
     GateCheck,
+    GateCheckRecord,
     budget_check,
     drop_check,
     floor_check,
@@ -62,6 +63,15 @@ from incremental.judge.checks import (
     value_check,
     worst_category_check,
 )
+
+
+class DecisionRecord(TypedDict):
+    """A `Decision` in an evaluation (`evaluation.json`'s ``decision``)."""
+
+    approved: bool
+    decision: str  # "approved" | "rejected"
+    checks: list[GateCheckRecord]
+    reasons: list[str]
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ class Decision:
     def failed(self) -> tuple[GateCheck, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> DecisionRecord:
         """Strict-JSON form (non-finite numbers become null; the detail says what they were)."""
         return {
             "approved": self.approved,

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import mlflow
 import pandas as pd
@@ -209,7 +209,8 @@ def run_sharded(settings: Settings, parts: list[lk.Partition], group: Group, *, 
     rows = data.rows
     check_world(int(rows["session_id"].nunique()), t.batch_size, group.world_size)
     mine = rows[shard_mask(rows["session_id"], group.rank, group.world_size).to_numpy()].reset_index(drop=True)
-    shards = gather({"rank": group.rank, "rows": len(mine), "sessions": sorted(mine["session_id"].unique().tolist())})
+    shard: Shard = {"rank": group.rank, "rows": len(mine), "sessions": sorted(mine["session_id"].unique().tolist())}
+    shards: list[Shard] = gather(shard)
     log.info("rank %d/%d: %d of %d training rows (%d sessions), %d steps of %d rows", group.rank, group.world_size,
              len(mine), len(rows), len(shards[group.rank]["sessions"]), max_steps, t.batch_size // group.world_size)
 
@@ -272,7 +273,15 @@ def _fit(group: Group, trainer: Trainer, inputs: FitData, local: TrainingSetting
         trainer.model = module
 
 
-def _log_shards(client: Any, run_id: str, shards: list[dict[str, Any]], world_size: int, batch_size: int) -> None:
+class Shard(TypedDict):
+    """A rank's shard of the training rows, as `ddp_shards.json` records it."""
+
+    rank: int
+    rows: int
+    sessions: list[str]  # its session ids, sorted
+
+
+def _log_shards(client: Any, run_id: str, shards: list[Shard], world_size: int, batch_size: int) -> None:
     """Each rank's shard in the run: sizes and hashes as params, the session ids as an artifact."""
     params: dict[str, object] = {"ddp.world_size": world_size, "ddp.batch_size_per_process": batch_size // world_size}
     for s in shards:

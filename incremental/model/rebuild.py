@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from incremental.config import Settings
 from incremental.data import files, table
 from incremental.errors import IncrementalError, InputError
 from incremental.hours import parse_hour
 from incremental.registry import tracking
+
+if TYPE_CHECKING:  # the JSON shape only: examples imports the model's stack
+    from incremental.model.examples import TrainingLineage
 
 
 class RebuildError(IncrementalError, RuntimeError):
@@ -37,7 +40,7 @@ class RebuiltHour:
     path: Path
 
 
-def lineage_of(settings: Settings, version: str) -> dict[str, Any]:
+def lineage_of(settings: Settings, version: str) -> TrainingLineage:
     """The lineage (`lineage.json`) of a registered model version's run; `InputError` if there is none."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -49,10 +52,10 @@ def lineage_of(settings: Settings, version: str) -> dict[str, Any]:
     except MlflowException as exc:
         raise InputError(f"model {settings.model_name!r} has no version {version!r} with a training lineage "
                          f"({exc.error_code})") from None
-    return dict(lineage)
+    return cast("TrainingLineage", dict(lineage))
 
 
-def rebuild(settings: Settings, lineage: dict[str, Any], out: Path) -> list[RebuiltHour]:
+def rebuild(settings: Settings, lineage: TrainingLineage, out: Path) -> list[RebuiltHour]:
     """Each fresh hour of `lineage`, read at the table version it was trained at, checked, and written to `out`."""
     done = []
     latest = table.open_table(settings.lake)

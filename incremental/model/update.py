@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import mlflow
 import torch
@@ -135,13 +135,24 @@ def starting_point(settings: Settings, from_champion: bool, start_version: str |
     return (*rk.load_base(settings.base_model, seed=settings.training.seed), None)
 
 
+class UpdateConfig(TypedDict):
+    """What an update's identity hashes (and its checkpoint records) besides the data: the training
+    settings, the kind of update, its steps, the base weights (a first model)."""
+
+    training: dict[str, Any]  # `TrainingSettings.model_dump()`
+    kind: str
+    max_steps: int
+    base_model: str | None  # None: warm-started from a parent version
+    world_size: NotRequired[int]  # a sharded run only
+
+
 @dataclass(frozen=True)
 class UpdateIdentity:
     """One checkpoint folder and one MLflow run per (interval, parent, data, config), so a re-run
     resumes or reuses instead of starting a second lineage."""
 
     key: str
-    config: dict[str, Any]
+    config: UpdateConfig
     candidate_dir: Path
     holdout_path: Path
     checkpoint_path: Path
@@ -149,8 +160,8 @@ class UpdateIdentity:
 
 def update_identity(settings: Settings, first: Hour, last: Hour, kind: str, max_steps: int,
                     parent_version: str | None, data_hash: str, world_size: int = 1) -> UpdateIdentity:
-    config: dict[str, Any] = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
-                              "base_model": None if parent_version else settings.base_model}
+    config: UpdateConfig = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
+                            "base_model": None if parent_version else settings.base_model}
     if world_size > 1:  # a sharded run (`model.distributed`) trains otherwise: its own update; one process keeps its key
         config["world_size"] = world_size
     hour_key = f"{first:%Y%m%dT%H}" + (f"-{last + HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
@@ -241,7 +252,7 @@ def publish(run_id: str, identity: UpdateIdentity, trainer: Trainer, tokenizer: 
     with mlflow.start_run(run_id=run_id):
         mlflow.log_artifact(str(identity.holdout_path), HOLDOUT_ARTIFACT)  # the evaluator reads it back by URI
         mlflow.log_dict({**data.lineage}, "lineage.json")
-        mlflow.log_dict(identity.config, "config.json")
+        mlflow.log_dict({**identity.config}, "config.json")
         mlflow.pyfunc.log_model(
             name="model",
             python_model=rk.RankerPyfunc(max_length=max_length),

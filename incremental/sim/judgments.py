@@ -32,7 +32,7 @@ import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -250,6 +250,27 @@ def _product_table(products: pd.DataFrame, start_us: int) -> pa.Table:
     )
 
 
+class ImportSummary(TypedDict):
+    """What `import_judgments` loaded (see its docstring)."""
+
+    path: str
+    pairs: int
+    skipped: int  # rows without query or title
+    duplicates: int  # rows repeating an earlier row exactly: imported once
+    products: int
+    impressions: int
+    clicks: int
+    hours: int  # event hours filled: ceil(pairs / rate)
+    start: str  # ISO, of the event hours
+    end: str
+    slice_by: str
+    categories: list[str]  # the slices, largest first
+    per_hour: dict[str, int]  # rows by ingested hour
+    import_id: str  # the prefix of its event ids
+    already_imported: bool  # the same import was loaded before: nothing written
+    seconds: float
+
+
 def import_judgments(
     warehouse: Warehouse,
     path: Path,
@@ -262,7 +283,7 @@ def import_judgments(
     start: datetime,
     rate: int,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> ImportSummary:
     """Load a judgment CSV into the warehouse as products and impressions; returns a summary.
 
     Summary: pairs (read and used), skipped (rows without query or title), duplicates (rows

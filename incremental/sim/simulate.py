@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -85,6 +85,28 @@ def _check_args(start: datetime, end: datetime, rate: int, seed: int, scenario: 
         raise SimulationError(f"unknown fault(s) {', '.join(map(repr, unknown))}; choose from {', '.join(FAULTS)}")
 
 
+class SimulationSummary(TypedDict):
+    """What a simulation made (`generate`; `simulate` adds what it did to the rows already stored)."""
+
+    start: str  # ISO hours [start, end)
+    end: str
+    seed: int
+    rate: int
+    scenario: str
+    drift_at: str | None
+    drift_mapping: dict[str, str]  # the drift scenario's conflicting term -> intent (`traffic.drift_mapping`)
+    hours: int
+    rows: int  # impressions
+    products: int  # catalogue rows offered to the ON-CONFLICT-DO-NOTHING insert
+    launched_products: int
+    clicks: int
+    late_rows: int
+    per_hour: dict[str, int]  # rows by *ingested* hour (ISO keys)
+    faults: dict[str, dict[str, list[str]]]  # fault -> hour -> damaged event ids
+    outage_moved_rows: int
+    outage_moved_stored_rows: NotRequired[int]  # `simulate` only (empty_hour)
+
+
 def generate(
     start: datetime,
     end: datetime,
@@ -94,7 +116,7 @@ def generate(
     scenario: str = "steady",
     faults: Sequence[str] = (),
     drift_at: datetime | None = None,
-) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+) -> tuple[pa.Table, pa.Table, SimulationSummary]:
     """The rows `simulate` would write, without a warehouse: (products, impressions, summary).
 
     The impressions table carries three extra columns for analysis, `query_category`,
@@ -135,7 +157,7 @@ def generate(
     ).append_column("intent_category", pa.array(names[rows["intent_category"]], pa.string())
     ).append_column("relevance", pa.array(rows["relevance"], pa.float64()))
     launched = (cat.created_us >= to_us(start)) & (cat.created_us < to_us(end))
-    summary: dict[str, Any] = {
+    summary: SimulationSummary = {
         "start": iso_hour(start),
         "end": iso_hour(end),
         "seed": int(seed),
@@ -172,7 +194,7 @@ def simulate(
     scenario: str = "steady",
     faults: Sequence[str] = (),
     drift_at: datetime | None = None,
-) -> dict[str, Any]:
+) -> SimulationSummary:
     """Simulate the event hours [start, end) and append them to the warehouse; returns a summary.
 
     Summary keys: rows (impressions written), products (catalogue rows offered to the

@@ -180,6 +180,28 @@ def drift_expectations(gx: Any, ref: DriftReference, settings: ValidationSetting
 # the GX results, as one check per rule
 
 
+class KlPartition(TypedDict, total=False):
+    """A partition object of GX's KL-divergence result: the categories (codes) and their shares."""
+
+    values: list[str]
+    weights: list[float]
+
+
+class KlDetails(TypedDict, total=False):
+    """The ``details`` of GX's KL-divergence result: the hour's partition and the reference's."""
+
+    observed_partition: KlPartition
+    expected_partition: KlPartition
+
+
+class DriftResult(TypedDict, total=False):
+    """A drift expectation's GX ``result``, the keys the messages read: the observed value (the
+    hour's rows, its mean click, the KL divergence: None when infinite) and, for KL, the details."""
+
+    observed_value: float | None
+    details: KlDetails
+
+
 def is_drift(res: Any) -> bool:
     """Whether a GX expectation result belongs to a drift rule."""
     return (res.expectation_config.meta or {}).get("rule") in DRIFT_RULES
@@ -207,7 +229,8 @@ def drift_checks(results: Sequence[Any], ref: DriftReference, settings: Validati
             continue
         failed = {str((r.expectation_config.meta or {}).get("severity") or CRITICAL) for r in mine if not r.success}
         grade = CRITICAL if CRITICAL in failed else WARNING if WARNING in failed else None
-        result = mine[0].result or {}
+        gx_result = mine[0].result
+        result: DriftResult = gx_result if gx_result else {}
         message = f"{name}: " + _MESSAGES[rule](result, ref, settings, grade, names or {})
         out.append(Check(rule, column, grade or WARNING, grade is None, None, message))
     return out
@@ -218,7 +241,7 @@ def _limit(grade: str | None, warning: float, critical: float) -> tuple[str, flo
     return (f"{CRITICAL} limit", critical) if grade == CRITICAL else (f"{WARNING} limit", warning)
 
 
-def _volume(result: dict[str, Any], ref: DriftReference, settings: ValidationSettings, grade: str | None,
+def _volume(result: DriftResult, ref: DriftReference, settings: ValidationSettings, grade: str | None,
             names: dict[str, str]) -> str:
     label, x = _limit(grade, settings.volume_ratio_warning, settings.volume_ratio_critical)
     rows, median = int(result.get("observed_value") or 0), float(ref.rows or 0)
@@ -227,7 +250,7 @@ def _volume(result: dict[str, Any], ref: DriftReference, settings: ValidationSet
             f" either way: rows in [{math.ceil(median / x)}, {math.floor(median * x)}])")
 
 
-def _ctr(result: dict[str, Any], ref: DriftReference, settings: ValidationSettings, grade: str | None,
+def _ctr(result: DriftResult, ref: DriftReference, settings: ValidationSettings, grade: str | None,
          names: dict[str, str]) -> str:
     label, limit = _limit(grade, settings.ctr_change_warning, settings.ctr_change_critical)
     mean, median = result.get("observed_value"), float(ref.ctr or 0)
@@ -237,7 +260,7 @@ def _ctr(result: dict[str, Any], ref: DriftReference, settings: ValidationSettin
             f" (change {abs(mean - median):.4f}; {label} {limit:g})")
 
 
-def _mix(result: dict[str, Any], ref: DriftReference, settings: ValidationSettings, grade: str | None,
+def _mix(result: DriftResult, ref: DriftReference, settings: ValidationSettings, grade: str | None,
          names: dict[str, str]) -> str:
     label, limit = f"{WARNING} limit", settings.category_kl_warning
     kl = result.get("observed_value")
@@ -247,7 +270,7 @@ def _mix(result: dict[str, Any], ref: DriftReference, settings: ValidationSettin
             + (f"; most of it: {moves}" if moves else ""))
 
 
-def _largest_moves(details: dict[str, Any], names: dict[str, str], mix: dict[str, float], top: int = 3) -> str:
+def _largest_moves(details: KlDetails, names: dict[str, str], mix: dict[str, float], top: int = 3) -> str:
     """The categories that add most to the divergence: name, share of the hour, share of the reference."""
     observed, expected = details.get("observed_partition") or {}, details.get("expected_partition") or {}
     terms = []

@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import TypedDict
 
 import pandas as pd
 import pyarrow as pa
@@ -121,21 +121,17 @@ def _validate(lake: LakePath, found: lk.ToValidate, settings: ValidationSettings
                                 index if storage.is_file(index) else None, part=None)
     if found.rows is None:
         assert part.path is not None  # a validated or extracted hour has its records folder
-        live = int((part.manifest or {}).get("rows", 0))
+        live = part.manifest["rows"] if part.manifest is not None else 0
         return ValidationReport(part.start, "validated", int(record.get("rows", live)), _checks(record), part.path,
                                 None, part=None, live_rows=live)
     metadata: dict[str, object] = {lk.STAGED_KEY: files.sha256_file(found.staged)} if found.staged is not None else {}
     batch = _Batch(found.rows, SINCE if found.earlier.num_rows else FIRST, found.earlier, found.kept, "validate",
-                   metadata, found.read, _history(found.history))
+                   metadata, found.read, found.history)
     return _validate_batch(lake, part.start, settings, batch, staged_file=found.staged is not None)
 
 
-def _checks(record: dict[str, Any]) -> tuple[Check, ...]:
+def _checks(record: ValidationRecord) -> tuple[Check, ...]:
     return tuple(Check(**c) for c in record.get("checks", []))
-
-
-def _history(statistics: list[dict[str, Any]]) -> list[HourStats]:
-    return [cast(HourStats, s) for s in statistics]  # written by `statistics_of`
 
 
 @dataclass
@@ -317,7 +313,7 @@ def _readmit_hour(lake: LakePath, start: Hour, settings: ValidationSettings, rea
     earlier = table.read_rows(dt, start, [table.VALIDATED])
     history = lk.validated_statistics(lake, start, settings.drift_lookback_hours, settings.drift_window_hours, dt)
     batch = _Batch(rows, READMITTED, earlier, table.TABLE_SCHEMA.empty_table(), "readmit",
-                   {"reason": reason, "sources": sources}, dt, _history(history))
+                   {"reason": reason, "sources": sources}, dt, history)
     report = _validate_batch(lake, start, settings, batch)
     for folder in attempts:
         lq.mark_readmitted(folder, {"reason": reason, "at": now_iso(), "into": table.uri(lake)})
