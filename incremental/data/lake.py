@@ -341,7 +341,10 @@ def to_validate(lake: LakePath, start: Hour, lookback_hours: int, history_hours:
 def validated_statistics(lake: LakePath, before: Hour, lookback_hours: int, count: int,
                          dt: DeltaTable | None) -> list[HourStats]:
     """The statistics in the validation records of the latest `count` validated hours within
-    `lookback_hours` before `before` (as of `dt`), oldest first; an unreadable record is passed over."""
+    `lookback_hours` before `before` (as of `dt`), oldest first; an unreadable record is passed over.
+    A validated hour whose run was killed between its commit and its record has only the pending
+    record (`quarantine.write_record`) until the hour runs again: its statistics count meanwhile
+    (they are of the rows that commit validated), instead of the hour missing from later hours' reference."""
     out: list[HourStats] = []
     for k in range(1, lookback_hours + 1):
         if len(out) >= count:
@@ -350,12 +353,14 @@ def validated_statistics(lake: LakePath, before: Hour, lookback_hours: int, coun
         if part.status != "validated":
             continue
         assert part.path is not None  # a validated hour has its folder
-        try:
-            record = files.read_json(part.path / files.VALIDATION_FILE)
-        except (OSError, ValueError):
-            continue
-        if record.get("statistics"):
-            out.append(record["statistics"])
+        for name in (files.VALIDATION_FILE, files.PENDING_VALIDATION_FILE):
+            try:
+                record = files.read_json(part.path / name)
+            except (OSError, ValueError):
+                continue
+            if record.get("statistics"):
+                out.append(record["statistics"])
+                break
     return out[::-1]
 
 

@@ -22,6 +22,7 @@ from incremental.config import ValidationSettings
 from incremental.data import files, table
 from incremental.data import lake as lk
 from incremental.data import quarantine as lq
+from incremental.hours import HOUR
 from incremental.validation.validate import READMITTED, readmit_hour, validate_hour
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,6 +189,9 @@ def test_a_validation_killed_after_its_commit_keeps_the_hours_record(tmp_path: P
     commit = table.hour_versions(table.open_table(lake), START)[-1]
     part = lk.partition(lake, START)
     assert commit["event"] == "validate" and part.status == "validated" and not part.pending_parts
+    if not late:  # before the rerun, the next hour's drift reference already has this hour (its pending record)
+        reference = lk.validated_statistics(lake, START + HOUR, 48, 24, None)
+        assert [r["rows"] for r in reference] == [ROWS]
 
     report = validate_hour(lake, START, ValidationSettings())  # the rerun (the task's retry)
     assert report.status == "validated", report.summary()
