@@ -161,7 +161,7 @@ def _scored(settings: Settings, version: str, hour: Hour, dry_run: bool) -> tupl
         # never scored on arrival (a backfill of older hours, a window before the first champion,
         # an hour that arrived after a later one): this champion, an ancestor or their replay may
         # have trained on it; no record
-        late = (f"a late hour, not scored: champion version {version}'s lineage trained on hours up to "
+        late = (f"not scored, a late hour: champion version {version}'s lineage trained on hours up to "
                 f"{trained_until} (train-on-test)")
         log.warning("hour %s is %s", hour, late)
         return recs, late

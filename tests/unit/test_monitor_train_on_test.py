@@ -25,7 +25,7 @@ def test_an_hour_inside_the_champions_training_interval_is_not_scored(settings, 
         hour, v, {"rows": 100, "auc": 0.9}))
     inside = pipeline.monitor_step(settings, T0.replace(hour=3))
     assert scored == [] and prequential.records(settings) == []  # v1 trained on 03:00: no train-on-test record
-    assert inside.assessment is not None and "a late hour, not scored" in inside.assessment["note"]
+    assert inside.assessment is not None and "not scored, a late hour" in inside.assessment["note"]
     assert inside.assessment["judged"] is False and inside.context["judged"] is False  # holdout vs anchor, then
     pipeline.monitor_step(settings, T0.replace(hour=6))  # the first hour after its interval: scored
     assert scored == [T0.replace(hour=6)] and [r["hour"] for r in prequential.records(settings)] == ["2026-01-01T06:00Z"]
