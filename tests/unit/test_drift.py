@@ -297,8 +297,9 @@ def test_an_hour_without_a_verdict_is_anomalous_when_the_champions_holdout_falls
     assert len(poisoned) == 1 and "no prequential verdict" in poisoned[0] and "drop +0.380" in poisoned[0]
     assert drift_rule.anchor_evidence({"auc": 0.75, "rows": 200, "positives": 40}, anchor, s) == []  # in line
     assert drift_rule.anchor_evidence({"auc": 0.62, "rows": 30, "positives": 4}, anchor, s) == []  # within its noise
-    # beyond the holdout's two standard errors (0.090), within those of the difference (the anchor's noise too)
-    weak = {"auc": 0.537, "rows": 1500, "positives": 220}
-    assert drift_rule.anchor_evidence({"auc": 0.446, "rows": 300, "positives": 45}, weak, s) == []
+    # the Home Depot case: a champion whose skill on the anchor is within noise of chance has none to lose
+    weak = {"auc": 0.537, "rows": 1713, "positives": 605}
+    assert drift_rule.anchor_evidence({"auc": 0.446, "rows": 317, "positives": 105}, weak, s) == []
+    assert drift_rule.anchor_evidence({"auc": 0.446, "rows": 317, "positives": 105}, {**weak, "auc": 0.62}, s)
     assert drift_rule.anchor_evidence({"auc": 0.30, "rows": 200, "positives": 40}, {**anchor, "auc": 0.51}, s) == []
     assert drift_rule.anchor_evidence({"auc": None, "rows": 200, "positives": 0}, anchor, s) == []  # no clicks
