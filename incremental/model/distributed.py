@@ -48,6 +48,7 @@ from incremental.hours import Hour
 from incremental.model import replay
 from incremental.model import update as up
 from incremental.model.fit import FitData, FitState, Trainer, fit, make_trainer, seed_everything
+from incremental.model.identity import update_identity
 from incremental.registry import tracking
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ def run_sharded(settings: Settings, parts: list[lk.Partition], group: Group, *, 
              len(mine), len(rows), len(shards[group.rank]["sessions"]), max_steps, t.batch_size // group.world_size)
 
     model, tokenizer, parent_version = up.starting_point(settings, from_champion=False, start_version=start_version)
-    identity = up.update_identity(settings, parts[0].start, parts[-1].start, kind, max_steps, parent_version, data.data_hash,
+    identity = update_identity(settings, parts[0].start, parts[-1].start, kind, max_steps, parent_version, data.data_hash,
                                   world_size=group.world_size)
     local = t.model_copy(update={"batch_size": t.batch_size // group.world_size})  # each rank's part of a batch
     if not group.is_main:

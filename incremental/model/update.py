@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 
 import mlflow
 import torch
@@ -36,10 +36,10 @@ from incremental import locks
 from incremental.config import Settings, TrainingSettings
 from incremental.data import files
 from incremental.data import lake as lk
-from incremental.hours import HOUR, Hour, hours
+from incremental.hours import Hour, hours
 from incremental.model import ranker as rk
 from incremental.model import replay
-from incremental.model.examples import TrainingError, TrainingSet, digest, training_set
+from incremental.model.examples import TrainingError, TrainingSet, training_set
 from incremental.model.fit import (
     FitData,
     FitState,
@@ -51,6 +51,7 @@ from incremental.model.fit import (
     set_rng_state,
     stopping_eval,
 )
+from incremental.model.identity import UpdateIdentity, update_identity
 from incremental.registry import tracking
 
 log = logging.getLogger(__name__)
@@ -133,42 +134,6 @@ def starting_point(settings: Settings, from_champion: bool, start_version: str |
     if parent_version:
         return (*rk.load_dir(tracking.version_model_dir(settings, parent_version)), parent_version)
     return (*rk.load_base(settings.base_model, seed=settings.training.seed), None)
-
-
-class UpdateConfig(TypedDict):
-    """What an update's identity hashes (and its checkpoint records) besides the data: the training
-    settings, the kind of update, its steps, the base weights (a first model)."""
-
-    training: dict[str, Any]  # `TrainingSettings.model_dump()`
-    kind: str
-    max_steps: int
-    base_model: str | None  # None: warm-started from a parent version
-    world_size: NotRequired[int]  # a sharded run only
-
-
-@dataclass(frozen=True)
-class UpdateIdentity:
-    """One checkpoint folder and one MLflow run per (interval, parent, data, config), so a re-run
-    resumes or reuses instead of starting a second lineage."""
-
-    key: str
-    config: UpdateConfig
-    candidate_dir: Path
-    holdout_path: Path
-    checkpoint_path: Path
-
-
-def update_identity(settings: Settings, first: Hour, last: Hour, kind: str, max_steps: int,
-                    parent_version: str | None, data_hash: str, world_size: int = 1) -> UpdateIdentity:
-    config: UpdateConfig = {"training": settings.training.model_dump(), "kind": kind, "max_steps": max_steps,
-                            "base_model": None if parent_version else settings.base_model}
-    if world_size > 1:  # a sharded run (`model.distributed`) trains otherwise: its own update; one process keeps its key
-        config["world_size"] = world_size
-    hour_key = f"{first:%Y%m%dT%H}" + (f"-{last + HOUR:%Y%m%dT%H}" if kind != "hourly" else "")
-    key = f"{hour_key}-{'v' + parent_version if parent_version else 'base'}-{data_hash[:12]}-{digest(config)[:8]}"
-    home = settings.home
-    return UpdateIdentity(key, config, home / "candidates" / key, home / "holdout" / f"{key}.parquet",
-                          home / "checkpoints" / key / "last.pt")
 
 
 def resume(identity: UpdateIdentity, trainer: Trainer) -> tuple[FitState | None, str | None]:

@@ -256,7 +256,7 @@ def test_bm25_in_the_label_reaches_training_rows_only_and_is_part_of_the_identit
     np.testing.assert_allclose(data.train_labels.numpy(), rows[LABEL_COLUMN].to_numpy(), rtol=1e-6)
     assert set(np.unique(data.stopping_labels)) <= {0.0, 1.0}
     assert mixed.data_hash == clicks.data_hash  # the same rows: the weight is in the update's config digest
-    from incremental.model.update import update_identity
+    from incremental.model.identity import update_identity
 
     def key(settings) -> str:  # noqa: ANN001
         return update_identity(settings, DRIFT_HOUR, DRIFT_HOUR, "hourly", 100, "1", mixed.data_hash).key
