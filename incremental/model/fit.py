@@ -71,10 +71,14 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainingSettings) -> torch.optim.Optimizer:
+    """AdamW (or SGD with momentum). AdamW uses torch's fused kernel on CPU and CUDA: the same update
+    in one pass over the weights; on CPU torch's default is a loop per tensor, and the step took
+    76-88 ms of a minilm-l2 step's 270-300 ms against 17-20 ms fused (batch 32, 2 cores)."""
     groups = parameter_groups(model, t.weight_decay)
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.learning_rate, momentum=0.9)
-    return torch.optim.AdamW(groups, lr=t.learning_rate)
+    fused = next(model.parameters()).device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=t.learning_rate, fused=fused)
 
 
 def add_l2sp_gradient(model: torch.nn.Module, anchors: dict[str, torch.Tensor], strength: float) -> float:
@@ -91,7 +95,7 @@ def add_l2sp_gradient(model: torch.nn.Module, anchors: dict[str, torch.Tensor], 
             if name in anchors and param.grad is not None:
                 diff = param - anchors[name]
                 param.grad.add_(diff, alpha=strength)
-                total += diff.pow(2).sum()
+                total += torch.linalg.vector_norm(diff).square()  # no squared copy of the weights
     return 0.5 * strength * float(total)  # one device sync per step
 
 
