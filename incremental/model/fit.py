@@ -19,12 +19,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from transformers import get_linear_schedule_with_warmup
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from incremental.model import ranker as rk
 from incremental.model.weak_labels import LABEL_COLUMN
@@ -258,10 +258,12 @@ def make_trainer(model: torch.nn.Module, t: TrainingSettings, max_steps: int, *,
     initialised at random."""
     device = device or rk.pick_device()
     model.to(device)
+    if t.freeze_word_embeddings and not new_head:
+        cast(PreTrainedModel, model).get_input_embeddings().weight.requires_grad_(False)
     anchors = {}
     if t.l2sp_strength > 0:
         anchors = {name: p.detach().clone() for name, p in model.named_parameters()
-                   if not (new_head and name.startswith("classifier."))}
+                   if p.requires_grad and not (new_head and name.startswith("classifier."))}
     optimizer = make_optimizer(model, t)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_fraction * max_steps), max_steps)
     autocast = device.type == "cuda" and t.bf16_autocast and torch.cuda.is_bf16_supported()

@@ -46,3 +46,27 @@ def test_the_fused_adamw_makes_the_reference_update() -> None:
             optimizer.zero_grad()
     for (name, a), b in zip(fused_model.named_parameters(), reference_model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_warm_started_update_can_leave_the_word_embeddings_as_they_are() -> None:
+    """`freeze_word_embeddings`: a warm start trains every weight but the word pieces' (no L2-SP
+    copy of them either); a first model (a new head) trains them all."""
+    from incremental.model import ranker as rk
+    from incremental.model.fit import make_trainer
+
+    settings = TrainingSettings(freeze_word_embeddings=True, learning_rate=1e-2)
+    for new_head in (False, True):
+        model, _ = rk.load_base("tiny", seed=0)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        trainer = make_trainer(model, settings, 3, new_head=new_head, device=torch.device("cpu"))
+        words = "bert.embeddings.word_embeddings.weight"
+        assert (words in trainer.anchors) is new_head
+        ids = torch.randint(0, 100, (4, 6))
+        for _ in range(3):
+            trainer.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.sum().backward()
+            trainer.optimizer.step()
+            trainer.scheduler.step()  # out of the warm-up's first step (learning rate 0)
+            trainer.optimizer.zero_grad()
+        after = dict(model.named_parameters())
+        assert torch.equal(before[words], after[words]) is not new_head
+        assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
