@@ -240,7 +240,10 @@ def evaluate_candidate(settings: Settings, trained: Trained) -> Evaluation:
 
     candidate_dir_ = candidate_dir(settings, trained.run_id, trained.model_uri)
     holdout_scores = score_dir(candidate_dir_, holdout, settings)
-    anchor_scores = score_dir(candidate_dir_, anchor_frame, settings)
+    # kept under its run: once it is the champion, the next hours compare with these scores
+    anchor_scores = score_cache.cached_scores(settings.lake, tracking.run_key(trained.run_id), info.sha256,
+                                              lambda: score_dir(candidate_dir_, anchor_frame, settings),
+                                              rows=len(anchor_frame))
     candidate = {"holdout": metrics.evaluate(holdout, holdout_scores),
                  **_anchor_sections(anchor_frame, anchor_scores, info.sha256, changed)}
 

@@ -1,9 +1,10 @@
-"""The per-anchor score cache: a registered model version's scores on one frozen anchor, computed once.
+"""The per-anchor score cache: a model's scores on one frozen anchor, computed once.
 
 Every hour's candidate is compared with the champion (and with the anchor's baseline version) on
-the same frozen anchor; those versions and the anchor do not change from hour to hour, so their
-scores are read back from ``<lake>/anchor/scores/<anchor sha12>/v<version>.npy`` instead of
-computed again.
+the same frozen anchor; those models and the anchor do not change from hour to hour, so their
+scores are read back from ``<lake>/anchor/scores/<anchor sha12>/v<key>.npy`` instead of computed
+again. The key is the run that logged the model (`tracking.run_key`): the scores a candidate got
+when it was evaluated are the ones its version is compared with once it is the champion.
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ def cached_scores(
 ) -> np.ndarray:
     """A registered model version's scores on an anchor, computed once and kept.
 
-    Model versions are immutable, so (version, anchor hash) names the scores for good, provided
-    `model_version` is a name the registry cannot give another model: `tracking.version_key`
-    (`<version>-<run id>`), not the bare number, which a recreated registry reuses. The
-    array is stored as float64 ``.npy`` (written atomically). With `rows`, a stored array of
-    another length (or an unreadable file) is recomputed and a computed one of the wrong length
-    raises. Only cache *registered* versions: a candidate that is not yet a version has no
-    stable name.
+    A finished run's model never changes, so (run, anchor hash) names the scores for good:
+    `model_version` is `tracking.run_key` of the run that logged the model (`tracking.version_key`
+    for a registered version), not the bare version number, which a recreated registry reuses.
+    A candidate's scores, kept under its run when it is evaluated, are its version's once it is
+    registered. The array is stored as float64 ``.npy`` (written atomically). With `rows`, a
+    stored array of another length (or an unreadable file) is recomputed and a computed one of
+    the wrong length raises.
     """
     path = scores_path(lake_or_cache_dir, model_version, anchor_sha)
     if storage.is_file(path):

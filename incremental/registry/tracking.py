@@ -222,11 +222,19 @@ def _key(identity: VersionIdentity) -> str:
     return f"{identity['version']}-{tail}"
 
 
+def run_key(run_id: str) -> str:
+    """`run-<run id>`: the name of what is derived from the model a finished training run logged
+    (`runs:/<run id>/model`, never logged again: a re-run reuses the run): the candidate's anchor
+    scores, computed when it is evaluated, serve its version when it is the champion."""
+    return f"run-{run_id}"
+
+
 def version_key(settings: Settings, version: str) -> str:
-    """`<version>-<run id>`: the name under which version `version`'s derived files (its anchor
-    scores) are cached; the version number alone would name another model once the registry is
-    recreated."""
-    return _key(version_identity(configure(settings), settings.model_name, version))
+    """The name under which version `version`'s derived files (its anchor scores) are cached: the
+    key of the run that logged it (`run_key`); `<version>-<hash>` for a version without a run. The
+    version number alone would name another model once the registry is recreated."""
+    identity = version_identity(configure(settings), settings.model_name, version)
+    return run_key(identity["run_id"]) if identity["run_id"] else _key(identity)
 
 
 def _digest(folder: Path) -> str:

@@ -17,9 +17,10 @@ from airflow_helpers import E2E_CONFIG
 from incremental import pipeline, retrain
 from incremental.cli import main
 from incremental.config import load_settings
+from incremental.data import storage
 from incremental.data.warehouse import Warehouse
 from incremental.hours import HOUR, Hour, iso_hour
-from incremental.judge import drift, prequential
+from incremental.judge import anchor, drift, prequential, score_cache
 from incremental.registry import tracking
 from incremental.registry.history import history
 from incremental.sim.simulate import simulate
@@ -87,6 +88,9 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     assert v2.tags["interval"] == "2026-05-01T05:00Z/2026-05-01T06:00Z"
     assert v2.tags["parent_version"] == "1"
     assert v2.tags["decision"] in ("approved", "rejected") and json.loads(v2.tags["reasons"])
+    # its anchor scores were kept under its run when it was evaluated: as the champion, it is not scored again
+    anchor_sha = anchor.load(settings.lake)[1].sha256
+    assert storage.is_file(score_cache.scores_path(settings.lake, tracking.version_key(settings, "2"), anchor_sha))
     review = {a.path for a in client.list_artifacts(v2.run_id, "review")}
     assert {"review/decision.json", "review/report.md", "review/r_matrix.png", "review/metric_history.png",
             "review/forgetting_per_category.png"} <= review
