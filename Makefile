@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python benchmarks/presets_bench.py
 	$(BIN)/python benchmarks/latency_bench.py
 	$(BIN)/python benchmarks/train_cost_bench.py
+	$(BIN)/python benchmarks/step_bench.py
 
 airflow: setup
 	export INCREMENTAL_HOME=$(DEMO_HOME) && source scripts/airflow_env.sh && incremental_airflow_init && airflow standalone
