@@ -386,12 +386,17 @@ def catch_up_hour() -> CaughtUp:
     import tempfile
 
     from incremental.handover import CaughtUp
-    from incremental.retrain import catch_up_step
+    from incremental.judge import drift
 
     context = get_current_context()
     params = context["params"]
     hour, dry_run = interval_hour(context), bool(params.get("dry_run"))
     settings = task_settings()
+    not_due = drift.no_catch_up(drift.load_state(settings))
+    if not_due is not None:  # most hours: answered before torch, MLflow and the training code load (7-9 s a task)
+        return CaughtUp(hour=hour, skipped=not_due)
+    from incremental.retrain import catch_up_step
+
     nproc = int(params.get("catch_up_nproc") or settings.drift.adapt.catch_up_processes)
     if nproc > 1:
         with tempfile.TemporaryDirectory() as folder:

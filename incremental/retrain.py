@@ -106,8 +106,9 @@ def pending_catch_up(settings: Settings, hour: Hour) -> CatchUpPlan | str:
     from incremental.judge import drift
 
     state = drift.load_state(settings)
-    if state.mode != drift.ADAPT or state.catch_up != "pending":
-        return f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"
+    not_due = drift.no_catch_up(state)
+    if not_due is not None:
+        return not_due
     context = drift.context(state, hour, settings.drift)
     recent_start, end = _recent_window(settings, hour)
     window = lake.validated_partitions(settings.lake, end, settings.drift.adapt.replay_hours)

@@ -130,6 +130,14 @@ def load_state(settings: Settings) -> DriftState:
     return DriftState(**payload)
 
 
+def no_catch_up(state: DriftState) -> str | None:
+    """Why no catch-up retrain is due (None: a drift was declared and its catch-up has not run).
+    Most hours have none: the DAG's `catch_up` task asks this before it loads the training code."""
+    if state.mode != ADAPT or state.catch_up != "pending":
+        return f"mode {state.mode}, catch-up {state.catch_up or 'not needed'}"
+    return None
+
+
 _STATE_TYPES: dict[str, tuple[type, ...]] = {
     "mode": (str,), "since": (str, type(None)), "declared_at": (str, type(None)),
     "stale_champion": (str, type(None)), "changed_slices": (list,), "stable_slices": (list,),

@@ -398,8 +398,12 @@ def test_catch_up_on_several_processes_builds_the_torchrun_launch(dagbag, monkey
     # the task body: nproc 1 calls catch_up_step in the task; nproc 2 launches and reads the decision back
     import pendulum
 
-    def run_with(conf: dict, processes: int = 1) -> tuple[CaughtUp, list]:
+    from incremental.judge import drift
+
+    def run_with(conf: dict, processes: int = 1, pending: bool = True) -> tuple[CaughtUp, list]:
         calls: list = []
+        state = drift.DriftState(mode=drift.ADAPT, catch_up="pending") if pending else drift.DriftState()
+        monkeypatch.setattr(drift, "load_state", lambda settings: state)
         context = {"params": _resolve(dag, conf), "run_id": "scheduled__1",
                    "data_interval_start": pendulum.instance(hour), "data_interval_end": pendulum.instance(hour).add(hours=1)}
         monkeypatch.setattr(common, "get_current_context", lambda: context)
@@ -413,6 +417,9 @@ def test_catch_up_on_several_processes_builds_the_torchrun_launch(dagbag, monkey
         monkeypatch.setattr(common, "run_sharded_retrain", lambda c, r: calls.append(("torchrun", c, r)) or decision)
         return common.catch_up_hour(), calls
 
+    # most hours: nothing pending, answered from the drift state before the training code loads
+    caught, calls = run_with({}, processes=2, pending=False)
+    assert caught.skipped == "mode normal, catch-up not needed" and calls == []
     caught, calls = run_with({})
     assert caught.skipped and [c[0] for c in calls] == ["in task"]
     assert calls[0][1][1] == hour and calls[0][2] == {"airflow_run_id": "scheduled__1", "dry_run": False}
