@@ -44,7 +44,7 @@ def cached_scores(
     compute: Callable[[], np.ndarray],
     rows: int | None = None,
 ) -> np.ndarray:
-    """A registered model version's scores on an anchor, computed once and kept.
+    """A model's scores on an anchor (a candidate's or a registered version's), computed once and kept.
 
     A finished run's model never changes, so (run, anchor hash) names the scores for good:
     `model_version` is `tracking.run_key` of the run that logged the model (`tracking.version_key`

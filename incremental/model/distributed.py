@@ -223,7 +223,7 @@ def run_sharded(settings: Settings, parts: list[lk.Partition], group: Group, *, 
         if from_main(None):  # rank 0 found this update already done: nothing to train
             return None
         inputs = FitData.from_frames(tokenizer, mine, data.stopping, t.max_length, data.examination)
-        trainer = make_trainer(model, local, max_steps, new_head=True, device=group.device)
+        trainer = make_trainer(model, local, max_steps, new_head=parent_version is None, device=group.device)
         _fit(group, trainer, inputs, local, max_steps, kind, on_metrics=None)
         dist.barrier()  # training is over on every rank; rank 0 alone publishes, evaluates and registers
         return None
@@ -240,7 +240,7 @@ def run_sharded(settings: Settings, parts: list[lk.Partition], group: Group, *, 
                 return up._reuse(done, identity, parent_version, data)
             up._fail_orphans(client, experiment_id, identity.key, keep=None)
             inputs = FitData.from_frames(tokenizer, mine, data.stopping, t.max_length, data.examination)
-            trainer = make_trainer(model, local, max_steps, new_head=True, device=group.device)
+            trainer = make_trainer(model, local, max_steps, new_head=parent_version is None, device=group.device)
             run_id = up.start_run(client, experiment_id, settings, identity, data, parent_version, trainer,
                                   airflow_run_id)
             _log_shards(client, run_id, shards, group.world_size, t.batch_size)

@@ -255,7 +255,8 @@ def make_trainer(model: torch.nn.Module, t: TrainingSettings, max_steps: int, *,
                  device: torch.device | None = None) -> Trainer:
     """The model on its device (default: `rk.pick_device()`), AdamW with a linear warm-up and decay
     over `max_steps`, and the L2-SP anchors: the starting weights, except a head that was just
-    initialised at random."""
+    initialised at random. A warm start (`new_head` False) with `freeze_word_embeddings` leaves
+    the word embeddings as they are."""
     device = device or rk.pick_device()
     model.to(device)
     if t.freeze_word_embeddings and not new_head:

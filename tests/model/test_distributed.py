@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import BASE, make_hour_frame, write_hour
 
 from incremental import launch
@@ -176,6 +177,16 @@ def test_a_catch_up_on_two_processes_retrains_the_champion_on_disjoint_shards(dd
     assert first_shard and second_shard and not first_shard & second_shard
     assert first_shard | second_shard == set(rows["session_id"])
     assert sum(int(params[f"ddp.rank{r}.rows"]) for r in (0, 1)) == len(rows)
+    # a warm start, as on one process: the word embeddings stay the champion's (freeze_word_embeddings),
+    # the rest moved
+    from incremental.model import ranker as rk
+
+    champion_model, _ = rk.load_dir(tracking.version_model_dir(settings, "1"))
+    caught_model, _ = rk.load_dir(tracking.version_model_dir(settings, "2"))
+    before, after = champion_model.state_dict(), caught_model.state_dict()
+    words = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(before[words], after[words])
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
 
 
 def test_catch_up_with_nothing_pending_and_bad_input(ddp_home: Path, capsys: pytest.CaptureFixture) -> None:
