@@ -17,12 +17,20 @@ processed with the reviewed incremental.yaml (training: 100 steps of 32, replay,
   -> exit). In `dags test` the tasks run in that one process, so the imports are inside the
   first task that needs them (extract: the pipeline, DuckDB, MLflow; validate: Great
   Expectations; train: torch, transformers), not in the overhead.
+- `scheduled` and `scheduled-cold`: the hour as a backfill of one run, executed by a real scheduler
+  with an api-server and a dag-processor (started as scripts/demo.sh starts them, stopped after),
+  every task a process of its own. `scheduled` with the demo's executor
+  (`search_ranker_preload.PreloadedLocalExecutor`: the pipeline's modules imported before it forks
+  its workers), `scheduled-cold` with Airflow's plain LocalExecutor (each task imports them
+  again). Wall time is the run's start to its end in the Airflow DB; the overhead is itemised
+  as for `dag`, from the run's start instead of the process's spawn.
 
 In both paths the champion's anchor scores are not cached yet (the first hour after the
 bootstrap), so evaluate scores champion and candidate on the anchor set; later hours reuse the
 champion's cached anchor scores.
 
-    .venv/bin/python benchmarks/latency_bench.py [--presets minilm-l2,minilm] [--paths run-hour,dag]
+    .venv/bin/python benchmarks/latency_bench.py [--presets minilm-l2,minilm]
+        [--paths run-hour,dag,scheduled,scheduled-cold]
         [--rate 5000] [--history 3] [--merge]
 
 writes benchmarks/results/latency.json (with a Markdown table) and prints the figures.
@@ -34,6 +42,8 @@ import argparse
 import json
 import os
 import shlex
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,8 +72,11 @@ with create_session() as session:
     tasks = {ti.task_id: {"state": str(ti.state), "start": ti.start_date.timestamp() if ti.start_date else None,
                           "end": ti.end_date.timestamp() if ti.end_date else None, "duration": ti.duration}
              for ti in run.get_task_instances(session=session)}
-    print("TASKS " + json.dumps({"state": str(run.state), "note": run.note, "tasks": tasks}))
+    print("TASKS " + json.dumps({"state": str(run.state), "note": run.note, "tasks": tasks,
+                                 "start": run.start_date.timestamp() if run.start_date else None,
+                                 "end": run.end_date.timestamp() if run.end_date else None}))
 """
+EXECUTORS = {"scheduled": "search_ranker_preload.PreloadedLocalExecutor", "scheduled-cold": "LocalExecutor"}
 RUN_HOUR_STAGES = ("process_start_and_imports", "extract", "validate", "train", "evaluate", "register", "cli_other")
 DAG_TASKS = ("extract", "validate", "check_validated", "train", "evaluate", "register", "publish_champion")
 
@@ -129,13 +142,13 @@ def measure_run_hour(home: Home, hour: datetime) -> dict:
             "stages": stages, "command": "python -m benchmarks.stage_clock " + shlex.join(command[3:])}
 
 
-def measure_dag(home: Home, hour: datetime) -> dict:
-    end = hour + timedelta(hours=1)
-    command = f"airflow dags test {DAG_ID} {end.isoformat()}"
-    out, spawned, wall = home.sh(command, timeout=3600)
-    (home.home / "dag-run.log").write_text(out.stdout + out.stderr)
+def _run(home: Home) -> dict:
     probe, _, _ = home.sh(f"python - {DAG_ID} <<'EOF'\n{TASK_PROBE}\nEOF")
-    run = json.loads(next(x for x in probe.stdout.splitlines() if x.startswith("TASKS "))[6:])
+    return dict(json.loads(next(x for x in probe.stdout.splitlines() if x.startswith("TASKS "))[6:]))
+
+
+def _timings(run: dict, started: float, wall: float) -> dict:
+    """Task durations and the Airflow overhead (wall - their sum) of a finished run that began at `started`."""
     tasks = run["tasks"]
     durations = {t: round(tasks[t]["duration"] or 0.0, 3) for t in DAG_TASKS if t in tasks}
     durations.update({t: round(v["duration"] or 0.0, 3) for t, v in tasks.items() if t not in durations})
@@ -143,14 +156,58 @@ def measure_dag(home: Home, hour: datetime) -> dict:
     ends = [v["end"] for v in tasks.values() if v["end"]]
     task_sum = sum(durations.values())
     overhead = wall - task_sum
-    startup, shutdown = min(starts) - spawned, spawned + wall - max(ends)
+    startup, shutdown = min(starts) - started, started + wall - max(ends)
     return {"wall_seconds": round(wall, 2), "state": run["state"], "note": run["note"],
             "task_states": {t: v["state"] for t, v in tasks.items()}, "tasks": durations,
             "tasks_sum_seconds": round(task_sum, 2),
             "airflow_overhead": {"total": round(overhead, 2), "startup_to_first_task": round(startup, 2),
                                  "between_tasks": round(overhead - startup - shutdown, 2),
-                                 "last_task_to_exit": round(shutdown, 2)},
-            "command": command}
+                                 "last_task_to_exit": round(shutdown, 2)}}
+
+
+def measure_scheduled(home: Home, hour: datetime, executor: str) -> dict:
+    """The hour as a one-run backfill through api-server, scheduler and dag-processor (see the module doc)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home.env.update({"AIRFLOW__CORE__EXECUTOR": executor, "AIRFLOW__CORE__PARALLELISM": "2",
+                     "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__WORKERS": "1",
+                     "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                     "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600"})
+    home.sh(f"incremental_airflow_backfill {DAG_ID} {hour.isoformat()} {hour.isoformat()}")
+    services = []
+    for name, command in (("api-server", f"airflow api-server --port {port}"), ("scheduler", "airflow scheduler"),
+                          ("dag-processor", "airflow dag-processor")):
+        log = (home.home / f"{name}.log").open("w")
+        services.append(subprocess.Popen(["bash", "-c", f"source {REPO}/scripts/airflow_env.sh; exec {command}"],
+                                         cwd=REPO, env=home.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True))
+    try:
+        deadline = time.monotonic() + 1800
+        while (run := _run(home))["state"] not in ("success", "failed"):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in services):
+                raise RuntimeError(f"the scheduled run did not finish: {run['state']}; logs in {home.home}")
+            time.sleep(5)
+    finally:
+        for proc in services:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in services:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    measured = _timings(run, run["start"], run["end"] - run["start"])
+    return {**measured, "executor": executor,
+            "command": f"incremental_airflow_backfill {DAG_ID} {hour.isoformat()} {hour.isoformat()}, then "
+                       "airflow api-server, scheduler and dag-processor"}
+
+
+def measure_dag(home: Home, hour: datetime) -> dict:
+    end = hour + timedelta(hours=1)
+    command = f"airflow dags test {DAG_ID} {end.isoformat()}"
+    out, spawned, wall = home.sh(command, timeout=3600)
+    (home.home / "dag-run.log").write_text(out.stdout + out.stderr)
+    return {**_timings(_run(home), spawned, wall), "command": command}
 
 
 def table(results: dict) -> str:
@@ -205,15 +262,17 @@ def main() -> None:
         for preset in presets:
             for path in paths:
                 home = Home(root / f"{preset}-{path}", preset, args.bootstrap_steps)
-                setup = prepare(home, hour, args.history, args.rate, args.anchor_size, airflow=path == "dag")
+                setup = prepare(home, hour, args.history, args.rate, args.anchor_size, airflow=path != "run-hour")
                 print(f"{preset} {path}: home ready ({setup})", flush=True)
-                measured = measure_run_hour(home, hour) if path == "run-hour" else measure_dag(home, hour)
+                measured = (measure_run_hour(home, hour) if path == "run-hour" else measure_dag(home, hour)
+                            if path == "dag" else measure_scheduled(home, hour, EXECUTORS[path]))
                 measured["setup"] = setup
                 measured["load_average_1_5_15m_at_end"] = [round(x, 2) for x in os.getloadavg()]
                 results.setdefault(preset, {})[path] = measured
                 print(f"{preset} {path}: {measured['wall_seconds']:.1f}s "
                       f"{json.dumps(measured.get('stages') or measured['tasks'])}"
-                      + (f" overhead {json.dumps(measured['airflow_overhead'])}" if path == "dag" else ""), flush=True)
+                      + (f" overhead {json.dumps(measured['airflow_overhead'])}" if path != "run-hour" else ""),
+                      flush=True)
                 # write what there is so far: a later failure keeps the finished measurements
                 partial.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -11,6 +11,8 @@
 #   AIRFLOW_HOME                          $INCREMENTAL_HOME/airflow
 #   AIRFLOW__DATABASE__SQL_ALCHEMY_CONN   sqlite:///$AIRFLOW_HOME/airflow.db   (PostgreSQL in production)
 #   AIRFLOW__API__PORT                    8080
+#   AIRFLOW__CORE__EXECUTOR               search_ranker_preload.PreloadedLocalExecutor (the LocalExecutor, with the
+#                                         pipeline's modules imported before it forks: plugins/search_ranker_preload.py)
 #   INCREMENTAL_AIRFLOW_PASSWORD          admin                 (simple auth manager, user `admin`)
 #   INCREMENTAL_WAREHOUSE_CONN            unset; a connection URI or JSON -> Airflow connection `search_warehouse`,
 #                                         which the DAGs use instead of INCREMENTAL_WAREHOUSE_URL
@@ -31,6 +33,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="${AIRFLOW__CORE__PLUGINS_FOLDER:-$_increme
 export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-search_ranker_preload.PreloadedLocalExecutor}"
 export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://127.0.0.1:$AIRFLOW__API__PORT}"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$AIRFLOW__API__BASE_URL/execution/}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"

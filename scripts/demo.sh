@@ -61,10 +61,13 @@ fi
 incremental benchmark show | sed -n 1,8p  # sed reads it all: head exits early, and pipefail fails on the broken pipe
 
 step "Airflow: a backfill of seven hours (06:00 ... 12:00), created before the scheduler starts"
-# As tests/e2e/test_backfill.py does: the LocalExecutor, whose tasks reach the metadata through the
-# api-server's Task Execution API; no scheduled runs (only the backfill makes runs, not the current
-# hour); the DAG files parsed once, not every 30 s while the hours train.
-export AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=2 AIRFLOW__API__WORKERS=1
+# As tests/e2e/test_backfill.py does: the LocalExecutor, with the pipeline's modules imported once
+# before it forks its workers (plugins/search_ranker_preload.py: a task no longer imports torch,
+# MLflow and GX again), whose tasks reach the metadata through the api-server's Task Execution API;
+# no scheduled runs (only the backfill makes runs, not the current hour); the DAG files parsed
+# once, not every 30 s while the hours train.
+export AIRFLOW__CORE__EXECUTOR=search_ranker_preload.PreloadedLocalExecutor
+export AIRFLOW__CORE__PARALLELISM=2 AIRFLOW__API__WORKERS=1
 export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=600 AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=600
 SERVICES=()        # NAME=PID:LOG, for scripts/airflow_watch.py, which stops when one of them exits

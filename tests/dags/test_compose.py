@@ -33,6 +33,7 @@ def test_services(compose: dict) -> None:
     for service in airflow:
         env = _env(service)
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "search_ranker_preload.CELERY_CONFIG"
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://")
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow")
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")

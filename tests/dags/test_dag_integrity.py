@@ -433,3 +433,53 @@ def test_catch_up_on_several_processes_builds_the_torchrun_launch(dagbag, monkey
                                "--airflow-run-id", "scheduled__1", "--result-json", calls[0][2]]
     assert caught.registered is not None and caught.registered.version == "4" and caught.window == (
         hour - timedelta(hours=5), hour + timedelta(hours=1))
+
+
+
+PRELOAD_PROBE = r"""
+import ast, importlib, importlib.util, json, pathlib, sys
+sys.path.insert(0, sys.argv[3])
+import search_ranker_preload as preload
+executor = preload.PreloadedLocalExecutor(parallelism=2)
+executor.start()  # preloads, then forks its two workers
+workers = len(executor.workers)
+executor.end()
+lazy = set()  # what a function imports when it runs: the task bodies, the pipeline's modules
+for path in [*pathlib.Path(sys.argv[1]).glob("*.py"), *pathlib.Path(sys.argv[2]).rglob("*.py")]:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
+                    lazy.add(sub.module)
+                    if sub.module.startswith("incremental") and importlib.util.find_spec(sub.module).submodule_search_locations:
+                        lazy.update(f"{sub.module}.{a.name}" for a in sub.names
+                                    if importlib.util.find_spec(f"{sub.module}.{a.name}") is not None)
+                elif isinstance(sub, ast.Import):
+                    lazy.update(a.name for a in sub.names)
+print("RESULT " + json.dumps({"workers": workers, "not_preloaded": sorted(lazy - set(sys.modules))}))
+"""
+NOT_PRELOADED = {"mlflow.pyfunc.scoring_server"}  # imported lazily by `incremental serve` alone
+
+
+def test_the_executor_preloads_what_the_tasks_import_before_it_forks_its_workers(airflow_home: Path) -> None:
+    """`search_ranker_preload.PreloadedLocalExecutor` imports the pipeline's modules, then forks its
+    workers (the tasks are forked from them). Every heavy library that a task body or a pipeline
+    module imports inside a function is among them, so that no task pays for it again."""
+    out = subprocess.run([sys.executable, "-c", PRELOAD_PROBE, str(DAGS), str(REPO / "incremental"), str(PLUGINS)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result["workers"] == 2
+    missing = {m for m in result["not_preloaded"] if m.split(".")[0] in {*HEAVY, "matplotlib", "duckdb"}}
+    assert missing - NOT_PRELOADED == set(), "imported in a task and not preloaded"
+
+
+def test_celery_workers_preload_the_same_modules(airflow_home: Path) -> None:
+    sys.path.insert(0, str(PLUGINS))
+    try:
+        import search_ranker_preload as preload
+    finally:
+        sys.path.remove(str(PLUGINS))
+    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+
+    assert preload.CELERY_CONFIG == {**DEFAULT_CELERY_CONFIG, "imports": preload.PRELOAD}

@@ -47,7 +47,7 @@ def test_backfill_runs_in_order_and_reprocessing_registers_nothing_twice(tmp_pat
     port = _free_port()
     env = Env(tmp_path / "var", {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url,
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "search_ranker_preload.PreloadedLocalExecutor",  # as the demo's
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",

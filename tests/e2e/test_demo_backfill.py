@@ -18,6 +18,7 @@ import pytest
 from airflow_helpers import Env, Services
 
 DAG_ID = "search_ranker_hourly"
+EXECUTOR = "search_ranker_preload.PreloadedLocalExecutor"  # scripts/demo.sh's
 TRIES = 2
 
 
@@ -34,7 +35,7 @@ def test_demo_backfill_is_created_before_the_services_without_a_lock_error(tmp_p
     try:
         env = None
         for attempt in range(TRIES):
-            env = Env(tmp_path / f"home-{attempt}", {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            env = Env(tmp_path / f"home-{attempt}", {"AIRFLOW__CORE__EXECUTOR": EXECUTOR,
                                                      "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"})
             env.sh("incremental_airflow_init")
             out = env.sh(f"incremental_airflow_backfill {DAG_ID} 2026-01-01T06:00:00+00:00 2026-01-01T12:00:00+00:00")
@@ -55,5 +56,6 @@ def test_demo_backfill_is_created_before_the_services_without_a_lock_error(tmp_p
                               lambda: next((r for r in env.runs(DAG_ID) if r["state"] != "queued"), None),
                               timeout=180)
         assert first["hour"].endswith("06:00Z"), first
+        assert "preloaded the pipeline's modules" in services.tail("scheduler", 200_000)
     finally:
         services.stop()

@@ -80,6 +80,7 @@ def test_two_hours_on_two_workers_that_share_no_disk(tmp_path: Path, fresh_datab
         "INCREMENTAL_MLFLOW_URI": f"http://127.0.0.1:{mlflow_port}",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "search_ranker_preload.CELERY_CONFIG",  # as docker-compose.yaml
         "AIRFLOW__CELERY__BROKER_URL": f"{redis_server}/{_free_port() % 15 + 1}",
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
