@@ -215,6 +215,7 @@ def table(results: dict) -> str:
     columns = [(p, path) for p, paths in results.items() for path in paths]
     rows = [("process start + imports", "run-hour", "process_start_and_imports")] + [
         (stage, "both", stage) for stage in ("extract", "validate", "train", "evaluate", "register")] + [
+        ("monitor (task)", "dag", "monitor"), ("catch_up (task)", "dag", "catch_up"),
         ("check_validated (task)", "dag", "check_validated"), ("publish_champion (task)", "dag", "publish_champion"),
         ("CLI rest (settings, printing)", "run-hour", "cli_other"), ("interpreter exit", "run-hour", "exit"),
         ("Airflow overhead: start-up to first task", "dag", "startup_to_first_task"),
