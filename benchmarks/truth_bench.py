@@ -20,6 +20,8 @@ sessions, early stopping on its own sessions), then score the hours after it, wh
   logistic regression on the training rows (`bm25_targets`), so the warm phase's loss and output
   scale are the click phase's own (pointwise BCE, here on soft labels) and the click phase starts
   from a model that orders like BM25 without first having to re-scale its logits.
+  `bm25_mix_frozen_words` is `bm25_mix` with the word-piece embeddings left as they are, as an
+  hourly update leaves them (`training.freeze_word_embeddings`), here for a first model.
 
 Each trained arm's truth NDCG@10 is paired with `lexical`'s (and the BM25 arms' with `bce`'s) on
 the same (session, query) groups, with a 90% bootstrap interval over sessions
@@ -102,6 +104,7 @@ TRAINED: dict[str, tuple[str, dict[str, object]]] = {  # arm: (position bias, ho
     "bm25_warm": ("none", {"warm_steps": WARM_STEPS, "click_steps": "rest"}),
     "bm25_warm_long": ("none", {"warm_steps": WARM_STEPS, "click_steps": "all"}),
     "bm25_mix": ("none", {"mix": 0.5}),
+    "bm25_mix_frozen_words": ("none", {"mix": 0.5, "frozen_words": True}),
 }
 
 
@@ -127,7 +130,8 @@ def train_first_model(settings, window: pd.DataFrame, position_bias: str, *, wea
     the BM25 targets alone (no early stopping: its rows judge clicks), then clicks for the rest of
     the step budget or for all of it, with a fresh schedule; {"mix": w} trains the usual schedule on
     w x BM25 target + (1 - w) x click."""
-    weak = weak or {}
+    weak = dict(weak or {})
+    frozen_words = bool(weak.pop("frozen_words", False))
     t = settings.training.model_copy(update={"learning_rate": settings.training.bootstrap_learning_rate,
                                              "l2sp_strength": 0.0, "position_bias": position_bias, **overrides})
     seed_everything(t.seed)
@@ -138,8 +142,13 @@ def train_first_model(settings, window: pd.DataFrame, position_bias: str, *, wea
     exam = propensity.estimate(window) if position_bias == "pbm" else propensity.unbiased(len(window))
     steps = max(t.bootstrap_steps, math.ceil(t.bootstrap_epochs * len(train) / t.batch_size))
     model, tokenizer = rk.load_base(settings.base_model, seed=t.seed)
+    if frozen_words:  # as an hourly update leaves them (training.freeze_word_embeddings), here for a first model
+        model.get_input_embeddings().weight.requires_grad_(False)
+        info_frozen = {"frozen_words": True}
+    else:
+        info_frozen = {}
     data = FitData.from_frames(tokenizer, train, stopping, t.max_length, exam)
-    info: dict[str, object] = {"schedule_steps": steps}
+    info: dict[str, object] = {"schedule_steps": steps, **info_frozen}
     started = time.perf_counter()
     new_head = True
     if weak:
@@ -196,7 +205,7 @@ def run_case(name: str, preset: str, rate: int, trained: list[str]) -> dict:
         print(name, arm, arms[arm], {k: v for k, v in info.items() if k != "examination"}, flush=True)
     print(name, "oracle", arms["oracle"], "lexical", arms["lexical"], flush=True)
     differences = {f"{a}_minus_{b}": difference(groups[a], groups[b])
-                   for a in trained for b in ("lexical", "bce") if a != b and b in groups}
+                   for a in trained for b in ("lexical", "bce", "bm25_mix") if a != b and b in groups}
     print(name, "truth NDCG@10 differences", differences, flush=True)
     return {"seed": seed, "scenario": scenario, "train_hours": f"00:00-{train_hours:02d}:00",
             "scored_hours": f"{train_hours:02d}:00-{train_hours + scored_hours:02d}:00", "rows_scored": len(scored),
