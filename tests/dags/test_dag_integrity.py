@@ -474,12 +474,31 @@ def test_the_executor_preloads_what_the_tasks_import_before_it_forks_its_workers
     assert missing - NOT_PRELOADED == set(), "imported in a task and not preloaded"
 
 
+CELERY_PROBE = r"""
+import json, sys
+from airflow.configuration import conf
+from airflow.providers.celery.executors.celery_executor_utils import create_celery_app
+app = create_celery_app(conf)
+before = "torch" in sys.modules
+app.loader.init_worker()  # what `airflow celery worker` does at start, before it forks its pool
+print("RESULT " + json.dumps({"imports": list(app.conf.imports), "before": before, "after": "torch" in sys.modules,
+                              "broker": app.conf.broker_url}))
+"""
+
+
 def test_celery_workers_preload_the_same_modules(airflow_home: Path) -> None:
+    """docker-compose.yaml's `celery_config_options`: Airflow's Celery app, with Celery's `imports`
+    set to the same modules, which a worker imports at start (torch among them)."""
+    env = {**os.environ, "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "search_ranker_preload.CELERY_CONFIG",
+           "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/15", "PYTHONPATH": str(PLUGINS)}
+    out = subprocess.run([sys.executable, "-c", CELERY_PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
     sys.path.insert(0, str(PLUGINS))
     try:
         import search_ranker_preload as preload
     finally:
         sys.path.remove(str(PLUGINS))
-    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
-
-    assert preload.CELERY_CONFIG == {**DEFAULT_CELERY_CONFIG, "imports": preload.PRELOAD}
+    assert result["imports"] == list(preload.PRELOAD)
+    assert result["broker"] == "redis://127.0.0.1:6379/15"  # Airflow's own settings kept
+    assert (result["before"], result["after"]) == (False, True)
