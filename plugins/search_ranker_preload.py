@@ -9,8 +9,9 @@ transformers, MLflow: 5-7 s on 2 cores), validate paid Great Expectations' (3 s)
 MLflow's and matplotlib's. Imported once before the fork, they are inherited by every task.
 
 * **LocalExecutor**: `AIRFLOW__CORE__EXECUTOR=search_ranker_preload.PreloadedLocalExecutor` (the
-  demo, `tests/e2e/test_backfill.py`). Its `start()` imports `PRELOAD` in the scheduler, then forks
-  its workers as the LocalExecutor does.
+  default of scripts/airflow_env.sh: the demo, `make airflow`, `tests/e2e/test_backfill.py`). Its
+  `start()` imports `PRELOAD` in the scheduler, then forks its workers as the LocalExecutor does.
+  The scheduler holds them in memory (0.9 GB resident in the demo; its workers share those pages).
 * **CeleryExecutor**: `AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=search_ranker_preload.CELERY_CONFIG`
   (docker-compose, `tests/e2e/test_distributed_pipeline.py`): Airflow's Celery configuration with
   Celery's own `imports` setting, which a worker imports at start, before it forks its pool.
