@@ -24,8 +24,8 @@ from search_ranker_common import (
     fail_fast,
     parse_window,
     task_settings,
-    window_params,
 )
+from search_ranker_params import window_params
 
 
 @dag(

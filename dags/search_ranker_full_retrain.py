@@ -29,16 +29,14 @@ from search_ranker_common import (
     TAGS,
     banner,
     default_args,
-    dry_run_param,
     fail_fast,
-    nproc_param,
     parse_window,
     publish_champion,
     run_sharded_retrain,
     sharded_retrain_command,
     task_settings,
-    window_params,
 )
+from search_ranker_params import dry_run_param, nproc_param, window_params
 
 from incremental.hours import iso_hour
 

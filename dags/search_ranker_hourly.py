@@ -55,22 +55,19 @@ from search_ranker_common import (
     START_DATE,
     TAGS,
     catch_up_hour,
-    catch_up_nproc_param,
     default_args,
-    dry_run_param,
     evaluate_hour,
     extract_hour,
     fail_fast,
-    force_promote_param,
     go_on_if_validated,
     hourly_timetable,
     monitor_hour,
     publish_champion,
     register_hour,
     train_hour,
-    training_override_params,
     validate_hour,
 )
+from search_ranker_params import catch_up_nproc_param, dry_run_param, force_promote_param, training_override_params
 
 from incremental.handover import Evaluated, Monitored, Trained, Validated
 

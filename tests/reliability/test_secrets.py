@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -210,8 +211,14 @@ def test_an_airflow_task_failing_on_mlflow_logs_no_password(caplog: pytest.LogCa
     pytest.importorskip("airflow")
     from mlflow.exceptions import MlflowException
 
-    from dags import search_ranker_common as common
     from incremental.errors import IncrementalError
+
+    dags = str(Path(__file__).resolve().parents[2] / "dags")
+    sys.path.insert(0, dags)  # as the dag-processor and the tasks import it: from the dags folder
+    try:
+        import search_ranker_common as common
+    finally:
+        sys.path.remove(dags)
 
     @common.fail_fast
     def register() -> None:
