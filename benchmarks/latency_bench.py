@@ -265,8 +265,12 @@ def main() -> None:
                 home = Home(root / f"{preset}-{path}", preset, args.bootstrap_steps)
                 setup = prepare(home, hour, args.history, args.rate, args.anchor_size, airflow=path != "run-hour")
                 print(f"{preset} {path}: home ready ({setup})", flush=True)
-                measured = (measure_run_hour(home, hour) if path == "run-hour" else measure_dag(home, hour)
-                            if path == "dag" else measure_scheduled(home, hour, EXECUTORS[path]))
+                if path == "run-hour":
+                    measured = measure_run_hour(home, hour)
+                elif path == "dag":
+                    measured = measure_dag(home, hour)
+                else:
+                    measured = measure_scheduled(home, hour, EXECUTORS[path])
                 measured["setup"] = setup
                 measured["load_average_1_5_15m_at_end"] = [round(x, 2) for x in os.getloadavg()]
                 results.setdefault(preset, {})[path] = measured

@@ -142,13 +142,11 @@ def train_first_model(settings, window: pd.DataFrame, position_bias: str, *, wea
     exam = propensity.estimate(window) if position_bias == "pbm" else propensity.unbiased(len(window))
     steps = max(t.bootstrap_steps, math.ceil(t.bootstrap_epochs * len(train) / t.batch_size))
     model, tokenizer = rk.load_base(settings.base_model, seed=t.seed)
+    data = FitData.from_frames(tokenizer, train, stopping, t.max_length, exam)
+    info: dict[str, object] = {"schedule_steps": steps}
     if frozen_words:  # as an hourly update leaves them (training.freeze_word_embeddings), here for a first model
         model.get_input_embeddings().weight.requires_grad_(False)
-        info_frozen = {"frozen_words": True}
-    else:
-        info_frozen = {}
-    data = FitData.from_frames(tokenizer, train, stopping, t.max_length, exam)
-    info: dict[str, object] = {"schedule_steps": steps, **info_frozen}
+        info["frozen_words"] = True
     started = time.perf_counter()
     new_head = True
     if weak:
