@@ -22,6 +22,8 @@ sessions, early stopping on its own sessions), then score the hours after it, wh
   from a model that orders like BM25 without first having to re-scale its logits.
   `bm25_mix_frozen_words` is `bm25_mix` with the word-piece embeddings left as they are, as an
   hourly update leaves them (`training.freeze_word_embeddings`), here for a first model.
+  `bm25_mix_fp32` is `bm25_mix` trained in float32 throughout, where the others train with the
+  forward pass in bfloat16 on hardware that has it (`training.bf16_autocast`).
 
 Each trained arm's truth NDCG@10 is paired with `lexical`'s (and the BM25 arms' with `bce`'s) on
 the same (session, query) groups, with a 90% bootstrap interval over sessions
@@ -105,6 +107,7 @@ TRAINED: dict[str, tuple[str, dict[str, object]]] = {  # arm: (position bias, ho
     "bm25_warm_long": ("none", {"warm_steps": WARM_STEPS, "click_steps": "all"}),
     "bm25_mix": ("none", {"mix": 0.5}),
     "bm25_mix_frozen_words": ("none", {"mix": 0.5, "frozen_words": True}),
+    "bm25_mix_fp32": ("none", {"mix": 0.5, "fp32": True}),
 }
 
 
@@ -132,6 +135,8 @@ def train_first_model(settings, window: pd.DataFrame, position_bias: str, *, wea
     w x BM25 target + (1 - w) x click."""
     weak = dict(weak or {})
     frozen_words = bool(weak.pop("frozen_words", False))
+    if weak.pop("fp32", False):  # no bfloat16 autocast in training, as before 2026-12-06 on this CPU
+        overrides["bf16_autocast"] = False
     t = settings.training.model_copy(update={"learning_rate": settings.training.bootstrap_learning_rate,
                                              "l2sp_strength": 0.0, "position_bias": position_bias, **overrides})
     seed_everything(t.seed)
@@ -167,7 +172,7 @@ def train_first_model(settings, window: pd.DataFrame, position_bias: str, *, wea
             new_head = False
     trainer = make_trainer(model, t, steps, new_head=new_head)
     state = fit(trainer, data, t, max_steps=steps, label=f"{position_bias} first model")
-    info.update({"click_steps": steps, "steps": state.step, "best_step": state.best_step, "train_rows": len(train),
+    info.update({"autocast": "bf16" if trainer.autocast else "off", "click_steps": steps, "steps": state.step, "best_step": state.best_step, "train_rows": len(train),
                  "seconds": round(time.perf_counter() - started, 1), "examination": exam.to_dict()})
     return trainer.model.to("cpu").eval(), tokenizer, info
 

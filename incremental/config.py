@@ -124,7 +124,9 @@ class TrainingSettings(_Section):
     propensity_hours: int = Field(24, ge=1)  # validated hours, up to the update's last, the curve is fitted on
     checkpoint_every: int = Field(50, ge=1)  # steps between checkpoints
     max_length: int = Field(64, ge=4)  # tokens per (query, product text) pair; batches are padded dynamically
-    bf16_autocast: bool = True  # on CUDA only
+    # training's forward pass in bfloat16 (weights, optimizer and loss stay float32) where the hardware
+    # has it natively (`ranker.native_bf16`: CUDA, or a CPU with AVX-512 BF16 / AMX); the gate scores in float32
+    bf16_autocast: bool = True
 
 
 class GateSettings(_Section):

@@ -267,7 +267,7 @@ def make_trainer(model: torch.nn.Module, t: TrainingSettings, max_steps: int, *,
                    if p.requires_grad and not (new_head and name.startswith("classifier."))}
     optimizer = make_optimizer(model, t)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_fraction * max_steps), max_steps)
-    autocast = device.type == "cuda" and t.bf16_autocast and torch.cuda.is_bf16_supported()
+    autocast = t.bf16_autocast and rk.native_bf16(device)
     return Trainer(model, optimizer, scheduler, device, autocast, anchors, t.l2sp_strength)
 
 
