@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.continual.plan import Plan, all_arms
+from benchmarks.continual.plan import ARMS, Plan, all_arms
 from benchmarks.continual.truth import paired_truth
 from incremental.config import REPO_ROOT
 
@@ -120,15 +120,16 @@ def _last_learn(records: list[dict[str, Any]], arm: str) -> dict[str, Any] | Non
 def paired(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
            drift_index: int | None) -> dict[str, dict[str, dict[str, Any]]]:
     """Each model arm's truth NDCG@10 minus the floor's (lexical) and the reference's (full_retrain),
-    on the same rows, with a 90% bootstrap interval over sessions: over all scored hours, and
-    before and from the drift."""
+    and an `--arm-config` arm's (a variant of the production pipeline) minus the gated arm's, on the
+    same rows, with a 90% bootstrap interval over sessions: over all scored hours, and before and
+    from the drift."""
     groups = {(r["hour"], r["arm"]): (r.get("prequential") or {}).get(GROUPS) for r in records}
     spans = {"all": hours}
     if drift_index is not None:
         spans |= {"before_drift": hours[:drift_index], "after_drift": hours[drift_index:]}
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for arm in arms:
-        for other in (FLOOR, REFERENCE):
+        for other in (FLOOR, REFERENCE, *(("gated",) if arm not in ARMS else ())):
             if arm in (FLOOR, "oracle", other) or other not in arms:
                 continue
             out.setdefault(arm, {})[other] = {
@@ -217,8 +218,8 @@ def paired_table(summary: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     spans = list(rows[0][2])
-    lines = ["Truth NDCG@10 of each model arm minus the floor's (`lexical`) and the reference's (`full_retrain`), "
-             "on the same rows, with a 90% bootstrap interval over sessions (an interval above 0: better beyond "
+    lines = ["Truth NDCG@10 of each model arm minus the floor's (`lexical`) and the reference's (`full_retrain`) "
+             "(an `--arm-config` arm's also minus the gated arm's), on the same rows, with a 90% bootstrap interval over sessions (an interval above 0: better beyond "
              "the noise):", "", "| arm | against | " + " | ".join(s.replace("_", " ") for s in spans) + " |",
              "|" + " --- |" * (len(spans) + 2)]
     for arm, other, figures in rows:

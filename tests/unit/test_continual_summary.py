@@ -315,3 +315,11 @@ def test_arms_are_compared_on_the_truth_paired_over_sessions_with_an_interval() 
     assert paired["gated"]["full_retrain"]["after_drift"]["hi"] < 0 and paired["gated"]["full_retrain"]["all"]["groups"] == 5 * 59
     table = "\n".join(report.paired_table(summary))
     assert "| gated | full_retrain |" in table and "| full_retrain | lexical |" in table
+    # an --arm-config arm (a variant of the production pipeline) is also paired with the gated arm
+    for h in HOURS:
+        rec = _record("no_hold", h, 0.7)
+        rec["prequential"]["truth_groups"] = good
+        records.append(rec)
+    variant = continual.summarize(records, ("gated", "lexical", "no_hold"), HOURS, drift_hour=HOURS[2])["truth_paired"]
+    assert set(variant["no_hold"]) == {"lexical", "gated"} and set(variant["gated"]) == {"lexical"}
+    assert variant["no_hold"]["gated"]["all"]["lo"] > 0

@@ -1,5 +1,6 @@
 """The L2-SP gradient added after backward() is the gradient of the penalty through autograd; the
-fused AdamW makes the same update as torch's reference loop."""
+fused AdamW makes the same update as torch's reference loop; bfloat16 autocast only where the
+hardware has it."""
 
 from __future__ import annotations
 
@@ -70,3 +71,21 @@ def test_a_warm_started_update_can_leave_the_word_embeddings_as_they_are() -> No
         after = dict(model.named_parameters())
         assert torch.equal(before[words], after[words]) is not new_head
         assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+
+
+def test_bfloat16_autocast_only_where_the_cpu_has_it_natively(tmp_path) -> None:
+    from incremental.model.fit import make_trainer
+    from incremental.model.ranker import native_bf16
+
+    cpu = torch.device("cpu")
+    with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512vl\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512vl\n")
+    assert native_bf16(cpu, with_bf16)
+    assert not native_bf16(cpu, without)
+    assert not native_bf16(cpu, tmp_path / "not-linux")  # no /proc/cpuinfo: emulated, so off
+
+    model = torch.nn.Linear(2, 1)
+    assert make_trainer(model, TrainingSettings(bf16_autocast=False), 5, new_head=True, device=cpu).autocast is False
+    on = make_trainer(model, TrainingSettings(bf16_autocast=True), 5, new_head=True, device=cpu).autocast
+    assert on is native_bf16(cpu)
