@@ -7,7 +7,9 @@ run in turn, `--rounds` times each, in one process:
 - `reference`: AdamW as torch runs it on the CPU by default (a loop over tensors), every weight trained;
 - `fused`: AdamW with torch's fused kernel (`fit.make_optimizer` since 2026-12-06);
 - `fused, frozen words`: also the word-piece embeddings frozen (`training.freeze_word_embeddings`,
-  the hourly update's default: a warm start leaves 11.7M of minilm-l2's 15.5M weights as they are).
+  the hourly update's default: a warm start leaves 11.7M of minilm-l2's 15.5M weights as they are);
+- `fused, frozen words, bf16`: also the forward pass under bfloat16 autocast (`training.bf16_autocast`,
+  used where the hardware has it natively: `ranker.native_bf16`; the loss and the update in float32).
 
     .venv/bin/python benchmarks/step_bench.py [--preset minilm-l2] [--steps 25] [--rounds 2]
 
@@ -30,7 +32,7 @@ from incremental.config import TrainingSettings  # noqa: E402
 from incremental.model import ranker as rk  # noqa: E402
 from incremental.model.fit import add_l2sp_gradient, make_optimizer, parameter_groups  # noqa: E402
 
-SETUPS = ("reference", "fused", "fused, frozen words")
+SETUPS = ("reference", "fused", "fused, frozen words", "fused, frozen words, bf16")
 PARTS = ("forward_backward", "l2sp", "clip", "optimizer")
 
 
@@ -46,8 +48,9 @@ def time_steps(preset: str, setup: str, steps: int) -> dict[str, float]:
     model, tokenizer = rk.load_base(preset, seed=0)
     model.train()
     settings = TrainingSettings()
-    if setup == "fused, frozen words":
+    if setup.startswith("fused, frozen words"):
         model.get_input_embeddings().weight.requires_grad_(False)
+    bf16 = setup.endswith("bf16")
     optimizer = (torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=2e-5, foreach=False)
                  if setup == "reference" else make_optimizer(model, settings))
     anchors = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -55,8 +58,9 @@ def time_steps(preset: str, setup: str, steps: int) -> dict[str, float]:
     spent = dict.fromkeys(PARTS, 0.0)
     for step in range(steps + 5):
         t0 = time.perf_counter()
-        logits = model(**inputs).logits.squeeze(-1)
-        torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**inputs).logits.squeeze(-1)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels).backward()
         t1 = time.perf_counter()
         add_l2sp_gradient(model, anchors, settings.l2sp_strength)
         t2 = time.perf_counter()
@@ -86,7 +90,7 @@ def main() -> None:
     medians = {s: {k: round(statistics.median(x[k] for x in runs), 1) for k in (*PARTS, "total")}
                for s, runs in rounds.items()}
     reference = medians["reference"]["total"]
-    record("step", {"preset": args.preset, "batch": 32, "steps": args.steps, "rounds": args.rounds,
+    record("step", {"preset": args.preset, "native_bf16": rk.native_bf16(torch.device("cpu")), "batch": 32, "steps": args.steps, "rounds": args.rounds,
                     "torch_threads": torch.get_num_threads(), "load_average_1m": round(os.getloadavg()[0], 2),
                     "ms_per_step": medians,
                     "speed_vs_reference": {s: round(reference / m["total"], 2) for s, m in medians.items()}},
