@@ -255,6 +255,9 @@ def main() -> None:
     hour = DAY + timedelta(hours=args.history)
     presets = [p for p in args.presets.split(",") if p]
     paths = [p for p in args.paths.split(",") if p]
+    unknown = [p for p in paths if p not in ("run-hour", "dag", *EXECUTORS)]
+    if unknown:
+        parser.error(f"unknown path(s) {', '.join(unknown)}; choose from run-hour, dag, {', '.join(EXECUTORS)}")
 
     results: dict[str, dict] = {}
     partial = RESULTS / f"latency.partial.{os.getpid()}.json"
