@@ -22,8 +22,9 @@ sessions, early stopping on its own sessions), then score the hours after it, wh
   from a model that orders like BM25 without first having to re-scale its logits.
   `bm25_mix_frozen_words` is `bm25_mix` with the word-piece embeddings left as they are, as an
   hourly update leaves them (`training.freeze_word_embeddings`), here for a first model.
-  `bm25_mix_fp32` is `bm25_mix` trained in float32 throughout, where the others train with the
-  forward pass in bfloat16 on hardware that has it (`training.bf16_autocast`).
+  `bm25_mix_fp32` is `bm25_mix` trained in float32 throughout; since 2026-12-06 the others train
+  with the forward pass in bfloat16 on hardware that has it (`training.bf16_autocast`; each arm's
+  `autocast` is recorded, and figures recorded before then are float32).
 
 Each trained arm's truth NDCG@10 is paired with `lexical`'s (and the BM25 arms' with `bce`'s) on
 the same (session, query) groups, with a 90% bootstrap interval over sessions

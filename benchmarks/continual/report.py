@@ -219,8 +219,8 @@ def paired_table(summary: dict[str, Any]) -> list[str]:
         return []
     spans = list(rows[0][2])
     lines = ["Truth NDCG@10 of each model arm minus the floor's (`lexical`) and the reference's (`full_retrain`) "
-             "(an `--arm-config` arm's also minus the gated arm's), on the same rows, with a 90% bootstrap interval over sessions (an interval above 0: better beyond "
-             "the noise):", "", "| arm | against | " + " | ".join(s.replace("_", " ") for s in spans) + " |",
+             "(an `--arm-config` arm's also minus the gated arm's), on the same rows, with a 90% bootstrap "
+             "interval over sessions (an interval above 0: better beyond the noise):", "", "| arm | against | " + " | ".join(s.replace("_", " ") for s in spans) + " |",
              "|" + " --- |" * (len(spans) + 2)]
     for arm, other, figures in rows:
         cells = [f"{fmt(f['diff'], '+.3f')} [{fmt(f['lo'], '+.3f')}, {fmt(f['hi'], '+.3f')}]"
