@@ -173,7 +173,8 @@ def train_first_model(settings, window: pd.DataFrame, position_bias: str, *, wea
             new_head = False
     trainer = make_trainer(model, t, steps, new_head=new_head)
     state = fit(trainer, data, t, max_steps=steps, label=f"{position_bias} first model")
-    info.update({"autocast": "bf16" if trainer.autocast else "off", "click_steps": steps, "steps": state.step, "best_step": state.best_step, "train_rows": len(train),
+    info.update({"autocast": "bf16" if trainer.autocast else "off", "click_steps": steps, "steps": state.step,
+                 "best_step": state.best_step, "train_rows": len(train),
                  "seconds": round(time.perf_counter() - started, 1), "examination": exam.to_dict()})
     return trainer.model.to("cpu").eval(), tokenizer, info
 

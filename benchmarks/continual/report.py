@@ -129,7 +129,8 @@ def paired(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
         spans |= {"before_drift": hours[:drift_index], "after_drift": hours[drift_index:]}
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for arm in arms:
-        for other in (FLOOR, REFERENCE, *(("gated",) if arm not in ARMS else ())):
+        variant = arm not in ARMS  # an --arm-config arm: the gated pipeline with a config changed
+        for other in (FLOOR, REFERENCE, "gated") if variant else (FLOOR, REFERENCE):
             if arm in (FLOOR, "oracle", other) or other not in arms:
                 continue
             out.setdefault(arm, {})[other] = {
