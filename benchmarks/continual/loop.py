@@ -185,7 +185,8 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
                               len(hours) * len(plan.arms)))
         titles |= titles_of(frame)  # after every arm scored the hour: the lexical arm never sees it early
     drift = (start + plan.drift_hour * HOUR).isoformat() if plan.drift_hour is not None else None
-    summary = summarize(records, plan.arms, [h.isoformat() for h in hours], drift, unchanged=unchanged_categories(plan))
+    summary = summarize(records, plan.arms, [h.isoformat() for h in hours], drift, unchanged=unchanged_categories(plan),
+                        pair_with=plan.pair_with)
     probe = probe_forgetting(plan, scorers, records, [h.isoformat() for h in hours], log)
     for name, figures in (probe or {}).get("arms", {}).items():
         summary["arms"][name]["unchanged_forgetting_probe"] = figures

@@ -112,6 +112,7 @@ class Plan:
     start: str = T0.isoformat()
     judgments: dict[str, Any] | None = None  # path and import-judgments options (scenario "judgments")
     extra_arms: dict[str, Any] | None = None  # name -> {"path", "config"}: more run_hour arms (--arm-config)
+    pair_with: str = "gated"  # the arm an --arm-config arm's truth is paired with (--pair-with)
     probe_hours: int = 0  # the drift scenario's forgetting probe: simulated pre-drift hours no arm trains on
     reference_training: dict[str, Any] | None = None  # the full_retrain arm's training, over `training`
 
@@ -146,6 +147,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: %(default)s)")
     p.add_argument("--arm-config", action="append", default=[], metavar="NAME=PATH",
                    help="an extra run_hour arm: PATH's YAML sections merged over the config")
+    p.add_argument("--pair-with", default="gated", metavar="ARM",
+                   help="the arm each --arm-config arm is paired with on the truth (default: %(default)s)")
     p.add_argument("--hours", type=int, help="hours in all, bootstrap included")
     p.add_argument("--bootstrap-hours", type=int, help="hours the first champion is trained on")
     p.add_argument("--drift-hour", type=int, help="first drifted hour, counted from the start")
@@ -189,6 +192,8 @@ def plan_from_args(args: argparse.Namespace, config_file: Path | None = None) ->
     unknown = [a for a in arms if a not in ARMS and a not in extra]
     if unknown:
         raise ValueError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)} or add --arm-config")
+    if extra and args.pair_with not in arms:
+        raise ValueError(f"--pair-with {args.pair_with}: not among the arms ({', '.join(arms)})")
     if args.scenario == "judgments" and args.judgments is None:
         raise ValueError("--scenario judgments needs --judgments PATH")
     training = dict(preset.training)
@@ -207,7 +212,7 @@ def plan_from_args(args: argparse.Namespace, config_file: Path | None = None) ->
         judgments={"path": str(args.judgments), "query_col": args.query_col, "title_col": args.title_col,
                    "grade_col": args.grade_col, "encoding": args.encoding, "slice_by": args.slice_by}
         if args.scenario == "judgments" else None,
-        extra_arms=extra or None, probe_hours=pick(args.probe_hours, preset.probe_hours),
+        extra_arms=extra or None, pair_with=args.pair_with, probe_hours=pick(args.probe_hours, preset.probe_hours),
         reference_training=dict(preset.reference_training) or None)
     if not 0 < plan.bootstrap_hours < plan.hours or plan.retrain_every < 1:
         raise ValueError("need 0 < --bootstrap-hours < --hours and --retrain-every >= 1")

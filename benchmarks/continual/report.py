@@ -118,9 +118,9 @@ def _last_learn(records: list[dict[str, Any]], arm: str) -> dict[str, Any] | Non
 
 
 def paired(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
-           drift_index: int | None) -> dict[str, dict[str, dict[str, Any]]]:
+           drift_index: int | None, pair_with: str = "gated") -> dict[str, dict[str, dict[str, Any]]]:
     """Each model arm's truth NDCG@10 minus the floor's (lexical) and the reference's (full_retrain),
-    and an `--arm-config` arm's (a variant of the production pipeline) minus the gated arm's, on the
+    and an `--arm-config` arm's (a variant) minus the `pair_with` arm's (`--pair-with`, gated by default), on the
     same rows, with a 90% bootstrap interval over sessions: over all scored hours, and before and
     from the drift."""
     groups = {(r["hour"], r["arm"]): (r.get("prequential") or {}).get(GROUPS) for r in records}
@@ -130,7 +130,7 @@ def paired(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for arm in arms:
         variant = arm not in ARMS  # an --arm-config arm: the gated pipeline with a config changed
-        for other in (FLOOR, REFERENCE, "gated") if variant else (FLOOR, REFERENCE):
+        for other in (FLOOR, REFERENCE, pair_with) if variant else (FLOOR, REFERENCE):
             if arm in (FLOOR, "oracle", other) or other not in arms:
                 continue
             out.setdefault(arm, {})[other] = {
@@ -140,7 +140,7 @@ def paired(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
 
 
 def summarize(records: list[dict[str, Any]], arms: Sequence[str], hours: list[str],
-              drift_hour: str | None, unchanged: Sequence[str] = ()) -> dict[str, Any]:
+              drift_hour: str | None, unchanged: Sequence[str] = (), pair_with: str = "gated") -> dict[str, Any]:
     """Per arm: mean truth NDCG@10 (all scored hours, before and from the drift), mean prequential
     click NDCG@10/AUC (all scored hours, and from the drift on), recovery
     and largest loss vs the reference, cost; and the gated/full-retrain cost ratio at the end."""
@@ -157,7 +157,7 @@ def summarize(records: list[dict[str, Any]], arms: Sequence[str], hours: list[st
                 "seconds": ratio(gated.get("learn_seconds"), full.get("learn_seconds")),
                 "examples": ratio(gated.get("examples"), full.get("examples"))}
     return {"hours": hours, "drift_hour": drift_hour, "reference": ref, "arms": per_arm,
-            "truth_paired": paired(records, arms, hours, drift_index), "unchanged_categories": sorted(unchanged),
+            "truth_paired": paired(records, arms, hours, drift_index, pair_with), "pair_with": pair_with, "unchanged_categories": sorted(unchanged),
             "cost_ratio_gated_vs_full_retrain": cost}
 
 
@@ -220,7 +220,7 @@ def paired_table(summary: dict[str, Any]) -> list[str]:
         return []
     spans = list(rows[0][2])
     lines = ["Truth NDCG@10 of each model arm minus the floor's (`lexical`) and the reference's (`full_retrain`) "
-             "(an `--arm-config` arm's also minus the gated arm's), on the same rows, with a 90% bootstrap "
+             f"(an `--arm-config` arm's also minus the {summary.get('pair_with', 'gated')} arm's), on the same rows, with a 90% bootstrap "
              "interval over sessions (an interval above 0: better beyond the noise):", "", "| arm | against | " + " | ".join(s.replace("_", " ") for s in spans) + " |",
              "|" + " --- |" * (len(spans) + 2)]
     for arm, other, figures in rows:

@@ -162,7 +162,8 @@ def test_plan_from_the_presets_and_options(tmp_path: Path) -> None:
     two = continual.plan_from_args(_args("--arm-config", f"strict={side}", "--work", str(tmp_path)))
     assert two.arms[-1] == "strict" and continual.all_arms(two)["strict"].config == {"gate": {"max_anchor_auc_drop": 0.005}}
     for bad in (["--arms", "frozen,nope"], ["--scenario", "judgments"], ["--drift-hour", "1"],
-                ["--bootstrap-hours", "6"], ["--arm-config", "gated=x.yaml"]):
+                ["--bootstrap-hours", "6"], ["--arm-config", "gated=x.yaml"],
+                ["--arms", "frozen", "--arm-config", f"strict={side}"]):  # nothing to pair it with
         with pytest.raises(ValueError):
             continual.plan_from_args(_args(*bad, "--work", str(tmp_path)))
 
@@ -173,7 +174,7 @@ def test_help_documents_arms_scenarios_and_presets(capsys: pytest.CaptureFixture
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     for word in (*continual.ARMS, "steady", "drift", "judgments", "--judgments", "--query-col", "small", "full",
-                 "--retrain-every", "--arm-config", "--out"):
+                 "--retrain-every", "--arm-config", "--pair-with", "--out"):
         assert word in text, word
 
 
@@ -323,3 +324,13 @@ def test_arms_are_compared_on_the_truth_paired_over_sessions_with_an_interval() 
     variant = continual.summarize(records, ("gated", "lexical", "no_hold"), HOURS, drift_hour=HOURS[2])["truth_paired"]
     assert set(variant["no_hold"]) == {"lexical", "gated"} and set(variant["gated"]) == {"lexical"}
     assert variant["no_hold"]["gated"]["all"]["lo"] > 0
+    # ... or with the arm named by --pair-with (variants of another variant: gated need not run)
+    for h in HOURS:
+        rec = _record("no_hold_no_replay", h, 0.7)
+        rec["prequential"]["truth_groups"] = same
+        records.append(rec)
+    nested = continual.summarize(records, ("lexical", "no_hold", "no_hold_no_replay"), HOURS, drift_hour=HOURS[2],
+                                 pair_with="no_hold")
+    assert set(nested["truth_paired"]["no_hold_no_replay"]) == {"lexical", "no_hold"}
+    assert nested["truth_paired"]["no_hold_no_replay"]["no_hold"]["all"]["hi"] < 0
+    assert "minus the no_hold arm's" in "\n".join(report.paired_table(nested))
