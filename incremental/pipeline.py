@@ -245,6 +245,11 @@ def train_step(
         return Trained(hour=hour, partition_sha256=sha, skipped=skipped.message, champion=skipped.champion,
                        trained_by=skipped.trained_by, trained_through=skipped.trained_through)
     champion = tracking.champion(settings)
+    if champion is None:  # an hourly update starts from the champion: without one it would train from the base
+        # weights for nothing (the gate needs the anchor set the first model freezes)
+        raise PipelineError(f"no champion yet under {settings.home}: train the first one with `incremental bootstrap "
+                            f"--start ISO --end ISO` on the hours validated so far (it also freezes the anchor set), "
+                            f"then run hour {hour} again")
     result = train_hour(_mode_settings(settings, context["mode"]), part, airflow_run_id=airflow_run_id,
                         overrides=overrides, start_version=episode["start_version"],
                         stale=drift_rule.stale_rows(context))

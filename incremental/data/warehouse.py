@@ -124,7 +124,11 @@ class Warehouse:
                 f"INCREMENTAL_WAREHOUSE_URL {redact_url(url)!r} is not a database URL ({exc}); "
                 "expected e.g. duckdb:///path/warehouse.duckdb or postgresql://user@host/db", retryable=False
             ) from None
-        self.backend = self._url.get_backend_name()  # "duckdb", "postgresql", ...
+        self.backend = self._url.get_backend_name()  # "duckdb" or "postgresql"
+        if self.backend not in ("duckdb", "postgresql"):  # sql/ is written for these two, and their drivers are installed
+            raise WarehouseError(
+                f"INCREMENTAL_WAREHOUSE_URL: {self.backend}:// is not a supported warehouse (the URL is not shown: it "
+                "may hold a password); use duckdb:///path/warehouse.duckdb or postgresql://user@host/db", retryable=False)
         self.lock_timeout = lock_timeout
 
     def __repr__(self) -> str:

@@ -342,7 +342,8 @@ def load(lake: LakePath) -> tuple[pd.DataFrame, AnchorInfo]:
     """The anchor's rows and record, after checking the file's sha256 against the record."""
     info = current(lake)
     if info is None:
-        raise AnchorError(f"no anchor is frozen under {anchor_dir(lake)}: run freeze first")
+        raise AnchorError(f"no anchor is frozen under {anchor_dir(lake)}: `incremental bootstrap` freezes one with the first "
+                          "model, or `incremental benchmark freeze --start ISO --end ISO --size N`")
     path, data = anchor_table.stored(lake, info.table_version, anchor_dir(lake) / info.file)
     if data is None:
         raise AnchorError(f"{path} is missing although {INFO_FILE} records anchor {info.sha12}")

@@ -24,6 +24,14 @@ def test_malformed_warehouse_url(fresh_home: Path) -> None:
     assert_clean_error(cli(env, "warehouse", "init"), "INCREMENTAL_WAREHOUSE_URL", "ranker:***@", hidden=("s3cret",))
 
 
+@pytest.mark.parametrize("url", ["mysql://ranker:s3cret@127.0.0.1/test", "sqlite:///w.db?password=s3cret"])
+def test_an_unsupported_warehouse_is_named(fresh_home: Path, url: str) -> None:
+    # a trial found `mysql://` ending in a traceback (no MySQLdb) with exit 1
+    env = cli_env(fresh_home, INCREMENTAL_WAREHOUSE_URL=url)
+    line = assert_clean_error(cli(env, "warehouse", "init"), "is not a supported warehouse", "duckdb:///")
+    assert "s3cret" not in line
+
+
 def test_closed_postgres_port(fresh_home: Path) -> None:
     port = closed_port()
     env = cli_env(fresh_home, INCREMENTAL_WAREHOUSE_URL=f"postgresql://postgres:s3cret@127.0.0.1:{port}/test")

@@ -63,6 +63,16 @@ def test_without_a_hand_over_train_reads_the_drift_state(settings: Settings, ask
     assert trained.mode == "normal" and trained.drift is not None and trained.drift["anomalous"] == []
 
 
+def test_without_a_champion_train_stops_at_once_naming_bootstrap(settings: Settings, asked: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # a user's first `run-hour` on a fresh home trained 100 steps from the base weights for 13 minutes,
+    # then failed for want of an anchor set
+    monkeypatch.setattr(tracking, "champion", lambda s: None)
+    with pytest.raises(pipeline.PipelineError, match="no champion yet .*incremental bootstrap --start ISO --end ISO"):
+        pipeline.train_step(settings, T0)
+    assert asked == {}  # nothing trained
+
+
 def test_train_refuses_the_monitoring_of_another_hour(settings: Settings, asked: dict[str, Any]) -> None:
     monitored = Monitored(hour=T0.replace(hour=4), mode="normal", context={**ADAPT_CONTEXT, "mode": "normal"})
     with pytest.raises(pipeline.PipelineError, match="was handed the monitoring of 2026-01-01T04:00Z"):
