@@ -56,9 +56,13 @@ def _finite(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def key_metrics(candidate: dict[str, Any]) -> dict[str, float]:
+def key_metrics(candidate: dict[str, Any], min_category_rows: int = 1) -> dict[str, float]:
+    """The figures `incremental history` and the registry show. The worst category is taken, as the gate's
+    check takes it, over the anchor's categories of at least `min_category_rows` rows (a category of three
+    rows showed an AUC of 0)."""
     per_category = candidate["anchor"].get("per_category", {})
-    worst = min((m["auc"] for m in per_category.values() if math.isfinite(m["auc"])), default=math.nan)
+    worst = min((m["auc"] for m in per_category.values()
+                 if math.isfinite(m["auc"]) and m.get("rows", 0) >= min_category_rows), default=math.nan)
     relative = candidate.get("holdout_vs_champion", {})
     return {
         "holdout_auc": candidate["holdout"]["auc"],
@@ -285,7 +289,7 @@ def evaluate_candidate(settings: Settings, trained: Trained) -> Evaluation:
         "candidate": candidate,
         "champion": champion,
         "decision": decision.to_dict(),
-        "key_metrics": key_metrics(candidate),
+        "key_metrics": key_metrics(candidate, settings.gate.min_category_rows),
         "thresholds": settings.gate.model_dump(),
     })
     files.atomic_write_json(settings.home / "evaluations" / f"{trained.run_id}.json", evaluation)

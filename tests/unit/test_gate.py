@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from incremental.config import GateSettings
-from incremental.judge.evaluate import forgot
+from incremental.judge.evaluate import forgot, key_metrics
 from incremental.judge.gate import Decision, decide
 
 T = GateSettings(
@@ -24,7 +24,6 @@ T = GateSettings(
     max_anchor_auc_drop=0.02,
     max_worst_category_auc_drop=0.05,
     min_category_rows=30,
-    max_anchor_ndcg_drop=0.03,
 )
 ALL_CHECKS = [
     "holdout_rows",
@@ -35,7 +34,6 @@ ALL_CHECKS = [
     "holdout_auc_vs_champion",
     "anchor_auc_drop",
     "anchor_worst_category_auc_drop",
-    "anchor_ndcg_drop",
     "anchor_cumulative_auc_drop",
     "hour_not_anomalous",
 ]
@@ -89,10 +87,10 @@ def test_a_good_candidate_passes_with_every_check_listed() -> None:
         assert math.isfinite(c.value) and math.isfinite(c.threshold)
     assert check(d, "anchor_auc_drop").value == pytest.approx(0.005)
     assert check(d, "holdout_auc").value == pytest.approx(0.705)
-    assert d.reasons[0].startswith("approved: all 11 checks passed; fresh holdout ndcg@10: candidate within noise")
+    assert d.reasons[0].startswith("approved: all 10 checks passed; fresh holdout ndcg@10: candidate within noise")
     payload = d.to_dict()
     json.dumps(payload, allow_nan=False)
-    assert payload["decision"] == "approved" and len(payload["checks"]) == 11
+    assert payload["decision"] == "approved" and len(payload["checks"]) == 10
 
 
 def test_first_model_is_judged_by_value_thresholds_only() -> None:
@@ -119,13 +117,16 @@ def test_forgetting_beyond_the_allowed_drop_rejects_naming_the_metric() -> None:
     assert forgot(d.to_dict())  # a drift episode's shadow chain does not go on from it
 
 
-def test_anchor_ndcg_drop_and_significantly_worse_holdout_reject() -> None:
+def test_a_significantly_worse_holdout_rejects_and_the_anchor_ndcg_alone_does_not() -> None:
     d = decide(model(ndcg=0.55, holdout_auc=0.68, auc_vs=WORSE), model(ndcg=0.60, holdout_auc=0.70), T)
-    assert {c.name for c in d.failed} == {"anchor_ndcg_drop", "holdout_auc_vs_champion"}
+    assert {c.name for c in d.failed} == {"holdout_auc_vs_champion"}
+    assert "significantly worse" in check(d, "holdout_auc_vs_champion").detail
+    assert len(d.reasons) == 1
     worse_only = decide(model(holdout_auc=0.68, auc_vs=WORSE), model(holdout_auc=0.70), T)
     assert not worse_only.approved and not forgot(worse_only.to_dict())  # not yet better: kept
-    assert "significantly worse" in check(d, "holdout_auc_vs_champion").detail
-    assert len(d.reasons) == 2
+    # the anchor's NDCG@10 is reported, not judged: it never decided alone and once rejected a better
+    # candidate (docs/benchmarks.md, "Do the forgetting checks earn their place?")
+    assert decide(model(ndcg=0.50), model(ndcg=0.60), T).approved
 
 
 @pytest.mark.parametrize(("ndcg_vs", "approved", "words"), [
@@ -229,7 +230,7 @@ def test_single_class_categories_do_not_block_but_say_so() -> None:
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 @pytest.mark.parametrize(
     "where",
-    [("holdout", "auc"), ("holdout", "logloss"), ("anchor", "auc"), ("anchor", "ndcg@10"), ("toys", "auc")],
+    [("holdout", "auc"), ("holdout", "logloss"), ("anchor", "auc"), ("toys", "auc")],
 )
 def test_nan_or_infinite_metrics_reject(bad: float, where: tuple[str, str]) -> None:
     candidate = model()
@@ -267,7 +268,7 @@ def test_missing_anchor_or_a_different_set_rejects_against_a_champion() -> None:
     no_anchor = model()
     del no_anchor["anchor"]
     d = decide(no_anchor, model(), T)
-    assert {c.name for c in d.failed} == {"anchor_auc_drop", "anchor_worst_category_auc_drop", "anchor_ndcg_drop"}
+    assert {c.name for c in d.failed} == {"anchor_auc_drop", "anchor_worst_category_auc_drop"}
     other_holdout = copy.deepcopy(model())
     other_holdout["holdout"]["rows"] = 399
     other_holdout["holdout"]["auc"] = 0.50  # below the floor; a champion measured elsewhere cannot excuse it
@@ -357,3 +358,11 @@ def test_a_first_model_is_judged_against_the_lexical_floor_of_its_own_hours(vs_f
     assert "holdout_vs_lexical_floor" not in [c.name for c in decide(model(), None, T).checks]
     # with a champion the relative gate judges; the floor is for first models
     assert "holdout_vs_lexical_floor" not in [c.name for c in decide(candidate, model(), T).checks]
+
+
+def test_the_worst_category_shown_in_history_is_the_one_the_gate_judges() -> None:
+    # a trial's `incremental history` showed "worst cat AUC 0.0625": a category of a few anchor rows
+    candidate = model(toys=0.0625)
+    candidate["anchor"]["per_category"]["toys"]["rows"] = 8
+    assert key_metrics(candidate, min_category_rows=30)["worst_category_auc"] == pytest.approx(0.74)
+    assert key_metrics(candidate)["worst_category_auc"] == pytest.approx(0.0625)
