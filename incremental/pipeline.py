@@ -22,6 +22,7 @@ partition was already turned into a model version returns that version instead o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypedDict
@@ -270,16 +271,29 @@ def run_hour(
     Two runs of the same hour take turns (`run_lock`): the second waits for the first to finish,
     saying so, then finds what the first made (its version, reused; or its skip) instead of
     judging the same candidate again."""
+    from incremental.progress import duration
+    from incremental.progress import log as progress
     from incremental.retrain import catch_up_step
+
+    began = time.perf_counter()
+
+    def done(what: str) -> None:  # a line per stage: the hour is never silent before training starts
+        progress.info("hour %s: %s (%s)", hour, what, duration(time.perf_counter() - began))
 
     with run_lock(settings, hour):
         extracted = extract_step(settings, hour)
+        done(f"extracted, {extracted.rows} rows")
         validated = validate_step(settings, hour)
         if not validated.validated:
             return HourRun(hour=hour, status="quarantined", rows=extracted.rows, summary=validated.summary,
                            lake_key=validated.lake_key)
+        done("validated")
         monitored = monitor_step(settings, hour, dry_run=dry_run)
+        done(f"scored by champion {monitored.champion_version}, mode {monitored.mode}" if monitored.champion_version
+             else f"not scored: {monitored.note}" if monitored.note else f"monitored, mode {monitored.mode}")
         trained = train_step(settings, hour, monitored, overrides=overrides, airflow_run_id=airflow_run_id)
+        done(f"reusing version {trained.reused_version}" if trained.reused_version
+             else "already in the champion's lineage" if trained.skipped else "trained")
         evaluation = verdict.evaluate_step(settings, hour, trained)
         registered = verdict.register_step(settings, hour, trained, evaluation, airflow_run_id=airflow_run_id,
                                            force_promote_reason=force_promote_reason, dry_run=dry_run)

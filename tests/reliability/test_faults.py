@@ -101,6 +101,9 @@ def test_kill_during_extract_then_rerun(world: Path, tmp_path: Path) -> None:
     assert lake.partition(world / "lake", T0 + timedelta(hours=4)).status == "missing"  # nothing half-written
     result = assert_ok(cli(cli_env(world), "run-hour", "--start", hour(4)))  # no stuck lock: it goes through
     assert "version" in result.stdout
+    # each stage says it is done before training starts (a trial's run-hour was silent for its first 12 s)
+    for stage in ("extracted, ", "validated (", "scored by champion ", "trained ("):
+        assert stage in result.stderr, (stage, result.stderr[-2000:])
     assert_consistent(world, [tag(4)])
 
 
