@@ -162,7 +162,6 @@ class GateSettings(_Section):
     max_anchor_auc_drop: float = Field(0.02, ge=0.0)  # anchor AUC may fall at most this below the champion's
     max_worst_category_auc_drop: float = Field(0.05, ge=0.0)  # ... and in the worst category at most this
     min_category_rows: int = Field(100, ge=1)  # per-category AUC on fewer rows is noise (SE ~0.07 at 100 rows, 15% CTR)
-    max_anchor_ndcg_drop: float = Field(0.03, ge=0.0)  # anchor NDCG@10 may fall at most this
     # ... and, summed over updates, the mean per-category anchor AUC of the protected categories may
     # fall at most this below the anchor's baseline (the champion when it was frozen or rolled)
     max_cumulative_auc_drop: float = Field(0.01, ge=0.0)

@@ -35,7 +35,6 @@ and ``context`` = ``{"mode": "normal"|"adapt"|"catch_up", "anomalous": [evidence
 | ``holdout_auc_vs_champion`` | relative | upper end of the AUC interval >= -``max_holdout_auc_deficit`` |
 | ``anchor_auc_drop`` | change | champion anchor AUC - candidate's <= ``max_anchor_auc_drop`` (unchanged slices), or within noise |
 | ``anchor_worst_category_auc_drop`` | change | no unchanged category fell more than ``max_worst_category_auc_drop`` beyond noise |
-| ``anchor_ndcg_drop`` | change | champion anchor NDCG@10 - candidate's <= ``max_anchor_ndcg_drop`` (unchanged slices), or within noise |
 | ``anchor_cumulative_auc_drop`` | change | mean AUC over the protected categories, baseline's - candidate's <= ``max_cumulative_auc_drop``, or within noise |
 | ``hour_not_anomalous`` | hold | mode is not normal, or the champion's prequential metric did not fall this hour (where the rule has no verdict, a late hour or too few earlier hours: its holdout AUC did not fall below its anchor AUC, `drift_rule.anchor_evidence`) |
 
@@ -125,8 +124,6 @@ def decide(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, thr
                        noise.get("auc")),
             worst_category_check(candidate, champion, t, changed,
                                  {c: i.get("auc") for c, i in noise.get("per_category", {}).items()}),
-            drop_check("anchor_ndcg_drop", candidate, champion, f"{section}.ndcg@10", t.max_anchor_ndcg_drop,
-                       where.replace("AUC", "NDCG@10"), noise.get("ndcg@10")),
             budget_check(candidate, t.max_cumulative_auc_drop),
         ]
         if t.hold_anomalous_hours:

@@ -28,7 +28,6 @@ gate:
   max_holdout_logloss: 5.0
   max_anchor_auc_drop: 1.0
   max_worst_category_auc_drop: 1.0
-  max_anchor_ndcg_drop: 1.0
   max_cumulative_auc_drop: 1.0
   max_holdout_auc_deficit: 1.0
   max_holdout_ndcg_deficit: 1.0

@@ -41,7 +41,7 @@ from incremental.sim.traffic import drift_mapping
 # on the second; the adapt candidate of that hour approved (its replay left out the changed
 # categories' pre-drift rows); on the last hour the adopted model's AUC 0.54 against the stale
 # champion's 0.49 on the same rows. (Before stale rows were left out of replay, every candidate of
-# the episode failed `anchor_ndcg_drop` on the unchanged categories: the drifted traffic, about 90%
+# the episode failed the forgetting checks on the unchanged categories: the drifted traffic, about 90%
 # of it in the changed categories, taught the model to forget lexical matches everywhere.)
 pytestmark = pytest.mark.slow
 T0 = Hour(2026, 3, 2, 0, tzinfo=UTC)

@@ -97,7 +97,7 @@ def test_bootstrap_then_hours_through_the_gate(first_passes_home: Path, capsys: 
     # with a champion the change thresholds apply too: the holdout against it, forgetting on the anchor
     decision = json.loads(Path(client.download_artifacts(v2.run_id, "review/decision.json")).read_text())
     kinds = {c["name"]: c["kind"] for c in decision["checks"]}
-    assert {"anchor_auc_drop", "anchor_worst_category_auc_drop", "anchor_ndcg_drop"} <= {
+    assert {"anchor_auc_drop", "anchor_worst_category_auc_drop", "anchor_cumulative_auc_drop"} <= {
         name for name, kind in kinds.items() if kind == "change"}, kinds
     assert {"holdout_ndcg_vs_champion", "holdout_auc_vs_champion"} <= {
         name for name, kind in kinds.items() if kind == "relative"}, kinds
