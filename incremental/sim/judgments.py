@@ -67,7 +67,7 @@ class JudgmentsError(IncrementalError, ValueError):
 def _read(path: Path, encoding: str, columns: dict[str, str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise JudgmentsError(f"{path}: no such file")
+        raise JudgmentsError(f"{path}: " + ("a directory: name the CSV (or .zip) in it" if path.is_dir() else "no such file"))
     try:
         "".encode(encoding)
     except LookupError:

@@ -140,6 +140,8 @@ def test_other_bad_inputs(settings: Settings, tmp_path: Path) -> None:
     warehouse = Warehouse(settings.warehouse_url)
     with pytest.raises(JudgmentsError, match="no such file"):
         _import(warehouse, tmp_path / "nope.csv")
+    with pytest.raises(JudgmentsError, match="a directory: name the CSV"):
+        _import(warehouse, tmp_path)
     with pytest.raises(JudgmentsError, match="slice_by"):
         _import(warehouse, slice_by="colour")
     with pytest.raises(JudgmentsError, match="rate"):
