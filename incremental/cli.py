@@ -94,23 +94,29 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "simulate", commands.cmd_simulate, "write a synthetic catalogue and hourly traffic into the warehouse")
     _interval(p, end_required=True)
     p.add_argument("--rate", type=int, default=5000, help="impressions per hour")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenario", choices=("steady", "drift"), default="steady")
+    p.add_argument("--seed", type=int, default=0, help="the catalogue and the traffic (default: %(default)s)")
+    p.add_argument("--scenario", choices=("steady", "drift"), default="steady",
+                   help="steady: seasonality and vocabulary drift only; drift: also a sustained change of what some "
+                   "queries mean (default: %(default)s)")
     p.add_argument("--drift-at", type=_hour, default=None, help="drift scenario: first drifted hour (default: midpoint)")
     p.add_argument("--fault", action="append", metavar="KIND",
                    help=f"inject bad input of this kind into every simulated hour (repeatable): {', '.join(FAULTS)}")
 
     p = _command(sub, "import-judgments", commands.cmd_import_judgments,
                  "turn a relevance-judgment CSV into catalogue rows and impressions")
-    p.add_argument("path", type=Path)
-    p.add_argument("--query-col", required=True)
-    p.add_argument("--title-col", required=True)
-    p.add_argument("--grade-col", required=True)
-    p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--slice-by", choices=("brand", "hash"), default="brand")
-    p.add_argument("--start", type=_hour, required=True)
-    p.add_argument("--rate", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("path", type=Path, help="the CSV, or a .zip holding one")
+    p.add_argument("--query-col", required=True, help="the column of the search queries")
+    p.add_argument("--title-col", required=True, help="the column of the product titles")
+    p.add_argument("--grade-col", required=True, help="the column of the graded relevance (numbers; clicks are drawn "
+                   "from the grade, scaled to [0, 1] over the file, times the position bias)")
+    p.add_argument("--encoding", default="utf-8", help="the file's text encoding (default: %(default)s; the Home Depot "
+                   "set is latin-1)")
+    p.add_argument("--slice-by", choices=("brand", "hash"), default="brand",
+                   help="category of a product: its brand (the title's first word; pages ordered by brand, so the mix "
+                   "drifts from hour to hour) or a hash bucket (every hour alike) (default: %(default)s)")
+    p.add_argument("--start", type=_hour, required=True, help="the first hour of the impressions (ISO, on the hour)")
+    p.add_argument("--rate", type=int, default=2000, help="impressions an hour (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="positions, clicks, users and delays (default: %(default)s)")
 
     p = _command(sub, "extract", commands.cmd_extract, "extract hours from the warehouse into the lake")
     _interval(p)
@@ -128,7 +134,7 @@ def _training_commands(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "train", commands.cmd_train,
                  "update the champion on one validated hour (prints the MLflow run and the candidate); an hour "
                  "the champion's lineage already trained on is skipped (a full retrain retrains old hours)")
-    p.add_argument("--start", type=_hour, required=True)
+    p.add_argument("--start", type=_hour, required=True, help="the hour (ISO, on the hour, UTC)")
     p = _command(sub, "bootstrap", commands.cmd_bootstrap,
                  "train from the base weights on a window of validated hours, through the gate")
     _interval(p, end_required=True)
@@ -166,7 +172,8 @@ def _benchmark_commands(sub: argparse._SubParsersAction) -> None:
     bsub = p.add_subparsers(dest="benchmark_command", required=True)
     b = bsub.add_parser("freeze", help="freeze a stratified sample of validated hours as the anchor set")
     _interval(b, end_required=True)
-    b.add_argument("--size", type=int, default=4000)
+    b.add_argument("--size", type=int, default=4000, help="rows sampled from the window's holdout sessions "
+                   "(default: %(default)s)")
     b.add_argument("--reason", default="", help="why (recorded)")
     b.add_argument("--refresh", action="store_true", help="replace the existing anchor (it is kept in history)")
     b.set_defaults(handler=commands.cmd_benchmark_freeze)
@@ -177,11 +184,11 @@ def _benchmark_commands(sub: argparse._SubParsersAction) -> None:
 def _registry_commands(sub: argparse._SubParsersAction) -> None:
     """The people's side of the registry (promote, roll back, history), the drift rule and serving."""
     p = _command(sub, "promote", commands.cmd_promote, "a person promotes a version to champion (overrides the gate; recorded)")
-    p.add_argument("--version", required=True)
-    p.add_argument("--reason", required=True)
+    p.add_argument("--version", required=True, help="the registered model version to make the champion")
+    p.add_argument("--reason", required=True, help="why a person overrides the gate (recorded)")
     p = _command(sub, "rollback", commands.cmd_rollback, "make an earlier champion the champion again (recorded)")
     p.add_argument("--to", help="version (default: the previous champion)")
-    p.add_argument("--reason", required=True)
+    p.add_argument("--reason", required=True, help="why (recorded)")
     _command(sub, "history", commands.cmd_history, "versions with decision, mode, interval, key metrics and champion periods")
     _command(sub, "migrate-lake", commands.cmd_migrate_lake,
              "move a lake in the format before Delta Lake (Parquet parts + manifests) into the search_logs table")
@@ -201,7 +208,7 @@ def _registry_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hours", type=_positive, default=12, help="how many recent hours of the record to show")
     p = _command(sub, "serve", commands.cmd_serve,
                  "serve the champion over HTTP (MLflow's scoring protocol; POST /reload follows the alias)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port, 1..65535")
     p.add_argument("--poll-seconds", type=float, default=0, help="also re-check the champion alias this often (0: off)")
 
