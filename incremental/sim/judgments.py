@@ -78,13 +78,13 @@ def _read(path: Path, encoding: str, columns: dict[str, str]) -> pd.DataFrame:
         raise JudgmentsError(f"{path} is empty: expected a CSV with a header row") from None
     except UnicodeDecodeError as exc:
         raise JudgmentsError(
-            f"{path} is not valid {encoding} (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}): "
+            f"{path} is not valid {encoding} (a byte {exc.object[exc.start:exc.start + 1]!r} it cannot decode): "
             f"pass the file's encoding, e.g. --encoding latin-1"
         ) from None
+    except pd.errors.ParserError as exc:  # a ValueError too: first
+        raise JudgmentsError(f"{path} is not a well-formed CSV: {str(exc).strip()}") from None
     except (zipfile.BadZipFile, ValueError) as exc:  # e.g. a zip holding several files
-        raise JudgmentsError(f"{path} could not be read as one CSV: {exc}") from None
-    except pd.errors.ParserError as exc:
-        raise JudgmentsError(f"{path} is not a well-formed CSV: {exc}") from None
+        raise JudgmentsError(f"{path} could not be read as one CSV: {str(exc).strip()}") from None
     missing = [f"{name!r} ({flag})" for flag, name in columns.items() if name not in frame.columns]
     if missing:
         raise JudgmentsError(

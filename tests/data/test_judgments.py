@@ -142,6 +142,11 @@ def test_other_bad_inputs(settings: Settings, tmp_path: Path) -> None:
         _import(warehouse, tmp_path / "nope.csv")
     with pytest.raises(JudgmentsError, match="a directory: name the CSV"):
         _import(warehouse, tmp_path)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("search,product_name,score\ndrill,Drill,3\nsaw,Saw,2,extra\n")
+    with pytest.raises(JudgmentsError, match="not a well-formed CSV: .*line 3") as ragged_error:
+        _import(warehouse, ragged)
+    assert not str(ragged_error.value).endswith("\n")  # one line, as the CLI prints it
     with pytest.raises(JudgmentsError, match="slice_by"):
         _import(warehouse, slice_by="colour")
     with pytest.raises(JudgmentsError, match="rate"):
