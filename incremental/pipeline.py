@@ -221,7 +221,7 @@ def train_step(
 
     `monitored`: what `monitor_step` handed on for this hour (the mode and the drift context,
     the shadow chain's head); without it (`incremental train`) they are read from the drift state."""
-    from incremental.judge import drift, drift_rule
+    from incremental.judge import anchor, drift, drift_rule
     from incremental.model.update import holdout_uri, train_hour
     from incremental.registry import champion as registry
 
@@ -246,8 +246,8 @@ def train_step(
         return Trained(hour=hour, partition_sha256=sha, skipped=skipped.message, champion=skipped.champion,
                        trained_by=skipped.trained_by, trained_through=skipped.trained_through)
     champion = tracking.champion(settings)
-    if champion is None:  # an hourly update starts from the champion: without one it would train from the base
-        # weights for nothing (the gate needs the anchor set the first model freezes)
+    if champion is None and anchor.current(settings.lake) is None:  # never bootstrapped: an update from the base
+        # weights would train for minutes, then fail at the gate for want of the anchor set a first model freezes
         raise PipelineError(f"no champion yet under {settings.home}: train the first one with `incremental bootstrap "
                             f"--start ISO --end ISO` on the hours validated so far (it also freezes the anchor set), "
                             f"then run hour {hour} again")

@@ -16,6 +16,7 @@ from incremental import pipeline
 from incremental.config import Settings
 from incremental.handover import Monitored
 from incremental.hours import Hour
+from incremental.judge import anchor
 from incremental.model import replay, update
 from incremental.registry import champion as registry
 from incremental.registry import lineage, tracking
@@ -71,6 +72,9 @@ def test_without_a_champion_train_stops_at_once_naming_bootstrap(settings: Setti
     with pytest.raises(pipeline.PipelineError, match="no champion yet .*incremental bootstrap --start ISO --end ISO"):
         pipeline.train_step(settings, T0)
     assert asked == {}  # nothing trained
+    # bootstrapped, but its first model was rejected: an update from the base weights is judged as a first model
+    monkeypatch.setattr(anchor, "current", lambda lake: object())
+    assert pipeline.train_step(settings, T0).compare_with is None and asked["start_version"] is None
 
 
 def test_train_refuses_the_monitoring_of_another_hour(settings: Settings, asked: dict[str, Any]) -> None:
