@@ -290,7 +290,7 @@ def run_hour(
         done("validated")
         monitored = monitor_step(settings, hour, dry_run=dry_run)
         done(f"scored by champion {monitored.champion_version}, mode {monitored.mode}" if monitored.champion_version
-             else f"not scored: {monitored.note}" if monitored.note else f"monitored, mode {monitored.mode}")
+             else f"not scored ({monitored.note}), mode {monitored.mode}")
         trained = train_step(settings, hour, monitored, overrides=overrides, airflow_run_id=airflow_run_id)
         done(f"reusing version {trained.reused_version}" if trained.reused_version
              else "already in the champion's lineage" if trained.skipped else "trained")

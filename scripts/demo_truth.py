@@ -18,6 +18,7 @@ Only the demo's simulated data has a truth to compare with; the pipeline itself 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 import pandas as pd
@@ -56,9 +57,10 @@ def main() -> None:
     parser.add_argument("--rate", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # piped, print was block-buffered: a user saw 102 s of nothing
     settings = load_settings()
     print(f"regenerating the hidden relevance of {args.start} .. {args.end} (seed {args.seed}) and loading the "
-          "champions; then one line an hour", flush=True)  # piped, print is block-buffered: a user saw 102 s of nothing
+          "champions; then one line an hour")
     frame = truth_frame(args)
     after = parse_hour(args.bootstrap_end)
     window = frame[frame["hour"] < pd.Timestamp(after)]
@@ -71,7 +73,7 @@ def main() -> None:
         models[f"final champion v{last[0]}"] = last[0]
     loaded = {label: rk.load_dir(tracking.version_model_dir(settings, v)) for label, v in models.items()}
     print("hour      drift   ceiling (truth NDCG, click AUC) | lexical floor | "
-          + " | ".join(loaded) + "   (each: truth NDCG@10, click AUC, share of the ceiling's AUC headroom)", flush=True)
+          + " | ".join(loaded) + "   (each: truth NDCG@10, click AUC, share of the ceiling's AUC headroom)")
     for hour, rows in frame[frame["hour"] >= pd.Timestamp(after)].groupby("hour"):
         rows = rows.reset_index(drop=True)
         ceiling_auc = metrics.roc_auc(rows["clicked"].to_numpy(), rows["relevance"].to_numpy())
@@ -81,10 +83,10 @@ def main() -> None:
             cells.append(figures(rows, rk.score_frame(model, tokenizer, rows, max_length=settings.training.max_length),
                                  ceiling_auc))
         drifted = "after" if hour >= pd.Timestamp(parse_hour(args.drift_at)) else "before"
-        print(f"{hour:%H:%M}     {drifted:<7} " + " | ".join(cells), flush=True)
+        print(f"{hour:%H:%M}     {drifted:<7} " + " | ".join(cells))
     if len(loaded) > 1:
         print("the final champion learned the drifted regime: on the hours before the drift it is judged by the truth "
-              "the drift replaced, so it ranks below the first champion there", flush=True)
+              "the drift replaced, so it ranks below the first champion there")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def history(settings: Settings) -> list[HistoryRow]:
 
 def _history_row(v: ModelVersion, current: str | None) -> HistoryRow:
     tags = v.tags
+    mode, kind = tags.get("mode", "normal"), tags.get("kind")
 
     def metric(key: str) -> str:  # as tagged: text
         return tags.get(TAG_NAMES[key], "")
@@ -57,8 +58,7 @@ def _history_row(v: ModelVersion, current: str | None) -> HistoryRow:
         "override": tags.get("override", "") or ("rollback" if tags.get("rollback_reason") else ""),
         "interval": tags.get("interval", ""),
         "parent": tags.get("parent_version", ""),
-        "mode": tags.get("mode", "normal") + (f" ({tags['kind']})" if tags.get("kind") not in (None, "hourly",
-                                                                                          tags.get("mode", "normal")) else ""),
+        "mode": mode + (f" ({kind})" if kind not in (None, "hourly", mode) else ""),
         "changed_slices": tags.get("changed_slices", ""),
         "holdout_auc": metric("holdout_auc"), "holdout_logloss": metric("holdout_logloss"),
         "anchor_auc": metric("anchor_auc"), "anchor_ndcg@10": metric("anchor_ndcg@10"),
